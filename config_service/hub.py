@@ -1,0 +1,413 @@
+"""The change hub: tells long polls and event streams, in memory, that a document has a new version.
+
+One `ChangeHub` lives in each server process. It maps (service, environment)
+to the current version and to an opaque payload the server chooses (normally
+the already rendered response bytes of that version), and it holds:
+
+* waiters: long polls parked on one document. A waiter is one asyncio future
+  in that document's set plus one timer handle for its timeout; nothing polls.
+  `publish` hands every waiter of that document the same `(version, payload)`
+  tuple, so waking 10,000 waiters is 10,000 `set_result` calls and no copies.
+* subscriptions: event streams (Server-Sent Events). Each has a bounded
+  queue; a subscriber that falls too far behind is dropped rather than
+  allowed to grow memory, and is expected to reconnect with `Last-Event-ID`
+  so the server replays what it missed from the store.
+
+Everything here runs on the event loop thread. A write that commits in a worker
+thread calls `publish_threadsafe(loop, ...)`, which hands the publish to the loop.
+
+Typical use by a route handler::
+
+    known = 3                                   # from If-None-Match: "3"
+    result = await hub.wait_for_change(service, environment, known, timeout=30)
+    if result is None:
+        ...                                     # 304: nothing new within the wait
+    else:
+        version, body = result                  # 200 with the shared body bytes
+
+and by an event stream with resume::
+
+    with hub.subscribe(matches) as subscription:    # subscribe first, so nothing
+        for event in store.events_after(last_id):   # published during the replay
+            send(event)                             # is lost ...
+            last_id = event.sequence
+        while True:
+            event = await subscription.next(timeout=15)
+            if event is None:
+                send_ping()
+            elif event.sequence > last_id:          # ... and nothing is sent twice
+                send(event)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Generic, TypeVar
+
+__all__ = [
+    "ChangeEvent",
+    "ChangeHub",
+    "Subscription",
+    "SubscriptionClosed",
+]
+
+PayloadT = TypeVar("PayloadT")
+
+DEFAULT_SUBSCRIBER_QUEUE = 1024
+
+
+@dataclass(frozen=True)
+class ChangeEvent:
+    """One new version of one document, as an event stream announces it.
+
+    `sequence` is the store's global change sequence: it increases with every
+    version of every document, so it serves as the SSE `id` and as the resume
+    point of `Last-Event-ID`.
+    """
+
+    sequence: int
+    service: str
+    environment: str
+    version: int
+    hash: str
+
+    def to_dict(self) -> dict[str, str | int]:
+        """The event's `data` object: `{service, environment, version, hash}`."""
+        return {
+            "service": self.service,
+            "environment": self.environment,
+            "version": self.version,
+            "hash": self.hash,
+        }
+
+    @cached_property
+    def sse_bytes(self) -> bytes:
+        """The event framed for Server-Sent Events, built once and shared by every subscriber."""
+        data = json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+        return f"id: {self.sequence}\nevent: version\ndata: {data}\n\n".encode()
+
+
+class SubscriptionClosed(Exception):
+    """The subscription ended: closed by its owner, or dropped for falling behind.
+
+    `reason` is `"closed"` or `"overflow"`. After an overflow the client should
+    reconnect with `Last-Event-ID` set to the last event it received.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"subscription {reason}")
+        self.reason = reason
+
+
+EventFilter = Callable[[ChangeEvent], bool]
+
+
+class Subscription:
+    """A bounded queue of `ChangeEvent`s for one event stream; make it with `ChangeHub.subscribe`.
+
+    Use it as a context manager (or call `close`) so the hub forgets it when the
+    stream ends, and read it with `await next(timeout)` or `async for`.
+    """
+
+    def __init__(
+        self, forget: Callable[[Subscription], None], accepts: EventFilter, max_queue: int
+    ) -> None:
+        self._forget = forget
+        self._accepts = accepts
+        self._max_queue = max_queue
+        self._events: deque[ChangeEvent] = deque()
+        self._getter: asyncio.Future[None] | None = None
+        self._closed_reason: str | None = None
+
+    @property
+    def closed(self) -> bool:
+        """True once the subscription was closed or dropped."""
+        return self._closed_reason is not None
+
+    @property
+    def dropped(self) -> bool:
+        """True when the hub dropped this subscription because its queue was full."""
+        return self._closed_reason == "overflow"
+
+    @property
+    def pending(self) -> int:
+        """How many events wait to be read."""
+        return len(self._events)
+
+    def close(self) -> None:
+        """Stop receiving events; a pending `next` raises `SubscriptionClosed("closed")`."""
+        self._end("closed")
+
+    async def next(self, timeout: float | None = None) -> ChangeEvent | None:
+        """The next event; None when `timeout` seconds pass without one (time for a heartbeat).
+
+        Events already queued are still returned after an overflow; then
+        `SubscriptionClosed` is raised.
+        """
+        if not self._events:
+            if self._closed_reason is not None:
+                raise SubscriptionClosed(self._closed_reason)
+            getter = asyncio.get_running_loop().create_future()
+            self._getter = getter
+            try:
+                if timeout is None:
+                    await getter
+                else:
+                    await asyncio.wait({getter}, timeout=timeout)
+            finally:
+                self._getter = None
+                if not getter.done():
+                    getter.cancel()
+            if not self._events:
+                if self._closed_reason is not None:
+                    raise SubscriptionClosed(self._closed_reason)
+                return None
+        return self._events.popleft()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> ChangeEvent:
+        try:
+            event = await self.next()
+        except SubscriptionClosed:
+            raise StopAsyncIteration from None
+        assert event is not None  # without a timeout, next() only returns an event
+        return event
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _deliver(self, event: ChangeEvent) -> bool:
+        """Queue the event if it is wanted; False when the queue overflowed and we are dropped."""
+        if not self._accepts(event):
+            return True
+        if len(self._events) >= self._max_queue:
+            self._end("overflow")
+            return False
+        self._events.append(event)
+        self._wake()
+        return True
+
+    def _end(self, reason: str) -> None:
+        if self._closed_reason is not None:
+            return
+        self._closed_reason = reason
+        self._forget(self)
+        self._wake()
+
+    def _wake(self) -> None:
+        getter = self._getter
+        if getter is not None and not getter.done():
+            getter.set_result(None)
+
+
+@dataclass(eq=False)
+class _Document(Generic[PayloadT]):
+    """The hub's slot for one (service, environment): its current version and who waits on it."""
+
+    version: int | None = None
+    payload: PayloadT | None = None
+    waiters: set[asyncio.Future[tuple[int, PayloadT | None] | None]] = field(default_factory=set)
+
+
+def _expire(waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class ChangeHub(Generic[PayloadT]):
+    """Current versions, long-poll waiters and event subscriptions of one server process.
+
+    `PayloadT` is whatever the server caches per version (typically the rendered
+    JSON body as bytes); the hub never looks inside it.
+    """
+
+    def __init__(self, *, max_subscriber_queue: int = DEFAULT_SUBSCRIBER_QUEUE) -> None:
+        if max_subscriber_queue < 1:
+            raise ValueError("max_subscriber_queue must be at least 1")
+        self._max_subscriber_queue = max_subscriber_queue
+        self._documents: dict[tuple[str, str], _Document[PayloadT]] = {}
+        self._subscriptions: set[Subscription] = set()
+        self._waiter_count = 0
+        self._dropped_subscribers = 0
+        self._last_sequence = 0
+
+    # -- counters for metrics ------------------------------------------------
+
+    @property
+    def waiter_count(self) -> int:
+        """Long polls parked right now."""
+        return self._waiter_count
+
+    @property
+    def subscriber_count(self) -> int:
+        """Open event subscriptions right now."""
+        return len(self._subscriptions)
+
+    @property
+    def dropped_subscribers(self) -> int:
+        """Subscriptions dropped for overflowing their queue since the hub started."""
+        return self._dropped_subscribers
+
+    @property
+    def document_count(self) -> int:
+        """Documents whose current version the hub knows."""
+        return sum(1 for document in self._documents.values() if document.version is not None)
+
+    @property
+    def last_sequence(self) -> int:
+        """The highest change sequence published so far (0 before any)."""
+        return self._last_sequence
+
+    # -- documents -------------------------------------------------------------
+
+    def current(self, service: str, environment: str) -> tuple[int, PayloadT | None] | None:
+        """`(version, payload)` of the document as the hub knows it, or None if it knows none."""
+        document = self._documents.get((service, environment))
+        if document is None or document.version is None:
+            return None
+        return document.version, document.payload
+
+    def publish(
+        self,
+        service: str,
+        environment: str,
+        version: int,
+        payload: PayloadT | None = None,
+        *,
+        sequence: int | None = None,
+        hash: str | None = None,
+    ) -> bool:
+        """Record that `version` is now current, wake its waiters, and announce it.
+
+        Call it on the event loop thread right after the write committed, with
+        the store's global `sequence` and the document `hash`: then every
+        subscription whose filter accepts it gets a `ChangeEvent`. Without a
+        `sequence` nothing is announced; that form only teaches the hub a
+        version it did not know (say, the first read after a restart) and
+        caches its payload.
+
+        A version older than the one the hub holds is ignored (False). The same
+        version only replaces the cached payload (False). A newer version wakes
+        every waiter of that document with one shared `(version, payload)`
+        tuple and returns True.
+        """
+        key = (service, environment)
+        document = self._documents.get(key)
+        if document is None:
+            document = self._documents[key] = _Document()
+        if document.version is not None and version < document.version:
+            return False
+        if document.version == version:
+            if payload is not None:
+                document.payload = payload
+            return False
+        document.version = version
+        document.payload = payload
+        waiters, document.waiters = document.waiters, set()
+        shared = (version, payload)
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(shared)
+        if sequence is not None:
+            if hash is None:
+                raise ValueError("publish with a sequence needs the document hash")
+            self._announce(ChangeEvent(sequence, service, environment, version, hash))
+        return True
+
+    def publish_threadsafe(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        service: str,
+        environment: str,
+        version: int,
+        payload: PayloadT | None = None,
+        *,
+        sequence: int | None = None,
+        hash: str | None = None,
+    ) -> None:
+        """`publish` from another thread: scheduled on `loop`, in call order."""
+        loop.call_soon_threadsafe(
+            lambda: self.publish(
+                service, environment, version, payload, sequence=sequence, hash=hash
+            )
+        )
+
+    async def wait_for_change(
+        self, service: str, environment: str, known_version: int, timeout: float
+    ) -> tuple[int, PayloadT | None] | None:
+        """Wait until the document's version differs from `known_version`, for at most `timeout` s.
+
+        Returns `(version, payload)` at once when the hub already holds a
+        different version; else parks until `publish` brings a newer one, or
+        returns None when the time is up. When the hub knows no version of the
+        document (it does not exist yet, or nobody published it since start)
+        this waits for the next publish, so `known_version=0` on a missing
+        document holds until its first version. A cancelled wait (the client
+        went away) leaves nothing behind.
+        """
+        key = (service, environment)
+        document = self._documents.get(key)
+        if document is not None and document.version is not None:
+            if document.version != known_version:
+                return document.version, document.payload
+        if timeout <= 0:
+            return None
+        if document is None:
+            document = self._documents[key] = _Document()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[tuple[int, PayloadT | None] | None] = loop.create_future()
+        timer = loop.call_later(timeout, _expire, waiter)
+        document.waiters.add(waiter)
+        self._waiter_count += 1
+        try:
+            return await waiter
+        finally:
+            self._waiter_count -= 1
+            timer.cancel()
+            document.waiters.discard(waiter)
+            # A slot made only for waiting on a document that never appeared goes
+            # away with its last waiter, so unknown names cannot pile up.
+            if document.version is None and not document.waiters:
+                if self._documents.get(key) is document:
+                    del self._documents[key]
+
+    # -- event streams --------------------------------------------------------
+
+    def subscribe(self, accepts: EventFilter | None = None) -> Subscription:
+        """A new subscription to every future event that `accepts(event)` allows.
+
+        The filter is where the server applies `?service=`/`?environment=` and
+        the token's scope; it runs once per event per subscriber, on publish.
+        """
+        subscription = Subscription(
+            self._forget,
+            accepts if accepts is not None else _accept_all,
+            self._max_subscriber_queue,
+        )
+        self._subscriptions.add(subscription)
+        return subscription
+
+    def _announce(self, event: ChangeEvent) -> None:
+        if event.sequence > self._last_sequence:
+            self._last_sequence = event.sequence
+        # Copy: a dropped subscription removes itself from the set while we loop.
+        for subscription in list(self._subscriptions):
+            if not subscription._deliver(event):
+                self._dropped_subscribers += 1
+
+    def _forget(self, subscription: Subscription) -> None:
+        self._subscriptions.discard(subscription)
+
+
+def _accept_all(event: ChangeEvent) -> bool:
+    return True
