@@ -1,0 +1,43 @@
+"""TSK, the configuration language: parse, write, `@env` references, wire form and hashes.
+
+Standard library only: the server and the client both stand on this package.
+
+    >>> from config_service import tsk
+    >>> tsk.loads('port: @env("PORT", 8001)\\n')
+    {'port': EnvRef('PORT', 8001)}
+"""
+
+from config_service.tsk._document import TSK
+from config_service.tsk._parser import MAX_CHARS, MAX_DEPTH, MAX_VALUES, decode, load, loads
+from config_service.tsk._resolve import resolve, validation_view
+from config_service.tsk._types import MISSING, EnvRef, TSKDecodeError, TSKResolveError
+from config_service.tsk._wire import (
+    canonical_json,
+    document_hash,
+    from_wire,
+    section_hashes,
+    to_wire,
+)
+from config_service.tsk._writer import dumps
+
+__all__ = [
+    "MAX_CHARS",
+    "MAX_DEPTH",
+    "MAX_VALUES",
+    "MISSING",
+    "TSK",
+    "EnvRef",
+    "TSKDecodeError",
+    "TSKResolveError",
+    "canonical_json",
+    "decode",
+    "document_hash",
+    "dumps",
+    "from_wire",
+    "load",
+    "loads",
+    "resolve",
+    "section_hashes",
+    "to_wire",
+    "validation_view",
+]

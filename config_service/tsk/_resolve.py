@@ -1,0 +1,114 @@
+"""Resolving `@env` references in the process that uses the config (never on the server)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+from config_service.tsk._types import EnvRef, TSKDecodeError, TSKResolveError, copy_data, holds_env
+
+INT_RE: Final = re.compile(r"[+-]?[0-9]+\Z")
+FLOAT_RE: Final = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
+TRUE_WORDS: Final = frozenset({"true", "1", "yes"})
+FALSE_WORDS: Final = frozenset({"false", "0", "no"})
+
+
+def resolve(data: Any, environ: Mapping[str, str] | None = None) -> Any:
+    """A copy of `data` with every `EnvRef` replaced by its variable, converted to its default's type.
+
+    Raises `TSKResolveError` (with `.name`) for an unset variable without default
+    and for a value that does not convert.
+    """
+    env = os.environ if environ is None else environ
+    return _resolve(data, env)
+
+
+def _resolve(data: Any, environ: Mapping[str, str]) -> Any:
+    if isinstance(data, dict):
+        return {key: _resolve(value, environ) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_resolve(item, environ) for item in data]
+    if isinstance(data, EnvRef):
+        return resolve_reference(data, environ)
+    return data
+
+
+def resolve_reference(ref: EnvRef, environ: Mapping[str, str]) -> Any:
+    """The value of one `@env` reference in `environ`."""
+    raw = environ.get(ref.name)
+    if raw is None:
+        if ref.has_default:
+            return copy_data(ref.default)
+        raise TSKResolveError(
+            ref.name,
+            f"environment variable {ref.name} is not set and its @env has no default",
+        )
+    return convert(ref.name, raw.strip(), ref.default)
+
+
+def convert(name: str, text: str, default: Any) -> Any:
+    """`text` converted to the type of `default` (str when it is a string, null or missing)."""
+    if isinstance(default, bool):
+        word = text.lower()
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+        raise _unconvertible(name, text, "a boolean (true/false/1/0/yes/no)")
+    if isinstance(default, int):
+        if INT_RE.match(text):
+            return int(text)
+        raise _unconvertible(name, text, "an integer")
+    if isinstance(default, float):
+        if FLOAT_RE.match(text):
+            return float(text)
+        raise _unconvertible(name, text, "a number")
+    if isinstance(default, list | dict):
+        expected = "an array" if isinstance(default, list) else "an object"
+        return _inline_value(name, text, list if isinstance(default, list) else dict, expected)
+    return text
+
+
+def _inline_value(name: str, text: str, kind: type, expected: str) -> Any:
+    from config_service.tsk._parser import loads  # a cycle at import time otherwise
+
+    try:
+        value = loads(f"value: {text}\n")["value"]
+    except TSKDecodeError as error:
+        raise TSKResolveError(
+            name,
+            f"environment variable {name} is {text!r}, expected {expected} written in TSK "
+            f"({error.msg})",
+        ) from None
+    if not isinstance(value, kind) or holds_env(value):
+        raise _unconvertible(name, text, f"{expected} written in TSK")
+    return value
+
+
+def _unconvertible(name: str, text: str, expected: str) -> TSKResolveError:
+    return TSKResolveError(name, f"environment variable {name} is {text!r}, expected {expected}")
+
+
+def validation_view(data: Any) -> Any:
+    """The data as the server validates it: each `@env` stands for its default.
+
+    A reference without a default is left out (of its object, or of its array),
+    so validation skips that path (TSK.md section 4).
+    """
+    if isinstance(data, dict):
+        return {
+            key: validation_view(value)
+            for key, value in data.items()
+            if not (isinstance(value, EnvRef) and not value.has_default)
+        }
+    if isinstance(data, list):
+        return [
+            validation_view(item)
+            for item in data
+            if not (isinstance(item, EnvRef) and not item.has_default)
+        ]
+    if isinstance(data, EnvRef):
+        return copy_data(data.default)
+    return data

@@ -1,0 +1,118 @@
+"""The values and errors of the TSK data model: EnvRef, MISSING and the two error types."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+
+ENV_NAME_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+class _Missing:
+    """The type of `MISSING`: an `@env` reference without a default."""
+
+    _instance: _Missing | None = None
+
+    def __new__(cls) -> _Missing:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __reduce__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing()
+
+
+@dataclass(frozen=True)
+class EnvRef:
+    """`@env("NAME", default)`: an environment variable of the process that loads the config.
+
+    The server stores and serves it unresolved; `tsk.resolve` replaces it in the
+    service's own process.
+    """
+
+    name: str
+    default: Any = MISSING
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not ENV_NAME_RE.match(self.name):
+            raise ValueError(
+                f"invalid environment variable name {self.name!r}: "
+                "it must match [A-Za-z_][A-Za-z0-9_]*"
+            )
+
+    @property
+    def has_default(self) -> bool:
+        return self.default is not MISSING
+
+    def __repr__(self) -> str:
+        if self.has_default:
+            return f"EnvRef({self.name!r}, {self.default!r})"
+        return f"EnvRef({self.name!r})"
+
+
+class TSKDecodeError(ValueError):
+    """A TSK document that is not valid; says where (line and column) and what is wrong."""
+
+    def __init__(
+        self,
+        msg: str,
+        doc: str,
+        pos: int,
+        *,
+        lineno: int | None = None,
+        colno: int | None = None,
+    ) -> None:
+        if lineno is None or colno is None:
+            lineno = doc.count("\n", 0, pos) + 1
+            colno = pos - doc.rfind("\n", 0, pos)
+        self.msg = msg
+        self.doc = doc
+        self.pos = pos
+        self.lineno = lineno
+        self.colno = colno
+        super().__init__(f"line {lineno}, column {colno}: {msg}")
+
+    def __reduce__(self) -> Any:
+        return (
+            _rebuild_decode_error,
+            (self.msg, self.doc, self.pos, self.lineno, self.colno),
+        )
+
+
+def _rebuild_decode_error(msg: str, doc: str, pos: int, lineno: int, colno: int) -> TSKDecodeError:
+    return TSKDecodeError(msg, doc, pos, lineno=lineno, colno=colno)
+
+
+class TSKResolveError(ValueError):
+    """An `@env` reference that cannot be resolved: unset without default, or not convertible."""
+
+    def __init__(self, name: str, message: str) -> None:
+        self.name = name
+        super().__init__(message)
+
+
+def copy_data(value: Any) -> Any:
+    """A deep copy of parsed data (dicts and lists; leaves are immutable)."""
+    if isinstance(value, dict):
+        return {key: copy_data(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [copy_data(item) for item in value]
+    return value
+
+
+def holds_env(value: Any) -> bool:
+    """Whether `value` is or contains an `EnvRef`."""
+    if isinstance(value, EnvRef):
+        return True
+    if isinstance(value, dict):
+        return any(holds_env(item) for item in value.values())
+    if isinstance(value, list):
+        return any(holds_env(item) for item in value)
+    return False
