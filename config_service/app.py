@@ -1,0 +1,200 @@
+"""The HTTP application: `create_app(settings)` and the whole route table, in one place."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from config_service.errors import ApiError, error_body
+from config_service.hub import ChangeHub
+from config_service.openapi import Endpoint, build_openapi
+from config_service.routes import audit, configs, events, instances, operations, schemas, tokens
+from config_service.server import ConfigServer, Rendered
+from config_service.settings import Settings
+
+logger = logging.getLogger("config_service")
+access_logger = logging.getLogger("config_service.access")
+
+DOCUMENT = "/v1/configs/{service}/{environment}"
+
+# The whole HTTP API. Handlers are thin: they read the request, call ConfigServer, render.
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("GET", "/health", operations.health, "Process and store health", "public", (200, 503)),
+    Endpoint("GET", "/metrics", operations.metrics, "Prometheus metrics", "public"),
+    Endpoint("GET", "/openapi.json", operations.openapi, "This description", "public"),
+    Endpoint("GET", "/v1/services", operations.list_services, "Every service in scope, with its current versions", "reader"),
+    Endpoint("PUT", DOCUMENT, configs.put_config, "Push a document (TSK or JSON body); If-Match for compare-and-set", "writer", (200, 201, 400, 404, 412, 413, 415, 422), "tsk-or-json"),
+    Endpoint("GET", DOCUMENT, configs.get_config, "The current version; If-None-Match gives 304; ?wait=N long-polls", "reader", (200, 304, 400, 404, 422)),
+    Endpoint("GET", DOCUMENT + "/versions", configs.list_versions, "History, newest first (?limit, ?before)", "reader", (200, 400, 404, 422)),
+    Endpoint("GET", DOCUMENT + "/versions/{version}", configs.get_version, "One version; immutable", "reader", (200, 400, 404, 422)),
+    Endpoint("GET", DOCUMENT + "/diff", configs.diff_versions, "Structural and unified diff of two versions (?from=N&to=M)", "reader", (200, 400, 404, 422)),
+    Endpoint("POST", DOCUMENT + "/rollback", configs.rollback, "A new version with an older version's source", "writer", (200, 201, 400, 404, 415, 422), "json"),
+    Endpoint("POST", DOCUMENT + "/promote", configs.promote, "A new version with the previous environment's source", "writer", (200, 201, 400, 404, 409, 415, 422), "json"),
+    Endpoint("GET", DOCUMENT + "/instances", instances.list_instances, "Instances of the document, with staleness and drift", "reader", (200, 404, 422)),
+    Endpoint("GET", "/v1/diff/{service}", configs.diff_environments, "Diff of the current versions of two environments (?from=&to=)", "reader", (200, 400, 404, 422)),
+    Endpoint("POST", "/v1/instances", instances.report_instance, "An instance reports the version it runs", "reader", (204, 400, 404, 415, 422), "json"),
+    Endpoint("GET", "/v1/events", events.events, "Server-Sent Events, one per new version; Last-Event-ID resumes", "reader", (200, 400, 404, 422)),
+    Endpoint("PUT", "/v1/schemas/{service}", schemas.put_schema, "Put a JSON Schema (draft 2020-12); ?force=true (admin) skips the check of current documents", "writer", (200, 201, 400, 409, 413, 415, 422), "json"),
+    Endpoint("GET", "/v1/schemas/{service}", schemas.get_schema, "The current schema", "reader", (200, 404, 422)),
+    Endpoint("GET", "/v1/schemas/{service}/versions", schemas.schema_versions, "Schema history, newest first", "reader", (200, 400, 422)),
+    Endpoint("GET", "/v1/schemas/{service}/versions/{version}", schemas.schema_version, "One version of the schema", "reader", (200, 400, 404, 422)),
+    Endpoint("POST", "/v1/tokens", tokens.create_token, "Create a token; the secret is in this answer only", "admin", (201, 400, 415), "json"),
+    Endpoint("GET", "/v1/tokens", tokens.list_tokens, "Every token, without secrets", "admin"),
+    Endpoint("DELETE", "/v1/tokens/{token_id}", tokens.revoke_token, "Revoke a token at once", "admin", (204, 404)),
+    Endpoint("GET", "/v1/audit", audit.list_audit, "The audit log, newest first (?service, ?environment, ?action, ?actor)", "admin", (200, 400)),
+)
+
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
+
+
+class RequestContext:
+    """Request ids, the JSON error shape for anything that escapes a handler, metrics, access log."""
+
+    def __init__(self, app: ASGIApp, server: ConfigServer, routes: dict[Any, str], access_log: bool) -> None:
+        self.app = app
+        self.server = server
+        self.routes = routes
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started_at = time.perf_counter()
+        request_id = b""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = value
+                break
+        if not _REQUEST_ID.fullmatch(request_id):
+            request_id = secrets.token_hex(8).encode("ascii")
+        scope.setdefault("state", {})["request_id"] = request_id.decode("ascii")
+        status = 0
+        latency = 0.0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, latency
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                latency = time.perf_counter() - started_at
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id)]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except ApiError as error:
+            if status == 0:
+                await _send_error(send_with_id, error.status, error.body(), error.headers)
+        except Exception:
+            logger.exception("request %s failed", request_id.decode("ascii"))
+            if status == 0:
+                body = error_body("internal", "the server failed to answer; the failure is in its log")
+                await _send_error(send_with_id, 500, body, {})
+        finally:
+            route = self.routes.get(scope.get("endpoint"), "unmatched")
+            metrics = self.server.metrics
+            metrics.requests.labels(route=route, method=scope["method"], status=str(status)).inc()
+            metrics.latency.labels(route=route).observe(latency or time.perf_counter() - started_at)
+            if self.access_log:
+                access_logger.info(
+                    "%s",
+                    json.dumps(
+                        {
+                            "request_id": request_id.decode("ascii"),
+                            "method": scope["method"],
+                            "path": scope["path"],
+                            "route": route,
+                            "status": status,
+                            "ms": round((time.perf_counter() - started_at) * 1000, 2),
+                        }
+                    ),
+                )
+
+
+async def _send_error(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
+    raw = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode("ascii")),
+        *((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 (no such route, wrong method) in the JSON error shape."""
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+    message = {
+        404: f"there is no route {request.url.path}",
+        405: f"{request.method} is not allowed on {request.url.path}",
+    }.get(exc.status_code, str(exc.detail))
+    return Response(
+        error_body(code, message), exc.status_code, headers=exc.headers, media_type="application/json"
+    )
+
+
+def create_app(settings: Settings, server: ConfigServer | None = None) -> Starlette:
+    """The server's ASGI app. Nothing is opened until the app's lifespan starts."""
+    config_server = server if server is not None else ConfigServer(settings)
+    hub: ChangeHub[Rendered] = ChangeHub()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, config_server.start)
+
+        def publish(rendered: Rendered) -> None:
+            record = rendered.record
+            hub.publish_threadsafe(
+                loop,
+                record.service,
+                record.environment,
+                record.version,
+                rendered,
+                sequence=record.sequence,
+                hash=record.hash,
+            )
+
+        config_server.add_commit_listener(publish)
+        if settings.sync:
+            await loop.run_in_executor(None, config_server.load_schema_files, settings.schemas_dir)
+            await loop.run_in_executor(
+                None, config_server.import_environment_files, settings.environments_dir
+            )
+        try:
+            yield
+        finally:
+            await loop.run_in_executor(None, config_server.stop)
+
+    routes = [
+        Route(endpoint.path, endpoint.handler, methods=[endpoint.method]) for endpoint in ENDPOINTS
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_exception},
+    )
+    app.state.server = config_server
+    app.state.hub = hub
+    app.state.settings = settings
+    app.state.openapi = build_openapi(ENDPOINTS)
+    route_names = {endpoint.handler: endpoint.path for endpoint in ENDPOINTS}
+    app.add_middleware(
+        RequestContext, server=config_server, routes=route_names, access_log=settings.access_log
+    )
+    return app

@@ -1,0 +1,112 @@
+"""`tskcfg serve`: run the config server with uvicorn (uvloop, httptools) on one process."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from config_service.cli._group import main
+from config_service.settings import parse_pipeline, settings_from_environment
+
+
+def _configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    # One line per record; access lines carry a JSON object as their message.
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s", "%Y-%m-%dT%H:%M:%S")
+    )
+    root = logging.getLogger("config_service")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1; TSKCFG_HOST).")
+@click.option("--port", type=int, default=None, help="Port (default 8005; TSKCFG_PORT).")
+@click.option(
+    "--data-dir", type=click.Path(path_type=Path), default=None,
+    help="Where config.db and admin.token live (default ./data; TSKCFG_DATA_DIR).",
+)
+@click.option(
+    "--environments", "environments_dir", type=click.Path(path_type=Path), default=None,
+    help="Folder of <environment>/<service>.tsk documents (default ./environments).",
+)
+@click.option(
+    "--schemas", "schemas_dir", type=click.Path(path_type=Path), default=None,
+    help="Folder of <name>.json schemas (default ./schemas).",
+)
+@click.option(
+    "--pipeline", default=None,
+    help="Environments in promotion order (default development,staging,production).",
+)
+@click.option("--no-sync", is_flag=True, default=False, help="Do not import environments/ and schemas/.")
+@click.option("--max-body", type=int, default=None, help="Largest request body in bytes (default 1 MiB).")
+@click.option("--workers", type=int, default=None, help="Worker processes; only 1 is supported.")
+@click.option("--log-level", default=None, help="debug, info, warning or error (default info).")
+@click.option("--no-access-log", is_flag=True, default=False, help="Do not log one line per request.")
+def serve(
+    host: str | None,
+    port: int | None,
+    data_dir: Path | None,
+    environments_dir: Path | None,
+    schemas_dir: Path | None,
+    pipeline: str | None,
+    no_sync: bool,
+    max_body: int | None,
+    workers: int | None,
+    log_level: str | None,
+    no_access_log: bool,
+) -> None:
+    """Run the config server (Ctrl-C stops it)."""
+    try:
+        settings = settings_from_environment().with_overrides(
+            host=host,
+            port=port,
+            data_dir=data_dir,
+            environments_dir=environments_dir,
+            schemas_dir=schemas_dir,
+            pipeline=parse_pipeline(pipeline) if pipeline is not None else None,
+            max_body=max_body,
+            workers=workers,
+            log_level=log_level,
+        )
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    if no_sync:
+        settings = settings.with_overrides(sync=False)
+    if no_access_log:
+        settings = settings.with_overrides(access_log=False)
+    if settings.workers != 1:
+        raise click.UsageError(
+            f"--workers {settings.workers}: only one worker process is supported. Each process "
+            "has its own change hub, so a push answered by one worker would not wake long polls "
+            "and event streams held by the others. Run one process (it serves many thousands of "
+            "watchers), or several servers behind a load balancer once a shared store exists."
+        )
+    if settings.max_body < 1:
+        raise click.UsageError("--max-body must be a positive number of bytes")
+    _configure_logging(settings.log_level)
+
+    import uvicorn
+
+    from config_service.app import create_app
+
+    app = create_app(settings)
+    logging.getLogger("config_service").info(
+        "serving on http://%s:%d (data in %s)", settings.host, settings.port, settings.data_dir
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level=settings.log_level,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )

@@ -1,0 +1,167 @@
+"""What every handler needs from a request: the server, the caller's token, a bounded body, parameters."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from config_service.auth import Principal
+from config_service.errors import ApiError, bad_request, unauthorized
+from config_service.server import ConfigServer
+
+JSON_TYPE = "application/json"
+TSK_TYPES = ("text/x-tsk", "text/plain")
+_ETAG = re.compile(r'\s*(?:W/)?"([^"]*)"\s*')
+
+
+def server_of(request: Request) -> ConfigServer:
+    server: ConfigServer = request.app.state.server
+    return server
+
+
+def request_id(request: Request) -> str | None:
+    value = request.scope.get("state", {}).get("request_id")
+    return value if isinstance(value, str) else None
+
+
+def authenticate(request: Request) -> Principal:
+    """The caller's principal; 401 when the bearer token is missing, unknown or revoked."""
+    header = request.headers.get("authorization")
+    if not header:
+        raise unauthorized("this route needs a bearer token (Authorization: Bearer <token>)")
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        raise unauthorized("use the Authorization header as 'Bearer <token>'")
+    principal = server_of(request).tokens.authenticate(presented.strip())
+    if principal is None:
+        raise unauthorized("the token is not valid, or it was revoked")
+    return principal
+
+
+def require_admin(principal: Principal) -> None:
+    if not principal.is_admin:
+        from config_service.errors import forbidden
+
+        raise forbidden("only an admin token may do this")
+
+
+def json_response(
+    content: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    body = json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return Response(body, status_code=status, headers=headers, media_type=JSON_TYPE)
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+async def read_body(request: Request) -> bytes:
+    """The whole body, refused with 413 as soon as it passes the size limit."""
+    limit = server_of(request).settings.max_body
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise _too_large(limit)
+        except ValueError:
+            raise bad_request("Content-Length is not a number") from None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "too_large", f"the body is larger than this server's limit of {limit} bytes")
+
+
+def unsupported(kinds: str) -> ApiError:
+    return ApiError(415, "unsupported_media_type", f"send the body as {kinds}")
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise bad_request("the JSON body is nested too deeply") from None
+    except (UnicodeDecodeError, ValueError) as error:
+        raise bad_request(f"the body is not valid JSON: {error}") from None
+
+
+async def read_json_object(request: Request) -> dict[str, Any]:
+    """A JSON object body: 415 for another content type, 400 when malformed or not an object."""
+    if media_type(request) != JSON_TYPE:
+        raise unsupported("application/json")
+    value = parse_json(await read_body(request))
+    if not isinstance(value, dict):
+        raise bad_request("the JSON body must be an object")
+    return value
+
+
+def optional_string(body: dict[str, Any], key: str, default: str = "") -> str:
+    value = body.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise bad_request(f"{key!r} must be a string")
+    return value
+
+
+def optional_int(body: dict[str, Any], key: str) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad_request(f"{key!r} must be an integer")
+    return value
+
+
+def int_query(
+    request: Request, name: str, default: int | None, minimum: int, maximum: int | None = None
+) -> int | None:
+    text = request.query_params.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise bad_request(f"the parameter {name!r} must be an integer, not {text!r}") from None
+    if value < minimum:
+        raise bad_request(f"the parameter {name!r} must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        value = maximum
+    return value
+
+
+def path_version(request: Request, name: str = "version") -> int:
+    text = request.path_params[name]
+    if not text.isdigit() or len(text) > 18:
+        raise bad_request(f"the version must be a positive integer, not {text!r}")
+    return int(text)
+
+
+def etags(header: str) -> list[str] | None:
+    """The quoted values of an If-None-Match / If-Match header; None for `*`; [] when malformed."""
+    if header.strip() == "*":
+        return None
+    values: list[str] = []
+    for part in header.split(","):
+        match = _ETAG.fullmatch(part)
+        if match is None:
+            return []
+        values.append(match.group(1))
+    return values
+
+
+def wants_tsk(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "text/x-tsk" in accept

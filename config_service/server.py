@@ -1,0 +1,734 @@
+"""The config server's rules without HTTP: accept, validate, version, render and authorise documents.
+
+`ConfigServer` owns the store, the compiled schemas, the live tokens and the rendered
+responses. Route handlers read the request, call one method here, and send what it returns;
+file sync and tests call the same methods. Every refusal is an `ApiError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from config_service import tsk
+from config_service.auth import SYSTEM, Principal, TokenBook, file_principal, make_token
+from config_service.errors import ApiError, forbidden, not_found, precondition_failed
+from config_service.metrics import Metrics
+from config_service.names import InvalidName, check_name, is_valid_name
+from config_service.settings import Settings
+from config_service.store import (
+    AuditEntry,
+    IfMatch,
+    NewVersion,
+    PreconditionFailed,
+    SchemaRecord,
+    SqliteStore,
+    Store,
+    TokenRecord,
+    VersionRecord,
+)
+from config_service.validation import SchemaInvalid, SchemaSet, check_schema, json_pointer
+
+logger = logging.getLogger("config_service")
+
+# Old versions rendered for `versions/{n}` are kept in a small LRU; current ones are always kept.
+RENDERED_CACHE_SIZE = 512
+# Above this many bytes, parsing is worth moving off the event loop (routes decide).
+LARGE_DOCUMENT = 64 * 1024
+
+CommitListener = Callable[["Rendered"], None]
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One version with its response bodies, rendered once and shared by every request."""
+
+    record: VersionRecord
+    etag: str
+    json_body: bytes  # metadata plus "config"
+    source_body: bytes  # the TSK source as stored
+
+    @property
+    def version(self) -> int:
+        return self.record.version
+
+
+def render(record: VersionRecord) -> Rendered:
+    metadata = json.dumps(record.metadata(), ensure_ascii=False, separators=(",", ":"))
+    # The stored wire JSON is spliced in as it is, not parsed and dumped again.
+    body = metadata[:-1] + ',"config":' + record.config + "}"
+    return Rendered(
+        record=record,
+        etag=f'"{record.version}"',
+        json_body=body.encode("utf-8"),
+        source_body=record.source.encode("utf-8"),
+    )
+
+
+@dataclass(frozen=True)
+class Document:
+    """A parsed source: its data, wire JSON text and hash."""
+
+    source: str
+    data: dict[str, Any]
+    wire: str
+    hash: str
+
+
+def decode_source(body: bytes) -> str:
+    """UTF-8 text of a TSK body; bytes that are not UTF-8 are `invalid_tsk` with line and column."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        prefix = body[: error.start].decode("utf-8", errors="replace")
+        line = prefix.count("\n") + 1
+        column = len(prefix) - (prefix.rfind("\n") + 1) + 1
+        raise ApiError(
+            422,
+            "invalid_tsk",
+            f"the document is not UTF-8 (line {line}, column {column})",
+            [{"line": line, "column": column, "message": "bytes that are not UTF-8"}],
+        ) from None
+    return text
+
+
+def parse_document(source: str) -> Document:
+    """Parse TSK source; a syntax error is `invalid_tsk` with line, column and message."""
+    try:
+        data = tsk.loads(source)
+    except tsk.TSKDecodeError as error:
+        raise ApiError(
+            422,
+            "invalid_tsk",
+            f"the document is not valid TSK: {error}",
+            [{"line": error.lineno, "column": error.colno, "message": error.msg}],
+        ) from None
+    wire = json.dumps(tsk.to_wire(data), ensure_ascii=False, separators=(",", ":"))
+    return Document(source=source, data=data, wire=wire, hash=tsk.document_hash(data))
+
+
+def _unresolved_paths(node: Any, path: tuple[Any, ...] = ()) -> Iterator[str]:
+    """JSON pointers of `@env` references without a default: validation skips these paths."""
+    if isinstance(node, tsk.EnvRef):
+        if not node.has_default:
+            yield json_pointer(path)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _unresolved_paths(value, (*path, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _unresolved_paths(value, (*path, index))
+
+
+def schema_failures(schemas: SchemaSet, service: str, data: dict[str, Any]) -> list[dict[str, str]]:
+    """Every schema failure of `data`, with `@env` standing for its default (TSK.md section 4)."""
+    if schemas.validator(service) is None:
+        return []
+    failures = schemas.errors(service, tsk.validation_view(data))
+    skipped = set(_unresolved_paths(data))
+    if skipped:
+        failures = [failure for failure in failures if failure["path"] not in skipped]
+    return failures
+
+
+def schema_hash(schema: Any) -> str:
+    canonical = json.dumps(schema, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+class ConfigServer:
+    """Everything one server process knows and does, for any number of HTTP apps or none."""
+
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store: Store = store if store is not None else SqliteStore(settings.database_path)
+        self.tokens = TokenBook()
+        self.metrics = Metrics()
+        self._schemas = SchemaSet({}, 0)
+        # Held while a write is validated and committed, so a schema change and a push can
+        # never pass each other (each sees the other's result).
+        self._write_lock = threading.RLock()
+        self._render_lock = threading.Lock()
+        self._current: dict[tuple[str, str], Rendered] = {}
+        self._old: OrderedDict[tuple[str, str, int], Rendered] = OrderedDict()
+        self._listeners: list[CommitListener] = []
+        self.store.add_commit_listener(self._committed)
+
+    # -- life cycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the store, load tokens and schemas, and make the first admin token if needed."""
+        self.store.open()
+        self.tokens.replace(self.store.list_tokens())
+        self._schemas = self._schema_set_from_store()
+        self.ensure_admin_token()
+
+    def stop(self) -> None:
+        self.store.close()
+
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        """Call `listener(rendered)` after each new version commits, in commit order.
+
+        It runs on the writing thread while the write lock is held, so it must be quick
+        (hand work to the event loop with `loop.call_soon_threadsafe`).
+        """
+        self._listeners.append(listener)
+
+    def _committed(self, records: list[VersionRecord]) -> None:
+        for record in records:
+            rendered = render(record)
+            self._remember(rendered)
+            self.metrics.versions_written.labels(kind=record.kind).inc()
+            for listener in self._listeners:
+                try:
+                    listener(rendered)
+                except Exception:  # a listener must never undo an acknowledged write
+                    logger.exception("commit listener failed")
+
+    # -- rendered documents ------------------------------------------------------------
+
+    def _remember(self, rendered: Rendered) -> None:
+        key = (rendered.record.service, rendered.record.environment)
+        with self._render_lock:
+            known = self._current.get(key)
+            if known is None or known.version < rendered.version:
+                self._current[key] = rendered
+
+    def current(self, service: str, environment: str) -> Rendered | None:
+        """The current version, rendered; served from memory after the first read."""
+        rendered = self._current.get((service, environment))
+        if rendered is not None:
+            return rendered
+        record = self.store.current_version(service, environment)
+        if record is None:
+            return None
+        rendered = render(record)
+        self._remember(rendered)
+        return self._current.get((service, environment), rendered)
+
+    def version(self, service: str, environment: str, number: int) -> Rendered | None:
+        current = self.current(service, environment)
+        if current is not None and current.version == number:
+            return current
+        key = (service, environment, number)
+        with self._render_lock:
+            cached = self._old.get(key)
+            if cached is not None:
+                self._old.move_to_end(key)
+                return cached
+        record = self.store.get_version(service, environment, number)
+        if record is None:
+            return None
+        rendered = render(record)
+        with self._render_lock:
+            self._old[key] = rendered
+            while len(self._old) > RENDERED_CACHE_SIZE:
+                self._old.popitem(last=False)
+        return rendered
+
+    def history(
+        self, service: str, environment: str, limit: int, before: int | None
+    ) -> dict[str, Any]:
+        records = self.store.list_versions(service, environment, limit + 1, before)
+        page = records[:limit]
+        next_before = page[-1].version if len(records) > limit and page else None
+        return {"versions": [record.metadata() for record in page], "next_before": next_before}
+
+    def services(self, principal: Principal) -> dict[str, Any]:
+        """Every service the token covers, with its current version per covered environment."""
+        by_service: dict[str, dict[str, Any]] = {}
+        for record in self.store.current_versions():
+            if record.environment not in self.settings.pipeline:
+                continue
+            if not principal.covers(record.service, record.environment):
+                continue
+            by_service.setdefault(record.service, {})[record.environment] = {
+                "version": record.version,
+                "hash": record.hash,
+                "created_at": record.created_at,
+            }
+        return {
+            "services": [
+                {"service": service, "environments": environments}
+                for service, environments in sorted(by_service.items())
+            ]
+        }
+
+    # -- names and permissions -----------------------------------------------------------
+
+    def check_document_access(
+        self, principal: Principal, role: str, service: str, environment: str
+    ) -> None:
+        """403 unless the token may act as `role` on the document; then 422/404 for bad names.
+
+        Scope is checked first so that a token learns nothing about documents outside it.
+        """
+        if not principal.may(role, service, environment):
+            raise forbidden(
+                f"this token may not {_VERBS[role]} {service!r} in {environment!r}"
+            )
+        self.check_names(service, environment)
+
+    def check_names(self, service: str, environment: str | None = None) -> None:
+        try:
+            check_name(service, "service")
+            if environment is not None:
+                check_name(environment, "environment")
+        except InvalidName as error:
+            raise ApiError(422, "invalid_name", str(error)) from None
+        if environment is not None and environment not in self.settings.pipeline:
+            raise ApiError(
+                404,
+                "unknown_environment",
+                f"environment {environment!r} is not one of this server's environments "
+                f"({', '.join(self.settings.pipeline)})",
+            )
+
+    # -- writing documents ------------------------------------------------------------
+
+    def push(
+        self,
+        principal: Principal,
+        service: str,
+        environment: str,
+        source: str,
+        message: str = "",
+        if_match: IfMatch = None,
+        *,
+        kind: str = "push",
+        request_id: str | None = None,
+        promoted_from: tuple[str, int] | None = None,
+        rolled_back_to: int | None = None,
+        audit_detail: dict[str, Any] | None = None,
+    ) -> tuple[Rendered, bool]:
+        """Validate and store `source` as the next version; (rendered, created).
+
+        Raises ApiError: 422 invalid_tsk / schema_violation, 412 precondition_failed.
+        An identical source (after the precondition) answers the current version, created=False.
+        """
+        document = parse_document(source)
+        schemas = self._schemas
+        failures = schema_failures(schemas, service, document.data)
+        if failures:
+            self._refuse_invalid(service, environment, failures)
+        with self._write_lock:
+            if self._schemas is not schemas:
+                # A schema changed while we parsed: validate against today's schema.
+                failures = schema_failures(self._schemas, service, document.data)
+                if failures:
+                    self._refuse_invalid(service, environment, failures)
+            new = NewVersion(
+                service=service,
+                environment=environment,
+                source=source,
+                config=document.wire,
+                hash=document.hash,
+                author=principal.name,
+                token_id=principal.token_id,
+                message=message,
+                kind=kind,
+                promoted_from_environment=promoted_from[0] if promoted_from else None,
+                promoted_from_version=promoted_from[1] if promoted_from else None,
+                rolled_back_to=rolled_back_to,
+            )
+            audit = AuditEntry(
+                actor=principal.name,
+                token_id=principal.token_id,
+                action=kind,
+                service=service,
+                environment=environment,
+                request_id=request_id,
+                detail={"hash": document.hash, "message": message, **(audit_detail or {})},
+            )
+            try:
+                record, created = self.store.append_version(new, if_match, audit)
+            except PreconditionFailed as failure:
+                raise precondition_failed(
+                    f"the current version of {service!r} in {environment!r} is "
+                    f"{failure.current if failure.current is not None else 'none'}, "
+                    f"not the one named in If-Match",
+                    failure.current,
+                ) from None
+        if created:
+            rendered = self._current.get((service, environment))
+            if rendered is None or rendered.version != record.version:
+                rendered = render(record)
+            return rendered, True
+        current = self.current(service, environment)
+        assert current is not None
+        return current, False
+
+    def _refuse_invalid(
+        self, service: str, environment: str, failures: list[dict[str, str]]
+    ) -> None:
+        self.metrics.validation_failures.labels(kind="schema_violation").inc()
+        raise ApiError(
+            422,
+            "schema_violation",
+            f"the document breaks the schema of {service!r} "
+            f"({len(failures)} failure{'s' if len(failures) != 1 else ''})",
+            failures,
+        )
+
+    def rollback(
+        self,
+        principal: Principal,
+        service: str,
+        environment: str,
+        version: int,
+        message: str = "",
+        request_id: str | None = None,
+    ) -> tuple[Rendered, bool]:
+        """A new version with the source of `version`, validated against today's schema."""
+        target = self.store.get_version(service, environment, version)
+        if target is None:
+            raise not_found(f"{service!r} in {environment!r} has no version {version}")
+        return self.push(
+            principal,
+            service,
+            environment,
+            target.source,
+            message or f"roll back to version {version}",
+            kind="rollback",
+            request_id=request_id,
+            rolled_back_to=version,
+        )
+
+    def promotion_source(
+        self, service: str, environment: str, source_environment: str, version: int | None
+    ) -> VersionRecord:
+        """The version a promotion would copy; 409 unless `source_environment` is the previous step."""
+        previous = self.settings.previous_environment(environment)
+        if previous != source_environment:
+            expected = f"only from {previous!r}" if previous else "not at all (it is the first step)"
+            raise ApiError(
+                409,
+                "conflict",
+                f"{environment!r} can be promoted into {expected}, not from {source_environment!r}",
+            )
+        if version is None:
+            record = self.store.current_version(service, source_environment)
+            if record is None:
+                raise not_found(f"{service!r} has no version in {source_environment!r}")
+        else:
+            record = self.store.get_version(service, source_environment, version)
+            if record is None:
+                raise not_found(f"{service!r} in {source_environment!r} has no version {version}")
+        return record
+
+    def promote(
+        self,
+        principal: Principal,
+        service: str,
+        environment: str,
+        source_environment: str,
+        version: int | None,
+        message: str = "",
+        request_id: str | None = None,
+    ) -> tuple[Rendered, bool]:
+        record = self.promotion_source(service, environment, source_environment, version)
+        return self.push(
+            principal,
+            service,
+            environment,
+            record.source,
+            message or f"promote {source_environment} version {record.version}",
+            kind="promote",
+            request_id=request_id,
+            promoted_from=(source_environment, record.version),
+        )
+
+    def check_promotion(
+        self, service: str, environment: str, source: str
+    ) -> tuple[Document, list[dict[str, str]]]:
+        """Parse and validate what a promotion would store, without storing it."""
+        document = parse_document(source)
+        return document, schema_failures(self._schemas, service, document.data)
+
+    # -- schemas ------------------------------------------------------------------------
+
+    def _schema_set_from_store(self) -> SchemaSet:
+        schemas = {record.name: json.loads(record.schema) for record in self.store.current_schemas()}
+        return SchemaSet(schemas, generation=self._schemas.generation + 1)
+
+    @property
+    def schemas(self) -> SchemaSet:
+        return self._schemas
+
+    def schema_conflicts(self, candidate: SchemaSet) -> list[dict[str, Any]]:
+        """Every current document (in a configured environment) that `candidate` would refuse."""
+        conflicts: list[dict[str, Any]] = []
+        for record in self.store.current_versions():
+            if record.environment not in self.settings.pipeline:
+                continue
+            if candidate.validator(record.service) is None:
+                continue
+            data = tsk.from_wire(json.loads(record.config))
+            for failure in schema_failures(candidate, record.service, data):
+                conflicts.append(
+                    {
+                        "service": record.service,
+                        "environment": record.environment,
+                        "version": record.version,
+                        "path": failure["path"],
+                        "message": failure["message"],
+                    }
+                )
+        return conflicts
+
+    def put_schema(
+        self,
+        principal: Principal,
+        name: str,
+        schema: Any,
+        force: bool = False,
+        request_id: str | None = None,
+    ) -> tuple[SchemaRecord, bool]:
+        """Store a new version of schema `name` unless it is invalid or breaks current documents.
+
+        Raises ApiError 422 invalid_schema, 409 schema_conflict (details: every failing
+        document and path), 403 when `force` is asked by a token that is not admin.
+        """
+        if force and not principal.is_admin:
+            raise forbidden("only an admin token may force a schema")
+        with self._write_lock:
+            others = {key: value for key, value in self._schemas.schemas.items() if key != name}
+            try:
+                check_schema(name, schema, others)
+            except SchemaInvalid as error:
+                self.metrics.validation_failures.labels(kind="invalid_schema").inc()
+                raise ApiError(422, "invalid_schema", str(error), error.details) from None
+            candidate = SchemaSet({**others, name: schema}, self._schemas.generation + 1)
+            conflicts = self.schema_conflicts(candidate)
+            if conflicts and not force:
+                environments = sorted({conflict["environment"] for conflict in conflicts})
+                raise ApiError(
+                    409,
+                    "schema_conflict",
+                    f"schema {name!r} would break the current document in "
+                    f"{', '.join(environments)}; fix them first, or force it as an admin",
+                    conflicts,
+                )
+            text = json.dumps(schema, ensure_ascii=False, indent=2)
+            audit = AuditEntry(
+                actor=principal.name,
+                token_id=principal.token_id,
+                action="schema",
+                service=name,
+                request_id=request_id,
+                detail={"forced": bool(force and conflicts), "conflicts": len(conflicts)},
+            )
+            record, created = self.store.append_schema(
+                name, text, schema_hash(schema), principal.name, principal.token_id, audit
+            )
+            if created:
+                self._schemas = candidate
+            return record, created
+
+    def get_schema(self, name: str, version: int | None = None) -> SchemaRecord:
+        record = (
+            self.store.current_schema(name)
+            if version is None
+            else self.store.get_schema(name, version)
+        )
+        if record is None:
+            what = f"version {version} of the schema" if version is not None else "a schema"
+            raise not_found(f"{name!r} has no {what}")
+        return record
+
+    # -- tokens ---------------------------------------------------------------------------
+
+    def create_token(
+        self,
+        principal: Principal,
+        name: str,
+        role: str,
+        services: list[str],
+        environments: list[str],
+        request_id: str | None = None,
+    ) -> tuple[TokenRecord, str]:
+        record, secret = make_token(name, role, services, environments, principal.name)
+        audit = AuditEntry(
+            actor=principal.name,
+            token_id=principal.token_id,
+            action="token_create",
+            request_id=request_id,
+            detail={"id": record.id, "name": name, "role": role},
+        )
+        self.store.insert_token(record, audit)
+        self.tokens.put(record)
+        return record, secret
+
+    def revoke_token(
+        self, principal: Principal, token_id: str, request_id: str | None = None
+    ) -> TokenRecord:
+        audit = AuditEntry(
+            actor=principal.name,
+            token_id=principal.token_id,
+            action="token_revoke",
+            request_id=request_id,
+            detail={"id": token_id},
+        )
+        record = self.store.revoke_token(token_id, audit)
+        if record is None:
+            raise not_found(f"there is no token {token_id!r}")
+        self.tokens.put(record)
+        return record
+
+    def ensure_admin_token(self) -> Path | None:
+        """On first start (no tokens at all), create an admin token and write it, mode 0600."""
+        if self.store.list_tokens():
+            return None
+        record, secret = make_token("admin", "admin", ["*"], ["*"], "first start")
+        path = self.settings.admin_token_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(path.name + ".tmp")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(descriptor, (secret + "\n").encode("ascii"))
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        os.chmod(temporary, 0o600)
+        # Store first, then publish the file: a crash in between leaves no orphan secret file.
+        self.store.insert_token(
+            record,
+            AuditEntry(actor="system", action="token_create", detail={"id": record.id, "name": "admin"}),
+        )
+        os.replace(temporary, path)
+        self.tokens.put(record)
+        logger.info("created the first admin token; it is in %s (mode 0600)", path)
+        return path
+
+    # -- files: schemas/ and environments/ at start -----------------------------------------
+
+    def load_schema_files(self, directory: Path) -> list[str]:
+        """Store every `<name>.json` in `directory` that differs from the current schema.
+
+        Schemas that `$ref` others are retried after those are in; a schema that is invalid
+        or would break current documents is logged and audited, never forced. Returns the
+        names stored.
+        """
+        if not directory.is_dir():
+            return []
+        pending: dict[str, Any] = {}
+        for path in sorted(directory.glob("*.json")):
+            name = path.stem
+            if not is_valid_name(name):
+                logger.warning("ignoring schema file %s: %r is not a valid name", path, name)
+                continue
+            try:
+                pending[name] = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as error:
+                self._file_refused("schema_refused", name, None, f"{path}: {error}")
+        stored: list[str] = []
+        while pending:
+            progress = False
+            last_errors: dict[str, ApiError] = {}
+            for name, schema in list(pending.items()):
+                try:
+                    _, created = self.put_schema(file_principal(f"schemas/{name}.json"), name, schema)
+                except ApiError as refusal:
+                    last_errors[name] = refusal
+                    continue
+                del pending[name]
+                progress = True
+                if created:
+                    stored.append(name)
+            if not progress:
+                for name, failure in last_errors.items():
+                    self._file_refused(
+                        "schema_refused",
+                        name,
+                        None,
+                        f"schemas/{name}.json: {failure.message}",
+                        failure.details,
+                    )
+                break
+        return stored
+
+    def import_environment_files(self, directory: Path) -> list[tuple[str, str, int]]:
+        """Import `<env>/<service>.tsk` files changed since their last sync; returns what was stored."""
+        if not directory.is_dir():
+            return []
+        imported: list[tuple[str, str, int]] = []
+        for folder in sorted(path for path in directory.iterdir() if path.is_dir()):
+            environment = folder.name
+            if environment not in self.settings.pipeline:
+                logger.warning(
+                    "ignoring %s: %r is not one of this server's environments", folder, environment
+                )
+                continue
+            for path in sorted(folder.glob("*.tsk")):
+                result = self.import_file(directory, path)
+                if result is not None:
+                    imported.append(result)
+        return imported
+
+    def import_file(self, root: Path, path: Path) -> tuple[str, str, int] | None:
+        """Import one environments file through the push path (kind `sync`), if it changed."""
+        relative = path.relative_to(root).as_posix()
+        environment, service = path.parent.name, path.stem
+        if not is_valid_name(service) or environment not in self.settings.pipeline:
+            logger.warning("ignoring %s: not <environment>/<service>.tsk", relative)
+            return None
+        try:
+            source = decode_source(path.read_bytes())
+        except ApiError as error:
+            self._file_refused("sync_failed", service, environment, f"{relative}: {error.message}", error.details)
+            return None
+        except OSError as error:
+            logger.warning("cannot read %s: %s", relative, error)
+            return None
+        last = self.store.last_version_of_kind(service, environment, "sync")
+        if last is not None and last.source == source:
+            return None
+        try:
+            rendered, created = self.push(
+                file_principal(relative),
+                service,
+                environment,
+                source,
+                f"sync {relative}",
+                kind="sync",
+            )
+        except ApiError as error:
+            self._file_refused("sync_failed", service, environment, f"{relative}: {error.message}", error.details)
+            return None
+        if created:
+            logger.info("imported %s as version %d", relative, rendered.version)
+            return service, environment, rendered.version
+        return None
+
+    def _file_refused(
+        self,
+        action: str,
+        service: str,
+        environment: str | None,
+        message: str,
+        details: list[Any] | None = None,
+    ) -> None:
+        where = ""
+        if details and isinstance(details[0], dict) and "line" in details[0]:
+            where = f" (line {details[0]['line']}, column {details[0]['column']})"
+        logger.error("refused %s%s", message, where)
+        self.store.append_audit(
+            AuditEntry(
+                actor=SYSTEM.name,
+                action=action,
+                service=service,
+                environment=environment,
+                detail={"message": message, "details": details or []},
+            )
+        )
+
+
+_VERBS = {"reader": "read", "writer": "write", "admin": "administer"}

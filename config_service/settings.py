@@ -1,0 +1,108 @@
+"""Server settings: one frozen value built from command-line flags and `TSKCFG_*` variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PIPELINE = ("development", "staging", "production")
+DEFAULT_MAX_BODY = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server needs to know at start; nothing is read from globals later."""
+
+    host: str = "127.0.0.1"
+    port: int = 8005
+    data_dir: Path = Path("data")
+    environments_dir: Path = Path("environments")
+    schemas_dir: Path = Path("schemas")
+    pipeline: tuple[str, ...] = DEFAULT_PIPELINE
+    sync: bool = True
+    max_body: int = DEFAULT_MAX_BODY
+    workers: int = 1
+    # Long polls are clamped to this many seconds (DESIGN: at most 120).
+    max_wait: float = 120.0
+    # How many report intervals an instance may miss before it is marked stale.
+    instance_report_interval: float = 60.0
+    log_level: str = "info"
+    access_log: bool = True
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "config.db"
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.data_dir / "admin.token"
+
+    @property
+    def environments(self) -> tuple[str, ...]:
+        return self.pipeline
+
+    def previous_environment(self, environment: str) -> str | None:
+        """The step before `environment` in the pipeline, or None for the first step."""
+        index = self.pipeline.index(environment)
+        return self.pipeline[index - 1] if index > 0 else None
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with the given fields replaced; `None` values are ignored."""
+        return replace(self, **{key: value for key, value in changes.items() if value is not None})
+
+
+def _parse_bool(name: str, text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, not {text!r}")
+
+
+def parse_pipeline(text: str) -> tuple[str, ...]:
+    """`development,staging,production` -> a tuple of distinct, valid environment names."""
+    from config_service.names import check_name
+
+    steps = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not steps:
+        raise ValueError("the pipeline needs at least one environment")
+    if len(set(steps)) != len(steps):
+        raise ValueError(f"the pipeline names an environment twice: {text!r}")
+    for step in steps:
+        check_name(step, "environment")
+    return steps
+
+
+def settings_from_environment(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from `TSKCFG_*` variables (flags given on the command line override these)."""
+    env = os.environ if environ is None else environ
+    settings = Settings()
+    changes: dict[str, Any] = {}
+    if "TSKCFG_HOST" in env:
+        changes["host"] = env["TSKCFG_HOST"]
+    if "TSKCFG_PORT" in env:
+        changes["port"] = int(env["TSKCFG_PORT"])
+    if "TSKCFG_DATA_DIR" in env:
+        changes["data_dir"] = Path(env["TSKCFG_DATA_DIR"])
+    if "TSKCFG_ENVIRONMENTS" in env:
+        changes["environments_dir"] = Path(env["TSKCFG_ENVIRONMENTS"])
+    if "TSKCFG_SCHEMAS" in env:
+        changes["schemas_dir"] = Path(env["TSKCFG_SCHEMAS"])
+    if "TSKCFG_PIPELINE" in env:
+        changes["pipeline"] = parse_pipeline(env["TSKCFG_PIPELINE"])
+    if "TSKCFG_SYNC" in env:
+        changes["sync"] = _parse_bool("TSKCFG_SYNC", env["TSKCFG_SYNC"])
+    if "TSKCFG_MAX_BODY" in env:
+        changes["max_body"] = int(env["TSKCFG_MAX_BODY"])
+    if "TSKCFG_WORKERS" in env:
+        changes["workers"] = int(env["TSKCFG_WORKERS"])
+    if "TSKCFG_LOG_LEVEL" in env:
+        changes["log_level"] = env["TSKCFG_LOG_LEVEL"].lower()
+    if "TSKCFG_ACCESS_LOG" in env:
+        changes["access_log"] = _parse_bool("TSKCFG_ACCESS_LOG", env["TSKCFG_ACCESS_LOG"])
+    return replace(settings, **changes)

@@ -1,0 +1,794 @@
+"""The durable store: append-only versions, schemas, tokens, instance reports and the audit log.
+
+`Store` is the interface the rest of the server uses; `SqliteStore` implements it on one
+SQLite file through sqlite-utils. A PostgreSQL store for several replicas can implement the
+same interface later, which is why no SQL lives outside this module.
+
+Durability: WAL with `synchronous=FULL`, so a commit is on disk (WAL fsynced) before the
+method returns and the server answers. Writes go through one connection under one lock, so
+version numbers are allocated without races; reads use one connection per thread and never
+wait for writers (WAL).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import sqlite_utils
+
+# A precondition on the current version of a document: a version number (0 = must not
+# exist) or "*" (must exist). None means no precondition.
+IfMatch = int | Literal["*"] | None
+
+SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS versions (
+    sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+    service TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    config TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    author TEXT NOT NULL,
+    token_id TEXT,
+    message TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    promoted_from_environment TEXT,
+    promoted_from_version INTEGER,
+    rolled_back_to INTEGER,
+    UNIQUE (service, environment, version)
+);
+CREATE INDEX IF NOT EXISTS versions_kind ON versions (service, environment, kind, version);
+CREATE TABLE IF NOT EXISTS schemas (
+    sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    schema TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    author TEXT NOT NULL,
+    token_id TEXT,
+    created_at TEXT NOT NULL,
+    UNIQUE (name, version)
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    services TEXT NOT NULL,
+    environments TEXT NOT NULL,
+    secret_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_by TEXT,
+    revoked_at TEXT
+);
+CREATE TABLE IF NOT EXISTS instances (
+    service TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    instance_id TEXT NOT NULL,
+    version INTEGER,
+    hash TEXT,
+    status TEXT NOT NULL,
+    error TEXT,
+    first_seen TEXT NOT NULL,
+    last_seen TEXT NOT NULL,
+    PRIMARY KEY (service, environment, instance_id)
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    token_id TEXT,
+    action TEXT NOT NULL,
+    service TEXT,
+    environment TEXT,
+    version INTEGER,
+    request_id TEXT,
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS audit_service ON audit (service, environment, id);
+"""
+
+
+def utc_now() -> str:
+    """The current time as ISO 8601 UTC with millisecond precision and a `Z`."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class PreconditionFailed(Exception):
+    """The document's current version is not the one the writer named in `If-Match`."""
+
+    def __init__(self, current: int | None) -> None:
+        super().__init__(f"current version is {current}")
+        self.current = current
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """One immutable version of one document."""
+
+    sequence: int
+    service: str
+    environment: str
+    version: int
+    source: str
+    config: str  # the wire JSON of the data, as text
+    hash: str
+    author: str
+    token_id: str | None
+    message: str
+    created_at: str
+    kind: str
+    promoted_from_environment: str | None = None
+    promoted_from_version: int | None = None
+    rolled_back_to: int | None = None
+
+    def metadata(self) -> dict[str, Any]:
+        """The version metadata of the API (DESIGN "API details")."""
+        promoted_from = None
+        if self.promoted_from_environment is not None:
+            promoted_from = {
+                "environment": self.promoted_from_environment,
+                "version": self.promoted_from_version,
+            }
+        return {
+            "service": self.service,
+            "environment": self.environment,
+            "version": self.version,
+            "hash": self.hash,
+            "created_at": self.created_at,
+            "author": self.author,
+            "message": self.message,
+            "kind": self.kind,
+            "promoted_from": promoted_from,
+            "rolled_back_to": self.rolled_back_to,
+        }
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    """What a writer asks to store; the store adds the number, sequence and time."""
+
+    service: str
+    environment: str
+    source: str
+    config: str
+    hash: str
+    author: str
+    token_id: str | None
+    message: str
+    kind: str = "push"
+    promoted_from_environment: str | None = None
+    promoted_from_version: int | None = None
+    rolled_back_to: int | None = None
+
+
+@dataclass(frozen=True)
+class SchemaRecord:
+    sequence: int
+    name: str
+    version: int
+    schema: str  # JSON text as stored
+    hash: str
+    author: str
+    token_id: str | None
+    created_at: str
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "service": self.name,
+            "version": self.version,
+            "hash": self.hash,
+            "created_at": self.created_at,
+            "author": self.author,
+        }
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    id: str
+    name: str
+    role: str
+    services: tuple[str, ...]
+    environments: tuple[str, ...]
+    secret_hash: str
+    created_at: str
+    created_by: str | None = None
+    revoked_at: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        """The token as listed: never the secret, nor its hash."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "role": self.role,
+            "services": list(self.services),
+            "environments": list(self.environments),
+            "created_at": self.created_at,
+            "created_by": self.created_by,
+            "revoked_at": self.revoked_at,
+        }
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    service: str
+    environment: str
+    instance_id: str
+    version: int | None
+    hash: str | None
+    status: str
+    error: str | None
+    first_seen: str
+    last_seen: str
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One line of the audit log, as written; the store adds id and time."""
+
+    actor: str
+    action: str
+    token_id: str | None = None
+    service: str | None = None
+    environment: str | None = None
+    version: int | None = None
+    request_id: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    id: int
+    at: str
+    actor: str
+    token_id: str | None
+    action: str
+    service: str | None
+    environment: str | None
+    version: int | None
+    request_id: str | None
+    detail: dict[str, Any]
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": self.at,
+            "actor": self.actor,
+            "token_id": self.token_id,
+            "action": self.action,
+            "service": self.service,
+            "environment": self.environment,
+            "version": self.version,
+            "request_id": self.request_id,
+            "detail": self.detail,
+        }
+
+
+# Called after every commit that created versions, in commit order, outside the write lock's
+# transaction but before the writer gets its answer.
+CommitListener = Callable[[list[VersionRecord]], None]
+
+
+class Store(Protocol):
+    """What the server needs from durable storage."""
+
+    def open(self) -> None: ...
+    def close(self) -> None: ...
+    def check(self) -> None: ...
+    def add_commit_listener(self, listener: CommitListener) -> None: ...
+
+    def append_version(
+        self, new: NewVersion, if_match: IfMatch, audit: AuditEntry | None
+    ) -> tuple[VersionRecord, bool]: ...
+    def current_version(self, service: str, environment: str) -> VersionRecord | None: ...
+    def get_version(self, service: str, environment: str, version: int) -> VersionRecord | None: ...
+    def list_versions(
+        self, service: str, environment: str, limit: int, before: int | None
+    ) -> list[VersionRecord]: ...
+    def current_versions(self) -> list[VersionRecord]: ...
+    def last_version_of_kind(
+        self, service: str, environment: str, kind: str
+    ) -> VersionRecord | None: ...
+    def versions_after(self, sequence: int, limit: int) -> list[VersionRecord]: ...
+    def last_sequence(self) -> int: ...
+
+    def append_schema(
+        self,
+        name: str,
+        schema: str,
+        hash: str,
+        author: str,
+        token_id: str | None,
+        audit: AuditEntry | None,
+    ) -> tuple[SchemaRecord, bool]: ...
+    def current_schema(self, name: str) -> SchemaRecord | None: ...
+    def get_schema(self, name: str, version: int) -> SchemaRecord | None: ...
+    def list_schemas(self, name: str, limit: int, before: int | None) -> list[SchemaRecord]: ...
+    def current_schemas(self) -> list[SchemaRecord]: ...
+
+    def insert_token(self, token: TokenRecord, audit: AuditEntry | None) -> None: ...
+    def revoke_token(self, token_id: str, audit: AuditEntry | None) -> TokenRecord | None: ...
+    def list_tokens(self) -> list[TokenRecord]: ...
+
+    def record_instance(
+        self,
+        service: str,
+        environment: str,
+        instance_id: str,
+        version: int | None,
+        hash: str | None,
+        status: str,
+        error: str | None,
+    ) -> None: ...
+    def list_instances(self, service: str, environment: str) -> list[InstanceRecord]: ...
+
+    def append_audit(self, entry: AuditEntry) -> None: ...
+    def list_audit(
+        self,
+        limit: int,
+        before: int | None,
+        service: str | None = None,
+        environment: str | None = None,
+        action: str | None = None,
+        actor: str | None = None,
+    ) -> list[AuditRecord]: ...
+
+
+_VERSION_COLUMNS = (
+    "sequence, service, environment, version, source, config, hash, author, token_id, message, "
+    "created_at, kind, promoted_from_environment, promoted_from_version, rolled_back_to"
+)
+_SCHEMA_COLUMNS = "sequence, name, version, schema, hash, author, token_id, created_at"
+
+
+def _rows(
+    connection: sqlite3.Connection, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()
+) -> list[dict[str, Any]]:
+    cursor = connection.execute(sql, params)
+    columns = [description[0] for description in cursor.description]
+    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _version(row: dict[str, Any]) -> VersionRecord:
+    return VersionRecord(**row)
+
+
+def _schema(row: dict[str, Any]) -> SchemaRecord:
+    return SchemaRecord(**row)
+
+
+def _token(row: dict[str, Any]) -> TokenRecord:
+    return TokenRecord(
+        id=row["id"],
+        name=row["name"],
+        role=row["role"],
+        services=tuple(json.loads(row["services"])),
+        environments=tuple(json.loads(row["environments"])),
+        secret_hash=row["secret_hash"],
+        created_at=row["created_at"],
+        created_by=row["created_by"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+def _audit(row: dict[str, Any]) -> AuditRecord:
+    values = dict(row)
+    values["detail"] = json.loads(values["detail"] or "{}")
+    return AuditRecord(**values)
+
+
+class SqliteStore:
+    """The store on one SQLite file (WAL, synchronous=FULL) through sqlite-utils."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._write_lock = threading.Lock()
+        self._writer: sqlite_utils.Database | None = None
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._listeners: list[CommitListener] = []
+        self._closed = True
+
+    # -- connections -----------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(
+            str(self.path), check_same_thread=False, isolation_level=None, timeout=30.0
+        )
+        connection.execute("PRAGMA busy_timeout = 30000")
+        # FULL: the WAL is fsynced at every commit, so an answered write survives power
+        # loss too, not only kill -9 (NORMAL would only guarantee the latter).
+        connection.execute("PRAGMA synchronous = FULL")
+        connection.execute("PRAGMA foreign_keys = ON")
+        return connection
+
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = self._connect()
+        connection.execute("PRAGMA journal_mode = WAL")
+        self._writer = sqlite_utils.Database(connection, execute_plugins=False)
+        with self._write_lock:
+            connection.executescript(SCHEMA_SQL)
+        self._closed = False
+
+    def close(self) -> None:
+        self._closed = True
+        with self._write_lock:
+            if self._writer is not None:
+                self._writer.conn.close()
+                self._writer = None
+        with self._readers_lock:
+            for connection in self._readers:
+                try:
+                    connection.close()
+                except sqlite3.Error:
+                    pass
+            self._readers.clear()
+        self._local = threading.local()
+
+    def _reader(self) -> sqlite_utils.Database:
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        database: sqlite_utils.Database | None = getattr(self._local, "database", None)
+        if database is None:
+            connection = self._connect()
+            connection.execute("PRAGMA query_only = ON")
+            database = sqlite_utils.Database(connection, execute_plugins=False)
+            self._local.database = database
+            with self._readers_lock:
+                self._readers.append(connection)
+        return database
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite_utils.Database]:
+        with self._write_lock:
+            if self._writer is None:
+                raise RuntimeError("the store is closed")
+            database = self._writer
+            # IMMEDIATE takes the write lock at once, so another process on the same file
+            # waits here instead of failing half-way through.
+            database.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield database
+            except BaseException:
+                if database.conn.in_transaction:
+                    database.conn.execute("ROLLBACK")
+                raise
+            database.conn.execute("COMMIT")
+
+    def _query(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+        return _rows(self._reader().conn, sql, params)
+
+    def check(self) -> None:
+        """Raise when the store cannot answer a query."""
+        self._query("SELECT 1 AS ok")
+
+    def integrity_check(self) -> str:
+        rows = self._query("PRAGMA integrity_check")
+        return str(next(iter(rows[0].values()))) if rows else "no answer"
+
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        self._listeners.append(listener)
+
+    def _notify(self, records: list[VersionRecord]) -> None:
+        for listener in self._listeners:
+            listener(records)
+
+    # -- versions --------------------------------------------------------------------
+
+    def append_version(
+        self, new: NewVersion, if_match: IfMatch, audit: AuditEntry | None
+    ) -> tuple[VersionRecord, bool]:
+        """Store `new` as the next version, unless the precondition fails (PreconditionFailed)
+        or its source is identical to the current version's (then that version, created=False).
+        """
+        with self._write_lock:
+            # The listener runs under the write lock so that listeners see commits in order.
+            with self._transaction_unlocked() as database:
+                current_rows = _rows(
+                    database.conn,
+                    f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = ? AND environment = ? "
+                    "ORDER BY version DESC LIMIT 1",
+                    (new.service, new.environment),
+                )
+                current = _version(current_rows[0]) if current_rows else None
+                current_number = current.version if current else 0
+                if if_match == "*" and current is None:
+                    raise PreconditionFailed(None)
+                if isinstance(if_match, int) and if_match != current_number:
+                    raise PreconditionFailed(current.version if current else None)
+                if current is not None and current.source == new.source:
+                    return current, False
+                values: dict[str, Any] = {
+                    "service": new.service,
+                    "environment": new.environment,
+                    "version": current_number + 1,
+                    "source": new.source,
+                    "config": new.config,
+                    "hash": new.hash,
+                    "author": new.author,
+                    "token_id": new.token_id,
+                    "message": new.message,
+                    "created_at": utc_now(),
+                    "kind": new.kind,
+                    "promoted_from_environment": new.promoted_from_environment,
+                    "promoted_from_version": new.promoted_from_version,
+                    "rolled_back_to": new.rolled_back_to,
+                }
+                cursor = database.execute(
+                    "INSERT INTO versions (service, environment, version, source, config, hash, author, "
+                    "token_id, message, created_at, kind, promoted_from_environment, "
+                    "promoted_from_version, rolled_back_to) VALUES (:service, :environment, :version, "
+                    ":source, :config, :hash, :author, :token_id, :message, :created_at, :kind, "
+                    ":promoted_from_environment, :promoted_from_version, :rolled_back_to)",
+                    values,
+                )
+                record = VersionRecord(sequence=int(cursor.lastrowid or 0), **values)
+                if audit is not None:
+                    self._insert_audit(database, audit, version=record.version, at=record.created_at)
+            self._notify([record])
+            return record, True
+
+    @contextmanager
+    def _transaction_unlocked(self) -> Iterator[sqlite_utils.Database]:
+        if self._writer is None:
+            raise RuntimeError("the store is closed")
+        database = self._writer
+        database.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield database
+        except BaseException:
+            if database.conn.in_transaction:
+                database.conn.execute("ROLLBACK")
+            raise
+        if database.conn.in_transaction:
+            database.conn.execute("COMMIT")
+
+    def current_version(self, service: str, environment: str) -> VersionRecord | None:
+        rows = self._query(
+            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = ? AND environment = ? "
+            "ORDER BY version DESC LIMIT 1",
+            (service, environment),
+        )
+        return _version(rows[0]) if rows else None
+
+    def get_version(self, service: str, environment: str, version: int) -> VersionRecord | None:
+        rows = self._query(
+            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = ? AND environment = ? AND version = ?",
+            (service, environment, version),
+        )
+        return _version(rows[0]) if rows else None
+
+    def list_versions(
+        self, service: str, environment: str, limit: int, before: int | None
+    ) -> list[VersionRecord]:
+        rows = self._query(
+            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = ? AND environment = ? "
+            "AND version < ? ORDER BY version DESC LIMIT ?",
+            (service, environment, before if before is not None else 2**62, limit),
+        )
+        return [_version(row) for row in rows]
+
+    def current_versions(self) -> list[VersionRecord]:
+        rows = self._query(
+            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE sequence IN ("
+            "SELECT MAX(sequence) FROM versions GROUP BY service, environment) "
+            "ORDER BY service, environment"
+        )
+        return [_version(row) for row in rows]
+
+    def last_version_of_kind(self, service: str, environment: str, kind: str) -> VersionRecord | None:
+        rows = self._query(
+            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = ? AND environment = ? AND kind = ? "
+            "ORDER BY version DESC LIMIT 1",
+            (service, environment, kind),
+        )
+        return _version(rows[0]) if rows else None
+
+    def versions_after(self, sequence: int, limit: int) -> list[VersionRecord]:
+        rows = self._query(
+            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE sequence > ? ORDER BY sequence LIMIT ?",
+            (sequence, limit),
+        )
+        return [_version(row) for row in rows]
+
+    def last_sequence(self) -> int:
+        rows = self._query("SELECT COALESCE(MAX(sequence), 0) AS last FROM versions")
+        return int(rows[0]["last"])
+
+    # -- schemas ---------------------------------------------------------------------
+
+    def append_schema(
+        self,
+        name: str,
+        schema: str,
+        hash: str,
+        author: str,
+        token_id: str | None,
+        audit: AuditEntry | None,
+    ) -> tuple[SchemaRecord, bool]:
+        with self._transaction() as database:
+            rows = _rows(
+                database.conn,
+                f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE name = ? ORDER BY version DESC LIMIT 1",
+                (name,),
+            )
+            current = _schema(rows[0]) if rows else None
+            if current is not None and current.hash == hash:
+                return current, False
+            values: dict[str, Any] = {
+                "name": name,
+                "version": (current.version if current else 0) + 1,
+                "schema": schema,
+                "hash": hash,
+                "author": author,
+                "token_id": token_id,
+                "created_at": utc_now(),
+            }
+            cursor = database.execute(
+                "INSERT INTO schemas (name, version, schema, hash, author, token_id, created_at) "
+                "VALUES (:name, :version, :schema, :hash, :author, :token_id, :created_at)",
+                values,
+            )
+            if audit is not None:
+                self._insert_audit(database, audit, version=values["version"], at=values["created_at"])
+            return SchemaRecord(sequence=int(cursor.lastrowid or 0), **values), True
+
+    def current_schema(self, name: str) -> SchemaRecord | None:
+        rows = self._query(
+            f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE name = ? ORDER BY version DESC LIMIT 1", (name,)
+        )
+        return _schema(rows[0]) if rows else None
+
+    def get_schema(self, name: str, version: int) -> SchemaRecord | None:
+        rows = self._query(
+            f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE name = ? AND version = ?", (name, version)
+        )
+        return _schema(rows[0]) if rows else None
+
+    def list_schemas(self, name: str, limit: int, before: int | None) -> list[SchemaRecord]:
+        rows = self._query(
+            f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE name = ? AND version < ? "
+            "ORDER BY version DESC LIMIT ?",
+            (name, before if before is not None else 2**62, limit),
+        )
+        return [_schema(row) for row in rows]
+
+    def current_schemas(self) -> list[SchemaRecord]:
+        rows = self._query(
+            f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE sequence IN ("
+            "SELECT MAX(sequence) FROM schemas GROUP BY name) ORDER BY name"
+        )
+        return [_schema(row) for row in rows]
+
+    # -- tokens ----------------------------------------------------------------------
+
+    def insert_token(self, token: TokenRecord, audit: AuditEntry | None) -> None:
+        with self._transaction() as database:
+            database.table("tokens").insert(
+                {
+                    "id": token.id,
+                    "name": token.name,
+                    "role": token.role,
+                    "services": json.dumps(list(token.services)),
+                    "environments": json.dumps(list(token.environments)),
+                    "secret_hash": token.secret_hash,
+                    "created_at": token.created_at,
+                    "created_by": token.created_by,
+                    "revoked_at": token.revoked_at,
+                }
+            )
+            if audit is not None:
+                self._insert_audit(database, audit, version=None, at=token.created_at)
+
+    def revoke_token(self, token_id: str, audit: AuditEntry | None) -> TokenRecord | None:
+        """Mark a token revoked; returns it, or None when there is no such token."""
+        with self._transaction() as database:
+            rows = _rows(database.conn, "SELECT * FROM tokens WHERE id = ?", (token_id,))
+            if not rows:
+                return None
+            token = _token(rows[0])
+            if token.revoked_at is None:
+                at = utc_now()
+                database.execute("UPDATE tokens SET revoked_at = ? WHERE id = ?", (at, token_id))
+                token = _token({**rows[0], "revoked_at": at})
+                if audit is not None:
+                    self._insert_audit(database, audit, version=None, at=at)
+            return token
+
+    def list_tokens(self) -> list[TokenRecord]:
+        return [_token(row) for row in self._query("SELECT * FROM tokens ORDER BY created_at, id")]
+
+    # -- instances -------------------------------------------------------------------
+
+    def record_instance(
+        self,
+        service: str,
+        environment: str,
+        instance_id: str,
+        version: int | None,
+        hash: str | None,
+        status: str,
+        error: str | None,
+    ) -> None:
+        now = utc_now()
+        with self._transaction() as database:
+            database.execute(
+                "INSERT INTO instances (service, environment, instance_id, version, hash, status, error, "
+                "first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (service, environment, instance_id) DO UPDATE SET version = excluded.version, "
+                "hash = excluded.hash, status = excluded.status, error = excluded.error, "
+                "last_seen = excluded.last_seen",
+                (service, environment, instance_id, version, hash, status, error, now, now),
+            )
+
+    def list_instances(self, service: str, environment: str) -> list[InstanceRecord]:
+        rows = self._query(
+            "SELECT service, environment, instance_id, version, hash, status, error, first_seen, last_seen "
+            "FROM instances WHERE service = ? AND environment = ? ORDER BY instance_id",
+            (service, environment),
+        )
+        return [InstanceRecord(**row) for row in rows]
+
+    # -- audit -----------------------------------------------------------------------
+
+    def _insert_audit(
+        self, database: sqlite_utils.Database, entry: AuditEntry, version: int | None, at: str
+    ) -> None:
+        database.execute(
+            "INSERT INTO audit (at, actor, token_id, action, service, environment, version, request_id, "
+            "detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                at,
+                entry.actor,
+                entry.token_id,
+                entry.action,
+                entry.service,
+                entry.environment,
+                entry.version if entry.version is not None else version,
+                entry.request_id,
+                json.dumps(entry.detail, ensure_ascii=False),
+            ),
+        )
+
+    def append_audit(self, entry: AuditEntry) -> None:
+        with self._transaction() as database:
+            self._insert_audit(database, entry, version=None, at=utc_now())
+
+    def list_audit(
+        self,
+        limit: int,
+        before: int | None,
+        service: str | None = None,
+        environment: str | None = None,
+        action: str | None = None,
+        actor: str | None = None,
+    ) -> list[AuditRecord]:
+        clauses = ["id < ?"]
+        params: list[Any] = [before if before is not None else 2**62]
+        for column, value in (
+            ("service", service),
+            ("environment", environment),
+            ("action", action),
+            ("actor", actor),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        params.append(limit)
+        rows = self._query(
+            "SELECT id, at, actor, token_id, action, service, environment, version, request_id, detail "
+            f"FROM audit WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT ?",
+            tuple(params),
+        )
+        return [_audit(row) for row in rows]

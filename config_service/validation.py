@@ -1,0 +1,149 @@
+"""JSON Schema checks: schemas compiled once per set of schema versions, every failure as a JSON pointer.
+
+A service schema may `$ref` the other schemas by file name (`"$ref": "database.json"`); the
+registry holds every current schema under `<name>.json` (and under its `$id` when it has
+another one), so a service schema and the section schemas it uses are resolved together.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError, ValidationError
+from referencing import Registry, Resource
+from referencing.exceptions import Unresolvable
+from referencing.jsonschema import DRAFT202012
+
+_QUOTED_NAME = re.compile(r"^(?P<name>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")")
+
+
+class SchemaInvalid(ValueError):
+    """A schema that is not a valid draft 2020-12 schema, or whose `$ref`s do not resolve."""
+
+    def __init__(self, message: str, details: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+def json_pointer(parts: Iterable[Any]) -> str:
+    """RFC 6901 pointer of a path given as keys and indexes; the root is ""."""
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in parts)
+
+
+def schema_file_name(name: str) -> str:
+    return f"{name}.json"
+
+
+def build_registry(schemas: Mapping[str, Mapping[str, Any]]) -> Registry[Any]:
+    """A registry holding each schema under `<name>.json` and under its own `$id`."""
+    pairs: list[tuple[str, Resource[Any]]] = []
+    for name, schema in schemas.items():
+        resource = Resource.from_contents(dict(schema), default_specification=DRAFT202012)
+        pairs.append((schema_file_name(name), resource))
+        identifier = schema.get("$id") if isinstance(schema, Mapping) else None
+        if isinstance(identifier, str) and identifier and identifier != schema_file_name(name):
+            pairs.append((identifier, resource))
+    registry: Registry[Any] = Registry().with_resources(pairs)
+    return registry.crawl()
+
+
+def _references(node: Any) -> Iterable[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("$ref", "$dynamicRef") and isinstance(value, str):
+                yield value
+            else:
+                yield from _references(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _references(item)
+
+
+def check_schema(name: str, schema: Any, others: Mapping[str, Mapping[str, Any]]) -> None:
+    """Raise SchemaInvalid unless `schema` is a valid 2020-12 schema whose references resolve
+    among `others` (the other current schemas) and itself.
+    """
+    if not isinstance(schema, dict):
+        raise SchemaInvalid(
+            "a schema must be a JSON object", [{"path": "", "message": "not an object"}]
+        )
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as error:
+        raise SchemaInvalid(
+            f"not a valid draft 2020-12 schema: {error.message}",
+            [{"path": json_pointer(error.absolute_path), "message": error.message}],
+        ) from None
+    registry = build_registry({**others, name: schema})
+    identifier = schema.get("$id")
+    base = identifier if isinstance(identifier, str) else schema_file_name(name)
+    resolver = registry.resolver(base_uri=base)
+    failures = []
+    for reference in sorted(set(_references(schema))):
+        try:
+            resolver.lookup(reference)
+        except Unresolvable:
+            failures.append({"path": "", "message": f"$ref {reference!r} does not resolve"})
+    if failures:
+        raise SchemaInvalid("the schema refers to schemas the server does not have", failures)
+
+
+def _error_path(error: ValidationError) -> list[Any]:
+    """The instance path of a failure; a missing required key is reported at its own path."""
+    path = list(error.absolute_path)
+    if error.validator in ("required", "dependentRequired"):
+        match = _QUOTED_NAME.match(error.message)
+        if match:
+            try:
+                path.append(json.loads(_to_json_string(match.group("name"))))
+            except ValueError:
+                pass
+    return path
+
+
+def _to_json_string(quoted: str) -> str:
+    # jsonschema quotes names with repr(); turn a repr'd str into a JSON string literal.
+    import ast
+
+    value = ast.literal_eval(quoted)
+    return json.dumps(value)
+
+
+class SchemaSet:
+    """Validators for every schema of one generation (one set of current schema versions)."""
+
+    def __init__(self, schemas: Mapping[str, Mapping[str, Any]], generation: int) -> None:
+        self.schemas = dict(schemas)
+        self.generation = generation
+        self._registry = build_registry(self.schemas)
+        self._validators: dict[str, Draft202012Validator] = {}
+
+    def validator(self, name: str) -> Draft202012Validator | None:
+        """The compiled validator of schema `name` (built on first use), or None without a schema."""
+        validator = self._validators.get(name)
+        if validator is None:
+            schema = self.schemas.get(name)
+            if schema is None:
+                return None
+            validator = Draft202012Validator(schema, registry=self._registry)
+            self._validators[name] = validator
+        return validator
+
+    def errors(self, name: str, instance: Any) -> list[dict[str, str]]:
+        """Every failure of `instance` against schema `name`, as `{path, message}`, sorted by path."""
+        validator = self.validator(name)
+        if validator is None:
+            return []
+        try:
+            failures = [
+                {"path": json_pointer(_error_path(error)), "message": error.message}
+                for error in validator.iter_errors(instance)
+            ]
+        except Unresolvable as error:
+            return [{"path": "", "message": f"the schema has a $ref that does not resolve: {error}"}]
+        failures.sort(key=lambda failure: (failure["path"], failure["message"]))
+        return failures
