@@ -1,0 +1,71 @@
+"""The failures a `tskcfg` command ends with, each carrying its exit code (DESIGN: 1 refused, 2 usage, 3 unreachable)."""
+
+from __future__ import annotations
+
+import json
+from typing import IO, Any
+
+import click
+
+REFUSED = 1
+USAGE = 2
+UNREACHABLE = 3
+
+
+class CommandFailed(click.ClickException):
+    """A command ended without doing what was asked; `show` prints one sentence, never a traceback.
+
+    With `json_output`, the API's error object (or one in the same shape) also goes to stdout,
+    so a CI job can read `error` and `details` without parsing prose.
+    """
+
+    exit_code = REFUSED
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        exit_code: int = REFUSED,
+        error: str = "refused",
+        details: list[Any] | None = None,
+        json_output: bool = False,
+        extra_lines: list[str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        # click types exit_code as a class variable, but reads it from the instance when exiting.
+        vars(self)["exit_code"] = exit_code
+        self.error = error
+        self.details = details or []
+        self.json_output = json_output
+        # Lines printed after the message (schema paths, TSK errors with their caret).
+        self.extra_lines = extra_lines if extra_lines is not None else default_detail_lines(self.details)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"error": self.error, "message": self.message, "details": self.details}
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        if self.json_output:
+            click.echo(json.dumps(self.as_json(), indent=2, ensure_ascii=False))
+        click.echo(f"tskcfg: {self.message}", err=True)
+        for line in self.extra_lines:
+            click.echo(line, err=True)
+
+
+def default_detail_lines(details: list[Any]) -> list[str]:
+    """`path: message` lines for the detail shapes the API uses; anything else as compact JSON."""
+    lines = []
+    for item in details:
+        if not isinstance(item, dict):
+            lines.append(f"  {item}")
+            continue
+        message = item.get("message", "")
+        if "environment" in item and "path" in item:
+            where = f"{item['environment']} v{item.get('version')} {item.get('path') or '/'}"
+            lines.append(f"  {where}: {message}")
+        elif "path" in item:
+            lines.append(f"  {item.get('path') or '/'}: {message}")
+        elif "line" in item:
+            lines.append(f"  line {item.get('line')}, column {item.get('column')}: {message}")
+        else:
+            lines.append(f"  {json.dumps(item, ensure_ascii=False, sort_keys=True)}")
+    return lines

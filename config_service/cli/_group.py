@@ -1,0 +1,88 @@
+"""The root `tskcfg` click group and the options every command shares."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import click
+
+from config_service import __version__
+from config_service.cli._http import DEFAULT_SERVER, Api, discover_token
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class State:
+    """What the global options say, shared with every command through click's context."""
+
+    server: str = DEFAULT_SERVER
+    token: str | None = None
+    json: bool = False
+
+    def api(self) -> Api:
+        """A client for the server; the token is looked up only now, so offline commands never read it."""
+        return Api(self.server, discover_token(self.token), json_output=self.json)
+
+
+def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.ensure_object(State).json = True
+
+
+def json_option(function: F) -> F:
+    """`--json` after a command, the same as `tskcfg --json COMMAND`."""
+    option = click.option(
+        "--json",
+        is_flag=True,
+        expose_value=False,
+        is_eager=False,
+        callback=_set_json,
+        help="Print the API's JSON instead of text for people.",
+    )
+    return option(function)
+
+
+def pass_state(function: F) -> F:
+    return click.make_pass_decorator(State, ensure=True)(function)  # type: ignore[return-value]
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
+@click.version_option(__version__, prog_name="tskcfg")
+@click.option(
+    "--server",
+    envvar="TSKCFG_SERVER",
+    default=DEFAULT_SERVER,
+    show_default=True,
+    metavar="URL",
+    help="The config server (env TSKCFG_SERVER).",
+)
+@click.option(
+    "--token",
+    envvar="TSKCFG_TOKEN",
+    default=None,
+    show_default=False,
+    metavar="TOKEN",
+    help="Bearer token (env TSKCFG_TOKEN; else ./data/admin.token when it exists).",
+)
+@click.option("--json", "json_output", is_flag=True, help="Print the API's JSON instead of text for people.")
+@click.pass_context
+def main(ctx: click.Context, server: str, token: str | None, json_output: bool) -> None:
+    """tskcfg: serve, push, promote and watch TSK configuration.
+
+    \b
+    Exit codes: 0 done, 1 refused (invalid document, schema violation,
+    conflict, no permission), 2 usage, 3 server unreachable or failing.
+
+    \b
+    Example:
+      tskcfg --server http://config.internal:8005 get user-service production
+    """
+    state = ctx.ensure_object(State)
+    state.server = server
+    state.token = token
+    state.json = state.json or json_output

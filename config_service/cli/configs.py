@@ -1,0 +1,569 @@
+"""Commands on configuration documents: push, get, history, diff, rollback, promote, services,
+instances, audit and watch."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import click
+import httpx
+
+from config_service.cli._common import config_path, read_input, with_source_context
+from config_service.cli._errors import UNREACHABLE, CommandFailed
+from config_service.cli._group import State, json_option, main, pass_state
+from config_service.cli._output import (
+    echo_changes,
+    echo_json,
+    echo_unified_diff,
+    short_hash,
+    table,
+)
+from config_service.diff import diff_document
+
+TSK_MEDIA_TYPE = "text/x-tsk"
+# `audit --since` pages back through the log; this bounds how far one command reads.
+AUDIT_MAX_PAGES = 50
+
+
+def where(service: str, environment: str) -> str:
+    return f"{service}/{environment}"
+
+
+def version_word(meta: dict[str, Any]) -> str:
+    return f"version {meta.get('version')} (hash {short_hash(meta.get('hash'))})"
+
+
+@main.command()
+@click.argument("service")
+@click.argument("environment")
+@click.argument("file")
+@click.option("-m", "--message", default="", help="Why this change; kept in the history.")
+@click.option(
+    "--if-version",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Only if the current version is N (0: only if there is none yet); else exit 1.",
+)
+@json_option
+@pass_state
+def push(
+    state: State, service: str, environment: str, file: str, message: str, if_version: int | None
+) -> None:
+    """Push FILE as the new version of SERVICE in ENVIRONMENT (FILE `-` reads stdin).
+
+    \b
+    The server parses and validates it; an identical source creates nothing.
+
+    \b
+    Examples:
+      tskcfg push user-service development environments/development/user-service.tsk -m "pool 10"
+      cat user-service.tsk | tskcfg push user-service staging - --if-version 7
+    """
+    file_name, source = read_input(file)
+    headers = {"Content-Type": TSK_MEDIA_TYPE}
+    if message:
+        headers["X-Config-Message"] = quote(message, safe="")
+    if if_version is not None:
+        headers["If-Match"] = f'"{if_version}"'
+    api = state.api()
+    try:
+        response = api.request("PUT", config_path(service, environment), content=source, headers=headers)
+    except CommandFailed as failure:
+        raise with_source_context(failure, file_name, source) from None
+    meta = response.json()
+    if state.json:
+        echo_json(meta)
+    elif response.status_code == 201:
+        click.echo(f"{where(service, environment)}: {version_word(meta)} created")
+    else:
+        click.echo(f"{where(service, environment)}: unchanged, {version_word(meta)} is identical")
+
+
+@main.command()
+@click.argument("service")
+@click.argument("environment")
+@click.option("--version", "version", type=click.IntRange(min=1), default=None, metavar="N",
+              help="An older version instead of the current one.")
+@click.option("--format", "output_format", type=click.Choice(["tsk", "json"]), default="tsk",
+              show_default=True, help="The TSK source, or the data as JSON (@env kept as {\"$env\": ...}).")
+@json_option
+@pass_state
+def get(state: State, service: str, environment: str, version: int | None, output_format: str) -> None:
+    """Print the current (or --version N) document of SERVICE in ENVIRONMENT.
+
+    \b
+    --json prints the API's answer: metadata and `config`.
+
+    \b
+    Examples:
+      tskcfg get user-service production > user-service.tsk
+      tskcfg get user-service production --version 3 --format json
+      tskcfg get user-service production --json | jq .version
+    """
+    path = config_path(service, environment, "versions", str(version)) if version else config_path(
+        service, environment
+    )
+    api = state.api()
+    if state.json or output_format == "json":
+        body = api.request("GET", path).json()
+        echo_json(body if state.json else body.get("config"))
+        return
+    response = api.request("GET", path, headers={"Accept": TSK_MEDIA_TYPE})
+    if response.headers.get("content-type", "").startswith("application/json"):
+        # A server that serves only JSON for this path: show the stored source if it has one.
+        body = response.json()
+        if isinstance(body.get("source"), str):
+            click.echo(body["source"], nl=False)
+            return
+        from config_service import tsk
+
+        click.echo(tsk.dumps(tsk.from_wire(body.get("config", {}))), nl=False)
+        click.echo("# (written from the stored data: the server sent no source)", err=True)
+        return
+    click.echo(response.text, nl=False)
+
+
+def describe_kind(meta: dict[str, Any]) -> str:
+    kind = str(meta.get("kind") or "-")
+    origin = meta.get("promoted_from")
+    if isinstance(origin, dict):
+        return f"{kind} from {origin.get('environment')} v{origin.get('version')}"
+    if meta.get("rolled_back_to") is not None:
+        return f"{kind} to v{meta['rolled_back_to']}"
+    return kind
+
+
+@main.command()
+@click.argument("service")
+@click.argument("environment")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="How many versions.")
+@click.option("--before", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Only versions older than N (to page back).")
+@json_option
+@pass_state
+def history(state: State, service: str, environment: str, limit: int, before: int | None) -> None:
+    """List the versions of SERVICE in ENVIRONMENT, newest first.
+
+    \b
+    Example:
+      tskcfg history user-service production --limit 5
+    """
+    body = state.api().request(
+        "GET", config_path(service, environment, "versions"), params={"limit": limit, "before": before}
+    ).json()
+    if state.json:
+        echo_json(body)
+        return
+    versions = body.get("versions", [])
+    table(
+        ["VERSION", "CREATED", "AUTHOR", "KIND", "HASH", "MESSAGE"],
+        [
+            [meta.get("version"), meta.get("created_at"), meta.get("author"), describe_kind(meta),
+             short_hash(meta.get("hash")), meta.get("message") or ""]
+            for meta in versions
+        ],
+    )
+    if body.get("next_before"):
+        click.echo(f"(older: --before {body['next_before']})", err=True)
+
+
+def echo_diff(body: dict[str, Any]) -> None:
+    changes = body.get("changes") or []
+    if not changes and not body.get("unified"):
+        click.echo("no differences")
+        return
+    echo_changes(changes)
+    if body.get("unified"):
+        click.echo()
+        echo_unified_diff(body["unified"])
+
+
+@main.command()
+@click.argument("service")
+@click.argument("environment", required=False)
+@click.option("--from", "from_version", type=click.IntRange(min=1), metavar="N", help="Older version.")
+@click.option("--to", "to_version", type=click.IntRange(min=1), metavar="M", help="Newer version.")
+@click.option("--from-env", metavar="ENV", help="Compare the current document of this environment ...")
+@click.option("--to-env", metavar="ENV", help="... with the current document of this one.")
+@json_option
+@pass_state
+def diff(
+    state: State,
+    service: str,
+    environment: str | None,
+    from_version: int | None,
+    to_version: int | None,
+    from_env: str | None,
+    to_env: str | None,
+) -> None:
+    """Show what changed between two versions, or between two environments.
+
+    \b
+    Prints the changed paths (+ added, - removed, ~ changed), then a unified
+    diff of the sources, coloured on a terminal.
+
+    \b
+    Examples:
+      tskcfg diff user-service production --from 4 --to 5
+      tskcfg diff user-service --from-env staging --to-env production
+    """
+    api = state.api()
+    if environment is not None:
+        if from_version is None or to_version is None or from_env or to_env:
+            raise click.UsageError("with ENVIRONMENT give --from N and --to M (and no --from-env/--to-env)")
+        body = api.request(
+            "GET", config_path(service, environment, "diff"), params={"from": from_version, "to": to_version}
+        ).json()
+    else:
+        if not (from_env and to_env) or from_version is not None or to_version is not None:
+            raise click.UsageError("give ENVIRONMENT with --from/--to, or --from-env and --to-env")
+        body = environment_diff(state, service, from_env, to_env)
+    if state.json:
+        echo_json(body)
+    else:
+        echo_diff(body)
+
+
+def environment_diff(state: State, service: str, from_env: str, to_env: str) -> dict[str, Any]:
+    """The API's diff shape for the current documents of two environments (no single endpoint has it)."""
+    api = state.api()
+    sides = []
+    for environment in (from_env, to_env):
+        meta = api.request("GET", config_path(service, environment)).json()
+        source = api.request(
+            "GET",
+            config_path(service, environment, "versions", str(meta["version"])),
+            headers={"Accept": TSK_MEDIA_TYPE},
+        )
+        text = source.text if not source.headers.get("content-type", "").startswith("application/json") else ""
+        sides.append((environment, meta, text))
+    (_, old, old_text), (_, new, new_text) = sides
+    return diff_document(old, new, old.get("config"), new.get("config"), old_text, new_text)
+
+
+@main.command()
+@click.argument("service")
+@click.argument("environment")
+@click.argument("version", type=click.IntRange(min=1))
+@click.option("-m", "--message", default="", help="Why; kept in the history.")
+@json_option
+@pass_state
+def rollback(state: State, service: str, environment: str, version: int, message: str) -> None:
+    """Make VERSION's source the current document again, as a new version.
+
+    \b
+    The old source is validated against today's schema first.
+
+    \b
+    Example:
+      tskcfg rollback user-service production 4 -m "pool 40 exhausted the database"
+    """
+    body: dict[str, Any] = {"version": version}
+    if message:
+        body["message"] = message
+    response = state.api().request("POST", config_path(service, environment, "rollback"), json=body)
+    meta = response.json()
+    if state.json:
+        echo_json(meta)
+    elif response.status_code == 201:
+        click.echo(f"{where(service, environment)}: {version_word(meta)} created from version {version}")
+    else:
+        click.echo(f"{where(service, environment)}: unchanged, version {meta.get('version')} already has that source")
+
+
+@main.command()
+@click.argument("service")
+@click.option("--from", "from_env", required=True, metavar="ENV", help="The environment to take the document from.")
+@click.option("--to", "to_env", required=True, metavar="ENV", help="The next environment in the pipeline.")
+@click.option("--version", "version", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Which version of --from (default: its current one).")
+@click.option("--dry-run", is_flag=True, help="Only show the diff it would make; change nothing.")
+@click.option("-m", "--message", default="", help="Why; kept in the history.")
+@json_option
+@pass_state
+def promote(
+    state: State,
+    service: str,
+    from_env: str,
+    to_env: str,
+    version: int | None,
+    dry_run: bool,
+    message: str,
+) -> None:
+    """Copy a tested document one step along the pipeline (e.g. staging to production).
+
+    \b
+    Examples:
+      tskcfg promote user-service --from staging --to production --dry-run
+      tskcfg promote user-service --from development --to staging -m "release 1.4"
+    """
+    body: dict[str, Any] = {"from": from_env, "dry_run": dry_run}
+    if version is not None:
+        body["version"] = version
+    if message:
+        body["message"] = message
+    response = state.api().request("POST", config_path(service, to_env, "promote"), json=body)
+    result = response.json()
+    if state.json:
+        echo_json(result)
+        return
+    if dry_run:
+        if result.get("would_create"):
+            click.echo(f"{where(service, to_env)}: promoting from {from_env} would create a new version:")
+            echo_diff(result.get("diff") or {})
+        else:
+            click.echo(f"{where(service, to_env)}: nothing to promote, the source is already current")
+        return
+    if response.status_code == 201:
+        click.echo(f"{where(service, to_env)}: {version_word(result)} created from {describe_origin(result, from_env)}")
+    else:
+        click.echo(f"{where(service, to_env)}: unchanged, version {result.get('version')} already has that source")
+
+
+def describe_origin(meta: dict[str, Any], from_env: str) -> str:
+    origin = meta.get("promoted_from")
+    if isinstance(origin, dict):
+        return f"{origin.get('environment')} version {origin.get('version')}"
+    return from_env
+
+
+@main.command()
+@json_option
+@pass_state
+def services(state: State) -> None:
+    """List every service you may read, with its current version per environment.
+
+    \b
+    Example:
+      tskcfg services
+    """
+    body = state.api().request("GET", "/v1/services").json()
+    if state.json:
+        echo_json(body)
+        return
+    entries = body.get("services", [])
+    environments: list[str] = []
+    for entry in entries:
+        for environment in entry.get("environments", {}):
+            if environment not in environments:
+                environments.append(environment)
+    rows = []
+    for entry in entries:
+        per_env = entry.get("environments", {})
+        rows.append([entry.get("service")] + [
+            f"v{per_env[env]['version']}" if env in per_env else "-" for env in environments
+        ])
+    table(["SERVICE", *[env.upper() for env in environments]], rows)
+
+
+@main.command()
+@click.argument("service")
+@click.argument("environment")
+@json_option
+@pass_state
+def instances(state: State, service: str, environment: str) -> None:
+    """List the instances of SERVICE in ENVIRONMENT and the version each one runs.
+
+    \b
+    BEHIND counts versions an instance is behind; STALE means it stopped reporting.
+
+    \b
+    Example:
+      tskcfg instances user-service production
+    """
+    body = state.api().request("GET", config_path(service, environment, "instances")).json()
+    if state.json:
+        echo_json(body)
+        return
+    table(
+        ["INSTANCE", "VERSION", "STATUS", "LAST SEEN", "BEHIND", "STALE", "ERROR"],
+        [
+            [item.get("instance_id"), item.get("version"), item.get("status"), item.get("last_seen"),
+             item.get("behind"), item.get("stale"), item.get("error") or ""]
+            for item in body.get("instances", [])
+        ],
+    )
+
+
+RELATIVE_TIME = re.compile(r"(\d+)\s*([smhdw])")
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """`30m`, `2h`, `7d` ago, or an ISO 8601 time (UTC when no offset is given)."""
+    now = now or datetime.now(UTC)
+    match = RELATIVE_TIME.fullmatch(text.strip().lower())
+    if match:
+        return now - timedelta(seconds=int(match.group(1)) * UNIT_SECONDS[match.group(2)])
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is neither a duration like 30m, 2h, 7d nor an ISO time like 2026-01-31T12:00:00Z",
+            param_hint="--since",
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def entry_time(entry: dict[str, Any]) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(str(entry.get("at", "")).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@main.command()
+@click.option("--service", default=None, help="Only entries about this service.")
+@click.option("--since", default=None, metavar="WHEN", help="Only entries since WHEN: 30m, 2h, 7d or an ISO time.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True, help="At most this many entries.")
+@json_option
+@pass_state
+def audit(state: State, service: str | None, since: str | None, limit: int) -> None:
+    """Show who did what and when, newest first (admin tokens).
+
+    \b
+    Examples:
+      tskcfg audit --service user-service --since 24h
+      tskcfg audit --since 2026-01-31T00:00:00Z --json
+    """
+    cutoff = parse_since(since) if since else None
+    api = state.api()
+    entries: list[dict[str, Any]] = []
+    before: Any = None
+    next_before: Any = None
+    for _page in range(AUDIT_MAX_PAGES):
+        body = api.request(
+            "GET", "/v1/audit", params={"service": service, "limit": limit, "before": before}
+        ).json()
+        page = body.get("entries", [])
+        next_before = body.get("next_before")
+        reached_cutoff = False
+        for entry in page:
+            moment = entry_time(entry)
+            if cutoff is not None and moment is not None and moment < cutoff:
+                reached_cutoff = True
+                break
+            # Filtered here too, so the answer is right even if the server ignores `service`.
+            if service is None or entry.get("service") == service:
+                entries.append(entry)
+        if reached_cutoff or not next_before or len(entries) >= limit:
+            break
+        before = next_before
+    entries = entries[:limit]
+    if state.json:
+        echo_json({"entries": entries, "next_before": next_before if len(entries) >= limit else None})
+        return
+    table(
+        ["AT", "ACTOR", "ACTION", "SERVICE", "ENVIRONMENT", "VERSION", "REQUEST", "DETAIL"],
+        [
+            [entry.get("at"), entry.get("actor"), entry.get("action"), entry.get("service"),
+             entry.get("environment"), entry.get("version"), entry.get("request_id"), entry.get("detail")]
+            for entry in entries
+        ],
+    )
+
+
+@main.command()
+@click.argument("service")
+@click.argument("environment")
+@click.option("--count", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Stop after N new versions (default: until Ctrl-C).")
+@json_option
+@pass_state
+def watch(state: State, service: str, environment: str, count: int | None) -> None:
+    """Print each new version of SERVICE in ENVIRONMENT as it arrives, until interrupted.
+
+    \b
+    Reconnects by itself (resuming where it stopped) if the connection drops;
+    --json prints one JSON object per line.
+
+    \b
+    Examples:
+      tskcfg watch user-service production
+      tskcfg watch user-service staging --count 1 --json    # wait for the next push
+    """
+    api = state.api()
+    seen = 0
+    last_event_id: str | None = None
+    connected_once = False
+    failures = 0
+    try:
+        while True:
+            headers = {"Accept": "text/event-stream"}
+            if last_event_id is not None:
+                headers["Last-Event-ID"] = last_event_id
+            try:
+                with api.stream(
+                    "/v1/events", params={"service": service, "environment": environment}, headers=headers
+                ) as response:
+                    if not connected_once and not state.json:
+                        click.echo(f"watching {where(service, environment)} (Ctrl-C to stop)", err=True)
+                    connected_once, failures = True, 0
+                    for event_id, event, data in sse_events(response):
+                        if event_id is not None:
+                            last_event_id = event_id
+                        if event != "version":
+                            continue
+                        show_event(state, data)
+                        seen += 1
+                        if count is not None and seen >= count:
+                            return
+            except CommandFailed as failure:
+                # Refusals (bad token, no scope) and a server never reached end the command at once.
+                if failure.exit_code != UNREACHABLE or not connected_once:
+                    raise
+            except httpx.HTTPError:
+                pass
+            failures += 1
+            delay = random.uniform(0, min(30.0, 2.0**failures))
+            click.echo(f"connection lost; reconnecting in {delay:.0f} s", err=True)
+            time.sleep(delay)
+    except KeyboardInterrupt:
+        return
+
+
+def sse_events(response: httpx.Response) -> Any:
+    """Yield (id, event, data) per server-sent event; comments (pings) are skipped."""
+    event_id: str | None = None
+    event = "message"
+    data: list[str] = []
+    for line in response.iter_lines():
+        if line == "":
+            if data:
+                yield event_id, event, "\n".join(data)
+            event_id, event, data = None, "message", []
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if field == "id":
+            event_id = value
+        elif field == "event":
+            event = value
+        elif field == "data":
+            data.append(value)
+
+
+def show_event(state: State, data: str) -> None:
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        payload = {"raw": data}
+    if state.json:
+        click.echo(json.dumps(payload, ensure_ascii=False))
+        return
+    stamp = datetime.now(UTC).strftime("%H:%M:%S")
+    click.echo(
+        f"{stamp}  {payload.get('service')}/{payload.get('environment')}  "
+        f"version {payload.get('version')}  hash {short_hash(payload.get('hash'))}"
+    )
+

@@ -1,0 +1,350 @@
+"""Offline commands: `validate` a TSK file (and its schema) and `fmt` files into canonical TSK."""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from config_service.cli._common import read_input, segment
+from config_service.cli._errors import REFUSED, UNREACHABLE, CommandFailed
+from config_service.cli._group import State, json_option, main, pass_state
+from config_service.cli._output import echo_json, schema_error_lines, source_error_lines
+from config_service.validation import SchemaInvalid, SchemaSet, check_schema
+
+# A line that defines a `$variable`: fmt writes values out, so such a line would be lost.
+VARIABLE_LINE = re.compile(r"^[ \t]*\$[A-Za-z_]", re.MULTILINE)
+# Each `#` is checked with a parse of its own; past this many, fmt refuses rather than guess.
+MAX_HASH_SIGNS_CHECKED = 200
+MAX_REFERENCED_SCHEMAS = 50
+
+
+def parse(file_name: str, raw: bytes) -> tuple[dict[str, Any] | None, list[dict[str, Any]], list[str]]:
+    """(data, errors as {line, column, message}, lines to show) for one TSK file."""
+    from config_service import tsk
+
+    try:
+        return tsk.load(io.BytesIO(raw)), [], []
+    except tsk.TSKDecodeError as error:
+        text = raw.decode("utf-8", errors="replace")
+        item = {"line": error.lineno, "column": error.colno, "message": error.msg}
+        return None, [item], source_error_lines(file_name, text, error.lineno, error.colno, error.msg)
+
+
+# ---------------------------------------------------------------- validate
+
+
+@dataclass(frozen=True)
+class Checker:
+    """One schema and the schemas its `$ref`s name, checked exactly as the server checks."""
+
+    schemas: SchemaSet
+    name: str
+
+    def errors(self, data: Any) -> list[tuple[str, str]]:
+        return [(failure["path"] or "/", failure["message"]) for failure in self.schemas.errors(self.name, data)]
+
+
+class MissingSchema(Exception):
+    """--schemas-dir has no schema for a file: that file fails, the others are still checked."""
+
+
+def load_json_file(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise CommandFailed(f"cannot read {what} {path}: {error.strerror or error}") from None
+    except ValueError as error:
+        raise CommandFailed(f"{what} {path} is not JSON: {error}", error="invalid_schema") from None
+
+
+def make_checker(name: str, schema: Any, others: dict[str, Any], label: str) -> Checker:
+    try:
+        check_schema(name, schema, others)
+    except SchemaInvalid as error:
+        raise CommandFailed(f"{label}: {error}", error="invalid_schema", details=error.details) from None
+    return Checker(SchemaSet({**others, name: schema}, generation=0), name)
+
+
+def sibling_schemas(directory: Path, leave_out: str | None = None) -> dict[str, Any]:
+    """Every JSON object in DIRECTORY by file stem, which is how `"$ref": "database.json"` finds it."""
+    found: dict[str, Any] = {}
+    for path in sorted(directory.glob("*.json")):
+        if path.stem == leave_out:
+            continue
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # only matters if referenced, and then check_schema says the $ref does not resolve
+        if isinstance(document, dict):
+            found[path.stem] = document
+    return found
+
+
+def local_checker(schema_path: Path) -> Checker:
+    schema = load_json_file(schema_path, "schema")
+    others = sibling_schemas(schema_path.parent, leave_out=schema_path.stem)
+    return make_checker(schema_path.stem, schema, others, str(schema_path))
+
+
+def file_references(node: Any) -> set[str]:
+    """The schema names (`database` for `"database.json"`) that `$ref`s in NODE point to."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                target = value.split("#", 1)[0]
+                if target.endswith(".json") and "/" not in target:
+                    found.add(target[: -len(".json")])
+            else:
+                found |= file_references(value)
+    elif isinstance(node, list):
+        for item in node:
+            found |= file_references(item)
+    return found
+
+
+def run_validation(
+    validator_for: Callable[[], Any], file_name: str, raw: bytes
+) -> tuple[bool, list[dict[str, Any]], list[str]]:
+    """Parse first (a TSK error needs no schema), then validate against `validator_for()`, if any."""
+    from config_service import tsk
+
+    data, parse_errors, lines = parse(file_name, raw)
+    if data is None:
+        return False, parse_errors, lines
+    checker = validator_for()
+    if checker is None:
+        return True, [], []
+    # Like the server: each @env stands for its default; one without a default is left out.
+    failures = checker.errors(tsk.validation_view(data))
+    return (
+        not failures,
+        [{"path": path, "message": message} for path, message in failures],
+        [f"{file_name}: {line}" for line in schema_error_lines(failures)],
+    )
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option("--schema", "schema_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Validate against this JSON Schema; its $refs are read from the same folder.")
+@click.option("--schemas-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Validate each FILE against DIR/<FILE's name>.json, e.g. schemas/user-service.json.")
+@click.option("--service", default=None,
+              help="Validate against this service's schema on the server (needs the server).")
+@json_option
+@pass_state
+def validate(
+    state: State,
+    files: tuple[str, ...],
+    schema_file: Path | None,
+    schemas_dir: Path | None,
+    service: str | None,
+) -> None:
+    """Check TSK files the way the server will, without pushing them (FILE `-` reads stdin).
+
+    \b
+    Without a schema option only the TSK is checked. Exit 1 when any file fails.
+    Errors show as file:line:column with the line and a caret; schema failures
+    as `file: /json/pointer: message`.
+
+    \b
+    Examples:
+      tskcfg validate environments/production/user-service.tsk --schema schemas/user-service.json
+      tskcfg validate --schemas-dir schemas environments/*/*.tsk
+      tskcfg get user-service staging | tskcfg validate - --service user-service
+    """
+    if sum(option is not None for option in (schema_file, schemas_dir, service)) > 1:
+        raise click.UsageError("give at most one of --schema, --schemas-dir and --service")
+    validators: dict[str, Any] = {}
+
+    def validator_for(file: str) -> Any:
+        if schema_file is not None:
+            key = str(schema_file)
+            if key not in validators:
+                validators[key] = local_checker(schema_file)
+            return validators[key]
+        if schemas_dir is not None:
+            if file == "-":
+                raise click.UsageError("with --schemas-dir, FILE cannot be '-' (its name picks the schema)")
+            path = schemas_dir / f"{Path(file).stem}.json"
+            if not path.is_file():
+                raise MissingSchema(f"no schema {path} for {file}")
+            if str(path) not in validators:
+                validators[str(path)] = local_checker(path)
+            return validators[str(path)]
+        if service is not None:
+            if service not in validators:
+                validators[service] = server_validator(state, service)
+            return validators[service]
+        return None
+
+    results = []
+    failed = False
+    for file in files:
+        file_name, raw = read_input(file)
+        try:
+            ok, errors, lines = run_validation(functools.partial(validator_for, file), file_name, raw)
+        except MissingSchema as missing:
+            ok, errors, lines = False, [{"path": "", "message": str(missing)}], [f"{file_name}: {missing}"]
+        except CommandFailed as failure:
+            failure.json_output = state.json
+            raise
+        failed = failed or not ok
+        results.append({"file": file_name, "ok": ok, "errors": errors})
+        if state.json:
+            continue
+        if ok:
+            checked = "valid" if validator_for(file) is not None else "valid TSK (no schema given)"
+            click.echo(f"{file_name}: {checked}")
+        else:
+            for line in lines:
+                click.echo(line, err=True)
+    if state.json:
+        echo_json({"ok": not failed, "files": results})
+    if failed:
+        sys.exit(REFUSED)
+
+
+def server_validator(state: State, service: str) -> Checker:
+    """The schema the server holds for SERVICE, with the schemas it `$ref`s (from the server, else
+    from ./schemas when the token may not read them)."""
+    api = state.api()
+    schema = api.request("GET", f"/v1/schemas/{segment(service)}").json().get("schema")
+    others: dict[str, Any] = {}
+    pending = file_references(schema) - {service}
+    # A bound on how many referenced schemas one validation fetches.
+    for _ in range(MAX_REFERENCED_SCHEMAS):
+        if not pending:
+            break
+        name = pending.pop()
+        try:
+            others[name] = api.request("GET", f"/v1/schemas/{segment(name)}").json().get("schema")
+        except CommandFailed as failure:
+            if failure.exit_code == UNREACHABLE:
+                raise
+            local = Path("schemas") / f"{name}.json"
+            if not local.is_file():
+                continue
+            others[name] = load_json_file(local, "schema")
+        pending |= file_references(others[name]) - set(others) - {service}
+    return make_checker(service, schema, others, f"the schema of {service} on the server")
+
+
+# ---------------------------------------------------------------- fmt
+
+
+def lost_by_rewriting(text: str, data: dict[str, Any]) -> str | None:
+    """What `tsk.dumps` would drop from TEXT (comments, variables), or None when nothing is lost.
+
+    A `#` starts a comment exactly when cutting the line there leaves the same data: inside a
+    string, cutting changes the string or breaks the document. This asks the parser instead of
+    re-implementing its string rules.
+    """
+    from config_service import tsk
+
+    if VARIABLE_LINE.search(text):
+        return "variables"
+    positions = [index for index, char in enumerate(text) if char == "#"]
+    if len(positions) > MAX_HASH_SIGNS_CHECKED:
+        return "comments (or too many '#' to check)"
+    for position in positions:
+        end = text.find("\n", position)
+        cut = text[:position] + ("" if end == -1 else text[end:])
+        try:
+            same = tsk.loads(cut) == data
+        except tsk.TSKDecodeError:
+            same = False
+        if same:
+            return "comments"
+    return None
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Temp file in the same folder, fsync, rename: a crash leaves the old file or the new one."""
+    mode = path.stat().st_mode & 0o7777
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as temp:
+            temp.write(text)
+            temp.flush()
+            os.fsync(temp.fileno())
+        os.chmod(temp_name, mode)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option("--check", is_flag=True, help="Change nothing; exit 1 when a file would be rewritten.")
+@json_option
+@pass_state
+def fmt(state: State, files: tuple[str, ...], check: bool) -> None:
+    """Rewrite TSK files in canonical form (FILE `-`: stdin to stdout).
+
+    \b
+    A file with comments or $variables is left untouched, with a note saying
+    so: rewriting would drop them. Exit 1 when a file does not parse, when a
+    file could not be rewritten, or (with --check) when a file would change.
+
+    \b
+    Examples:
+      tskcfg fmt generated/user-service.tsk
+      tskcfg fmt --check environments/*/*.tsk
+    """
+    from config_service import tsk
+
+    results = []
+    failed = False
+    for file in files:
+        file_name, raw = read_input(file)
+        data, errors, lines = parse(file_name, raw)
+        if data is None:
+            failed = True
+            results.append({"file": file_name, "status": "invalid", "errors": errors})
+            for line in lines:
+                click.echo(line, err=True)
+            continue
+        text = raw.decode("utf-8")
+        formatted = tsk.dumps(data)
+        if formatted == text:
+            status = "unchanged"
+        elif (lost := lost_by_rewriting(text, data)) is not None:
+            status = "untouched"
+            # --check asks "would fmt change it?"; fmt leaves such a file as it is, so it passes.
+            failed = failed or not check
+            click.echo(f"cannot keep {lost} in {file_name}; left untouched", err=True)
+        elif check:
+            status = "would_reformat"
+            failed = True
+            if not state.json:
+                click.echo(f"would reformat {file_name}")
+        elif file == "-":
+            status = "reformatted"
+            click.echo(formatted, nl=False)
+        else:
+            status = "reformatted"
+            write_atomically(Path(file), formatted)
+            if not state.json:
+                click.echo(f"reformatted {file_name}")
+        if file == "-" and status in ("unchanged", "untouched") and not check:
+            # stdin to stdout: the output must always be the document.
+            click.echo(text, nl=False)
+        results.append({"file": file_name, "status": status})
+    if state.json:
+        echo_json({"ok": not failed, "files": results})
+    if failed:
+        sys.exit(REFUSED)

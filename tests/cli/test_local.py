@@ -1,0 +1,185 @@
+"""`tskcfg validate` and `tskcfg fmt`: offline commands on real files, through click's runner."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from config_service import tsk
+from config_service.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMAS = ROOT / "schemas"
+PRODUCTION = ROOT / "environments" / "production" / "user-service.tsk"
+
+
+@pytest.fixture()
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_validate_accepts_the_repository_documents(runner: CliRunner) -> None:
+    files = sorted(str(path) for path in (ROOT / "environments").glob("*/*.tsk"))
+    result = runner.invoke(main, ["validate", "--schemas-dir", str(SCHEMAS), *files])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count(": valid\n") == len(files) == 3
+
+
+def test_validate_shows_a_tsk_error_with_the_line_and_a_caret(runner: CliRunner, tmp_path: Path) -> None:
+    bad = write(tmp_path / "user-service.tsk", 'name: "user-service"\n[database]\npool_size: 007\n')
+    result = runner.invoke(main, ["validate", str(bad), "--schema", str(SCHEMAS / "user-service.json")])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"{bad}:3:12: invalid number '007': leading zeros are not allowed",
+        "    pool_size: 007",
+        "               ^",
+    ]
+
+
+def test_validate_lists_schema_failures_as_path_and_message(runner: CliRunner, tmp_path: Path) -> None:
+    text = PRODUCTION.read_text("utf-8").replace("pool_size: 20", "pool_size: 0")
+    text = text.replace('url: @env("DATABASE_URL", "postgresql://db.internal:5432/users")\n', "")
+    bad = write(tmp_path / "user-service.tsk", text)
+    result = runner.invoke(main, ["validate", str(bad), "--schema", str(SCHEMAS / "user-service.json")])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"{bad}: /database/pool_size: 0 is less than the minimum of 1",
+        f"{bad}: /database/url: 'url' is a required property",
+    ]
+
+
+def test_validate_uses_env_defaults_like_the_server(runner: CliRunner, tmp_path: Path) -> None:
+    text = PRODUCTION.read_text("utf-8").replace('@env("PORT", 8001)', '@env("PORT", "eighty")')
+    bad = write(tmp_path / "user-service.tsk", text)
+    result = runner.invoke(main, ["validate", str(bad), "--schema", str(SCHEMAS / "user-service.json")])
+    assert result.exit_code == 1
+    assert "/port: 'eighty' is not of type 'integer'" in result.stderr
+    # Without a default the reference is left out, as on the server: an optional key passes.
+    skipped = write(tmp_path / "user-service.tsk", text.replace("timeout: 5.0", 'timeout: @env("DB_TIMEOUT")'))
+    result = runner.invoke(main, ["validate", str(skipped), "--schema", str(SCHEMAS / "user-service.json")])
+    assert "/database/timeout" not in result.stderr
+    assert result.stderr.splitlines() == [f"{skipped}: /port: 'eighty' is not of type 'integer'"]
+
+
+def test_validate_json_output_and_stdin(runner: CliRunner) -> None:
+    result = runner.invoke(
+        main,
+        ["validate", "-", "--schema", str(SCHEMAS / "user-service.json"), "--json"],
+        input='name: "user-service"\nversion: "1"\nport: 1\n[database]\nurl: "sqlite://"\n',
+    )
+    assert result.exit_code == 1
+    assert json.loads(result.stdout) == {
+        "ok": False,
+        "files": [
+            {
+                "file": "<stdin>",
+                "ok": False,
+                "errors": [{"path": "/version", "message": "'1' does not match '^[0-9]+\\\\.[0-9]+\\\\.[0-9]+([-+][0-9A-Za-z.-]+)?$'"}],
+            }
+        ],
+    }
+
+
+def test_validate_without_a_schema_checks_only_the_tsk(runner: CliRunner, tmp_path: Path) -> None:
+    good = write(tmp_path / "anything.tsk", "a: 1\n")
+    result = runner.invoke(main, ["validate", str(good)])
+    assert result.exit_code == 0
+    assert result.stdout == f"{good}: valid TSK (no schema given)\n"
+
+
+def test_validate_reports_a_missing_schema_and_checks_the_other_files(runner: CliRunner, tmp_path: Path) -> None:
+    other = write(tmp_path / "billing.tsk", "a: 1\n")
+    result = runner.invoke(main, ["validate", "--schemas-dir", str(SCHEMAS), str(other), str(PRODUCTION)])
+    assert result.exit_code == 1
+    assert f"{other}: no schema {SCHEMAS / 'billing.json'}" in result.stderr
+    assert f"{PRODUCTION}: valid" in result.stdout
+
+
+def test_validate_refuses_an_invalid_schema(runner: CliRunner, tmp_path: Path) -> None:
+    schema = write(tmp_path / "s.json", '{"type": "no-such-type"}')
+    result = runner.invoke(main, ["validate", str(PRODUCTION), "--schema", str(schema)])
+    assert result.exit_code == 1
+    assert f"tskcfg: {schema}: not a valid draft 2020-12 schema: " in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_validate_usage_errors_exit_2(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["validate", str(PRODUCTION), "--schema", "a.json", "--service", "x"])
+    assert result.exit_code == 2
+    assert runner.invoke(main, ["validate"]).exit_code == 2
+
+
+def test_fmt_rewrites_a_file_without_comments_and_keeps_its_data(runner: CliRunner, tmp_path: Path) -> None:
+    path = write(tmp_path / "a.tsk", 'b = [\n  2,\n  3,\n]\na: "x # not a comment"\n[s]\nk = 1;\n')
+    before = tsk.loads(path.read_text("utf-8"))
+    check = runner.invoke(main, ["fmt", "--check", str(path)])
+    assert check.exit_code == 1 and check.stdout == f"would reformat {path}\n"
+    assert path.read_text("utf-8").startswith("b = [")  # --check changes nothing
+    result = runner.invoke(main, ["fmt", str(path)])
+    assert result.exit_code == 0, result.output
+    assert path.read_text("utf-8") == tsk.dumps(before)
+    assert tsk.loads(path.read_text("utf-8")) == before
+    assert runner.invoke(main, ["fmt", "--check", str(path)]).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "lost"),
+    [
+        ("a: 1  # one\n", "comments"),
+        ('a: "x # y"\n# alone\n', "comments"),
+        ("a: '''\n# inside\n'''\nb: 2 # after\n", "comments"),
+        ('$v: "x"\na: $v\n', "variables"),
+    ],
+)
+def test_fmt_never_drops_comments_or_variables(runner: CliRunner, tmp_path: Path, text: str, lost: str) -> None:
+    path = write(tmp_path / "a.tsk", text)
+    result = runner.invoke(main, ["fmt", str(path)])
+    assert result.exit_code == 1
+    assert result.stderr == f"cannot keep {lost} in {path}; left untouched\n"
+    assert path.read_text("utf-8") == text
+    # --check passes: fmt would not change the file.
+    assert runner.invoke(main, ["fmt", "--check", str(path)]).exit_code == 0
+
+
+def test_fmt_is_not_fooled_by_hash_signs_inside_strings(runner: CliRunner, tmp_path: Path) -> None:
+    path = write(tmp_path / "a.tsk", "a:   \"#1\"\nb: '''\n# line\n'''\nc: '#'\n")
+    result = runner.invoke(main, ["fmt", str(path)])
+    assert result.exit_code == 0, result.output
+    assert tsk.loads(path.read_text("utf-8")) == {"a": "#1", "b": "# line\n", "c": "#"}
+
+
+def test_fmt_keeps_the_repository_documents_untouched(runner: CliRunner, tmp_path: Path) -> None:
+    copies = []
+    for path in sorted((ROOT / "environments").glob("*/*.tsk")):
+        copy = tmp_path / f"{path.parent.name}.tsk"
+        shutil.copy(path, copy)
+        copies.append(copy)
+    result = runner.invoke(main, ["fmt", *map(str, copies)])
+    assert result.exit_code == 1
+    assert result.stderr.count("left untouched") == 3
+    for copy in copies:
+        assert copy.read_bytes() == (ROOT / "environments" / copy.stem / "user-service.tsk").read_bytes()
+
+
+def test_fmt_stdin_to_stdout_and_invalid_input(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["fmt", "-"], input="a=1\n")
+    assert result.exit_code == 0 and result.stdout == tsk.dumps({"a": 1})
+    bad = runner.invoke(main, ["fmt", "-", "--json"], input="a: [\n")
+    assert bad.exit_code == 1
+    assert json.loads(bad.stdout)["files"][0]["status"] == "invalid"
+    assert bad.stderr.startswith("<stdin>:1:4: unclosed array")
+
+
+def test_read_errors_are_sentences_not_tracebacks(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(main, ["validate", str(tmp_path / "missing.tsk")])
+    assert result.exit_code == 1
+    assert result.stderr == f"tskcfg: cannot read {tmp_path / 'missing.tsk'}: No such file or directory\n"
