@@ -1,0 +1,99 @@
+"""The client library: a service's configuration from the config server, kept current without restarts.
+
+    from client import load_config
+    config = load_config("user-service")
+    config.get("database.pool_size")
+
+Import everything from `client`; the modules starting with `_` are private.
+"""
+
+from __future__ import annotations
+
+import os
+
+from client import exceptions
+from client._appliers import (
+    Applier,
+    CacheApplier,
+    DatabaseApplier,
+    LoggingApplier,
+    SecurityPolicy,
+    SecurityState,
+)
+from client._async import AsyncConfigClient
+from client._cache import TTLCache
+from client._config import Config
+from client._core import RetryPolicy
+from client._sync import ConfigClient
+from client.exceptions import (
+    ApplyFailed,
+    ConfigError,
+    Forbidden,
+    HashMismatch,
+    InvalidConfig,
+    NotFound,
+    RequestRejected,
+    ServerUnavailable,
+    Unauthorized,
+)
+
+__all__ = [
+    "Applier",
+    "ApplyFailed",
+    "AsyncConfigClient",
+    "CacheApplier",
+    "Config",
+    "ConfigClient",
+    "ConfigError",
+    "DatabaseApplier",
+    "Forbidden",
+    "HashMismatch",
+    "InvalidConfig",
+    "LoggingApplier",
+    "NotFound",
+    "RequestRejected",
+    "RetryPolicy",
+    "SecurityPolicy",
+    "SecurityState",
+    "ServerUnavailable",
+    "TTLCache",
+    "Unauthorized",
+    "exceptions",
+    "load_config",
+]
+
+
+def load_config(
+    service: str,
+    environment: str | None = None,
+    *,
+    server: str | None = None,
+    token: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    environments_dir: str | os.PathLike[str] | None = None,
+    watch_files: bool = False,
+) -> Config:
+    """Get a service's config once: from the server, else the last-known-good cache, else the local file.
+
+    `environment` defaults to `SERVICE_ENV`, else `"development"`; `server` to `CONFIG_STORE`,
+    else `http://localhost:8005`; `token` to `CONFIG_TOKEN`. Raises `ServerUnavailable` naming
+    what was tried when nothing answers, and the server's 4xx (`NotFound`, `Unauthorized`, ...)
+    as they are. With `watch_files=True` there is no server: the file
+    `environments/<environment>/<service>.tsk` is read and hot-reloaded in the background
+    through the built-in appliers, and the first `Config` is returned.
+    """
+    client = ConfigClient(
+        service,
+        environment,
+        server=server,
+        token=token,
+        cache_dir=cache_dir,
+        environments_dir=environments_dir,
+        mode="files" if watch_files else "watch",
+    )
+    if watch_files:
+        return client.start()
+    try:
+        return client._fetch()
+    finally:
+        client.stop()

@@ -1,0 +1,716 @@
+"""The part of the client that does no I/O, shared by `ConfigClient` and `AsyncConfigClient`.
+
+It builds requests and reads responses, turns a received document into a `Config` (hash
+check, `@env` resolution, schema validation), plans and runs the all-or-nothing apply, and
+decides how long to wait after a failure. The sync and async clients only move bytes and
+sleep, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+import random
+import re
+import socket
+from collections.abc import Callable, Generator, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+from referencing.exceptions import Unresolvable
+
+from client import exceptions
+from client._appliers import (
+    Applier,
+    CacheApplier,
+    CacheFactory,
+    DatabaseApplier,
+    LoggingApplier,
+    SecurityPolicy,
+)
+from client._config import Config, Source
+from client._lkg import default_cache_dir, lkg_path, read_lkg
+from config_service import __version__, tsk, validation
+
+logger = logging.getLogger("client")
+
+DEFAULT_SERVER = "http://localhost:8005"
+DEFAULT_ENVIRONMENT = "development"
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+Mode = Literal["watch", "poll", "sse", "files"]
+MODES = ("watch", "poll", "sse", "files")
+# The built-in appliers run first, always in this order, then the service's handlers.
+BUILTIN_ORDER = ("logging", "security", "cache", "database")
+# A long poll is held this long by the server; the read timeout leaves room for the answer.
+WATCH_WAIT = 60.0
+REQUEST_TIMEOUT = 10.0
+# An answer that brings nothing new sooner than this is followed by a pause, so a server
+# that ignores `wait` cannot turn the watch loop into a busy loop.
+MIN_CHECK_INTERVAL = 1.0
+
+Handler = Callable[[Any, Any], Any]
+
+
+# ---------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a client was told, with the environment variables' defaults filled in."""
+
+    service: str
+    environment: str
+    server: str
+    token: str | None
+    cache_dir: Path
+    environments_dir: Path
+    mode: Mode
+    poll_interval: float
+    instance_id: str
+
+    @property
+    def lkg_path(self) -> Path:
+        return lkg_path(self.cache_dir, self.service, self.environment)
+
+    @property
+    def file_path(self) -> Path:
+        return self.environments_dir / self.environment / f"{self.service}.tsk"
+
+    @property
+    def config_url(self) -> str:
+        return f"{self.server}/v1/configs/{self.service}/{self.environment}"
+
+
+def make_settings(
+    service: str,
+    environment: str | None = None,
+    *,
+    server: str | None = None,
+    token: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    environments_dir: str | os.PathLike[str] | None = None,
+    mode: str = "watch",
+    poll_interval: float = 30.0,
+    instance_id: str | None = None,
+) -> Settings:
+    """Fill in defaults (`SERVICE_ENV`, `CONFIG_STORE`, `CONFIG_TOKEN`) and check every argument."""
+    environment = environment or os.environ.get("SERVICE_ENV") or DEFAULT_ENVIRONMENT
+    for what, name in (("service", service), ("environment", environment)):
+        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+            raise ValueError(f"{what} name {name!r} does not match {NAME_PATTERN.pattern}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if (
+        isinstance(poll_interval, bool)
+        or not isinstance(poll_interval, int | float)
+        or poll_interval <= 0
+    ):
+        raise ValueError(
+            f"poll_interval must be a positive number of seconds, not {poll_interval!r}"
+        )
+    server = (server or os.environ.get("CONFIG_STORE") or DEFAULT_SERVER).rstrip("/")
+    if not server.startswith(("http://", "https://")):
+        raise ValueError(f"server must be an http:// or https:// URL, not {server!r}")
+    return Settings(
+        service=service,
+        environment=environment,
+        server=server,
+        token=token if token is not None else os.environ.get("CONFIG_TOKEN") or None,
+        cache_dir=Path(cache_dir) if cache_dir is not None else default_cache_dir(),
+        environments_dir=Path(environments_dir)
+        if environments_dir is not None
+        else Path("environments"),
+        mode=mode,  # type: ignore[arg-type]
+        poll_interval=float(poll_interval),
+        instance_id=instance_id or f"{socket.gethostname()}:{os.getpid()}",
+    )
+
+
+# ---------------------------------------------------------------------------- retry
+
+
+class RetryPolicy:
+    """How long to wait after a failed request: backoff with full jitter, and a circuit breaker.
+
+    The n-th failure in a row waits a random time in [0, min(cap, base * 2**(n-1))]. After
+    `failure_threshold` failures in a row the breaker opens: no request for about
+    `recovery_timeout` seconds (jittered, so a fleet does not come back at the same instant),
+    then one probe (half-open); its failure opens the breaker again, its success closes it.
+    """
+
+    def __init__(
+        self,
+        *,
+        base: float = 0.5,
+        cap: float = 30.0,
+        failure_threshold: int = 5,
+        recovery_timeout: float = 30.0,
+        random: Callable[[], float] = random.random,
+    ) -> None:
+        self.base = base
+        self.cap = cap
+        self.failure_threshold = failure_threshold
+        self.recovery_timeout = recovery_timeout
+        self._random = random
+        self.failures = 0
+
+    @property
+    def state(self) -> Literal["closed", "open"]:
+        return "open" if self.failures >= self.failure_threshold else "closed"
+
+    def failure(self) -> float:
+        """Count a failure; the seconds to wait before the next request."""
+        self.failures += 1
+        delay = self._random() * min(self.cap, self.base * 2 ** min(self.failures - 1, 32))
+        if self.state == "open":
+            delay = max(delay, self.recovery_timeout * (0.5 + 0.5 * self._random()))
+        return delay
+
+    def success(self) -> None:
+        self.failures = 0
+
+
+# ---------------------------------------------------------------------------- received documents
+
+
+@dataclass(frozen=True)
+class Received:
+    """A document as it arrived (server, cache file or local file), not yet checked."""
+
+    version: int | None
+    hash: str
+    wire: dict[str, Any]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _json_body(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def raise_for_status(response: httpx.Response, what: str) -> None:
+    """Map an error answer to the client's exceptions: 5xx is unavailability, 4xx is raised as is."""
+    status = response.status_code
+    if status < 400:
+        return
+    body = _json_body(response)
+    body = body if isinstance(body, dict) else {}
+    message = str(body.get("message") or response.reason_phrase or "error")
+    text = f"{what}: the server answered {status}: {message}"
+    if status >= 500:
+        raise exceptions.ServerUnavailable(text)
+    kind: type[exceptions.RequestRejected] = {
+        401: exceptions.Unauthorized,
+        403: exceptions.Forbidden,
+        404: exceptions.NotFound,
+    }.get(status, exceptions.RequestRejected)
+    raise kind(text, status=status, code=str(body.get("error", "")), details=body.get("details"))
+
+
+def received_from_file(path: Path) -> Received:
+    """Parse a local TSK document; a syntax error becomes InvalidConfig with line and column."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tsk.loads(text)
+    except FileNotFoundError as error:
+        raise exceptions.ConfigError(f"{path}: no such file") from error
+    except tsk.TSKDecodeError as error:
+        raise exceptions.InvalidConfig(
+            f"{path}:{error.lineno}:{error.colno}: {error.msg}",
+            details=[{"line": error.lineno, "column": error.colno, "message": error.msg}],
+        ) from error
+    except UnicodeDecodeError as error:
+        raise exceptions.InvalidConfig(f"{path}: not UTF-8 ({error.reason})") from error
+    return Received(version=None, hash=tsk.document_hash(data), wire=tsk.to_wire(data))
+
+
+@dataclass(frozen=True)
+class SchemaAnswer:
+    """A schema as `GET /v1/schemas/{name}` serves it."""
+
+    name: str
+    version: Any
+    schema: dict[str, Any]
+
+
+def external_references(schema: Mapping[str, Any]) -> list[str]:
+    """The names of the other schemas a schema refers to by file name (`"$ref": "database.json"`)."""
+    names = set()
+    for reference in validation._references(schema):
+        target = reference.split("#", 1)[0]
+        if target.endswith(".json") and "/" not in target:
+            names.add(target.removesuffix(".json"))
+    return sorted(names)
+
+
+# ---------------------------------------------------------------------------- the apply transaction
+
+
+@dataclass(frozen=True)
+class Step:
+    """One applier or handler call for one section, with how to undo and settle it."""
+
+    section: str
+    label: str
+    forward: Callable[[], Any]
+    backward: Callable[[], Any]
+    commit: Callable[[], Any]
+
+
+def _nothing() -> None:
+    return None
+
+
+def applier_step(section: str, applier: Applier, new: Any, old: Any) -> Step:
+    return Step(
+        section=section,
+        label=f"the built-in {section} applier",
+        forward=lambda: applier.apply(new, old),
+        backward=lambda: applier.revert(new, old),
+        commit=applier.commit,
+    )
+
+
+def handler_step(section: str, handler: Handler, new: Any, old: Any) -> Step:
+    name = getattr(handler, "__qualname__", repr(handler))
+    return Step(
+        section=section,
+        label=f"handler {name} for {section!r}",
+        forward=lambda: handler(new, old),
+        # A handler undoes itself by being told to go from the new section back to the old one.
+        backward=lambda: handler(old, new),
+        commit=_nothing,
+    )
+
+
+Transaction = Generator[Callable[[], Any], None, None]
+
+
+def transaction(steps: Iterable[Step], version: int | None) -> Transaction:
+    """Yield each call to make; a call that raises is thrown back in and reverts the ones before.
+
+    Written once as a generator so the sync client runs it with plain calls and the async
+    client awaits the handlers that are coroutines: one copy of the all-or-nothing rule.
+    """
+    done: list[Step] = []
+    for step in steps:
+        try:
+            yield step.forward
+        except Exception as error:
+            for finished in reversed(done):
+                try:
+                    yield finished.backward
+                except Exception:
+                    logger.exception("reverting %s failed", finished.label)
+            raise exceptions.ApplyFailed(
+                f"applying version {version} failed in {step.label}: {type(error).__name__}: {error}",
+                section=step.section,
+                version=version,
+            ) from error
+        done.append(step)
+    for step in done:
+        try:
+            yield step.commit
+        except Exception:
+            logger.exception("settling %s failed", step.label)
+
+
+def run_transaction(steps: Transaction) -> None:
+    """Drive a transaction with plain calls (threads)."""
+    try:
+        call = next(steps)
+        while True:
+            try:
+                call()
+            except Exception as error:
+                call = steps.throw(error)
+            else:
+                call = steps.send(None)
+    except StopIteration:
+        return
+
+
+async def run_transaction_async(steps: Transaction) -> None:
+    """Drive a transaction on an event loop, awaiting whatever a call returns that is awaitable."""
+    try:
+        call = next(steps)
+        while True:
+            try:
+                result = call()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as error:
+                call = steps.throw(error)
+            else:
+                call = steps.send(None)
+    except StopIteration:
+        return
+
+
+# ---------------------------------------------------------------------------- server-sent events
+
+
+@dataclass
+class ServerEvent:
+    id: str | None
+    event: str
+    data: str
+
+
+class EventStreamParser:
+    """Turns the lines of a `text/event-stream` into events; remembers the last event id."""
+
+    def __init__(self) -> None:
+        self.last_event_id: str | None = None
+        self._event = "message"
+        self._data: list[str] = []
+        self._id: str | None = None
+
+    def feed(self, line: str) -> ServerEvent | None:
+        if line == "":
+            if not self._data:
+                self._event, self._id = "message", None
+                return None
+            event = ServerEvent(id=self._id, event=self._event, data="\n".join(self._data))
+            if self._id is not None:
+                self.last_event_id = self._id
+            self._event, self._data, self._id = "message", [], None
+            return event
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id":
+            self._id = value
+        return None
+
+
+# ---------------------------------------------------------------------------- the shared core
+
+
+class ClientCore:
+    """The state and rules of one client: current config, appliers, handlers, what was seen."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        database: DatabaseApplier | None = None,
+        cache_backends: Mapping[str, CacheFactory] | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.settings = settings
+        self.logging = LoggingApplier()
+        self.security = SecurityPolicy()
+        self.cache = CacheApplier(cache_backends)
+        self.database = database if database is not None else DatabaseApplier()
+        self.appliers: dict[str, Applier] = {
+            "logging": self.logging,
+            "security": self.security,
+            "cache": self.cache,
+            "database": self.database,
+        }
+        self.handlers: list[tuple[str, Handler]] = []
+        self.retry = retry or RetryPolicy()
+        self.config: Config | None = None
+        # The last version the server showed us, applied or refused: a refused version is not
+        # fetched again, the watch waits for the next one.
+        self.seen_version: int | None = None
+        self.fallback_pending = False
+        self._schemas: tuple[Any, validation.SchemaSet] | None = None
+        self._headers = {"User-Agent": f"tskcfg-client/{__version__}", "Accept": "application/json"}
+        if settings.token:
+            self._headers["Authorization"] = f"Bearer {settings.token}"
+
+    # -- requests
+
+    def _request(self, method: str, url: str, *, timeout: float, **kwargs: Any) -> httpx.Request:
+        return httpx.Request(
+            method,
+            url,
+            headers=self._headers,
+            extensions={"timeout": httpx.Timeout(timeout, connect=5.0).as_dict()},
+            **kwargs,
+        )
+
+    def config_request(
+        self, *, wait: float | None = None, conditional: bool = True
+    ) -> httpx.Request:
+        """GET the current document; with `wait`, a long poll held until a version after `seen_version`."""
+        headers = {}
+        params = {}
+        if conditional and self.seen_version is not None:
+            headers["If-None-Match"] = f'"{self.seen_version}"'
+            if wait:
+                params["wait"] = str(int(wait))
+        request = self._request(
+            "GET",
+            self.settings.config_url,
+            params=params,
+            timeout=(wait or 0) + REQUEST_TIMEOUT,
+        )
+        request.headers.update(headers)
+        return request
+
+    def schema_request(self, name: str | None = None) -> httpx.Request:
+        return self._request(
+            "GET",
+            f"{self.settings.server}/v1/schemas/{name or self.settings.service}",
+            timeout=REQUEST_TIMEOUT,
+        )
+
+    def events_request(self, last_event_id: str | None) -> httpx.Request:
+        params = {"service": self.settings.service, "environment": self.settings.environment}
+        # The read timeout outlasts the server's 15 s pings, so a silent stream means a dead one.
+        request = self._request(
+            "GET", f"{self.settings.server}/v1/events", params=params, timeout=45.0
+        )
+        request.headers["Accept"] = "text/event-stream"
+        if last_event_id is not None:
+            request.headers["Last-Event-ID"] = last_event_id
+        return request
+
+    def report_request(
+        self, status: str, config: Config | Received | None, error: str | None = None
+    ) -> httpx.Request:
+        body = {
+            "instance_id": self.settings.instance_id,
+            "service": self.settings.service,
+            "environment": self.settings.environment,
+            "version": config.version if config is not None else None,
+            "hash": config.hash if config is not None else None,
+            "status": status,
+            "error": error,
+        }
+        return self._request("POST", f"{self.settings.server}/v1/instances", json=body, timeout=5.0)
+
+    # -- responses
+
+    def read_config(self, response: httpx.Response) -> Received | None:
+        """The document in a GET answer, or None for 304 (nothing new)."""
+        if response.status_code == 304:
+            return None
+        raise_for_status(response, f"GET {self.settings.config_url}")
+        body = _json_body(response)
+        try:
+            version = body["version"]
+            digest = body["hash"]
+            wire = body["config"]
+            if (
+                isinstance(version, bool)
+                or not isinstance(version, int)
+                or not isinstance(digest, str)
+                or not isinstance(wire, dict)
+            ):
+                raise TypeError
+        except (KeyError, TypeError) as error:
+            raise exceptions.ServerUnavailable(
+                f"GET {self.settings.config_url}: the answer is not a config document"
+            ) from error
+        metadata = {key: value for key, value in body.items() if key != "config"}
+        return Received(version=version, hash=digest, wire=wire, metadata=metadata)
+
+    def read_schema(self, response: httpx.Response, name: str) -> SchemaAnswer | None:
+        """The schema in a `GET /v1/schemas/{name}` answer, or None when there is none (404)."""
+        if response.status_code == 404:
+            return None
+        raise_for_status(response, f"GET /v1/schemas/{name}")
+        body = _json_body(response)
+        if not isinstance(body, dict) or not isinstance(body.get("schema"), dict):
+            raise exceptions.ServerUnavailable(
+                f"GET /v1/schemas/{name}: the answer is not {{service, version, schema}}"
+            )
+        return SchemaAnswer(name=name, version=body.get("version"), schema=body["schema"])
+
+    def cached_schemas(self, answer: SchemaAnswer) -> validation.SchemaSet | None:
+        """The compiled schemas for this schema version, if already built."""
+        cached = self._schemas
+        if cached is not None and cached[0] == (answer.version, answer.schema.get("$id")):
+            return cached[1]
+        return None
+
+    def sections_to_fetch(self, answer: SchemaAnswer) -> list[str]:
+        """Section schemas the service schema refers to by file name and does not carry inline."""
+        embedded = validation.build_registry({answer.name: answer.schema})
+        missing = []
+        for name in external_references(answer.schema):
+            try:
+                embedded.resolver(base_uri=validation.schema_file_name(answer.name)).lookup(
+                    validation.schema_file_name(name)
+                )
+            except Unresolvable:
+                missing.append(name)
+        return missing
+
+    def compile_schemas(
+        self, answer: SchemaAnswer, sections: Mapping[str, Mapping[str, Any]]
+    ) -> validation.SchemaSet | None:
+        """Compile the service schema with its section schemas, once per schema version.
+
+        When a section schema could not be had (say the token does not cover it), the client
+        skips its own validation with a warning: the server validated the document already.
+        """
+        schemas = {**sections, answer.name: answer.schema}
+        try:
+            validation.check_schema(answer.name, answer.schema, sections)
+        except validation.SchemaInvalid as error:
+            logger.warning(
+                "schema of %s not usable on the client (%s); validating on the server only",
+                answer.name,
+                error,
+            )
+            return None
+        compiled = validation.SchemaSet(schemas, generation=0)
+        self._schemas = ((answer.version, answer.schema.get("$id")), compiled)
+        return compiled
+
+    def is_news(self, received: Received) -> bool:
+        current = self.config
+        return (
+            current is None or current.hash != received.hash or current.version != received.version
+        )
+
+    # -- building a Config
+
+    def build(
+        self, received: Received, source: Source, schemas: validation.SchemaSet | None = None
+    ) -> Config:
+        """Check the hash, resolve `@env` in this process, validate: a Config ready to apply."""
+        try:
+            data = tsk.from_wire(received.wire)
+            actual = tsk.document_hash(data)
+        except (ValueError, TypeError) as error:
+            raise exceptions.InvalidConfig(
+                f"version {received.version} is not a valid document: {error}"
+            ) from error
+        if actual != received.hash:
+            raise exceptions.HashMismatch(
+                f"version {received.version} was announced with hash {received.hash[:12]}… "
+                f"but its data hashes to {actual[:12]}…; not applied"
+            )
+        try:
+            resolved = tsk.resolve(data, environ=os.environ)
+        except tsk.TSKResolveError as error:
+            raise exceptions.InvalidConfig(
+                f"version {received.version}: {error}",
+                details=[{"variable": error.name, "message": str(error)}],
+            ) from error
+        if schemas is not None:
+            details = schemas.errors(self.settings.service, resolved)
+            if details:
+                first = details[0]
+                raise exceptions.InvalidConfig(
+                    f"version {received.version} does not pass the {self.settings.service} schema "
+                    f"after resolving @env: {first['path']}: {first['message']}",
+                    details=details,
+                )
+        return Config(
+            resolved,
+            service=self.settings.service,
+            environment=self.settings.environment,
+            version=received.version,
+            hash=received.hash,
+            source=source,
+            wire=received.wire,
+            section_hashes=tsk.section_hashes(resolved),
+        )
+
+    def from_cache(self) -> Config | None:
+        """The last-known-good config, or None when there is none usable (damage is logged)."""
+        stored = read_lkg(
+            self.settings.lkg_path,
+            service=self.settings.service,
+            environment=self.settings.environment,
+        )
+        if stored is None:
+            return None
+        received = Received(
+            version=stored.get("version"), hash=stored["hash"], wire=stored["config"]
+        )
+        try:
+            return self.build(received, "cache")
+        except exceptions.InvalidConfig as error:
+            logger.warning("last-known-good %s not usable: %s", self.settings.lkg_path, error)
+            return None
+
+    def from_file(self) -> Config:
+        return self.build(received_from_file(self.settings.file_path), "file")
+
+    def fallback(self, tried: list[str]) -> Config:
+        """Start-up without the server: the cache, then the local file; else ServerUnavailable."""
+        config = self.from_cache()
+        if config is None:
+            tried.append(f"cache {self.settings.lkg_path}: none usable")
+            path = self.settings.file_path
+            if path.is_file():
+                try:
+                    config = self.from_file()
+                except exceptions.InvalidConfig as error:
+                    tried.append(f"file {path}: {error}")
+            else:
+                tried.append(f"file {path}: not found")
+        if config is None:
+            raise exceptions.ServerUnavailable(
+                f"no config for {self.settings.service}/{self.settings.environment}; tried "
+                + "; ".join(tried)
+            )
+        logger.warning(
+            "config server unavailable; %s/%s starts from the %s (version %s)",
+            self.settings.service,
+            self.settings.environment,
+            config.source,
+            config.version,
+        )
+        return config
+
+    # -- applying
+
+    def plan(self, new: Config) -> list[Step]:
+        """The steps that apply `new` over the current config: changed sections only."""
+        old = self.config
+        old_hashes = old.section_hashes if old is not None else {}
+        new_hashes = new.section_hashes
+        changed = {
+            key
+            for key in old_hashes.keys() | new_hashes.keys()
+            if old_hashes.get(key) != new_hashes.get(key)
+        }
+
+        def sections(name: str) -> tuple[Any, Any]:
+            before = old.section(name, None) if old is not None else None
+            return new.section(name, None), before
+
+        steps = [
+            applier_step(name, self.appliers[name], *sections(name))
+            for name in BUILTIN_ORDER
+            if name in changed
+        ]
+        steps += [
+            handler_step(name, handler, *sections(name))
+            for name, handler in self.handlers
+            if name in changed
+        ]
+        return steps
+
+    def transaction(self, new: Config) -> Transaction:
+        return transaction(self.plan(new), new.version)
+
+    def on(self, section: str) -> Callable[[Handler], Handler]:
+        if not isinstance(section, str) or not section:
+            raise ValueError("on() takes the name of a top-level key")
+
+        def register(handler: Handler) -> Handler:
+            self.handlers.append((section, handler))
+            return handler
+
+        return register

@@ -1,0 +1,84 @@
+"""Every failure the client library raises, grouped under `ConfigError`.
+
+ConfigError
+├── ServerUnavailable      the server cannot be reached and nothing to fall back on
+├── RequestRejected        the server refused a request (4xx)
+│   ├── Unauthorized       401: no token, or a wrong or revoked one
+│   ├── Forbidden          403: the token does not cover this service or environment
+│   └── NotFound           404: no such service, environment or document
+├── InvalidConfig          a document that must not be applied
+│   └── HashMismatch       the received data does not match its announced hash
+└── ApplyFailed            an applier or handler raised; everything was reverted
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ConfigError(Exception):
+    """The base of every error the client raises, so a caller can catch them all at once."""
+
+
+class ServerUnavailable(ConfigError):
+    """The config server could not be reached (connection error, timeout or 5xx answer).
+
+    Raised by a load only when no fallback (last-known-good cache, local file) was usable;
+    the message names everything that was tried.
+    """
+
+
+class RequestRejected(ConfigError):
+    """The server answered with a 4xx status; a fallback would hide a real mistake, so it is raised.
+
+    `status` is the HTTP status, `code` the server's error code (`"not_found"`, ...) and
+    `details` the server's list of details.
+    """
+
+    def __init__(self, message: str, *, status: int, code: str = "", details: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.details = details if details is not None else []
+
+
+class Unauthorized(RequestRejected):
+    """The server did not accept the token (401): missing, wrong or revoked."""
+
+
+class Forbidden(RequestRejected):
+    """The token is valid but does not cover this service or environment (403)."""
+
+
+class NotFound(RequestRejected):
+    """The service, environment or document does not exist on the server (404)."""
+
+
+class InvalidConfig(ConfigError):
+    """A received or local document that must not be applied.
+
+    It did not parse, an `@env` reference could not be resolved, or the resolved data
+    does not pass the service's schema. `details` lists the individual problems.
+    """
+
+    def __init__(self, message: str, *, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or []
+
+
+class HashMismatch(InvalidConfig):
+    """The data received does not hash to the hash that came with it (damaged or tampered)."""
+
+
+class ApplyFailed(ConfigError):
+    """An applier or a handler raised while applying a new version.
+
+    Everything applied before it was reverted and the previous config is still current.
+    `section` names the section whose applier or handler failed; the original exception
+    is the `__cause__`.
+    """
+
+    def __init__(self, message: str, *, section: str, version: int | None) -> None:
+        super().__init__(message)
+        self.section = section
+        self.version = version

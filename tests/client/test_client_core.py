@@ -1,0 +1,307 @@
+"""The shared core without a server: building a Config, planning and running an apply, retry timing,
+last-known-good files, settings, the event-stream parser."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from clienttest import ROOT, SERVICE
+
+from client import ApplyFailed, Config, HashMismatch, InvalidConfig, RetryPolicy
+from client._core import (
+    ClientCore,
+    EventStreamParser,
+    Received,
+    make_settings,
+    run_transaction,
+)
+from client._lkg import read_lkg, write_lkg
+from config_service import tsk
+
+DOCUMENT = (ROOT / "environments" / "development" / f"{SERVICE}.tsk").read_text(encoding="utf-8")
+
+
+def core_for(tmp_path: Path, **kwargs: Any) -> ClientCore:
+    settings = make_settings(
+        SERVICE, "development", cache_dir=tmp_path / "cache", environments_dir=tmp_path, **kwargs
+    )
+    return ClientCore(settings)
+
+
+def received(source: str, version: int = 1) -> Received:
+    data = tsk.loads(source)
+    return Received(version=version, hash=tsk.document_hash(data), wire=tsk.to_wire(data))
+
+
+# ---------------------------------------------------------------------------- building
+
+
+def test_build_resolves_env_with_the_type_of_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PORT", " 9100 ")
+    monkeypatch.setenv("SIGNUP", "no")
+    monkeypatch.setenv("ORIGINS", '["https://a.example", "https://b.example"]')
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    config = core_for(tmp_path).build(
+        received(
+            'port: @env("PORT", 8001)\n'
+            'signup: @env("SIGNUP", true)\n'
+            'origins: @env("ORIGINS", [])\n'
+            'url: @env("DATABASE_URL", "sqlite:///x.db")\n'
+        ),
+        "server",
+    )
+    assert config["port"] == 9100 and isinstance(config["port"], int)
+    assert config["signup"] is False
+    assert config["origins"] == ["https://a.example", "https://b.example"]
+    assert config["url"] == "sqlite:///x.db"
+    # The wire form keeps the reference for the next process.
+    assert config.wire["port"] == {"$env": "PORT", "default": 8001}
+
+
+def test_build_names_a_variable_that_does_not_convert(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PORT", "eighty")
+    with pytest.raises(InvalidConfig, match="PORT") as caught:
+        core_for(tmp_path).build(received('port: @env("PORT", 8001)\n'), "server")
+    assert caught.value.details[0]["variable"] == "PORT"
+
+
+def test_build_refuses_an_unset_variable_without_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TSKCFG_TEST_SECRET", raising=False)
+    with pytest.raises(InvalidConfig, match="TSKCFG_TEST_SECRET"):
+        core_for(tmp_path).build(received('secret: @env("TSKCFG_TEST_SECRET")\n'), "server")
+
+
+def test_build_rejects_data_that_does_not_match_its_hash(tmp_path: Path) -> None:
+    good = received("pool_size: 20\n")
+    tampered = Received(version=1, hash=good.hash, wire={"pool_size": 2000})
+    with pytest.raises(HashMismatch):
+        core_for(tmp_path).build(tampered, "server")
+
+
+def test_config_never_changes_through_what_it_returns(tmp_path: Path) -> None:
+    config = core_for(tmp_path).build(received(DOCUMENT), "server")
+    section = config.section("security")
+    section["allowed_origins"].append("https://evil.example")
+    config.to_dict()["cache"]["ttl"] = 1
+    assert "https://evil.example" not in config.get("security.allowed_origins")
+    assert config.get("cache.ttl") == 30
+    assert config.get("database.pool_size") == 2
+    assert config.get("security.allowed_origins.0") == "http://localhost:3000"
+    assert config.get("no.such.key", "fallback") == "fallback"
+    with pytest.raises(KeyError, match="nothing"):
+        config.section("nothing")
+
+
+# ---------------------------------------------------------------------------- planning and applying
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any, Any]] = []
+
+    def handler(self, name: str, fail_on: Any = None) -> Any:
+        def handle(new: Any, old: Any) -> None:
+            self.calls.append((name, new, old))
+            if fail_on is not None and new == fail_on:
+                raise RuntimeError(f"{name} refuses")
+
+        return handle
+
+
+def test_first_apply_runs_everything_then_only_changed_sections(tmp_path: Path) -> None:
+    core = core_for(tmp_path)
+    recorder = Recorder()
+    for section in ("features", "port", "cache", "gone"):
+        core.on(section)(recorder.handler(section))
+    first = core.build(
+        received("port: 1\ngone: 1\n[features]\nflag: true\n[cache]\nttl: 5\n", 1), "server"
+    )
+    run_transaction(core.transaction(first))
+    core.config = first
+    assert [call[0] for call in recorder.calls] == ["features", "port", "cache", "gone"]
+    assert all(call[2] is None for call in recorder.calls)  # first load: old is None
+
+    recorder.calls.clear()
+    second = core.build(
+        received("port: 1\n[features]\nflag: false\n[cache]\nttl: 5\n", 2), "server"
+    )
+    steps = core.plan(second)
+    assert [step.label for step in steps] == [
+        "handler Recorder.handler.<locals>.handle for 'features'",
+        "handler Recorder.handler.<locals>.handle for 'gone'",
+    ]
+    run_transaction(core.transaction(second))
+    assert recorder.calls == [("features", {"flag": False}, {"flag": True}), ("gone", None, 1)]
+
+
+def test_builtins_run_in_fixed_order_before_handlers(tmp_path: Path) -> None:
+    core = core_for(tmp_path)
+    core.on("logging")(lambda new, old: None)
+    config = core.build(received(DOCUMENT), "server")
+    labels = [step.label for step in core.plan(config)]
+    builtins = [label for label in labels if label.startswith("the built-in")]
+    assert builtins == [
+        f"the built-in {name} applier" for name in ("logging", "security", "cache", "database")
+    ]
+    assert labels.index("the built-in database applier") < len(builtins)
+    assert labels[-1].startswith("handler") and labels[-1].endswith("'logging'")
+
+
+def test_a_failing_handler_reverts_every_step_before_it_in_reverse_order(tmp_path: Path) -> None:
+    core = core_for(tmp_path)
+    recorder = Recorder()
+    core.on("a")(recorder.handler("a"))
+    core.on("b")(recorder.handler("b"))
+    core.on("c")(recorder.handler("c", fail_on=3))
+    core.on("d")(recorder.handler("d"))
+    first = core.build(received("a: 0\nb: 0\nc: 0\nd: 0\n", 1), "server")
+    run_transaction(core.transaction(first))
+    core.config = first
+    recorder.calls.clear()
+
+    second = core.build(received("a: 1\nb: 2\nc: 3\nd: 4\n", 2), "server")
+    with pytest.raises(ApplyFailed, match="version 2") as caught:
+        run_transaction(core.transaction(second))
+    assert caught.value.section == "c" and isinstance(caught.value.__cause__, RuntimeError)
+    assert recorder.calls == [
+        ("a", 1, 0),
+        ("b", 2, 0),
+        ("c", 3, 0),  # raised: not called back
+        ("b", 0, 2),  # reverted, latest first
+        ("a", 0, 1),
+    ]
+
+
+def test_a_failing_builtin_reverts_the_builtins_before_it(tmp_path: Path) -> None:
+    import logging
+
+    core = core_for(tmp_path)
+    logging.getLogger().setLevel(logging.WARNING)
+    config = core.build(received('[logging]\nlevel: "DEBUG"\n[cache]\nttl: -5\n', 1), "server")
+    with pytest.raises(ApplyFailed, match="cache"):
+        run_transaction(core.transaction(config))
+    assert logging.getLogger().level == logging.WARNING
+
+
+# ---------------------------------------------------------------------------- retry
+
+
+def test_backoff_is_full_jitter_doubling_up_to_the_cap() -> None:
+    retry = RetryPolicy(base=0.5, cap=30.0, failure_threshold=100, random=lambda: 1.0)
+    delays = [retry.failure() for _ in range(10)]
+    assert delays == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0, 30.0]
+    assert RetryPolicy(random=lambda: 0.0, failure_threshold=100).failure() == 0.0
+
+
+def test_breaker_opens_after_threshold_and_success_closes_it() -> None:
+    retry = RetryPolicy(base=0.01, failure_threshold=3, recovery_timeout=20.0, random=lambda: 0.0)
+    assert [retry.failure() for _ in range(2)] == [0.0, 0.0]
+    assert retry.state == "closed"
+    assert retry.failure() == 10.0  # open: at least half the recovery timeout, jittered
+    assert retry.state == "open"
+    assert retry.failure() == 10.0  # the half-open probe failed: open again
+    retry.success()
+    assert retry.state == "closed" and retry.failure() == 0.0
+
+
+# ---------------------------------------------------------------------------- last-known-good
+
+
+def test_lkg_round_trip_is_atomic_and_verified(tmp_path: Path) -> None:
+    data = tsk.loads(DOCUMENT)
+    path = tmp_path / "cache" / SERVICE / "development.json"
+    wire = tsk.to_wire(data)
+    write_lkg(
+        path,
+        service=SERVICE,
+        environment="development",
+        version=3,
+        hash=tsk.document_hash(data),
+        wire=wire,
+    )
+    assert [entry.name for entry in path.parent.iterdir()] == [
+        "development.json"
+    ]  # no temp file left
+    stored = read_lkg(path, service=SERVICE, environment="development")
+    assert stored is not None and stored["version"] == 3 and stored["config"] == wire
+    assert read_lkg(path, service="other-service", environment="development") is None
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda text: text[: len(text) // 2],  # truncated
+        lambda text: text.replace('"pool_size": 2', '"pool_size": 200'),  # tampered
+        lambda text: "",
+        lambda text: "[]",
+    ],
+)
+def test_a_damaged_lkg_file_is_ignored(
+    tmp_path: Path, damage: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = tsk.loads(DOCUMENT)
+    path = tmp_path / "development.json"
+    write_lkg(
+        path,
+        service=SERVICE,
+        environment="development",
+        version=1,
+        hash=tsk.document_hash(data),
+        wire=tsk.to_wire(data),
+    )
+    path.write_text(damage(path.read_text()))
+    assert read_lkg(path, service=SERVICE, environment="development") is None
+    assert "ignored" in caplog.text
+
+
+# ---------------------------------------------------------------------------- settings and parsing
+
+
+def test_settings_come_from_the_seed_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SERVICE_ENV", "staging")
+    monkeypatch.setenv("CONFIG_STORE", "http://config.internal:9000/")
+    monkeypatch.setenv("CONFIG_TOKEN", "secret-token")
+    settings = make_settings(SERVICE)
+    assert (settings.environment, settings.server, settings.token) == (
+        "staging",
+        "http://config.internal:9000",
+        "secret-token",
+    )
+    assert settings.instance_id == f"{os.uname().nodename}:{os.getpid()}"
+    monkeypatch.delenv("SERVICE_ENV")
+    monkeypatch.delenv("CONFIG_STORE")
+    assert make_settings(SERVICE).environment == "development"
+    assert make_settings(SERVICE).server == "http://localhost:8005"
+
+
+@pytest.mark.parametrize("name", ["../etc", "User-Service", "", "a" * 64])
+def test_settings_refuse_names_that_could_escape_the_cache_dir(name: str) -> None:
+    with pytest.raises(ValueError, match="does not match"):
+        make_settings(name)
+
+
+def test_event_stream_parser_reads_events_and_remembers_the_id() -> None:
+    parser = EventStreamParser()
+    lines = ["retry: 2000", "", ": ping", "id: 7", "event: version", 'data: {"version": 3}', ""]
+    events = [event for line in lines if (event := parser.feed(line)) is not None]
+    assert (
+        len(events) == 1
+        and events[0].event == "version"
+        and json.loads(events[0].data) == {"version": 3}
+    )
+    assert parser.last_event_id == "7"
+
+
+def test_config_repr_names_the_version(tmp_path: Path) -> None:
+    config = core_for(tmp_path).build(received("a: 1\n", 4), "cache")
+    assert isinstance(config, Config) and "version=4" in repr(config) and config.source == "cache"
