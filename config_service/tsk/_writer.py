@@ -30,18 +30,20 @@ def dumps(data: dict[str, Any]) -> str:
     if not isinstance(data, dict):
         raise TypeError(f"a TSK document is a dict, not {type(data).__name__}")
     lines: list[str] = []
+    blocks: list[tuple[str, dict[str, Any]]] = []
     sections: list[tuple[str, dict[str, Any]]] = []
     for key, value in data.items():
         _check_key(key)
-        if isinstance(value, dict):
-            if IDENT_FULL_RE.match(key):
-                sections.append((key, value))
-            else:
-                # A quoted name cannot be a [section] header; write it as a block before
-                # the first header, where it still belongs to the top level.
-                _write_block(lines, key, value, "")
-        else:
+        if not isinstance(value, dict):
             lines.append(f"{_key(key)}: {_value(value)}")
+        elif IDENT_FULL_RE.match(key):
+            sections.append((key, value))
+        else:
+            blocks.append((key, value))
+    # A quoted name cannot be a [section] header: it is written as a block before the
+    # first header, where it still belongs to the top level.
+    for key, table in blocks:
+        _write_block(lines, key, table, "")
     for name, table in sections:
         if lines:
             lines.append("")
