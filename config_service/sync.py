@@ -211,8 +211,11 @@ class FileSync:
         self._force_polling = force_polling
         # The content last imported from each file: a file is pushed only when it differs.
         self._imported: dict[Path, str] = {}
-        # Path -> loop time at which its debounce window ends.
-        self._pending: dict[Path, float] = {}
+        # The content last refused from each file: a folder rescan does not report it again.
+        self._rejected: dict[Path, str] = {}
+        # Path -> (loop time at which its debounce window ends, whether the file had an
+        # event of its own rather than only being part of a folder rescan).
+        self._pending: dict[Path, tuple[float, bool]] = {}
         self._pending_changed: asyncio.Event | None = None
         self._stop_event: asyncio.Event | None = None
         self._stopping = False
@@ -404,14 +407,33 @@ class FileSync:
             # the watcher covered it raise no event of their own, so read it now.
             if self._environment_folder_known(path):
                 for file in self._folder_files(path):
-                    self._schedule(file.path)
+                    self._schedule(file.path, own_event=True)
             return
         if self._classify(path) is not None:
-            self._schedule(path)
+            self._schedule(path, own_event=True)
+            return
+        folder = self._environment_folder_of(path)
+        if folder is not None:
+            # Something else moved inside an environment folder: a hidden entry or a
+            # sub-folder. Mounts that swap a symlinked folder (Kubernetes ConfigMaps,
+            # git-sync) change documents this way without an event on the document's
+            # own path, so read the folder's documents again; unchanged ones cost a read.
+            for file in self._folder_files(folder):
+                self._schedule(file.path, own_event=False)
 
-    def _schedule(self, path: Path) -> None:
+    def _environment_folder_of(self, path: Path) -> Path | None:
+        try:
+            relative = path.relative_to(self.environments_dir)
+        except ValueError:
+            return None
+        if len(relative.parts) < 2 or relative.parts[0] not in self.environments:
+            return None
+        return self.environments_dir / relative.parts[0]
+
+    def _schedule(self, path: Path, *, own_event: bool) -> None:
         loop = asyncio.get_running_loop()
-        self._pending[path] = loop.time() + self._debounce
+        _, had_own_event = self._pending.get(path, (0.0, False))
+        self._pending[path] = (loop.time() + self._debounce, own_event or had_own_event)
         if self._pending_changed is not None:
             self._pending_changed.set()
 
@@ -421,19 +443,26 @@ class FileSync:
         while not self._stopping:
             self._pending_changed.clear()
             now = loop.time()
-            due = [path for path, deadline in self._pending.items() if deadline <= now]
+            due = [path for path, (deadline, _) in self._pending.items() if deadline <= now]
             if due:
+                files = []
                 for path in due:
-                    del self._pending[path]
-                files = [file for path in due if (file := self._classify(path)) is not None]
+                    _, own_event = self._pending.pop(path)
+                    file = self._classify(path)
+                    if file is not None:
+                        files.append((file, own_event))
                 # Schemas first: a document may rely on the schema that changed with it.
-                files.sort(key=lambda file: (file.kind != "schema", str(file.path)))
-                for file in files:
+                files.sort(key=lambda item: (item[0].kind != "schema", str(item[0].path)))
+                for file, own_event in files:
                     if self._stopping:
                         return
-                    await self._import(file, at_start=False)
+                    await self._import(file, at_start=False, retry_rejected=own_event)
                 continue
-            timeout = min(self._pending.values()) - now if self._pending else None
+            timeout = (
+                min(deadline for deadline, _ in self._pending.values()) - now
+                if self._pending
+                else None
+            )
             try:
                 await asyncio.wait_for(self._pending_changed.wait(), timeout)
             except TimeoutError:
@@ -441,12 +470,17 @@ class FileSync:
 
     # -- importing one file --------------------------------------------------
 
-    async def _import(self, file: SyncFile, *, at_start: bool) -> SyncReport | None:
+    async def _import(
+        self, file: SyncFile, *, at_start: bool, retry_rejected: bool = True
+    ) -> SyncReport | None:
+        """Push one file if its content is new; the report, or None when there was nothing to do."""
         source_or_report = self._read(file)
         if isinstance(source_or_report, SyncReport) or source_or_report is None:
             return source_or_report
         source = source_or_report
         if self._imported.get(file.path) == source:
+            return None
+        if not retry_rejected and self._rejected.get(file.path) == source:
             return None
         if at_start and self._last_synced is not None:
             try:
@@ -457,36 +491,29 @@ class FileSync:
             if last == source:
                 self._imported[file.path] = source
                 return None
-        if file.kind == "config":
-            if not NAME_PATTERN.match(file.name):
-                return self._reject(
-                    file,
-                    PushResult.rejected(
-                        "invalid_name",
-                        f"{file.name!r} is not a valid service name "
-                        "(lower-case letters, digits, '.', '_' and '-', at most 63)",
-                    ),
-                )
+        if file.kind == "schema" and self._push_schema is None:
+            return None
+        if not NAME_PATTERN.match(file.name):
+            result = PushResult.rejected(
+                "invalid_name",
+                f"{file.name!r} is not a valid {'service' if file.kind == 'config' else 'schema'} "
+                "name (lower-case letters, digits, '.', '_' and '-', at most 63)",
+            )
+        elif file.kind == "config":
             result = await self._call(
                 lambda: self._push(
                     file.name, file.environment or "", source, author=file.author, kind="sync"
                 )
             )
         else:
-            if not NAME_PATTERN.match(file.name):
-                return self._reject(
-                    file,
-                    PushResult.rejected(
-                        "invalid_name", f"{file.name!r} is not a valid schema name"
-                    ),
-                )
-            if self._push_schema is None:
-                return None
             push_schema = self._push_schema
+            assert push_schema is not None
             result = await self._call(lambda: push_schema(file.name, source, author=file.author))
         if result.status == "rejected":
+            self._rejected[file.path] = source
             return self._reject(file, result)
         self._imported[file.path] = source
+        self._rejected.pop(file.path, None)
         action: Literal["applied", "unchanged"] = (
             "applied" if result.status == "created" else "unchanged"
         )

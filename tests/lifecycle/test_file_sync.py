@@ -509,3 +509,49 @@ def test_stop_ends_run_promptly_and_a_cancelled_run_cleans_up(folders: tuple[Pat
             await asyncio.wait_for(task, 2)
 
     asyncio.run(scenario())
+
+
+def test_a_symlinked_folder_swap_like_a_configmap_update_is_imported(
+    folders: tuple[Path, Path],
+) -> None:
+    environments, _ = folders
+    staging = environments / "staging"
+    write(staging / "..v1" / "api.tsk", "port: 1\n")
+    os.symlink("..v1", staging / "..data")
+    os.symlink("..data/api.tsk", staging / "api.tsk")
+    server = FakeServer()
+    sync = make_sync(folders, server)
+
+    async def scenario() -> None:
+        async with running(sync):
+            assert server.sources("api", "staging") == ["port: 1\n"]
+            # The update raises events only on the hidden entries, never on api.tsk itself.
+            write(staging / "..v2" / "api.tsk", "port: 2\n")
+            os.symlink("..v2", staging / "..data_tmp")
+            os.replace(staging / "..data_tmp", staging / "..data")
+            shutil.rmtree(staging / "..v1")
+            await wait_until(lambda: server.sources("api", "staging") == ["port: 1\n", "port: 2\n"])
+
+    asyncio.run(scenario())
+
+
+def test_a_folder_rescan_does_not_report_a_refused_file_again(folders: tuple[Path, Path]) -> None:
+    environments, _ = folders
+    write(environments / "staging" / "broken.tsk", "list: [1,\n")
+    write(environments / "staging" / "README.md", "notes\n")
+    server = FakeServer()
+    sync = make_sync(folders, server)
+
+    async def scenario() -> None:
+        async with running(sync):
+            assert [r.action for r in server.reports] == ["rejected"]
+            write(environments / "staging" / "README.md", "more notes\n")
+            write(environments / "staging" / "api.tsk", "port: 1\n")
+            await wait_until(lambda: server.versions)
+            await asyncio.sleep(3 * DEBOUNCE_MS / 1000)
+
+    asyncio.run(scenario())
+    assert [(r.action, r.name) for r in server.reports] == [
+        ("rejected", "broken"),
+        ("applied", "api"),
+    ]
