@@ -314,7 +314,11 @@ class ConfigServer:
         Raises ApiError: 422 invalid_tsk / schema_violation, 412 precondition_failed.
         An identical source (after the precondition) answers the current version, created=False.
         """
-        document = parse_document(source)
+        try:
+            document = parse_document(source)
+        except ApiError:
+            self.metrics.validation_failures.labels(kind="invalid_tsk").inc()
+            raise
         schemas = self._schemas
         failures = schema_failures(schemas, service, document.data)
         if failures:
@@ -463,13 +467,16 @@ class ConfigServer:
     def schemas(self) -> SchemaSet:
         return self._schemas
 
-    def schema_conflicts(self, candidate: SchemaSet) -> list[dict[str, Any]]:
-        """Every current document (in a configured environment) that `candidate` would refuse."""
+    def schema_conflicts(self, candidate: SchemaSet, changed: str) -> list[dict[str, Any]]:
+        """Every current document (in a configured environment) that `candidate` would refuse,
+        among the services whose schema is `changed` or uses it through `$ref`.
+        """
+        affected = candidate.users_of(changed)
         conflicts: list[dict[str, Any]] = []
         for record in self.store.current_versions():
             if record.environment not in self.settings.pipeline:
                 continue
-            if candidate.validator(record.service) is None:
+            if record.service not in affected or candidate.validator(record.service) is None:
                 continue
             data = tsk.from_wire(json.loads(record.config))
             for failure in schema_failures(candidate, record.service, data):
@@ -507,7 +514,7 @@ class ConfigServer:
                 self.metrics.validation_failures.labels(kind="invalid_schema").inc()
                 raise ApiError(422, "invalid_schema", str(error), error.details) from None
             candidate = SchemaSet({**others, name: schema}, self._schemas.generation + 1)
-            conflicts = self.schema_conflicts(candidate)
+            conflicts = self.schema_conflicts(candidate, name)
             if conflicts and not force:
                 environments = sorted({conflict["environment"] for conflict in conflicts})
                 raise ApiError(

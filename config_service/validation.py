@@ -122,6 +122,23 @@ class SchemaSet:
         self._registry = build_registry(self.schemas)
         self._validators: dict[str, Draft202012Validator] = {}
 
+    def users_of(self, name: str) -> set[str]:
+        """`name` and every schema that refers to it, directly or through others."""
+        referenced_by: dict[str, set[str]] = {}
+        for user, schema in self.schemas.items():
+            for reference in _references(schema):
+                target = reference.split("#", 1)[0]
+                if target.endswith(".json"):
+                    referenced_by.setdefault(target[: -len(".json")], set()).add(user)
+        users = {name}
+        pending = [name]
+        while pending:
+            for user in referenced_by.get(pending.pop(), ()):
+                if user not in users:
+                    users.add(user)
+                    pending.append(user)
+        return users
+
     def validator(self, name: str) -> Draft202012Validator | None:
         """The compiled validator of schema `name` (built on first use), or None without a schema."""
         validator = self._validators.get(name)
