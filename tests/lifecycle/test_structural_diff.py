@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import math
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from config_service import tsk
 from config_service.diff import (
     diff_document,
     escape_pointer_token,
@@ -285,4 +289,44 @@ def test_diff_document_has_the_api_shape() -> None:
             "--- user-service/staging@3\n+++ user-service/production@7\n"
             "@@ -1,2 +1,2 @@\n [database]\n-pool_size: 10\n+pool_size: 20\n"
         ),
+    }
+
+
+# -- real documents ----------------------------------------------------------------------------
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+CORPUS = Path(os.environ.get("TSK_CORPUS", REPOSITORY.parent / "shared" / "tsk-corpus"))
+PARSING = sorted(
+    [*CORPUS.glob("seed-*.tsk")]
+    + [CORPUS / f"upstream-{name}.tsk" for name in ("peanut", "test-config", "csharp-demo")]
+    + [*(REPOSITORY / "environments").glob("*/user-service.tsk")]
+)
+
+
+def test_every_pair_of_real_documents_diffs_into_a_patch_that_applies() -> None:
+    assert len(PARSING) >= 11
+    wire = {path: tsk.to_wire(tsk.loads(path.read_text(encoding="utf-8"))) for path in PARSING}
+    sources = {path: path.read_text(encoding="utf-8") for path in PARSING}
+    for old, new in itertools.permutations(PARSING, 2):
+        changes = structural_diff(wire[old], wire[new])
+        assert changes, (old.name, new.name)
+        assert strictly_equal(apply_changes(copy.deepcopy(wire[old]), changes), wire[new])
+        assert apply_unified(sources[old], unified_diff(sources[old], sources[new])) == sources[new]
+
+
+def test_staging_to_production_of_the_shipped_service() -> None:
+    documents = REPOSITORY / "environments"
+    staging = tsk.to_wire(tsk.loads((documents / "staging" / "user-service.tsk").read_text()))
+    production = tsk.to_wire(tsk.loads((documents / "production" / "user-service.tsk").read_text()))
+    changes = {change["path"]: change for change in structural_diff(staging, production)}
+    url = changes["/database/url"]
+    assert url["op"] == "change"
+    assert url["old"]["$env"] == url["new"]["$env"] == "DATABASE_URL"
+    assert url["old"]["default"] != url["new"]["default"]
+    assert not any(path.startswith("/database/url/") for path in changes)
+    assert changes["/database/pool_size"] == {
+        "op": "change",
+        "path": "/database/pool_size",
+        "old": staging["database"]["pool_size"],
+        "new": production["database"]["pool_size"],
     }
