@@ -171,14 +171,26 @@ def create_app(settings: Settings, server: ConfigServer | None = None) -> Starle
             )
 
         config_server.add_commit_listener(publish)
+        file_sync = None
+        watching: asyncio.Task[None] | None = None
         if settings.sync:
-            await loop.run_in_executor(None, config_server.load_schema_files, settings.schemas_dir)
-            await loop.run_in_executor(
-                None, config_server.import_environment_files, settings.environments_dir
-            )
+            from config_service.files import make_file_sync
+
+            file_sync = make_file_sync(config_server)
+            watching = asyncio.create_task(file_sync.run())
+            ready = asyncio.create_task(file_sync.wait_ready())
+            # Serve only once schemas/ and environments/ are imported; if the watcher fails
+            # before that, the start fails with its error.
+            await asyncio.wait({watching, ready}, return_when=asyncio.FIRST_COMPLETED)
+            if not ready.done():
+                ready.cancel()
+                watching.result()
         try:
             yield
         finally:
+            if file_sync is not None and watching is not None:
+                file_sync.stop()
+                await asyncio.gather(watching, return_exceptions=True)
             await loop.run_in_executor(None, config_server.stop)
 
     routes = [

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from config_service import tsk
-from config_service.auth import SYSTEM, Principal, TokenBook, file_principal, make_token
+from config_service.auth import Principal, TokenBook, make_token
 from config_service.errors import ApiError, forbidden, not_found, precondition_failed
 from config_service.metrics import Metrics
-from config_service.names import InvalidName, check_name, is_valid_name
+from config_service.names import InvalidName, check_name
 from config_service.settings import Settings
 from config_service.store import (
     AuditEntry,
@@ -498,8 +498,12 @@ class ConfigServer:
         schema: Any,
         force: bool = False,
         request_id: str | None = None,
+        text: str | None = None,
     ) -> tuple[SchemaRecord, bool]:
         """Store a new version of schema `name` unless it is invalid or breaks current documents.
+
+        `text` is the JSON as received, stored as it is (a file's content, so file sync can
+        tell whether the file changed); without it the schema is stored re-serialised.
 
         Raises ApiError 422 invalid_schema, 409 schema_conflict (details: every failing
         document and path), 403 when `force` is asked by a token that is not admin.
@@ -524,7 +528,8 @@ class ConfigServer:
                     f"{', '.join(environments)}; fix them first, or force it as an admin",
                     conflicts,
                 )
-            text = json.dumps(schema, ensure_ascii=False, indent=2)
+            if text is None:
+                text = json.dumps(schema, ensure_ascii=False, indent=2)
             audit = AuditEntry(
                 actor=principal.name,
                 token_id=principal.token_id,
@@ -614,128 +619,6 @@ class ConfigServer:
         self.tokens.put(record)
         logger.info("created the first admin token; it is in %s (mode 0600)", path)
         return path
-
-    # -- files: schemas/ and environments/ at start -----------------------------------------
-
-    def load_schema_files(self, directory: Path) -> list[str]:
-        """Store every `<name>.json` in `directory` that differs from the current schema.
-
-        Schemas that `$ref` others are retried after those are in; a schema that is invalid
-        or would break current documents is logged and audited, never forced. Returns the
-        names stored.
-        """
-        if not directory.is_dir():
-            return []
-        pending: dict[str, Any] = {}
-        for path in sorted(directory.glob("*.json")):
-            name = path.stem
-            if not is_valid_name(name):
-                logger.warning("ignoring schema file %s: %r is not a valid name", path, name)
-                continue
-            try:
-                pending[name] = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as error:
-                self._file_refused("schema_refused", name, None, f"{path}: {error}")
-        stored: list[str] = []
-        while pending:
-            progress = False
-            last_errors: dict[str, ApiError] = {}
-            for name, schema in list(pending.items()):
-                try:
-                    _, created = self.put_schema(file_principal(f"schemas/{name}.json"), name, schema)
-                except ApiError as refusal:
-                    last_errors[name] = refusal
-                    continue
-                del pending[name]
-                progress = True
-                if created:
-                    stored.append(name)
-            if not progress:
-                for name, failure in last_errors.items():
-                    self._file_refused(
-                        "schema_refused",
-                        name,
-                        None,
-                        f"schemas/{name}.json: {failure.message}",
-                        failure.details,
-                    )
-                break
-        return stored
-
-    def import_environment_files(self, directory: Path) -> list[tuple[str, str, int]]:
-        """Import `<env>/<service>.tsk` files changed since their last sync; returns what was stored."""
-        if not directory.is_dir():
-            return []
-        imported: list[tuple[str, str, int]] = []
-        for folder in sorted(path for path in directory.iterdir() if path.is_dir()):
-            environment = folder.name
-            if environment not in self.settings.pipeline:
-                logger.warning(
-                    "ignoring %s: %r is not one of this server's environments", folder, environment
-                )
-                continue
-            for path in sorted(folder.glob("*.tsk")):
-                result = self.import_file(directory, path)
-                if result is not None:
-                    imported.append(result)
-        return imported
-
-    def import_file(self, root: Path, path: Path) -> tuple[str, str, int] | None:
-        """Import one environments file through the push path (kind `sync`), if it changed."""
-        relative = path.relative_to(root).as_posix()
-        environment, service = path.parent.name, path.stem
-        if not is_valid_name(service) or environment not in self.settings.pipeline:
-            logger.warning("ignoring %s: not <environment>/<service>.tsk", relative)
-            return None
-        try:
-            source = decode_source(path.read_bytes())
-        except ApiError as error:
-            self._file_refused("sync_failed", service, environment, f"{relative}: {error.message}", error.details)
-            return None
-        except OSError as error:
-            logger.warning("cannot read %s: %s", relative, error)
-            return None
-        last = self.store.last_version_of_kind(service, environment, "sync")
-        if last is not None and last.source == source:
-            return None
-        try:
-            rendered, created = self.push(
-                file_principal(relative),
-                service,
-                environment,
-                source,
-                f"sync {relative}",
-                kind="sync",
-            )
-        except ApiError as error:
-            self._file_refused("sync_failed", service, environment, f"{relative}: {error.message}", error.details)
-            return None
-        if created:
-            logger.info("imported %s as version %d", relative, rendered.version)
-            return service, environment, rendered.version
-        return None
-
-    def _file_refused(
-        self,
-        action: str,
-        service: str,
-        environment: str | None,
-        message: str,
-        details: list[Any] | None = None,
-    ) -> None:
-        where = ""
-        if details and isinstance(details[0], dict) and "line" in details[0]:
-            where = f" (line {details[0]['line']}, column {details[0]['column']})"
-        logger.error("refused %s%s", message, where)
-        self.store.append_audit(
-            AuditEntry(
-                actor=SYSTEM.name,
-                action=action,
-                service=service,
-                environment=environment,
-                detail={"message": message, "details": details or []},
-            )
-        )
 
 
 _VERBS = {"reader": "read", "writer": "write", "admin": "administer"}

@@ -312,6 +312,7 @@ class Store(Protocol):
     ) -> tuple[SchemaRecord, bool]: ...
     def current_schema(self, name: str) -> SchemaRecord | None: ...
     def get_schema(self, name: str, version: int) -> SchemaRecord | None: ...
+    def last_schema_by_author(self, name: str, author: str) -> SchemaRecord | None: ...
     def list_schemas(self, name: str, limit: int, before: int | None) -> list[SchemaRecord]: ...
     def current_schemas(self) -> list[SchemaRecord]: ...
 
@@ -653,6 +654,14 @@ class SqliteStore:
     def get_schema(self, name: str, version: int) -> SchemaRecord | None:
         rows = self._query(
             f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE name = ? AND version = ?", (name, version)
+        )
+        return _schema(rows[0]) if rows else None
+
+    def last_schema_by_author(self, name: str, author: str) -> SchemaRecord | None:
+        rows = self._query(
+            f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE name = ? AND author = ? "
+            "ORDER BY version DESC LIMIT 1",
+            (name, author),
         )
         return _schema(rows[0]) if rows else None
 
