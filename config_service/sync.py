@@ -67,7 +67,8 @@ __all__ = [
     "SyncReport",
 ]
 
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+# Matched whole (fullmatch): "$" alone would let a name end in a newline.
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 SECTION_SCHEMAS = ("database", "cache", "logging", "security")
 DEFAULT_DEBOUNCE_MS = 300
 DEFAULT_MAX_BYTES = 1024 * 1024
@@ -116,9 +117,14 @@ class PushConfig(Protocol):
     """Validate and store one document as a new version, like `PUT /v1/configs/...`.
 
     Called with `kind="sync"` and `author="file:<environment>/<service>.tsk"`.
-    May be a plain function or a coroutine function. It should return a
-    `PushResult`; raising `tsk.TSKDecodeError` counts as an `invalid_tsk`
-    rejection, and any other exception as an `internal_error` rejection.
+    May be a plain function or a coroutine function; a plain one runs on the
+    event loop thread, so it must be quick (one SQLite commit is), and a
+    coroutine function can hand slow work to `asyncio.to_thread`. Pushes are
+    made one at a time, never concurrently. It should return a `PushResult`;
+    raising `tsk.TSKDecodeError` counts as an `invalid_tsk` rejection, and any
+    other exception as an `internal_error` rejection (logged with its traceback).
+    After a `created` result the server publishes the version to the change hub
+    as for any write.
     """
 
     def __call__(
@@ -161,7 +167,10 @@ class SyncReport:
     """One outcome, for the audit log: `action` is "applied", "unchanged", "rejected" or "ignored".
 
     `author` is the file as `file:<relative path>` (the audit actor); for an
-    ignored folder it names the folder.
+    ignored folder it names the folder (`file:qa/`). A server whose `push`
+    already audits the versions it stores records only "rejected" and
+    "ignored" reports; "unchanged" ones need no entry. `details` are those of
+    the `PushResult` (line and column, or JSON pointer).
     """
 
     action: Literal["applied", "unchanged", "rejected", "ignored"]
@@ -493,7 +502,7 @@ class FileSync:
                 return None
         if file.kind == "schema" and self._push_schema is None:
             return None
-        if not NAME_PATTERN.match(file.name):
+        if not NAME_PATTERN.fullmatch(file.name):
             result = PushResult.rejected(
                 "invalid_name",
                 f"{file.name!r} is not a valid {'service' if file.kind == 'config' else 'schema'} "

@@ -216,6 +216,7 @@ def test_bad_files_are_reported_with_line_and_column_and_the_rest_imports(
     write(environments / "staging" / "latin1.tsk", b'name: "caf\xe9"\n')
     write(environments / "staging" / "wrong-type.tsk", 'port: "eighty"\n')
     write(environments / "staging" / "Bad Name.tsk", "port: 1\n")
+    write(environments / "staging" / "api\n.tsk", "port: 1\n")
     write(environments / "staging" / "huge.tsk", "x: 1\n" * 4000)
     corpus = Path(os.environ.get("TSK_CORPUS", REPOSITORY.parent / "shared" / "tsk-corpus"))
     shutil.copy(corpus / "upstream-enhanced-demo.tsk", environments / "staging" / "ranges.tsk")
@@ -235,6 +236,7 @@ def test_bad_files_are_reported_with_line_and_column_and_the_rest_imports(
     assert reports["wrong-type"].error == "schema_violation"
     assert reports["wrong-type"].details == ({"path": "/port", "message": "must be an integer"},)
     assert reports["Bad Name"].error == "invalid_name"
+    assert reports["api\n"].error == "invalid_name"
     assert reports["huge"].error == "too_large"
     ranges = reports["ranges"]
     assert (ranges.error, ranges.details[0]["line"], ranges.details[0]["column"]) == (
