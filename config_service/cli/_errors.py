@@ -30,6 +30,7 @@ class CommandFailed(click.ClickException):
         details: list[Any] | None = None,
         json_output: bool = False,
         extra_lines: list[str] | None = None,
+        body: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         # click types exit_code as a class variable, but reads it from the instance when exiting.
@@ -37,10 +38,14 @@ class CommandFailed(click.ClickException):
         self.error = error
         self.details = details or []
         self.json_output = json_output
+        # The API's own error object, printed as it came with --json.
+        self.body = body
         # Lines printed after the message (schema paths, TSK errors with their caret).
         self.extra_lines = extra_lines if extra_lines is not None else default_detail_lines(self.details)
 
     def as_json(self) -> dict[str, Any]:
+        if self.body and "error" in self.body:
+            return self.body
         return {"error": self.error, "message": self.message, "details": self.details}
 
     def show(self, file: IO[Any] | None = None) -> None:

@@ -85,10 +85,10 @@ class Api:
                 headers=headers,
                 timeout=timeout if timeout is not None else DEFAULT_TIMEOUT,
             )
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol):
+            raise self.bad_server_url() from None
         except httpx.HTTPError as error:
             raise self.unreachable(path, error) from None
-        except httpx.InvalidURL:
-            raise self.bad_server_url() from None
         if response.status_code < 400:
             return response
         raise self.refused(method, path, response)
@@ -109,14 +109,14 @@ class Api:
                     response.read()
                     raise self.refused("GET", path, response)
                 yield response
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol):
+            raise self.bad_server_url() from None
         except httpx.HTTPError as error:
             raise self.unreachable(path, error) from None
-        except httpx.InvalidURL:
-            raise self.bad_server_url() from None
 
     def bad_server_url(self) -> CommandFailed:
         return CommandFailed(
-            f"the server URL {self.server!r} is not valid; give --server http://host:port",
+            f"the server URL {self.server!r} is not valid: give --server http://host:port",
             exit_code=USAGE,
             error="usage",
             json_output=self.json_output,
@@ -149,6 +149,7 @@ class Api:
             error=str(body.get("error") or f"http_{status}"),
             details=details if isinstance(details, list) else [],
             json_output=self.json_output,
+            body=body,
         )
 
 
@@ -170,8 +171,4 @@ def describe_transport_error(error: httpx.HTTPError) -> str:
         return "the connection was refused or the host is unknown"
     if isinstance(error, httpx.RemoteProtocolError):
         return "the server closed the connection"
-    if isinstance(error, httpx.UnsupportedProtocol):
-        return "the server URL must start with http:// or https://"
-    if isinstance(error, httpx.InvalidURL):
-        return "the server URL is not valid"
     return type(error).__name__

@@ -87,7 +87,8 @@ def value_text(value: Any) -> str:
         if "default" in value:
             return f"@env({json.dumps(value['$env'])}, {json.dumps(value['default'], ensure_ascii=False)})"
         return f"@env({json.dumps(value['$env'])})"
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    # Document order, not sorted: the reader compares it with the TSK source.
+    return json.dumps(value, ensure_ascii=False)
 
 
 def source_error_lines(file_name: str, source: str, line: int, column: int, message: str) -> list[str]:

@@ -504,7 +504,8 @@ def watch(state: State, service: str, environment: str, count: int | None) -> No
                 with api.stream(
                     "/v1/events", params={"service": service, "environment": environment}, headers=headers
                 ) as response:
-                    if not connected_once and not state.json:
+                    if not connected_once:
+                        # On stderr, so --json output stays one JSON object per line.
                         click.echo(f"watching {where(service, environment)} (Ctrl-C to stop)", err=True)
                     connected_once, failures = True, 0
                     for event_id, event, data in sse_events(response):

@@ -1,0 +1,471 @@
+"""Every `tskcfg` server command against a real `tskcfg serve`: output, --json shapes, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, Server, free_port
+
+DEVELOPMENT = (ROOT / "environments" / "development" / "user-service.tsk").read_text("utf-8")
+PRODUCTION = (ROOT / "environments" / "production" / "user-service.tsk").read_text("utf-8")
+METADATA_KEYS = {
+    "service", "environment", "version", "hash", "created_at", "author", "message", "kind",
+    "promoted_from", "rolled_back_to",
+}
+
+
+def write(path: Path, text: str) -> str:
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_push_then_get_gives_back_the_same_source(server: Server, tmp_path: Path) -> None:
+    file = write(tmp_path / "a.tsk", 'name: "alpha"  # kept\n[database]\nurl: @env("DB", "sqlite://")\n')
+    first = server.cli("push", "alpha", "development", file, "-m", "first")
+    assert first.exit_code == 0, first.output
+    assert first.stdout.startswith("alpha/development: version 1 (hash ")
+    assert first.stdout.endswith(") created\n")
+    again = server.cli("push", "alpha", "development", file)
+    assert again.exit_code == 0
+    assert again.stdout.startswith("alpha/development: unchanged, version 1 (hash ")
+    source = server.cli("get", "alpha", "development")
+    assert source.exit_code == 0 and source.stdout == Path(file).read_text("utf-8")
+    data = server.cli("get", "alpha", "development", "--format", "json")
+    assert json.loads(data.stdout) == {
+        "name": "alpha",
+        "database": {"url": {"$env": "DB", "default": "sqlite://"}},
+    }
+    full = server.cli("--json", "get", "alpha", "development")
+    body = json.loads(full.stdout)
+    assert set(body) == METADATA_KEYS | {"config"}
+    assert body["version"] == 1 and body["message"] == "first" and body["kind"] == "push"
+
+
+def test_push_from_stdin_with_json_output_and_a_unicode_message(server: Server) -> None:
+    result = server.cli(
+        "push", "beta", "staging", "-", "-m", "pool → 10 ✓ 100%", "--json", input="a: 1\n"
+    )
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert set(body) == METADATA_KEYS
+    assert (body["service"], body["environment"], body["version"]) == ("beta", "staging", 1)
+    assert body["message"] == "pool → 10 ✓ 100%"
+    history = server.cli("history", "beta", "staging")
+    assert "pool → 10 ✓ 100%" in history.stdout
+
+
+def test_history_pages_and_get_reads_an_older_version(server: Server) -> None:
+    for value in range(1, 4):
+        assert server.cli("push", "gamma", "development", "-", input=f"value: {value}\n").exit_code == 0
+    page = server.cli("history", "gamma", "development", "--limit", "2")
+    assert page.exit_code == 0
+    rows = page.stdout.splitlines()
+    assert rows[0].split() == ["VERSION", "CREATED", "AUTHOR", "KIND", "HASH", "MESSAGE"]
+    assert [row.split()[0] for row in rows[1:]] == ["3", "2"]
+    assert page.stderr == "(older: --before 2)\n"
+    body = json.loads(server.cli("history", "gamma", "development", "--json", "--before", "2").stdout)
+    assert [meta["version"] for meta in body["versions"]] == [1]
+    assert body["next_before"] is None
+    old = server.cli("get", "gamma", "development", "--version", "1")
+    assert old.exit_code == 0 and old.stdout == "value: 1\n"
+    missing = server.cli("get", "gamma", "development", "--version", "9")
+    assert missing.exit_code == 1
+    assert "(404 from GET " in missing.stderr
+
+
+def test_invalid_tsk_is_refused_with_the_line_and_a_caret(server: Server, tmp_path: Path) -> None:
+    file = write(tmp_path / "bad.tsk", 'name: "x"\nport: 8000-9000\n')
+    result = server.cli("push", "delta", "development", file)
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("tskcfg: ") and "(422 from PUT " in lines[0]
+    assert lines[1:] == [
+        f'{file}:2:7: ranges are not supported: write "8000-9000" or [8000, 9000]',
+        "    port: 8000-9000",
+        "          ^",
+    ]
+    as_json = server.cli("push", "delta", "development", file, "--json")
+    body = json.loads(as_json.stdout)
+    assert body["error"] == "invalid_tsk"
+    assert body["details"] == [
+        {"line": 2, "column": 7, "message": 'ranges are not supported: write "8000-9000" or [8000, 9000]'}
+    ]
+    assert server.cli("get", "delta", "development").exit_code == 1  # nothing was stored
+
+
+def test_schema_violation_lists_each_path(server: Server) -> None:
+    broken = DEVELOPMENT.replace("pool_size: 2", "pool_size: 0").replace('level: "DEBUG"', 'level: "LOUD"')
+    result = server.cli("push", "user-service", "staging", "-", input=broken)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[1:] == [
+        "  /database/pool_size: 0 is less than the minimum of 1",
+        "  /logging/level: 'LOUD' is not one of ['DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL']",
+    ]
+    body = json.loads(server.cli("push", "user-service", "staging", "-", "--json", input=broken).stdout)
+    assert body["error"] == "schema_violation"
+    assert [item["path"] for item in body["details"]] == ["/database/pool_size", "/logging/level"]
+
+
+def test_if_version_makes_push_compare_and_set(server: Server) -> None:
+    assert server.cli("push", "epsilon", "development", "-", "--if-version", "0", input="a: 1\n").exit_code == 0
+    again = server.cli("push", "epsilon", "development", "-", "--if-version", "0", input="a: 2\n")
+    assert again.exit_code == 1
+    assert "(412 from PUT " in again.stderr
+    stale = server.cli("push", "epsilon", "development", "-", "--if-version", "5", input="a: 2\n")
+    assert stale.exit_code == 1
+    ok = server.cli("push", "epsilon", "development", "-", "--if-version", "1", input="a: 2\n")
+    assert ok.exit_code == 0 and "version 2" in ok.stdout
+
+
+def test_a_scoped_ci_token_is_refused_for_production(server: Server) -> None:
+    created = server.cli(
+        "token", "create", "ci", "--role", "writer", "--service", "zeta-*",
+        "--env", "development", "--env", "staging",
+    )
+    assert created.exit_code == 0, created.output
+    ci_token = created.stdout.strip()
+    assert len(ci_token) >= 32 and "\n" not in ci_token  # stdout holds the token alone
+    assert "not shown again" in created.stderr and ci_token not in created.stderr
+    assert server.cli("push", "zeta-api", "development", "-", token=ci_token, input="a: 1\n").exit_code == 0
+    refused = server.cli("push", "zeta-api", "production", "-", token=ci_token, input="a: 1\n")
+    assert refused.exit_code == 1
+    assert "(403 from PUT " in refused.stderr and ci_token not in refused.output
+    assert server.cli(
+        "promote", "zeta-api", "--from", "development", "--to", "staging", token=ci_token
+    ).exit_code == 0
+    promote = server.cli("promote", "zeta-api", "--from", "staging", "--to", "production", token=ci_token)
+    assert promote.exit_code == 1 and "(403 from POST " in promote.stderr
+    other = server.cli("push", "alpha-api", "development", "-", token=ci_token, input="a: 1\n")
+    assert other.exit_code == 1  # outside its service pattern
+    listed = server.cli("token", "list")
+    assert "ci" in listed.stdout and ci_token not in listed.stdout
+    listed_json = json.loads(server.cli("token", "list", "--json").stdout)
+    ci = next(item for item in listed_json["tokens"] if item["name"] == "ci")
+    assert "token" not in ci and ci["role"] == "writer" and ci["environments"] == ["development", "staging"]
+    revoked = server.cli("token", "revoke", ci["id"])
+    assert revoked.exit_code == 0 and revoked.stdout == f"token {ci['id']} revoked\n"
+    after = server.cli("get", "zeta-api", "development", token=ci_token)
+    assert after.exit_code == 1 and "(401 from GET " in after.stderr
+
+
+def test_token_create_json_shows_the_token_once(server: Server) -> None:
+    body = json.loads(server.cli(
+        "token", "create", "reader-x", "--role", "reader", "--service", "*", "--env", "*", "--json"
+    ).stdout)
+    assert set(body) >= {"id", "name", "role", "services", "environments", "created_at", "token"}
+    assert body["services"] == ["*"] and body["role"] == "reader"
+    denied = server.cli("push", "alpha", "development", "-", token=body["token"], input="a: 9\n")
+    assert denied.exit_code == 1 and "(403 from PUT " in denied.stderr
+
+
+def test_no_output_ever_shows_the_admin_token(server: Server) -> None:
+    outputs = [
+        server.cli(*args)
+        for args in (
+            ["services"], ["services", "--json"], ["history", "alpha", "development", "--json"],
+            ["get", "alpha", "development", "--json"], ["token", "list", "--json"], ["audit", "--json"],
+            ["get", "nobody", "development"],
+        )
+    ]
+    for result in outputs:
+        assert server.admin_token not in result.output
+
+
+def test_a_wrong_token_exits_1_without_echoing_it(server: Server) -> None:
+    result = server.cli("services", token="not-a-real-token-value")
+    assert result.exit_code == 1
+    assert "(401 from GET " in result.stderr and "not-a-real-token-value" not in result.output
+
+
+def test_token_discovery_from_the_environment_and_data_admin_token(server: Server, elsewhere: Path) -> None:
+    from click.testing import CliRunner
+
+    from config_service.cli import main
+
+    runner = CliRunner()
+    none = runner.invoke(main, ["--server", server.url, "services"])
+    assert none.exit_code == 1
+    assert "give --token, set TSKCFG_TOKEN, or run where data/admin.token is" in none.stderr
+    from_env = runner.invoke(main, ["services"], env={"TSKCFG_TOKEN": server.admin_token, "TSKCFG_SERVER": server.url})
+    assert from_env.exit_code == 0 and "alpha" in from_env.stdout
+    (elsewhere / "data").mkdir()
+    (elsewhere / "data" / "admin.token").write_text(server.admin_token + "\n")
+    from_file = runner.invoke(main, ["--server", server.url, "services"])
+    assert from_file.exit_code == 0 and "alpha" in from_file.stdout
+
+
+def test_the_pipeline_promote_diff_and_rollback(server: Server) -> None:
+    assert server.cli("push", "user-service", "development", "-", input=DEVELOPMENT).exit_code == 0
+    dry = server.cli("promote", "user-service", "--from", "development", "--to", "staging", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert dry.stdout.startswith("user-service/staging: promoting from development would create a new version:\n")
+    # Staging has no document yet: every top-level key is an addition, in document order.
+    assert dry.stdout.splitlines()[1:4] == [
+        '+ /name: "user-service"', '+ /version: "1.0.0"', '+ /port: @env("PORT", 8001)'
+    ]
+    assert '+ /health_check: {"endpoint": "/health", "interval": 10, "timeout": 2}' in dry.stdout
+    dry_json = json.loads(server.cli(
+        "promote", "user-service", "--from", "development", "--to", "staging", "--dry-run", "--json"
+    ).stdout)
+    assert dry_json["would_create"] is True and {"changes", "unified"} <= set(dry_json["diff"])
+    assert server.cli("get", "user-service", "staging").exit_code == 1  # the dry run created nothing
+
+    promoted = server.cli("promote", "user-service", "--from", "development", "--to", "staging", "-m", "r1")
+    assert promoted.exit_code == 0
+    assert promoted.stdout.startswith("user-service/staging: version 1 (hash ")
+    assert promoted.stdout.endswith("created from development version 1\n")
+    skipping = server.cli("promote", "user-service", "--from", "development", "--to", "production")
+    assert skipping.exit_code == 1 and "(409 from POST " in skipping.stderr
+    production = json.loads(server.cli(
+        "promote", "user-service", "--from", "staging", "--to", "production", "--json"
+    ).stdout)
+    assert production["kind"] == "promote"
+    assert production["promoted_from"] == {"environment": "staging", "version": 1}
+    same = server.cli("promote", "user-service", "--from", "staging", "--to", "production")
+    assert same.exit_code == 0 and "unchanged" in same.stdout
+
+    none = server.cli("diff", "user-service", "--from-env", "staging", "--to-env", "production")
+    assert none.exit_code == 0 and none.stdout == "no differences\n"
+
+    bigger = DEVELOPMENT.replace("pool_size: 2", "pool_size: 40")
+    assert server.cli("push", "user-service", "production", "-", input=bigger).exit_code == 0
+    changed = server.cli("diff", "user-service", "production", "--from", "1", "--to", "2")
+    assert changed.exit_code == 0
+    lines = changed.stdout.splitlines()
+    assert lines[0] == "~ /database/pool_size: 2 -> 40"
+    assert "-pool_size: 2" in lines and "+pool_size: 40" in lines
+    assert "\x1b[" not in changed.stdout  # no colour when stdout is not a terminal
+    across = json.loads(server.cli(
+        "diff", "user-service", "--from-env", "staging", "--to-env", "production", "--json"
+    ).stdout)
+    assert across["from"] == {"environment": "staging", "version": 1}
+    assert across["to"] == {"environment": "production", "version": 2}
+    assert across["changes"] == [{"op": "change", "path": "/database/pool_size", "old": 2, "new": 40}]
+    assert "+pool_size: 40" in across["unified"]
+
+    rolled = server.cli("rollback", "user-service", "production", "1", "-m", "too many connections")
+    assert rolled.exit_code == 0
+    assert rolled.stdout.startswith("user-service/production: version 3 (hash ")
+    assert rolled.stdout.endswith("created from version 1\n")
+    history = json.loads(server.cli("history", "user-service", "production", "--json").stdout)
+    assert [(meta["version"], meta["kind"], meta["rolled_back_to"]) for meta in history["versions"]] == [
+        (3, "rollback", 1), (2, "push", None), (1, "promote", None),
+    ]
+    assert server.cli("get", "user-service", "production").stdout == DEVELOPMENT
+    table = server.cli("history", "user-service", "production").stdout
+    assert "rollback to v1" in table and "promote from staging v1" in table
+    missing = server.cli("rollback", "user-service", "production", "99")
+    assert missing.exit_code == 1
+
+
+def test_schema_push_and_get(server: Server, tmp_path: Path) -> None:
+    got = server.cli("schema", "get", "user-service")
+    assert got.exit_code == 0
+    assert json.loads(got.stdout) == json.loads((ROOT / "schemas" / "user-service.json").read_text())
+    assert server.cli("push", "eta", "staging", "-", input="port: 80\n").exit_code == 0
+    strict = {"type": "object", "properties": {"port": {"type": "integer", "minimum": 1024}}}
+    schema_file = write(tmp_path / "eta.json", json.dumps(strict))
+    conflict = server.cli("schema", "push", "eta", schema_file)
+    assert conflict.exit_code == 1
+    assert "  staging v1 /port: 80 is less than the minimum of 1024" in conflict.stderr.splitlines()
+    forced = server.cli("schema", "push", "eta", schema_file, "--force")
+    assert forced.exit_code == 0 and forced.stdout == "eta: schema version 1 stored\n"
+    conflict_json = json.loads(server.cli("schema", "push", "eta", "-", "--json", input=json.dumps(
+        {"type": "object", "properties": {"port": {"type": "integer", "minimum": 8000}}}
+    )).stdout)
+    assert conflict_json["error"] == "schema_conflict"
+    assert "(409 from" not in conflict_json["message"]  # the API's own error object
+    assert conflict_json["details"][0]["path"] == "/port"
+    same = server.cli("schema", "push", "eta", schema_file, "--force", "--json")
+    assert json.loads(same.stdout)["version"] == 1
+    body = json.loads(server.cli("schema", "get", "eta", "--json").stdout)
+    assert body["schema"] == strict and body["version"] == 1
+    not_json = server.cli("schema", "push", "eta", "-", input="{not json")
+    assert not_json.exit_code == 1 and "is not JSON" in not_json.stderr
+    invalid = server.cli("schema", "push", "eta", "-", input='{"type": 5}')
+    assert invalid.exit_code == 1 and "(422 from PUT " in invalid.stderr
+
+
+def test_validate_against_the_schema_on_the_server(server: Server, tmp_path: Path) -> None:
+    good = write(tmp_path / "user-service.tsk", PRODUCTION)
+    result = server.cli("validate", good, "--service", "user-service")
+    assert result.exit_code == 0, result.output
+    bad = write(tmp_path / "bad.tsk", PRODUCTION.replace("ttl: 300", "ttl: -1"))
+    refused = server.cli("validate", bad, "--service", "user-service")
+    assert refused.exit_code == 1
+    assert refused.stderr == f"{bad}: /cache/ttl: -1 is less than the minimum of 0\n"
+
+
+def test_services_instances_and_audit(server: Server) -> None:
+    assert server.cli("push", "theta", "production", "-", input="a: 1\n").exit_code == 0
+    with server.http() as http:
+        current = http.get("/v1/configs/theta/production").json()
+        report = {
+            "instance_id": "theta-7f9c", "service": "theta", "environment": "production",
+            "version": 1, "hash": current["hash"], "status": "applied", "error": None,
+        }
+        assert http.post("/v1/instances", json=report).status_code == 204
+    listed = server.cli("instances", "theta", "production")
+    assert listed.exit_code == 0
+    header, row = listed.stdout.splitlines()
+    assert header.split() == ["INSTANCE", "VERSION", "STATUS", "LAST", "SEEN", "BEHIND", "STALE", "ERROR"]
+    assert row.split()[:3] == ["theta-7f9c", "1", "applied"]
+    body = json.loads(server.cli("instances", "theta", "production", "--json").stdout)
+    assert {"instance_id", "version", "hash", "status", "error", "last_seen", "stale", "behind"} <= set(
+        body["instances"][0]
+    )
+
+    services = server.cli("services")
+    theta = next(line for line in services.stdout.splitlines() if line.startswith("theta "))
+    assert "v1" in theta
+    services_json = json.loads(server.cli("services", "--json").stdout)
+    entry = next(item for item in services_json["services"] if item["service"] == "theta")
+    assert entry["environments"]["production"]["version"] == 1
+
+    audit = json.loads(server.cli("audit", "--service", "theta", "--since", "1h", "--json").stdout)
+    assert audit["entries"] and all(item["service"] == "theta" for item in audit["entries"])
+    assert "push" in {item["action"] for item in audit["entries"]}
+    future = json.loads(server.cli("audit", "--since", "2999-01-01T00:00:00Z", "--json").stdout)
+    assert future["entries"] == []
+    assert server.cli("audit", "--since", "yesterday").exit_code == 2
+    text = server.cli("audit", "--service", "theta", "--limit", "1")
+    assert text.exit_code == 0 and len(text.stdout.splitlines()) == 2
+
+
+def test_watch_prints_each_new_version(server: Server) -> None:
+    assert server.cli("push", "iota", "development", "-", input="n: 0\n").exit_code == 0
+    command = [
+        sys.executable, "-c", "from config_service.cli import main; main()",
+        "--server", server.url, "--token", server.admin_token,
+        "watch", "iota", "development", "--count", "1", "--json",
+    ]
+    watcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert watcher.stderr is not None
+        assert watcher.stderr.readline().startswith("watching iota/development")
+        # The stream is open; push until the watcher has seen one (bounded: 20 pushes, ~10 s).
+        for value in range(1, 21):
+            server.cli("push", "iota", "development", "-", input=f"n: {value}\n")
+            try:
+                out, _ = watcher.communicate(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        else:
+            pytest.fail("watch printed no event for 20 pushes")
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait(timeout=5)
+    assert watcher.returncode == 0
+    event = json.loads(out.strip())
+    assert event["service"] == "iota" and event["environment"] == "development"
+    assert event["version"] >= 2 and len(event["hash"]) == 64
+
+
+def test_watch_with_a_bad_token_exits_1(server: Server) -> None:
+    result = server.cli("watch", "kappa", "production", "--count", "1", token="tskcfg_revoked_or_wrong")
+    assert result.exit_code == 1
+    assert "(401 from GET " in result.stderr
+
+
+def test_unknown_things_are_refused_not_crashed(server: Server) -> None:
+    unknown_env = server.cli("push", "alpha", "qa", "-", input="a: 1\n")
+    assert unknown_env.exit_code == 1 and "(404 from PUT " in unknown_env.stderr
+    bad_name = server.cli("push", "Bad Name", "development", "-", input="a: 1\n")
+    assert bad_name.exit_code == 1 and "Traceback" not in bad_name.output
+    assert server.cli("get", "nobody", "development").exit_code == 1
+
+
+def test_usage_errors_exit_2(server: Server) -> None:
+    for args in (
+        ["push", "alpha"],
+        ["get"],
+        ["diff", "alpha", "development", "--from", "1"],
+        ["diff", "alpha", "--from-env", "staging"],
+        ["promote", "alpha", "--to", "staging"],
+        ["token", "create", "x", "--role", "root", "--service", "*", "--env", "*"],
+        ["history", "alpha", "development", "--limit", "0"],
+        ["no-such-command"],
+    ):
+        result = server.cli(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "Traceback" not in result.output
+
+
+def test_a_server_url_that_is_not_a_url_is_a_usage_error() -> None:
+    from click.testing import CliRunner
+
+    from config_service.cli import main
+
+    result = CliRunner().invoke(main, ["--server", "ftp://example", "--token", "t", "services"])
+    assert result.exit_code == 2
+    assert result.stderr == "tskcfg: the server URL 'ftp://example' is not valid: give --server http://host:port\n"
+
+
+def test_an_unreachable_server_exits_3_naming_the_url() -> None:
+    from click.testing import CliRunner
+
+    from config_service.cli import main
+
+    url = f"http://127.0.0.1:{free_port()}"
+    runner = CliRunner()
+    result = runner.invoke(main, ["--server", url, "--token", "t", "get", "alpha", "development"])
+    assert result.exit_code == 3
+    assert result.stderr == (
+        f"tskcfg: cannot reach the config server at {url}/v1/configs/alpha/development: "
+        "the connection was refused or the host is unknown\n"
+    )
+    as_json = runner.invoke(main, ["--server", url, "--token", "t", "services", "--json"])
+    assert as_json.exit_code == 3
+    assert json.loads(as_json.stdout)["error"] == "unreachable"
+    watch = runner.invoke(main, ["--server", url, "--token", "t", "watch", "alpha", "development"])
+    assert watch.exit_code == 3
+
+
+class FailingHandler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        body = b"<html>bad gateway</html>"
+        self.send_response(502)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def failing_server() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FailingHandler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_a_failing_server_exits_3(failing_server: str) -> None:
+    from click.testing import CliRunner
+
+    from config_service.cli import main
+
+    started = time.monotonic()
+    result = CliRunner().invoke(main, ["--server", failing_server, "--token", "t", "services"])
+    assert result.exit_code == 3
+    assert result.stderr == (
+        f"tskcfg: the config server failed (502 at GET {failing_server}/v1/services): Bad Gateway\n"
+    )
+    assert time.monotonic() - started < 5
