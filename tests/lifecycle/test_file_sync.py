@@ -566,3 +566,27 @@ def test_a_folder_rescan_does_not_report_a_refused_file_again(folders: tuple[Pat
         ("rejected", "broken"),
         ("applied", "api"),
     ]
+
+
+def test_a_file_written_while_the_start_up_import_runs_is_not_missed(
+    folders: tuple[Path, Path],
+) -> None:
+    environments, _ = folders
+    write(environments / "staging" / "api.tsk", "port: 1\n")
+    server = FakeServer()
+
+    def push(service: str, environment: str, source: str, *, author: str, kind: str) -> PushResult:
+        if service == "api":
+            # Written after the import listed the folder: only the watcher can see it.
+            write(environments / "staging" / "late.tsk", "port: 2\n")
+        return server.push(service, environment, source, author=author, kind=kind)
+
+    sync = FileSync(
+        environments, None, ENVIRONMENTS, push, debounce_ms=DEBOUNCE_MS, watch_step_ms=20
+    )
+
+    async def scenario() -> None:
+        async with running(sync):
+            await wait_until(lambda: server.sources("late", "staging") == ["port: 2\n"])
+
+    asyncio.run(scenario())
