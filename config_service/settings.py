@@ -101,6 +101,8 @@ def settings_from_environment(environ: Mapping[str, str] | None = None) -> Setti
         changes["max_body"] = int(env["TSKCFG_MAX_BODY"])
     if "TSKCFG_WORKERS" in env:
         changes["workers"] = int(env["TSKCFG_WORKERS"])
+    if "TSKCFG_INSTANCE_REPORT_INTERVAL" in env:
+        changes["instance_report_interval"] = float(env["TSKCFG_INSTANCE_REPORT_INTERVAL"])
     if "TSKCFG_LOG_LEVEL" in env:
         changes["log_level"] = env["TSKCFG_LOG_LEVEL"].lower()
     if "TSKCFG_ACCESS_LOG" in env:
