@@ -349,8 +349,15 @@ class AsyncConfigClient:
 
     async def _watch_files(self, stop: asyncio.Event) -> None:
         path = self.settings.file_path.resolve()
-        async for changes in watchfiles.awatch(path.parent, stop_event=stop, debounce=50, step=20):
-            if any(Path(changed) == path for _, changed in changes):
+        async for changes in watchfiles.awatch(
+            path.parent,
+            stop_event=stop,
+            debounce=50,
+            step=20,
+            rust_timeout=250,
+            yield_on_timeout=True,
+        ):
+            if any(Path(changed) == path for _, changed in changes) or self._core.file_changed():
                 await self._reload_file()
 
     async def _reload_file(self) -> None:

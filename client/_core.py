@@ -427,6 +427,7 @@ class ClientCore:
         # fetched again, the watch waits for the next one.
         self.seen_version: int | None = None
         self.fallback_pending = False
+        self._file_signature: tuple[int, int, int] | None = None
         self._schemas: tuple[Any, validation.SchemaSet] | None = None
         self._headers = {"User-Agent": f"tskcfg-client/{__version__}", "Accept": "application/json"}
         if settings.token:
@@ -530,12 +531,14 @@ class ClientCore:
             raise exceptions.ServerUnavailable(
                 f"GET /v1/schemas/{name}: the answer is not {{service, version, schema}}"
             )
-        return SchemaAnswer(name=name, version=body.get("version"), schema=body["schema"])
+        # The hash names the schema's content; the version alone would do on one server.
+        key = (body.get("version"), body.get("hash"))
+        return SchemaAnswer(name=name, version=key, schema=body["schema"])
 
     def cached_schemas(self, answer: SchemaAnswer) -> validation.SchemaSet | None:
         """The compiled schemas for this schema version, if already built."""
         cached = self._schemas
-        if cached is not None and cached[0] == (answer.version, answer.schema.get("$id")):
+        if cached is not None and cached[0] == answer.version:
             return cached[1]
         return None
 
@@ -571,7 +574,7 @@ class ClientCore:
             )
             return None
         compiled = validation.SchemaSet(schemas, generation=0)
-        self._schemas = ((answer.version, answer.schema.get("$id")), compiled)
+        self._schemas = (answer.version, compiled)
         return compiled
 
     def is_news(self, received: Received) -> bool:
@@ -644,7 +647,23 @@ class ClientCore:
             return None
 
     def from_file(self) -> Config:
+        self._file_signature = self.file_signature()
         return self.build(received_from_file(self.settings.file_path), "file")
+
+    def file_signature(self) -> tuple[int, int, int] | None:
+        try:
+            status = self.settings.file_path.stat()
+        except OSError:
+            return None
+        return (status.st_mtime_ns, status.st_size, status.st_ino)
+
+    def file_changed(self) -> bool:
+        """Whether the local file differs from when it was last read.
+
+        The file watcher only sees events after it has started; this check, made on its
+        timeouts, catches an edit made between the first load and the watcher's start.
+        """
+        return self.file_signature() != self._file_signature
 
     def fallback(self, tried: list[str]) -> Config:
         """Start-up without the server: the cache, then the local file; else ServerUnavailable."""

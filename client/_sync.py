@@ -6,13 +6,16 @@ import json
 import logging
 import os
 import queue
+import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import httpcore
 import httpx
 import watchfiles
 
@@ -35,6 +38,40 @@ from client._lkg import write_lkg
 from config_service.validation import SchemaSet
 
 logger = logging.getLogger("client")
+
+
+class _InterruptibleBackend(httpcore.SyncBackend):
+    """Remembers the sockets it opens, so `stop()` can end a long poll the server is holding.
+
+    Closing a socket does not wake a thread blocked reading it; shutting it down does.
+    """
+
+    def __init__(self) -> None:
+        self._streams: weakref.WeakSet[httpcore.NetworkStream] = weakref.WeakSet()
+
+    def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
+        stream = super().connect_tcp(*args, **kwargs)
+        self._streams.add(stream)
+        return stream
+
+    def interrupt(self) -> None:
+        for stream in list(self._streams):
+            raw = stream.get_extra_info("socket")
+            if isinstance(raw, socket.socket):
+                try:
+                    raw.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+def _default_transport() -> tuple[httpx.HTTPTransport, _InterruptibleBackend | None]:
+    transport = httpx.HTTPTransport()
+    pool = getattr(transport, "_pool", None)
+    if pool is None or not hasattr(pool, "_network_backend"):
+        return transport, None  # another httpx layout: stop() then waits for the poll to end
+    backend = _InterruptibleBackend()
+    pool._network_backend = backend
+    return transport, backend
 
 
 class ConfigClient:
@@ -81,6 +118,9 @@ class ConfigClient:
         self._core = ClientCore(
             settings, database=database, cache_backends=cache_backends, retry=retry
         )
+        self._interruptible: _InterruptibleBackend | None = None
+        if transport is None:
+            transport, self._interruptible = _default_transport()
         self._http = httpx.Client(transport=transport)
         self._apply_lock = threading.Lock()
         self._stop = threading.Event()
@@ -153,11 +193,12 @@ class ConfigClient:
             except queue.Full:
                 pass
             self._reporter.join(timeout=2.0)
-        # Closing the connection pool ends a long poll in flight, so the thread exits now.
-        self._http.close()
+        if self._interruptible is not None:
+            self._interruptible.interrupt()  # ends a long poll in flight, so the thread exits now
         if self._thread is not None:
             self._thread.join(timeout=5.0)
             self._thread = None
+        self._http.close()
 
     def __enter__(self) -> ConfigClient:
         self.start()
@@ -369,9 +410,15 @@ class ConfigClient:
     def _watch_files(self) -> None:
         path = self.settings.file_path.resolve()
         for changes in watchfiles.watch(
-            path.parent, stop_event=self._stop, debounce=50, step=20, raise_interrupt=False
+            path.parent,
+            stop_event=self._stop,
+            debounce=50,
+            step=20,
+            rust_timeout=250,
+            yield_on_timeout=True,
+            raise_interrupt=False,
         ):
-            if any(Path(changed) == path for _, changed in changes):
+            if any(Path(changed) == path for _, changed in changes) or self._core.file_changed():
                 self._reload_file()
 
     def _reload_file(self) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clienttest import ROOT
+from clienttest import ROOT, LiveServer
 
 
 @pytest.fixture(autouse=True)
@@ -36,3 +36,11 @@ def environments(tmp_path: Path) -> Path:
     target = tmp_path / "environments"
     shutil.copytree(ROOT / "environments", target)
     return target
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One real server per test module; tests keep apart by environment or service name."""
+    live = LiveServer(tmp_path_factory.mktemp("server")).start()
+    yield live
+    live.stop()

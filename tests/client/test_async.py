@@ -1,0 +1,101 @@
+"""AsyncConfigClient does what ConfigClient does, on an event loop: same core, same results."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from clienttest import DEVELOPMENT, SERVICE, LiveServer, free_port
+
+from client import AsyncConfigClient, NotFound, RetryPolicy
+
+
+def with_rate(rate: int) -> str:
+    return DEVELOPMENT.replace("rate_limit_per_minute: 10_000", f"rate_limit_per_minute: {rate}")
+
+
+async def until(predicate: Any, timeout: float = 5.0) -> Any:
+    async def poll() -> Any:
+        while not (value := predicate()):
+            await asyncio.sleep(0.01)
+        return value
+
+    return await asyncio.wait_for(poll(), timeout)
+
+
+def test_async_client_applies_pushes_and_reverts_failures(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        server.push(with_rate(1), "staging", service="async-check")
+        client = AsyncConfigClient(
+            "async-check",
+            "staging",
+            server=server.url,
+            token=server.token,
+            cache_dir=tmp_path,
+            environments_dir=tmp_path,
+            instance_id="test:async",
+        )
+        applied: list[int] = []
+
+        @client.on("features")
+        async def record(new: Any, old: Any) -> None:
+            await asyncio.sleep(0)
+            applied.append(new["rate_limit_per_minute"])
+
+        @client.on("features")
+        def refuse_zero(new: Any, old: Any) -> None:
+            if new["rate_limit_per_minute"] == 0:
+                raise RuntimeError("zero")
+
+        async with client:
+            assert client.config.version == 1 and applied == [1]
+            pushed = await asyncio.to_thread(server.push, with_rate(2), "staging", "async-check")
+            await until(lambda: client.config.version == pushed["version"])
+            assert applied == [1, 2]
+            bad = await asyncio.to_thread(
+                server.push, with_rate(0).replace("ttl: 30", "ttl: 77"), "staging", "async-check"
+            )
+            report = await until(
+                lambda: (
+                    (entry := server.instance("test:async", "staging", "async-check"))
+                    and entry["status"] == "failed"
+                    and entry
+                )
+            )
+            assert report["version"] == bad["version"]
+            assert applied == [1, 2, 0, 2] and client.config.version == pushed["version"]
+            assert client.cache.ttl == 30
+        assert (tmp_path / "async-check" / "staging.json").is_file()
+
+    asyncio.run(scenario())
+
+
+def test_async_client_falls_back_and_raises_like_the_sync_one(
+    tmp_path: Path, environments: Path, server: LiveServer
+) -> None:
+    async def scenario() -> None:
+        down = AsyncConfigClient(
+            SERVICE,
+            "development",
+            server=f"http://127.0.0.1:{free_port()}",
+            cache_dir=tmp_path,
+            environments_dir=environments,
+            retry=RetryPolicy(base=0.01),
+        )
+        config = await down.load()
+        assert config.source == "file" and down.config is config
+        await down.stop()
+        with pytest.raises(NotFound):
+            await AsyncConfigClient(
+                "missing-service",
+                "development",
+                server=server.url,
+                token=server.token,
+                cache_dir=tmp_path,
+            ).load()
+
+    asyncio.run(scenario())

@@ -1,0 +1,214 @@
+"""Start-up without the server (cache, then file), damaged caches, and backoff while the server is away."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from clienttest import DEVELOPMENT, SERVICE, LiveServer, free_port, wait_for
+
+from client import ConfigClient, RetryPolicy, ServerUnavailable, load_config
+
+
+def down_url() -> str:
+    return f"http://127.0.0.1:{free_port()}"  # nothing listens there
+
+
+def test_nothing_to_fall_back_on_names_everything_tried(tmp_path: Path) -> None:
+    with pytest.raises(ServerUnavailable) as caught:
+        load_config(
+            SERVICE,
+            "development",
+            server=down_url(),
+            cache_dir=tmp_path / "cache",
+            environments_dir=tmp_path,
+        )
+    message = str(caught.value)
+    assert "server http://127.0.0.1:" in message
+    assert f"cache {tmp_path / 'cache' / SERVICE / 'development.json'}: none usable" in message
+    assert f"file {tmp_path / 'development' / (SERVICE + '.tsk')}: not found" in message
+
+
+def test_server_down_at_start_uses_the_cache_then_the_file(
+    tmp_path: Path, environments: Path
+) -> None:
+    server = LiveServer(tmp_path / "server").start()
+    try:
+        pushed = server.push(DEVELOPMENT.replace("pool_size: 2", "pool_size: 7"))
+        online = load_config(
+            SERVICE,
+            "development",
+            server=server.url,
+            token=server.token,
+            cache_dir=tmp_path / "cache",
+        )
+        assert online.source == "server" and online.version == pushed["version"]
+    finally:
+        server.stop()
+
+    # Server gone: the last-known-good copy written by the load above wins over the file.
+    cached = load_config(
+        SERVICE,
+        "development",
+        server=server.url,
+        cache_dir=tmp_path / "cache",
+        environments_dir=environments,
+    )
+    assert (cached.source, cached.version, cached.hash) == (
+        "cache",
+        pushed["version"],
+        pushed["hash"],
+    )
+    assert cached.get("database.pool_size") == 7
+
+    # No cache: the local file.
+    from_file = load_config(
+        SERVICE,
+        "development",
+        server=server.url,
+        cache_dir=tmp_path / "empty",
+        environments_dir=environments,
+    )
+    assert (from_file.source, from_file.version) == ("file", None)
+    assert from_file.get("database.pool_size") == 2
+
+
+@pytest.mark.parametrize("damage", ["truncate", "tamper"])
+def test_a_corrupt_cache_is_ignored_for_the_file(
+    tmp_path: Path, environments: Path, damage: str
+) -> None:
+    cache = tmp_path / "cache" / SERVICE / "development.json"
+    cache.parent.mkdir(parents=True)
+    from config_service import tsk
+
+    data = tsk.loads(DEVELOPMENT.replace("pool_size: 2", "pool_size: 9"))
+    record = {
+        "service": SERVICE,
+        "environment": "development",
+        "version": 4,
+        "hash": tsk.document_hash(data),
+        "config": tsk.to_wire(data),
+    }
+    text = json.dumps(record)
+    cache.write_text(
+        text[:100] if damage == "truncate" else text.replace('"pool_size": 9', '"pool_size": 900')
+    )
+    config = load_config(
+        SERVICE,
+        "development",
+        server=down_url(),
+        cache_dir=tmp_path / "cache",
+        environments_dir=environments,
+    )
+    assert config.source == "file" and config.get("database.pool_size") == 2
+
+
+class CountingListener:
+    """Accepts connections and drops them at once: a server that is there but never answers."""
+
+    def __init__(self) -> None:
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.socket.settimeout(0.1)
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+        self.count = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self.socket.accept()
+            except TimeoutError:
+                continue
+            self.count += 1
+            connection.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.socket.close()
+
+
+def test_backoff_while_the_server_is_away_is_not_a_busy_loop(
+    tmp_path: Path, environments: Path
+) -> None:
+    listener = CountingListener()
+    client = ConfigClient(
+        SERVICE,
+        "development",
+        server=listener.url,
+        cache_dir=tmp_path / "cache",
+        environments_dir=environments,
+    )
+    try:
+        client.start()
+        assert client.config.source == "file"
+        time.sleep(3.0)
+        attempts = listener.count
+    finally:
+        client.stop()
+        listener.close()
+    # One at start, then at most the breaker's threshold (5) before it opens for ~15-30 s.
+    assert 2 <= attempts <= 7, attempts
+    assert client.retry.failures >= attempts - 1
+
+
+class RecordingTransport(httpx.HTTPTransport):
+    """Passes every request to the real server and keeps the instance reports it carried."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reports: list[dict[str, Any]] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/instances":
+            self.reports.append(json.loads(request.read()))
+        return super().handle_request(request)
+
+
+def test_started_from_a_fallback_the_client_reports_it_and_catches_up(
+    tmp_path: Path, environments: Path
+) -> None:
+    server = LiveServer(tmp_path / "server").start()
+    token = server.token
+    pushed = server.push(DEVELOPMENT.replace("pool_size: 2", "pool_size: 11"))
+    server.stop()
+    transport = RecordingTransport()
+    client = ConfigClient(
+        SERVICE,
+        "development",
+        server=server.url,
+        token=token,
+        cache_dir=tmp_path / "cache",
+        environments_dir=environments,
+        mode="poll",
+        poll_interval=0.1,
+        retry=RetryPolicy(base=0.05, cap=0.2),
+        transport=transport,
+    )
+    with client:
+        assert client.config.source == "file" and client.config.get("database.pool_size") == 2
+        server.start()  # the same data and port: a restart
+        try:
+            wait_for(lambda: client.config.version == pushed["version"], timeout=10)
+            assert (
+                client.config.source == "server" and client.config.get("database.pool_size") == 11
+            )
+            wait_for(lambda: len(transport.reports) >= 2)
+            fallback, applied = transport.reports[:2]
+            assert (fallback["status"], fallback["version"]) == ("fallback", None)
+            assert (applied["status"], applied["version"], applied["hash"]) == (
+                "applied",
+                pushed["version"],
+                pushed["hash"],
+            )
+        finally:
+            client.stop()
+            server.stop()

@@ -1,0 +1,129 @@
+"""No server: the local TSK file, hot-reloaded with watchfiles, in this process and in a real one."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from clienttest import ROOT, SERVICE, document_path, wait_for
+
+from client import AsyncConfigClient, ConfigClient, ConfigError
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def test_files_mode_applies_edits_and_skips_broken_ones(
+    environments: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = document_path(environments, "staging")
+    client = ConfigClient(SERVICE, "staging", environments_dir=environments, mode="files")
+    limits: list[Any] = []
+    client.on("features")(lambda new, old: limits.append(new["rate_limit_per_minute"]))
+    with client:
+        first = client.config
+        assert first.source == "file" and first.version is None
+        edit(path, "rate_limit_per_minute: 1200", "rate_limit_per_minute: 5")
+        wait_for(lambda: client.config.get("features.rate_limit_per_minute") == 5)
+        applied_hash = client.config.hash
+
+        edit(path, "pool_size: 10", "pool_size: [")  # does not parse
+        wait_for(lambda: "not applied" in caplog.text)
+        assert client.config.hash == applied_hash
+        assert f"{path}:" in caplog.text  # the message carries file, line and column
+
+        edit(path, "pool_size: [", "pool_size: 6")
+        wait_for(lambda: client.config.get("database.pool_size") == 6)
+    assert limits[0] == 1200 and limits[1] == 5
+    assert client.config.get("database.pool_size") == 6
+
+
+def test_files_mode_without_the_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        ConfigClient(SERVICE, "staging", environments_dir=tmp_path, mode="files").load()
+
+
+def test_async_files_mode_follows_the_file(environments: Path) -> None:
+    async def scenario() -> None:
+        path = document_path(environments, "staging")
+        async with AsyncConfigClient(
+            SERVICE, "staging", environments_dir=environments, mode="files"
+        ) as client:
+            edit(path, "ttl: 120", "ttl: 121")
+
+            async def changed() -> None:
+                while client.cache.ttl != 121:
+                    await asyncio.sleep(0.01)
+
+            await asyncio.wait_for(changed(), 5)
+
+    assert "ttl: 120" in document_path(environments, "staging").read_text()
+    asyncio.run(scenario())
+
+
+WATCHER = """
+import json, logging, sys, time
+from client import load_config
+
+config = load_config("user-service", watch_files=True)
+root = logging.getLogger()
+
+def state():
+    return {
+        "port": config["port"],
+        "root": logging.getLevelName(root.level),
+        "http": logging.getLevelName(logging.getLogger("user_service.http").level),
+        "format": root.handlers[0].formatter._fmt,
+    }
+
+print(json.dumps(state()), flush=True)
+deadline = time.monotonic() + 15
+while root.level == logging.INFO and time.monotonic() < deadline:
+    time.sleep(0.01)
+print(json.dumps(state()), flush=True)
+"""
+
+
+def test_watch_files_reloads_logging_in_a_real_process(environments: Path) -> None:
+    path = document_path(environments, "staging")
+    env = {**os.environ, "SERVICE_ENV": "staging", "PORT": "9200", "PYTHONPATH": str(ROOT)}
+    env.pop("CONFIG_STORE", None)
+    process = subprocess.Popen(
+        [sys.executable, "-c", WATCHER],
+        cwd=environments.parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        before = json.loads(process.stdout.readline())
+        assert before["port"] == 9200  # @env resolved in the service's own process, typed
+        assert before["root"] == "INFO"
+        edit(path, "pool_size: 10", "pool_size: 10 10")  # broken: logged, not applied
+        time.sleep(0.3)
+        edit(path, "pool_size: 10 10", "pool_size: 10")
+        edit(path, 'level: "INFO"', 'level: "ERROR"')
+        edit(path, "%(asctime)s %(levelname)s", "[%(levelname)s]")
+        after = json.loads(process.stdout.readline())
+        _, errors = process.communicate(timeout=15)
+    finally:
+        process.kill()
+    assert after["root"] == "ERROR" and after["format"].startswith("[%(levelname)s]")
+    assert after["http"] == before["http"]
+    assert re.search(
+        r"staging/user-service\.tsk:24:\d+: .* not applied|not applied: .*staging/user-service\.tsk:24:\d+: ",
+        errors,
+    ), errors

@@ -1,0 +1,278 @@
+"""The client against a real server: pushes reach a running ConfigClient, all or nothing, reported back."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from clienttest import DEVELOPMENT, SERVICE, LiveServer, wait_for
+
+from client import ConfigClient
+
+FEATURES = "[features]\nsignup_enabled: true\nrate_limit_per_minute: 600\n"
+
+
+def client_for(server: LiveServer, tmp_path: Path, environment: str, **kwargs: Any) -> ConfigClient:
+    return ConfigClient(
+        SERVICE,
+        environment,
+        server=server.url,
+        token=server.token,
+        cache_dir=tmp_path / "cache",
+        environments_dir=tmp_path / "nowhere",
+        instance_id=f"test:{environment}:{kwargs.pop('tag', 'main')}",
+        **kwargs,
+    )
+
+
+def with_features(rate: int, extra: str = "") -> str:
+    return (
+        DEVELOPMENT.replace("rate_limit_per_minute: 10_000", f"rate_limit_per_minute: {rate}")
+        + extra
+    )
+
+
+def test_a_push_is_applied_live_and_reported(server: LiveServer, tmp_path: Path) -> None:
+    server.push(with_features(1), "development")
+    client = client_for(server, tmp_path, "development")
+    seen: list[tuple[Any, Any]] = []
+    client.on("features")(lambda new, old: seen.append((new, old)))
+    with client:
+        first = client.config
+        assert first.source == "server" and first.get("features.rate_limit_per_minute") == 1
+        assert seen == [({"signup_enabled": True, "rate_limit_per_minute": 1}, None)]
+        pushed = server.push(with_features(2), "development")
+        wait_for(lambda: client.config.version == pushed["version"])
+        assert client.config.hash == pushed["hash"]
+        assert seen[-1] == (
+            {"signup_enabled": True, "rate_limit_per_minute": 2},
+            {"signup_enabled": True, "rate_limit_per_minute": 1},
+        )
+        report = wait_for(
+            lambda: (
+                (entry := server.instance("test:development:main"))
+                and entry["version"] == pushed["version"]
+                and entry
+            )
+        )
+        assert report["status"] == "applied" and report["hash"] == pushed["hash"]
+        stored = json.loads((tmp_path / "cache" / SERVICE / "development.json").read_text())
+        assert (stored["version"], stored["hash"]) == (pushed["version"], pushed["hash"])
+        assert stored["config"]["port"] == {"$env": "PORT", "default": 8001}  # kept unresolved
+
+
+def test_only_the_changed_sections_are_applied(server: LiveServer, tmp_path: Path) -> None:
+    server.push(DEVELOPMENT, "staging")
+    client = client_for(server, tmp_path, "staging")
+    calls: list[str] = []
+    for section in ("features", "security", "cache", "port"):
+        client.on(section)(lambda new, old, section=section: calls.append(section))
+    with client:
+        assert sorted(calls) == ["cache", "features", "port", "security"]
+        calls.clear()
+        before_origins = client.security.allowed_origins
+        pushed = server.push(DEVELOPMENT.replace("ttl: 30", "ttl: 45"), "staging")
+        wait_for(lambda: client.config.version == pushed["version"])
+        assert calls == ["cache"]
+        assert client.cache.ttl == 45  # the built-in applier changed the live cache
+        assert client.security.allowed_origins == before_origins
+
+
+def test_a_failing_handler_reverts_everything_and_is_reported_failed(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    server.push(with_features(1), "production")
+    client = client_for(server, tmp_path, "production")
+    applied: list[Any] = []
+
+    @client.on("features")
+    def record(new: Any, old: Any) -> None:
+        applied.append(new["rate_limit_per_minute"])
+
+    @client.on("features")
+    def refuse_zero(new: Any, old: Any) -> None:
+        if new["rate_limit_per_minute"] == 0:
+            raise RuntimeError("a rate limit of 0 would stop all traffic")
+
+    with client:
+        cache_before = client.cache.ttl
+        first = client.config
+        bad = server.push(with_features(0).replace("ttl: 30", "ttl: 99"), "production")
+        report = wait_for(
+            lambda: (
+                (entry := server.instance("test:production:main", "production"))
+                and entry["status"] == "failed"
+                and entry
+            )
+        )
+        assert report["version"] == bad["version"] and report["hash"] == bad["hash"]
+        assert "a rate limit of 0 would stop all traffic" in report["error"]
+        assert applied == [1, 0, 1]  # applied, then reverted by being called with (old, new)
+        assert client.cache.ttl == cache_before  # the built-in cache applier was reverted too
+        assert client.config is first
+        fixed = server.push(with_features(5), "production")
+        wait_for(lambda: client.config.version == fixed["version"])
+        assert applied[-1] == 5
+        wait_for(
+            lambda: (
+                (entry := server.instance("test:production:main", "production"))
+                and entry["status"] == "applied"
+                and entry["version"] == fixed["version"]
+            )
+        )
+
+
+class TamperingTransport(httpx.HTTPTransport):
+    """Changes the data of config answers while `active`, as a broken proxy or an attacker would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.active = False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if not self.active or request.method != "GET" or "/v1/configs/" not in request.url.path:
+            return response
+        response.read()
+        if response.status_code != 200:
+            return response
+        body = response.json()
+        body["config"]["features"]["rate_limit_per_minute"] = 1_000_000
+        headers = {
+            key: value for key, value in response.headers.items() if key.lower() != "content-length"
+        }
+        return httpx.Response(200, headers=headers, content=json.dumps(body).encode())
+
+
+def test_a_document_that_does_not_match_its_hash_is_rejected_and_reported(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    service_doc = with_features(7)
+    server.push(service_doc, "development", service="tamper-check")
+    transport = TamperingTransport()
+    client = ConfigClient(
+        "tamper-check",
+        "development",
+        server=server.url,
+        token=server.token,
+        cache_dir=tmp_path / "cache",
+        environments_dir=tmp_path,
+        instance_id="test:tamper",
+        # A custom transport cannot be interrupted by stop(), so no 60 s long poll here.
+        mode="poll",
+        poll_interval=0.1,
+        transport=transport,
+    )
+    rates: list[int] = []
+    client.on("features")(lambda new, old: rates.append(new["rate_limit_per_minute"]))
+    with client:
+        transport.active = True
+        pushed = server.push(with_features(8), "development", service="tamper-check")
+        report = wait_for(
+            lambda: (
+                (entry := server.instance("test:tamper", "development", service="tamper-check"))
+                and entry["status"] == "failed"
+                and entry
+            )
+        )
+        assert report["version"] == pushed["version"] and "hash" in report["error"]
+        assert rates == [7] and client.config.get("features.rate_limit_per_minute") == 7
+
+
+def test_env_is_resolved_in_the_client_and_validated_against_the_schema(
+    server: LiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PORT", "9123")
+    server.push(
+        DEVELOPMENT.replace("pool_size: 2", "pool_size: 3"), "development", service="user-service"
+    )
+    client = client_for(server, tmp_path, "development", tag="env")
+    with client:
+        assert client.config["port"] == 9123
+        # The server validated port with its default (8001); this process's PORT breaks the schema.
+        monkeypatch.setenv("PORT", "70000")
+        pushed = server.push(DEVELOPMENT.replace("pool_size: 2", "pool_size: 4"), "development")
+        report = wait_for(
+            lambda: (
+                (entry := server.instance("test:development:env"))
+                and entry["status"] == "failed"
+                and entry
+            )
+        )
+        assert report["version"] == pushed["version"]
+        assert "/port" in report["error"] and "65535" in report["error"]
+        assert client.config["port"] == 9123 and client.config.get("database.pool_size") == 3
+
+
+def test_load_raises_the_servers_refusals(server: LiveServer, tmp_path: Path) -> None:
+    from client import NotFound, Unauthorized
+
+    with pytest.raises(NotFound):
+        client_for(server, tmp_path, "development", tag="x").__class__(
+            "no-such-service",
+            "development",
+            server=server.url,
+            token=server.token,
+            cache_dir=tmp_path,
+        ).load()
+    with pytest.raises(Unauthorized):
+        ConfigClient(
+            SERVICE, "development", server=server.url, token="wrong", cache_dir=tmp_path
+        ).load()
+
+
+def test_poll_and_sse_modes_follow_pushes(server: LiveServer, tmp_path: Path) -> None:
+    for mode, service in (("poll", "poll-check"), ("sse", "sse-check")):
+        server.push(with_features(1), "development", service=service)
+        client = ConfigClient(
+            service,
+            "development",
+            server=server.url,
+            token=server.token,
+            cache_dir=tmp_path / mode,
+            environments_dir=tmp_path,
+            mode=mode,
+            poll_interval=0.2,
+        )
+        with client:
+            pushed = server.push(with_features(2), "development", service=service)
+            wait_for(
+                lambda client=client, pushed=pushed: client.config.version == pushed["version"],
+                timeout=5,
+            )
+            assert client.config.get("features.rate_limit_per_minute") == 2, mode
+
+
+def test_readers_on_other_threads_see_whole_configs(server: LiveServer, tmp_path: Path) -> None:
+    server.push(
+        with_features(0, "\n[pair]\nleft: 0\nright: 0\n"), "development", service="pair-check"
+    )
+    client = ConfigClient(
+        "pair-check", "development", server=server.url, token=server.token, cache_dir=tmp_path
+    )
+    mixed: list[Any] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            config = client.config
+            if config.get("pair.left") != config.get("pair.right"):
+                mixed.append(config.version)
+
+    with client:
+        reader = threading.Thread(target=read)
+        reader.start()
+        for number in range(1, 6):
+            pushed = server.push(
+                with_features(0, f"\n[pair]\nleft: {number}\nright: {number}\n"),
+                "development",
+                service="pair-check",
+            )
+            wait_for(lambda pushed=pushed: client.config.version == pushed["version"])
+        stop.set()
+        reader.join()
+    assert mixed == []
