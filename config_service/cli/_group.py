@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -9,6 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from config_service import __version__
+from config_service.cli._errors import CommandFailed
 from config_service.cli._http import DEFAULT_SERVER, Api, discover_token
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -49,8 +51,28 @@ def pass_state(function: F) -> F:
     return click.make_pass_decorator(State, ensure=True)(function)  # type: ignore[return-value]
 
 
+class TskcfgGroup(click.Group):
+    """A group that ends an unexpected failure with one sentence instead of a traceback.
+
+    `TSKCFG_DEBUG=1` shows the traceback; `serve` keeps its own error handling.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
+        except Exception as error:
+            if os.environ.get("TSKCFG_DEBUG") or ctx.invoked_subcommand == "serve":
+                raise
+            raise CommandFailed(
+                f"unexpected error ({type(error).__name__}: {error}); set TSKCFG_DEBUG=1 to see where"
+            ) from None
+
+
 @click.group(
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+    cls=TskcfgGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(__version__, prog_name="tskcfg")
 @click.option(

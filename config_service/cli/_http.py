@@ -89,9 +89,27 @@ class Api:
             raise self.bad_server_url() from None
         except httpx.HTTPError as error:
             raise self.unreachable(path, error) from None
-        if response.status_code < 400:
-            return response
-        raise self.refused(method, path, response)
+        if response.status_code >= 400:
+            raise self.refused(method, path, response)
+        accept = (headers or {}).get("Accept", "application/json")
+        if accept == "application/json" and response.status_code not in (204, 304):
+            self.check_json(method, path, response)
+        return response
+
+    def check_json(self, method: str, path: str, response: httpx.Response) -> None:
+        """Callers read `response.json()` as an object; anything else is not this API answering."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise CommandFailed(
+                f"{method} {self.url(path)} answered {response.status_code} with something that is "
+                "not the config API's JSON; is --server the config server?",
+                exit_code=UNREACHABLE,
+                error="bad_response",
+                json_output=self.json_output,
+            )
 
     @contextmanager
     def stream(

@@ -434,8 +434,13 @@ def test_an_unreachable_server_exits_3_naming_the_url() -> None:
 
 class FailingHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
-        body = b"<html>bad gateway</html>"
-        self.send_response(502)
+        # /v1/configs/...: a web page answering 200, as a wrong --server would; else a 502.
+        if self.path.startswith("/v1/configs/"):
+            body = b"<html>welcome</html>"
+            self.send_response(200)
+        else:
+            body = b"<html>bad gateway</html>"
+            self.send_response(502)
         self.send_header("Content-Type", "text/html")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -469,3 +474,16 @@ def test_a_failing_server_exits_3(failing_server: str) -> None:
         f"tskcfg: the config server failed (502 at GET {failing_server}/v1/services): Bad Gateway\n"
     )
     assert time.monotonic() - started < 5
+
+
+def test_a_server_that_is_not_the_config_api_exits_3(failing_server: str) -> None:
+    from click.testing import CliRunner
+
+    from config_service.cli import main
+
+    result = CliRunner().invoke(main, ["--server", failing_server, "--token", "t", "history", "a", "b"])
+    assert result.exit_code == 3
+    assert result.stderr == (
+        f"tskcfg: GET {failing_server}/v1/configs/a/b/versions answered 200 with something that is "
+        "not the config API's JSON; is --server the config server?\n"
+    )

@@ -183,3 +183,20 @@ def test_read_errors_are_sentences_not_tracebacks(runner: CliRunner, tmp_path: P
     result = runner.invoke(main, ["validate", str(tmp_path / "missing.tsk")])
     assert result.exit_code == 1
     assert result.stderr == f"tskcfg: cannot read {tmp_path / 'missing.tsk'}: No such file or directory\n"
+
+
+def test_an_unexpected_failure_is_one_sentence_unless_debugging(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(data: object) -> str:
+        raise RuntimeError("writer broke")
+
+    monkeypatch.setattr(tsk, "dumps", broken)
+    path = write(tmp_path / "a.tsk", "a: 1\n")
+    result = runner.invoke(main, ["fmt", str(path)], env={"TSKCFG_DEBUG": None})
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "tskcfg: unexpected error (RuntimeError: writer broke); set TSKCFG_DEBUG=1 to see where\n"
+    )
+    debug = runner.invoke(main, ["fmt", str(path)], env={"TSKCFG_DEBUG": "1"})
+    assert isinstance(debug.exception, RuntimeError)
