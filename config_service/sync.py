@@ -225,8 +225,9 @@ class FileSync:
         # Path -> (loop time at which its debounce window ends, whether the file had an
         # event of its own rather than only being part of a folder rescan).
         self._pending: dict[Path, tuple[float, bool]] = {}
-        self._pending_changed: asyncio.Event | None = None
-        self._stop_event: asyncio.Event | None = None
+        # asyncio.Event binds to a loop only when first waited on, so these can be made here.
+        self._pending_changed = asyncio.Event()
+        self._stop_event = asyncio.Event()
         self._stopping = False
         self._ignored_folders: set[Path] = set()
         self._ready = asyncio.Event()
@@ -249,13 +250,14 @@ class FileSync:
         """Watch both folders until `stop()` (or cancellation); import everything first.
 
         The watcher starts before the import, so a file written during the
-        import is seen by one or the other. Pending debounced writes are not
-        pushed after `stop()`; the next start imports them.
+        import is seen by one or the other. If the operating system's file
+        watcher fails (say, its limit of watches is reached), FileSync logs it
+        and goes on by polling, after reading every file again. Pending
+        debounced writes are not pushed after `stop()`; the next start imports
+        them. A FileSync runs once: after `stop()`, `run()` returns at once.
         """
-        self._stop_event = asyncio.Event()
-        self._pending_changed = asyncio.Event()
-        self._stopping = False
-        self._ready.clear()
+        if self._stopping:
+            return
         folders = [
             folder
             for folder in (self.environments_dir, self.schemas_dir)
@@ -270,31 +272,23 @@ class FileSync:
             self._ready.set()
             await self._stop_event.wait()
             return
-        changes = awatch(
-            *folders,
-            stop_event=self._stop_event,
-            step=self._watch_step_ms,
-            # Our own per-file debounce groups writes; watchfiles only batches.
-            debounce=max(self._watch_step_ms, int(self._debounce * 1000)),
-            force_polling=self._force_polling,
-        ).__aiter__()
-        next_batch: asyncio.Future[set[tuple[Change, str]]] = asyncio.ensure_future(anext(changes))
-        # One turn of the loop lets awatch create its watcher before the import reads the files.
-        await asyncio.sleep(0)
         flusher = asyncio.create_task(self._flush_pending())
+        polling = self._force_polling
         try:
-            if import_first:
-                await self.initial_import()
-            self._log.info("file sync: watching %s", ", ".join(str(f) for f in folders))
-            self._ready.set()
             while True:
                 try:
-                    batch = await next_batch
-                except StopAsyncIteration:
+                    await self._watch(folders, polling=polling, import_first=import_first)
                     break
-                for change, raw_path in sorted(batch, key=lambda item: item[1]):
-                    self._on_change(change, Path(raw_path))
-                next_batch = asyncio.ensure_future(anext(changes))
+                except _WatcherFailed as failure:
+                    if polling or self._stopping:
+                        raise failure.cause from None
+                    self._log.error(
+                        "file sync: the file watcher failed (%s); watching by polling instead",
+                        failure.cause,
+                    )
+                    polling = True
+                    # Read everything again: a change may have fallen between the two watchers.
+                    import_first = True
             # Stopped: let a push in progress finish rather than cut it off.
             self._stopping = True
             self._pending_changed.set()
@@ -302,17 +296,50 @@ class FileSync:
         finally:
             self._stopping = True
             flusher.cancel()
+            await asyncio.gather(flusher, return_exceptions=True)
+
+    async def _watch(
+        self, folders: list[Path], *, polling: bool | None, import_first: bool
+    ) -> None:
+        changes = awatch(
+            *folders,
+            stop_event=self._stop_event,
+            step=self._watch_step_ms,
+            # Our own per-file debounce groups writes; watchfiles only batches.
+            debounce=max(self._watch_step_ms, int(self._debounce * 1000)),
+            force_polling=polling,
+        ).__aiter__()
+        next_batch: asyncio.Future[set[tuple[Change, str]]] = asyncio.ensure_future(anext(changes))
+        # One turn of the loop lets awatch create its watcher before the import reads the files.
+        await asyncio.sleep(0)
+        try:
+            if import_first:
+                await self.initial_import()
+            self._log.info(
+                "file sync: watching %s%s",
+                ", ".join(str(folder) for folder in folders),
+                " by polling" if polling else "",
+            )
+            self._ready.set()
+            while True:
+                try:
+                    batch = await next_batch
+                except StopAsyncIteration:
+                    return
+                except Exception as exc:
+                    raise _WatcherFailed(exc) from exc
+                for change, raw_path in sorted(batch, key=lambda item: item[1]):
+                    self._on_change(change, Path(raw_path))
+                next_batch = asyncio.ensure_future(anext(changes))
+        finally:
             next_batch.cancel()
-            self._stop_event.set()
-            await asyncio.gather(flusher, next_batch, return_exceptions=True)
+            await asyncio.gather(next_batch, return_exceptions=True)
 
     def stop(self) -> None:
         """Ask `run()` to return (call from the event loop thread); it does within a watch step."""
         self._stopping = True
-        if self._stop_event is not None:
-            self._stop_event.set()
-        if self._pending_changed is not None:
-            self._pending_changed.set()
+        self._stop_event.set()
+        self._pending_changed.set()
 
     async def wait_ready(self) -> None:
         """Return once `run()` has imported the files and is watching."""
@@ -443,11 +470,9 @@ class FileSync:
         loop = asyncio.get_running_loop()
         _, had_own_event = self._pending.get(path, (0.0, False))
         self._pending[path] = (loop.time() + self._debounce, own_event or had_own_event)
-        if self._pending_changed is not None:
-            self._pending_changed.set()
+        self._pending_changed.set()
 
     async def _flush_pending(self) -> None:
-        assert self._pending_changed is not None
         loop = asyncio.get_running_loop()
         while not self._stopping:
             self._pending_changed.clear()
@@ -618,6 +643,14 @@ class FileSync:
             self._report(report)
         except Exception:
             self._log.exception("file sync: reporting %s failed", report.author)
+
+
+class _WatcherFailed(Exception):
+    """The file watcher itself failed (`cause` says why), as opposed to a file or a push."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 async def _maybe_await(value: T | Awaitable[T]) -> T:

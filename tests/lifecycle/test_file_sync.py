@@ -519,6 +519,11 @@ def test_stop_ends_run_promptly_and_a_cancelled_run_cleans_up(folders: tuple[Pat
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(task, 2)
 
+        # Stopped before it ran (a server shutting down at once): run() returns at once.
+        early = make_sync(folders, server)
+        early.stop()
+        await asyncio.wait_for(early.run(), 1)
+
     asyncio.run(scenario())
 
 
@@ -590,3 +595,44 @@ def test_a_file_written_while_the_start_up_import_runs_is_not_missed(
             await wait_until(lambda: server.sources("late", "staging") == ["port: 2\n"])
 
     asyncio.run(scenario())
+
+
+def test_when_the_os_watcher_fails_sync_goes_on_by_polling(
+    folders: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The one stand-in here: the kernel refusing more watches cannot be caused on a
+    # shared machine, so the native watcher is made to fail the way watchfiles does.
+    import config_service.sync as sync_module
+
+    real_awatch = sync_module.awatch
+    modes: list[bool] = []
+
+    def awatch(*paths: Path, force_polling: bool | None = None, **options: object) -> object:
+        modes.append(bool(force_polling))
+        if force_polling:
+            return real_awatch(*paths, force_polling=True, poll_delay_ms=50, **options)  # type: ignore[arg-type]
+
+        async def failing() -> AsyncIterator[set[tuple[object, str]]]:
+            raise OSError("OS file watch limit reached")
+            yield set()
+
+        return failing()
+
+    monkeypatch.setattr(sync_module, "awatch", awatch)
+    environments, _ = folders
+    write(environments / "staging" / "api.tsk", "port: 1\n")
+    server = FakeServer()
+    sync = make_sync(folders, server)
+    caplog.set_level(logging.INFO, logger="config_service.sync")
+
+    async def scenario() -> None:
+        async with running(sync):
+            write(environments / "staging" / "api.tsk", "port: 2\n")
+            await wait_until(lambda: server.sources("api", "staging") == ["port: 1\n", "port: 2\n"])
+
+    asyncio.run(scenario())
+    assert modes == [False, True]
+    assert "file watch limit reached" in caplog.text
+    assert "watching by polling instead" in caplog.text
