@@ -89,7 +89,7 @@ class TskcfgGroup(click.Group):
     default=None,
     show_default=False,
     metavar="TOKEN",
-    help="Bearer token (env TSKCFG_TOKEN; else ./data/admin.token when it exists).",
+    help="Bearer token (env TSKCFG_TOKEN; else ./data/admin.token, or $TSKCFG_DATA_DIR/admin.token, when it exists).",
 )
 @click.option("--json", "json_output", is_flag=True, help="Print the API's JSON instead of text for people.")
 @click.pass_context

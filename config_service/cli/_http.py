@@ -13,20 +13,22 @@ import httpx
 from config_service.cli._errors import REFUSED, UNREACHABLE, USAGE, CommandFailed
 
 DEFAULT_SERVER = "http://localhost:8005"
-TOKEN_FILE = Path("data") / "admin.token"
+TOKEN_FILE_NAME = "admin.token"
 # Connecting should be quick; a long poll or an SSE stream overrides the read timeout.
 DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 
 
 def discover_token(given: str | None, environ: Mapping[str, str] | None = None) -> str | None:
-    """--token, else TSKCFG_TOKEN, else ./data/admin.token when it exists, else no token."""
+    """--token, else TSKCFG_TOKEN, else the admin token a local server wrote
+    ($TSKCFG_DATA_DIR/admin.token, by default ./data/admin.token), else no token."""
     if given:
         return given.strip()
     env = os.environ if environ is None else environ
     if env.get("TSKCFG_TOKEN", "").strip():
         return env["TSKCFG_TOKEN"].strip()
+    data_dir = Path(env.get("TSKCFG_DATA_DIR") or "data")
     try:
-        text = TOKEN_FILE.read_text(encoding="utf-8").strip()
+        text = (data_dir / TOKEN_FILE_NAME).read_text(encoding="utf-8").strip()
     except OSError:
         return None
     return text or None

@@ -54,10 +54,12 @@ class Server:
         )
 
 
-def start_server(root: Path) -> Server:
-    (root / "environments").mkdir()
-    shutil.copytree(ROOT / "schemas", root / "schemas")
-    port = free_port()
+def start_server(root: Path, port: int | None = None) -> Server:
+    """Start (or, with the same root and port, restart) a server whose files live under ROOT."""
+    if not (root / "environments").exists():
+        (root / "environments").mkdir()
+        shutil.copytree(ROOT / "schemas", root / "schemas")
+    port = port or free_port()
     command = [
         sys.executable, "-c", "from config_service.cli import main; main()", "serve",
         "--host", "127.0.0.1", "--port", str(port),

@@ -201,6 +201,11 @@ def test_token_discovery_from_the_environment_and_data_admin_token(server: Serve
     (elsewhere / "data" / "admin.token").write_text(server.admin_token + "\n")
     from_file = runner.invoke(main, ["--server", server.url, "services"])
     assert from_file.exit_code == 0 and "alpha" in from_file.stdout
+    (elsewhere / "data" / "admin.token").unlink()
+    moved = runner.invoke(
+        main, ["--server", server.url, "services"], env={"TSKCFG_DATA_DIR": str(server.root / "data")}
+    )
+    assert moved.exit_code == 0 and "alpha" in moved.stdout
 
 
 def test_the_pipeline_promote_diff_and_rollback(server: Server) -> None:
@@ -487,3 +492,43 @@ def test_a_server_that_is_not_the_config_api_exits_3(failing_server: str) -> Non
         f"tskcfg: GET {failing_server}/v1/configs/a/b/versions answered 200 with something that is "
         "not the config API's JSON; is --server the config server?\n"
     )
+
+
+def test_watch_reconnects_after_the_server_restarts(tmp_path: Path) -> None:
+    from .conftest import start_server, stop_server
+
+    first = start_server(tmp_path)
+    port = int(first.url.rsplit(":", 1)[1])
+    command = [
+        sys.executable, "-c", "from config_service.cli import main; main()",
+        "--server", first.url, "--token", first.admin_token,
+        "watch", "lambda", "development", "--count", "1", "--json",
+    ]
+    watcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second = None
+    try:
+        assert watcher.stderr is not None
+        assert watcher.stderr.readline().startswith("watching lambda/development")
+        first.process.kill()  # kill -9: no goodbye on the open stream
+        first.process.wait(timeout=5)
+        assert watcher.stderr.readline().startswith("connection lost; reconnecting in ")
+        second = start_server(tmp_path, port=port)
+        # Push until the reconnected watcher reports one (bounded: 20 pushes, ~10 s).
+        for value in range(1, 21):
+            second.cli("push", "lambda", "development", "-", input=f"n: {value}\n")
+            try:
+                out, _ = watcher.communicate(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        else:
+            pytest.fail("watch printed no event after the restart")
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait(timeout=5)
+        if second is not None:
+            stop_server(second)
+    assert watcher.returncode == 0
+    event = json.loads(out.strip())
+    assert (event["service"], event["environment"]) == ("lambda", "development")
