@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, Server, free_port
+from .conftest import ROOT, Server, ServerProcess, free_port, make_root
 
 DEVELOPMENT = (ROOT / "environments" / "development" / "user-service.tsk").read_text("utf-8")
 PRODUCTION = (ROOT / "environments" / "production" / "user-service.tsk").read_text("utf-8")
@@ -494,28 +494,27 @@ def test_a_server_that_is_not_the_config_api_exits_3(failing_server: str) -> Non
     )
 
 
-def test_watch_reconnects_after_the_server_restarts(tmp_path: Path) -> None:
-    from .conftest import start_server, stop_server
+def test_watch_reconnects_after_the_server_restarts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import server.conftest as shared
 
-    first = start_server(tmp_path)
-    port = int(first.url.rsplit(":", 1)[1])
+    process = ServerProcess(make_root(tmp_path)).start()
+    url, token = process.url, process.admin_token
     command = [
         sys.executable, "-c", "from config_service.cli import main; main()",
-        "--server", first.url, "--token", first.admin_token,
-        "watch", "lambda", "development", "--count", "1", "--json",
+        "--server", url, "--token", token, "watch", "lambda", "development", "--count", "1", "--json",
     ]
     watcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    second = None
     try:
         assert watcher.stderr is not None
         assert watcher.stderr.readline().startswith("watching lambda/development")
-        first.process.kill()  # kill -9: no goodbye on the open stream
-        first.process.wait(timeout=5)
+        process.kill()  # kill -9: no goodbye on the open stream
         assert watcher.stderr.readline().startswith("connection lost; reconnecting in ")
-        second = start_server(tmp_path, port=port)
+        # Restart on the same port, where the watcher keeps knocking.
+        monkeypatch.setattr(shared, "free_port", lambda: process.port)
+        restarted = Server(process.start())
         # Push until the reconnected watcher reports one (bounded: 20 pushes, ~10 s).
         for value in range(1, 21):
-            second.cli("push", "lambda", "development", "-", input=f"n: {value}\n")
+            restarted.cli("push", "lambda", "development", "-", input=f"n: {value}\n")
             try:
                 out, _ = watcher.communicate(timeout=0.5)
                 break
@@ -527,8 +526,7 @@ def test_watch_reconnects_after_the_server_restarts(tmp_path: Path) -> None:
         if watcher.poll() is None:
             watcher.kill()
             watcher.wait(timeout=5)
-        if second is not None:
-            stop_server(second)
+        process.stop()
     assert watcher.returncode == 0
     event = json.loads(out.strip())
     assert (event["service"], event["environment"]) == ("lambda", "development")
