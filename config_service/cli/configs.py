@@ -422,17 +422,28 @@ def entry_time(entry: dict[str, Any]) -> datetime | None:
 
 @main.command()
 @click.option("--service", default=None, help="Only entries about this service.")
+@click.option("--env", "environment", default=None, metavar="ENV", help="Only entries about this environment.")
+@click.option("--action", default=None, help="Only this action (push, promote, rollback, token_create, ...).")
+@click.option("--actor", default=None, help="Only what this token name did.")
 @click.option("--since", default=None, metavar="WHEN", help="Only entries since WHEN: 30m, 2h, 7d or an ISO time.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True, help="At most this many entries.")
 @json_option
 @pass_state
-def audit(state: State, service: str | None, since: str | None, limit: int) -> None:
+def audit(
+    state: State,
+    service: str | None,
+    environment: str | None,
+    action: str | None,
+    actor: str | None,
+    since: str | None,
+    limit: int,
+) -> None:
     """Show who did what and when, newest first (admin tokens).
 
     \b
     Examples:
-      tskcfg audit --service user-service --since 24h
-      tskcfg audit --since 2026-01-31T00:00:00Z --json
+      tskcfg audit --service user-service --env production --since 24h
+      tskcfg audit --actor ci --action push --since 2026-01-31T00:00:00Z --json
     """
     cutoff = parse_since(since) if since else None
     api = state.api()
@@ -441,7 +452,12 @@ def audit(state: State, service: str | None, since: str | None, limit: int) -> N
     next_before: Any = None
     for _page in range(AUDIT_MAX_PAGES):
         body = api.request(
-            "GET", "/v1/audit", params={"service": service, "limit": limit, "before": before}
+            "GET",
+            "/v1/audit",
+            params={
+                "service": service, "environment": environment, "action": action, "actor": actor,
+                "limit": limit, "before": before,
+            },
         ).json()
         page = body.get("entries", [])
         next_before = body.get("next_before")
@@ -451,9 +467,7 @@ def audit(state: State, service: str | None, since: str | None, limit: int) -> N
             if cutoff is not None and moment is not None and moment < cutoff:
                 reached_cutoff = True
                 break
-            # Filtered here too, so the answer is right even if the server ignores `service`.
-            if service is None or entry.get("service") == service:
-                entries.append(entry)
+            entries.append(entry)
         if reached_cutoff or not next_before or len(entries) >= limit:
             break
         before = next_before

@@ -339,6 +339,12 @@ def test_services_instances_and_audit(server: Server) -> None:
     audit = json.loads(server.cli("audit", "--service", "theta", "--since", "1h", "--json").stdout)
     assert audit["entries"] and all(item["service"] == "theta" for item in audit["entries"])
     assert "push" in {item["action"] for item in audit["entries"]}
+    pushes = json.loads(server.cli(
+        "audit", "--env", "production", "--action", "push", "--actor", "admin", "--json"
+    ).stdout)["entries"]
+    assert pushes and {(item["environment"], item["action"], item["actor"]) for item in pushes} == {
+        ("production", "push", "admin")
+    }
     future = json.loads(server.cli("audit", "--since", "2999-01-01T00:00:00Z", "--json").stdout)
     assert future["entries"] == []
     assert server.cli("audit", "--since", "yesterday").exit_code == 2
