@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -62,6 +63,12 @@ class TskcfgGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
+        except BrokenPipeError:
+            # The reader went away (`tskcfg history ... | head`): nothing failed, so stop quietly;
+            # stdout is pointed at /dev/null so the interpreter's final flush cannot complain.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise click.exceptions.Exit(0) from None
         except Exception as error:
             if os.environ.get("TSKCFG_DEBUG") or ctx.invoked_subcommand == "serve":
                 raise

@@ -200,3 +200,17 @@ def test_an_unexpected_failure_is_one_sentence_unless_debugging(
     )
     debug = runner.invoke(main, ["fmt", str(path)], env={"TSKCFG_DEBUG": "1"})
     assert isinstance(debug.exception, RuntimeError)
+
+
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    document = write(tmp_path / "big.tsk", "".join(f"key_{index}: {index}\n" for index in range(20_000)))
+    tskcfg = f"'{sys.executable}' -c 'from config_service.cli import main; main()'"
+    result = subprocess.run(
+        ["bash", "-c", f"{tskcfg} fmt - < '{document}' | head -c 10 > /dev/null; echo ${{PIPESTATUS[0]}}"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.stdout == "0\n"
+    assert result.stderr == ""
