@@ -206,8 +206,8 @@ class AsyncConfigClient:
         answer = core.read_schema(await self._send(core.schema_request()), self.settings.service)
         if answer is None:
             return None
-        compiled = core.cached_schemas(answer)
-        if compiled is not None:
+        known, compiled = core.cached_schemas(answer)
+        if known:
             return compiled
         sections = {}
         for name in core.sections_to_fetch(answer):

@@ -428,7 +428,8 @@ class ClientCore:
         self.seen_version: int | None = None
         self.fallback_pending = False
         self._file_signature: tuple[int, int, int] | None = None
-        self._schemas: tuple[Any, validation.SchemaSet] | None = None
+        # (schema version, compiled schemas or None when unusable on the client)
+        self._schemas: tuple[Any, validation.SchemaSet | None] | None = None
         self._headers = {"User-Agent": f"tskcfg-client/{__version__}", "Accept": "application/json"}
         if settings.token:
             self._headers["Authorization"] = f"Bearer {settings.token}"
@@ -535,22 +536,24 @@ class ClientCore:
         key = (body.get("version"), body.get("hash"))
         return SchemaAnswer(name=name, version=key, schema=body["schema"])
 
-    def cached_schemas(self, answer: SchemaAnswer) -> validation.SchemaSet | None:
-        """The compiled schemas for this schema version, if already built."""
+    def cached_schemas(self, answer: SchemaAnswer) -> tuple[bool, validation.SchemaSet | None]:
+        """(True, compiled) when this schema version was compiled already (compiled may be None)."""
         cached = self._schemas
         if cached is not None and cached[0] == answer.version:
-            return cached[1]
-        return None
+            return True, cached[1]
+        return False, None
 
-    def sections_to_fetch(self, answer: SchemaAnswer) -> list[str]:
-        """Section schemas the service schema refers to by file name and does not carry inline."""
-        embedded = validation.build_registry({answer.name: answer.schema})
+    def sections_to_fetch(
+        self, answer: SchemaAnswer, sections: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> list[str]:
+        """Section schemas the service schema refers to by file name and that neither it
+        (inline, under their own `$id`) nor `sections` provide."""
+        registry = validation.build_registry({**(sections or {}), answer.name: answer.schema})
+        resolver = registry.resolver(base_uri=validation.schema_file_name(answer.name))
         missing = []
         for name in external_references(answer.schema):
             try:
-                embedded.resolver(base_uri=validation.schema_file_name(answer.name)).lookup(
-                    validation.schema_file_name(name)
-                )
+                resolver.lookup(validation.schema_file_name(name))
             except Unresolvable:
                 missing.append(name)
         return missing
@@ -563,17 +566,16 @@ class ClientCore:
         When a section schema could not be had (say the token does not cover it), the client
         skips its own validation with a warning: the server validated the document already.
         """
-        schemas = {**sections, answer.name: answer.schema}
-        try:
-            validation.check_schema(answer.name, answer.schema, sections)
-        except validation.SchemaInvalid as error:
+        missing = self.sections_to_fetch(answer, sections)
+        if missing:
             logger.warning(
-                "schema of %s not usable on the client (%s); validating on the server only",
+                "the schema of %s refers to %s, which this client cannot read; validating on the server only",
                 answer.name,
-                error,
+                ", ".join(validation.schema_file_name(name) for name in missing),
             )
+            self._schemas = (answer.version, None)
             return None
-        compiled = validation.SchemaSet(schemas, generation=0)
+        compiled = validation.SchemaSet({**sections, answer.name: answer.schema}, generation=0)
         self._schemas = (answer.version, compiled)
         return compiled
 

@@ -16,6 +16,7 @@ from client._core import (
     ClientCore,
     EventStreamParser,
     Received,
+    SchemaAnswer,
     make_settings,
     run_transaction,
 )
@@ -305,3 +306,43 @@ def test_event_stream_parser_reads_events_and_remembers_the_id() -> None:
 def test_config_repr_names_the_version(tmp_path: Path) -> None:
     config = core_for(tmp_path).build(received("a: 1\n", 4), "cache")
     assert isinstance(config, Config) and "version=4" in repr(config) and config.source == "cache"
+
+
+# ---------------------------------------------------------------------------- schemas
+
+
+def schema_file(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((ROOT / "schemas" / f"{name}.json").read_text())
+    return loaded
+
+
+SECTIONS = ("cache", "database", "logging", "security")
+
+
+def test_section_schemas_are_fetched_unless_the_server_inlined_them(tmp_path: Path) -> None:
+    core = core_for(tmp_path)
+    plain = SchemaAnswer(SERVICE, 1, schema_file(SERVICE))
+    assert core.sections_to_fetch(plain) == list(SECTIONS)
+    inlined = {**schema_file(SERVICE), "$defs": {name: schema_file(name) for name in SECTIONS}}
+    assert core.sections_to_fetch(SchemaAnswer(SERVICE, 2, inlined)) == []
+    compiled = core.compile_schemas(SchemaAnswer(SERVICE, 2, inlined), {})
+    assert compiled is not None
+    with pytest.raises(InvalidConfig) as caught:
+        core.build(received(DOCUMENT.replace("pool_size: 2", "pool_size: 0")), "server", compiled)
+    assert caught.value.details[0]["path"] == "/database/pool_size"
+
+
+def test_a_schema_whose_sections_cannot_be_had_is_skipped_once_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    core = core_for(tmp_path)
+    answer = SchemaAnswer(SERVICE, 3, schema_file(SERVICE))
+    assert core.compile_schemas(answer, {}) is None
+    assert "cache.json, database.json, logging.json, security.json" in caplog.text
+    assert "validating on the server only" in caplog.text
+    assert core.cached_schemas(answer) == (True, None)
+    complete = core.compile_schemas(
+        SchemaAnswer(SERVICE, 4, schema_file(SERVICE)),
+        {name: schema_file(name) for name in SECTIONS},
+    )
+    assert complete is not None and core.cached_schemas(SchemaAnswer(SERVICE, 4, {}))[0]
