@@ -536,3 +536,11 @@ def test_watch_reconnects_after_the_server_restarts(tmp_path: Path, monkeypatch:
     assert watcher.returncode == 0
     event = json.loads(out.strip())
     assert (event["service"], event["environment"]) == ("lambda", "development")
+
+
+def test_a_document_over_the_size_limit_is_refused(server: Server) -> None:
+    big = "".join(f'key_{index}: "{"x" * 100}"\n' for index in range(11_000))  # about 1.2 MB
+    result = server.cli("push", "mu", "development", "-", input=big)
+    assert result.exit_code == 1
+    assert "(413 from PUT " in result.stderr
+    assert server.cli("get", "mu", "development").exit_code == 1
