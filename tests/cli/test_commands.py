@@ -249,6 +249,18 @@ def test_the_pipeline_promote_diff_and_rollback(server: Server) -> None:
     assert lines[0] == "~ /database/pool_size: 2 -> 40"
     assert "-pool_size: 2" in lines and "+pool_size: 40" in lines
     assert "\x1b[" not in changed.stdout  # no colour when stdout is not a terminal
+    from click.testing import CliRunner
+
+    from config_service.cli import main
+
+    coloured = CliRunner().invoke(
+        main,
+        ["--server", server.url, "--token", server.admin_token, "diff", "user-service", "production",
+         "--from", "1", "--to", "2"],
+        color=True,  # as on a terminal
+    )
+    assert "\x1b[32m+pool_size: 40\x1b[0m" in coloured.stdout
+    assert "\x1b[31m-pool_size: 2\x1b[0m" in coloured.stdout
     across = json.loads(server.cli(
         "diff", "user-service", "--from-env", "staging", "--to-env", "production", "--json"
     ).stdout)
