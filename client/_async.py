@@ -26,6 +26,7 @@ from client._core import (
     Handler,
     Received,
     RetryPolicy,
+    Settings,
     raise_for_status,
     run_transaction_async,
 )
@@ -108,7 +109,7 @@ class AsyncConfigClient:
         return self._core.database
 
     @property
-    def settings(self) -> Any:
+    def settings(self) -> Settings:
         return self._core.settings
 
     @property
@@ -173,7 +174,7 @@ class AsyncConfigClient:
         if self._core.fallback_pending:
             self._core.fallback_pending = False
             self._report("fallback", self._core.config)
-        if received is None or not self._core.is_news(received):
+        if received is None or not self._core.is_news(received.version, received.hash):
             return False
         try:
             await self._apply(await self._prepare(received))
@@ -366,7 +367,7 @@ class AsyncConfigClient:
         except exceptions.ConfigError as error:
             logger.error("%s not applied: %s", self.settings.file_path, error)
             return
-        if self._core.is_news(Received(version=None, hash=config.hash, wire={})):
+        if self._core.is_news(config.version, config.hash):
             try:
                 await self._apply(config)
             except exceptions.ApplyFailed:

@@ -16,7 +16,7 @@ import random
 import re
 import socket
 from collections.abc import Callable, Generator, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -184,7 +184,6 @@ class Received:
     version: int | None
     hash: str
     wire: dict[str, Any]
-    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 def _json_body(response: httpx.Response) -> Any:
@@ -519,8 +518,7 @@ class ClientCore:
             raise exceptions.ServerUnavailable(
                 f"GET {self.settings.config_url}: the answer is not a config document"
             ) from error
-        metadata = {key: value for key, value in body.items() if key != "config"}
-        return Received(version=version, hash=digest, wire=wire, metadata=metadata)
+        return Received(version=version, hash=digest, wire=wire)
 
     def read_schema(self, response: httpx.Response, name: str) -> SchemaAnswer | None:
         """The schema in a `GET /v1/schemas/{name}` answer, or None when there is none (404)."""
@@ -579,11 +577,10 @@ class ClientCore:
         self._schemas = (answer.version, compiled)
         return compiled
 
-    def is_news(self, received: Received) -> bool:
+    def is_news(self, version: int | None, digest: str) -> bool:
+        """Whether a document differs from the current config (by version or content)."""
         current = self.config
-        return (
-            current is None or current.hash != received.hash or current.version != received.version
-        )
+        return current is None or current.hash != digest or current.version != version
 
     # -- building a Config
 

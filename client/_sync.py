@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ from client._core import (
     Handler,
     Received,
     RetryPolicy,
+    Settings,
     raise_for_status,
     run_transaction,
 )
@@ -153,7 +155,7 @@ class ConfigClient:
         return self._core.database
 
     @property
-    def settings(self) -> Any:
+    def settings(self) -> Settings:
         return self._core.settings
 
     @property
@@ -162,7 +164,17 @@ class ConfigClient:
 
     def on(self, section: str) -> Callable[[Handler], Handler]:
         """Register `handler(new_section, old_section)` for a top-level key; runs after the built-ins."""
-        return self._core.on(section)
+        register = self._core.on(section)
+
+        def plain_only(handler: Handler) -> Handler:
+            if inspect.iscoroutinefunction(handler):
+                raise TypeError(
+                    f"{handler.__qualname__} is a coroutine function; ConfigClient calls handlers "
+                    "in its thread, so use a plain function here or AsyncConfigClient"
+                )
+            return register(handler)
+
+        return plain_only
 
     # -- life cycle
 
@@ -218,7 +230,7 @@ class ConfigClient:
         if self._core.fallback_pending:
             self._core.fallback_pending = False
             self._report("fallback", self._core.config)
-        if received is None or not self._core.is_news(received):
+        if received is None or not self._core.is_news(received.version, received.hash):
             return False
         try:
             self._apply(self._prepare(received))
@@ -427,7 +439,7 @@ class ConfigClient:
         except exceptions.ConfigError as error:
             logger.error("%s not applied: %s", self.settings.file_path, error)
             return
-        if self._core.is_news(Received(version=None, hash=config.hash, wire={})):
+        if self._core.is_news(config.version, config.hash):
             try:
                 self._apply(config)
             except exceptions.ApplyFailed:

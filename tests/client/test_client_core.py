@@ -346,3 +346,17 @@ def test_a_schema_whose_sections_cannot_be_had_is_skipped_once_with_a_warning(
         {name: schema_file(name) for name in SECTIONS},
     )
     assert complete is not None and core.cached_schemas(SchemaAnswer(SERVICE, 4, {}))[0]
+
+
+def test_the_thread_client_refuses_coroutine_handlers() -> None:
+    from client import ConfigClient
+
+    client = ConfigClient(SERVICE, "development", mode="files")
+
+    async def handler(new: Any, old: Any) -> None:
+        return None
+
+    with pytest.raises(TypeError, match="AsyncConfigClient"):
+        client.on("features")(handler)
+    client.on("features")(lambda new, old: None)
+    assert len(client._core.handlers) == 1
