@@ -7,6 +7,7 @@ import json
 import random
 import re
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -116,17 +117,6 @@ def get(state: State, service: str, environment: str, version: int | None, outpu
         echo_json(body if state.json else body.get("config"))
         return
     response = api.request("GET", path, headers={"Accept": TSK_MEDIA_TYPE})
-    if response.headers.get("content-type", "").startswith("application/json"):
-        # A server that serves only JSON for this path: show the stored source if it has one.
-        body = response.json()
-        if isinstance(body.get("source"), str):
-            click.echo(body["source"], nl=False)
-            return
-        from config_service import tsk
-
-        click.echo(tsk.dumps(tsk.from_wire(body.get("config", {}))), nl=False)
-        click.echo("# (written from the stored data: the server sent no source)", err=True)
-        return
     click.echo(response.text, nl=False)
 
 
@@ -242,8 +232,7 @@ def environment_diff(state: State, service: str, from_env: str, to_env: str) -> 
             config_path(service, environment, "versions", str(meta["version"])),
             headers={"Accept": TSK_MEDIA_TYPE},
         )
-        text = source.text if not source.headers.get("content-type", "").startswith("application/json") else ""
-        sides.append((environment, meta, text))
+        sides.append((environment, meta, source.text))
     (_, old, old_text), (_, new, new_text) = sides
     return diff_document(old, new, old.get("config"), new.get("config"), old_text, new_text)
 
@@ -535,8 +524,6 @@ def watch(state: State, service: str, environment: str, count: int | None) -> No
                 # Refusals (bad token, no scope) and a server never reached end the command at once.
                 if failure.exit_code != UNREACHABLE or not connected_once:
                     raise
-            except httpx.HTTPError:
-                pass
             failures += 1
             delay = random.uniform(0, min(30.0, 2.0**failures))
             click.echo(f"connection lost; reconnecting in {delay:.0f} s", err=True)
@@ -545,7 +532,7 @@ def watch(state: State, service: str, environment: str, count: int | None) -> No
         return
 
 
-def sse_events(response: httpx.Response) -> Any:
+def sse_events(response: httpx.Response) -> Iterator[tuple[str | None, str, str]]:
     """Yield (id, event, data) per server-sent event; comments (pings) are skipped."""
     event_id: str | None = None
     event = "message"
@@ -572,6 +559,8 @@ def show_event(state: State, data: str) -> None:
     try:
         payload = json.loads(data)
     except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
         payload = {"raw": data}
     if state.json:
         click.echo(json.dumps(payload, ensure_ascii=False))
