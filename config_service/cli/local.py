@@ -115,15 +115,15 @@ def file_references(node: Any) -> set[str]:
 
 
 def run_validation(
-    validator_for: Callable[[], Any], file_name: str, raw: bytes
+    checker_for: Callable[[], Checker | None], file_name: str, raw: bytes
 ) -> tuple[bool, list[dict[str, Any]], list[str]]:
-    """Parse first (a TSK error needs no schema), then validate against `validator_for()`, if any."""
+    """Parse first (a TSK error needs no schema), then validate against `checker_for()`, if any."""
     from config_service import tsk
 
     data, parse_errors, lines = parse(file_name, raw)
     if data is None:
         return False, parse_errors, lines
-    checker = validator_for()
+    checker = checker_for()
     if checker is None:
         return True, [], []
     # Like the server: each @env stands for its default; one without a default is left out.
@@ -167,27 +167,27 @@ def validate(
     """
     if sum(option is not None for option in (schema_file, schemas_dir, service)) > 1:
         raise click.UsageError("give at most one of --schema, --schemas-dir and --service")
-    validators: dict[str, Any] = {}
+    checkers: dict[str, Checker] = {}
 
-    def validator_for(file: str) -> Any:
+    def checker_for(file: str) -> Checker | None:
         if schema_file is not None:
             key = str(schema_file)
-            if key not in validators:
-                validators[key] = local_checker(schema_file)
-            return validators[key]
+            if key not in checkers:
+                checkers[key] = local_checker(schema_file)
+            return checkers[key]
         if schemas_dir is not None:
             if file == "-":
                 raise click.UsageError("with --schemas-dir, FILE cannot be '-' (its name picks the schema)")
             path = schemas_dir / f"{Path(file).stem}.json"
             if not path.is_file():
                 raise MissingSchema(f"no schema {path} for {file}")
-            if str(path) not in validators:
-                validators[str(path)] = local_checker(path)
-            return validators[str(path)]
+            if str(path) not in checkers:
+                checkers[str(path)] = local_checker(path)
+            return checkers[str(path)]
         if service is not None:
-            if service not in validators:
-                validators[service] = server_validator(state, service)
-            return validators[service]
+            if service not in checkers:
+                checkers[service] = server_checker(state, service)
+            return checkers[service]
         return None
 
     results = []
@@ -195,7 +195,7 @@ def validate(
     for file in files:
         file_name, raw = read_input(file)
         try:
-            ok, errors, lines = run_validation(functools.partial(validator_for, file), file_name, raw)
+            ok, errors, lines = run_validation(functools.partial(checker_for, file), file_name, raw)
         except MissingSchema as missing:
             ok, errors, lines = False, [{"path": "", "message": str(missing)}], [f"{file_name}: {missing}"]
         except CommandFailed as failure:
@@ -206,7 +206,7 @@ def validate(
         if state.json:
             continue
         if ok:
-            checked = "valid" if validator_for(file) is not None else "valid TSK (no schema given)"
+            checked = "valid" if checker_for(file) is not None else "valid TSK (no schema given)"
             click.echo(f"{file_name}: {checked}")
         else:
             for line in lines:
@@ -217,7 +217,7 @@ def validate(
         sys.exit(REFUSED)
 
 
-def server_validator(state: State, service: str) -> Checker:
+def server_checker(state: State, service: str) -> Checker:
     """The schema the server holds for SERVICE, with the schemas it `$ref`s (from the server, else
     from ./schemas when the token may not read them)."""
     api = state.api()
