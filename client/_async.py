@@ -174,7 +174,7 @@ class AsyncConfigClient:
         if self._core.fallback_pending:
             self._core.fallback_pending = False
             self._report("fallback", self._core.config)
-        if received is None or not self._core.is_news(received.version, received.hash):
+        if received is None or not self._core.is_news(received.version, received.hash, "server"):
             return False
         try:
             await self._apply(await self._prepare(received))
@@ -244,6 +244,8 @@ class AsyncConfigClient:
 
     async def _apply(self, config: Config) -> None:
         async with self._apply_lock:
+            if not self._core.is_news(config.version, config.hash, config.source):
+                return  # another caller applied this very version meanwhile
             try:
                 await run_transaction_async(self._core.transaction(config))
             except exceptions.ApplyFailed as error:
@@ -367,7 +369,7 @@ class AsyncConfigClient:
         except exceptions.ConfigError as error:
             logger.error("%s not applied: %s", self.settings.file_path, error)
             return
-        if self._core.is_news(config.version, config.hash):
+        if self._core.is_news(config.version, config.hash, config.source):
             try:
                 await self._apply(config)
             except exceptions.ApplyFailed:

@@ -577,10 +577,19 @@ class ClientCore:
         self._schemas = (answer.version, compiled)
         return compiled
 
-    def is_news(self, version: int | None, digest: str) -> bool:
-        """Whether a document differs from the current config (by version or content)."""
+    def is_news(self, version: int | None, digest: str, source: Source) -> bool:
+        """Whether a document differs from the current config by version, content or source.
+
+        A client started from its cache that finds the very same version on the server still
+        takes it, so it runs (and reports) the server's version, not a fallback.
+        """
         current = self.config
-        return current is None or current.hash != digest or current.version != version
+        return (
+            current is None
+            or current.hash != digest
+            or current.version != version
+            or current.source != source
+        )
 
     # -- building a Config
 

@@ -230,7 +230,7 @@ class ConfigClient:
         if self._core.fallback_pending:
             self._core.fallback_pending = False
             self._report("fallback", self._core.config)
-        if received is None or not self._core.is_news(received.version, received.hash):
+        if received is None or not self._core.is_news(received.version, received.hash, "server"):
             return False
         try:
             self._apply(self._prepare(received))
@@ -300,6 +300,8 @@ class ConfigClient:
 
     def _apply(self, config: Config) -> None:
         with self._apply_lock:
+            if not self._core.is_news(config.version, config.hash, config.source):
+                return  # another caller applied this very version meanwhile
             try:
                 run_transaction(self._core.transaction(config))
             except exceptions.ApplyFailed as error:
@@ -439,7 +441,7 @@ class ConfigClient:
         except exceptions.ConfigError as error:
             logger.error("%s not applied: %s", self.settings.file_path, error)
             return
-        if self._core.is_news(config.version, config.hash):
+        if self._core.is_news(config.version, config.hash, config.source):
             try:
                 self._apply(config)
             except exceptions.ApplyFailed:

@@ -212,3 +212,41 @@ def test_started_from_a_fallback_the_client_reports_it_and_catches_up(
         finally:
             client.stop()
             server.stop()
+
+
+def test_started_from_the_cache_of_the_current_version_it_reports_applied_once_back(
+    tmp_path: Path,
+) -> None:
+    server = LiveServer(tmp_path / "server").start()
+    token = server.token
+    pushed = server.push(DEVELOPMENT)
+    load_config(
+        SERVICE, "development", server=server.url, token=token, cache_dir=tmp_path / "cache"
+    )
+    server.stop()
+    transport = RecordingTransport()
+    client = ConfigClient(
+        SERVICE,
+        "development",
+        server=server.url,
+        token=token,
+        cache_dir=tmp_path / "cache",
+        environments_dir=tmp_path,
+        mode="poll",
+        poll_interval=0.1,
+        retry=RetryPolicy(base=0.05, cap=0.2),
+        transport=transport,
+    )
+    with client:
+        assert (client.config.source, client.config.version) == ("cache", pushed["version"])
+        server.start()
+        try:
+            wait_for(lambda: client.config.source == "server", timeout=10)
+            wait_for(lambda: len(transport.reports) >= 2)
+            assert [(report["status"], report["version"]) for report in transport.reports[:2]] == [
+                ("fallback", pushed["version"]),
+                ("applied", pushed["version"]),
+            ]
+        finally:
+            client.stop()
+            server.stop()
