@@ -61,6 +61,11 @@ def make_client() -> ConfigClient:
                 "port changed from %s to %s; it takes effect at the next restart", old, new
             )
 
+    @client.on("database")
+    def database_changed(new: Any, old: Any) -> None:
+        # Runs after the built-in applier swapped the connection: cached rows came from the old one.
+        client.cache.clear()
+
     return client
 
 

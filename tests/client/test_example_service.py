@@ -95,3 +95,17 @@ def test_the_example_service_follows_pushes(
     )
     assert report[0]["status"] == "applied"
     assert (tmp_path / ".cache" / "tskcfg" / "user-service" / "development.json").is_file()
+
+    # A new database url: the applier opens and checks the new SQLite file, swaps it in, and the
+    # service's own handler empties the cache that held rows of the old one.
+    other = tmp_path / "other.db"
+    moved = server.push(
+        changed.replace(
+            'url: @env("DATABASE_URL", "sqlite:///./data/user-service.db")',
+            f'url: "sqlite:///{other}"',
+        )
+    )
+    wait_for(lambda: httpx.get(f"{url}/health").json()["config"]["version"] == moved["version"])
+    assert httpx.get(f"{url}/health").json()["database"] == f"sqlite:///{other}"
+    assert httpx.get(f"{url}/users").json() == {"users": [], "cached": False}
+    assert other.is_file()
