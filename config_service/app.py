@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import secrets
@@ -19,15 +18,24 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from config_service.access_log import AccessLog
 from config_service.errors import ApiError, error_body
 from config_service.hub import ChangeHub
 from config_service.openapi import Endpoint, build_openapi
-from config_service.routes import audit, configs, events, instances, operations, schemas, tokens
+from config_service.routes import (
+    audit,
+    configs,
+    events,
+    hot,
+    instances,
+    operations,
+    schemas,
+    tokens,
+)
 from config_service.server import ConfigServer, Rendered
 from config_service.settings import Settings
 
 logger = logging.getLogger("config_service")
-access_logger = logging.getLogger("config_service.access")
 
 DOCUMENT = "/v1/configs/{service}/{environment}"
 
@@ -62,13 +70,33 @@ _REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
 
 
 class RequestContext:
-    """Request ids, the JSON error shape for anything that escapes a handler, metrics, access log."""
+    """Request ids, the JSON error shape for anything that escapes a handler, metrics, access log.
 
-    def __init__(self, app: ASGIApp, server: ConfigServer, routes: dict[Any, str], access_log: bool) -> None:
+    It also hands plain GETs of a current config to the hot path (`routes/hot.py`) first.
+    """
+
+    def __init__(
+        self, app: ASGIApp, server: ConfigServer, routes: dict[Any, str], access_log: AccessLog | None
+    ) -> None:
         self.app = app
         self.server = server
         self.routes = routes
         self.access_log = access_log
+        # Labelled children are looked up once per (route, method, status), not per request.
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._histograms: dict[str, Any] = {}
+
+    def _observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        key = (route, method, status)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self.server.metrics.requests.labels(route=route, method=method, status=str(status))
+            self._counters[key] = counter
+        counter.inc()
+        histogram = self._histograms.get(route)
+        if histogram is None:
+            histogram = self._histograms[route] = self.server.metrics.latency.labels(route=route)
+        histogram.observe(seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -82,9 +110,18 @@ class RequestContext:
                 break
         if not _REQUEST_ID.fullmatch(request_id):
             request_id = secrets.token_hex(8).encode("ascii")
-        scope.setdefault("state", {})["request_id"] = request_id.decode("ascii")
         status = 0
         latency = 0.0
+        route = DOCUMENT
+        try:
+            status = await hot.answer_current_config(self.server, scope, send, request_id)
+        except Exception:
+            logger.exception("request %s failed", request_id.decode("ascii"))
+            status = 500 if status == 0 else status
+        if status:
+            self._finish(scope, request_id, route, status, time.perf_counter() - started_at)
+            return
+        scope.setdefault("state", {})["request_id"] = request_id.decode("ascii")
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, latency
@@ -106,23 +143,14 @@ class RequestContext:
                 await _send_error(send_with_id, 500, body, {})
         finally:
             route = self.routes.get(scope.get("endpoint"), "unmatched")
-            metrics = self.server.metrics
-            metrics.requests.labels(route=route, method=scope["method"], status=str(status)).inc()
-            metrics.latency.labels(route=route).observe(latency or time.perf_counter() - started_at)
-            if self.access_log:
-                access_logger.info(
-                    "%s",
-                    json.dumps(
-                        {
-                            "request_id": request_id.decode("ascii"),
-                            "method": scope["method"],
-                            "path": scope["path"],
-                            "route": route,
-                            "status": status,
-                            "ms": round((time.perf_counter() - started_at) * 1000, 2),
-                        }
-                    ),
-                )
+            self._finish(scope, request_id, route, status, latency or time.perf_counter() - started_at)
+
+    def _finish(self, scope: Scope, request_id: bytes, route: str, status: int, seconds: float) -> None:
+        self._observe(route, scope["method"], status, seconds)
+        if self.access_log is not None:
+            self.access_log.add(
+                request_id.decode("ascii"), scope["method"], scope["path"], route, status, seconds
+            )
 
 
 async def _send_error(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
@@ -152,6 +180,7 @@ def create_app(settings: Settings, server: ConfigServer | None = None) -> Starle
     """The server's ASGI app. Nothing is opened until the app's lifespan starts."""
     config_server = server if server is not None else ConfigServer(settings)
     hub: ChangeHub[Rendered] = ChangeHub()
+    access_log = AccessLog() if settings.access_log else None
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -192,6 +221,8 @@ def create_app(settings: Settings, server: ConfigServer | None = None) -> Starle
                 file_sync.stop()
                 await asyncio.gather(watching, return_exceptions=True)
             await loop.run_in_executor(None, config_server.stop)
+            if access_log is not None:
+                access_log.flush()
 
     routes = [
         Route(endpoint.path, endpoint.handler, methods=[endpoint.method]) for endpoint in ENDPOINTS
@@ -207,6 +238,6 @@ def create_app(settings: Settings, server: ConfigServer | None = None) -> Starle
     app.state.openapi = build_openapi(ENDPOINTS)
     route_names = {endpoint.handler: endpoint.path for endpoint in ENDPOINTS}
     app.add_middleware(
-        RequestContext, server=config_server, routes=route_names, access_log=settings.access_log
+        RequestContext, server=config_server, routes=route_names, access_log=access_log
     )
     return app

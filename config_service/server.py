@@ -33,6 +33,7 @@ from config_service.store import (
     SqliteStore,
     Store,
     TokenRecord,
+    Transaction,
     VersionRecord,
 )
 from config_service.validation import SchemaInvalid, SchemaSet, check_schema, json_pointer
@@ -47,14 +48,20 @@ LARGE_DOCUMENT = 64 * 1024
 CommitListener = Callable[["Rendered"], None]
 
 
+RawHeaders = list[tuple[bytes, bytes]]
+
+
 @dataclass(frozen=True)
 class Rendered:
-    """One version with its response bodies, rendered once and shared by every request."""
+    """One version with its response bodies and headers, rendered once and shared by every request."""
 
     record: VersionRecord
     etag: str
     json_body: bytes  # metadata plus "config"
     source_body: bytes  # the TSK source as stored
+    json_headers: RawHeaders
+    source_headers: RawHeaders
+    etag_bytes: bytes
 
     @property
     def version(self) -> int:
@@ -64,12 +71,26 @@ class Rendered:
 def render(record: VersionRecord) -> Rendered:
     metadata = json.dumps(record.metadata(), ensure_ascii=False, separators=(",", ":"))
     # The stored wire JSON is spliced in as it is, not parsed and dumped again.
-    body = metadata[:-1] + ',"config":' + record.config + "}"
+    json_body = (metadata[:-1] + ',"config":' + record.config + "}").encode("utf-8")
+    source_body = record.source.encode("utf-8")
+    etag = f'"{record.version}"'
+    etag_bytes = etag.encode("ascii")
     return Rendered(
         record=record,
-        etag=f'"{record.version}"',
-        json_body=body.encode("utf-8"),
-        source_body=record.source.encode("utf-8"),
+        etag=etag,
+        json_body=json_body,
+        source_body=source_body,
+        json_headers=[
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(json_body)).encode("ascii")),
+            (b"etag", etag_bytes),
+        ],
+        source_headers=[
+            (b"content-type", b"text/x-tsk; charset=utf-8"),
+            (b"content-length", str(len(source_body)).encode("ascii")),
+            (b"etag", etag_bytes),
+        ],
+        etag_bytes=etag_bytes,
     )
 
 
@@ -153,9 +174,6 @@ class ConfigServer:
         self.tokens = TokenBook()
         self.metrics = Metrics()
         self._schemas = SchemaSet({}, 0)
-        # Held while a write is validated and committed, so a schema change and a push can
-        # never pass each other (each sees the other's result).
-        self._write_lock = threading.RLock()
         self._render_lock = threading.Lock()
         self._current: dict[tuple[str, str], Rendered] = {}
         self._old: OrderedDict[tuple[str, str, int], Rendered] = OrderedDict()
@@ -201,6 +219,10 @@ class ConfigServer:
             known = self._current.get(key)
             if known is None or known.version < rendered.version:
                 self._current[key] = rendered
+
+    def cached(self, service: str, environment: str) -> Rendered | None:
+        """The current version if this process already holds it rendered; never reads the store."""
+        return self._current.get((service, environment))
 
     def current(self, service: str, environment: str) -> Rendered | None:
         """The current version, rendered; served from memory after the first read."""
@@ -323,44 +345,48 @@ class ConfigServer:
         failures = schema_failures(schemas, service, document.data)
         if failures:
             self._refuse_invalid(service, environment, failures)
-        with self._write_lock:
+        new = NewVersion(
+            service=service,
+            environment=environment,
+            source=source,
+            config=document.wire,
+            hash=document.hash,
+            author=principal.name,
+            token_id=principal.token_id,
+            message=message,
+            kind=kind,
+            promoted_from_environment=promoted_from[0] if promoted_from else None,
+            promoted_from_version=promoted_from[1] if promoted_from else None,
+            rolled_back_to=rolled_back_to,
+        )
+        audit = AuditEntry(
+            actor=principal.name,
+            token_id=principal.token_id,
+            action=kind,
+            service=service,
+            environment=environment,
+            request_id=request_id,
+            detail={"hash": document.hash, "message": message, **(audit_detail or {})},
+        )
+
+        # Runs on the store's writer thread, in commit order with every other write.
+        def operation(transaction: Transaction) -> tuple[VersionRecord, bool]:
             if self._schemas is not schemas:
-                # A schema changed while we parsed: validate against today's schema.
+                # A schema changed after we validated: validate against today's schema.
                 failures = schema_failures(self._schemas, service, document.data)
                 if failures:
                     self._refuse_invalid(service, environment, failures)
-            new = NewVersion(
-                service=service,
-                environment=environment,
-                source=source,
-                config=document.wire,
-                hash=document.hash,
-                author=principal.name,
-                token_id=principal.token_id,
-                message=message,
-                kind=kind,
-                promoted_from_environment=promoted_from[0] if promoted_from else None,
-                promoted_from_version=promoted_from[1] if promoted_from else None,
-                rolled_back_to=rolled_back_to,
-            )
-            audit = AuditEntry(
-                actor=principal.name,
-                token_id=principal.token_id,
-                action=kind,
-                service=service,
-                environment=environment,
-                request_id=request_id,
-                detail={"hash": document.hash, "message": message, **(audit_detail or {})},
-            )
-            try:
-                record, created = self.store.append_version(new, if_match, audit)
-            except PreconditionFailed as failure:
-                raise precondition_failed(
-                    f"the current version of {service!r} in {environment!r} is "
-                    f"{failure.current if failure.current is not None else 'none'}, "
-                    f"not the one named in If-Match",
-                    failure.current,
-                ) from None
+            return transaction.append_version(new, if_match, audit)
+
+        try:
+            record, created = self.store.write(operation)
+        except PreconditionFailed as failure:
+            raise precondition_failed(
+                f"the current version of {service!r} in {environment!r} is "
+                f"{failure.current if failure.current is not None else 'none'}, "
+                f"not the one named in If-Match",
+                failure.current,
+            ) from None
         if created:
             rendered = self._current.get((service, environment))
             if rendered is None or rendered.version != record.version:
@@ -467,13 +493,15 @@ class ConfigServer:
     def schemas(self) -> SchemaSet:
         return self._schemas
 
-    def schema_conflicts(self, candidate: SchemaSet, changed: str) -> list[dict[str, Any]]:
+    def schema_conflicts(
+        self, candidate: SchemaSet, changed: str, current: list[VersionRecord]
+    ) -> list[dict[str, Any]]:
         """Every current document (in a configured environment) that `candidate` would refuse,
         among the services whose schema is `changed` or uses it through `$ref`.
         """
         affected = candidate.users_of(changed)
         conflicts: list[dict[str, Any]] = []
-        for record in self.store.current_versions():
+        for record in current:
             if record.environment not in self.settings.pipeline:
                 continue
             if record.service not in affected or candidate.validator(record.service) is None:
@@ -510,7 +538,12 @@ class ConfigServer:
         """
         if force and not principal.is_admin:
             raise forbidden("only an admin token may force a schema")
-        with self._write_lock:
+        digest = schema_hash(schema)
+        stored_text = text if text is not None else json.dumps(schema, ensure_ascii=False, indent=2)
+
+        # Runs on the store's writer thread, alone in its transaction: the documents it
+        # checks are exactly the current ones, and no push can pass it.
+        def operation(transaction: Transaction) -> tuple[SchemaRecord, bool]:
             others = {key: value for key, value in self._schemas.schemas.items() if key != name}
             try:
                 check_schema(name, schema, others)
@@ -518,7 +551,7 @@ class ConfigServer:
                 self.metrics.validation_failures.labels(kind="invalid_schema").inc()
                 raise ApiError(422, "invalid_schema", str(error), error.details) from None
             candidate = SchemaSet({**others, name: schema}, self._schemas.generation + 1)
-            conflicts = self.schema_conflicts(candidate, name)
+            conflicts = self.schema_conflicts(candidate, name, transaction.current_versions())
             if conflicts and not force:
                 environments = sorted({conflict["environment"] for conflict in conflicts})
                 raise ApiError(
@@ -528,8 +561,6 @@ class ConfigServer:
                     f"{', '.join(environments)}; fix them first, or force it as an admin",
                     conflicts,
                 )
-            if text is None:
-                text = json.dumps(schema, ensure_ascii=False, indent=2)
             audit = AuditEntry(
                 actor=principal.name,
                 token_id=principal.token_id,
@@ -538,12 +569,17 @@ class ConfigServer:
                 request_id=request_id,
                 detail={"forced": bool(force and conflicts), "conflicts": len(conflicts)},
             )
-            record, created = self.store.append_schema(
-                name, text, schema_hash(schema), principal.name, principal.token_id, audit
+            record, created = transaction.append_schema(
+                name, stored_text, digest, principal.name, principal.token_id, audit
             )
             if created:
-                self._schemas = candidate
+                transaction.after_commit(lambda: self._use_schemas(candidate))
             return record, created
+
+        return self.store.write(operation, exclusive=True)
+
+    def _use_schemas(self, schemas: SchemaSet) -> None:
+        self._schemas = schemas
 
     def get_schema(self, name: str, version: int | None = None) -> SchemaRecord:
         record = (

@@ -5,24 +5,32 @@ SQLite file through sqlite-utils. A PostgreSQL store for several replicas can im
 same interface later, which is why no SQL lives outside this module.
 
 Durability: WAL with `synchronous=FULL`, so a commit is on disk (WAL fsynced) before the
-method returns and the server answers. Writes go through one connection under one lock, so
-version numbers are allocated without races; reads use one connection per thread and never
-wait for writers (WAL).
+method returns and the server answers. Writes are operations run by one writer thread on one
+connection, so version numbers are allocated without races, and the operations waiting at
+the same moment share one transaction and one fsync (group commit); reads use one connection
+per thread and never wait for writers (WAL).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import sqlite_utils
+
+T = TypeVar("T")
+
+# Most writes a group commit gathers into one transaction (one fsync).
+MAX_BATCH = 256
 
 # A precondition on the current version of a document: a version number (0 = must not
 # exist) or "*" (must exist). None means no precondition.
@@ -283,6 +291,7 @@ class Store(Protocol):
 
     def open(self) -> None: ...
     def close(self) -> None: ...
+    def write(self, operation: Callable[[Transaction], T], exclusive: bool = False) -> T: ...
     def check(self) -> None: ...
     def add_commit_listener(self, listener: CommitListener) -> None: ...
 
@@ -387,13 +396,217 @@ def _audit(row: dict[str, Any]) -> AuditRecord:
     return AuditRecord(**values)
 
 
+class Transaction:
+    """What a write operation may do: it runs on the writer thread, inside the batch's transaction.
+
+    Each operation runs in its own savepoint, so one that raises (a failed precondition, a
+    refused schema) undoes only its own changes; the others in the batch still commit.
+    """
+
+    def __init__(self, connection: sqlite3.Connection, database: sqlite_utils.Database) -> None:
+        self.connection = connection
+        self.database = database
+        self.created: list[VersionRecord] = []
+        self.callbacks: list[Callable[[], None]] = []
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` on the writer thread once this operation's batch is durable."""
+        self.callbacks.append(callback)
+
+    def rows(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+        return _rows(self.connection, sql, params)
+
+    # -- versions --------------------------------------------------------------------
+
+    def current_version(self, service: str, environment: str) -> VersionRecord | None:
+        rows = self.rows(
+            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = ? AND environment = ? "
+            "ORDER BY version DESC LIMIT 1",
+            (service, environment),
+        )
+        return _version(rows[0]) if rows else None
+
+    def current_versions(self) -> list[VersionRecord]:
+        return [_version(row) for row in self.rows(_CURRENT_VERSIONS)]
+
+    def append_version(
+        self, new: NewVersion, if_match: IfMatch, audit: AuditEntry | None
+    ) -> tuple[VersionRecord, bool]:
+        """Store `new` as the next version, unless the precondition fails (PreconditionFailed)
+        or its source is identical to the current version's (then that version, created=False).
+        """
+        current = self.current_version(new.service, new.environment)
+        current_number = current.version if current else 0
+        if if_match == "*" and current is None:
+            raise PreconditionFailed(None)
+        if isinstance(if_match, int) and if_match != current_number:
+            raise PreconditionFailed(current.version if current else None)
+        if current is not None and current.source == new.source:
+            return current, False
+        values: dict[str, Any] = {
+            "service": new.service,
+            "environment": new.environment,
+            "version": current_number + 1,
+            "source": new.source,
+            "config": new.config,
+            "hash": new.hash,
+            "author": new.author,
+            "token_id": new.token_id,
+            "message": new.message,
+            "created_at": utc_now(),
+            "kind": new.kind,
+            "promoted_from_environment": new.promoted_from_environment,
+            "promoted_from_version": new.promoted_from_version,
+            "rolled_back_to": new.rolled_back_to,
+        }
+        cursor = self.connection.execute(
+            "INSERT INTO versions (service, environment, version, source, config, hash, author, "
+            "token_id, message, created_at, kind, promoted_from_environment, "
+            "promoted_from_version, rolled_back_to) VALUES (:service, :environment, :version, "
+            ":source, :config, :hash, :author, :token_id, :message, :created_at, :kind, "
+            ":promoted_from_environment, :promoted_from_version, :rolled_back_to)",
+            values,
+        )
+        record = VersionRecord(sequence=int(cursor.lastrowid or 0), **values)
+        if audit is not None:
+            self.append_audit(audit, version=record.version, at=record.created_at)
+        self.created.append(record)
+        return record, True
+
+    # -- schemas ---------------------------------------------------------------------
+
+    def append_schema(
+        self,
+        name: str,
+        schema: str,
+        hash: str,
+        author: str,
+        token_id: str | None,
+        audit: AuditEntry | None,
+    ) -> tuple[SchemaRecord, bool]:
+        rows = self.rows(
+            f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE name = ? ORDER BY version DESC LIMIT 1",
+            (name,),
+        )
+        current = _schema(rows[0]) if rows else None
+        if current is not None and current.hash == hash:
+            return current, False
+        values: dict[str, Any] = {
+            "name": name,
+            "version": (current.version if current else 0) + 1,
+            "schema": schema,
+            "hash": hash,
+            "author": author,
+            "token_id": token_id,
+            "created_at": utc_now(),
+        }
+        cursor = self.connection.execute(
+            "INSERT INTO schemas (name, version, schema, hash, author, token_id, created_at) "
+            "VALUES (:name, :version, :schema, :hash, :author, :token_id, :created_at)",
+            values,
+        )
+        if audit is not None:
+            self.append_audit(audit, version=values["version"], at=values["created_at"])
+        return SchemaRecord(sequence=int(cursor.lastrowid or 0), **values), True
+
+    # -- tokens, instances, audit ----------------------------------------------------
+
+    def insert_token(self, token: TokenRecord, audit: AuditEntry | None) -> None:
+        self.database.table("tokens").insert(
+            {
+                "id": token.id,
+                "name": token.name,
+                "role": token.role,
+                "services": json.dumps(list(token.services)),
+                "environments": json.dumps(list(token.environments)),
+                "secret_hash": token.secret_hash,
+                "created_at": token.created_at,
+                "created_by": token.created_by,
+                "revoked_at": token.revoked_at,
+            }
+        )
+        if audit is not None:
+            self.append_audit(audit, at=token.created_at)
+
+    def revoke_token(self, token_id: str, audit: AuditEntry | None) -> TokenRecord | None:
+        rows = self.rows("SELECT * FROM tokens WHERE id = ?", (token_id,))
+        if not rows:
+            return None
+        token = _token(rows[0])
+        if token.revoked_at is None:
+            at = utc_now()
+            self.connection.execute("UPDATE tokens SET revoked_at = ? WHERE id = ?", (at, token_id))
+            token = _token({**rows[0], "revoked_at": at})
+            if audit is not None:
+                self.append_audit(audit, at=at)
+        return token
+
+    def record_instance(
+        self,
+        service: str,
+        environment: str,
+        instance_id: str,
+        version: int | None,
+        hash: str | None,
+        status: str,
+        error: str | None,
+    ) -> None:
+        now = utc_now()
+        self.connection.execute(
+            "INSERT INTO instances (service, environment, instance_id, version, hash, status, error, "
+            "first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (service, environment, instance_id) DO UPDATE SET version = excluded.version, "
+            "hash = excluded.hash, status = excluded.status, error = excluded.error, "
+            "last_seen = excluded.last_seen",
+            (service, environment, instance_id, version, hash, status, error, now, now),
+        )
+
+    def append_audit(self, entry: AuditEntry, version: int | None = None, at: str | None = None) -> None:
+        self.connection.execute(
+            "INSERT INTO audit (at, actor, token_id, action, service, environment, version, request_id, "
+            "detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                at or utc_now(),
+                entry.actor,
+                entry.token_id,
+                entry.action,
+                entry.service,
+                entry.environment,
+                entry.version if entry.version is not None else version,
+                entry.request_id,
+                json.dumps(entry.detail, ensure_ascii=False),
+            ),
+        )
+
+
+_CURRENT_VERSIONS = (
+    f"SELECT {_VERSION_COLUMNS} FROM versions WHERE sequence IN ("
+    "SELECT MAX(sequence) FROM versions GROUP BY service, environment) ORDER BY service, environment"
+)
+
+
+@dataclass
+class _Write:
+    operation: Callable[[Transaction], Any]
+    exclusive: bool
+    future: Future[Any]
+
+
 class SqliteStore:
-    """The store on one SQLite file (WAL, synchronous=FULL) through sqlite-utils."""
+    """The store on one SQLite file (WAL, synchronous=FULL) through sqlite-utils.
+
+    Every write is an operation handed to one writer thread. The thread takes all the
+    operations waiting, runs each in its own savepoint inside one transaction, commits once
+    (one fsync for the batch: group commit), then tells the commit listeners and answers
+    each caller. So writes are serialised (version numbers cannot collide), a caller is
+    answered only once its write is on disk, and concurrent writers share the cost of fsync.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._write_lock = threading.Lock()
         self._writer: sqlite_utils.Database | None = None
+        self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -410,24 +623,29 @@ class SqliteStore:
         # FULL: the WAL is fsynced at every commit, so an answered write survives power
         # loss too, not only kill -9 (NORMAL would only guarantee the latter).
         connection.execute("PRAGMA synchronous = FULL")
-        connection.execute("PRAGMA foreign_keys = ON")
         return connection
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = self._connect()
         connection.execute("PRAGMA journal_mode = WAL")
+        connection.executescript(SCHEMA_SQL)
         self._writer = sqlite_utils.Database(connection, execute_plugins=False)
-        with self._write_lock:
-            connection.executescript(SCHEMA_SQL)
         self._closed = False
+        self._thread = threading.Thread(target=self._write_loop, name="tskcfg-store-writer", daemon=True)
+        self._thread.start()
 
     def close(self) -> None:
+        if self._closed:
+            return
         self._closed = True
-        with self._write_lock:
-            if self._writer is not None:
-                self._writer.conn.close()
-                self._writer = None
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        if self._writer is not None:
+            self._writer.conn.close()
+            self._writer = None
         with self._readers_lock:
             for connection in self._readers:
                 try:
@@ -437,42 +655,26 @@ class SqliteStore:
             self._readers.clear()
         self._local = threading.local()
 
-    def _reader(self) -> sqlite_utils.Database:
+    def _reader(self) -> sqlite3.Connection:
         if self._closed:
             raise RuntimeError("the store is closed")
-        database: sqlite_utils.Database | None = getattr(self._local, "database", None)
-        if database is None:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
             connection = self._connect()
             connection.execute("PRAGMA query_only = ON")
-            database = sqlite_utils.Database(connection, execute_plugins=False)
-            self._local.database = database
+            self._local.connection = connection
             with self._readers_lock:
                 self._readers.append(connection)
-        return database
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite_utils.Database]:
-        with self._write_lock:
-            if self._writer is None:
-                raise RuntimeError("the store is closed")
-            database = self._writer
-            # IMMEDIATE takes the write lock at once, so another process on the same file
-            # waits here instead of failing half-way through.
-            database.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield database
-            except BaseException:
-                if database.conn.in_transaction:
-                    database.conn.execute("ROLLBACK")
-                raise
-            database.conn.execute("COMMIT")
+        return connection
 
     def _query(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[dict[str, Any]]:
-        return _rows(self._reader().conn, sql, params)
+        return _rows(self._reader(), sql, params)
 
     def check(self) -> None:
-        """Raise when the store cannot answer a query."""
+        """Raise when the store cannot answer a query or take a write."""
         self._query("SELECT 1 AS ok")
+        if self._thread is None or not self._thread.is_alive():
+            raise RuntimeError("the store's writer is not running")
 
     def integrity_check(self) -> str:
         rows = self._query("PRAGMA integrity_check")
@@ -481,79 +683,113 @@ class SqliteStore:
     def add_commit_listener(self, listener: CommitListener) -> None:
         self._listeners.append(listener)
 
-    def _notify(self, records: list[VersionRecord]) -> None:
-        for listener in self._listeners:
-            listener(records)
+    # -- the writer ------------------------------------------------------------------
+
+    def write(self, operation: Callable[[Transaction], T], exclusive: bool = False) -> T:
+        """Run `operation` on the writer thread and return its result once committed.
+
+        An exception raised by the operation is raised here (its changes are undone).
+        `exclusive` runs it alone in its transaction, for writes whose after-commit
+        callbacks change what later operations must see (a new schema).
+        """
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        future: Future[T] = Future()
+        self._queue.put(_Write(operation, exclusive, future))
+        return future.result()
+
+    def _write_loop(self) -> None:
+        held: _Write | None = None
+        while True:
+            first = held if held is not None else self._queue.get()
+            held = None
+            if first is None:
+                return
+            batch = [first]
+            stopping = False
+            while not first.exclusive and len(batch) < MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                if item.exclusive:
+                    held = item
+                    break
+                batch.append(item)
+            self._commit(batch)
+            if stopping:
+                # Answer whatever arrived after the stop request rather than leave it hanging.
+                while True:
+                    try:
+                        late = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if late is not None:
+                        late.future.set_exception(RuntimeError("the store is closed"))
+                if held is not None:
+                    held.future.set_exception(RuntimeError("the store is closed"))
+                return
+
+    def _commit(self, batch: list[_Write]) -> None:
+        database = self._writer
+        assert database is not None
+        connection = database.conn
+        transaction = Transaction(connection, database)
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            # IMMEDIATE takes the write lock at once, so another process on the same file
+            # waits here (busy timeout) instead of failing half-way through.
+            connection.execute("BEGIN IMMEDIATE")
+            for item in batch:
+                created, callbacks = len(transaction.created), len(transaction.callbacks)
+                connection.execute("SAVEPOINT operation")
+                try:
+                    result = item.operation(transaction)
+                except BaseException as error:  # the caller gets it; the batch goes on
+                    connection.execute("ROLLBACK TO operation")
+                    connection.execute("RELEASE operation")
+                    del transaction.created[created:]
+                    del transaction.callbacks[callbacks:]
+                    outcomes.append((False, error))
+                else:
+                    connection.execute("RELEASE operation")
+                    outcomes.append((True, result))
+            connection.execute("COMMIT")
+        except BaseException as error:
+            if connection.in_transaction:
+                try:
+                    connection.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            for item in batch:
+                item.future.set_exception(error)
+            return
+        for callback in transaction.callbacks:
+            try:
+                callback()
+            except Exception:  # the write is durable; a failing callback must not undo that
+                logging.getLogger("config_service").exception("after-commit callback failed")
+        if transaction.created:
+            for listener in self._listeners:
+                try:
+                    listener(transaction.created)
+                except Exception:
+                    logging.getLogger("config_service").exception("commit listener failed")
+        for item, (succeeded, value) in zip(batch, outcomes, strict=True):
+            if succeeded:
+                item.future.set_result(value)
+            else:
+                item.future.set_exception(value)
 
     # -- versions --------------------------------------------------------------------
 
     def append_version(
         self, new: NewVersion, if_match: IfMatch, audit: AuditEntry | None
     ) -> tuple[VersionRecord, bool]:
-        """Store `new` as the next version, unless the precondition fails (PreconditionFailed)
-        or its source is identical to the current version's (then that version, created=False).
-        """
-        with self._write_lock:
-            # The listener runs under the write lock so that listeners see commits in order.
-            with self._transaction_unlocked() as database:
-                current_rows = _rows(
-                    database.conn,
-                    f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = ? AND environment = ? "
-                    "ORDER BY version DESC LIMIT 1",
-                    (new.service, new.environment),
-                )
-                current = _version(current_rows[0]) if current_rows else None
-                current_number = current.version if current else 0
-                if if_match == "*" and current is None:
-                    raise PreconditionFailed(None)
-                if isinstance(if_match, int) and if_match != current_number:
-                    raise PreconditionFailed(current.version if current else None)
-                if current is not None and current.source == new.source:
-                    return current, False
-                values: dict[str, Any] = {
-                    "service": new.service,
-                    "environment": new.environment,
-                    "version": current_number + 1,
-                    "source": new.source,
-                    "config": new.config,
-                    "hash": new.hash,
-                    "author": new.author,
-                    "token_id": new.token_id,
-                    "message": new.message,
-                    "created_at": utc_now(),
-                    "kind": new.kind,
-                    "promoted_from_environment": new.promoted_from_environment,
-                    "promoted_from_version": new.promoted_from_version,
-                    "rolled_back_to": new.rolled_back_to,
-                }
-                cursor = database.execute(
-                    "INSERT INTO versions (service, environment, version, source, config, hash, author, "
-                    "token_id, message, created_at, kind, promoted_from_environment, "
-                    "promoted_from_version, rolled_back_to) VALUES (:service, :environment, :version, "
-                    ":source, :config, :hash, :author, :token_id, :message, :created_at, :kind, "
-                    ":promoted_from_environment, :promoted_from_version, :rolled_back_to)",
-                    values,
-                )
-                record = VersionRecord(sequence=int(cursor.lastrowid or 0), **values)
-                if audit is not None:
-                    self._insert_audit(database, audit, version=record.version, at=record.created_at)
-            self._notify([record])
-            return record, True
-
-    @contextmanager
-    def _transaction_unlocked(self) -> Iterator[sqlite_utils.Database]:
-        if self._writer is None:
-            raise RuntimeError("the store is closed")
-        database = self._writer
-        database.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield database
-        except BaseException:
-            if database.conn.in_transaction:
-                database.conn.execute("ROLLBACK")
-            raise
-        if database.conn.in_transaction:
-            database.conn.execute("COMMIT")
+        return self.write(lambda transaction: transaction.append_version(new, if_match, audit))
 
     def current_version(self, service: str, environment: str) -> VersionRecord | None:
         rows = self._query(
@@ -581,12 +817,7 @@ class SqliteStore:
         return [_version(row) for row in rows]
 
     def current_versions(self) -> list[VersionRecord]:
-        rows = self._query(
-            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE sequence IN ("
-            "SELECT MAX(sequence) FROM versions GROUP BY service, environment) "
-            "ORDER BY service, environment"
-        )
-        return [_version(row) for row in rows]
+        return [_version(row) for row in self._query(_CURRENT_VERSIONS)]
 
     def last_version_of_kind(self, service: str, environment: str, kind: str) -> VersionRecord | None:
         rows = self._query(
@@ -618,32 +849,9 @@ class SqliteStore:
         token_id: str | None,
         audit: AuditEntry | None,
     ) -> tuple[SchemaRecord, bool]:
-        with self._transaction() as database:
-            rows = _rows(
-                database.conn,
-                f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE name = ? ORDER BY version DESC LIMIT 1",
-                (name,),
-            )
-            current = _schema(rows[0]) if rows else None
-            if current is not None and current.hash == hash:
-                return current, False
-            values: dict[str, Any] = {
-                "name": name,
-                "version": (current.version if current else 0) + 1,
-                "schema": schema,
-                "hash": hash,
-                "author": author,
-                "token_id": token_id,
-                "created_at": utc_now(),
-            }
-            cursor = database.execute(
-                "INSERT INTO schemas (name, version, schema, hash, author, token_id, created_at) "
-                "VALUES (:name, :version, :schema, :hash, :author, :token_id, :created_at)",
-                values,
-            )
-            if audit is not None:
-                self._insert_audit(database, audit, version=values["version"], at=values["created_at"])
-            return SchemaRecord(sequence=int(cursor.lastrowid or 0), **values), True
+        return self.write(
+            lambda transaction: transaction.append_schema(name, schema, hash, author, token_id, audit)
+        )
 
     def current_schema(self, name: str) -> SchemaRecord | None:
         rows = self._query(
@@ -683,37 +891,11 @@ class SqliteStore:
     # -- tokens ----------------------------------------------------------------------
 
     def insert_token(self, token: TokenRecord, audit: AuditEntry | None) -> None:
-        with self._transaction() as database:
-            database.table("tokens").insert(
-                {
-                    "id": token.id,
-                    "name": token.name,
-                    "role": token.role,
-                    "services": json.dumps(list(token.services)),
-                    "environments": json.dumps(list(token.environments)),
-                    "secret_hash": token.secret_hash,
-                    "created_at": token.created_at,
-                    "created_by": token.created_by,
-                    "revoked_at": token.revoked_at,
-                }
-            )
-            if audit is not None:
-                self._insert_audit(database, audit, version=None, at=token.created_at)
+        self.write(lambda transaction: transaction.insert_token(token, audit))
 
     def revoke_token(self, token_id: str, audit: AuditEntry | None) -> TokenRecord | None:
         """Mark a token revoked; returns it, or None when there is no such token."""
-        with self._transaction() as database:
-            rows = _rows(database.conn, "SELECT * FROM tokens WHERE id = ?", (token_id,))
-            if not rows:
-                return None
-            token = _token(rows[0])
-            if token.revoked_at is None:
-                at = utc_now()
-                database.execute("UPDATE tokens SET revoked_at = ? WHERE id = ?", (at, token_id))
-                token = _token({**rows[0], "revoked_at": at})
-                if audit is not None:
-                    self._insert_audit(database, audit, version=None, at=at)
-            return token
+        return self.write(lambda transaction: transaction.revoke_token(token_id, audit))
 
     def list_tokens(self) -> list[TokenRecord]:
         return [_token(row) for row in self._query("SELECT * FROM tokens ORDER BY created_at, id")]
@@ -730,16 +912,11 @@ class SqliteStore:
         status: str,
         error: str | None,
     ) -> None:
-        now = utc_now()
-        with self._transaction() as database:
-            database.execute(
-                "INSERT INTO instances (service, environment, instance_id, version, hash, status, error, "
-                "first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (service, environment, instance_id) DO UPDATE SET version = excluded.version, "
-                "hash = excluded.hash, status = excluded.status, error = excluded.error, "
-                "last_seen = excluded.last_seen",
-                (service, environment, instance_id, version, hash, status, error, now, now),
+        self.write(
+            lambda transaction: transaction.record_instance(
+                service, environment, instance_id, version, hash, status, error
             )
+        )
 
     def list_instances(self, service: str, environment: str) -> list[InstanceRecord]:
         rows = self._query(
@@ -751,28 +928,8 @@ class SqliteStore:
 
     # -- audit -----------------------------------------------------------------------
 
-    def _insert_audit(
-        self, database: sqlite_utils.Database, entry: AuditEntry, version: int | None, at: str
-    ) -> None:
-        database.execute(
-            "INSERT INTO audit (at, actor, token_id, action, service, environment, version, request_id, "
-            "detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                at,
-                entry.actor,
-                entry.token_id,
-                entry.action,
-                entry.service,
-                entry.environment,
-                entry.version if entry.version is not None else version,
-                entry.request_id,
-                json.dumps(entry.detail, ensure_ascii=False),
-            ),
-        )
-
     def append_audit(self, entry: AuditEntry) -> None:
-        with self._transaction() as database:
-            self._insert_audit(database, entry, version=None, at=utc_now())
+        self.write(lambda transaction: transaction.append_audit(entry))
 
     def list_audit(
         self,

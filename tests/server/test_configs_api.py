@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from urllib.parse import quote
 
 import httpx
@@ -230,6 +231,25 @@ def test_request_id_is_echoed_or_made(admin: httpx.Client, server: ServerProcess
     assert httpx.get(server.url + "/nowhere").headers["x-request-id"]
     assert_error(httpx.get(server.url + "/nowhere"), 404, "not_found")
     assert_error(httpx.delete(server.url + "/health"), 405, "method_not_allowed")
+
+
+def test_access_log_has_one_json_line_per_request(admin: httpx.Client, server: ServerProcess) -> None:
+    admin.get("/v1/configs/user-service/development", headers={"X-Request-ID": "logged-1"})
+    admin.get("/v1/configs/nothing-here/development", headers={"X-Request-ID": "logged-2"})
+    deadline = time.monotonic() + 5
+    lines: dict[str, dict[str, object]] = {}
+    while time.monotonic() < deadline and len(lines) < 2:
+        time.sleep(0.1)
+        for line in server.log().splitlines():
+            if '"request_id": "logged-' in line:
+                entry = json.loads(line)
+                lines[str(entry["request_id"])] = entry
+    assert lines["logged-1"]["status"] == 200
+    assert lines["logged-1"]["route"] == "/v1/configs/{service}/{environment}"
+    assert lines["logged-2"]["status"] == 404
+    assert lines["logged-2"]["path"] == "/v1/configs/nothing-here/development"
+    assert str(lines["logged-1"]["at"]).endswith("Z")
+    assert server.admin_token not in server.log()
 
 
 def test_health_metrics_and_openapi_need_no_token(server: ServerProcess, admin: httpx.Client) -> None:

@@ -1,0 +1,240 @@
+"""Benchmark the config server's GET (200 and 304) against nginx serving the same bytes, and pushes/s.
+
+Run: .venv/bin/python bench/serve.py [--duration 10] [--connections 64] [--writers 8]
+
+It starts `tskcfg serve` (one process, uvloop + httptools, access log on) on a temporary data
+dir and nginx (one worker process, access log on) on a static file holding exactly the bytes our
+GET answers, then drives both with wrk at the same concurrency, one after the other. Pushes
+are 2 KB user-service documents validated against schemas/user-service.json (with its section
+schemas) and committed durably (WAL, synchronous=FULL) before the 201, from 8 concurrent
+writers, each push a different source. nginx and wrk are installed with apt-get when missing
+(this script is not run in CI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+TSKCFG = Path(sys.executable).with_name("tskcfg")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def ensure_tools() -> None:
+    missing = [tool for tool in ("nginx", "wrk") if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists()]
+    if not missing:
+        return
+    print(f"installing {', '.join(missing)} with apt-get ...", flush=True)
+    subprocess.run(["apt-get", "update", "-qq"], check=True)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+        check=True,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
+
+
+def nginx_binary() -> str:
+    return shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def document(size: int = 2048) -> str:
+    """A user-service document of about `size` bytes that passes its schema."""
+    base = (REPOSITORY / "environments" / "production" / "user-service.tsk").read_text()
+    lines = [base.rstrip(), ""]
+    flag = 0
+    while len("\n".join(lines)) < size - 40:
+        lines.append(f"flag_{flag:03d}: true")
+        flag += 1
+    return "\n".join(lines) + "\n"
+
+
+def wait_until_up(url: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=0.5)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def wrk(url: str, connections: int, duration: int, headers: dict[str, str], script: Path | None = None) -> dict[str, float]:
+    command = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{duration}s", "--latency"]
+    for name, value in headers.items():
+        command += ["-H", f"{name}: {value}"]
+    if script is not None:
+        command += ["-s", str(script)]
+    command.append(url)
+    output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=duration + 60).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    percentiles = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", output, re.MULTILINE))
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    return {
+        "rate": rate,
+        "p50": _milliseconds(percentiles.get("50", "0ms")),
+        "p99": _milliseconds(percentiles.get("99", "0ms")),
+        "errors": float(non_2xx.group(1)) if non_2xx else 0.0,
+    }
+
+
+def _milliseconds(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if not match:
+        return 0.0
+    value, unit = float(match.group(1)), match.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+PUSH_SCRIPT = r"""
+local counter = 0
+local thread_id = 0
+local threads = {}
+function setup(thread)
+  thread:set("id", #threads + 1)
+  table.insert(threads, thread)
+end
+function init(args)
+  thread_id = id
+end
+request = function()
+  counter = counter + 1
+  local body = base_document .. "bench_writer: " .. thread_id .. "\nbench_sequence: " .. counter .. "\n"
+  return wrk.format("PUT", nil, nil, body)
+end
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--writers", type=int, default=8)
+    arguments = parser.parse_args()
+    ensure_tools()
+    work = Path(tempfile.mkdtemp(prefix="tskcfg-bench-"))
+    work.chmod(0o755)  # nginx's worker process may run as another user
+    port, nginx_port = free_port(), free_port()
+    (work / "environments").mkdir()
+    server = subprocess.Popen(
+        [str(TSKCFG), "serve", "--port", str(port), "--data-dir", str(work / "data"),
+         "--environments", str(work / "environments"), "--schemas", str(REPOSITORY / "schemas")],
+        stdout=subprocess.DEVNULL,
+        stderr=(work / "server.log").open("wb"),
+    )
+    nginx = None
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until_up(base + "/health")
+        token = (work / "data" / "admin.token").read_text().strip()
+        auth = {"Authorization": f"Bearer {token}"}
+        source = document()
+        pushed = httpx.put(base + "/v1/configs/user-service/production", content=source.encode(),
+                           headers={**auth, "Content-Type": "text/x-tsk"})
+        assert pushed.status_code == 201, pushed.text
+        url = base + "/v1/configs/user-service/production"
+        body = httpx.get(url, headers=auth).content
+        etag = httpx.get(url, headers=auth).headers["etag"]
+
+        static = work / "static"
+        static.mkdir()
+        (static / "config.json").write_bytes(body)
+        static.chmod(0o755)
+        (static / "config.json").chmod(0o644)
+        (work / "nginx.conf").write_text(
+            f"""
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {work}/nginx-access.log;
+    client_body_temp_path {work}/nginx-body;
+    proxy_temp_path {work}/nginx-proxy;
+    fastcgi_temp_path {work}/nginx-fastcgi;
+    uwsgi_temp_path {work}/nginx-uwsgi;
+    scgi_temp_path {work}/nginx-scgi;
+    default_type application/json;
+    server {{
+        listen 127.0.0.1:{nginx_port};
+        location / {{ root {static}; }}
+    }}
+}}
+"""
+        )
+        nginx = subprocess.Popen([nginx_binary(), "-c", str(work / "nginx.conf"), "-g", "daemon off;"])
+        nginx_url = f"http://127.0.0.1:{nginx_port}/config.json"
+        wait_until_up(nginx_url)
+        nginx_response = httpx.get(nginx_url)
+        assert nginx_response.content == body, f"nginx must serve the same bytes: {nginx_response.status_code}"
+        nginx_etag = nginx_response.headers["etag"]
+        assert httpx.get(nginx_url, headers={"If-None-Match": nginx_etag}).status_code == 304
+        assert httpx.get(url, headers={**auth, "If-None-Match": etag}).status_code == 304
+
+        duration, connections = arguments.duration, arguments.connections
+        print(f"body {len(body)} bytes, {connections} connections, {duration} s each, wrk -t 2", flush=True)
+        results = {
+            "GET 200": (
+                wrk(url, connections, duration, auth),
+                wrk(nginx_url, connections, duration, {}),
+            ),
+            "GET 304": (
+                wrk(url, connections, duration, {**auth, "If-None-Match": etag}),
+                wrk(nginx_url, connections, duration, {"If-None-Match": nginx_etag}),
+            ),
+        }
+
+        script = work / "push.lua"
+        escaped = source.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        script.write_text(f'base_document = "{escaped}"\n' + PUSH_SCRIPT)
+        before = httpx.get(url, headers=auth).json()["version"]
+        started = time.monotonic()
+        push_result = wrk(url, arguments.writers, duration, {**auth, "Content-Type": "text/x-tsk"}, script)
+        elapsed = time.monotonic() - started
+        after = httpx.get(url, headers=auth).json()["version"]
+        created = after - before
+
+        print()
+        print(f"{'':10} {'tskcfg req/s':>14} {'nginx req/s':>14} {'ratio':>7} {'tskcfg p50/p99 ms':>19} {'nginx p50/p99 ms':>18}")
+        for name, (ours, theirs) in results.items():
+            print(
+                f"{name:10} {ours['rate']:>14,.0f} {theirs['rate']:>14,.0f} {ours['rate'] / theirs['rate']:>7.2f} "
+                f"{ours['p50']:>9.2f}/{ours['p99']:<9.2f} {theirs['p50']:>8.2f}/{theirs['p99']:<9.2f}"
+            )
+            if ours["errors"] or theirs["errors"]:
+                print(f"{'':10} non-2xx/3xx answers: tskcfg {ours['errors']:.0f}, nginx {theirs['errors']:.0f}")
+        print()
+        print(
+            f"pushes: {created} versions created by {arguments.writers} writers in {elapsed:.1f} s = "
+            f"{created / elapsed:,.0f} pushes/s (wrk: {push_result['rate']:,.0f} req/s, "
+            f"p50 {push_result['p50']:.2f} ms, p99 {push_result['p99']:.2f} ms; "
+            f"{len(source)} byte document, schema-validated, WAL synchronous=FULL)"
+        )
+    finally:
+        if nginx is not None:
+            nginx.send_signal(signal.SIGQUIT)
+            nginx.wait(timeout=10)
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=15)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
