@@ -7,6 +7,7 @@ file sync and tests call the same methods. Every refusal is an `ApiError`.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -14,6 +15,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,8 +156,8 @@ def schema_failures(schemas: SchemaSet, service: str, data: dict[str, Any]) -> l
     if schemas.validator(service) is None:
         return []
     failures = schemas.errors(service, tsk.validation_view(data))
-    skipped = set(_unresolved_paths(data))
-    if skipped:
+    if failures:
+        skipped = set(_unresolved_paths(data))
         failures = [failure for failure in failures if failure["path"] not in skipped]
     return failures
 
@@ -336,6 +338,63 @@ class ConfigServer:
         Raises ApiError: 422 invalid_tsk / schema_violation, 412 precondition_failed.
         An identical source (after the precondition) answers the current version, created=False.
         """
+        operation = self.prepare_push(
+            principal,
+            service,
+            environment,
+            source,
+            message,
+            if_match,
+            kind=kind,
+            request_id=request_id,
+            promoted_from=promoted_from,
+            rolled_back_to=rolled_back_to,
+            audit_detail=audit_detail,
+        )
+        return self.complete_push(self.store.submit(operation))
+
+    async def push_async(
+        self,
+        principal: Principal,
+        service: str,
+        environment: str,
+        source: str,
+        message: str = "",
+        if_match: IfMatch = None,
+        *,
+        request_id: str | None = None,
+    ) -> tuple[Rendered, bool]:
+        """`push` for the event loop: parse and validate here (in a thread when large), then
+        wait for the writer thread without holding a thread of our own.
+        """
+        arguments = (principal, service, environment, source, message, if_match)
+        if len(source) > LARGE_DOCUMENT:
+            operation = await asyncio.to_thread(self.prepare_push, *arguments, request_id=request_id)
+        else:
+            operation = self.prepare_push(*arguments, request_id=request_id)
+        future = self.store.submit(operation)
+        try:
+            await asyncio.wrap_future(future)
+        except Exception:
+            pass  # complete_push raises it, in the form the caller expects
+        return self.complete_push(future)
+
+    def prepare_push(
+        self,
+        principal: Principal,
+        service: str,
+        environment: str,
+        source: str,
+        message: str = "",
+        if_match: IfMatch = None,
+        *,
+        kind: str = "push",
+        request_id: str | None = None,
+        promoted_from: tuple[str, int] | None = None,
+        rolled_back_to: int | None = None,
+        audit_detail: dict[str, Any] | None = None,
+    ) -> Callable[[Transaction], tuple[VersionRecord, bool]]:
+        """Parse and validate `source` (raising ApiError when refused); the write operation."""
         try:
             document = parse_document(source)
         except ApiError:
@@ -378,15 +437,20 @@ class ConfigServer:
                     self._refuse_invalid(service, environment, failures)
             return transaction.append_version(new, if_match, audit)
 
+        return operation
+
+    def complete_push(self, future: Future[tuple[VersionRecord, bool]]) -> tuple[Rendered, bool]:
+        """The answer to a push once its write operation finished (raising what it raised)."""
         try:
-            record, created = self.store.write(operation)
+            record, created = future.result()
         except PreconditionFailed as failure:
             raise precondition_failed(
-                f"the current version of {service!r} in {environment!r} is "
+                f"the current version is "
                 f"{failure.current if failure.current is not None else 'none'}, "
                 f"not the one named in If-Match",
                 failure.current,
             ) from None
+        service, environment = record.service, record.environment
         if created:
             rendered = self._current.get((service, environment))
             if rendered is None or rendered.version != record.version:

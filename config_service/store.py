@@ -292,6 +292,9 @@ class Store(Protocol):
     def open(self) -> None: ...
     def close(self) -> None: ...
     def write(self, operation: Callable[[Transaction], T], exclusive: bool = False) -> T: ...
+    def submit(
+        self, operation: Callable[[Transaction], T], exclusive: bool = False
+    ) -> Future[T]: ...
     def check(self) -> None: ...
     def add_commit_listener(self, listener: CommitListener) -> None: ...
 
@@ -692,11 +695,15 @@ class SqliteStore:
         `exclusive` runs it alone in its transaction, for writes whose after-commit
         callbacks change what later operations must see (a new schema).
         """
+        return self.submit(operation, exclusive).result()
+
+    def submit(self, operation: Callable[[Transaction], T], exclusive: bool = False) -> Future[T]:
+        """Queue `operation` for the writer thread; the future resolves once it is committed."""
         if self._closed:
             raise RuntimeError("the store is closed")
         future: Future[T] = Future()
         self._queue.put(_Write(operation, exclusive, future))
-        return future.result()
+        return future
 
     def _write_loop(self) -> None:
         held: _Write | None = None

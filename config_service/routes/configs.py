@@ -96,16 +96,8 @@ async def put_config(request: Request) -> Response:
         message = optional_string(value, "message")
     else:
         raise unsupported("text/x-tsk (or text/plain), or application/json")
-    # Every write leaves the event loop: it waits for the disk (fsync) and for other writers.
-    rendered, created = await run_in_threadpool(
-        server.push,
-        principal,
-        service,
-        environment,
-        source,
-        message,
-        if_match,
-        request_id=request_id(request),
+    rendered, created = await server.push_async(
+        principal, service, environment, source, message, if_match, request_id=request_id(request)
     )
     return _metadata_response(rendered.record, 201 if created else 200)
 

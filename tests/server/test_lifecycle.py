@@ -325,3 +325,30 @@ def test_file_sync_watches_documents(tmp_path: Path) -> None:
             assert _wait_for(lambda: admin.get("/v1/configs/late/production").status_code == 200)
     finally:
         server.stop()
+
+
+def _gauge(server: ServerProcess, kind: str) -> float:
+    for line in httpx.get(server.url + "/metrics").text.splitlines():
+        if line.startswith(f'tskcfg_watchers{{kind="{kind}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_disconnected_long_polls_are_dropped(server: ServerProcess, admin: httpx.Client) -> None:
+    import socket
+
+    assert push(admin, "left", "staging", "n: 1\n").status_code == 201
+    before = _gauge(server, "long_poll")
+    request = (
+        f"GET /v1/configs/left/staging?wait=60 HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {server.admin_token}\r\nIf-None-Match: \"1\"\r\n\r\n"
+    ).encode()
+    sockets = []
+    for _ in range(20):
+        connection = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        connection.sendall(request)
+        sockets.append(connection)
+    assert _wait_for(lambda: _gauge(server, "long_poll") >= before + 20)
+    for connection in sockets:
+        connection.close()
+    assert _wait_for(lambda: _gauge(server, "long_poll") == before, timeout=5)

@@ -205,3 +205,26 @@ def test_importing_the_package_does_not_import_the_server() -> None:
     )
     result = subprocess.run([str(TSKCFG.with_name("python")), "-c", code], capture_output=True, text=True, timeout=30)
     assert result.stdout.strip() == "[]", result.stderr
+
+
+def test_health_is_503_when_the_store_fails(tmp_path: Path) -> None:
+    import asyncio
+
+    from config_service.app import create_app
+    from config_service.settings import Settings
+
+    async def main() -> None:
+        app = create_app(Settings(data_dir=tmp_path, sync=False, access_log=False))
+        context = app.router.lifespan_context(app)
+        await context.__aenter__()
+        try:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+                assert (await client.get("/health")).status_code == 200
+                app.state.server.store.close()
+                failed = await client.get("/health")
+                assert failed.status_code == 503
+                assert failed.json()["status"] == "error" and failed.json()["store"] == "failed"
+        finally:
+            await context.__aexit__(None, None, None)
+
+    asyncio.run(main())
