@@ -157,7 +157,11 @@ class AsyncConfigClient:
         await self._http.aclose()
 
     async def __aenter__(self) -> AsyncConfigClient:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()  # __aexit__ will not run: close the connections here
+            raise
         return self
 
     async def __aexit__(

@@ -213,7 +213,11 @@ class ConfigClient:
         self._http.close()
 
     def __enter__(self) -> ConfigClient:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.stop()  # __exit__ will not run: close the connections here
+            raise
         return self
 
     def __exit__(

@@ -90,12 +90,37 @@ def test_async_client_falls_back_and_raises_like_the_sync_one(
         assert config.source == "file" and down.config is config
         await down.stop()
         with pytest.raises(NotFound):
-            await AsyncConfigClient(
+            async with AsyncConfigClient(
                 "missing-service",
                 "development",
                 server=server.url,
                 token=server.token,
                 cache_dir=tmp_path,
-            ).load()
+            ):
+                pass
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("mode", ["watch", "poll", "sse"])
+def test_async_client_follows_pushes_in_every_mode(
+    server: LiveServer, tmp_path: Path, mode: str
+) -> None:
+    service = f"async-{mode}"
+
+    async def scenario() -> None:
+        await asyncio.to_thread(server.push, with_rate(1), "development", service)
+        async with AsyncConfigClient(
+            service,
+            "development",
+            server=server.url,
+            token=server.token,
+            cache_dir=tmp_path,
+            mode=mode,
+            poll_interval=0.1,
+        ) as client:
+            pushed = await asyncio.to_thread(server.push, with_rate(2), "development", service)
+            await until(lambda: client.config.version == pushed["version"])
+            assert client.config.get("features.rate_limit_per_minute") == 2
 
     asyncio.run(scenario())

@@ -46,7 +46,7 @@ def service(server: LiveServer, tmp_path: Path) -> Iterator[tuple[str, subproces
         yield url, process
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        process.communicate(timeout=10)
 
 
 def test_the_example_service_follows_pushes(

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from clienttest import DEVELOPMENT, SERVICE, LiveServer, wait_for
 
-from client import ConfigClient
+from client import ConfigClient, NotFound, Unauthorized
 
 FEATURES = "[features]\nsignup_enabled: true\nrate_limit_per_minute: 600\n"
 
@@ -208,21 +208,32 @@ def test_env_is_resolved_in_the_client_and_validated_against_the_schema(
         assert client.config["port"] == 9123 and client.config.get("database.pool_size") == 3
 
 
-def test_load_raises_the_servers_refusals(server: LiveServer, tmp_path: Path) -> None:
-    from client import NotFound, Unauthorized
-
-    with pytest.raises(NotFound):
-        client_for(server, tmp_path, "development", tag="x").__class__(
+def test_the_servers_refusals_are_raised_not_hidden_by_a_fallback(
+    server: LiveServer, tmp_path: Path, environments: Path
+) -> None:
+    # A 4xx is a mistake to fix, not a reason to fall back: even with a local file present
+    # (user-service has one in `environments`), a wrong token is raised.
+    with pytest.raises(NotFound) as not_found:
+        with ConfigClient(
             "no-such-service",
             "development",
             server=server.url,
             token=server.token,
             cache_dir=tmp_path,
-        ).load()
+            environments_dir=environments,
+        ):
+            pass
+    assert not_found.value.status == 404 and not_found.value.code == "not_found"
     with pytest.raises(Unauthorized):
-        ConfigClient(
-            SERVICE, "development", server=server.url, token="wrong", cache_dir=tmp_path
-        ).load()
+        with ConfigClient(
+            SERVICE,
+            "development",
+            server=server.url,
+            token="wrong",
+            cache_dir=tmp_path,
+            environments_dir=environments,
+        ):
+            pass
 
 
 def test_poll_and_sse_modes_follow_pushes(server: LiveServer, tmp_path: Path) -> None:
