@@ -556,3 +556,20 @@ def test_a_document_over_the_size_limit_is_refused(server: Server) -> None:
     assert result.exit_code == 1
     assert "(413 from PUT " in result.stderr
     assert server.cli("get", "mu", "development").exit_code == 1
+
+
+def test_validate_with_a_narrow_token_reads_section_schemas_locally(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reader = json.loads(server.cli(
+        "token", "create", "user-reader", "--role", "reader", "--service", "user-*",
+        "--env", "development", "--json",
+    ).stdout)["token"]
+    with server.http(reader) as http:
+        section_readable = http.get("/v1/schemas/database").status_code == 200
+    bad = write(tmp_path / "user-service.tsk", PRODUCTION.replace("pool_size: 20", "pool_size: 0"))
+    monkeypatch.chdir(ROOT)  # ./schemas holds the section schemas
+    result = server.cli("validate", bad, "--service", "user-service", token=reader)
+    assert not section_readable  # the token covers user-*, not the section schemas
+    assert result.exit_code == 1, result.output
+    assert result.stderr == f"{bad}: /database/pool_size: 0 is less than the minimum of 1\n"
