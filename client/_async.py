@@ -151,6 +151,8 @@ class AsyncConfigClient:
                 await self._task
             except asyncio.CancelledError:
                 pass
+            except Exception:
+                logger.exception("watching %s had stopped", self.settings.service)
             self._task = None
         if self._report_tasks:
             await asyncio.wait(self._report_tasks, timeout=2.0)

@@ -427,17 +427,24 @@ class ConfigClient:
 
     def _watch_files(self) -> None:
         path = self.settings.file_path.resolve()
-        for changes in watchfiles.watch(
-            path.parent,
-            stop_event=self._stop,
-            debounce=50,
-            step=20,
-            rust_timeout=250,
-            yield_on_timeout=True,
-            raise_interrupt=False,
-        ):
-            if any(Path(changed) == path for _, changed in changes) or self._core.file_changed():
-                self._reload_file()
+        try:
+            for changes in watchfiles.watch(
+                path.parent,
+                stop_event=self._stop,
+                debounce=50,
+                step=20,
+                rust_timeout=250,
+                yield_on_timeout=True,
+                raise_interrupt=False,
+            ):
+                if (
+                    any(Path(changed) == path for _, changed in changes)
+                    or self._core.file_changed()
+                ):
+                    self._reload_file()
+        except Exception:
+            # Say so rather than die silently in a thread; the last config stays current.
+            logger.exception("watching %s stopped; the current config stays", path)
 
     def _reload_file(self) -> None:
         try:
