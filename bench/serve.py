@@ -1,10 +1,11 @@
 """Benchmark the config server's GET (200 and 304) against nginx serving the same bytes, and pushes/s.
 
-Run: .venv/bin/python bench/serve.py [--duration 10] [--connections 64] [--writers 8]
+Run: .venv/bin/python bench/serve.py [--duration 5] [--rounds 3] [--connections 64] [--writers 8]
 
 It starts `tskcfg serve` (one process, uvloop + httptools, access log on) on a temporary data
 dir and nginx (one worker process, access log on) on a static file holding exactly the bytes our
-GET answers, then drives both with wrk at the same concurrency, one after the other. Pushes
+GET answers, then drives both with wrk at the same concurrency, alternating between them for a
+few rounds and keeping each side's median, so that load from elsewhere falls on both. Pushes
 are 2 KB user-service documents validated against schemas/user-service.json (with its section
 schemas) and committed durably (WAL, synchronous=FULL) before the 201, from 8 concurrent
 writers, each push a different source. nginx and wrk are installed with apt-get when missing
@@ -95,6 +96,11 @@ def wrk(url: str, connections: int, duration: int, headers: dict[str, str], scri
     }
 
 
+def _median(runs: list[dict[str, float]]) -> dict[str, float]:
+    ordered = sorted(runs, key=lambda run: run["rate"])
+    return ordered[len(ordered) // 2]
+
+
 def _milliseconds(text: str) -> float:
     match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
     if not match:
@@ -124,7 +130,8 @@ end
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating runs per server")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--writers", type=int, default=8)
     arguments = parser.parse_args()
@@ -188,25 +195,35 @@ http {{
         assert httpx.get(nginx_url, headers={"If-None-Match": nginx_etag}).status_code == 304
         assert httpx.get(url, headers={**auth, "If-None-Match": etag}).status_code == 304
 
-        duration, connections = arguments.duration, arguments.connections
-        print(f"body {len(body)} bytes, {connections} connections, {duration} s each, wrk -t 2", flush=True)
-        results = {
-            "GET 200": (
-                wrk(url, connections, duration, auth),
-                wrk(nginx_url, connections, duration, {}),
-            ),
+        duration, connections, rounds = arguments.duration, arguments.connections, arguments.rounds
+        print(
+            f"body {len(body)} bytes, {connections} connections, wrk -t 2, {rounds} alternating "
+            f"rounds of {duration} s per server (median shown)",
+            flush=True,
+        )
+        scenarios = {
+            "GET 200": ((url, auth), (nginx_url, {})),
             "GET 304": (
-                wrk(url, connections, duration, {**auth, "If-None-Match": etag}),
-                wrk(nginx_url, connections, duration, {"If-None-Match": nginx_etag}),
+                (url, {**auth, "If-None-Match": etag}),
+                (nginx_url, {"If-None-Match": nginx_etag}),
             ),
         }
+        results = {}
+        for name, ((ours_url, ours_headers), (nginx_target, nginx_headers)) in scenarios.items():
+            # Alternate the two servers so that load from elsewhere on the machine falls on both.
+            ours_runs, nginx_runs = [], []
+            for _ in range(rounds):
+                ours_runs.append(wrk(ours_url, connections, duration, ours_headers))
+                nginx_runs.append(wrk(nginx_target, connections, duration, nginx_headers))
+            results[name] = (_median(ours_runs), _median(nginx_runs))
 
         script = work / "push.lua"
         escaped = source.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
         script.write_text(f'base_document = "{escaped}"\n' + PUSH_SCRIPT)
+        push_duration = duration * rounds
         before = httpx.get(url, headers=auth).json()["version"]
         started = time.monotonic()
-        push_result = wrk(url, arguments.writers, duration, {**auth, "Content-Type": "text/x-tsk"}, script)
+        push_result = wrk(url, arguments.writers, push_duration, {**auth, "Content-Type": "text/x-tsk"}, script)
         elapsed = time.monotonic() - started
         after = httpx.get(url, headers=auth).json()["version"]
         created = after - before
