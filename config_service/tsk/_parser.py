@@ -539,10 +539,10 @@ class _Parser:
             if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
                 raise self.error(pos, f"\\{kind}{match.group()} is not a Unicode scalar value")
             return chr(code), match.end()
-        shown = "\\" + kind if kind and kind != "\n" else "a backslash at the end of the line"
+        shown = f"'\\{kind}'" if kind and kind != "\n" else "(a backslash at the end of the line)"
         raise self.error(
             pos,
-            f"invalid escape {shown!r}: use \\\\ for a backslash, or a '...' literal string",
+            f"invalid escape {shown}: use \\\\ for a backslash, or a '...' literal string",
         )
 
     def parse_literal_string(self, pos: int) -> tuple[str, int]:

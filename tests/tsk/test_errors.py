@@ -45,7 +45,7 @@ CASES = [
     # strings
     ('x: "abc\n', 1, 4, "unclosed string opened on line 1"),
     ("x: 'abc\n", 1, 4, "unclosed string opened on line 1"),
-    ('x: "a\\qb"\n', 1, 6, "invalid escape '\\\\q'"),
+    ('x: "a\\qb"\n', 1, 6, "invalid escape '\\q'"),
     ('x: "\\uD800"\n', 1, 5, "not a Unicode scalar value"),
     ('x: "\\u12"\n', 1, 5, "4 hexadecimal digits"),
     ('a: 1\nx: """\nnever closed\n', 2, 4, 'unclosed """ string opened on line 2'),
