@@ -91,24 +91,36 @@ def _unconvertible(name: str, text: str, expected: str) -> TSKResolveError:
     return TSKResolveError(name, f"environment variable {name} is {text!r}, expected {expected}")
 
 
-def validation_view(data: Any) -> Any:
+def validation_view(data: Any, skipped: list[str] | None = None) -> Any:
     """The data as the server validates it: each `@env` stands for its default.
 
     A reference without a default is left out (of its object, or of its array),
-    so validation skips that path (TSK.md section 4).
+    and its JSON pointer is appended to `skipped` when given, so that a validator
+    can skip that path, a missing required key included (TSK.md section 4).
     """
+    return _validation_view(data, "", skipped)
+
+
+def _validation_view(data: Any, path: str, skipped: list[str] | None) -> Any:
     if isinstance(data, dict):
-        return {
-            key: validation_view(value)
-            for key, value in data.items()
-            if not (isinstance(value, EnvRef) and not value.has_default)
-        }
+        view = {}
+        for key, value in data.items():
+            pointer = f"{path}/{key.replace('~', '~0').replace('/', '~1')}"
+            if isinstance(value, EnvRef) and not value.has_default:
+                if skipped is not None:
+                    skipped.append(pointer)
+            else:
+                view[key] = _validation_view(value, pointer, skipped)
+        return view
     if isinstance(data, list):
-        return [
-            validation_view(item)
-            for item in data
-            if not (isinstance(item, EnvRef) and not item.has_default)
-        ]
+        items = []
+        for index, item in enumerate(data):
+            if isinstance(item, EnvRef) and not item.has_default:
+                if skipped is not None:
+                    skipped.append(f"{path}/{index}")
+            else:
+                items.append(_validation_view(item, f"{path}/{index}", skipped))
+        return items
     if isinstance(data, EnvRef):
         return copy_data(data.default)
     return data

@@ -118,3 +118,12 @@ def test_validation_view_uses_defaults_and_skips_references_without_one() -> Non
     assert "url" not in view
     assert view["nested"] == [1, {"deep": 2}]
     assert view["list"] == [1]
+
+
+def test_validation_view_names_the_paths_it_skipped() -> None:
+    skipped: list[str] = []
+    tsk.validation_view(
+        tsk.loads('[database]\nurl: @env("DATABASE_URL")\n"a/b~c": @env("X")\nl: [@env("Y")]\n'),
+        skipped,
+    )
+    assert skipped == ["/database/url", "/database/a~1b~0c", "/database/l/0"]
