@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import os
@@ -23,16 +24,16 @@ from client._core import (
     WATCH_WAIT,
     ClientCore,
     EventStreamParser,
+    Exclusive,
     Handler,
-    Received,
+    Offload,
+    Report,
     RetryPolicy,
     Settings,
+    drive_async,
     raise_for_status,
-    run_transaction_async,
 )
 from client._core import make_settings as _make_settings
-from client._lkg import write_lkg
-from config_service.validation import SchemaSet
 
 logger = logging.getLogger("client")
 
@@ -124,9 +125,7 @@ class AsyncConfigClient:
 
     async def load(self) -> Config:
         """Get the config (server, else last-known-good, else the local file) and apply all of it."""
-        config = self._core.from_file() if self.settings.mode == "files" else await self._initial()
-        await self._apply(config)
-        return config
+        return await drive_async(self._core.load_flow(), self._perform)
 
     async def start(self) -> Config:
         """Load if not loaded yet, then keep the config current from a background task."""
@@ -176,25 +175,26 @@ class AsyncConfigClient:
 
     async def refresh(self, wait: float | None = None) -> bool:
         """Ask the server once for a newer version and apply it; True when a new version arrived."""
-        received = self._core.read_config(await self._send(self._core.config_request(wait=wait)))
-        if self._core.fallback_pending:
-            self._core.fallback_pending = False
-            self._report("fallback", self._core.config)
-        if received is None or not self._core.is_news(received.version, received.hash, "server"):
-            return False
-        try:
-            await self._apply(await self._prepare(received))
-        except exceptions.InvalidConfig as error:
-            logger.error(
-                "version %s of %s not applied: %s", received.version, self.settings.service, error
-            )
-            self._report("failed", received, str(error))
-        except exceptions.ApplyFailed:
-            pass  # logged, reverted and reported by _apply
-        self._core.seen_version = received.version
-        return True
+        return await drive_async(self._core.refresh_flow(wait), self._perform)
 
-    # -- I/O
+    # -- I/O: the effects the core's flows ask for
+
+    async def _perform(self, effect: Any) -> Any:
+        if isinstance(effect, httpx.Request):
+            return await self._send(effect)
+        if isinstance(effect, Report):
+            self._report(effect)
+            return None
+        if isinstance(effect, Offload):
+            # fsync can take milliseconds; the event loop keeps serving meanwhile.
+            return await asyncio.to_thread(effect.function)
+        if isinstance(effect, Exclusive):
+            async with self._apply_lock:
+                return await drive_async(effect.flow, self._perform)
+        result = effect()  # an applier or handler call; handlers may be coroutines
+        if inspect.isawaitable(result):
+            result = await result
+        return result
 
     async def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
         try:
@@ -204,91 +204,13 @@ class AsyncConfigClient:
                 f"{request.method} {request.url.copy_with(query=None)}: {type(error).__name__}: {error}"
             ) from error
 
-    async def _prepare(self, received: Received) -> Config:
-        return self._core.build(received, "server", await self._schemas())
-
-    async def _schemas(self) -> SchemaSet | None:
-        """The service's compiled schema (fetched each time, compiled once per schema version)."""
-        core = self._core
-        answer = core.read_schema(await self._send(core.schema_request()), self.settings.service)
-        if answer is None:
-            return None
-        known, compiled = core.cached_schemas(answer)
-        if known:
-            return compiled
-        sections = {}
-        for name in core.sections_to_fetch(answer):
-            try:
-                section = core.read_schema(await self._send(core.schema_request(name)), name)
-            except exceptions.RequestRejected:
-                continue
-            if section is not None:
-                sections[name] = section.schema
-        return core.compile_schemas(answer, sections)
-
-    async def _initial(self) -> Config:
-        tried: list[str] = []
-        try:
-            received = self._core.read_config(
-                await self._send(self._core.config_request(conditional=False))
-            )
-            assert received is not None  # an unconditional GET never answers 304
-            config = await self._prepare(received)
-            self._core.seen_version = received.version
-            return config
-        except exceptions.ServerUnavailable as error:
-            tried.append(f"server {self.settings.server}: {error}")
-        except exceptions.InvalidConfig as error:
-            # Only _prepare raises InvalidConfig, so `received` is bound here.
-            logger.error("the server's version of %s not applied: %s", self.settings.service, error)
-            self._report("failed", received, str(error))
-            self._core.seen_version = received.version  # type: ignore[union-attr]
-            tried.append(f"server {self.settings.server}: {error}")
-        config = self._core.fallback(tried)
-        self._core.fallback_pending = True
-        return config
-
-    async def _apply(self, config: Config) -> None:
-        async with self._apply_lock:
-            if not self._core.is_news(config.version, config.hash, config.source):
-                return  # another caller applied this very version meanwhile
-            try:
-                await run_transaction_async(self._core.transaction(config))
-            except exceptions.ApplyFailed as error:
-                logger.error(
-                    "%s; version %s stays current",
-                    error,
-                    getattr(self._core.config, "version", None),
-                )
-                self._report("failed", config, str(error))
-                raise
-            self._core.config = config
-        if config.source == "server":
-            try:
-                # fsync can take milliseconds; the event loop keeps serving meanwhile.
-                await asyncio.to_thread(
-                    write_lkg,
-                    self.settings.lkg_path,
-                    service=config.service,
-                    environment=config.environment,
-                    version=config.version,
-                    hash=config.hash,
-                    wire=config.wire,
-                )
-            except OSError as error:
-                logger.warning("last-known-good %s not written: %s", self.settings.lkg_path, error)
-            self._report("applied", config)
-
     # -- reports, never blocking the service
 
-    def _report(
-        self, status: str, subject: Config | Received | None, error: str | None = None
-    ) -> None:
+    def _report(self, report: Report) -> None:
         if self.settings.mode == "files" or self._stopping or len(self._report_tasks) >= 100:
             return
-        task = asyncio.create_task(
-            self._deliver_report(self._core.report_request(status, subject, error))
-        )
+        request = self._core.report_request(report.status, report.subject, report.error)
+        task = asyncio.create_task(self._deliver_report(request))
         self._report_tasks.add(task)
         task.add_done_callback(self._report_tasks.discard)
 
@@ -370,13 +292,4 @@ class AsyncConfigClient:
                 await self._reload_file()
 
     async def _reload_file(self) -> None:
-        try:
-            config = self._core.from_file()
-        except exceptions.ConfigError as error:
-            logger.error("%s not applied: %s", self.settings.file_path, error)
-            return
-        if self._core.is_news(config.version, config.hash, config.source):
-            try:
-                await self._apply(config)
-            except exceptions.ApplyFailed:
-                pass
+        await drive_async(self._core.reload_file_flow(), self._perform)

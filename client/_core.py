@@ -8,17 +8,16 @@ sleep, so the two cannot drift apart.
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import os
 import random
 import re
 import socket
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import httpx
 from referencing.exceptions import Unresolvable
@@ -33,7 +32,7 @@ from client._appliers import (
     SecurityPolicy,
 )
 from client._config import Config, Source
-from client._lkg import default_cache_dir, lkg_path, read_lkg
+from client._lkg import default_cache_dir, lkg_path, read_lkg, write_lkg
 from config_service import __version__, tsk, validation
 
 logger = logging.getLogger("client")
@@ -53,6 +52,7 @@ REQUEST_TIMEOUT = 10.0
 MIN_CHECK_INTERVAL = 1.0
 
 Handler = Callable[[Any, Any], Any]
+T = TypeVar("T")
 
 
 # ---------------------------------------------------------------------------- settings
@@ -320,36 +320,72 @@ def transaction(steps: Iterable[Step], version: int | None) -> Transaction:
             logger.exception("settling %s failed", step.label)
 
 
-def run_transaction(steps: Transaction) -> None:
-    """Drive a transaction with plain calls (threads)."""
-    try:
-        call = next(steps)
-        while True:
-            try:
-                call()
-            except Exception as error:
-                call = steps.throw(error)
-            else:
-                call = steps.send(None)
-    except StopIteration:
-        return
+# ---------------------------------------------------------------------------- flows and effects
+#
+# What the client does on a load or a new version is written once, as generators ("flows")
+# that yield the effects they need and receive the results: an `httpx.Request` to send (the
+# response comes back), a plain callable to call (a handler; the async client awaits what it
+# returns), a `Report` to deliver in the background, an `Offload` of blocking file work, and
+# an `Exclusive` sub-flow to run under the client's apply lock. `ConfigClient` and
+# `AsyncConfigClient` only perform effects, so the two cannot drift apart.
 
 
-async def run_transaction_async(steps: Transaction) -> None:
-    """Drive a transaction on an event loop, awaiting whatever a call returns that is awaitable."""
-    try:
-        call = next(steps)
-        while True:
-            try:
-                result = call()
-                if inspect.isawaitable(result):
-                    await result
-            except Exception as error:
-                call = steps.throw(error)
-            else:
-                call = steps.send(None)
-    except StopIteration:
-        return
+@dataclass(frozen=True)
+class Report:
+    """Tell the server which version this instance runs (never blocking the service)."""
+
+    status: Literal["applied", "failed", "fallback"]
+    subject: Config | Received | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Offload:
+    """Blocking work (an fsync) the async client runs in a thread."""
+
+    function: Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class Exclusive:
+    """A sub-flow that must not interleave with another apply."""
+
+    flow: Generator[Any, Any, Any]
+
+
+Flow = Generator[Any, Any, T]
+
+
+def drive(flow: Generator[Any, Any, T], perform: Callable[[Any], Any]) -> T:
+    """Run a flow, performing each effect with `perform`; an effect's exception goes back in."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = flow.throw(error) if error is not None else flow.send(value)
+        except StopIteration as finished:
+            return finished.value
+        value, error = None, None
+        try:
+            value = perform(effect)
+        except Exception as raised:
+            error = raised
+
+
+async def drive_async(flow: Generator[Any, Any, T], perform: Callable[[Any], Awaitable[Any]]) -> T:
+    """`drive` for an event loop: `perform` is a coroutine function."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = flow.throw(error) if error is not None else flow.send(value)
+        except StopIteration as finished:
+            return finished.value
+        value, error = None, None
+        try:
+            value = await perform(effect)
+        except Exception as raised:
+            error = raised
 
 
 # ---------------------------------------------------------------------------- server-sent events
@@ -731,6 +767,141 @@ class ClientCore:
 
     def transaction(self, new: Config) -> Transaction:
         return transaction(self.plan(new), new.version)
+
+    # -- flows
+
+    def schemas_flow(self) -> Flow[validation.SchemaSet | None]:
+        """The service's compiled schema: fetched each time, compiled once per schema version."""
+        service = self.settings.service
+        answer = self.read_schema((yield self.schema_request()), service)
+        if answer is None:
+            return None
+        known, compiled = self.cached_schemas(answer)
+        if known:
+            return compiled
+        sections = {}
+        for name in self.sections_to_fetch(answer):
+            try:
+                section = self.read_schema((yield self.schema_request(name)), name)
+            except exceptions.RequestRejected:
+                continue  # compile_schemas says what is missing
+            if section is not None:
+                sections[name] = section.schema
+        return self.compile_schemas(answer, sections)
+
+    def prepare_flow(self, received: Received) -> Flow[Config]:
+        schemas = yield from self.schemas_flow()
+        return self.build(received, "server", schemas)
+
+    def apply_flow(self, config: Config) -> Flow[None]:
+        """Apply all or nothing, make `config` current, keep it as last-known-good, report.
+
+        Run it as `Exclusive`: two applies must not interleave.
+        """
+        if not self.is_news(config.version, config.hash, config.source):
+            return  # another caller applied this very version meanwhile
+        try:
+            yield from self.transaction(config)
+        except exceptions.ApplyFailed as error:
+            logger.error(
+                "%s; version %s stays current", error, getattr(self.config, "version", None)
+            )
+            yield Report("failed", config, str(error))
+            raise
+        self.config = config
+        if config.source == "server":
+            yield Offload(lambda: self.remember(config))
+            yield Report("applied", config)
+
+    def remember(self, config: Config) -> None:
+        """Write the last-known-good file; a failure is logged, the service goes on."""
+        try:
+            write_lkg(
+                self.settings.lkg_path,
+                service=config.service,
+                environment=config.environment,
+                version=config.version,
+                hash=config.hash,
+                wire=config.wire,
+            )
+        except OSError as error:
+            logger.warning("last-known-good %s not written: %s", self.settings.lkg_path, error)
+
+    def initial_flow(self) -> Flow[Config]:
+        """The first config: the server's, else the fallbacks (cache, file)."""
+        tried: list[str] = []
+        try:
+            received = self.read_config((yield self.config_request(conditional=False)))
+        except exceptions.ServerUnavailable as error:
+            tried.append(f"server {self.settings.server}: {error}")
+        else:
+            assert received is not None  # an unconditional GET never answers 304
+            try:
+                config = yield from self.prepare_flow(received)
+            except exceptions.ServerUnavailable as error:
+                tried.append(f"server {self.settings.server}: {error}")
+            except exceptions.InvalidConfig as error:
+                logger.error(
+                    "the server's version of %s not applied: %s", self.settings.service, error
+                )
+                self.seen_version = received.version
+                yield Report("failed", received, str(error))
+                tried.append(f"server {self.settings.server}: {error}")
+            else:
+                self.seen_version = received.version
+                return config
+        config = self.fallback(tried)
+        self.fallback_pending = True
+        return config
+
+    def load_flow(self) -> Flow[Config]:
+        """`load()`: the first config, applied in full."""
+        config = (
+            self.from_file() if self.settings.mode == "files" else (yield from self.initial_flow())
+        )
+        yield Exclusive(self.apply_flow(config))
+        return config
+
+    def fetch_flow(self) -> Flow[Config]:
+        """`load_config()`: the first config, kept as last-known-good, not applied."""
+        config = yield from self.initial_flow()
+        if config.source == "server":
+            yield Offload(lambda: self.remember(config))
+        return config
+
+    def refresh_flow(self, wait: float | None) -> Flow[bool]:
+        """Ask the server once for a newer version and apply it; True when one arrived."""
+        received = self.read_config((yield self.config_request(wait=wait)))
+        if self.fallback_pending:
+            self.fallback_pending = False
+            yield Report("fallback", self.config)
+        if received is None or not self.is_news(received.version, received.hash, "server"):
+            return False
+        try:
+            config = yield from self.prepare_flow(received)
+            yield Exclusive(self.apply_flow(config))
+        except exceptions.InvalidConfig as error:
+            logger.error(
+                "version %s of %s not applied: %s", received.version, self.settings.service, error
+            )
+            yield Report("failed", received, str(error))
+        except exceptions.ApplyFailed:
+            pass  # logged, reverted and reported by apply_flow
+        self.seen_version = received.version
+        return True
+
+    def reload_file_flow(self) -> Flow[None]:
+        """Files mode: apply the local file if it changed and parses; else log why not."""
+        try:
+            config = self.from_file()
+        except exceptions.ConfigError as error:
+            logger.error("%s not applied: %s", self.settings.file_path, error)
+            return
+        if self.is_news(config.version, config.hash, config.source):
+            try:
+                yield Exclusive(self.apply_flow(config))
+            except exceptions.ApplyFailed:
+                pass  # logged and reverted by apply_flow
 
     def on(self, section: str) -> Callable[[Handler], Handler]:
         if not isinstance(section, str) or not section:

@@ -28,16 +28,16 @@ from client._core import (
     WATCH_WAIT,
     ClientCore,
     EventStreamParser,
+    Exclusive,
     Handler,
-    Received,
+    Offload,
+    Report,
     RetryPolicy,
     Settings,
+    drive,
     raise_for_status,
-    run_transaction,
 )
 from client._core import make_settings as _make_settings
-from client._lkg import write_lkg
-from config_service.validation import SchemaSet
 
 logger = logging.getLogger("client")
 
@@ -180,9 +180,7 @@ class ConfigClient:
 
     def load(self) -> Config:
         """Get the config (server, else last-known-good, else the local file) and apply all of it."""
-        config = self._core.from_file() if self.settings.mode == "files" else self._initial()
-        self._apply(config)
-        return config
+        return drive(self._core.load_flow(), self._perform)
 
     def start(self) -> Config:
         """Load if not loaded yet, then keep the config current from a background thread."""
@@ -230,25 +228,22 @@ class ConfigClient:
 
     def refresh(self, wait: float | None = None) -> bool:
         """Ask the server once for a newer version and apply it; True when a new version arrived."""
-        received = self._core.read_config(self._send(self._core.config_request(wait=wait)))
-        if self._core.fallback_pending:
-            self._core.fallback_pending = False
-            self._report("fallback", self._core.config)
-        if received is None or not self._core.is_news(received.version, received.hash, "server"):
-            return False
-        try:
-            self._apply(self._prepare(received))
-        except exceptions.InvalidConfig as error:
-            logger.error(
-                "version %s of %s not applied: %s", received.version, self.settings.service, error
-            )
-            self._report("failed", received, str(error))
-        except exceptions.ApplyFailed:
-            pass  # logged, reverted and reported by _apply
-        self._core.seen_version = received.version
-        return True
+        return drive(self._core.refresh_flow(wait), self._perform)
 
-    # -- I/O
+    # -- I/O: the effects the core's flows ask for
+
+    def _perform(self, effect: Any) -> Any:
+        if isinstance(effect, httpx.Request):
+            return self._send(effect)
+        if isinstance(effect, Report):
+            self._report(effect)
+            return None
+        if isinstance(effect, Offload):
+            return effect.function()
+        if isinstance(effect, Exclusive):
+            with self._apply_lock:
+                return drive(effect.flow, self._perform)
+        return effect()  # an applier or handler call
 
     def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
         try:
@@ -258,100 +253,20 @@ class ConfigClient:
                 f"{request.method} {request.url.copy_with(query=None)}: {type(error).__name__}: {error}"
             ) from error
 
-    def _prepare(self, received: Received) -> Config:
-        return self._core.build(received, "server", self._schemas())
-
-    def _schemas(self) -> SchemaSet | None:
-        """The service's compiled schema (fetched each time, compiled once per schema version)."""
-        core = self._core
-        answer = core.read_schema(self._send(core.schema_request()), self.settings.service)
-        if answer is None:
-            return None
-        known, compiled = core.cached_schemas(answer)
-        if known:
-            return compiled
-        sections = {}
-        for name in core.sections_to_fetch(answer):
-            try:
-                section = core.read_schema(self._send(core.schema_request(name)), name)
-            except exceptions.RequestRejected:
-                continue
-            if section is not None:
-                sections[name] = section.schema
-        return core.compile_schemas(answer, sections)
-
-    def _initial(self) -> Config:
-        tried: list[str] = []
-        try:
-            received = self._core.read_config(
-                self._send(self._core.config_request(conditional=False))
-            )
-            assert received is not None  # an unconditional GET never answers 304
-            config = self._prepare(received)
-            self._core.seen_version = received.version
-            return config
-        except exceptions.ServerUnavailable as error:
-            tried.append(f"server {self.settings.server}: {error}")
-        except exceptions.InvalidConfig as error:
-            # Only _prepare raises InvalidConfig, so `received` is bound here.
-            logger.error("the server's version of %s not applied: %s", self.settings.service, error)
-            self._report("failed", received, str(error))
-            self._core.seen_version = received.version  # type: ignore[union-attr]
-            tried.append(f"server {self.settings.server}: {error}")
-        config = self._core.fallback(tried)
-        self._core.fallback_pending = True
-        return config
-
-    def _apply(self, config: Config) -> None:
-        with self._apply_lock:
-            if not self._core.is_news(config.version, config.hash, config.source):
-                return  # another caller applied this very version meanwhile
-            try:
-                run_transaction(self._core.transaction(config))
-            except exceptions.ApplyFailed as error:
-                logger.error(
-                    "%s; version %s stays current",
-                    error,
-                    getattr(self._core.config, "version", None),
-                )
-                self._report("failed", config, str(error))
-                raise
-            self._core.config = config
-        if config.source == "server":
-            self._remember(config)
-            self._report("applied", config)
-
     def _fetch(self) -> Config:
         """The config as `load()` finds it, without applying it (what `load_config` returns)."""
-        config = self._initial()
-        if config.source == "server":
-            self._remember(config)
-        return config
-
-    def _remember(self, config: Config) -> None:
-        try:
-            write_lkg(
-                self.settings.lkg_path,
-                service=config.service,
-                environment=config.environment,
-                version=config.version,
-                hash=config.hash,
-                wire=config.wire,
-            )
-        except OSError as error:
-            logger.warning("last-known-good %s not written: %s", self.settings.lkg_path, error)
+        return drive(self._core.fetch_flow(), self._perform)
 
     # -- reports, never blocking the service
 
-    def _report(
-        self, status: str, subject: Config | Received | None, error: str | None = None
-    ) -> None:
+    def _report(self, report: Report) -> None:
         if self.settings.mode == "files" or self._stop.is_set():
             return
+        request = self._core.report_request(report.status, report.subject, report.error)
         try:
-            self._reports.put_nowait(self._core.report_request(status, subject, error))
+            self._reports.put_nowait(request)
         except queue.Full:
-            logger.debug("report queue full; %s report dropped", status)
+            logger.debug("report queue full; %s report dropped", report.status)
             return
         if self._reporter is None:
             self._reporter = threading.Thread(
@@ -447,13 +362,4 @@ class ConfigClient:
             logger.exception("watching %s stopped; the current config stays", path)
 
     def _reload_file(self) -> None:
-        try:
-            config = self._core.from_file()
-        except exceptions.ConfigError as error:
-            logger.error("%s not applied: %s", self.settings.file_path, error)
-            return
-        if self._core.is_news(config.version, config.hash, config.source):
-            try:
-                self._apply(config)
-            except exceptions.ApplyFailed:
-                pass
+        drive(self._core.reload_file_flow(), self._perform)

@@ -17,13 +17,18 @@ from client._core import (
     EventStreamParser,
     Received,
     SchemaAnswer,
+    drive,
     make_settings,
-    run_transaction,
 )
 from client._lkg import read_lkg, write_lkg
 from config_service import tsk
 
 DOCUMENT = (ROOT / "environments" / "development" / f"{SERVICE}.tsk").read_text(encoding="utf-8")
+
+
+def run_calls(flow: Any) -> None:
+    """Drive a transaction whose only effects are applier and handler calls."""
+    drive(flow, lambda call: call())
 
 
 def core_for(tmp_path: Path, **kwargs: Any) -> ClientCore:
@@ -127,7 +132,7 @@ def test_first_apply_runs_everything_then_only_changed_sections(tmp_path: Path) 
     first = core.build(
         received("port: 1\ngone: 1\n[features]\nflag: true\n[cache]\nttl: 5\n", 1), "server"
     )
-    run_transaction(core.transaction(first))
+    run_calls(core.transaction(first))
     core.config = first
     assert [call[0] for call in recorder.calls] == ["features", "port", "cache", "gone"]
     assert all(call[2] is None for call in recorder.calls)  # first load: old is None
@@ -141,7 +146,7 @@ def test_first_apply_runs_everything_then_only_changed_sections(tmp_path: Path) 
         "handler Recorder.handler.<locals>.handle for 'features'",
         "handler Recorder.handler.<locals>.handle for 'gone'",
     ]
-    run_transaction(core.transaction(second))
+    run_calls(core.transaction(second))
     assert recorder.calls == [("features", {"flag": False}, {"flag": True}), ("gone", None, 1)]
 
 
@@ -166,13 +171,13 @@ def test_a_failing_handler_reverts_every_step_before_it_in_reverse_order(tmp_pat
     core.on("c")(recorder.handler("c", fail_on=3))
     core.on("d")(recorder.handler("d"))
     first = core.build(received("a: 0\nb: 0\nc: 0\nd: 0\n", 1), "server")
-    run_transaction(core.transaction(first))
+    run_calls(core.transaction(first))
     core.config = first
     recorder.calls.clear()
 
     second = core.build(received("a: 1\nb: 2\nc: 3\nd: 4\n", 2), "server")
     with pytest.raises(ApplyFailed, match="version 2") as caught:
-        run_transaction(core.transaction(second))
+        run_calls(core.transaction(second))
     assert caught.value.section == "c" and isinstance(caught.value.__cause__, RuntimeError)
     assert recorder.calls == [
         ("a", 1, 0),
@@ -190,7 +195,7 @@ def test_a_failing_builtin_reverts_the_builtins_before_it(tmp_path: Path) -> Non
     logging.getLogger().setLevel(logging.WARNING)
     config = core.build(received('[logging]\nlevel: "DEBUG"\n[cache]\nttl: -5\n', 1), "server")
     with pytest.raises(ApplyFailed, match="cache"):
-        run_transaction(core.transaction(config))
+        run_calls(core.transaction(config))
     assert logging.getLogger().level == logging.WARNING
 
 
