@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
 import secrets
@@ -84,7 +85,14 @@ class RequestContext:
         self.access_log = access_log
         # Labelled children are looked up once per (route, method, status), not per request.
         self._counters: dict[tuple[str, str, int], Any] = {}
+        # Request ids must be unique, not secret: a random prefix per process and a counter
+        # (reading the system's random source per request was measurable on the hot path).
+        self._id_prefix = secrets.token_hex(4)
+        self._id_counter = itertools.count(1)
         self._histograms: dict[str, Any] = {}
+
+    def _new_request_id(self) -> bytes:
+        return f"{self._id_prefix}{next(self._id_counter):08x}".encode("ascii")
 
     def _observe(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)
@@ -109,7 +117,7 @@ class RequestContext:
                 request_id = value
                 break
         if not _REQUEST_ID.fullmatch(request_id):
-            request_id = secrets.token_hex(8).encode("ascii")
+            request_id = self._new_request_id()
         status = 0
         latency = 0.0
         route = DOCUMENT

@@ -134,8 +134,15 @@ def parse_document(source: str) -> Document:
             f"the document is not valid TSK: {error}",
             [{"line": error.lineno, "column": error.colno, "message": error.msg}],
         ) from None
-    wire = json.dumps(tsk.to_wire(data), ensure_ascii=False, separators=(",", ":"))
-    return Document(source=source, data=data, wire=wire, hash=tsk.document_hash(data))
+    wire_data = tsk.to_wire(data)
+    wire = json.dumps(wire_data, ensure_ascii=False, separators=(",", ":"))
+    # The canonical form of TSK.md section 5 (what tsk.document_hash computes), from the wire
+    # data we already have rather than converting the document a second time.
+    canonical = json.dumps(
+        wire_data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return Document(source=source, data=data, wire=wire, hash=digest)
 
 
 def _unresolved_paths(node: Any, path: tuple[Any, ...] = ()) -> Iterator[str]:
