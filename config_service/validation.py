@@ -73,6 +73,10 @@ def check_schema(name: str, schema: Any, others: Mapping[str, Mapping[str, Any]]
         )
     try:
         Draft202012Validator.check_schema(schema)
+    except RecursionError:
+        raise SchemaInvalid(
+            "the schema is nested too deeply", [{"path": "", "message": "nested too deeply"}]
+        ) from None
     except SchemaError as error:
         raise SchemaInvalid(
             f"not a valid draft 2020-12 schema: {error.message}",
@@ -162,5 +166,8 @@ class SchemaSet:
             ]
         except Unresolvable as error:
             return [{"path": "", "message": f"the schema has a $ref that does not resolve: {error}"}]
+        except RecursionError:
+            # A schema that refers to itself without consuming the instance ({"$ref": "#"}).
+            return [{"path": "", "message": "the schema refers to itself without end"}]
         failures.sort(key=lambda failure: (failure["path"], failure["message"]))
         return failures

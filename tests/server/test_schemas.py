@@ -120,3 +120,16 @@ def test_user_service_schema_is_loaded_at_start(admin: httpx.Client) -> None:
     schema = admin.get("/v1/schemas/user-service").json()
     assert schema["schema"]["title"] == "user-service"
     assert push(admin, "user-service", "staging", USER_SERVICE).status_code == 201
+
+
+def test_hostile_schemas_are_refused_or_contained(admin: httpx.Client) -> None:
+    deep: dict[str, object] = {"type": "object"}
+    for _ in range(400):
+        deep = {"properties": {"a": deep}}
+    response = admin.put("/v1/schemas/hostile", json=deep)
+    assert response.status_code in (201, 422), response.text
+    assert response.status_code != 500
+    assert admin.put("/v1/schemas/selfref", json={"$ref": "#"}).status_code == 201
+    body = assert_error(push(admin, "selfref", "staging", "a: 1\n"), 422, "schema_violation")
+    assert "itself" in body["details"][0]["message"]
+    assert httpx.get(str(admin.base_url) + "/health").status_code == 200
