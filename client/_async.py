@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 import os
 import time
@@ -20,7 +19,6 @@ from client import exceptions
 from client._appliers import CacheFactory, DatabaseApplier, SecurityPolicy
 from client._config import Config
 from client._core import (
-    MIN_CHECK_INTERVAL,
     WATCH_WAIT,
     ClientCore,
     EventStreamParser,
@@ -233,25 +231,9 @@ class AsyncConfigClient:
                     changed = False
                 else:
                     changed = await self.refresh(wait=WATCH_WAIT if mode == "watch" else None)
-                self._core.retry.success()
-                if mode == "poll":
-                    pause = self.settings.poll_interval
-                else:
-                    pause = (
-                        0.0
-                        if changed
-                        else max(0.0, MIN_CHECK_INTERVAL - (time.monotonic() - started))
-                    )
+                pause = self._core.pause_after_check(changed, time.monotonic() - started)
             except Exception as error:
-                pause = self._core.retry.failure()
-                if isinstance(error, exceptions.ConfigError):
-                    logger.warning(
-                        "watching %s: %s; next try in %.1f s", self.settings.service, error, pause
-                    )
-                else:
-                    logger.exception(
-                        "watching %s failed; next try in %.1f s", self.settings.service, pause
-                    )
+                pause = self._core.pause_after_failure(error)
             if pause:
                 await asyncio.sleep(pause)
 
@@ -267,10 +249,8 @@ class AsyncConfigClient:
             self._core.retry.success()
             async for line in response.aiter_lines():
                 event = self._events.feed(line)
-                if event is not None and event.event == "version":
-                    announced = json.loads(event.data).get("version")
-                    if announced != self._core.seen_version:
-                        await self.refresh()
+                if self._core.announces_news(event):
+                    await self.refresh()
         except httpx.TransportError as error:
             raise exceptions.ServerUnavailable(
                 f"event stream: {type(error).__name__}: {error}"

@@ -768,6 +768,44 @@ class ClientCore:
     def transaction(self, new: Config) -> Transaction:
         return transaction(self.plan(new), new.version)
 
+    # -- watching
+
+    def pause_after_check(self, changed: bool, elapsed: float) -> float:
+        """Seconds to wait after a check that succeeded (failures ask `retry`)."""
+        self.retry.success()
+        if self.settings.mode == "poll":
+            return self.settings.poll_interval
+        if changed:
+            return 0.0
+        return max(0.0, MIN_CHECK_INTERVAL - elapsed)
+
+    def pause_after_failure(self, error: Exception) -> float:
+        """Count a failed check, say why, and give the seconds to wait (backoff, breaker)."""
+        pause = self.retry.failure()
+        if isinstance(error, exceptions.ConfigError):
+            logger.warning(
+                "watching %s: %s; next try in %.1f s", self.settings.service, error, pause
+            )
+        else:
+            logger.error(
+                "watching %s failed; next try in %.1f s",
+                self.settings.service,
+                pause,
+                exc_info=error,
+            )
+        return pause
+
+    def announces_news(self, event: ServerEvent | None) -> bool:
+        """Whether a server-sent event names a version of this document not seen yet."""
+        if event is None or event.event != "version":
+            return False
+        try:
+            announced = json.loads(event.data)
+        except ValueError:
+            logger.warning("ignored an event whose data is not JSON: %r", event.data[:200])
+            return False
+        return isinstance(announced, dict) and announced.get("version") != self.seen_version
+
     # -- flows
 
     def schemas_flow(self) -> Flow[validation.SchemaSet | None]:

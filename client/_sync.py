@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import os
 import queue
@@ -24,7 +23,6 @@ from client import exceptions
 from client._appliers import CacheFactory, DatabaseApplier, SecurityPolicy
 from client._config import Config
 from client._core import (
-    MIN_CHECK_INTERVAL,
     WATCH_WAIT,
     ClientCore,
     EventStreamParser,
@@ -293,27 +291,11 @@ class ConfigClient:
                     changed = False
                 else:
                     changed = self.refresh(wait=WATCH_WAIT if mode == "watch" else None)
-                self._core.retry.success()
-                if mode == "poll":
-                    pause = self.settings.poll_interval
-                else:
-                    pause = (
-                        0.0
-                        if changed
-                        else max(0.0, MIN_CHECK_INTERVAL - (time.monotonic() - started))
-                    )
+                pause = self._core.pause_after_check(changed, time.monotonic() - started)
             except Exception as error:
                 if self._stop.is_set():
                     return
-                pause = self._core.retry.failure()
-                if isinstance(error, exceptions.ConfigError):
-                    logger.warning(
-                        "watching %s: %s; next try in %.1f s", self.settings.service, error, pause
-                    )
-                else:
-                    logger.exception(
-                        "watching %s failed; next try in %.1f s", self.settings.service, pause
-                    )
+                pause = self._core.pause_after_failure(error)
             if pause:
                 self._stop.wait(pause)
 
@@ -329,10 +311,8 @@ class ConfigClient:
                 event = self._events.feed(line)
                 if self._stop.is_set():
                     return
-                if event is not None and event.event == "version":
-                    announced = json.loads(event.data).get("version")
-                    if announced != self._core.seen_version:
-                        self.refresh()
+                if self._core.announces_news(event):
+                    self.refresh()
         except httpx.TransportError as error:
             raise exceptions.ServerUnavailable(
                 f"event stream: {type(error).__name__}: {error}"
