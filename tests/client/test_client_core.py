@@ -365,3 +365,23 @@ def test_the_thread_client_refuses_coroutine_handlers() -> None:
         client.on("features")(handler)
     client.on("features")(lambda new, old: None)
     assert len(client._core.handlers) == 1
+
+
+def test_a_quick_answer_without_news_is_followed_by_a_pause(tmp_path: Path) -> None:
+    watch = core_for(tmp_path)
+    assert watch.pause_after_check(changed=True, elapsed=0.01) == 0.0
+    assert watch.pause_after_check(changed=False, elapsed=0.25) == pytest.approx(0.75)
+    assert watch.pause_after_check(changed=False, elapsed=60.0) == 0.0  # a long poll that ran out
+    poll = core_for(tmp_path, mode="poll", poll_interval=7)
+    assert poll.pause_after_check(changed=True, elapsed=0.01) == 7.0
+
+
+def test_only_events_naming_an_unseen_version_trigger_a_fetch(tmp_path: Path) -> None:
+    from client._core import ServerEvent
+
+    core = core_for(tmp_path)
+    core.seen_version = 3
+    assert core.announces_news(ServerEvent(id="9", event="version", data='{"version": 4}'))
+    assert not core.announces_news(ServerEvent(id="9", event="version", data='{"version": 3}'))
+    assert not core.announces_news(ServerEvent(id="9", event="version", data="not json"))
+    assert not core.announces_news(ServerEvent(id=None, event="message", data='{"version": 4}'))
