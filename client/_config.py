@@ -42,6 +42,14 @@ class Config(Mapping[str, Any]):
         "hash",
         "source",
     )
+    _data: dict[str, Any]
+    _wire: dict[str, Any]
+    _section_hashes: dict[str, str]
+    service: str
+    environment: str
+    version: int | None
+    hash: str
+    source: Source
 
     def __init__(
         self,
@@ -55,16 +63,26 @@ class Config(Mapping[str, Any]):
         wire: Mapping[str, Any] | None = None,
         section_hashes: Mapping[str, str] | None = None,
     ) -> None:
-        self._data: dict[str, Any] = copy_data(dict(data))
-        # The unresolved wire form is kept for the last-known-good file, so @env is
-        # resolved afresh by the next process that starts from it.
-        self._wire: dict[str, Any] = copy_data(dict(wire)) if wire is not None else {}
-        self._section_hashes: dict[str, str] = dict(section_hashes or {})
-        self.service = service
-        self.environment = environment
-        self.version = version
-        self.hash = hash
-        self.source: Source = source
+        fields = {
+            "_data": copy_data(dict(data)),
+            # The unresolved wire form is kept for the last-known-good file, so @env is
+            # resolved afresh by the next process that starts from it.
+            "_wire": copy_data(dict(wire)) if wire is not None else {},
+            "_section_hashes": dict(section_hashes or {}),
+            "service": service,
+            "environment": environment,
+            "version": version,
+            "hash": hash,
+            "source": source,
+        }
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"a Config never changes; {name!r} cannot be set")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"a Config never changes; {name!r} cannot be deleted")
 
     def __getitem__(self, key: str) -> Any:
         return copy_data(self._data[key])

@@ -106,6 +106,9 @@ def test_config_never_changes_through_what_it_returns(tmp_path: Path) -> None:
     assert config.get("no.such.key", "fallback") == "fallback"
     with pytest.raises(KeyError, match="nothing"):
         config.section("nothing")
+    with pytest.raises(AttributeError, match="never changes"):
+        config.version = 99  # type: ignore[misc]
+    assert config.version == 1
 
 
 # ---------------------------------------------------------------------------- planning and applying
@@ -385,3 +388,44 @@ def test_only_events_naming_an_unseen_version_trigger_a_fetch(tmp_path: Path) ->
     assert not core.announces_news(ServerEvent(id="9", event="version", data='{"version": 3}'))
     assert not core.announces_news(ServerEvent(id="9", event="version", data="not json"))
     assert not core.announces_news(ServerEvent(id=None, event="message", data='{"version": 4}'))
+
+
+LKG_WRITER = """
+import sys
+from pathlib import Path
+from client._lkg import write_lkg
+from config_service import tsk
+
+path = Path(sys.argv[1])
+documents = [tsk.loads(f"[bench]\\ncounter: {n}\\npadding: \\"{'x' * 20000}\\"\\n") for n in range(2)]
+print("writing", flush=True)
+for number in range(100000):
+    data = documents[number % 2]
+    write_lkg(path, service="user-service", environment="development", version=number + 1,
+              hash=tsk.document_hash(data), wire=tsk.to_wire(data))
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_a_whole_lkg_file(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "cache" / SERVICE / "development.json"
+    process = subprocess.Popen(
+        [sys.executable, "-c", LKG_WRITER, str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert process.stdout is not None and process.stdout.readline() == "writing\n"
+    time.sleep(0.3)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    process.stdout.close()
+    stored = read_lkg(path, service=SERVICE, environment="development")
+    assert stored is not None and stored["version"] >= 1
+    assert stored["config"]["bench"]["counter"] == (stored["version"] - 1) % 2
+    leftovers = [entry.name for entry in path.parent.iterdir() if entry.name != "development.json"]
+    assert len(leftovers) <= 1  # at most the temporary file of the write that was cut short

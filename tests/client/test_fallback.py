@@ -250,3 +250,35 @@ def test_started_from_the_cache_of_the_current_version_it_reports_applied_once_b
         finally:
             client.stop()
             server.stop()
+
+
+class WaitDroppingTransport(httpx.HTTPTransport):
+    """A proxy that drops `?wait=`: every long poll comes back at once with 304."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checks = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/v1/configs/"):
+            self.checks += 1
+            request.url = request.url.copy_remove_param("wait")
+        return super().handle_request(request)
+
+
+def test_a_server_that_answers_long_polls_at_once_gets_one_check_a_second(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    server.push(DEVELOPMENT, "production", service="no-wait")
+    transport = WaitDroppingTransport()
+    with ConfigClient(
+        "no-wait",
+        "production",
+        server=server.url,
+        token=server.token,
+        cache_dir=tmp_path,
+        transport=transport,
+    ):
+        time.sleep(2.5)
+    # The load, then at most one check per second: not a busy loop.
+    assert 2 <= transport.checks <= 5, transport.checks
