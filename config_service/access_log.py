@@ -34,10 +34,11 @@ class AccessLog:
             self._second = second
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         at = f"{self._prefix}.{int((now - second) * 1000):03d}Z"
-        # The request id and route template need no escaping (both are checked patterns).
+        # The request id and route template need no escaping (both are checked patterns);
+        # method and path only when they hold something JSON must escape.
         self._pending.append(
-            f'{{"at": "{at}", "request_id": "{request_id}", "method": {json.dumps(method)}, '
-            f'"path": {json.dumps(path, ensure_ascii=False)}, "route": "{route}", '
+            f'{{"at": "{at}", "request_id": "{request_id}", "method": {_string(method)}, '
+            f'"path": {_string(path)}, "route": "{route}", '
             f'"status": {status}, "ms": {seconds * 1000:.2f}}}\n'
         )
         if len(self._pending) >= MAX_PENDING:
@@ -62,3 +63,10 @@ class AccessLog:
             stream.flush()
         except (OSError, ValueError):
             pass  # a closed or broken log stream must not break serving
+
+
+def _string(text: str) -> str:
+    """`text` as a JSON string literal."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    return json.dumps(text, ensure_ascii=False)
