@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import os
 import time
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -16,27 +14,21 @@ import httpx
 import watchfiles
 
 from client import exceptions
-from client._appliers import CacheFactory, DatabaseApplier, SecurityPolicy
+from client._base import BaseClient
 from client._config import Config
 from client._core import (
     WATCH_WAIT,
-    ClientCore,
-    EventStreamParser,
     Exclusive,
-    Handler,
     Offload,
     Report,
-    RetryPolicy,
-    Settings,
     drive_async,
     raise_for_status,
 )
-from client._core import make_settings as _make_settings
 
 logger = logging.getLogger("client")
 
 
-class AsyncConfigClient:
+class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
     """A service's config, kept current by an asyncio task; the twin of `ConfigClient`.
 
         client = AsyncConfigClient("user-service")
@@ -46,78 +38,13 @@ class AsyncConfigClient:
     Handlers may be plain functions or coroutines; both take `(new_section, old_section)`.
     """
 
-    def __init__(
-        self,
-        service: str,
-        environment: str | None = None,
-        *,
-        server: str | None = None,
-        token: str | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        environments_dir: str | os.PathLike[str] | None = None,
-        mode: str = "watch",
-        poll_interval: float = 30.0,
-        database: DatabaseApplier | None = None,
-        cache_backends: Mapping[str, CacheFactory] | None = None,
-        retry: RetryPolicy | None = None,
-        instance_id: str | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        settings = _make_settings(
-            service,
-            environment,
-            server=server,
-            token=token,
-            cache_dir=cache_dir,
-            environments_dir=environments_dir,
-            mode=mode,
-            poll_interval=poll_interval,
-            instance_id=instance_id,
-        )
-        self._core = ClientCore(
-            settings, database=database, cache_backends=cache_backends, retry=retry
-        )
+    def _open(self, transport: httpx.AsyncBaseTransport | None) -> None:
         self._http = httpx.AsyncClient(transport=transport)
         self._apply_lock = asyncio.Lock()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._stop_files: asyncio.Event | None = None
         self._report_tasks: set[asyncio.Task[None]] = set()
-        self._events = EventStreamParser()
-
-    # -- what a service reads
-
-    @property
-    def config(self) -> Config:
-        """The current config; replaced atomically, so a reader sees the old or the new one whole."""
-        config = self._core.config
-        if config is None:
-            raise RuntimeError("no config yet: await load() or start() first")
-        return config
-
-    @property
-    def cache(self) -> Any:
-        return self._core.cache.current
-
-    @property
-    def security(self) -> SecurityPolicy:
-        return self._core.security
-
-    @property
-    def database(self) -> DatabaseApplier:
-        return self._core.database
-
-    @property
-    def settings(self) -> Settings:
-        return self._core.settings
-
-    @property
-    def retry(self) -> RetryPolicy:
-        return self._core.retry
-
-    def on(self, section: str) -> Callable[[Handler], Handler]:
-        """Register `handler(new_section, old_section)` (function or coroutine) for a top-level key."""
-        return self._core.on(section)
 
     # -- life cycle
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 import queue
 import socket
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -20,22 +19,17 @@ import httpx
 import watchfiles
 
 from client import exceptions
-from client._appliers import CacheFactory, DatabaseApplier, SecurityPolicy
+from client._base import BaseClient
 from client._config import Config
 from client._core import (
     WATCH_WAIT,
-    ClientCore,
-    EventStreamParser,
     Exclusive,
     Handler,
     Offload,
     Report,
-    RetryPolicy,
-    Settings,
     drive,
     raise_for_status,
 )
-from client._core import make_settings as _make_settings
 
 logger = logging.getLogger("client")
 
@@ -74,7 +68,7 @@ def _default_transport() -> tuple[httpx.HTTPTransport, _InterruptibleBackend | N
     return transport, backend
 
 
-class ConfigClient:
+class ConfigClient(BaseClient[httpx.BaseTransport]):
     """A service's config, loaded once and then kept current by a background thread.
 
         client = ConfigClient("user-service")
@@ -87,37 +81,7 @@ class ConfigClient:
     `"sse"` (server-sent events) or `"files"` (no server: the local TSK file, hot-reloaded).
     """
 
-    def __init__(
-        self,
-        service: str,
-        environment: str | None = None,
-        *,
-        server: str | None = None,
-        token: str | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        environments_dir: str | os.PathLike[str] | None = None,
-        mode: str = "watch",
-        poll_interval: float = 30.0,
-        database: DatabaseApplier | None = None,
-        cache_backends: Mapping[str, CacheFactory] | None = None,
-        retry: RetryPolicy | None = None,
-        instance_id: str | None = None,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        settings = _make_settings(
-            service,
-            environment,
-            server=server,
-            token=token,
-            cache_dir=cache_dir,
-            environments_dir=environments_dir,
-            mode=mode,
-            poll_interval=poll_interval,
-            instance_id=instance_id,
-        )
-        self._core = ClientCore(
-            settings, database=database, cache_backends=cache_backends, retry=retry
-        )
+    def _open(self, transport: httpx.BaseTransport | None) -> None:
         self._interruptible: _InterruptibleBackend | None = None
         if transport is None:
             transport, self._interruptible = _default_transport()
@@ -127,42 +91,10 @@ class ConfigClient:
         self._thread: threading.Thread | None = None
         self._reports: queue.Queue[httpx.Request | None] = queue.Queue(maxsize=100)
         self._reporter: threading.Thread | None = None
-        self._events = EventStreamParser()
-
-    # -- what a service reads
-
-    @property
-    def config(self) -> Config:
-        """The current config; replaced atomically, so a reader sees the old or the new one whole."""
-        config = self._core.config
-        if config is None:
-            raise RuntimeError("no config yet: call load() or start() first")
-        return config
-
-    @property
-    def cache(self) -> Any:
-        """The service's cache (a `TTLCache` for `backend: "memory"`), kept in step with the cache section."""
-        return self._core.cache.current
-
-    @property
-    def security(self) -> SecurityPolicy:
-        return self._core.security
-
-    @property
-    def database(self) -> DatabaseApplier:
-        return self._core.database
-
-    @property
-    def settings(self) -> Settings:
-        return self._core.settings
-
-    @property
-    def retry(self) -> RetryPolicy:
-        return self._core.retry
 
     def on(self, section: str) -> Callable[[Handler], Handler]:
         """Register `handler(new_section, old_section)` for a top-level key; runs after the built-ins."""
-        register = self._core.on(section)
+        register = super().on(section)
 
         def plain_only(handler: Handler) -> Handler:
             if inspect.iscoroutinefunction(handler):

@@ -201,6 +201,17 @@ def test_cache_applier_calls_the_factory_of_another_backend() -> None:
 # ---------------------------------------------------------------------------- database
 
 
+class Resource:
+    """A stand-in connection that records when it is closed."""
+
+    def __init__(self, name: str, closed: list[str]) -> None:
+        self.name = name
+        self._closed = closed
+
+    def close(self) -> None:
+        self._closed.append(self.name)
+
+
 def sqlite_connect(section: Any) -> sqlite3.Connection:
     return sqlite3.connect(section["url"].removeprefix("sqlite:///"), check_same_thread=False)
 
@@ -222,39 +233,25 @@ def test_database_swaps_in_a_checked_connection_and_closes_the_old(tmp_path: Pat
 
 
 def test_database_keeps_the_old_connection_when_check_fails(tmp_path: Path) -> None:
-    closed: list[Any] = []
+    closed: list[str] = []
 
     def check(conn: Any) -> None:
-        if "bad" in str(conn.url):
+        if conn.name == "bad":
             raise RuntimeError("cannot reach the database")
 
-    class Resource:
-        def __init__(self, url: str) -> None:
-            self.url = url
-
-        def close(self) -> None:
-            closed.append(self.url)
-
-    applier = DatabaseApplier(lambda section: Resource(section["url"]), check=check)
+    applier = DatabaseApplier(lambda section: Resource(section["url"], closed), check=check)
     applier.apply({"url": "good"}, None)
     applier.commit()
     with pytest.raises(RuntimeError, match="cannot reach"):
         applier.apply({"url": "bad"}, {"url": "good"})
-    assert applier.current.url == "good"
+    assert applier.current.name == "good"
     assert closed == ["bad"]
 
 
 def test_database_closes_the_old_connection_only_after_its_users_finish() -> None:
     closed: list[str] = []
 
-    class Resource:
-        def __init__(self, name: str) -> None:
-            self.name = name
-
-        def close(self) -> None:
-            closed.append(self.name)
-
-    applier = DatabaseApplier(lambda section: Resource(section["url"]))
+    applier = DatabaseApplier(lambda section: Resource(section["url"], closed))
     applier.apply({"url": "one"}, None)
     applier.commit()
     with applier.connection() as in_use:
@@ -268,14 +265,7 @@ def test_database_closes_the_old_connection_only_after_its_users_finish() -> Non
 def test_database_revert_restores_the_old_connection_and_closes_the_new() -> None:
     closed: list[str] = []
 
-    class Resource:
-        def __init__(self, name: str) -> None:
-            self.name = name
-
-        def close(self) -> None:
-            closed.append(self.name)
-
-    applier = DatabaseApplier(lambda section: Resource(section["url"]))
+    applier = DatabaseApplier(lambda section: Resource(section["url"], closed))
     applier.apply({"url": "one"}, None)
     applier.commit()
     applier.apply({"url": "two"}, {"url": "one"})

@@ -173,13 +173,10 @@ class RecordingTransport(httpx.HTTPTransport):
         return super().handle_request(request)
 
 
-def test_started_from_a_fallback_the_client_reports_it_and_catches_up(
-    tmp_path: Path, environments: Path
-) -> None:
-    server = LiveServer(tmp_path / "server").start()
-    token = server.token
-    pushed = server.push(DEVELOPMENT.replace("pool_size: 2", "pool_size: 11"))
-    server.stop()
+def restarting_client(
+    server: LiveServer, token: str, tmp_path: Path, environments: Path
+) -> tuple[ConfigClient, RecordingTransport]:
+    """A client of a server that is down now; it polls fast so the test sees it catch up."""
     transport = RecordingTransport()
     client = ConfigClient(
         SERVICE,
@@ -193,6 +190,17 @@ def test_started_from_a_fallback_the_client_reports_it_and_catches_up(
         retry=RetryPolicy(base=0.05, cap=0.2),
         transport=transport,
     )
+    return client, transport
+
+
+def test_started_from_a_fallback_the_client_reports_it_and_catches_up(
+    tmp_path: Path, environments: Path
+) -> None:
+    server = LiveServer(tmp_path / "server").start()
+    token = server.token
+    pushed = server.push(DEVELOPMENT.replace("pool_size: 2", "pool_size: 11"))
+    server.stop()
+    client, transport = restarting_client(server, token, tmp_path, environments)
     with client:
         assert client.config.source == "file" and client.config.get("database.pool_size") == 2
         server.start()  # the same data and port: a restart
@@ -215,7 +223,7 @@ def test_started_from_a_fallback_the_client_reports_it_and_catches_up(
 
 
 def test_started_from_the_cache_of_the_current_version_it_reports_applied_once_back(
-    tmp_path: Path,
+    tmp_path: Path, environments: Path
 ) -> None:
     server = LiveServer(tmp_path / "server").start()
     token = server.token
@@ -224,19 +232,7 @@ def test_started_from_the_cache_of_the_current_version_it_reports_applied_once_b
         SERVICE, "development", server=server.url, token=token, cache_dir=tmp_path / "cache"
     )
     server.stop()
-    transport = RecordingTransport()
-    client = ConfigClient(
-        SERVICE,
-        "development",
-        server=server.url,
-        token=token,
-        cache_dir=tmp_path / "cache",
-        environments_dir=tmp_path,
-        mode="poll",
-        poll_interval=0.1,
-        retry=RetryPolicy(base=0.05, cap=0.2),
-        transport=transport,
-    )
+    client, transport = restarting_client(server, token, tmp_path, environments)
     with client:
         assert (client.config.source, client.config.version) == ("cache", pushed["version"])
         server.start()
