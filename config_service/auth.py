@@ -88,12 +88,9 @@ class Principal:
         return self.has_role(role) and self.covers(service, environment)
 
 
-SYSTEM = Principal(None, "system", "admin", ("*",), ("*",))
-
-
-def file_principal(relative_path: str) -> Principal:
-    """The author of a version imported from a file under the environments directory."""
-    return Principal(None, f"file:{relative_path}", "admin", ("*",), ("*",))
+def file_principal(author: str) -> Principal:
+    """The author of what file sync imports: `file:<path relative to its folder>`."""
+    return Principal(None, author, "admin", ("*",), ("*",))
 
 
 class TokenBook:

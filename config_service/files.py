@@ -11,15 +11,11 @@ import json
 
 from starlette.concurrency import run_in_threadpool
 
-from config_service.auth import Principal
+from config_service.auth import file_principal
 from config_service.errors import ApiError
 from config_service.server import ConfigServer
 from config_service.store import AuditEntry
 from config_service.sync import FileSync, PushResult, SyncFile, SyncReport
-
-
-def _author(author: str) -> Principal:
-    return Principal(None, author, "admin", ("*",), ("*",))
 
 
 def _rejected(error: ApiError) -> PushResult:
@@ -35,7 +31,7 @@ def make_file_sync(server: ConfigServer) -> FileSync:
             server.check_names(service, environment)
             rendered, created = await run_in_threadpool(
                 server.push,
-                _author(author),
+                file_principal(author),
                 service,
                 environment,
                 source,
@@ -57,7 +53,7 @@ def make_file_sync(server: ConfigServer) -> FileSync:
             except ValueError as error:
                 return PushResult.rejected("invalid_schema", f"not valid JSON: {error}")
             record, created = await run_in_threadpool(
-                server.put_schema, _author(author), name, schema, False, None, source
+                server.put_schema, file_principal(author), name, schema, False, None, source
             )
         except ApiError as error:
             return _rejected(error)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,6 @@ class Settings:
     instance_report_interval: float = 60.0
     log_level: str = "info"
     access_log: bool = True
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def database_path(self) -> Path:
@@ -40,10 +39,6 @@ class Settings:
     @property
     def admin_token_path(self) -> Path:
         return self.data_dir / "admin.token"
-
-    @property
-    def environments(self) -> tuple[str, ...]:
-        return self.pipeline
 
     def previous_environment(self, environment: str) -> str | None:
         """The step before `environment` in the pipeline, or None for the first step."""
