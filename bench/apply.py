@@ -88,7 +88,10 @@ class Service:
             self.lines.put(line.strip())
 
     def next_line(self, timeout: float = 30.0) -> str:
-        return self.lines.get(timeout=timeout)
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise SystemExit(f"the service process said nothing for {timeout:g} s") from None
 
     def close(self) -> None:
         assert self.process.stdin is not None

@@ -165,7 +165,6 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
                 await asyncio.sleep(pause)
 
     async def _follow_events(self) -> None:
-        await self.refresh()
         response = await self._send(
             self._core.events_request(self._events.last_event_id), stream=True
         )
@@ -173,6 +172,9 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
             if response.status_code >= 400:
                 await response.aread()
                 raise_for_status(response, "GET /v1/events")
+            # The server subscribed us before answering: catching up now misses nothing,
+            # a version pushed meanwhile also arrives as an event.
+            await self.refresh()
             self._core.retry.success()
             async for line in response.aiter_lines():
                 event = self._events.feed(line)

@@ -58,14 +58,14 @@ class _InterruptibleBackend(httpcore.SyncBackend):
                     pass
 
 
-def _default_transport() -> tuple[httpx.HTTPTransport, _InterruptibleBackend | None]:
-    transport = httpx.HTTPTransport()
-    pool = getattr(transport, "_pool", None)
+def _interruptible(transport: httpx.BaseTransport) -> _InterruptibleBackend | None:
+    """Fit an httpx.HTTPTransport (or subclass) with sockets `stop()` can shut down."""
+    pool = getattr(transport, "_pool", None) if isinstance(transport, httpx.HTTPTransport) else None
     if pool is None or not hasattr(pool, "_network_backend"):
-        return transport, None  # another httpx layout: stop() then waits for the poll to end
+        return None  # another transport: stop() then waits for a long poll to end (at most 5 s)
     backend = _InterruptibleBackend()
     pool._network_backend = backend
-    return transport, backend
+    return backend
 
 
 class ConfigClient(BaseClient[httpx.BaseTransport]):
@@ -82,9 +82,8 @@ class ConfigClient(BaseClient[httpx.BaseTransport]):
     """
 
     def _open(self, transport: httpx.BaseTransport | None) -> None:
-        self._interruptible: _InterruptibleBackend | None = None
-        if transport is None:
-            transport, self._interruptible = _default_transport()
+        transport = transport if transport is not None else httpx.HTTPTransport()
+        self._interruptible = _interruptible(transport)
         self._http = httpx.Client(transport=transport)
         self._apply_lock = threading.Lock()
         self._stop = threading.Event()
@@ -232,12 +231,14 @@ class ConfigClient(BaseClient[httpx.BaseTransport]):
                 self._stop.wait(pause)
 
     def _follow_events(self) -> None:
-        self.refresh()
         response = self._send(self._core.events_request(self._events.last_event_id), stream=True)
         try:
             if response.status_code >= 400:
                 response.read()
                 raise_for_status(response, "GET /v1/events")
+            # The server subscribed us before answering: catching up now misses nothing,
+            # a version pushed meanwhile also arrives as an event.
+            self.refresh()
             self._core.retry.success()
             for line in response.iter_lines():
                 event = self._events.feed(line)

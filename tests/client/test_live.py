@@ -162,9 +162,6 @@ def test_a_document_that_does_not_match_its_hash_is_rejected_and_reported(
         cache_dir=tmp_path / "cache",
         environments_dir=tmp_path,
         instance_id="test:tamper",
-        # A custom transport cannot be interrupted by stop(), so no 60 s long poll here.
-        mode="poll",
-        poll_interval=0.1,
         transport=transport,
     )
     rates: list[int] = []
@@ -287,3 +284,38 @@ def test_readers_on_other_threads_see_whole_configs(server: LiveServer, tmp_path
         stop.set()
         reader.join()
     assert mixed == []
+
+
+class PushingTransport(httpx.HTTPTransport):
+    """Pushes a version just before the client subscribes to the event stream: the worst moment."""
+
+    def __init__(self, server: LiveServer, source: str, service: str) -> None:
+        super().__init__()
+        self.server, self.source, self.service = server, source, service
+        self.pushed: dict[str, Any] | None = None
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/events" and self.pushed is None:
+            self.pushed = self.server.push(self.source, "development", service=self.service)
+        return super().handle_request(request)
+
+
+def test_sse_misses_no_version_pushed_while_it_subscribes(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    server.push(with_features(1), "development", service="sse-gap")
+    transport = PushingTransport(server, with_features(2), "sse-gap")
+    client = ConfigClient(
+        "sse-gap",
+        "development",
+        server=server.url,
+        token=server.token,
+        cache_dir=tmp_path,
+        mode="sse",
+        transport=transport,
+    )
+    with client:
+        wait_for(lambda: transport.pushed is not None)
+        assert transport.pushed is not None
+        wait_for(lambda: client.config.version == transport.pushed["version"])  # type: ignore[index]
+        assert client.config.get("features.rate_limit_per_minute") == 2
