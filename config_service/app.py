@@ -77,10 +77,16 @@ class RequestContext:
     """
 
     def __init__(
-        self, app: ASGIApp, server: ConfigServer, routes: dict[Any, str], access_log: AccessLog | None
+        self,
+        app: ASGIApp,
+        server: ConfigServer,
+        hub: ChangeHub[Rendered],
+        routes: dict[Any, str],
+        access_log: AccessLog | None,
     ) -> None:
         self.app = app
         self.server = server
+        self.hub = hub
         self.routes = routes
         self.access_log = access_log
         # Labelled children are looked up once per (route, method, status), not per request.
@@ -122,7 +128,9 @@ class RequestContext:
         latency = 0.0
         route = DOCUMENT
         try:
-            status = await hot.answer_current_config(self.server, scope, send, request_id)
+            status = await hot.answer_current_config(
+                self.server, self.hub, scope, receive, send, request_id
+            )
         except Exception:
             logger.exception("request %s failed", request_id.decode("ascii"))
             status = 500 if status == 0 else status
@@ -246,6 +254,6 @@ def create_app(settings: Settings, server: ConfigServer | None = None) -> Starle
     app.state.openapi = build_openapi(ENDPOINTS)
     route_names = {endpoint.handler: endpoint.path for endpoint in ENDPOINTS}
     app.add_middleware(
-        RequestContext, server=config_server, routes=route_names, access_log=access_log
+        RequestContext, server=config_server, hub=hub, routes=route_names, access_log=access_log
     )
     return app

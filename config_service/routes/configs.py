@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 from urllib.parse import unquote
@@ -16,6 +15,7 @@ from config_service.errors import ApiError, bad_request, not_found
 from config_service.server import LARGE_DOCUMENT, ConfigServer, Rendered, decode_source
 from config_service.store import IfMatch, VersionRecord
 
+from . import hot
 from ._http import (
     JSON_TYPE,
     TSK_TYPES,
@@ -152,43 +152,19 @@ async def _long_poll(
     wait: float,
 ) -> Response:
     """Hold the request until the document's version differs from `known`, or `wait` passes."""
-    hub = request.app.state.hub
-    if current is not None:
-        # Teach the hub the version we know of (after a restart it knows none).
-        hub.publish(service, environment, current.version, current)
-    waiting = asyncio.ensure_future(hub.wait_for_change(service, environment, known, wait))
-    disconnected = asyncio.ensure_future(_disconnect(request))
-    server.metrics.waiters.labels(kind="long_poll").inc()
     try:
-        done, _ = await asyncio.wait({waiting, disconnected}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        server.metrics.waiters.labels(kind="long_poll").dec()
-        for task in (waiting, disconnected):
-            if not task.done():
-                task.cancel()
-    if waiting not in done:
-        # The client went away; nobody reads this answer.
-        return Response(status_code=204)
-    result = waiting.result()
-    if result is None:
+        rendered = await hot.hold(
+            server, request.app.state.hub, service, environment, known, current, wait, request.receive
+        )
+    except hot.ClientGone:
+        # Nobody reads this answer; the status is for the log and the metrics.
+        return Response(status_code=hot.CLIENT_GONE)
+    if rendered is None:
         latest = server.current(service, environment)
         if latest is None:
             return Response(status_code=304, headers={"ETag": '"0"'})
         return Response(status_code=304, headers={"ETag": latest.etag})
-    _, payload = result
-    rendered = payload if isinstance(payload, Rendered) else server.current(service, environment)
-    if rendered is None:
-        raise not_found(f"{service!r} has no version in {environment!r}")
     return _rendered_response(rendered, request)
-
-
-async def _disconnect(request: Request) -> None:
-    """Return when the client disconnects (the body was already read, so only that is left)."""
-    receive = request.receive
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
 
 
 async def list_versions(request: Request) -> Response:

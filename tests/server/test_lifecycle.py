@@ -343,10 +343,15 @@ def test_disconnected_long_polls_are_dropped(server: ServerProcess, admin: httpx
         f"GET /v1/configs/left/staging?wait=60 HTTP/1.1\r\nHost: x\r\n"
         f"Authorization: Bearer {server.admin_token}\r\nIf-None-Match: \"1\"\r\n\r\n"
     ).encode()
+    # The same through the regular handler: a document that does not exist yet, ETag "0".
+    unborn = (
+        f"GET /v1/configs/unborn/staging?wait=60 HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {server.admin_token}\r\nIf-None-Match: \"0\"\r\n\r\n"
+    ).encode()
     sockets = []
-    for _ in range(20):
+    for index in range(20):
         connection = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-        connection.sendall(request)
+        connection.sendall(request if index % 2 else unborn)
         sockets.append(connection)
     assert _wait_for(lambda: _gauge(server, "long_poll") >= before + 20)
     for connection in sockets:
