@@ -54,6 +54,8 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
 
     async def start(self) -> Config:
         """Load if not loaded yet, then keep the config current from a background task."""
+        if self._http.is_closed:
+            raise RuntimeError("this client was stopped; make a new one to start again")
         config = self._core.config or await self.load()
         if self._task is None:
             self._stopping = False

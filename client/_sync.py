@@ -113,6 +113,8 @@ class ConfigClient(BaseClient[httpx.BaseTransport]):
 
     def start(self) -> Config:
         """Load if not loaded yet, then keep the config current from a background thread."""
+        if self._http.is_closed:
+            raise RuntimeError("this client was stopped; make a new one to start again")
         config = self._core.config or self.load()
         if self._thread is None:
             self._stop.clear()

@@ -127,3 +127,11 @@ def test_watch_files_reloads_logging_in_a_real_process(environments: Path) -> No
         r"staging/user-service\.tsk:24:\d+: .* not applied|not applied: .*staging/user-service\.tsk:24:\d+: ",
         errors,
     ), errors
+
+
+def test_a_stopped_client_does_not_start_again(environments: Path) -> None:
+    client = ConfigClient(SERVICE, "staging", environments_dir=environments, mode="files")
+    with client:
+        assert client.config.source == "file"
+    with pytest.raises(RuntimeError, match="make a new one"):
+        client.start()
