@@ -204,8 +204,9 @@ class ConfigServer:
     def add_commit_listener(self, listener: CommitListener) -> None:
         """Call `listener(rendered)` after each new version commits, in commit order.
 
-        It runs on the writing thread while the write lock is held, so it must be quick
-        (hand work to the event loop with `loop.call_soon_threadsafe`).
+        It runs on the store's writer thread, after the commit and before the writer is
+        answered, so it must be quick (hand work to the event loop with
+        `loop.call_soon_threadsafe`, as the change hub does).
         """
         self._listeners.append(listener)
 
