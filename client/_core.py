@@ -868,6 +868,7 @@ class ClientCore:
     def initial_flow(self) -> Flow[Config]:
         """The first config: the server's, else the fallbacks (cache, file)."""
         tried: list[str] = []
+        refused = False
         try:
             received = self.read_config((yield self.config_request(conditional=False)))
         except exceptions.ServerUnavailable as error:
@@ -885,11 +886,17 @@ class ClientCore:
                 self.seen_version = received.version
                 yield Report("failed", received, str(error))
                 tried.append(f"server {self.settings.server}: {error}")
+                refused = True
             else:
                 self.seen_version = received.version
                 return config
         config = self.fallback(tried)
-        self.fallback_pending = True
+        if refused:
+            # The server is there, only its version was refused: say now what runs instead,
+            # rather than after the next long poll.
+            yield Report("fallback", config)
+        else:
+            self.fallback_pending = True
         return config
 
     def load_flow(self) -> Flow[Config]:

@@ -132,8 +132,11 @@ class TamperingTransport(httpx.HTTPTransport):
     def __init__(self) -> None:
         super().__init__()
         self.active = False
+        self.reports: list[dict[str, Any]] = []
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/instances":
+            self.reports.append(json.loads(request.read()))
         response = super().handle_request(request)
         if not self.active or request.method != "GET" or "/v1/configs/" not in request.url.path:
             return response
@@ -319,3 +322,31 @@ def test_sse_misses_no_version_pushed_while_it_subscribes(
         assert transport.pushed is not None
         wait_for(lambda: client.config.version == transport.pushed["version"])  # type: ignore[index]
         assert client.config.get("features.rate_limit_per_minute") == 2
+
+
+def test_a_tampered_document_at_start_is_not_used_and_the_fallback_is(
+    server: LiveServer, tmp_path: Path, environments: Path
+) -> None:
+    server.push(with_features(3), "staging", service="tamper-start")
+    transport = TamperingTransport()
+    transport.active = True
+    (environments / "staging" / "tamper-start.tsk").write_text(with_features(4))
+    client = ConfigClient(
+        "tamper-start",
+        "staging",
+        server=server.url,
+        token=server.token,
+        cache_dir=tmp_path / "cache",
+        environments_dir=environments,
+        instance_id="test:tamper-start",
+        transport=transport,
+    )
+    with client:
+        assert client.config.source == "file"
+        assert client.config.get("features.rate_limit_per_minute") == 4
+        wait_for(lambda: len(transport.reports) >= 2)
+        failed, fallback = transport.reports[:2]
+        assert (failed["status"], failed["version"]) == ("failed", 1)
+        assert "hash" in failed["error"]
+        assert (fallback["status"], fallback["version"]) == ("fallback", None)
+    assert not (tmp_path / "cache" / "tamper-start").exists()  # nothing tampered was kept
