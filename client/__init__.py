@@ -23,7 +23,7 @@ from client._appliers import (
 from client._async import AsyncConfigClient
 from client._cache import TTLCache
 from client._config import Config
-from client._core import RetryPolicy
+from client._retry import RetryPolicy
 from client._sync import ConfigClient
 from client.exceptions import (
     ApplyFailed,

@@ -8,14 +8,10 @@ from typing import Any, Generic, TypeVar
 
 from client._appliers import CacheFactory, DatabaseApplier, SecurityPolicy
 from client._config import Config
-from client._core import (
-    ClientCore,
-    EventStreamParser,
-    Handler,
-    RetryPolicy,
-    Settings,
-    make_settings,
-)
+from client._core import ClientCore, Settings, make_settings
+from client._events import EventStreamParser
+from client._retry import RetryPolicy
+from client._transaction import Handler
 
 TransportT = TypeVar("TransportT")
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import re
 import socket
-from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -32,7 +31,10 @@ from client._appliers import (
     SecurityPolicy,
 )
 from client._config import Config, Source
+from client._events import ServerEvent
 from client._lkg import default_cache_dir, lkg_path, read_lkg, write_lkg
+from client._retry import RetryPolicy
+from client._transaction import Handler, Step, Transaction, applier_step, handler_step, transaction
 from config_service import __version__, tsk, validation
 
 logger = logging.getLogger("client")
@@ -51,7 +53,6 @@ REQUEST_TIMEOUT = 10.0
 # that ignores `wait` cannot turn the watch loop into a busy loop.
 MIN_CHECK_INTERVAL = 1.0
 
-Handler = Callable[[Any, Any], Any]
 T = TypeVar("T")
 
 
@@ -130,50 +131,6 @@ def make_settings(
     )
 
 
-# ---------------------------------------------------------------------------- retry
-
-
-class RetryPolicy:
-    """How long to wait after a failed request: backoff with full jitter, and a circuit breaker.
-
-    The n-th failure in a row waits a random time in [0, min(cap, base * 2**(n-1))]. After
-    `failure_threshold` failures in a row the breaker opens: no request for about
-    `recovery_timeout` seconds (jittered, so a fleet does not come back at the same instant),
-    then one probe (half-open); its failure opens the breaker again, its success closes it.
-    """
-
-    def __init__(
-        self,
-        *,
-        base: float = 0.5,
-        cap: float = 30.0,
-        failure_threshold: int = 5,
-        recovery_timeout: float = 30.0,
-        random: Callable[[], float] = random.random,
-    ) -> None:
-        self.base = base
-        self.cap = cap
-        self.failure_threshold = failure_threshold
-        self.recovery_timeout = recovery_timeout
-        self._random = random
-        self.failures = 0
-
-    @property
-    def state(self) -> Literal["closed", "open"]:
-        return "open" if self.failures >= self.failure_threshold else "closed"
-
-    def failure(self) -> float:
-        """Count a failure; the seconds to wait before the next request."""
-        self.failures += 1
-        delay = self._random() * min(self.cap, self.base * 2 ** min(self.failures - 1, 32))
-        if self.state == "open":
-            delay = max(delay, self.recovery_timeout * (0.5 + 0.5 * self._random()))
-        return delay
-
-    def success(self) -> None:
-        self.failures = 0
-
-
 # ---------------------------------------------------------------------------- received documents
 
 
@@ -248,78 +205,6 @@ def external_references(schema: Mapping[str, Any]) -> list[str]:
     return sorted(names)
 
 
-# ---------------------------------------------------------------------------- the apply transaction
-
-
-@dataclass(frozen=True)
-class Step:
-    """One applier or handler call for one section, with how to undo and settle it."""
-
-    section: str
-    label: str
-    forward: Callable[[], Any]
-    backward: Callable[[], Any]
-    commit: Callable[[], Any]
-
-
-def _nothing() -> None:
-    return None
-
-
-def applier_step(section: str, applier: Applier, new: Any, old: Any) -> Step:
-    return Step(
-        section=section,
-        label=f"the built-in {section} applier",
-        forward=lambda: applier.apply(new, old),
-        backward=lambda: applier.revert(new, old),
-        commit=applier.commit,
-    )
-
-
-def handler_step(section: str, handler: Handler, new: Any, old: Any) -> Step:
-    name = getattr(handler, "__qualname__", repr(handler))
-    return Step(
-        section=section,
-        label=f"handler {name} for {section!r}",
-        forward=lambda: handler(new, old),
-        # A handler undoes itself by being told to go from the new section back to the old one.
-        backward=lambda: handler(old, new),
-        commit=_nothing,
-    )
-
-
-Transaction = Generator[Callable[[], Any], None, None]
-
-
-def transaction(steps: Iterable[Step], version: int | None) -> Transaction:
-    """Yield each call to make; a call that raises is thrown back in and reverts the ones before.
-
-    Written once as a generator so the sync client runs it with plain calls and the async
-    client awaits the handlers that are coroutines: one copy of the all-or-nothing rule.
-    """
-    done: list[Step] = []
-    for step in steps:
-        try:
-            yield step.forward
-        except Exception as error:
-            for finished in reversed(done):
-                try:
-                    yield finished.backward
-                except Exception:
-                    logger.exception("reverting %s failed", finished.label)
-            raise exceptions.ApplyFailed(
-                f"applying version {version} failed in {step.label}: {type(error).__name__}: {error}",
-                section=step.section,
-                version=version,
-            ) from error
-        done.append(step)
-    for step in done:
-        try:
-            yield step.commit
-        except Exception:
-            logger.exception("settling %s failed", step.label)
-
-
 # ---------------------------------------------------------------------------- flows and effects
 #
 # What the client does on a load or a new version is written once, as generators ("flows")
@@ -386,48 +271,6 @@ async def drive_async(flow: Generator[Any, Any, T], perform: Callable[[Any], Awa
             value = await perform(effect)
         except Exception as raised:
             error = raised
-
-
-# ---------------------------------------------------------------------------- server-sent events
-
-
-@dataclass
-class ServerEvent:
-    id: str | None
-    event: str
-    data: str
-
-
-class EventStreamParser:
-    """Turns the lines of a `text/event-stream` into events; remembers the last event id."""
-
-    def __init__(self) -> None:
-        self.last_event_id: str | None = None
-        self._event = "message"
-        self._data: list[str] = []
-        self._id: str | None = None
-
-    def feed(self, line: str) -> ServerEvent | None:
-        if line == "":
-            if not self._data:
-                self._event, self._id = "message", None
-                return None
-            event = ServerEvent(id=self._id, event=self._event, data="\n".join(self._data))
-            if self._id is not None:
-                self.last_event_id = self._id
-            self._event, self._data, self._id = "message", [], None
-            return event
-        if line.startswith(":"):
-            return None
-        name, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        if name == "data":
-            self._data.append(value)
-        elif name == "event":
-            self._event = value
-        elif name == "id":
-            self._id = value
-        return None
 
 
 # ---------------------------------------------------------------------------- the shared core

@@ -12,14 +12,8 @@ import pytest
 from clienttest import ROOT, SERVICE
 
 from client import ApplyFailed, Config, HashMismatch, InvalidConfig, RetryPolicy
-from client._core import (
-    ClientCore,
-    EventStreamParser,
-    Received,
-    SchemaAnswer,
-    drive,
-    make_settings,
-)
+from client._core import ClientCore, Received, SchemaAnswer, drive, make_settings
+from client._events import EventStreamParser, ServerEvent
 from client._lkg import read_lkg, write_lkg
 from config_service import tsk
 
@@ -380,8 +374,6 @@ def test_a_quick_answer_without_news_is_followed_by_a_pause(tmp_path: Path) -> N
 
 
 def test_only_events_naming_an_unseen_version_trigger_a_fetch(tmp_path: Path) -> None:
-    from client._core import ServerEvent
-
     core = core_for(tmp_path)
     core.seen_version = 3
     assert core.announces_news(ServerEvent(id="9", event="version", data='{"version": 4}'))

@@ -1,0 +1,84 @@
+"""The all-or-nothing apply: one step per applier or handler, reverted in reverse order on failure."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from client import exceptions
+from client._appliers import Applier
+
+logger = logging.getLogger("client")
+
+Handler = Callable[[Any, Any], Any]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One applier or handler call for one section, with how to undo and settle it."""
+
+    section: str
+    label: str
+    forward: Callable[[], Any]
+    backward: Callable[[], Any]
+    commit: Callable[[], Any]
+
+
+def _nothing() -> None:
+    return None
+
+
+def applier_step(section: str, applier: Applier, new: Any, old: Any) -> Step:
+    return Step(
+        section=section,
+        label=f"the built-in {section} applier",
+        forward=lambda: applier.apply(new, old),
+        backward=lambda: applier.revert(new, old),
+        commit=applier.commit,
+    )
+
+
+def handler_step(section: str, handler: Handler, new: Any, old: Any) -> Step:
+    name = getattr(handler, "__qualname__", repr(handler))
+    return Step(
+        section=section,
+        label=f"handler {name} for {section!r}",
+        forward=lambda: handler(new, old),
+        # A handler undoes itself by being told to go from the new section back to the old one.
+        backward=lambda: handler(old, new),
+        commit=_nothing,
+    )
+
+
+Transaction = Generator[Callable[[], Any], None, None]
+
+
+def transaction(steps: Iterable[Step], version: int | None) -> Transaction:
+    """Yield each call to make; a call that raises is thrown back in and reverts the ones before.
+
+    Written once as a generator so the sync client runs it with plain calls and the async
+    client awaits the handlers that are coroutines: one copy of the all-or-nothing rule.
+    """
+    done: list[Step] = []
+    for step in steps:
+        try:
+            yield step.forward
+        except Exception as error:
+            for finished in reversed(done):
+                try:
+                    yield finished.backward
+                except Exception:
+                    logger.exception("reverting %s failed", finished.label)
+            raise exceptions.ApplyFailed(
+                f"applying version {version} failed in {step.label}: {type(error).__name__}: {error}",
+                section=step.section,
+                version=version,
+            ) from error
+        done.append(step)
+    for step in done:
+        try:
+            yield step.commit
+        except Exception:
+            logger.exception("settling %s failed", step.label)
