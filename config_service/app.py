@@ -147,8 +147,12 @@ class RequestContext:
                 message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id)]
             await send(message)
 
+        app = self.app
+        if scope["path"] == "/v1/events" and scope["method"] == "GET":
+            # Straight to the stream, skipping the router: an idle stream then holds fewer frames.
+            app = scope["endpoint"] = events.events
         try:
-            await self.app(scope, receive, send_with_id)
+            await app(scope, receive, send_with_id)
         except ApiError as error:
             if status == 0:
                 await _send_error(send_with_id, error.status, error.body(), error.headers)

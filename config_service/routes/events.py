@@ -1,21 +1,31 @@
-"""Handler of `GET /v1/events`: Server-Sent Events, one per new version, resumable with Last-Event-ID."""
+"""`GET /v1/events`: Server-Sent Events, one per new version, resumable with Last-Event-ID.
+
+Written as a plain ASGI app rather than a Starlette streaming response: an idle stream is
+then one coroutine waiting on its subscription plus one small task that notices the client
+leaving, which keeps thousands of idle streams cheap.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from config_service.errors import bad_request
-from config_service.hub import ChangeEvent, EventFilter, Subscription, SubscriptionClosed
-from config_service.server import ConfigServer
+from config_service.hub import ChangeEvent, ChangeHub, SubscriptionClosed
+from config_service.server import Rendered
 
 from ._http import authenticate, server_of
 
 HEARTBEAT_SECONDS = 15.0
 REPLAY_PAGE = 500
+HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
 
 
 def _last_event_id(request: Request) -> int | None:
@@ -27,7 +37,16 @@ def _last_event_id(request: Request) -> int | None:
     return int(text.strip())
 
 
-async def events(request: Request) -> Response:
+async def _disconnected(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _stream(scope: Scope, receive: Receive, send: Send) -> None:
+    """The event stream; refusals (401, 403, 400, 404, 422) are raised before it starts."""
+    request = Request(scope, receive)
     server = server_of(request)
     principal = authenticate(request)
     service = request.query_params.get("service") or None
@@ -38,6 +57,8 @@ async def events(request: Request) -> Response:
         server.check_names("x", environment)
     last_id = _last_event_id(request)
     pipeline = server.settings.pipeline
+    hub: ChangeHub[Rendered] = request.app.state.hub
+    del request
 
     def accepts(event: ChangeEvent) -> bool:
         return (
@@ -47,30 +68,18 @@ async def events(request: Request) -> Response:
             and principal.covers(event.service, event.environment)
         )
 
-    hub = request.app.state.hub
     # Subscribe before replaying, so nothing published during the replay is lost.
     subscription = hub.subscribe(accepts)
-    stream = _stream(server, subscription, accepts, last_id)
-    return StreamingResponse(
-        stream,
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
-
-
-async def _stream(
-    server: ConfigServer,
-    subscription: Subscription,
-    accepts: EventFilter,
-    last_id: int | None,
-) -> AsyncIterator[bytes]:
+    listener = asyncio.ensure_future(_disconnected(receive))
+    listener.add_done_callback(lambda _: subscription.close())
     gauge = server.metrics.waiters.labels(kind="events")
     gauge.inc()
     try:
-        yield b"retry: 2000\n\n"
+        await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+        await send({"type": "http.response.body", "body": b"retry: 2000\n\n", "more_body": True})
         sent = last_id if last_id is not None else 0
         if last_id is not None:
-            while True:
+            while not subscription.closed:
                 records = await run_in_threadpool(server.store.versions_after, sent, REPLAY_PAGE)
                 for record in records:
                     replayed = ChangeEvent(
@@ -78,19 +87,41 @@ async def _stream(
                     )
                     sent = record.sequence
                     if accepts(replayed):
-                        yield replayed.sse_bytes
+                        await send(
+                            {"type": "http.response.body", "body": replayed.sse_bytes, "more_body": True}
+                        )
                 if len(records) < REPLAY_PAGE:
                     break
         while True:
             try:
                 event = await subscription.next(timeout=HEARTBEAT_SECONDS)
             except SubscriptionClosed:
-                return
+                # Closed: the client left, or it fell too far behind and should resume
+                # with Last-Event-ID. Either way the stream ends here.
+                break
             if event is None:
-                yield b": ping\n\n"
+                chunk = b": ping\n\n"
             elif event.sequence > sent:
                 sent = event.sequence
-                yield event.sse_bytes
+                chunk = event.sse_bytes
+            else:
+                continue
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        if not listener.done():
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
     finally:
         gauge.dec()
         subscription.close()
+        listener.cancel()
+
+
+class EventStream:
+    """The ASGI app of `GET /v1/events` (a class, so the router passes it scope, receive, send)."""
+
+    __name__ = "events"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _stream(scope, receive, send)
+
+
+events = EventStream()

@@ -357,3 +357,12 @@ def test_disconnected_long_polls_are_dropped(server: ServerProcess, admin: httpx
     for connection in sockets:
         connection.close()
     assert _wait_for(lambda: _gauge(server, "long_poll") == before, timeout=5)
+
+
+def test_event_stream_refusals_are_json_errors(server: ServerProcess, admin: httpx.Client) -> None:
+    assert_error(httpx.get(server.url + "/v1/events"), 401, "unauthorized")
+    assert_error(admin.get("/v1/events", params={"environment": "qa"}), 404, "unknown_environment")
+    assert_error(admin.get("/v1/events", params={"service": "Bad Name"}), 422, "invalid_name")
+    assert_error(admin.post("/v1/events"), 405, "method_not_allowed")
+    metrics = httpx.get(server.url + "/metrics").text
+    assert 'route="/v1/events"' in metrics
