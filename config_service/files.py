@@ -18,6 +18,10 @@ from config_service.store import AuditEntry
 from config_service.sync import FileSync, PushResult, SyncFile, SyncReport
 
 
+def _not_json(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _rejected(error: ApiError) -> PushResult:
     return PushResult.rejected(error.error, error.message, error.details)
 
@@ -49,7 +53,7 @@ def make_file_sync(server: ConfigServer) -> FileSync:
         try:
             server.check_names(name)
             try:
-                schema = json.loads(source)
+                schema = json.loads(source, parse_constant=_not_json)
             except ValueError as error:
                 return PushResult.rejected("invalid_schema", f"not valid JSON: {error}")
             record, created = await run_in_threadpool(

@@ -88,9 +88,14 @@ def unsupported(kinds: str) -> ApiError:
     return ApiError(415, "unsupported_media_type", f"send the body as {kinds}")
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def parse_json(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        # NaN and Infinity are not JSON; Python would accept them and then write invalid JSON.
+        return json.loads(body, parse_constant=_reject_constant)
     except RecursionError:
         raise bad_request("the JSON body is nested too deeply") from None
     except (UnicodeDecodeError, ValueError) as error:

@@ -17,7 +17,7 @@ JSON_ROUTES = [
     ("PUT", "/v1/schemas/hostile"),
 ]
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=20,
 )
@@ -25,7 +25,7 @@ bodies = st.one_of(
     st.binary(max_size=300),
     st.text(max_size=300).map(lambda text: text.encode("utf-8")),
     st.sampled_from(
-        [b"\xff\xfe", b"[" * 5000, b'{"source": 1}', b'{"version": -1}', b"{}", b'a: @env(', b"a {\n", b'a: """']
+        [b"\xff\xfe", b"[" * 5000, b'{"minimum": NaN}', b'{"a": Infinity}', b'{"source": 1}', b'{"version": -1}', b"{}", b'a: @env(', b"a {\n", b'a: """']
     ),
 )
 

@@ -133,3 +133,12 @@ def test_hostile_schemas_are_refused_or_contained(admin: httpx.Client) -> None:
     body = assert_error(push(admin, "selfref", "staging", "a: 1\n"), 422, "schema_violation")
     assert "itself" in body["details"][0]["message"]
     assert httpx.get(str(admin.base_url) + "/health").status_code == 200
+
+
+def test_json_bodies_with_nan_or_infinity_are_refused(admin: httpx.Client) -> None:
+    for body in (b'{"minimum": NaN}', b'{"maximum": Infinity}', b'{"a": -Infinity}'):
+        assert_error(
+            admin.put("/v1/schemas/constants", content=body, headers={"Content-Type": "application/json"}),
+            400,
+            "bad_request",
+        )
