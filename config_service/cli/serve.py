@@ -108,5 +108,7 @@ def serve(
         access_log=False,
         log_level=settings.log_level,
         lifespan="on",
+        # Thousands of watchers may reconnect at once after a restart.
+        backlog=4096,
         timeout_graceful_shutdown=5,
     )
