@@ -58,7 +58,8 @@ def test_any_json_to_any_write_route(admin: httpx.Client, route: tuple[str, str]
     segment=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30),
     query=st.dictionaries(st.sampled_from(["wait", "limit", "before", "from", "to", "force", "last_event_id"]), st.text(max_size=10), max_size=3),
     header=st.sampled_from(["If-None-Match", "If-Match", "Last-Event-ID", "Accept", "X-Request-ID"]),
-    header_value=st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=30),
+    # httpx itself refuses values with surrounding spaces, so those never reach the server.
+    header_value=st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=30).map(str.strip),
 )
 def test_any_names_parameters_and_headers(
     admin: httpx.Client, segment: str, query: dict[str, str], header: str, header_value: str
