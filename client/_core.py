@@ -195,14 +195,6 @@ class SchemaAnswer:
     schema: dict[str, Any]
 
 
-def external_references(schema: Mapping[str, Any]) -> list[str]:
-    """The names of the other schemas a schema refers to by file name (`"$ref": "database.json"`)."""
-    names = set()
-    for reference in validation._references(schema):
-        target = reference.split("#", 1)[0]
-        if target.endswith(".json") and "/" not in target:
-            names.add(target.removesuffix(".json"))
-    return sorted(names)
 
 
 # ---------------------------------------------------------------------------- flows and effects
@@ -428,7 +420,7 @@ class ClientCore:
         registry = validation.build_registry({**(sections or {}), answer.name: answer.schema})
         resolver = registry.resolver(base_uri=validation.schema_file_name(answer.name))
         missing = []
-        for name in external_references(answer.schema):
+        for name in sorted(validation.referenced_schemas(answer.schema)):
             try:
                 resolver.lookup(validation.schema_file_name(name))
             except Unresolvable:

@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +38,7 @@ from config_service.store import (
     Transaction,
     VersionRecord,
 )
-from config_service.validation import SchemaInvalid, SchemaSet, check_schema, json_pointer
+from config_service.validation import SchemaInvalid, SchemaSet, check_schema
 
 logger = logging.getLogger("config_service")
 
@@ -145,28 +145,9 @@ def parse_document(source: str) -> Document:
     return Document(source=source, data=data, wire=wire, hash=digest)
 
 
-def _unresolved_paths(node: Any, path: tuple[Any, ...] = ()) -> Iterator[str]:
-    """JSON pointers of `@env` references without a default: validation skips these paths."""
-    if isinstance(node, tsk.EnvRef):
-        if not node.has_default:
-            yield json_pointer(path)
-    elif isinstance(node, dict):
-        for key, value in node.items():
-            yield from _unresolved_paths(value, (*path, key))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            yield from _unresolved_paths(value, (*path, index))
-
-
 def schema_failures(schemas: SchemaSet, service: str, data: dict[str, Any]) -> list[dict[str, str]]:
     """Every schema failure of `data`, with `@env` standing for its default (TSK.md section 4)."""
-    if schemas.validator(service) is None:
-        return []
-    failures = schemas.errors(service, tsk.validation_view(data))
-    if failures:
-        skipped = set(_unresolved_paths(data))
-        failures = [failure for failure in failures if failure["path"] not in skipped]
-    return failures
+    return schemas.document_errors(service, data)
 
 
 def schema_hash(schema: Any) -> str:

@@ -18,6 +18,8 @@ from referencing import Registry, Resource
 from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT202012
 
+from config_service import tsk
+
 _QUOTED_NAME = re.compile(r"^(?P<name>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")")
 
 
@@ -51,16 +53,27 @@ def build_registry(schemas: Mapping[str, Mapping[str, Any]]) -> Registry[Any]:
     return registry.crawl()
 
 
-def _references(node: Any) -> Iterable[str]:
+def references(node: Any) -> Iterable[str]:
+    """Every `$ref` and `$dynamicRef` value in a schema."""
     if isinstance(node, dict):
         for key, value in node.items():
             if key in ("$ref", "$dynamicRef") and isinstance(value, str):
                 yield value
             else:
-                yield from _references(value)
+                yield from references(value)
     elif isinstance(node, list):
         for item in node:
-            yield from _references(item)
+            yield from references(item)
+
+
+def referenced_schemas(schema: Any) -> set[str]:
+    """The names of the other schemas a schema refers to by file name (`"database.json"`)."""
+    names = set()
+    for reference in references(schema):
+        target = reference.split("#", 1)[0]
+        if target.endswith(".json") and "/" not in target:
+            names.add(target[: -len(".json")])
+    return names
 
 
 def check_schema(name: str, schema: Any, others: Mapping[str, Mapping[str, Any]]) -> None:
@@ -87,7 +100,7 @@ def check_schema(name: str, schema: Any, others: Mapping[str, Mapping[str, Any]]
     base = identifier if isinstance(identifier, str) else schema_file_name(name)
     resolver = registry.resolver(base_uri=base)
     failures = []
-    for reference in sorted(set(_references(schema))):
+    for reference in sorted(set(references(schema))):
         try:
             resolver.lookup(reference)
         except Unresolvable:
@@ -130,10 +143,8 @@ class SchemaSet:
         """`name` and every schema that refers to it, directly or through others."""
         referenced_by: dict[str, set[str]] = {}
         for user, schema in self.schemas.items():
-            for reference in _references(schema):
-                target = reference.split("#", 1)[0]
-                if target.endswith(".json"):
-                    referenced_by.setdefault(target[: -len(".json")], set()).add(user)
+            for target in referenced_schemas(schema):
+                referenced_by.setdefault(target, set()).add(user)
         users = {name}
         pending = [name]
         while pending:
@@ -153,6 +164,21 @@ class SchemaSet:
             validator = Draft202012Validator(schema, registry=self._registry)
             self._validators[name] = validator
         return validator
+
+    def document_errors(self, name: str, data: Any) -> list[dict[str, str]]:
+        """Every failure of a parsed TSK document, each `@env` standing for its default.
+
+        A reference without a default is not checked at its path, even where the schema
+        requires the key (TSK.md section 4); the service validates again after resolving.
+        """
+        if self.validator(name) is None:
+            return []
+        skipped: list[str] = []
+        failures = self.errors(name, tsk.validation_view(data, skipped))
+        if failures and skipped:
+            ignored = set(skipped)
+            failures = [failure for failure in failures if failure["path"] not in ignored]
+        return failures
 
     def errors(self, name: str, instance: Any) -> list[dict[str, str]]:
         """Every failure of `instance` against schema `name`, as `{path, message}`, sorted by path."""

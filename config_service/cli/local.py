@@ -20,7 +20,7 @@ from config_service.cli._common import read_input, segment
 from config_service.cli._errors import REFUSED, UNREACHABLE, CommandFailed
 from config_service.cli._group import State, json_option, main, pass_state
 from config_service.cli._output import echo_json, schema_error_lines, source_error_lines
-from config_service.validation import SchemaInvalid, SchemaSet, check_schema
+from config_service.validation import SchemaInvalid, SchemaSet, check_schema, referenced_schemas
 
 # A line that defines a `$variable`: fmt writes values out, so such a line would be lost.
 VARIABLE_LINE = re.compile(r"^[ \t]*\$[A-Za-z_]", re.MULTILINE)
@@ -52,7 +52,11 @@ class Checker:
     name: str
 
     def errors(self, data: Any) -> list[tuple[str, str]]:
-        return [(failure["path"] or "/", failure["message"]) for failure in self.schemas.errors(self.name, data)]
+        """Failures of a parsed document, checked exactly as the server checks it."""
+        return [
+            (failure["path"] or "/", failure["message"])
+            for failure in self.schemas.document_errors(self.name, data)
+        ]
 
 
 class MissingSchema(Exception):
@@ -97,28 +101,10 @@ def local_checker(schema_path: Path) -> Checker:
     return make_checker(schema_path.stem, schema, others, str(schema_path))
 
 
-def file_references(node: Any) -> set[str]:
-    """The schema names (`database` for `"database.json"`) that `$ref`s in NODE point to."""
-    found: set[str] = set()
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "$ref" and isinstance(value, str):
-                target = value.split("#", 1)[0]
-                if target.endswith(".json") and "/" not in target:
-                    found.add(target[: -len(".json")])
-            else:
-                found |= file_references(value)
-    elif isinstance(node, list):
-        for item in node:
-            found |= file_references(item)
-    return found
-
-
 def run_validation(
     checker_for: Callable[[], Checker | None], file_name: str, raw: bytes
 ) -> tuple[bool, list[dict[str, Any]], list[str]]:
     """Parse first (a TSK error needs no schema), then validate against `checker_for()`, if any."""
-    from config_service import tsk
 
     data, parse_errors, lines = parse(file_name, raw)
     if data is None:
@@ -126,8 +112,7 @@ def run_validation(
     checker = checker_for()
     if checker is None:
         return True, [], []
-    # Like the server: each @env stands for its default; one without a default is left out.
-    failures = checker.errors(tsk.validation_view(data))
+    failures = checker.errors(data)
     return (
         not failures,
         [{"path": path, "message": message} for path, message in failures],
@@ -223,7 +208,7 @@ def server_checker(state: State, service: str) -> Checker:
     api = state.api()
     schema = api.request("GET", f"/v1/schemas/{segment(service)}").json().get("schema")
     others: dict[str, Any] = {}
-    pending = file_references(schema) - {service}
+    pending = referenced_schemas(schema) - {service}
     # A bound on how many referenced schemas one validation fetches.
     for _ in range(MAX_REFERENCED_SCHEMAS):
         if not pending:
@@ -238,7 +223,7 @@ def server_checker(state: State, service: str) -> Checker:
             if not local.is_file():
                 continue
             others[name] = load_json_file(local, "schema")
-        pending |= file_references(others[name]) - set(others) - {service}
+        pending |= referenced_schemas(others[name]) - set(others) - {service}
     return make_checker(service, schema, others, f"the schema of {service} on the server")
 
 

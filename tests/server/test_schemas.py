@@ -46,6 +46,16 @@ def test_service_schema_refs_section_schemas_by_file_name(admin: httpx.Client) -
     assert push(admin, "refs", "staging", good).status_code == 201
 
 
+def test_env_reference_without_default_is_not_checked_at_its_path(admin: httpx.Client) -> None:
+    assert admin.put("/v1/schemas/envrefs", json=ORDERS_SCHEMA).status_code in (200, 201)
+    # database.json requires url: an @env without default stands for "unknown", not "missing"
+    document = 'name: "e"\n[database]\nurl: @env("DATABASE_URL")\npool_size: @env("POOL", 0)\n'
+    body = assert_error(push(admin, "envrefs", "staging", document), 422, "schema_violation")
+    assert [failure["path"] for failure in body["details"]] == ["/database/pool_size"]
+    fixed = document.replace('@env("POOL", 0)', '@env("POOL", 5)')
+    assert push(admin, "envrefs", "staging", fixed).status_code == 201
+
+
 def test_invalid_schemas_are_422(admin: httpx.Client) -> None:
     body = assert_error(
         admin.put("/v1/schemas/invalid", json={"type": "no-such-type"}), 422, "invalid_schema"
