@@ -112,6 +112,10 @@ def test_schema_routes_matrix(clients: dict[str, httpx.Client], role: str) -> No
         assert billing.status_code == 200
     else:
         assert_error(billing, 403, "forbidden")
+    # ... or a schema that an in-scope schema refers to: user-service.json $refs the sections.
+    database = client.get("/v1/schemas/database")
+    assert database.status_code == 200, database.text
+    assert database.json()["schema"]["$id"] == "database.json"
     # Putting one needs a writer holding the service in every environment: these tokens
     # hold two of three, so only the admin may.
     for service in ("user-service", "billing"):
