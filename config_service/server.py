@@ -597,6 +597,10 @@ class ConfigServer:
         # Runs on the store's writer thread, alone in its transaction: the documents it
         # checks are exactly the current ones, and no push can pass it.
         def operation(transaction: Transaction) -> tuple[SchemaRecord, bool]:
+            # Identical to the current schema: nothing to check (it may have been forced in).
+            current = transaction.current_schema(name)
+            if current is not None and current.hash == digest:
+                return current, False
             others = {key: value for key, value in self._schemas.schemas.items() if key != name}
             try:
                 check_schema(name, schema, others)

@@ -478,6 +478,13 @@ class Transaction:
 
     # -- schemas ---------------------------------------------------------------------
 
+    def current_schema(self, name: str) -> SchemaRecord | None:
+        rows = self.rows(
+            f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE name = ? ORDER BY version DESC LIMIT 1",
+            (name,),
+        )
+        return _schema(rows[0]) if rows else None
+
     def append_schema(
         self,
         name: str,
@@ -487,11 +494,7 @@ class Transaction:
         token_id: str | None,
         audit: AuditEntry | None,
     ) -> tuple[SchemaRecord, bool]:
-        rows = self.rows(
-            f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE name = ? ORDER BY version DESC LIMIT 1",
-            (name,),
-        )
-        current = _schema(rows[0]) if rows else None
+        current = self.current_schema(name)
         if current is not None and current.hash == hash:
             return current, False
         values: dict[str, Any] = {
