@@ -1,6 +1,7 @@
 """Benchmark the config server's GET (200 and 304) against nginx serving the same bytes, and pushes/s.
 
 Run: .venv/bin/python bench/serve.py [--duration 5] [--rounds 3] [--connections 64] [--writers 8]
+     [--quick] (2 s runs) [--json] (machine-readable result) [--no-pushes] (reads only)
 
 It starts `tskcfg serve` (one process, uvloop + httptools, access log on) on a temporary data
 dir and nginx (one worker process, access log on) on a static file holding exactly the bytes our
@@ -15,6 +16,7 @@ writers, each push a different source. nginx and wrk are installed with apt-get 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -128,13 +130,21 @@ end
 """
 
 
+GOALS = {"GET 200": 0.25, "GET 304": 0.3}  # of nginx's requests/s at the same concurrency
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=5, help="seconds per measurement")
+    parser.add_argument("--duration", type=int, default=None, help="seconds per measurement (5, --quick 2)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating runs per server")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--writers", type=int, default=8)
+    parser.add_argument("--quick", action="store_true", help="2 s runs instead of 5 s")
+    parser.add_argument("--json", action="store_true", help="print JSON (progress goes to stderr)")
+    parser.add_argument("--no-pushes", action="store_true", help="measure reads only")
     arguments = parser.parse_args()
+    if arguments.duration is None:
+        arguments.duration = 2 if arguments.quick else 5
     ensure_tools()
     work = Path(tempfile.mkdtemp(prefix="tskcfg-bench-"))
     work.chmod(0o755)  # nginx's worker process may run as another user
@@ -200,6 +210,7 @@ http {{
             f"body {len(body)} bytes, {connections} connections, wrk -t 2, {rounds} alternating "
             f"rounds of {duration} s per server (median shown)",
             flush=True,
+            file=sys.stderr if arguments.json else sys.stdout,
         )
         scenarios = {
             "GET 200": ((url, auth), (nginx_url, {})),
@@ -209,6 +220,7 @@ http {{
             ),
         }
         results = {}
+        all_runs: dict[str, tuple[list[dict[str, float]], list[dict[str, float]]]] = {}
         for name, ((ours_url, ours_headers), (nginx_target, nginx_headers)) in scenarios.items():
             # Alternate the two servers so that load from elsewhere on the machine falls on both.
             ours_runs, nginx_runs = [], []
@@ -216,7 +228,15 @@ http {{
                 ours_runs.append(wrk(ours_url, connections, duration, ours_headers))
                 nginx_runs.append(wrk(nginx_target, connections, duration, nginx_headers))
             results[name] = (_median(ours_runs), _median(nginx_runs))
+            all_runs[name] = (ours_runs, nginx_runs)
 
+        rows = _json_result(results, all_runs, len(body), arguments)
+        if arguments.no_pushes:
+            if arguments.json:
+                print(json.dumps(rows, indent=2))
+            else:
+                _print_reads(results)
+            return
         script = work / "push.lua"
         escaped = source.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
         script.write_text(f'base_document = "{escaped}"\n' + PUSH_SCRIPT)
@@ -227,16 +247,20 @@ http {{
         elapsed = time.monotonic() - started
         after = httpx.get(url, headers=auth).json()["version"]
         created = after - before
-
-        print()
-        print(f"{'':10} {'tskcfg req/s':>14} {'nginx req/s':>14} {'ratio':>7} {'tskcfg p50/p99 ms':>19} {'nginx p50/p99 ms':>18}")
-        for name, (ours, theirs) in results.items():
-            print(
-                f"{name:10} {ours['rate']:>14,.0f} {theirs['rate']:>14,.0f} {ours['rate'] / theirs['rate']:>7.2f} "
-                f"{ours['p50']:>9.2f}/{ours['p99']:<9.2f} {theirs['p50']:>8.2f}/{theirs['p99']:<9.2f}"
-            )
-            if ours["errors"] or theirs["errors"]:
-                print(f"{'':10} non-2xx/3xx answers: tskcfg {ours['errors']:.0f}, nginx {theirs['errors']:.0f}")
+        if arguments.json:
+            rows.append({
+                "benchmark": "serve",
+                "scenario": "pushes",
+                "writers": arguments.writers,
+                "versions": created,
+                "seconds": elapsed,
+                "pushes_per_s": created / elapsed,
+                "wrk": push_result,
+                "document_bytes": len(source),
+            })
+            print(json.dumps(rows, indent=2))
+            return
+        _print_reads(results)
         print()
         print(
             f"pushes: {created} versions created by {arguments.writers} writers in {elapsed:.1f} s = "
@@ -251,6 +275,49 @@ http {{
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=15)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _print_reads(results: dict[str, tuple[dict[str, float], dict[str, float]]]) -> None:
+    print()
+    print(f"{'':10} {'tskcfg req/s':>14} {'nginx req/s':>14} {'ratio':>7} {'tskcfg p50/p99 ms':>19} {'nginx p50/p99 ms':>18}")
+    for name, (ours, theirs) in results.items():
+        print(
+            f"{name:10} {ours['rate']:>14,.0f} {theirs['rate']:>14,.0f} {ours['rate'] / theirs['rate']:>7.2f} "
+            f"{ours['p50']:>9.2f}/{ours['p99']:<9.2f} {theirs['p50']:>8.2f}/{theirs['p99']:<9.2f}"
+        )
+        if ours["errors"] or theirs["errors"]:
+            print(f"{'':10} non-2xx/3xx answers: tskcfg {ours['errors']:.0f}, nginx {theirs['errors']:.0f}")
+
+
+def _json_result(
+    results: dict[str, tuple[dict[str, float], dict[str, float]]],
+    all_runs: dict[str, tuple[list[dict[str, float]], list[dict[str, float]]]],
+    body_bytes: int,
+    arguments: argparse.Namespace,
+) -> list[dict[str, object]]:
+    """One dict per scenario: the median runs, every run's rate, and the per-round ratios."""
+    rows: list[dict[str, object]] = []
+    for name, (ours, theirs) in results.items():
+        ours_runs, nginx_runs = all_runs[name]
+        # Runs alternate, so run i of each side saw about the same machine: their ratio is a pair.
+        ratios = [a["rate"] / b["rate"] for a, b in zip(ours_runs, nginx_runs, strict=True)]
+        rows.append({
+            "benchmark": "serve",
+            "scenario": name,
+            "body_bytes": body_bytes,
+            "connections": arguments.connections,
+            "duration_s": arguments.duration,
+            "rounds": arguments.rounds,
+            "ours": ours,
+            "nginx": theirs,
+            "ours_rates": [run["rate"] for run in ours_runs],
+            "nginx_rates": [run["rate"] for run in nginx_runs],
+            "ratio": ours["rate"] / theirs["rate"],
+            "ratio_min": min(ratios),
+            "ratio_max": max(ratios),
+            "goal": GOALS[name],
+        })
+    return rows
 
 
 if __name__ == "__main__":
