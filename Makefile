@@ -29,7 +29,10 @@ run: install
 	$(BIN)/tskcfg serve
 
 bench: install
-	$(BIN)/python bench/parse.py
+	$(BIN)/python bench/run.py --output docs/benchmarks.md
+
+bench-quick: install
+	$(BIN)/python bench/run.py --quick --output bench/results/benchmarks-quick.md
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache .hypothesis
