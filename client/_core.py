@@ -245,7 +245,7 @@ def drive(flow: Generator[Any, Any, T], perform: Callable[[Any], Any]) -> T:
         value, error = None, None
         try:
             value = perform(effect)
-        except Exception as raised:
+        except BaseException as raised:  # thrown into the flow, so an apply can revert first
             error = raised
 
 
@@ -261,7 +261,7 @@ async def drive_async(flow: Generator[Any, Any, T], perform: Callable[[Any], Awa
         value, error = None, None
         try:
             value = await perform(effect)
-        except Exception as raised:
+        except BaseException as raised:  # a cancellation too: the apply reverts, then it goes on
             error = raised
 
 

@@ -65,12 +65,16 @@ def transaction(steps: Iterable[Step], version: int | None) -> Transaction:
     for step in steps:
         try:
             yield step.forward
-        except Exception as error:
+        # BaseException too: a cancelled task or Ctrl-C in the middle of a handler must not leave
+        # the steps before it applied. The revert runs, then the interruption goes on as it was.
+        except BaseException as error:
             for finished in reversed(done):
                 try:
                     yield finished.backward
-                except Exception:
+                except BaseException:
                     logger.exception("reverting %s failed", finished.label)
+            if not isinstance(error, Exception):
+                raise
             raise exceptions.ApplyFailed(
                 f"applying version {version} failed in {step.label}: {type(error).__name__}: {error}",
                 section=step.section,

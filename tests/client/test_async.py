@@ -124,3 +124,48 @@ def test_async_client_follows_pushes_in_every_mode(
             assert client.config.get("features.rate_limit_per_minute") == 2
 
     asyncio.run(scenario())
+
+
+def test_a_task_cancelled_mid_apply_leaves_nothing_half_applied(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    """stop() cancels the watch task while an async handler is awaiting: what ran before is reverted."""
+
+    async def scenario() -> None:
+        await asyncio.to_thread(server.push, with_rate(1), "development", "async-cancel")
+        client = AsyncConfigClient(
+            "async-cancel",
+            "development",
+            server=server.url,
+            token=server.token,
+            cache_dir=tmp_path,
+            environments_dir=tmp_path,
+        )
+        calls: list[tuple[Any, Any]] = []
+        blocked = asyncio.Event()
+
+        @client.on("features")
+        def record(new: Any, old: Any) -> None:
+            calls.append((new["rate_limit_per_minute"], old and old["rate_limit_per_minute"]))
+
+        @client.on("features")
+        async def slow(new: Any, old: Any) -> None:
+            if new["rate_limit_per_minute"] == 2:
+                blocked.set()
+                await asyncio.sleep(3600)  # still applying when the task is cancelled
+
+        await client.start()
+        first = client.config
+        ttl = client.cache.ttl
+        await asyncio.to_thread(
+            server.push, with_rate(2).replace("ttl: 30", "ttl: 77"), "development", "async-cancel"
+        )
+        await asyncio.wait_for(blocked.wait(), 5)
+        assert client.cache.ttl == 77  # the built-in cache applier ran before the handler
+        await client.stop()
+        assert client.config is first
+        assert client.cache.ttl == ttl  # reverted, not left half applied
+        assert calls == [(1, None), (2, 1), (1, 2)]  # the handler before was called back
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+
+    asyncio.run(scenario())

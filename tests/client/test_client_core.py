@@ -185,6 +185,25 @@ def test_a_failing_handler_reverts_every_step_before_it_in_reverse_order(tmp_pat
     ]
 
 
+def test_an_interruption_inside_a_handler_reverts_and_goes_on_as_itself(tmp_path: Path) -> None:
+    """Ctrl-C (or a cancelled task) in the middle of an apply: not ApplyFailed, and nothing half applied."""
+    core = core_for(tmp_path)
+    recorder = Recorder()
+    core.on("a")(recorder.handler("a"))
+
+    @core.on("b")
+    def interrupted(new: Any, old: Any) -> None:
+        raise KeyboardInterrupt
+
+    core.on("c")(recorder.handler("c"))
+    config = core.build(received("a: 1\nb: 1\nc: 1\n[cache]\nttl: 5\n", 1), "server")
+    ttl = core.cache.memory.ttl
+    with pytest.raises(KeyboardInterrupt):
+        drive(core.apply_flow(config), lambda effect: effect())
+    assert recorder.calls == [("a", 1, None), ("a", None, 1)]
+    assert core.cache.memory.ttl == ttl and core.config is None
+
+
 def test_a_failing_builtin_reverts_the_builtins_before_it(tmp_path: Path) -> None:
     import logging
 
