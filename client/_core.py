@@ -195,8 +195,6 @@ class SchemaAnswer:
     schema: dict[str, Any]
 
 
-
-
 # ---------------------------------------------------------------------------- flows and effects
 #
 # What the client does on a load or a new version is written once, as generators ("flows")
@@ -296,6 +294,9 @@ class ClientCore:
         # The last version the server showed us, applied or refused: a refused version is not
         # fetched again, the watch waits for the next one.
         self.seen_version: int | None = None
+        # (version, hash) of the last version refused (invalid, or an applier or handler raised):
+        # served again, say by a proxy that drops If-None-Match, it is not tried again.
+        self.refused: tuple[int | None, str] | None = None
         self.fallback_pending = False
         self._file_signature: tuple[int, int, int] | None = None
         # (schema version, compiled schemas or None when unusable on the client)
@@ -666,25 +667,53 @@ class ClientCore:
         schemas = yield from self.schemas_flow()
         return self.build(received, "server", schemas)
 
-    def apply_flow(self, config: Config) -> Flow[None]:
+    def overtaken(self, config: Config, fetched_over: Config | None) -> bool:
+        """Whether a newer server version was applied while `config` was being fetched.
+
+        `fetched_over` is what was current when the fetch began. A caller's `load()` and the
+        watch can fetch at the same time; the slower must not take the service back a version.
+        """
+        current = self.config
+        return (
+            current is not fetched_over
+            and current is not None
+            and current.source == config.source == "server"
+            and current.version is not None
+            and config.version is not None
+            and current.version > config.version
+        )
+
+    def apply_flow(self, config: Config, fetched_over: Config | None) -> Flow[Config]:
         """Apply all or nothing, make `config` current, keep it as last-known-good, report.
 
-        Run it as `Exclusive`: two applies must not interleave.
+        Returns the config current afterwards. Run it as `Exclusive`: two applies must not
+        interleave.
         """
         if not self.is_news(config.version, config.hash, config.source):
-            return  # another caller applied this very version meanwhile
+            return self.config or config  # another caller applied this very version meanwhile
+        if self.overtaken(config, fetched_over):
+            assert self.config is not None
+            logger.info(
+                "version %s of %s not applied: version %s arrived meanwhile",
+                config.version,
+                self.settings.service,
+                self.config.version,
+            )
+            return self.config
         try:
             yield from self.transaction(config)
         except exceptions.ApplyFailed as error:
             logger.error(
                 "%s; version %s stays current", error, getattr(self.config, "version", None)
             )
+            self.refused = (config.version, config.hash)
             yield Report("failed", config, str(error))
             raise
         self.config = config
         if config.source == "server":
             yield Offload(lambda: self.remember(config))
             yield Report("applied", config)
+        return config
 
     def remember(self, config: Config) -> None:
         """Write the last-known-good file; a failure is logged, the service goes on."""
@@ -706,10 +735,13 @@ class ClientCore:
         refused = False
         try:
             received = self.read_config((yield self.config_request(conditional=False)))
+            if received is None:  # a request that named no version cannot be "not modified"
+                raise exceptions.ServerUnavailable(
+                    f"GET {self.settings.config_url}: 304 to a request without If-None-Match"
+                )
         except exceptions.ServerUnavailable as error:
             tried.append(f"server {self.settings.server}: {error}")
         else:
-            assert received is not None  # an unconditional GET never answers 304
             try:
                 config = yield from self.prepare_flow(received)
             except exceptions.ServerUnavailable as error:
@@ -719,6 +751,7 @@ class ClientCore:
                     "the server's version of %s not applied: %s", self.settings.service, error
                 )
                 self.seen_version = received.version
+                self.refused = (received.version, received.hash)
                 yield Report("failed", received, str(error))
                 tried.append(f"server {self.settings.server}: {error}")
                 refused = True
@@ -735,12 +768,13 @@ class ClientCore:
         return config
 
     def load_flow(self) -> Flow[Config]:
-        """`load()`: the first config, applied in full."""
+        """`load()`: the first config, applied in full; returns the config current afterwards."""
+        fetched_over = self.config
         config = (
             self.from_file() if self.settings.mode == "files" else (yield from self.initial_flow())
         )
-        yield Exclusive(self.apply_flow(config))
-        return config
+        current: Config = yield Exclusive(self.apply_flow(config, fetched_over))
+        return current
 
     def fetch_flow(self) -> Flow[Config]:
         """`load_config()`: the first config, kept as last-known-good, not applied."""
@@ -751,19 +785,28 @@ class ClientCore:
 
     def refresh_flow(self, wait: float | None) -> Flow[bool]:
         """Ask the server once for a newer version and apply it; True when one arrived."""
+        fetched_over = self.config
         received = self.read_config((yield self.config_request(wait=wait)))
         if self.fallback_pending:
             self.fallback_pending = False
             yield Report("fallback", self.config)
-        if received is None or not self.is_news(received.version, received.hash, "server"):
+        if received is None:
+            return False
+        if (
+            not self.is_news(received.version, received.hash, "server")
+            or (received.version, received.hash) == self.refused
+        ):
+            # Nothing to do; the next long poll names this version, so the server holds it.
+            self.seen_version = received.version
             return False
         try:
             config = yield from self.prepare_flow(received)
-            yield Exclusive(self.apply_flow(config))
+            yield Exclusive(self.apply_flow(config, fetched_over))
         except exceptions.InvalidConfig as error:
             logger.error(
                 "version %s of %s not applied: %s", received.version, self.settings.service, error
             )
+            self.refused = (received.version, received.hash)
             yield Report("failed", received, str(error))
         except exceptions.ApplyFailed:
             pass  # logged, reverted and reported by apply_flow
@@ -779,7 +822,7 @@ class ClientCore:
             return
         if self.is_news(config.version, config.hash, config.source):
             try:
-                yield Exclusive(self.apply_flow(config))
+                yield Exclusive(self.apply_flow(config, self.config))
             except exceptions.ApplyFailed:
                 pass  # logged and reverted by apply_flow
 

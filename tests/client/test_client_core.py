@@ -199,7 +199,7 @@ def test_an_interruption_inside_a_handler_reverts_and_goes_on_as_itself(tmp_path
     config = core.build(received("a: 1\nb: 1\nc: 1\n[cache]\nttl: 5\n", 1), "server")
     ttl = core.cache.memory.ttl
     with pytest.raises(KeyboardInterrupt):
-        drive(core.apply_flow(config), lambda effect: effect())
+        drive(core.apply_flow(config, None), lambda effect: effect())
     assert recorder.calls == [("a", 1, None), ("a", None, 1)]
     assert core.cache.memory.ttl == ttl and core.config is None
 

@@ -278,3 +278,55 @@ def test_a_server_that_answers_long_polls_at_once_gets_one_check_a_second(
         time.sleep(2.5)
     # The load, then at most one check per second: not a busy loop.
     assert 2 <= transport.checks <= 5, transport.checks
+
+
+class ConditionDroppingTransport(httpx.HTTPTransport):
+    """A proxy that drops `?wait=` and `If-None-Match`: every check answers 200 with the current version."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checks = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/v1/configs/"):
+            self.checks += 1
+            request.url = request.url.copy_remove_param("wait")
+            request.headers.pop("If-None-Match", None)
+        return super().handle_request(request)
+
+
+def test_a_refused_version_served_again_and_again_is_not_retried(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    server.push(DEVELOPMENT, "staging", service="no-condition")
+    transport = ConditionDroppingTransport()
+    client = ConfigClient(
+        "no-condition",
+        "staging",
+        server=server.url,
+        token=server.token,
+        cache_dir=tmp_path,
+        transport=transport,
+    )
+    attempts: list[Any] = []
+
+    @client.on("features")
+    def refuse_zero(new: Any, old: Any) -> None:
+        attempts.append(new)
+        if new["rate_limit_per_minute"] == 0:
+            raise RuntimeError("zero")
+
+    with client:
+        first = client.config
+        server.push(
+            DEVELOPMENT.replace("rate_limit_per_minute: 10_000", "rate_limit_per_minute: 0"),
+            "staging",
+            service="no-condition",
+        )
+        wait_for(lambda: len(attempts) >= 2)
+        checks = transport.checks
+        time.sleep(2.5)
+        checks = transport.checks - checks
+    assert client.config is first
+    assert len(attempts) == 2, attempts  # the first load, then the refused version once
+    assert checks <= 4, checks  # about one check a second, not a busy loop

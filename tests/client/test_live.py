@@ -350,3 +350,60 @@ def test_a_tampered_document_at_start_is_not_used_and_the_fallback_is(
         assert "hash" in failed["error"]
         assert (fallback["status"], fallback["version"]) == ("fallback", None)
     assert not (tmp_path / "cache" / "tamper-start").exists()  # nothing tampered was kept
+
+
+class OvertakingTransport(httpx.HTTPTransport):
+    """While armed, holds the answer of a caller's `load()` until the watch thread applied a newer version."""
+
+    def __init__(self, server: LiveServer, source: str, service: str) -> None:
+        super().__init__()
+        self.server, self.source, self.service = server, source, service
+        self.client: ConfigClient | None = None
+        self.armed = False
+        self.newer: dict[str, Any] | None = None
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        plain_get = (
+            request.method == "GET"
+            and request.url.path.startswith("/v1/configs/")
+            and "If-None-Match" not in request.headers
+        )
+        if not (self.armed and plain_get):
+            return response
+        self.armed = False
+        response.read()
+        newer = self.newer = self.server.push(self.source, "development", service=self.service)
+        client = self.client
+        assert client is not None
+        wait_for(lambda: client.config.version == newer["version"])
+        return httpx.Response(
+            response.status_code,
+            headers={k: v for k, v in response.headers.items() if k.lower() != "content-length"},
+            content=response.content,
+        )
+
+
+def test_a_load_overtaken_by_the_watch_does_not_go_back_to_an_older_version(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    server.push(with_features(1), "development", service="overtaken")
+    transport = OvertakingTransport(server, with_features(2), "overtaken")
+    client = ConfigClient(
+        "overtaken",
+        "development",
+        server=server.url,
+        token=server.token,
+        cache_dir=tmp_path,
+        transport=transport,
+    )
+    transport.client = client
+    rates: list[int] = []
+    client.on("features")(lambda new, old: rates.append(new["rate_limit_per_minute"]))
+    with client:
+        transport.armed = True
+        loaded = client.load()  # fetches version 1; version 2 is applied before its answer lands
+        assert transport.newer is not None
+        assert client.config.version == transport.newer["version"]
+        assert loaded is client.config
+        assert rates == [1, 2]
