@@ -37,25 +37,42 @@ logger = logging.getLogger("client")
 class _InterruptibleBackend(httpcore.SyncBackend):
     """Remembers the sockets it opens, so `stop()` can end a long poll the server is holding.
 
-    Closing a socket does not wake a thread blocked reading it; shutting it down does.
+    Closing a socket does not wake a thread blocked reading it; shutting it down does. Once
+    interrupted it opens no more connections: a long poll sent just after `stop()` looked
+    would otherwise be held by the server for a minute.
     """
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._interrupted = False
         self._streams: weakref.WeakSet[httpcore.NetworkStream] = weakref.WeakSet()
 
     def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
+        if self._interrupted:
+            raise httpcore.ConnectError("the client is stopping")
         stream = super().connect_tcp(*args, **kwargs)
-        self._streams.add(stream)
+        with self._lock:
+            self._streams.add(stream)
+            interrupted = self._interrupted
+        if interrupted:  # stop() came while this one was connecting
+            self._shut(stream)
         return stream
 
     def interrupt(self) -> None:
-        for stream in list(self._streams):
-            raw = stream.get_extra_info("socket")
-            if isinstance(raw, socket.socket):
-                try:
-                    raw.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+        with self._lock:
+            self._interrupted = True
+            streams = list(self._streams)
+        for stream in streams:
+            self._shut(stream)
+
+    @staticmethod
+    def _shut(stream: httpcore.NetworkStream) -> None:
+        raw = stream.get_extra_info("socket")
+        if isinstance(raw, socket.socket):
+            try:
+                raw.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 def _interruptible(transport: httpx.BaseTransport) -> _InterruptibleBackend | None:
@@ -86,6 +103,10 @@ class ConfigClient(BaseClient[httpx.BaseTransport]):
         self._interruptible = _interruptible(transport)
         self._http = httpx.Client(transport=transport)
         self._apply_lock = threading.Lock()
+        # start() calls one at a time; _life guards the threads, which stop() reads without
+        # waiting for a start() that is still loading.
+        self._start_lock = threading.Lock()
+        self._life = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._reports: queue.Queue[httpx.Request | None] = queue.Queue(maxsize=100)
@@ -113,32 +134,38 @@ class ConfigClient(BaseClient[httpx.BaseTransport]):
 
     def start(self) -> Config:
         """Load if not loaded yet, then keep the config current from a background thread."""
-        if self._http.is_closed:
-            raise RuntimeError("this client was stopped; make a new one to start again")
-        config = self._core.config or self.load()
-        if self._thread is None:
-            self._stop.clear()
-            target = self._watch_files if self.settings.mode == "files" else self._watch
-            self._thread = threading.Thread(
-                target=target, name=f"tskcfg-{self.settings.service}", daemon=True
-            )
-            self._thread.start()
+        with self._start_lock:
+            if self._stop.is_set():
+                raise RuntimeError("this client was stopped; make a new one to start again")
+            config = self._core.config or self.load()
+            with self._life:
+                if self._stop.is_set():  # stop() came while loading: watch nothing
+                    raise RuntimeError("this client was stopped while it was starting")
+                if self._thread is None:
+                    target = self._watch_files if self.settings.mode == "files" else self._watch
+                    self._thread = threading.Thread(
+                        target=target, name=f"tskcfg-{self.settings.service}", daemon=True
+                    )
+                    self._thread.start()
         return config
 
     def stop(self) -> None:
         """Stop watching, deliver the pending reports (briefly), close connections."""
         self._stop.set()
-        if self._reporter is not None:
+        with self._life:
+            reporter, self._reporter = self._reporter, None
+        if reporter is not None:
             try:
                 self._reports.put(None, timeout=1.0)
             except queue.Full:
                 pass
-            self._reporter.join(timeout=2.0)
+            reporter.join(timeout=2.0)
         if self._interruptible is not None:
             self._interruptible.interrupt()  # ends a long poll in flight, so the thread exits now
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-            self._thread = None
+        with self._life:
+            thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5.0)
         self._http.close()
 
     def __enter__(self) -> ConfigClient:
@@ -191,19 +218,22 @@ class ConfigClient(BaseClient[httpx.BaseTransport]):
     # -- reports, never blocking the service
 
     def _report(self, report: Report) -> None:
-        if self.settings.mode == "files" or self._stop.is_set():
+        if self.settings.mode == "files":
             return
         request = self._core.report_request(report.status, report.subject, report.error)
-        try:
-            self._reports.put_nowait(request)
-        except queue.Full:
-            logger.debug("report queue full; %s report dropped", report.status)
-            return
-        if self._reporter is None:
-            self._reporter = threading.Thread(
-                target=self._deliver_reports, name="tskcfg-reports", daemon=True
-            )
-            self._reporter.start()
+        with self._life:
+            if self._stop.is_set():
+                return
+            try:
+                self._reports.put_nowait(request)
+            except queue.Full:
+                logger.debug("report queue full; %s report dropped", report.status)
+                return
+            if self._reporter is None:  # one reporter, however many threads report at once
+                self._reporter = threading.Thread(
+                    target=self._deliver_reports, name="tskcfg-reports", daemon=True
+                )
+                self._reporter.start()
 
     def _deliver_reports(self) -> None:
         while (request := self._reports.get()) is not None:

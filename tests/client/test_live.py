@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -407,3 +408,76 @@ def test_a_load_overtaken_by_the_watch_does_not_go_back_to_an_older_version(
         assert client.config.version == transport.newer["version"]
         assert loaded is client.config
         assert rates == [1, 2]
+
+
+class LateLongPollTransport(httpx.HTTPTransport):
+    """Opens a new connection per request, and sends the long poll only once stop() is under way."""
+
+    def __init__(self) -> None:
+        super().__init__(limits=httpx.Limits(max_keepalive_connections=0))
+        self.client: ConfigClient | None = None
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        client = self.client
+        if client is not None and "wait" in request.url.params:
+            wait_for(client._stop.is_set)
+            time.sleep(0.5)  # stop() has interrupted the connections it knew of by now
+        return super().handle_request(request)
+
+
+def test_stop_ends_a_long_poll_that_started_while_it_was_stopping(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    server.push(with_features(1), "development", service="late-poll")
+    transport = LateLongPollTransport()
+    client = ConfigClient(
+        "late-poll",
+        "development",
+        server=server.url,
+        token=server.token,
+        cache_dir=tmp_path,
+        transport=transport,
+    )
+    transport.client = client
+    client.start()
+    started = time.monotonic()
+    client.stop()
+    assert time.monotonic() - started < 3.0
+    assert not [thread for thread in threading.enumerate() if thread.name == "tskcfg-late-poll"]
+
+
+class StoppingTransport(httpx.HTTPTransport):
+    """Has another thread stop the client while its start() is waiting for the first answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.client: ConfigClient | None = None
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        client = self.client
+        if client is not None:
+            self.client = None
+            stopper = threading.Thread(target=client.stop)
+            stopper.start()
+            stopper.join(timeout=10)
+        return super().handle_request(request)
+
+
+def test_a_client_stopped_while_starting_does_not_start_watching(
+    server: LiveServer, tmp_path: Path, environments: Path
+) -> None:
+    transport = StoppingTransport()
+    client = ConfigClient(
+        SERVICE,
+        "development",
+        server=server.url,
+        token=server.token,
+        cache_dir=tmp_path,
+        environments_dir=environments,  # the load falls back to the file once stop() cut it off
+        transport=transport,
+    )
+    transport.client = client
+    with pytest.raises(RuntimeError, match="stopped"):
+        client.start()
+    time.sleep(0.2)
+    assert not [thread for thread in threading.enumerate() if thread.name == f"tskcfg-{SERVICE}"]
