@@ -112,6 +112,14 @@ class TokenBook:
     def __len__(self) -> int:
         return len(self._by_id)
 
+    def is_live(self, principal: Principal) -> bool:
+        """False once the principal's token was revoked: held requests and streams check it,
+        since they outlive the authentication they started with."""
+        if principal.token_id is None:
+            return True
+        record = self._by_id.get(principal.token_id)
+        return record is not None and record.revoked_at is None
+
     def authenticate(self, presented: str) -> Principal | None:
         """The principal of a presented token, or None when it is unknown, revoked or wrong."""
         parts = split_token(presented)

@@ -290,6 +290,20 @@ class ConfigServer:
             )
         self.check_names(service, environment)
 
+    def check_schema_read(self, principal: Principal, name: str) -> None:
+        """403 unless the token may read schema `name`; then 422 for a bad name.
+
+        A token reads the schemas of its services and the section schemas those `$ref`, so a
+        scoped client can validate what it receives. A section is a schema no document is
+        stored under: a writer could otherwise `$ref` another team's service schema from one
+        of its own and read it that way.
+        """
+        if not principal.covers_service(name):
+            referenced = any(principal.covers_service(user) for user in self._schemas.users_of(name))
+            if not referenced or self.store.has_versions(name):
+                raise forbidden(f"this token may not read {name!r}")
+        self.check_names(name)
+
     def check_names(self, service: str, environment: str | None = None) -> None:
         try:
             check_name(service, "service")

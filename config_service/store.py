@@ -312,6 +312,7 @@ class Store(Protocol):
     ) -> VersionRecord | None: ...
     def versions_after(self, sequence: int, limit: int) -> list[VersionRecord]: ...
     def last_sequence(self) -> int: ...
+    def has_versions(self, service: str) -> bool: ...
 
     def append_schema(
         self,
@@ -847,6 +848,10 @@ class SqliteStore:
     def last_sequence(self) -> int:
         rows = self._query("SELECT COALESCE(MAX(sequence), 0) AS last FROM versions")
         return int(rows[0]["last"])
+
+    def has_versions(self, service: str) -> bool:
+        """True when `service` has a version in any environment (it is a service, not a section)."""
+        return bool(self._query("SELECT 1 AS found FROM versions WHERE service = ? LIMIT 1", (service,)))
 
     # -- schemas ---------------------------------------------------------------------
 

@@ -16,6 +16,12 @@ from config_service.server import ConfigServer
 JSON_TYPE = "application/json"
 TSK_TYPES = ("text/x-tsk", "text/plain")
 _ETAG = re.compile(r'\s*(?:W/)?"([^"]*)"\s*')
+# Version numbers, event ids and other counts: ASCII digits only (str.isdigit also takes "²",
+# which int() refuses), and few enough that the number fits the store's 64-bit integers.
+_NUMBER = re.compile(r"[0-9]{1,18}")
+LARGEST_NUMBER = 2**63 - 1
+# A `\uD800`-`\uDFFF` escape: JSON allows it alone, but such a string cannot be stored as UTF-8.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def server_of(request: Request) -> ConfigServer:
@@ -94,12 +100,40 @@ def _reject_constant(name: str) -> Any:
 
 def parse_json(body: bytes) -> Any:
     try:
+        # UTF-8 only (RFC 8259), decoded strictly: json.loads would let encoded surrogates through.
+        text = body.decode("utf-8").removeprefix("\ufeff")
         # NaN and Infinity are not JSON; Python would accept them and then write invalid JSON.
-        return json.loads(body, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant)
     except RecursionError:
         raise bad_request("the JSON body is nested too deeply") from None
     except (UnicodeDecodeError, ValueError) as error:
         raise bad_request(f"the body is not valid JSON: {error}") from None
+    if _SURROGATE_ESCAPE.search(body) and _has_lone_surrogate(value):
+        raise bad_request("the JSON body holds a lone surrogate (\\uD800-\\uDFFF), which is not text")
+    return value
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """True when a string anywhere in a parsed JSON value (keys too) is not valid Unicode text."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
+def parse_number(text: str) -> int | None:
+    """A count written in ASCII digits that the store can hold, or None."""
+    return int(text) if _NUMBER.fullmatch(text) else None
 
 
 async def read_json_object(request: Request) -> dict[str, Any]:
@@ -127,6 +161,8 @@ def optional_int(body: dict[str, Any], key: str) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise bad_request(f"{key!r} must be an integer")
+    if abs(value) > LARGEST_NUMBER:
+        raise bad_request(f"{key!r} is larger than any version or count this server holds")
     return value
 
 
@@ -144,14 +180,17 @@ def int_query(
         raise bad_request(f"the parameter {name!r} must be at least {minimum}")
     if maximum is not None and value > maximum:
         value = maximum
+    if value > LARGEST_NUMBER:
+        raise bad_request(f"the parameter {name!r} is larger than any version or count this server holds")
     return value
 
 
 def path_version(request: Request, name: str = "version") -> int:
     text = request.path_params[name]
-    if not text.isdigit() or len(text) > 18:
+    number = parse_number(text)
+    if number is None:
         raise bad_request(f"the version must be a positive integer, not {text!r}")
-    return int(text)
+    return number
 
 
 def etags(header: str) -> list[str] | None:

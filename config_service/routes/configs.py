@@ -10,8 +10,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from config_service.auth import Principal
 from config_service.diff import diff_document
-from config_service.errors import ApiError, bad_request, not_found
+from config_service.errors import ApiError, bad_request, not_found, unauthorized
 from config_service.server import LARGE_DOCUMENT, ConfigServer, Rendered, decode_source
 from config_service.store import IfMatch, VersionRecord
 
@@ -27,6 +28,7 @@ from ._http import (
     optional_int,
     optional_string,
     parse_json,
+    parse_number,
     path_version,
     read_body,
     read_json_object,
@@ -51,12 +53,24 @@ def parse_if_match(header: str | None) -> IfMatch:
     text = header.strip()
     if text == "*":
         return "*"
-    if len(text) >= 3 and text[0] == '"' and text[-1] == '"' and text[1:-1].isdigit():
-        if len(text) <= 20:
-            return int(text[1:-1])
+    if len(text) >= 3 and text[0] == '"' and text[-1] == '"':
+        number = parse_number(text[1:-1])
+        if number is not None:
+            return number
     raise bad_request(
         f"If-Match must be a quoted version like '\"3\"', '\"0\"' (must not exist) or '*', not {header!r}"
     )
+
+
+def _config_message(header: str) -> str:
+    """`X-Config-Message`: percent-encoded UTF-8. Raw bytes above ASCII are refused rather than
+    read as Latin-1 (what HTTP headers decode to), which would store mojibake."""
+    if header.isascii():
+        try:
+            return unquote(header, errors="strict")
+        except UnicodeDecodeError:
+            pass
+    raise bad_request("X-Config-Message must be percent-encoded UTF-8 (like caf%C3%A9)")
 
 
 def _rendered_response(rendered: Rendered, request: Request, status: int = 200) -> Response:
@@ -80,11 +94,7 @@ async def put_config(request: Request) -> Response:
     if kind in TSK_TYPES:
         body = await read_body(request)
         source = decode_source(body)
-        header = request.headers.get("x-config-message", "")
-        try:
-            message = unquote(header, errors="strict")
-        except UnicodeDecodeError:
-            raise bad_request("X-Config-Message must be percent-encoded UTF-8") from None
+        message = _config_message(request.headers.get("x-config-message", ""))
     elif kind == JSON_TYPE:
         value = parse_json(await read_body(request))
         if not isinstance(value, dict):
@@ -118,10 +128,10 @@ async def get_config(request: Request) -> Response:
     if tags == []:
         raise bad_request(f"If-None-Match must hold quoted versions like '\"3\"', not {header!r}")
     matches = current is not None and (tags is None or current.etag[1:-1] in tags)
-    if wait > 0 and tags is not None and len(tags) == 1 and tags[0].isdigit():
-        known = int(tags[0])
+    known = parse_number(tags[0]) if tags is not None and len(tags) == 1 else None
+    if wait > 0 and known is not None:
         if (current is None and known == 0) or matches:
-            return await _long_poll(request, server, service, environment, known, current, wait)
+            return await _long_poll(request, server, principal, service, environment, known, current, wait)
     if current is None:
         raise not_found(f"{service!r} has no version in {environment!r}")
     if matches:
@@ -145,6 +155,7 @@ def _wait_seconds(request: Request, server: ConfigServer) -> float:
 async def _long_poll(
     request: Request,
     server: ConfigServer,
+    principal: Principal,
     service: str,
     environment: str,
     known: int,
@@ -159,6 +170,8 @@ async def _long_poll(
     except hot.ClientGone:
         # Nobody reads this answer; the status is for the log and the metrics.
         return Response(status_code=hot.CLIENT_GONE)
+    if not server.tokens.is_live(principal):
+        raise unauthorized("the token was revoked while the request waited")
     if rendered is None:
         latest = server.current(service, environment)
         if latest is None:

@@ -17,7 +17,7 @@ from config_service.errors import bad_request
 from config_service.hub import ChangeEvent, ChangeHub, SubscriptionClosed
 from config_service.server import Rendered
 
-from ._http import authenticate, server_of
+from ._http import authenticate, parse_number, server_of
 
 HEARTBEAT_SECONDS = 15.0
 REPLAY_PAGE = 500
@@ -32,9 +32,10 @@ def _last_event_id(request: Request) -> int | None:
     text = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
     if text is None or text == "":
         return None
-    if not text.strip().isdigit() or len(text.strip()) > 18:
+    number = parse_number(text.strip())
+    if number is None:
         raise bad_request(f"Last-Event-ID must be an event id (a number), not {text!r}")
-    return int(text.strip())
+    return number
 
 
 async def _disconnected(receive: Receive) -> None:
@@ -57,6 +58,7 @@ async def _stream(scope: Scope, receive: Receive, send: Send) -> None:
         server.check_names("x", environment)
     last_id = _last_event_id(request)
     pipeline = server.settings.pipeline
+    tokens = server.tokens
     hub: ChangeHub[Rendered] = request.app.state.hub
     del request
 
@@ -66,6 +68,7 @@ async def _stream(scope: Scope, receive: Receive, send: Send) -> None:
             and (environment is None or event.environment == environment)
             and event.environment in pipeline
             and principal.covers(event.service, event.environment)
+            and tokens.is_live(principal)
         )
 
     # Subscribe before replaying, so nothing published during the replay is lost.
@@ -99,6 +102,8 @@ async def _stream(scope: Scope, receive: Receive, send: Send) -> None:
                 # Closed: the client left, or it fell too far behind and should resume
                 # with Last-Event-ID. Either way the stream ends here.
                 break
+            if not tokens.is_live(principal):
+                break  # revoked: the stream ends at the next event or ping
             if event is None:
                 chunk = b": ping\n\n"
             elif event.sequence > sent:

@@ -155,6 +155,9 @@ async def answer_current_config(
                 )
             except ClientGone:
                 return CLIENT_GONE
+            if not server.tokens.is_live(principal):
+                # Revoked while held: the regular handler answers 401.
+                return 0
             if newer is not None:
                 rendered = newer
             else:

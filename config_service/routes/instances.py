@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from config_service.errors import bad_request
 
-from ._http import authenticate, json_response, read_json_object, server_of
+from ._http import authenticate, json_response, optional_int, read_json_object, server_of
 
 STATUSES = ("applied", "failed", "fallback")
 MAX_ID = 200
@@ -44,8 +44,8 @@ async def report_instance(request: Request) -> Response:
     status = body.get("status")
     if status not in STATUSES:
         raise bad_request(f"'status' must be one of {', '.join(STATUSES)}")
-    version = body.get("version")
-    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
+    version = optional_int(body, "version")
+    if version is not None and version < 0:
         raise bad_request("'version' must be a version number or null")
     digest = _text(body, "hash", 128, False)
     error = _text(body, "error", MAX_ERROR, False)

@@ -70,11 +70,7 @@ def _readable(request: Request) -> str:
     server = server_of(request)
     principal = authenticate(request)
     name = request.path_params["service"]
-    # A token may read the schemas of its services and every schema those `$ref`
-    # (the section schemas), so a scoped client can validate what it receives.
-    if not any(principal.covers_service(user) for user in server.schemas.users_of(name)):
-        raise forbidden(f"this token may not read {name!r}")
-    server.check_names(name)
+    server.check_schema_read(principal, name)
     return name
 
 

@@ -1,0 +1,178 @@
+"""End-to-end: numbers past SQLite's range, non-ASCII digits, lone surrogates and oversized request
+heads get a 4xx in the error shape, never a 500, and change nothing."""
+
+from __future__ import annotations
+
+import socket
+
+import httpx
+import pytest
+
+from .conftest import USER_SERVICE, ServerProcess, assert_error, push
+
+DOCUMENT = "/v1/configs/user-service/staging"
+HUGE = 10**20  # past SQLite's 64-bit integers
+
+
+@pytest.fixture(scope="module")
+def seeded(server: ServerProcess, admin: httpx.Client) -> ServerProcess:
+    assert push(admin, "user-service", "staging", USER_SERVICE).status_code == 201
+    return server
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"{DOCUMENT}/versions?before={HUGE}",
+        f"{DOCUMENT}/diff?from=1&to={HUGE}",
+        f"{DOCUMENT}/diff?from={HUGE}&to=1",
+        f"/v1/schemas/user-service/versions?before={HUGE}",
+        f"/v1/audit?before={HUGE}",
+    ],
+)
+def test_query_numbers_past_the_store_range_are_400(
+    seeded: ServerProcess, admin: httpx.Client, path: str
+) -> None:
+    assert_error(admin.get(path), 400, "bad_request")
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (f"{DOCUMENT}/rollback", {"version": HUGE}),
+        ("/v1/configs/user-service/production/promote", {"from": "staging", "version": HUGE}),
+        (
+            "/v1/instances",
+            {
+                "service": "user-service",
+                "environment": "staging",
+                "instance_id": "i-1",
+                "status": "applied",
+                "version": HUGE,
+            },
+        ),
+    ],
+)
+def test_body_numbers_past_the_store_range_are_400(
+    seeded: ServerProcess, admin: httpx.Client, path: str, body: dict[str, object]
+) -> None:
+    assert_error(admin.post(path, json=body), 400, "bad_request")
+
+
+def test_non_ascii_digits_are_not_versions(seeded: ServerProcess, admin: httpx.Client) -> None:
+    # "²" is a digit to str.isdigit() but not to int(): each of these was a 500.
+    superscript_two = '"\u00b2"'.encode("latin-1")
+    assert_error(
+        admin.put(
+            DOCUMENT,
+            content=USER_SERVICE,
+            headers={"Content-Type": "text/x-tsk", "If-Match": superscript_two},
+        ),
+        400,
+        "bad_request",
+    )
+    assert_error(admin.get(f"{DOCUMENT}/versions/%C2%B2"), 400, "bad_request")
+    assert_error(admin.get("/v1/schemas/user-service/versions/%C2%B2"), 400, "bad_request")
+    assert_error(admin.get("/v1/events", headers={"Last-Event-ID": b"\xb2"}), 400, "bad_request")
+    assert_error(admin.get("/v1/events?last_event_id=%C2%B2"), 400, "bad_request")
+    # If-None-Match holding no version of ours is simply not a match: the document, at once.
+    response = admin.get(f"{DOCUMENT}?wait=5", headers={"If-None-Match": superscript_two})
+    assert response.status_code == 200, response.text
+    assert response.json()["version"] == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("PUT", DOCUMENT, b'{"source": "name: \\"x\\"\\n# \\ud800\\n"}'),
+        ("PUT", DOCUMENT, b'{"source": "name: \\"x\\"\\n", "message": "half a pair \\uDC00"}'),
+        (
+            "POST",
+            "/v1/tokens",
+            b'{"name": "\\ud83d", "role": "reader", "services": ["*"], "environments": ["*"]}',
+        ),
+        (
+            "POST",
+            "/v1/instances",
+            b'{"service": "user-service", "environment": "staging", "instance_id": "\\ud800", "status": "applied"}',
+        ),
+        ("PUT", "/v1/schemas/user-service", b'{"type": "object", "description": "\\ud800"}'),
+    ],
+)
+def test_json_with_lone_surrogates_is_400(
+    seeded: ServerProcess, admin: httpx.Client, method: str, path: str, body: bytes
+) -> None:
+    before = admin.get(DOCUMENT).json()["version"]
+    response = admin.request(
+        method, path, content=body, headers={"Content-Type": "application/json"}
+    )
+    assert "surrogate" in assert_error(response, 400, "bad_request")["message"]
+    assert admin.get(DOCUMENT).json()["version"] == before
+
+
+def test_json_with_a_surrogate_pair_is_fine(seeded: ServerProcess, admin: httpx.Client) -> None:
+    source = (
+        USER_SERVICE.replace("pool_size: 20", "pool_size: 21")
+        .replace('"', '\\"')
+        .replace("\n", "\\n")
+    )
+    body = ('{"source": "' + source + '", "message": "ok \\ud83d\\ude00"}').encode()
+    response = admin.put(DOCUMENT, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 201, response.text
+    assert response.json()["message"] == "ok \U0001f600"
+
+
+def test_config_message_header_must_be_percent_encoded(
+    seeded: ServerProcess, admin: httpx.Client
+) -> None:
+    source = USER_SERVICE + '\n[logging]\nlevel: "INFO"\n'
+    raw_utf8 = "café".encode()  # sent as raw bytes, which the header decodes as Latin-1 mojibake
+    response = admin.put(
+        DOCUMENT,
+        content=source,
+        headers={"Content-Type": "text/x-tsk", "X-Config-Message": raw_utf8},
+    )
+    assert "percent-encoded" in assert_error(response, 400, "bad_request")["message"]
+    response = admin.put(
+        DOCUMENT,
+        content=source,
+        headers={"Content-Type": "text/x-tsk", "X-Config-Message": "caf%C3%A9"},
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["message"] == "café"
+
+
+def _raw_request(server: ServerProcess, head: bytes, chunk: bytes, chunks: int) -> bytes:
+    """Send a request head with `chunks` times `chunk` in it; what the server answers (or b"")."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+        connection.sendall(head)
+        try:
+            for _ in range(chunks):
+                connection.sendall(chunk)
+            connection.sendall(b"\r\n\r\n")
+        except OSError:
+            pass  # the server closed the connection before we finished: what we want
+        answer = b""
+        try:
+            while len(answer) < 65536:
+                data = connection.recv(65536)
+                if not data:
+                    break
+                answer += data
+        except OSError:
+            pass
+        return answer
+
+
+def test_an_oversized_request_head_is_refused(seeded: ServerProcess) -> None:
+    # 8 MiB of one header value: refused with 431 long before it is all read into memory.
+    answer = _raw_request(seeded, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ", b"a" * 65536, 128)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert b'"error":"too_large"' in answer.replace(b" ", b"")
+    # Many small headers count together.
+    answer = _raw_request(seeded, b"GET /health HTTP/1.1\r\nHost: x\r\n", b"X-A: b\r\n" * 8192, 32)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    # A long but reasonable header still works, and so does the server.
+    response = httpx.get(seeded.url + "/health", headers={"X-Note": "n" * 32768})
+    assert response.status_code == 200
+    assert "Traceback" not in seeded.log()

@@ -1,0 +1,112 @@
+"""End-to-end: what a token can no longer, or never could, learn: revoked tokens on held requests
+and event streams, and other services' schemas reached through `$ref`."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from .conftest import USER_SERVICE, ServerProcess, assert_error, push
+
+
+def _create(
+    admin: httpx.Client, role: str, services: list[str], environments: list[str]
+) -> tuple[str, str]:
+    response = admin.post(
+        "/v1/tokens",
+        json={
+            "name": f"{role}-leak",
+            "role": role,
+            "services": services,
+            "environments": environments,
+        },
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    return str(body["id"]), str(body["token"])
+
+
+def _version(pool_size: int) -> str:
+    return USER_SERVICE.replace("pool_size: 20", f"pool_size: {pool_size}")
+
+
+def test_a_revoked_token_gets_no_more_events(server: ServerProcess, admin: httpx.Client) -> None:
+    assert push(admin, "user-service", "staging", _version(30)).status_code in (200, 201)
+    token_id, token = _create(admin, "reader", ["*"], ["*"])
+    lines: list[str] = []
+    opened = threading.Event()
+
+    def read() -> None:
+        headers = {"Authorization": f"Bearer {token}"}
+        try:
+            with httpx.stream(
+                "GET", server.url + "/v1/events", headers=headers, timeout=4
+            ) as response:
+                for line in response.iter_lines():
+                    lines.append(line)
+                    opened.set()
+        except httpx.HTTPError:
+            pass  # the read timeout ends a stream that stays quiet
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert opened.wait(5)
+    assert admin.delete(f"/v1/tokens/{token_id}").status_code == 204
+    assert push(admin, "user-service", "staging", _version(31)).status_code == 201
+    reader.join(8)
+    assert lines[0] == "retry: 2000"
+    assert not [line for line in lines if line.startswith(("data:", "id:"))], lines
+
+
+@pytest.mark.parametrize("document_exists", [True, False])
+def test_a_token_revoked_during_a_long_poll_gets_401(
+    server: ServerProcess, admin: httpx.Client, document_exists: bool
+) -> None:
+    environment = "development"
+    service = "user-service" if document_exists else "leak-new"
+    if document_exists:
+        assert push(admin, service, environment, _version(40)).status_code in (200, 201)
+    current = admin.get(f"/v1/configs/{service}/{environment}")
+    known = str(current.json()["version"]) if document_exists else "0"
+    token_id, token = _create(admin, "reader", ["*"], ["*"])
+    with server.client(token) as reader, ThreadPoolExecutor(1) as pool:
+        held = pool.submit(
+            reader.get,
+            f"/v1/configs/{service}/{environment}?wait=10",
+            headers={"If-None-Match": f'"{known}"'},
+        )
+        time.sleep(0.5)  # let the request be held
+        assert admin.delete(f"/v1/tokens/{token_id}").status_code == 204
+        source = _version(41) if document_exists else 'name: "leak-new"\n'
+        assert push(admin, service, environment, source).status_code == 201
+        response = held.result(timeout=10)
+    assert_error(response, 401, "unauthorized")
+
+
+def test_a_writer_cannot_read_another_service_schema_through_ref(
+    server: ServerProcess, admin: httpx.Client
+) -> None:
+    other = {"type": "object", "properties": {"signing_key_name": {"type": "string"}}}
+    assert admin.put("/v1/schemas/billing", json=other).status_code in (200, 201)
+    assert push(admin, "billing", "production", 'signing_key_name: "hsm-7"\n').status_code in (
+        200,
+        201,
+    )
+    _, token = _create(admin, "writer", ["user-*"], ["*"])
+    with server.client(token) as writer:
+        assert_error(writer.get("/v1/schemas/billing"), 403, "forbidden")
+        # A schema of its own that refers to billing's is accepted ...
+        response = writer.put("/v1/schemas/user-probe", json={"$ref": "billing.json"})
+        assert response.status_code == 201, response.text
+        # ... but does not open billing's schema, nor its history.
+        assert_error(writer.get("/v1/schemas/billing"), 403, "forbidden")
+        assert_error(writer.get("/v1/schemas/billing/versions"), 403, "forbidden")
+        assert_error(writer.get("/v1/schemas/billing/versions/1"), 403, "forbidden")
+        # The section schemas its services use (no document is stored under them) stay readable.
+        database = writer.get("/v1/schemas/database")
+        assert database.status_code == 200, database.text
+        assert database.json()["service"] == "database"
