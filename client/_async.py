@@ -54,11 +54,12 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
 
     async def start(self) -> Config:
         """Load if not loaded yet, then keep the config current from a background task."""
-        if self._http.is_closed:
+        if self._stopping or self._http.is_closed:
             raise RuntimeError("this client was stopped; make a new one to start again")
         config = self._core.config or await self.load()
+        if self._stopping:  # stop() came while loading: watch nothing
+            raise RuntimeError("this client was stopped while it was starting")
         if self._task is None:
-            self._stopping = False
             if self.settings.mode == "files":
                 self._stop_files = asyncio.Event()
                 self._task = asyncio.create_task(self._watch_files(self._stop_files))
@@ -71,17 +72,24 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
         self._stopping = True
         if self._stop_files is not None:
             self._stop_files.set()
-        if self._task is not None:
-            self._task.cancel()
+        task, self._task = self._task, None
+        current = asyncio.current_task()
+        if task is not None and task is not current:  # a handler may stop its own client
+            task.cancel()
             try:
-                await self._task
+                await task
             except asyncio.CancelledError:
-                pass
+                if current is not None and current.cancelling():
+                    raise  # stop() itself was cancelled, not only the watch
             except Exception:
                 logger.exception("watching %s had stopped", self.settings.service)
-            self._task = None
         if self._report_tasks:
             await asyncio.wait(self._report_tasks, timeout=2.0)
+        # Reports the server did not take in time are dropped, not left running on a closed client.
+        late = list(self._report_tasks)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
         await self._http.aclose()
 
     async def __aenter__(self) -> AsyncConfigClient:
@@ -152,7 +160,7 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
 
     async def _watch(self) -> None:
         mode = self.settings.mode
-        while True:
+        while not self._stopping:  # stop() cancels this task, or a handler stopped the client
             started = time.monotonic()
             try:
                 if mode == "sse":
@@ -162,6 +170,8 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
                     changed = await self.refresh(wait=WATCH_WAIT if mode == "watch" else None)
                 pause = self._core.pause_after_check(changed, time.monotonic() - started)
             except Exception as error:
+                if self._stopping:
+                    return
                 pause = self._core.pause_after_failure(error)
             if pause:
                 await asyncio.sleep(pause)

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from clienttest import DEVELOPMENT, SERVICE, LiveServer, free_port
 
@@ -166,6 +167,91 @@ def test_a_task_cancelled_mid_apply_leaves_nothing_half_applied(
         assert client.config is first
         assert client.cache.ttl == ttl  # reverted, not left half applied
         assert calls == [(1, None), (2, 1), (1, 2)]  # the handler before was called back
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+
+    asyncio.run(scenario())
+
+
+class UnansweredReports(httpx.AsyncHTTPTransport):
+    """Instance reports that never get an answer: a server that accepts and then hangs."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/instances":
+            await asyncio.sleep(3600)
+        return await super().handle_async_request(request)
+
+
+def test_stop_leaves_no_task_behind_even_with_a_report_in_flight(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        await asyncio.to_thread(server.push, with_rate(1), "development", "async-leak")
+        async with AsyncConfigClient(
+            "async-leak",
+            "development",
+            server=server.url,
+            token=server.token,
+            cache_dir=tmp_path,
+            transport=UnansweredReports(),
+        ) as client:
+            assert client.config.version == 1
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+
+    asyncio.run(scenario())
+
+
+def test_a_client_stopped_while_starting_does_not_start_watching(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        await asyncio.to_thread(server.push, with_rate(1), "development", "async-stop-start")
+        client = AsyncConfigClient(
+            "async-stop-start",
+            "development",
+            server=server.url,
+            token=server.token,
+            cache_dir=tmp_path,
+        )
+        applying = asyncio.Event()
+
+        @client.on("features")
+        async def slow(new: Any, old: Any) -> None:
+            applying.set()
+            await asyncio.sleep(0.2)
+
+        starting = asyncio.create_task(client.start())
+        await asyncio.wait_for(applying.wait(), 5)
+        await client.stop()
+        with pytest.raises(RuntimeError, match="stopped"):
+            await starting
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+
+    asyncio.run(scenario())
+
+
+def test_a_handler_may_stop_its_own_client(server: LiveServer, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        await asyncio.to_thread(server.push, with_rate(1), "development", "async-self-stop")
+        client = AsyncConfigClient(
+            "async-self-stop",
+            "development",
+            server=server.url,
+            token=server.token,
+            cache_dir=tmp_path,
+        )
+
+        @client.on("features")
+        async def shut_down_on_zero(new: Any, old: Any) -> None:
+            if new["rate_limit_per_minute"] == 0:
+                await client.stop()
+
+        await client.start()
+        await asyncio.to_thread(server.push, with_rate(0), "development", "async-self-stop")
+        await until(lambda: client._http.is_closed)
+        for _ in range(100):  # the watch task ends once the handler has returned
+            if asyncio.all_tasks() == {asyncio.current_task()}:
+                break
+            await asyncio.sleep(0.01)
         assert asyncio.all_tasks() == {asyncio.current_task()}
 
     asyncio.run(scenario())

@@ -481,3 +481,24 @@ def test_a_client_stopped_while_starting_does_not_start_watching(
         client.start()
     time.sleep(0.2)
     assert not [thread for thread in threading.enumerate() if thread.name == f"tskcfg-{SERVICE}"]
+
+
+def test_a_handler_may_stop_its_own_client(server: LiveServer, tmp_path: Path) -> None:
+    server.push(with_features(1), "development", service="self-stop")
+    client = ConfigClient(
+        "self-stop", "development", server=server.url, token=server.token, cache_dir=tmp_path
+    )
+
+    @client.on("features")
+    def shut_down_on_zero(new: Any, old: Any) -> None:
+        if new["rate_limit_per_minute"] == 0:
+            client.stop()
+
+    client.start()
+    pushed = server.push(with_features(0), "development", service="self-stop")
+    wait_for(lambda: client.config.version == pushed["version"])  # the apply itself succeeded
+    wait_for(
+        lambda: (
+            not [thread for thread in threading.enumerate() if thread.name == "tskcfg-self-stop"]
+        )
+    )
