@@ -391,13 +391,18 @@ class DatabaseApplier:
                 if closing:
                     generation.closed = True
             if closing:
-                self._close_quietly(generation)
+                self._close_quietly(generation.resource)
 
-    def _close_quietly(self, generation: _Generation) -> None:
+    def _close_quietly(self, resource: Any) -> None:
         try:
-            self._close(generation.resource)
+            self._close(resource)
         except Exception:
-            logger.exception("closing the previous database connection failed")
+            logger.exception("closing a database connection failed")
+
+    def _in_use(self, resource: Any) -> bool:
+        """Whether `resource` is the current one: a factory may hand back the pool it made before."""
+        current = self._current
+        return current is not None and current.resource is resource
 
     def _retire(self, generation: _Generation | None) -> None:
         if generation is None:
@@ -408,7 +413,7 @@ class DatabaseApplier:
             if closing:
                 generation.closed = True
         if closing:
-            self._close_quietly(generation)
+            self._close_quietly(generation.resource)
 
     def apply(self, new: Any, old: Any) -> None:
         if self._connect is None:
@@ -421,10 +426,17 @@ class DatabaseApplier:
                 try:
                     self._check(resource)
                 except BaseException:
-                    self._close(resource)
+                    with self._lock:
+                        shared = self._in_use(resource)
+                    if not shared:  # the one in use stays open, whatever the factory returned
+                        self._close_quietly(resource)
                     raise
-            replacement = _Generation(resource)
         with self._lock:
+            if new is not None:
+                # The same pool handed back stays one generation: retiring "the old one" must
+                # not close what is still in use.
+                shared = self._in_use(resource)
+                replacement = self._current if shared else _Generation(resource)
             self._undo.append(self._current)
             self._current = replacement
 

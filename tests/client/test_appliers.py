@@ -279,3 +279,43 @@ def test_database_without_a_factory_does_nothing() -> None:
     applier.apply({"url": "anything"}, None)
     applier.commit()
     assert applier.current is None
+
+
+def test_database_never_closes_the_connection_in_use_when_the_factory_hands_it_back() -> None:
+    """A factory may keep one pool per url and return it again; that pool is still the current one."""
+    closed: list[str] = []
+    pools: dict[str, Resource] = {}
+
+    def connect(section: Any) -> Resource:
+        return pools.setdefault(section["url"], Resource(section["url"], closed))
+
+    def check(resource: Any) -> None:
+        if resource.name == "one" and len(pools) > 1:
+            raise RuntimeError("cannot reach the database")
+
+    applier = DatabaseApplier(connect, check=check)
+    applier.apply({"url": "one", "pool_size": 5}, None)
+    applier.commit()
+    applier.apply({"url": "one", "pool_size": 10}, {"url": "one", "pool_size": 5})
+    applier.commit()
+    assert closed == [] and applier.current is pools["one"]
+    applier.apply({"url": "one", "pool_size": 20}, {"url": "one", "pool_size": 10})
+    applier.revert({"url": "one", "pool_size": 20}, {"url": "one", "pool_size": 10})
+    assert closed == []
+    pools["two"] = Resource("two", closed)
+    with pytest.raises(RuntimeError, match="cannot reach"):
+        applier.apply({"url": "one", "pool_size": 30}, {"url": "one", "pool_size": 10})
+    assert closed == [] and applier.current is pools["one"]
+
+
+def test_database_check_failure_is_raised_even_when_closing_the_new_one_fails() -> None:
+    def close(resource: Any) -> None:
+        raise OSError("close failed")
+
+    def check(resource: Any) -> None:
+        raise RuntimeError("cannot reach the database")
+
+    applier = DatabaseApplier(lambda section: Resource("new", []), close=close, check=check)
+    with pytest.raises(RuntimeError, match="cannot reach"):
+        applier.apply({"url": "new"}, None)
+    assert applier.current is None
