@@ -266,6 +266,10 @@ def test_lkg_round_trip_is_atomic_and_verified(tmp_path: Path) -> None:
         lambda text: text.replace('"pool_size": 2', '"pool_size": 200'),  # tampered
         lambda text: "",
         lambda text: "[]",
+        lambda text: '{"config": ' + "[" * 100_000 + "]" * 100_000 + "}",  # nested past the stack
+        lambda text: text.replace(
+            '"config": {', '"config": {"deep": ' + "[" * 100_000 + "]" * 100_000 + ", ", 1
+        ),
     ],
 )
 def test_a_damaged_lkg_file_is_ignored(
