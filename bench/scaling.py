@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer samples; 10 and 1,000 documents")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(argv)
-    samples = 5 if args.quick else 15
+    samples = 3 if args.quick else 15
     wrk_runs = 1 if args.quick else 3
     counts = [10, 1_000] if args.quick else [10, 1_000, 10_000]
     ensure_wrk()
