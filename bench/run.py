@@ -254,9 +254,9 @@ From a push's acknowledgement (the server's 201) to a `ConfigClient` handler run
 in a separate service process, per watch mode. `tskcfg serve` runs in its own process;
 the service process prints `time.monotonic()` (CLOCK_MONOTONIC, shared by every process
 on the machine) from its handler. The time includes the long poll's answer, the schema
-request, the hash check, `@env` resolution and the apply. Pushes are sequential. SSE is a
-step slower by construction: the event only announces the version, so the client then
-fetches it (one more round trip). Polling is the comparison: what a service gets by
+request, the hash check, `@env` resolution and the apply. Pushes are sequential. With
+SSE the event only announces the version, so the client then fetches it: one more round
+trip than a long poll, whose answer carries the document. Polling is the comparison: what a service gets by
 re-reading the config every 0.5 s; its latency is the poll interval's, on average half
 of it.""",
     "startup": """\

@@ -105,14 +105,14 @@ def to_toml(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_child(code: str, *args: str, expect_source: str) -> dict[str, float]:
+def run_child(*args: str, expect_source: str) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
     # No @env values from the bench's own environment: every case resolves the same defaults.
     for name in ("PORT", "DATABASE_URL"):
         env.pop(name, None)
     started = time.perf_counter()
     completed = subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60, env=env
+        [sys.executable, "-c", *args], capture_output=True, text=True, timeout=60, env=env
     )
     process_ms = (time.perf_counter() - started) * 1000
     if completed.returncode != 0:
@@ -158,23 +158,19 @@ def main(argv: list[str] | None = None) -> int:
             run_child(CLIENT_CHILD, SERVICE, ENVIRONMENT, server.url, token, str(lkg_cache),
                       str(empty_environments), expect_source="server")
             for index in range(runs):
-                cases = {
-                    "server": lambda i=index: run_child(
-                        CLIENT_CHILD, SERVICE, ENVIRONMENT, server.url, token,
-                        str(work / f"cold-cache-{i}"), str(empty_environments), expect_source="server"),
-                    "last-known-good": lambda: run_child(
-                        CLIENT_CHILD, SERVICE, ENVIRONMENT, down, token, str(lkg_cache),
-                        str(empty_environments), expect_source="cache"),
-                    "local file fallback": lambda i=index: run_child(
-                        CLIENT_CHILD, SERVICE, ENVIRONMENT, down, token, str(work / f"no-cache-{i}"),
-                        str(environments), expect_source="file"),
-                    "tomllib.load (no server)": lambda: run_child(
-                        TOML_CHILD, str(toml_path), expect_source="toml file"),
-                    "tsk.load (no server)": lambda: run_child(
-                        TSK_CHILD, str(source_path), expect_source="tsk file"),
+                client_args = (CLIENT_CHILD, SERVICE, ENVIRONMENT)
+                cases: dict[str, tuple[tuple[str, ...], str]] = {
+                    "server": ((*client_args, server.url, token, str(work / f"cold-cache-{index}"),
+                                str(empty_environments)), "server"),
+                    "last-known-good": ((*client_args, down, token, str(lkg_cache), str(empty_environments)),
+                                        "cache"),
+                    "local file fallback": ((*client_args, down, token, str(work / f"no-cache-{index}"),
+                                            str(environments)), "file"),
+                    "tomllib.load (no server)": ((TOML_CHILD, str(toml_path)), "toml file"),
+                    "tsk.load (no server)": ((TSK_CHILD, str(source_path)), "tsk file"),
                 }
-                for name, case in cases.items():
-                    samples.setdefault(name, []).append(case())
+                for name, (arguments, expected) in cases.items():
+                    samples.setdefault(name, []).append(run_child(*arguments, expect_source=expected))
     baseline = statistics_of(samples["tomllib.load (no server)"])
     rows = []
     for name, values in samples.items():
