@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clienttest import ROOT, SERVICE
+from clienttest import ROOT, SERVICE, wait_for
 
 from client import ApplyFailed, Config, HashMismatch, InvalidConfig, RetryPolicy
-from client._core import ClientCore, Received, SchemaAnswer, drive, make_settings
+from client._core import ClientCore, Offload, Received, Report, SchemaAnswer, drive, make_settings
 from client._events import EventStreamParser, ServerEvent
 from client._lkg import read_lkg, write_lkg
 from config_service import tsk
@@ -23,6 +23,22 @@ DOCUMENT = (ROOT / "environments" / "development" / f"{SERVICE}.tsk").read_text(
 def run_calls(flow: Any) -> None:
     """Drive a transaction whose only effects are applier and handler calls."""
     drive(flow, lambda call: call())
+
+
+def run_apply(flow: Any) -> list[Report]:
+    """Drive an apply flow: calls made, file work done, the reports it sends returned."""
+    reports: list[Report] = []
+
+    def perform(effect: Any) -> Any:
+        if isinstance(effect, Report):
+            reports.append(effect)
+            return None
+        if isinstance(effect, Offload):
+            return effect.function()
+        return effect()
+
+    drive(flow, perform)
+    return reports
 
 
 def core_for(tmp_path: Path, **kwargs: Any) -> ClientCore:
@@ -199,7 +215,7 @@ def test_an_interruption_inside_a_handler_reverts_and_goes_on_as_itself(tmp_path
     config = core.build(received("a: 1\nb: 1\nc: 1\n[cache]\nttl: 5\n", 1), "server")
     ttl = core.cache.memory.ttl
     with pytest.raises(KeyboardInterrupt):
-        drive(core.apply_flow(config, None), lambda effect: effect())
+        run_apply(core.apply_flow(config, None))
     assert recorder.calls == [("a", 1, None), ("a", None, 1)]
     assert core.cache.memory.ttl == ttl and core.config is None
 
@@ -213,6 +229,104 @@ def test_a_failing_builtin_reverts_the_builtins_before_it(tmp_path: Path) -> Non
     with pytest.raises(ApplyFailed, match="cache"):
         run_calls(core.transaction(config))
     assert logging.getLogger().level == logging.WARNING
+
+
+class Connection:
+    def __init__(self, section: Any, closed: list[Any]) -> None:
+        self.url = section["url"]
+        self._closed = closed
+
+    def close(self) -> None:
+        self._closed.append(self.url)
+
+
+def test_a_failed_first_load_puts_every_builtin_and_handler_back(tmp_path: Path) -> None:
+    """Built-ins and handlers mixed, old=None: all reverted, latest first, the raiser not called back."""
+    import logging
+
+    from client import DatabaseApplier
+
+    closed: list[Any] = []
+    settings = make_settings(
+        SERVICE, "development", cache_dir=tmp_path / "cache", environments_dir=tmp_path
+    )
+    core = ClientCore(
+        settings, database=DatabaseApplier(lambda section: Connection(section, closed))
+    )
+    order: list[tuple[str, Any, Any]] = []
+    core.on("database")(lambda new, old: order.append(("database", new and new["url"], old)))
+    core.on("logging")(lambda new, old: order.append(("logging", new and new["level"], old)))
+
+    @core.on("features")
+    def refuse(new: Any, old: Any) -> None:
+        order.append(("features", new, old))
+        raise RuntimeError("refused")
+
+    core.on("port")(lambda new, old: order.append(("port", new, old)))
+    root = logging.getLogger()
+    handler = logging.StreamHandler()
+    formatter = logging.Formatter("%(message)s")
+    handler.setFormatter(formatter)
+    root.addHandler(handler)
+    try:
+        root.setLevel(logging.ERROR)
+        logging.getLogger("tests.mixed").setLevel(logging.CRITICAL)
+        security = core.security.state
+        ttl, size = core.cache.memory.ttl, core.cache.memory.max_size
+        config = core.build(
+            received(
+                'port: 1\n[logging]\nlevel: "DEBUG"\nformat: "%(levelname)s %(message)s"\n'
+                'loggers {\n  "tests.mixed" = "INFO"\n}\n'
+                '[security]\nkeys: ["k1"]\nallowed_origins: ["https://a.example"]\n'
+                '[cache]\nttl: 5\nmax_size: 3\n[database]\nurl: "sqlite:///one.db"\n'
+                "[features]\nflag: true\n"
+            ),
+            "server",
+        )
+        with pytest.raises(ApplyFailed, match="features"):
+            run_apply(core.apply_flow(config, None))
+        assert core.config is None
+        assert order == [
+            ("database", "sqlite:///one.db", None),
+            ("logging", "DEBUG", None),
+            ("features", {"flag": True}, None),
+            (
+                "logging",
+                None,
+                {
+                    "level": "DEBUG",
+                    "format": "%(levelname)s %(message)s",
+                    "loggers": {"tests.mixed": "INFO"},
+                },
+            ),
+            ("database", None, {"url": "sqlite:///one.db"}),
+        ]
+        assert root.level == logging.ERROR and handler.formatter is formatter
+        assert logging.getLogger("tests.mixed").level == logging.CRITICAL
+        assert core.security.state is security
+        assert (core.cache.memory.ttl, core.cache.memory.max_size) == (ttl, size)
+        assert core.database.current is None and closed == ["sqlite:///one.db"]
+        assert core.refused == (config.version, config.hash)
+    finally:
+        root.removeHandler(handler)
+
+
+def test_a_changed_variable_is_applied_with_the_next_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """@env is resolved at every apply: a section whose text did not change still changes value."""
+    core = core_for(tmp_path)
+    seen: list[Any] = []
+    core.on("port")(lambda new, old: seen.append((new, old)))
+    document = 'port: @env("TSKCFG_TEST_PORT", 8001)\nrelease: {n}\n'
+    monkeypatch.setenv("TSKCFG_TEST_PORT", "9000")
+    first = core.build(received(document.format(n=1), 1), "server")
+    run_apply(core.apply_flow(first, None))
+    monkeypatch.setenv("TSKCFG_TEST_PORT", "9001")
+    second = core.build(received(document.format(n=2), 2), "server")
+    assert second.wire["port"] == first.wire["port"]
+    run_apply(core.apply_flow(second, first))
+    assert seen == [(9000, None), (9001, 9000)] and core.config is second
 
 
 # ---------------------------------------------------------------------------- retry
@@ -435,6 +549,8 @@ def test_a_writer_killed_mid_write_leaves_a_whole_lkg_file(tmp_path: Path) -> No
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert process.stdout is not None and process.stdout.readline() == "writing\n"
+    # The first write may wait on a busy disk: kill only once there is a file to damage.
+    wait_for(path.exists, timeout=10)
     time.sleep(0.3)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
