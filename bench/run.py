@@ -496,6 +496,12 @@ def section_scaling(records: dict[str, dict[str, Any]]) -> str:
               spread(row["get_per_s"]), number(row["rss_kib"] / 1024, 1), number(row["database_bytes"] / 2**20, 1),
               number(row["restart_s"], 2), number(row["first_get_after_restart_ms"], 1)] for row in counts],
         ))
+        parts.append(
+            "\nDocuments of about 2 KB, one service each without a schema, created by 8 concurrent"
+            " writers in the benchmark's own Python process (httpx): the fill rate includes that"
+            " client's cost and is not comparable with the writes table. Push and GET times are"
+            " sequential requests to random documents; GET req/s is wrk on one document."
+        )
         xs = [float(row["documents"]) for row in counts]
         parts.append(
             f"\nShape from {counts[0]['label']} to {counts[-1]['label']} documents:\n\n"
