@@ -123,6 +123,7 @@ def test_async_client_follows_pushes_in_every_mode(
             pushed = await asyncio.to_thread(server.push, with_rate(2), "development", service)
             await until(lambda: client.config.version == pushed["version"])
             assert client.config.get("features.rate_limit_per_minute") == 2
+        assert asyncio.all_tasks() == {asyncio.current_task()}
 
     asyncio.run(scenario())
 

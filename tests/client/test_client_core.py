@@ -373,6 +373,36 @@ def test_lkg_round_trip_is_atomic_and_verified(tmp_path: Path) -> None:
     assert read_lkg(path, service="other-service", environment="development") is None
 
 
+def test_lkg_write_syncs_the_file_before_the_rename_and_the_directory_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import stat
+
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(descriptor: int) -> None:
+        events.append("fsync dir" if stat.S_ISDIR(os.fstat(descriptor).st_mode) else "fsync file")
+        real_fsync(descriptor)
+
+    def replace(source: Any, target: Any) -> None:
+        events.append("rename")
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    data = tsk.loads("a: 1\n")
+    write_lkg(
+        tmp_path / SERVICE / "development.json",
+        service=SERVICE,
+        environment="development",
+        version=1,
+        hash=tsk.document_hash(data),
+        wire=tsk.to_wire(data),
+    )
+    assert events == ["fsync file", "rename", "fsync dir"]
+
+
 @pytest.mark.parametrize(
     "damage",
     [

@@ -115,6 +115,8 @@ def test_a_failing_handler_reverts_everything_and_is_reported_failed(
         assert applied == [1, 0, 1]  # applied, then reverted by being called with (old, new)
         assert client.cache.ttl == cache_before  # the built-in cache applier was reverted too
         assert client.config is first
+        stored = json.loads((tmp_path / "cache" / SERVICE / "production.json").read_text())
+        assert stored["version"] == first.version  # the refused version is not last-known-good
         fixed = server.push(with_features(5), "production")
         wait_for(lambda: client.config.version == fixed["version"])
         assert applied[-1] == 5
@@ -502,3 +504,31 @@ def test_a_handler_may_stop_its_own_client(server: LiveServer, tmp_path: Path) -
             not [thread for thread in threading.enumerate() if thread.name == "tskcfg-self-stop"]
         )
     )
+
+
+@pytest.mark.parametrize("mode", ["watch", "poll", "sse"])
+def test_stop_leaves_no_thread_behind(server: LiveServer, tmp_path: Path, mode: str) -> None:
+    service = f"threads-{mode}"
+    server.push(with_features(1), "development", service=service)
+    before = set(threading.enumerate())
+    client = ConfigClient(
+        service,
+        "development",
+        server=server.url,
+        token=server.token,
+        cache_dir=tmp_path,
+        mode=mode,
+        poll_interval=0.1,
+    )
+    with client:
+        pushed = server.push(with_features(2), "development", service=service)
+        wait_for(lambda: client.config.version == pushed["version"])
+        assert {thread.name for thread in set(threading.enumerate()) - before} >= {
+            f"tskcfg-{service}",
+            "tskcfg-reports",
+        }
+        started = time.monotonic()
+    assert time.monotonic() - started < 2.0  # a held long poll or stream is cut, not waited out
+    assert set(threading.enumerate()) - before == set()
+    with pytest.raises(RuntimeError, match="stopped"):
+        client.start()
