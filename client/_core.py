@@ -758,6 +758,15 @@ class ClientCore:
             else:
                 self.seen_version = received.version
                 return config
+        if self.config is not None:
+            # A running client's config is newer than any cache or file: keep it.
+            logger.warning(
+                "no new config for %s (%s); version %s stays current",
+                self.settings.service,
+                "; ".join(tried),
+                self.config.version,
+            )
+            return self.config
         config = self.fallback(tried)
         if refused:
             # The server is there, only its version was refused: say now what runs instead,

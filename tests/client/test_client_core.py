@@ -201,6 +201,27 @@ def test_a_failing_handler_reverts_every_step_before_it_in_reverse_order(tmp_pat
     ]
 
 
+def test_a_handler_that_raises_while_reverting_does_not_stop_the_other_reverts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    core = core_for(tmp_path)
+    recorder = Recorder()
+    core.on("a")(recorder.handler("a"))
+    core.on("b")(recorder.handler("b"))
+    core.on("c")(recorder.handler("c", fail_on=2))
+    first = core.build(received("a: 1\nb: 3\nc: 1\n[cache]\nttl: 5\n", 1), "server")
+    run_apply(core.apply_flow(first, None))
+    recorder.calls.clear()
+    core.handlers[1] = ("b", recorder.handler("b", fail_on=3))
+    second = core.build(received("a: 2\nb: 2\nc: 2\n[cache]\nttl: 9\n", 2), "server")
+    with pytest.raises(ApplyFailed) as caught:
+        run_apply(core.apply_flow(second, first))
+    assert caught.value.section == "c"
+    assert recorder.calls == [("a", 2, 1), ("b", 2, 3), ("c", 2, 1), ("b", 3, 2), ("a", 1, 2)]
+    assert core.cache.memory.ttl == 5 and core.config is first
+    assert "reverting handler" in caplog.text
+
+
 def test_an_interruption_inside_a_handler_reverts_and_goes_on_as_itself(tmp_path: Path) -> None:
     """Ctrl-C (or a cancelled task) in the middle of an apply: not ApplyFailed, and nothing half applied."""
     core = core_for(tmp_path)

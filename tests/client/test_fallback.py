@@ -330,3 +330,41 @@ def test_a_refused_version_served_again_and_again_is_not_retried(
     assert client.config is first
     assert len(attempts) == 2, attempts  # the first load, then the refused version once
     assert checks <= 4, checks  # about one check a second, not a busy loop
+
+
+class BlipTransport(httpx.HTTPTransport):
+    """While `down`, a plain GET of a config fails to connect: the server is away for a moment."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self.down and request.url.path.startswith("/v1/configs/"):
+            raise httpx.ConnectError("connection refused", request=request)
+        return super().handle_request(request)
+
+
+def test_a_running_client_keeps_its_config_when_a_load_finds_the_server_away(
+    server: LiveServer, tmp_path: Path, environments: Path
+) -> None:
+    server.push(DEVELOPMENT.replace("pool_size: 2", "pool_size: 7"), "staging")
+    transport = BlipTransport()
+    client = ConfigClient(
+        SERVICE,
+        "staging",
+        server=server.url,
+        token=server.token,
+        cache_dir=tmp_path / "cache",
+        environments_dir=environments,
+        mode="poll",
+        poll_interval=60,
+        transport=transport,
+    )
+    with client:
+        current = client.config
+        assert current.source == "server" and current.get("database.pool_size") == 7
+        (tmp_path / "cache" / SERVICE / "staging.json").unlink()  # say it could not be written
+        transport.down = True
+        assert client.load() is current  # not the local file, older than what runs
+        assert client.config is current
