@@ -44,7 +44,10 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._stop_files: asyncio.Event | None = None
-        self._report_tasks: set[asyncio.Task[None]] = set()
+        # One reporter task sends the reports in the order they were made, like the thread of
+        # ConfigClient: `failed` then `fallback` must not reach the server the other way round.
+        self._reports: asyncio.Queue[httpx.Request | None] = asyncio.Queue(maxsize=100)
+        self._reporter: asyncio.Task[None] | None = None
 
     # -- life cycle
 
@@ -83,13 +86,16 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
                     raise  # stop() itself was cancelled, not only the watch
             except Exception:
                 logger.exception("watching %s had stopped", self.settings.service)
-        if self._report_tasks:
-            await asyncio.wait(self._report_tasks, timeout=2.0)
-        # Reports the server did not take in time are dropped, not left running on a closed client.
-        late = list(self._report_tasks)
-        for task in late:
-            task.cancel()
-        await asyncio.gather(*late, return_exceptions=True)
+        reporter, self._reporter = self._reporter, None
+        if reporter is not None and reporter is not current:
+            try:
+                self._reports.put_nowait(None)
+            except asyncio.QueueFull:
+                pass
+            # Reports the server did not take in time are dropped, not left running on a closed client.
+            await asyncio.wait([reporter], timeout=2.0)
+            reporter.cancel()
+            await asyncio.gather(reporter, return_exceptions=True)
         await self._http.aclose()
 
     async def __aenter__(self) -> AsyncConfigClient:
@@ -142,19 +148,24 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
     # -- reports, never blocking the service
 
     def _report(self, report: Report) -> None:
-        if self.settings.mode == "files" or self._stopping or len(self._report_tasks) >= 100:
+        if self.settings.mode == "files" or self._stopping:
             return
         request = self._core.report_request(report.status, report.subject, report.error)
-        task = asyncio.create_task(self._deliver_report(request))
-        self._report_tasks.add(task)
-        task.add_done_callback(self._report_tasks.discard)
-
-    async def _deliver_report(self, request: httpx.Request) -> None:
         try:
-            response = await self._http.send(request)
-            await response.aclose()
-        except (httpx.HTTPError, RuntimeError) as error:
-            logger.debug("instance report not delivered: %s", error)
+            self._reports.put_nowait(request)
+        except asyncio.QueueFull:
+            logger.debug("report queue full; %s report dropped", report.status)
+            return
+        if self._reporter is None:
+            self._reporter = asyncio.create_task(self._deliver_reports())
+
+    async def _deliver_reports(self) -> None:
+        while (request := await self._reports.get()) is not None:
+            try:
+                response = await self._http.send(request)
+                await response.aclose()
+            except (httpx.HTTPError, RuntimeError) as error:
+                logger.debug("instance report not delivered: %s", error)
 
     # -- watching
 

@@ -256,3 +256,47 @@ def test_a_handler_may_stop_its_own_client(server: LiveServer, tmp_path: Path) -
         assert asyncio.all_tasks() == {asyncio.current_task()}
 
     asyncio.run(scenario())
+
+
+class SlowFirstReport(httpx.AsyncHTTPTransport):
+    """The first instance report takes a while to reach the server; the ones after it do not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reports = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/instances":
+            self.reports += 1
+            if self.reports == 1:
+                await asyncio.sleep(0.3)
+        return await super().handle_async_request(request)
+
+
+def test_reports_reach_the_server_in_the_order_they_were_made(
+    server: LiveServer, tmp_path: Path, environments: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refused at start: `failed`, then `fallback`; the server must end up with `fallback`."""
+    monkeypatch.delenv("TSKCFG_TEST_UNSET_PORT", raising=False)
+    server.push(
+        DEVELOPMENT.replace('port: @env("PORT", 8001)', 'port: @env("TSKCFG_TEST_UNSET_PORT")'),
+        "production",
+    )
+
+    async def scenario() -> None:
+        async with AsyncConfigClient(
+            SERVICE,
+            "production",
+            server=server.url,
+            token=server.token,
+            cache_dir=tmp_path,
+            environments_dir=environments,
+            instance_id="test:async-order",
+            transport=SlowFirstReport(),
+        ) as client:
+            assert client.config.source == "file"
+            await asyncio.sleep(0.6)
+        entry = await asyncio.to_thread(server.instance, "test:async-order", "production")
+        assert entry is not None and entry["status"] == "fallback", entry
+
+    asyncio.run(scenario())
