@@ -523,10 +523,10 @@ def test_stop_leaves_no_thread_behind(server: LiveServer, tmp_path: Path, mode: 
     with client:
         pushed = server.push(with_features(2), "development", service=service)
         wait_for(lambda: client.config.version == pushed["version"])
-        assert {thread.name for thread in set(threading.enumerate()) - before} >= {
-            f"tskcfg-{service}",
-            "tskcfg-reports",
-        }
+        threads = set(threading.enumerate()) - before
+        assert {thread.name for thread in threads} >= {f"tskcfg-{service}", "tskcfg-reports"}
+        assert client.start() is client.config  # started already: nothing more runs
+        assert set(threading.enumerate()) - before == threads
         started = time.monotonic()
     assert time.monotonic() - started < 2.0  # a held long poll or stream is cut, not waited out
     assert set(threading.enumerate()) - before == set()
