@@ -8,6 +8,7 @@ head and answers 431 once they pass `MAX_HEAD`, then closes the connection.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -63,6 +64,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.write(
             b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
             b"content-type: application/json\r\n"
+            b"x-request-id: " + secrets.token_hex(8).encode("ascii") + b"\r\n"
             b"content-length: " + str(len(body)).encode("ascii") + b"\r\n"
             b"connection: close\r\n\r\n" + body
         )

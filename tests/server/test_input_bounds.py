@@ -169,6 +169,7 @@ def test_an_oversized_request_head_is_refused(seeded: ServerProcess) -> None:
     answer = _raw_request(seeded, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ", b"a" * 65536, 128)
     assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
     assert b'"error":"too_large"' in answer.replace(b" ", b"")
+    assert b"\r\nx-request-id: " in answer
     # Many small headers count together.
     answer = _raw_request(seeded, b"GET /health HTTP/1.1\r\nHost: x\r\n", b"X-A: b\r\n" * 8192, 32)
     assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]

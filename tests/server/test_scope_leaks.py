@@ -3,12 +3,19 @@ and event streams, and other services' schemas reached through `$ref`."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
+
+from config_service.hub import ChangeHub
+from config_service.routes import hot
+from config_service.server import ConfigServer, Rendered
+from config_service.settings import Settings
 
 from .conftest import USER_SERVICE, ServerProcess, assert_error, push
 
@@ -110,3 +117,49 @@ def test_a_writer_cannot_read_another_service_schema_through_ref(
         database = writer.get("/v1/schemas/database")
         assert database.status_code == 200, database.text
         assert database.json()["service"] == "database"
+
+
+def test_the_hot_path_checks_scope_before_it_looks_at_the_document(tmp_path: Path) -> None:
+    """Out of scope, an existing and a missing document must take the same steps to their 403
+    (the time taken would otherwise tell them apart): the document is not even looked up."""
+    settings = Settings(data_dir=tmp_path, sync=False, access_log=False)
+    config_server = ConfigServer(settings)
+    config_server.start()
+    try:
+        admin_principal = config_server.tokens.authenticate(
+            settings.admin_token_path.read_text().strip()
+        )
+        assert admin_principal is not None
+        config_server.push(admin_principal, "billing", "production", "a: 1\n")
+        _, token = config_server.create_token(admin_principal, "r", "reader", ["user-*"], ["*"])
+        looked_up: list[tuple[str, str]] = []
+        cached = config_server.cached
+
+        def spy(service: str, environment: str) -> Rendered | None:
+            looked_up.append((service, environment))
+            return cached(service, environment)
+
+        config_server.cached = spy  # type: ignore[method-assign]
+        for service in ("billing", "missing"):
+            scope = {
+                "type": "http",
+                "method": "GET",
+                "path": f"/v1/configs/{service}/production",
+                "query_string": b"",
+                "headers": [(b"authorization", f"Bearer {token}".encode())],
+            }
+
+            async def receive() -> dict[str, object]:
+                return {"type": "http.disconnect"}
+
+            async def send(message: object) -> None:
+                raise AssertionError("the hot path must leave an out-of-scope request alone")
+
+            status = asyncio.run(
+                hot.answer_current_config(config_server, ChangeHub(), scope, receive, send, b"test")
+            )
+            assert status == 0
+        assert looked_up == []
+        assert cached("billing", "production") is not None  # the document was there to find
+    finally:
+        config_server.stop()
