@@ -711,6 +711,7 @@ class ClientCore:
             raise
         self.config = config
         if config.source == "server":
+            self.fallback_pending = False  # `applied` says it all: the fallback is over
             yield Offload(lambda: self.remember(config))
             yield Report("applied", config)
         return config

@@ -368,3 +368,39 @@ def test_a_running_client_keeps_its_config_when_a_load_finds_the_server_away(
         transport.down = True
         assert client.load() is current  # not the local file, older than what runs
         assert client.config is current
+
+
+def test_a_fallback_replaced_by_load_is_not_reported_as_fallback_afterwards(
+    tmp_path: Path, environments: Path
+) -> None:
+    server = LiveServer(tmp_path / "server").start()
+    token = server.token
+    pushed = server.push(DEVELOPMENT)
+    server.stop()
+    transport = RecordingTransport()
+    client = ConfigClient(
+        SERVICE,
+        "development",
+        server=server.url,
+        token=token,
+        cache_dir=tmp_path / "cache",
+        environments_dir=environments,
+        mode="poll",
+        poll_interval=60,
+        retry=RetryPolicy(base=60, cap=60, random=lambda: 1.0),  # the watch keeps out of the way
+        transport=transport,
+    )
+    with client:
+        assert client.config.source == "file"
+        server.start()
+        try:
+            assert client.load().version == pushed["version"]  # the caller catches up by hand
+            client.refresh()
+            wait_for(lambda: transport.reports)
+            time.sleep(0.2)
+            assert [(report["status"], report["version"]) for report in transport.reports] == [
+                ("applied", pushed["version"])
+            ]
+        finally:
+            client.stop()
+            server.stop()
