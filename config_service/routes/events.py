@@ -82,6 +82,10 @@ async def _stream(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.body", "body": b"retry: 2000\n\n", "more_body": True})
         sent = last_id if last_id is not None else 0
         if last_id is not None:
+            # An id past the store's last event (one from a restored or fresh store) means the
+            # client has seen everything there is; without this, live events would be skipped
+            # until the sequence caught up with it.
+            sent = min(sent, await run_in_threadpool(server.store.last_sequence))
             while not subscription.closed:
                 records = await run_in_threadpool(server.store.versions_after, sent, REPLAY_PAGE)
                 for record in records:

@@ -177,3 +177,18 @@ def test_an_oversized_request_head_is_refused(seeded: ServerProcess) -> None:
     response = httpx.get(seeded.url + "/health", headers={"X-Note": "n" * 32768})
     assert response.status_code == 200
     assert "Traceback" not in seeded.log()
+
+
+def test_a_resume_point_past_the_last_event_still_gets_new_events(
+    seeded: ServerProcess, admin: httpx.Client
+) -> None:
+    # An id from another store (restored from a backup, or a fresh one) must not mute the
+    # stream until the sequence catches up with it.
+    with seeded.client(seeded.admin_token, timeout=10) as watcher:
+        with watcher.stream("GET", "/v1/events", headers={"Last-Event-ID": str(10**15)}) as stream:
+            lines = stream.iter_lines()
+            assert next(lines) == "retry: 2000"
+            source = USER_SERVICE.replace("pool_size: 20", "pool_size: 77")
+            assert push(admin, "user-service", "staging", source).status_code == 201
+            data = next(line for line in lines if line.startswith("data:"))
+    assert '"pool_size"' not in data and '"service":"user-service"' in data
