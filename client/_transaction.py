@@ -68,13 +68,18 @@ def transaction(steps: Iterable[Step], version: int | None) -> Transaction:
         # BaseException too: a cancelled task or Ctrl-C in the middle of a handler must not leave
         # the steps before it applied. The revert runs, then the interruption goes on as it was.
         except BaseException as error:
+            interruption = None if isinstance(error, Exception) else error
             for finished in reversed(done):
                 try:
                     yield finished.backward
-                except BaseException:
+                except BaseException as failure:
                     logger.exception("reverting %s failed", finished.label)
-            if not isinstance(error, Exception):
+                    if interruption is None and not isinstance(failure, Exception):
+                        interruption = failure  # a cancellation during a revert is not swallowed
+            if interruption is error:
                 raise
+            if interruption is not None:
+                raise interruption from error
             raise exceptions.ApplyFailed(
                 f"applying version {version} failed in {step.label}: {type(error).__name__}: {error}",
                 section=step.section,

@@ -3,6 +3,7 @@ last-known-good files, settings, the event-stream parser."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
@@ -222,6 +223,28 @@ def test_a_handler_that_raises_while_reverting_does_not_stop_the_other_reverts(
     assert "reverting handler" in caplog.text
 
 
+def test_an_interruption_while_reverting_finishes_the_revert_and_is_not_swallowed(
+    tmp_path: Path,
+) -> None:
+    core = core_for(tmp_path)
+    recorder = Recorder()
+    core.on("a")(recorder.handler("a"))
+
+    @core.on("b")
+    def interrupted_going_back(new: Any, old: Any) -> None:
+        if (new, old) == (0, 1):
+            raise asyncio.CancelledError  # an interruption, like Ctrl-C: not an Exception
+
+    core.on("c")(recorder.handler("c", fail_on=1))
+    first = core.build(received("a: 0\nb: 0\nc: 0\n", 1), "server")
+    run_apply(core.apply_flow(first, None))
+    recorder.calls.clear()
+    with pytest.raises(asyncio.CancelledError):
+        run_apply(core.apply_flow(core.build(received("a: 1\nb: 1\nc: 1\n", 2), "server"), first))
+    assert recorder.calls == [("a", 1, 0), ("c", 1, 0), ("a", 0, 1)]
+    assert core.config is first
+
+
 def test_an_interruption_inside_a_handler_reverts_and_goes_on_as_itself(tmp_path: Path) -> None:
     """Ctrl-C (or a cancelled task) in the middle of an apply: not ApplyFailed, and nothing half applied."""
     core = core_for(tmp_path)
@@ -230,12 +253,12 @@ def test_an_interruption_inside_a_handler_reverts_and_goes_on_as_itself(tmp_path
 
     @core.on("b")
     def interrupted(new: Any, old: Any) -> None:
-        raise KeyboardInterrupt
+        raise asyncio.CancelledError  # an interruption, like Ctrl-C: not an Exception
 
     core.on("c")(recorder.handler("c"))
     config = core.build(received("a: 1\nb: 1\nc: 1\n[cache]\nttl: 5\n", 1), "server")
     ttl = core.cache.memory.ttl
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(asyncio.CancelledError):
         run_apply(core.apply_flow(config, None))
     assert recorder.calls == [("a", 1, None), ("a", None, 1)]
     assert core.cache.memory.ttl == ttl and core.config is None
