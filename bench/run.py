@@ -499,8 +499,9 @@ def section_scaling(records: dict[str, dict[str, Any]]) -> str:
         parts.append(
             "\nDocuments of about 2 KB, one service each without a schema, created by 8 concurrent"
             " writers in the benchmark's own Python process (httpx): the fill rate includes that"
-            " client's cost and is not comparable with the writes table. Push and GET times are"
-            " sequential requests to random documents; GET req/s is wrk on one document."
+            " client's cost and is not comparable with the writes table. Push and GET times are the"
+            f" median of {counts[0]['samples']} sequential requests to random documents; GET req/s is"
+            " wrk on one document."
         )
         xs = [float(row["documents"]) for row in counts]
         parts.append(
