@@ -38,7 +38,7 @@ from config_service.store import (
     Transaction,
     VersionRecord,
 )
-from config_service.validation import SchemaInvalid, SchemaSet, check_schema
+from config_service.validation import SchemaInvalid, SchemaSet, check_schema, schemas_reached
 
 logger = logging.getLogger("config_service")
 
@@ -605,6 +605,7 @@ class ConfigServer:
         """
         if force and not principal.is_admin:
             raise forbidden("only an admin token may force a schema")
+        self._check_schema_references(principal, name, schema)
         digest = schema_hash(schema)
         stored_text = text if text is not None else json.dumps(schema, ensure_ascii=False, indent=2)
 
@@ -648,6 +649,20 @@ class ConfigServer:
             return record, created
 
         return self.store.write(operation, exclusive=True)
+
+    def _check_schema_references(self, principal: Principal, name: str, schema: Any) -> None:
+        """403 when a token that is not admin refers to the schema of a service outside its
+        scope: reading it through its own schema, or probing it with documents validated
+        against it, would reveal it. Section schemas (no document under them) are shared.
+        """
+        if principal.is_admin:
+            return
+        others = {key: value for key, value in self._schemas.schemas.items() if key != name}
+        for reached in sorted(schemas_reached(schema, others)):
+            if not principal.covers_service(reached) and self.store.has_versions(reached):
+                raise forbidden(
+                    f"this token may not refer to the schema of {reached!r}, a service outside its scope"
+                )
 
     def _use_schemas(self, schemas: SchemaSet) -> None:
         self._schemas = schemas

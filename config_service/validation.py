@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urljoin
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, ValidationError
@@ -74,6 +75,43 @@ def referenced_schemas(schema: Any) -> set[str]:
         if target.endswith(".json") and "/" not in target:
             names.add(target[: -len(".json")])
     return names
+
+
+def _identifiers(node: Any) -> Iterable[str]:
+    """Every `$id` in a schema (each one is a base that `$ref`s below it resolve against)."""
+    pending = [node]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            identifier = item.get("$id")
+            if isinstance(identifier, str):
+                yield identifier
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+
+
+def schemas_reached(schema: Any, others: Mapping[str, Any]) -> set[str]:
+    """The names among `others` that `schema`'s references may reach: by file name, by `$id`,
+    or by a reference relative to any `$id` in `schema` (an over-estimate is fine: it is used
+    to refuse, never to allow).
+    """
+    by_uri: dict[str, str] = {}
+    for name, other in others.items():
+        by_uri[schema_file_name(name)] = name
+        identifier = other.get("$id") if isinstance(other, Mapping) else None
+        if isinstance(identifier, str) and identifier:
+            by_uri[identifier.rstrip("#")] = name
+    bases = {"", *_identifiers(schema)}
+    reached = set()
+    for reference in references(schema):
+        target = reference.split("#", 1)[0]
+        if not target:
+            continue
+        for uri in {target, *(urljoin(base, target) for base in bases)}:
+            if uri in by_uri:
+                reached.add(by_uri[uri])
+    return reached
 
 
 def check_schema(name: str, schema: Any, others: Mapping[str, Mapping[str, Any]]) -> None:

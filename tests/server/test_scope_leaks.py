@@ -94,29 +94,48 @@ def test_a_token_revoked_during_a_long_poll_gets_401(
     assert_error(response, 401, "unauthorized")
 
 
-def test_a_writer_cannot_read_another_service_schema_through_ref(
+def test_a_writer_cannot_reach_another_service_schema_through_ref(
     server: ServerProcess, admin: httpx.Client
 ) -> None:
-    other = {"type": "object", "properties": {"signing_key_name": {"type": "string"}}}
+    other = {
+        "$id": "https://schemas.example/billing",
+        "type": "object",
+        "required": ["signing_key_name"],
+        "properties": {"signing_key_name": {"type": "string", "pattern": "^hsm-"}},
+    }
     assert admin.put("/v1/schemas/billing", json=other).status_code in (200, 201)
     assert push(admin, "billing", "production", 'signing_key_name: "hsm-7"\n').status_code in (
         200,
         201,
     )
+    # An admin put a schema that refers to billing's (say, by mistake): it must not open it either.
+    assert (
+        admin.put("/v1/schemas/user-admin-made", json={"$ref": "billing.json"}).status_code == 201
+    )
     _, token = _create(admin, "writer", ["user-*"], ["*"])
     with server.client(token) as writer:
         assert_error(writer.get("/v1/schemas/billing"), 403, "forbidden")
-        # A schema of its own that refers to billing's is accepted ...
-        response = writer.put("/v1/schemas/user-probe", json={"$ref": "billing.json"})
-        assert response.status_code == 201, response.text
-        # ... but does not open billing's schema, nor its history.
-        assert_error(writer.get("/v1/schemas/billing"), 403, "forbidden")
         assert_error(writer.get("/v1/schemas/billing/versions"), 403, "forbidden")
         assert_error(writer.get("/v1/schemas/billing/versions/1"), 403, "forbidden")
-        # The section schemas its services use (no document is stored under them) stay readable.
+        # Its own schema may not refer to billing's, by file name or by $id (else it could read
+        # it, or push documents to learn it from the schema_violation details).
+        for reference in (
+            {"$ref": "billing.json"},
+            {"properties": {"a": {"$ref": "billing.json#/properties"}}},
+            {"$ref": "https://schemas.example/billing"},
+            {"$id": "https://schemas.example/user-probe", "$ref": "billing"},
+        ):
+            response = writer.put("/v1/schemas/user-probe", json=reference)
+            assert "billing" in assert_error(response, 403, "forbidden")["message"], reference
+        assert_error(writer.get("/v1/schemas/user-probe"), 404, "not_found")
+        # The section schemas stay shared: readable, and usable by reference.
         database = writer.get("/v1/schemas/database")
         assert database.status_code == 200, database.text
         assert database.json()["service"] == "database"
+        response = writer.put(
+            "/v1/schemas/user-probe", json={"properties": {"db": {"$ref": "database.json"}}}
+        )
+        assert response.status_code == 201, response.text
 
 
 def test_the_hot_path_checks_scope_before_it_looks_at_the_document(tmp_path: Path) -> None:
