@@ -95,6 +95,8 @@ class Server:
         self.command = [
             *launcher,
             "serve",
+            "--host",
+            "127.0.0.1",  # explicitly: TSKCFG_HOST in the environment must not widen it
             "--port",
             str(self.port),
             "--data-dir",
