@@ -13,7 +13,7 @@ import httpx
 import pytest
 from clienttest import DEVELOPMENT, SERVICE, LiveServer, free_port, wait_for
 
-from client import ConfigClient, RetryPolicy, ServerUnavailable, load_config
+from client import ConfigClient, Forbidden, RetryPolicy, ServerUnavailable, load_config
 
 
 def down_url() -> str:
@@ -404,3 +404,74 @@ def test_a_fallback_replaced_by_load_is_not_reported_as_fallback_afterwards(
         finally:
             client.stop()
             server.stop()
+
+
+class FailingServer:
+    """A real HTTP server on 127.0.0.1 that answers every request with one status (a broken proxy)."""
+
+    def __init__(self, status: int) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        counter = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+                counter.count += 1
+                body = json.dumps({"error": "unavailable", "message": "try later", "details": []})
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.count = 0
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join()
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_a_5xx_answer_falls_back_and_is_retried_with_backoff(
+    tmp_path: Path, environments: Path, status: int
+) -> None:
+    failing = FailingServer(status)
+    try:
+        with ConfigClient(
+            SERVICE,
+            "development",
+            server=failing.url,
+            cache_dir=tmp_path / "cache",
+            environments_dir=environments,
+        ) as client:
+            assert client.config.source == "file"
+            time.sleep(2.0)
+    finally:
+        failing.close()
+    assert 2 <= failing.count <= 7, failing.count  # backoff, then the breaker opens
+
+
+def test_a_4xx_answer_is_raised_even_with_a_fallback_at_hand(
+    tmp_path: Path, environments: Path
+) -> None:
+    failing = FailingServer(403)
+    try:
+        with pytest.raises(Forbidden) as caught:
+            load_config(
+                SERVICE,
+                "development",
+                server=failing.url,
+                cache_dir=tmp_path / "cache",
+                environments_dir=environments,
+            )
+    finally:
+        failing.close()
+    assert caught.value.status == 403 and caught.value.code == "unavailable"
