@@ -17,6 +17,7 @@ from client import exceptions
 from client._base import BaseClient
 from client._config import Config
 from client._core import (
+    REENTRANT_APPLY,
     WATCH_WAIT,
     Exclusive,
     Offload,
@@ -41,6 +42,7 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
     def _open(self, transport: httpx.AsyncBaseTransport | None) -> None:
         self._http = httpx.AsyncClient(transport=transport)
         self._apply_lock = asyncio.Lock()
+        self._applying: asyncio.Task[Any] | None = None  # the task holding _apply_lock
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._stop_files: asyncio.Event | None = None
@@ -130,8 +132,16 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
             # fsync can take milliseconds; the event loop keeps serving meanwhile.
             return await asyncio.to_thread(effect.function)
         if isinstance(effect, Exclusive):
+            task = asyncio.current_task()
+            if self._applying is task:
+                effect.flow.close()
+                raise RuntimeError(REENTRANT_APPLY)
             async with self._apply_lock:
-                return await drive_async(effect.flow, self._perform)
+                self._applying = task
+                try:
+                    return await drive_async(effect.flow, self._perform)
+                finally:
+                    self._applying = None
         result = effect()  # an applier or handler call; handlers may be coroutines
         if inspect.isawaitable(result):
             result = await result

@@ -228,6 +228,11 @@ class Exclusive:
     flow: Generator[Any, Any, Any]
 
 
+# What a handler that calls load() or refresh() of its own client gets, rather than waiting
+# for the apply it runs in to finish: that wait would never end.
+REENTRANT_APPLY = "a handler cannot call load() or refresh() of the client applying it"
+
+
 Flow = Generator[Any, Any, T]
 
 

@@ -22,6 +22,7 @@ from client import exceptions
 from client._base import BaseClient
 from client._config import Config
 from client._core import (
+    REENTRANT_APPLY,
     WATCH_WAIT,
     Exclusive,
     Handler,
@@ -103,6 +104,7 @@ class ConfigClient(BaseClient[httpx.BaseTransport]):
         self._interruptible = _interruptible(transport)
         self._http = httpx.Client(transport=transport)
         self._apply_lock = threading.Lock()
+        self._applying: int | None = None  # the thread holding _apply_lock
         # start() calls one at a time; _life guards the threads, which stop() reads without
         # waiting for a start() that is still loading.
         self._start_lock = threading.Lock()
@@ -199,8 +201,15 @@ class ConfigClient(BaseClient[httpx.BaseTransport]):
         if isinstance(effect, Offload):
             return effect.function()
         if isinstance(effect, Exclusive):
+            if self._applying == threading.get_ident():
+                effect.flow.close()
+                raise RuntimeError(REENTRANT_APPLY)
             with self._apply_lock:
-                return drive(effect.flow, self._perform)
+                self._applying = threading.get_ident()
+                try:
+                    return drive(effect.flow, self._perform)
+                finally:
+                    self._applying = None
         return effect()  # an applier or handler call
 
     def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:

@@ -300,3 +300,36 @@ def test_reports_reach_the_server_in_the_order_they_were_made(
         assert entry is not None and entry["status"] == "fallback", entry
 
     asyncio.run(scenario())
+
+
+def test_a_handler_that_reloads_its_own_client_fails_instead_of_hanging(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        await asyncio.to_thread(server.push, with_rate(1), "development", "async-reentrant")
+        client = AsyncConfigClient(
+            "async-reentrant",
+            "development",
+            server=server.url,
+            token=server.token,
+            cache_dir=tmp_path,
+        )
+        errors: list[BaseException] = []
+
+        @client.on("features")
+        async def reload_on_two(new: Any, old: Any) -> None:
+            if new["rate_limit_per_minute"] == 2:
+                try:
+                    await client.refresh()
+                except BaseException as error:
+                    errors.append(error)
+                    raise
+
+        async with client:
+            first = client.config
+            await asyncio.to_thread(server.push, with_rate(2), "development", "async-reentrant")
+            await until(lambda: errors)
+            assert isinstance(errors[0], RuntimeError) and "handler" in str(errors[0])
+            assert client.config is first
+
+    asyncio.run(scenario())

@@ -532,3 +532,29 @@ def test_stop_leaves_no_thread_behind(server: LiveServer, tmp_path: Path, mode: 
     assert set(threading.enumerate()) - before == set()
     with pytest.raises(RuntimeError, match="stopped"):
         client.start()
+
+
+def test_a_handler_that_reloads_its_own_client_fails_instead_of_hanging(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    server.push(with_features(1), "development", service="reentrant")
+    client = ConfigClient(
+        "reentrant", "development", server=server.url, token=server.token, cache_dir=tmp_path
+    )
+    errors: list[BaseException] = []
+
+    @client.on("features")
+    def reload_on_two(new: Any, old: Any) -> None:
+        if new["rate_limit_per_minute"] == 2:
+            try:
+                client.load()
+            except BaseException as error:
+                errors.append(error)
+                raise
+
+    with client:
+        first = client.config
+        server.push(with_features(2), "development", service="reentrant")
+        wait_for(lambda: errors, timeout=5)
+        assert isinstance(errors[0], RuntimeError) and "handler" in str(errors[0])
+        assert client.config is first
