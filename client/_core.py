@@ -176,6 +176,10 @@ def received_from_file(path: Path) -> Received:
         data = tsk.loads(text)
     except FileNotFoundError as error:
         raise exceptions.ConfigError(f"{path}: no such file") from error
+    except OSError as error:  # a directory in its place, no permission: say so, keep watching
+        raise exceptions.ConfigError(
+            f"{path}: cannot be read ({error.strerror or error})"
+        ) from error
     except tsk.TSKDecodeError as error:
         raise exceptions.InvalidConfig(
             f"{path}:{error.lineno}:{error.colno}: {error.msg}",
@@ -559,7 +563,7 @@ class ClientCore:
             if path.is_file():
                 try:
                     config = self.from_file()
-                except exceptions.InvalidConfig as error:
+                except exceptions.ConfigError as error:  # invalid, or gone since is_file()
                     tried.append(f"file {path}: {error}")
             else:
                 tried.append(f"file {path}: not found")

@@ -135,3 +135,17 @@ def test_a_stopped_client_does_not_start_again(environments: Path) -> None:
         assert client.config.source == "file"
     with pytest.raises(RuntimeError, match="make a new one"):
         client.start()
+
+
+def test_a_file_that_cannot_be_read_for_a_moment_does_not_end_the_watch(
+    environments: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = document_path(environments, "staging")
+    text = path.read_text(encoding="utf-8")
+    with ConfigClient(SERVICE, "staging", environments_dir=environments, mode="files") as client:
+        path.unlink()
+        path.mkdir()  # a directory where the document was: reading it fails with an OSError
+        wait_for(lambda: "not applied" in caplog.text)
+        path.rmdir()
+        path.write_text(text.replace("pool_size: 10", "pool_size: 4"), encoding="utf-8")
+        wait_for(lambda: client.config.get("database.pool_size") == 4)
