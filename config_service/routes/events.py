@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
-from config_service.errors import bad_request
+from config_service.errors import bad_request, forbidden
 from config_service.hub import ChangeEvent, ChangeHub, SubscriptionClosed
 from config_service.server import Rendered
 
@@ -52,6 +52,13 @@ async def _stream(scope: Scope, receive: Receive, send: Send) -> None:
     principal = authenticate(request)
     service = request.query_params.get("service") or None
     environment = request.query_params.get("environment") or None
+    # A filter outside the token's scope could never deliver an event: 403, as on any document
+    # route, rather than a stream that stays silent.
+    if (service is not None and not principal.covers_service(service)) or (
+        environment is not None and not principal.covers_environment(environment)
+    ):
+        what = " in ".join(repr(name) for name in (service, environment) if name is not None)
+        raise forbidden(f"this token may not read {what}")
     if service is not None:
         server.check_names(service)
     if environment is not None:

@@ -182,3 +182,23 @@ def test_the_hot_path_checks_scope_before_it_looks_at_the_document(tmp_path: Pat
         assert cached("billing", "production") is not None  # the document was there to find
     finally:
         config_server.stop()
+
+
+def test_event_filters_outside_the_scope_are_403(
+    server: ServerProcess, admin: httpx.Client
+) -> None:
+    _, token = _create(admin, "reader", ["user-*"], ["staging"])
+    with server.client(token, timeout=5) as reader:
+        for params in (
+            {"environment": "production"},
+            {"service": "billing"},
+            {"service": "billing", "environment": "staging"},
+        ):
+            assert_error(reader.get("/v1/events", params=params), 403, "forbidden")
+        # The same answer whether or not the name exists: nothing is looked up first.
+        assert_error(reader.get("/v1/events", params={"service": "NOT a name"}), 403, "forbidden")
+        with reader.stream(
+            "GET", "/v1/events", params={"service": "user-service", "environment": "staging"}
+        ) as stream:
+            assert stream.status_code == 200
+            assert next(stream.iter_lines()) == "retry: 2000"
