@@ -190,6 +190,52 @@ def received_from_file(path: Path) -> Received:
     return Received(version=None, hash=tsk.document_hash(data), wire=tsk.to_wire(data))
 
 
+def hide_environment_values(
+    details: list[dict[str, Any]], data: Any, resolved: Any
+) -> list[dict[str, Any]]:
+    """`details` with each string that came from an environment variable shown as `@env(NAME)`.
+
+    The schema's messages repeat the value they refuse, and they are logged and reported to
+    the server, where any reader of the service sees them: a secret passed through `@env`
+    must not travel that way. Values written in the document (defaults too) stay as they are.
+    """
+    shown: dict[str, str] = {}
+
+    def collect(value: Any, name: str) -> None:
+        if isinstance(value, str) and value:
+            shown[repr(value)] = f"@env({name})"
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                collect(key, name)
+                collect(item, name)
+        elif isinstance(value, list):
+            for item in value:
+                collect(item, name)
+
+    def walk(node: Any, value: Any) -> None:
+        if isinstance(node, tsk.EnvRef):
+            if node.name in os.environ:
+                collect(value, node.name)
+        elif isinstance(node, dict) and isinstance(value, dict):
+            for key, item in node.items():
+                walk(item, value.get(key))
+        elif isinstance(node, list) and isinstance(value, list):
+            for item, resolved_item in zip(node, value, strict=False):
+                walk(item, resolved_item)
+
+    walk(data, resolved)
+    if not shown:
+        return details
+    longest_first = sorted(shown, key=len, reverse=True)
+    hidden = []
+    for detail in details:
+        message = str(detail.get("message", ""))
+        for text in longest_first:
+            message = message.replace(text, shown[text])
+        hidden.append({**detail, "message": message})
+    return hidden
+
+
 @dataclass(frozen=True)
 class SchemaAnswer:
     """A schema as `GET /v1/schemas/{name}` serves it."""
@@ -498,7 +544,9 @@ class ClientCore:
                 details=[{"variable": error.name, "message": str(error)}],
             ) from error
         if schemas is not None:
-            details = schemas.errors(self.settings.service, resolved)
+            details = hide_environment_values(
+                schemas.errors(self.settings.service, resolved), data, resolved
+            )
             if details:
                 first = details[0]
                 raise exceptions.InvalidConfig(

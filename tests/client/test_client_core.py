@@ -98,6 +98,41 @@ def test_build_refuses_an_unset_variable_without_default(
         core_for(tmp_path).build(received('secret: @env("TSKCFG_TEST_SECRET")\n'), "server")
 
 
+def test_a_schema_failure_does_not_repeat_a_value_that_came_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The message is logged and reported to the server: a secret from @env must not be in it."""
+    from config_service import validation
+
+    monkeypatch.setenv("TSKCFG_TEST_TOKEN", "hunter2")
+    monkeypatch.setenv("TSKCFG_TEST_KEYS", '["s3cret-one", "s3cret-one"]')
+    schema = {
+        "type": "object",
+        "properties": {
+            "token": {"type": "string", "minLength": 40},
+            "keys": {"type": "array", "uniqueItems": True},
+            "name": {"type": "string", "maxLength": 2},
+        },
+    }
+    schemas = validation.SchemaSet({SERVICE: schema}, generation=0)
+    with pytest.raises(InvalidConfig) as caught:
+        core_for(tmp_path).build(
+            received(
+                'token: @env("TSKCFG_TEST_TOKEN")\n'
+                'keys: @env("TSKCFG_TEST_KEYS", [])\n'
+                'name: "plain"\n'
+            ),
+            "server",
+            schemas,
+        )
+    text = str(caught.value) + repr(caught.value.details)
+    assert "hunter2" not in text and "s3cret-one" not in text
+    messages = {detail["path"]: detail["message"] for detail in caught.value.details}
+    assert messages["/token"] == "@env(TSKCFG_TEST_TOKEN) is too short"
+    assert "@env(TSKCFG_TEST_KEYS)" in messages["/keys"]
+    assert messages["/name"] == "'plain' is too long"  # written in the document: nothing to hide
+
+
 def test_build_rejects_data_that_does_not_match_its_hash(tmp_path: Path) -> None:
     good = received("pool_size: 20\n")
     tampered = Received(version=1, hash=good.hash, wire={"pool_size": 2000})
