@@ -184,6 +184,20 @@ def test_cache_applier_configures_memory_and_reverts() -> None:
     assert (applier.current.ttl, applier.current.max_size) == (30, 5)
 
 
+def test_cache_applier_shrinking_evicts_and_a_left_out_key_means_the_default() -> None:
+    applier = CacheApplier()
+    applier.apply({"ttl": 60, "max_size": 4}, None)
+    applier.commit()
+    cache = applier.current
+    for key in "abcd":
+        cache.set(key, key)
+    applier.apply({"ttl": 60, "max_size": 2}, {"ttl": 60, "max_size": 4})
+    applier.commit()
+    assert len(cache) == 2 and "c" in cache and "d" in cache
+    applier.apply({}, {"ttl": 60, "max_size": 2})
+    assert (cache.ttl, cache.max_size) == (300, 1000)
+
+
 def test_cache_applier_calls_the_factory_of_another_backend() -> None:
     made: list[dict[str, Any]] = []
 
