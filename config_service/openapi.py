@@ -22,6 +22,7 @@ class Endpoint:
     access: str  # "public", "reader", "writer", "admin", "token"
     responses: tuple[int, ...] = (200,)
     request_body: str | None = None  # "tsk-or-json", "json"
+    parameters: tuple[str, ...] = ()  # keys of PARAMETERS: the query parameters and headers it reads
 
 
 _ERROR_SCHEMA = {
@@ -52,11 +53,58 @@ _STATUS_TEXT = {
 }
 
 
-def _parameters(path: str) -> list[dict[str, Any]]:
-    return [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+_NAME = {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,62}$"}
+_NUMBER = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+_PATH_SCHEMAS: dict[str, dict[str, Any]] = {
+    "service": _NAME,
+    "environment": _NAME,
+    "version": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+}
+
+
+def _query(name: str, schema: dict[str, Any], description: str, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
+
+
+def _header(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "header", "required": False, "schema": {"type": "string"}, "description": description}
+
+
+# The query parameters and request headers of the API, described once; endpoints name theirs.
+PARAMETERS: dict[str, dict[str, Any]] = {
+    "wait": _query(
+        "wait", {"type": "number", "minimum": 0}, "Long poll: seconds to hold (more than 120 is clamped); needs If-None-Match"
+    ),
+    "limit": _query("limit", {"type": "integer", "minimum": 1}, "Page size (larger values are clamped)"),
+    "before": _query("before", _NUMBER, "Only entries older than this one (the previous page's next_before)"),
+    "from_version": _query("from", _NUMBER, "The version to diff from", required=True),
+    "to_version": _query("to", _NUMBER, "The version to diff to", required=True),
+    "from_environment": _query("from", _NAME, "The environment to diff from", required=True),
+    "to_environment": _query("to", _NAME, "The environment to diff to", required=True),
+    "force": _query("force", {"type": "boolean"}, "Store the schema even if current documents break it (admin)"),
+    "service": _query("service", {"type": "string"}, "Only this service (exact name)"),
+    "environment": _query("environment", {"type": "string"}, "Only this environment (exact name)"),
+    "action": _query("action", {"type": "string"}, "Only this action"),
+    "actor": _query("actor", {"type": "string"}, "Only this actor (token name)"),
+    "last_event_id": _query("last_event_id", {"type": "integer", "minimum": 0}, "Resume after this event id"),
+    "If-Match": _header("If-Match", 'Compare-and-set: a quoted version ("3"), "0" (must not exist) or *'),
+    "If-None-Match": _header("If-None-Match", 'A quoted version: 304 while it is current (with wait, a long poll)'),
+    "X-Config-Message": _header("X-Config-Message", "The version's message, percent-encoded UTF-8"),
+    "Last-Event-ID": _header("Last-Event-ID", "Resume after this event id"),
+}
+
+
+def _parameters(path: str, names: Sequence[str] = ()) -> list[dict[str, Any]]:
+    parameters = [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": _PATH_SCHEMAS.get(name, {"type": "string"}),
+        }
         for name in re.findall(r"{(\w+)(?::\w+)?}", path)
     ]
+    return parameters + [PARAMETERS[name] for name in names]
 
 
 def build_openapi(endpoints: Sequence[Endpoint]) -> bytes:
@@ -66,7 +114,7 @@ def build_openapi(endpoints: Sequence[Endpoint]) -> bytes:
         operation: dict[str, Any] = {
             "summary": endpoint.summary,
             "operationId": endpoint.handler.__name__,
-            "parameters": _parameters(endpoint.path),
+            "parameters": _parameters(endpoint.path, endpoint.parameters),
             "responses": {},
         }
         statuses = set(endpoint.responses)

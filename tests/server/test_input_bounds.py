@@ -246,3 +246,33 @@ def test_any_latin1_header_value_gets_an_answer(
     assert response.status_code < 500, response.text
     if response.status_code >= 400:
         assert set(response.json()) == {"error", "message", "details"}
+
+
+def test_openapi_describes_the_parameters_and_headers_each_route_reads(
+    seeded: ServerProcess,
+) -> None:
+    paths = httpx.get(seeded.url + "/openapi.json").json()["paths"]
+
+    def named(path: str, method: str) -> dict[tuple[str, str], dict[str, object]]:
+        parameters = paths[path][method]["parameters"]
+        return {(parameter["in"], parameter["name"]): parameter for parameter in parameters}
+
+    document = "/v1/configs/{service}/{environment}"
+    assert {("query", "wait"), ("header", "If-None-Match")} <= set(named(document, "get"))
+    assert {("header", "If-Match"), ("header", "X-Config-Message")} <= set(named(document, "put"))
+    assert {("query", "limit"), ("query", "before")} <= set(named(document + "/versions", "get"))
+    diff = named(document + "/diff", "get")
+    assert diff[("query", "from")]["required"] is True and diff[("query", "to")]["required"] is True
+    assert {("query", "from"), ("query", "to")} <= set(named("/v1/diff/{service}", "get"))
+    assert {
+        ("query", "service"),
+        ("query", "environment"),
+        ("query", "last_event_id"),
+        ("header", "Last-Event-ID"),
+    } <= set(named("/v1/events", "get"))
+    assert ("query", "force") in named("/v1/schemas/{service}", "put")
+    assert {("query", "action"), ("query", "actor"), ("query", "before")} <= set(
+        named("/v1/audit", "get")
+    )
+    service = named(document, "get")[("path", "service")]
+    assert service["schema"] == {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,62}$"}
