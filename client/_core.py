@@ -539,10 +539,16 @@ class ClientCore:
         try:
             resolved = tsk.resolve(data, environ=os.environ)
         except tsk.TSKResolveError as error:
+            # The message quotes the variable's text, which may be a secret: it is logged and
+            # reported to the server, so the text is left out.
+            message = str(error)
+            raw = os.environ.get(error.name)
+            if raw is not None and raw.strip():
+                message = message.replace(repr(raw.strip()), "set to a value (not shown)")
             raise exceptions.InvalidConfig(
-                f"version {received.version}: {error}",
-                details=[{"variable": error.name, "message": str(error)}],
-            ) from error
+                f"version {received.version}: {message}",
+                details=[{"variable": error.name, "message": message}],
+            ) from None
         if schemas is not None:
             details = hide_environment_values(
                 schemas.errors(self.settings.service, resolved), data, resolved

@@ -90,6 +90,16 @@ def test_build_names_a_variable_that_does_not_convert(
     assert caught.value.details[0]["variable"] == "PORT"
 
 
+def test_a_variable_that_does_not_convert_is_named_without_its_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TSKCFG_TEST_KEYS", '["s3cret-one", "s3cret-two"')  # the ] is missing
+    with pytest.raises(InvalidConfig, match="TSKCFG_TEST_KEYS") as caught:
+        core_for(tmp_path).build(received('keys: @env("TSKCFG_TEST_KEYS", [])\n'), "server")
+    assert "s3cret" not in str(caught.value) + repr(caught.value.details)
+    assert "expected an array" in str(caught.value)
+
+
 def test_build_refuses_an_unset_variable_without_default(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
