@@ -190,20 +190,21 @@ def received_from_file(path: Path) -> Received:
     return Received(version=None, hash=tsk.document_hash(data), wire=tsk.to_wire(data))
 
 
-def hide_environment_values(
-    details: list[dict[str, Any]], data: Any, resolved: Any
-) -> list[dict[str, Any]]:
-    """`details` with each string that came from an environment variable shown as `@env(NAME)`.
+# A string from the environment shorter than this is hidden only where it is quoted: bare, it
+# could be any word of a message ("true", a port number).
+BARE_SECRET_LENGTH = 8
 
-    The schema's messages repeat the value they refuse, and they are logged and reported to
-    the server, where any reader of the service sees them: a secret passed through `@env`
-    must not travel that way. Values written in the document (defaults too) stay as they are.
-    """
-    shown: dict[str, str] = {}
+
+def environment_texts(data: Any, resolved: Any) -> dict[str, str]:
+    """Each string that came from an environment variable (as quoted and, when long, as is) ->
+    `@env(NAME)`. Values written in the document (defaults too) are not in it."""
+    texts: dict[str, str] = {}
 
     def collect(value: Any, name: str) -> None:
         if isinstance(value, str) and value:
-            shown[repr(value)] = f"@env({name})"
+            texts[repr(value)] = f"@env({name})"
+            if len(value) >= BARE_SECRET_LENGTH:
+                texts[value] = f"@env({name})"
         elif isinstance(value, dict):
             for key, item in value.items():
                 collect(key, name)
@@ -224,16 +225,32 @@ def hide_environment_values(
                 walk(item, resolved_item)
 
     walk(data, resolved)
-    if not shown:
+    return texts
+
+
+def hide_environment_text(message: str, texts: Mapping[str, str]) -> str:
+    """`message` with every text of `environment_texts` replaced by its `@env(NAME)`.
+
+    Schema messages repeat the value they refuse, and an applier's or handler's error may quote
+    a url with its password; both are logged and reported to the server, where any reader of
+    the service sees them: a secret passed through `@env` must not travel that way.
+    """
+    for text in sorted(texts, key=len, reverse=True):
+        message = message.replace(text, texts[text])
+    return message
+
+
+def hide_environment_values(
+    details: list[dict[str, Any]], data: Any, resolved: Any
+) -> list[dict[str, Any]]:
+    """Schema failures `{path, message}` with their messages passed through `hide_environment_text`."""
+    texts = environment_texts(data, resolved)
+    if not texts:
         return details
-    longest_first = sorted(shown, key=len, reverse=True)
-    hidden = []
-    for detail in details:
-        message = str(detail.get("message", ""))
-        for text in longest_first:
-            message = message.replace(text, shown[text])
-        hidden.append({**detail, "message": message})
-    return hidden
+    return [
+        {**detail, "message": hide_environment_text(str(detail.get("message", "")), texts)}
+        for detail in details
+    ]
 
 
 @dataclass(frozen=True)
@@ -766,11 +783,14 @@ class ClientCore:
         try:
             yield from self.transaction(config)
         except exceptions.ApplyFailed as error:
+            text = hide_environment_text(
+                str(error), environment_texts(tsk.from_wire(config.wire), config.to_dict())
+            )
             logger.error(
-                "%s; version %s stays current", error, getattr(self.config, "version", None)
+                "%s; version %s stays current", text, getattr(self.config, "version", None)
             )
             self.refused = (config.version, config.hash)
-            yield Report("failed", config, str(error))
+            yield Report("failed", config, text)
             raise
         self.config = config
         if config.source == "server":

@@ -90,6 +90,34 @@ def test_build_names_a_variable_that_does_not_convert(
     assert caught.value.details[0]["variable"] == "PORT"
 
 
+def test_an_apply_failure_quoting_a_secret_from_the_environment_is_reported_without_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from client import DatabaseApplier
+
+    def connect(section: Any) -> Any:
+        raise RuntimeError(f"could not connect to {section['url']}")
+
+    monkeypatch.setenv("TSKCFG_TEST_DB_URL", "postgresql://app:pa55word@db.internal/app")
+    settings = make_settings(SERVICE, "development", cache_dir=tmp_path, environments_dir=tmp_path)
+    core = ClientCore(settings, database=DatabaseApplier(connect))
+    config = core.build(received('[database]\nurl: @env("TSKCFG_TEST_DB_URL")\n'), "server")
+    reports: list[Report] = []
+
+    def perform(effect: Any) -> Any:
+        if isinstance(effect, Report):
+            reports.append(effect)
+            return None
+        return effect()
+
+    with pytest.raises(ApplyFailed):
+        drive(core.apply_flow(config, None), perform)
+    [failed] = reports
+    assert failed.status == "failed" and failed.error is not None
+    assert "pa55word" not in failed.error and "pa55word" not in caplog.text
+    assert "could not connect to @env(TSKCFG_TEST_DB_URL)" in failed.error
+
+
 def test_a_variable_that_does_not_convert_is_named_without_its_value(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
