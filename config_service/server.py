@@ -42,8 +42,11 @@ from config_service.validation import SchemaInvalid, SchemaSet, check_schema, sc
 
 logger = logging.getLogger("config_service")
 
-# Old versions rendered for `versions/{n}` are kept in a small LRU; current ones are always kept.
+# Old versions rendered for `versions/{n}` are kept in a small LRU, bounded in count and in
+# bytes (512 documents near the body limit would otherwise hold more than a GiB); current
+# ones are always kept.
 RENDERED_CACHE_SIZE = 512
+RENDERED_CACHE_BYTES = 64 * 1024 * 1024
 # Above this many bytes, parsing is worth moving off the event loop (routes decide).
 LARGE_DOCUMENT = 64 * 1024
 
@@ -68,6 +71,11 @@ class Rendered:
     @property
     def version(self) -> int:
         return self.record.version
+
+    @property
+    def size(self) -> int:
+        """Bytes held by the rendered bodies (what the cache of old versions counts)."""
+        return len(self.json_body) + len(self.source_body)
 
 
 def render(record: VersionRecord) -> Rendered:
@@ -167,6 +175,7 @@ class ConfigServer:
         self._render_lock = threading.Lock()
         self._current: dict[tuple[str, str], Rendered] = {}
         self._old: OrderedDict[tuple[str, str, int], Rendered] = OrderedDict()
+        self._old_bytes = 0
         self._listeners: list[CommitListener] = []
         self.store.add_commit_listener(self._committed)
 
@@ -241,11 +250,25 @@ class ConfigServer:
         if record is None:
             return None
         rendered = render(record)
+        size = rendered.size
+        if size > RENDERED_CACHE_BYTES:
+            return rendered
         with self._render_lock:
+            replaced = self._old.pop(key, None)
+            if replaced is not None:
+                self._old_bytes -= replaced.size
             self._old[key] = rendered
-            while len(self._old) > RENDERED_CACHE_SIZE:
-                self._old.popitem(last=False)
+            self._old_bytes += size
+            while len(self._old) > RENDERED_CACHE_SIZE or self._old_bytes > RENDERED_CACHE_BYTES:
+                _, evicted = self._old.popitem(last=False)
+                self._old_bytes -= evicted.size
         return rendered
+
+    @property
+    def old_versions_cached(self) -> tuple[int, int]:
+        """(versions, bytes) of the old versions held rendered in memory."""
+        with self._render_lock:
+            return len(self._old), self._old_bytes
 
     def history(
         self, service: str, environment: str, limit: int, before: int | None

@@ -4,11 +4,16 @@ heads get a 4xx in the error shape, never a 500, and change nothing."""
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from config_service import server as server_module
+from config_service.server import ConfigServer
+from config_service.settings import Settings
 
 from .conftest import USER_SERVICE, ServerProcess, assert_error, push
 
@@ -276,3 +281,35 @@ def test_openapi_describes_the_parameters_and_headers_each_route_reads(
     )
     service = named(document, "get")[("path", "service")]
     assert service["schema"] == {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,62}$"}
+
+
+def test_old_versions_held_in_memory_are_bounded_in_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(data_dir=tmp_path, sync=False, access_log=False)
+    config_server = ConfigServer(settings)
+    config_server.start()
+    try:
+        admin_principal = config_server.tokens.authenticate(
+            settings.admin_token_path.read_text().strip()
+        )
+        assert admin_principal is not None
+        filler = "x" * 20_000
+        for number in range(1, 7):
+            config_server.push(
+                admin_principal, "big", "staging", f'n: {number}\nfiller: "{filler}"\n'
+            )
+        one = config_server.version("big", "staging", 1)
+        assert one is not None
+        limit = 3 * one.size
+        monkeypatch.setattr(server_module, "RENDERED_CACHE_BYTES", limit)
+        for number in range(1, 6):
+            rendered = config_server.version("big", "staging", number)
+            assert rendered is not None and rendered.record.version == number
+        count, size = config_server.old_versions_cached
+        assert size <= limit and count <= 3, (count, size)
+        # An evicted version is read again from the store, unchanged.
+        again = config_server.version("big", "staging", 1)
+        assert again is not None and again.json_body == one.json_body
+    finally:
+        config_server.stop()
