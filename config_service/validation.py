@@ -108,10 +108,17 @@ def schemas_reached(schema: Any, others: Mapping[str, Any]) -> set[str]:
         target = reference.split("#", 1)[0]
         if not target:
             continue
-        for uri in {target, *(urljoin(base, target) for base in bases)}:
+        for uri in {target, *(_join(base, target) for base in bases)}:
             if uri in by_uri:
                 reached.add(by_uri[uri])
     return reached
+
+
+def _join(base: str, target: str) -> str:
+    try:
+        return urljoin(base, target)
+    except ValueError:  # not a URI: check_schema refuses the schema for it
+        return target
 
 
 def check_schema(name: str, schema: Any, others: Mapping[str, Mapping[str, Any]]) -> None:
@@ -133,7 +140,13 @@ def check_schema(name: str, schema: Any, others: Mapping[str, Mapping[str, Any]]
             f"not a valid draft 2020-12 schema: {error.message}",
             [{"path": json_pointer(error.absolute_path), "message": error.message}],
         ) from None
-    registry = build_registry({**others, name: schema})
+    try:
+        registry = build_registry({**others, name: schema})
+    except ValueError as error:  # an `$id` that is not a URI (urllib: "Invalid IPv6 URL")
+        raise SchemaInvalid(
+            f"the schema has an $id that is not a valid URI: {error}",
+            [{"path": "", "message": f"an $id is not a valid URI: {error}"}],
+        ) from None
     identifier = schema.get("$id")
     base = identifier if isinstance(identifier, str) else schema_file_name(name)
     resolver = registry.resolver(base_uri=base)
@@ -143,6 +156,8 @@ def check_schema(name: str, schema: Any, others: Mapping[str, Mapping[str, Any]]
             resolver.lookup(reference)
         except Unresolvable:
             failures.append({"path": "", "message": f"$ref {reference!r} does not resolve"})
+        except ValueError:
+            failures.append({"path": "", "message": f"$ref {reference!r} is not a valid URI"})
     if failures:
         raise SchemaInvalid("the schema refers to schemas the server does not have", failures)
 

@@ -202,3 +202,22 @@ def test_event_filters_outside_the_scope_are_403(
         ) as stream:
             assert stream.status_code == 200
             assert next(stream.iter_lines()) == "retry: 2000"
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"$id": "http://[", "type": "object"},
+        {"$ref": "http://[x"},
+        {"$id": "x", "properties": {"a": {"$id": "http://[", "type": "string"}}},
+        {"$id": "http://[", "$ref": "database.json"},
+    ],
+)
+def test_a_schema_with_an_id_or_ref_that_is_not_a_uri_is_422(
+    server: ServerProcess, admin: httpx.Client, schema: dict[str, object]
+) -> None:
+    _, token = _create(admin, "writer", ["user-*"], ["*"])
+    with server.client(token) as writer:
+        for client in (admin, writer):
+            assert_error(client.put("/v1/schemas/user-bad-uri", json=schema), 422, "invalid_schema")
+    assert_error(admin.get("/v1/schemas/user-bad-uri"), 404, "not_found")
