@@ -313,3 +313,15 @@ def test_old_versions_held_in_memory_are_bounded_in_bytes(
         assert again is not None and again.json_body == one.json_body
     finally:
         config_server.stop()
+
+
+@pytest.mark.parametrize("digits", ["9" * 5000, "1_" * 4400 + "1"])
+def test_an_integer_too_long_for_python_is_invalid_tsk_with_its_position(
+    seeded: ServerProcess, admin: httpx.Client, digits: str
+) -> None:
+    source = f'name: "x"\nlarge: {digits}\n'
+    response = admin.put(
+        "/v1/configs/long-number/staging", content=source, headers={"Content-Type": "text/x-tsk"}
+    )
+    body = assert_error(response, 422, "invalid_tsk")
+    assert body["details"][0]["line"] == 2 and body["details"][0]["column"] == 8, body["details"]
