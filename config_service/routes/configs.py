@@ -211,7 +211,7 @@ def _version_or_404(server: ConfigServer, service: str, environment: str, number
     return rendered.record
 
 
-def _diff(old: VersionRecord, new: VersionRecord) -> dict[str, Any]:
+def _diff_records(old: VersionRecord, new: VersionRecord) -> dict[str, Any]:
     return diff_document(
         old.metadata(),
         new.metadata(),
@@ -220,6 +220,14 @@ def _diff(old: VersionRecord, new: VersionRecord) -> dict[str, Any]:
         old.source,
         new.source,
     )
+
+
+async def _diff(old: VersionRecord, new: VersionRecord) -> dict[str, Any]:
+    """The diff of two versions; large ones in a worker thread, since a line diff can take
+    seconds (it grows with the product of the line counts) and must not stall the event loop."""
+    if len(old.source) + len(new.source) > LARGE_DOCUMENT:
+        return await run_in_threadpool(_diff_records, old, new)
+    return _diff_records(old, new)
 
 
 async def diff_versions(request: Request) -> Response:
@@ -233,7 +241,7 @@ async def diff_versions(request: Request) -> Response:
         raise bad_request("give both 'from' and 'to' versions, like ?from=3&to=5")
     old = _version_or_404(server, service, environment, first)
     new = _version_or_404(server, service, environment, second)
-    return json_response(_diff(old, new))
+    return json_response(await _diff(old, new))
 
 
 async def diff_environments(request: Request) -> Response:
@@ -253,7 +261,7 @@ async def diff_environments(request: Request) -> Response:
         if current is None:
             raise not_found(f"{service!r} has no version in {environment!r}")
         records.append(current.record)
-    return json_response(_diff(records[0], records[1]))
+    return json_response(await _diff(records[0], records[1]))
 
 
 async def rollback(request: Request) -> Response:
@@ -313,7 +321,7 @@ async def promote(request: Request) -> Response:
             "version": (target.version + 1) if target and would_create else (target.version if target else 1),
         }
         if target is not None:
-            changes = _diff(target, record)
+            changes = await _diff(target, record)
             changes["to"] = candidate
         else:
             changes = diff_document(

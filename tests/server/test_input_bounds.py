@@ -3,7 +3,10 @@ heads get a 4xx in the error shape, never a 500, and change nothing."""
 
 from __future__ import annotations
 
+import random
 import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -325,3 +328,31 @@ def test_an_integer_too_long_for_python_is_invalid_tsk_with_its_position(
     )
     body = assert_error(response, 422, "invalid_tsk")
     assert body["details"][0]["line"] == 2 and body["details"][0]["column"] == 8, body["details"]
+
+
+def test_a_slow_diff_does_not_stall_other_requests(
+    seeded: ServerProcess, admin: httpx.Client
+) -> None:
+    # A line diff grows with the product of the line counts: two documents of 40,000 lines that
+    # share a few hundred distinct lines take seconds. Meanwhile the server answers others.
+    def document(seed: int) -> str:
+        generator = random.Random(seed)
+        return (
+            "items: [\n"
+            + "".join(f"  {generator.randrange(150)},\n" for _ in range(40_000))
+            + "]\n"
+        )
+
+    for seed in (1, 2):
+        assert push(admin, "slow-diff", "staging", document(seed)).status_code == 201
+    with ThreadPoolExecutor(1) as pool:
+        diffing = pool.submit(
+            admin.get, "/v1/configs/slow-diff/staging/diff", params={"from": 1, "to": 2}, timeout=60
+        )
+        time.sleep(0.3)
+        started = time.monotonic()
+        assert httpx.get(seeded.url + "/health", timeout=30).status_code == 200
+        waited = time.monotonic() - started
+        diff = diffing.result(timeout=60)
+    assert diff.status_code == 200 and diff.json()["unified"]
+    assert waited < 0.5, f"/health waited {waited:.2f} s behind the diff"
