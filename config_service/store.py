@@ -303,6 +303,7 @@ class Store(Protocol):
     ) -> tuple[VersionRecord, bool]: ...
     def current_version(self, service: str, environment: str) -> VersionRecord | None: ...
     def get_version(self, service: str, environment: str, version: int) -> VersionRecord | None: ...
+    # Listings: metadata only, `source` and `config` are empty strings.
     def list_versions(
         self, service: str, environment: str, limit: int, before: int | None
     ) -> list[VersionRecord]: ...
@@ -361,6 +362,9 @@ _VERSION_COLUMNS = (
     "sequence, service, environment, version, source, config, hash, author, token_id, message, "
     "created_at, kind, promoted_from_environment, promoted_from_version, rolled_back_to"
 )
+# Listings (history, event replay) need no source or config; a page of 500 versions near the
+# body limit would otherwise read a GiB into memory.
+_LISTED_VERSION_COLUMNS = _VERSION_COLUMNS.replace("source, config,", "'' AS source, '' AS config,")
 _SCHEMA_COLUMNS = "sequence, name, version, schema, hash, author, token_id, created_at"
 
 
@@ -820,8 +824,9 @@ class SqliteStore:
     def list_versions(
         self, service: str, environment: str, limit: int, before: int | None
     ) -> list[VersionRecord]:
+        """Newest first; the records carry metadata only (`source` and `config` are empty)."""
         rows = self._query(
-            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = ? AND environment = ? "
+            f"SELECT {_LISTED_VERSION_COLUMNS} FROM versions WHERE service = ? AND environment = ? "
             "AND version < ? ORDER BY version DESC LIMIT ?",
             (service, environment, before if before is not None else 2**62, limit),
         )
@@ -839,8 +844,9 @@ class SqliteStore:
         return _version(rows[0]) if rows else None
 
     def versions_after(self, sequence: int, limit: int) -> list[VersionRecord]:
+        """In commit order; the records carry metadata only (`source` and `config` are empty)."""
         rows = self._query(
-            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE sequence > ? ORDER BY sequence LIMIT ?",
+            f"SELECT {_LISTED_VERSION_COLUMNS} FROM versions WHERE sequence > ? ORDER BY sequence LIMIT ?",
             (sequence, limit),
         )
         return [_version(row) for row in rows]

@@ -3,6 +3,7 @@ heads get a 4xx in the error shape, never a 500, and change nothing."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import socket
 import time
@@ -18,7 +19,7 @@ from config_service import server as server_module
 from config_service.server import ConfigServer
 from config_service.settings import Settings
 
-from .conftest import USER_SERVICE, ServerProcess, assert_error, push
+from .conftest import USER_SERVICE, ServerProcess, assert_error, make_root, push
 
 DOCUMENT = "/v1/configs/user-service/staging"
 HUGE = 10**20  # past SQLite's 64-bit integers
@@ -356,3 +357,41 @@ def test_a_slow_diff_does_not_stall_other_requests(
         diff = diffing.result(timeout=60)
     assert diff.status_code == 200 and diff.json()["unified"]
     assert waited < 0.5, f"/health waited {waited:.2f} s behind the diff"
+
+
+def _peak_memory_kib(process_id: int) -> int:
+    status = Path(f"/proc/{process_id}/status").read_text()
+    return int(status.split("VmHWM:")[1].split()[0])
+
+
+def test_listing_history_and_replaying_events_do_not_read_whole_documents(tmp_path: Path) -> None:
+    root = make_root(tmp_path)
+    server = ServerProcess(root).start()
+    try:
+        assert server.process is not None
+        process_id = server.process.pid
+        with server.client(server.admin_token, timeout=30) as admin:
+            for number in range(16):  # 16 versions near 900 KB each
+                source = f'blob: "{number}{"x" * 900_000}"\n'
+                assert push(admin, "large-history", "staging", source).status_code == 201
+            Path(f"/proc/{process_id}/clear_refs").write_text("5")  # reset the peak
+            before = _peak_memory_kib(process_id)
+
+            def history() -> int:
+                response = admin.get(
+                    "/v1/configs/large-history/staging/versions", params={"limit": 500}
+                )
+                return len(response.json()["versions"])
+
+            def replay() -> int:
+                with admin.stream("GET", "/v1/events", headers={"Last-Event-ID": "0"}) as stream:
+                    events = (line for line in stream.iter_lines() if line.startswith("data:"))
+                    return len(list(itertools.islice(events, 16)))
+
+            with ThreadPoolExecutor(8) as pool:
+                counts = list(pool.map(lambda run: run(), [history, replay] * 4))
+            assert counts == [16] * 8
+            grown_mib = (_peak_memory_kib(process_id) - before) / 1024
+        assert grown_mib < 40, f"the server's peak memory grew by {grown_mib:.0f} MiB"
+    finally:
+        server.stop()
