@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,20 @@ from client import AsyncConfigClient, NotFound, RetryPolicy
 
 def with_rate(rate: int) -> str:
     return DEVELOPMENT.replace("rate_limit_per_minute: 10_000", f"rate_limit_per_minute: {rate}")
+
+
+async def tasks_left(timeout: float = 1.0) -> set[asyncio.Task[Any]]:
+    """Tasks other than this one still running after `timeout`: what a stopped client left behind.
+
+    Waiting a moment lets the loop finish closing what was cancelled (httpx's stream readers
+    are async generators, closed in a task of their own when the collector finds them).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        left = asyncio.all_tasks() - {asyncio.current_task()}
+        if not left or time.monotonic() > deadline:
+            return left
+        await asyncio.sleep(0.01)
 
 
 async def until(predicate: Any, timeout: float = 5.0) -> Any:
@@ -123,7 +138,7 @@ def test_async_client_follows_pushes_in_every_mode(
             pushed = await asyncio.to_thread(server.push, with_rate(2), "development", service)
             await until(lambda: client.config.version == pushed["version"])
             assert client.config.get("features.rate_limit_per_minute") == 2
-        assert asyncio.all_tasks() == {asyncio.current_task()}
+        assert await tasks_left() == set()
 
     asyncio.run(scenario())
 
@@ -168,7 +183,7 @@ def test_a_task_cancelled_mid_apply_leaves_nothing_half_applied(
         assert client.config is first
         assert client.cache.ttl == ttl  # reverted, not left half applied
         assert calls == [(1, None), (2, 1), (1, 2)]  # the handler before was called back
-        assert asyncio.all_tasks() == {asyncio.current_task()}
+        assert await tasks_left() == set()
 
     asyncio.run(scenario())
 
@@ -196,7 +211,7 @@ def test_stop_leaves_no_task_behind_even_with_a_report_in_flight(
             transport=UnansweredReports(),
         ) as client:
             assert client.config.version == 1
-        assert asyncio.all_tasks() == {asyncio.current_task()}
+        assert await tasks_left() == set()
 
     asyncio.run(scenario())
 
@@ -225,7 +240,7 @@ def test_a_client_stopped_while_starting_does_not_start_watching(
         await client.stop()
         with pytest.raises(RuntimeError, match="stopped"):
             await starting
-        assert asyncio.all_tasks() == {asyncio.current_task()}
+        assert await tasks_left() == set()
 
     asyncio.run(scenario())
 
@@ -249,11 +264,7 @@ def test_a_handler_may_stop_its_own_client(server: LiveServer, tmp_path: Path) -
         await client.start()
         await asyncio.to_thread(server.push, with_rate(0), "development", "async-self-stop")
         await until(lambda: client._http.is_closed)
-        for _ in range(100):  # the watch task ends once the handler has returned
-            if asyncio.all_tasks() == {asyncio.current_task()}:
-                break
-            await asyncio.sleep(0.01)
-        assert asyncio.all_tasks() == {asyncio.current_task()}
+        assert await tasks_left() == set()  # the watch task ends once the handler has returned
 
     asyncio.run(scenario())
 
