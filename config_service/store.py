@@ -303,7 +303,7 @@ class Store(Protocol):
     ) -> tuple[VersionRecord, bool]: ...
     def current_version(self, service: str, environment: str) -> VersionRecord | None: ...
     def get_version(self, service: str, environment: str, version: int) -> VersionRecord | None: ...
-    # Listings: metadata only, `source` and `config` are empty strings.
+    # Listings (these two and current_versions): metadata only, `source` and `config` are "".
     def list_versions(
         self, service: str, environment: str, limit: int, before: int | None
     ) -> list[VersionRecord]: ...
@@ -594,6 +594,7 @@ _CURRENT_VERSIONS = (
     f"SELECT {_VERSION_COLUMNS} FROM versions WHERE sequence IN ("
     "SELECT MAX(sequence) FROM versions GROUP BY service, environment) ORDER BY service, environment"
 )
+_CURRENT_VERSIONS_LISTED = _CURRENT_VERSIONS.replace(_VERSION_COLUMNS, _LISTED_VERSION_COLUMNS, 1)
 
 
 @dataclass
@@ -833,7 +834,8 @@ class SqliteStore:
         return [_version(row) for row in rows]
 
     def current_versions(self) -> list[VersionRecord]:
-        return [_version(row) for row in self._query(_CURRENT_VERSIONS)]
+        """The current version of every document, metadata only (`source` and `config` empty)."""
+        return [_version(row) for row in self._query(_CURRENT_VERSIONS_LISTED)]
 
     def last_version_of_kind(self, service: str, environment: str, kind: str) -> VersionRecord | None:
         rows = self._query(
