@@ -366,6 +366,7 @@ _VERSION_COLUMNS = (
 # body limit would otherwise read a GiB into memory.
 _LISTED_VERSION_COLUMNS = _VERSION_COLUMNS.replace("source, config,", "'' AS source, '' AS config,")
 _SCHEMA_COLUMNS = "sequence, name, version, schema, hash, author, token_id, created_at"
+_LISTED_SCHEMA_COLUMNS = _SCHEMA_COLUMNS.replace("schema,", "'' AS schema,")
 
 
 def _rows(
@@ -897,8 +898,9 @@ class SqliteStore:
         return _schema(rows[0]) if rows else None
 
     def list_schemas(self, name: str, limit: int, before: int | None) -> list[SchemaRecord]:
+        """Newest first; the records carry metadata only (`schema` is empty)."""
         rows = self._query(
-            f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE name = ? AND version < ? "
+            f"SELECT {_LISTED_SCHEMA_COLUMNS} FROM schemas WHERE name = ? AND version < ? "
             "ORDER BY version DESC LIMIT ?",
             (name, before if before is not None else 2**62, limit),
         )

@@ -64,7 +64,7 @@ def test_a_revoked_token_gets_no_more_events(server: ServerProcess, admin: httpx
     assert opened.wait(5)
     assert admin.delete(f"/v1/tokens/{token_id}").status_code == 204
     assert push(admin, "user-service", "staging", _version(31)).status_code == 201
-    reader.join(8)
+    reader.join(5)
     assert lines[0] == "retry: 2000"
     assert not [line for line in lines if line.startswith(("data:", "id:"))], lines
 
