@@ -51,7 +51,7 @@ def test_a_revoked_token_gets_no_more_events(server: ServerProcess, admin: httpx
         headers = {"Authorization": f"Bearer {token}"}
         try:
             with httpx.stream(
-                "GET", server.url + "/v1/events", headers=headers, timeout=4
+                "GET", server.url + "/v1/events", headers=headers, timeout=1.5
             ) as response:
                 for line in response.iter_lines():
                     lines.append(line)
