@@ -12,8 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import re
-import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -116,10 +114,6 @@ class Document:
     hash: str
 
 
-# A run of digits longer than Python converts to an int by default (sys.get_int_max_str_digits).
-_LONG_DIGITS = re.compile(f"[0-9_]{{{sys.get_int_max_str_digits() + 1},}}")
-
-
 def decode_source(body: bytes) -> str:
     """UTF-8 text of a TSK body; bytes that are not UTF-8 are `invalid_tsk` with line and column."""
     try:
@@ -147,21 +141,6 @@ def parse_document(source: str) -> Document:
             "invalid_tsk",
             f"the document is not valid TSK: {error}",
             [{"line": error.lineno, "column": error.colno, "message": error.msg}],
-        ) from None
-    except ValueError:
-        # Python refuses to convert integers of more than sys.get_int_max_str_digits() digits
-        # (a guard against quadratic parsing), before the parser's own range check can say so.
-        long_number = _LONG_DIGITS.search(source)
-        if long_number is None:
-            raise
-        line = source.count("\n", 0, long_number.start()) + 1
-        column = long_number.start() - (source.rfind("\n", 0, long_number.start()) + 1) + 1
-        message = "a number with this many digits is out of range (it must fit in 64 bits)"
-        raise ApiError(
-            422,
-            "invalid_tsk",
-            f"the document is not valid TSK: line {line}, column {column}: {message}",
-            [{"line": line, "column": column, "message": message}],
         ) from None
     wire_data = tsk.to_wire(data)
     wire = json.dumps(wire_data, ensure_ascii=False, separators=(",", ":"))

@@ -466,7 +466,7 @@ class _Parser:
                 return False, match.end()
             if word == "null":
                 return None, match.end()
-            raise self.error(pos, _bare_word_message(word))
+            raise self.error(pos, _bare_word_message(_shorten(word)))
         if c == ".":
             raise self.error(pos, "a number must start with a digit (write 0.5, not .5)")
         if c in "\n#":
@@ -493,13 +493,18 @@ class _Parser:
                 raise self.error(pos, _number_message(word, match.group(), c))
         text = match.group()
         if match.group(1) is None and match.group(2) is None:
-            value = int(text.replace("_", "")) if "_" in text else int(text)
+            digits = text.replace("_", "") if "_" in text else text
+            # More than 19 digits cannot fit; checking first also keeps int() from refusing
+            # (it converts at most sys.get_int_max_str_digits() digits).
+            value = int(digits) if len(digits.lstrip("+-")) <= 19 else INT64_MAX + 1
             if not INT64_MIN <= value <= INT64_MAX:
-                raise self.error(pos, f"integer {text} is out of range (it must fit in 64 bits)")
+                raise self.error(
+                    pos, f"integer {_shorten(text)} is out of range (it must fit in 64 bits)"
+                )
             return value, after
         number = float(text.replace("_", "")) if "_" in text else float(text)
         if number in (float("inf"), float("-inf")):
-            raise self.error(pos, f"float {text} is out of range")
+            raise self.error(pos, f"float {_shorten(text)} is out of range")
         return number, after
 
     def parse_basic_string(self, pos: int) -> tuple[str, int]:
@@ -745,12 +750,17 @@ class _Parser:
 # -- helpers ----------------------------------------------------------------------
 
 
-def _token_at(src: str, pos: int) -> str:
-    """The run of number-ish characters at `pos`, for messages."""
+def _token_at(src: str, pos: int, limit: int = 40) -> str:
+    """The run of number-ish characters at `pos` (at most `limit` of them), for messages."""
     end = pos
-    while end < len(src) and (src[end] in IDENT_CHARS or src[end] in ".+"):
+    stop = min(len(src), pos + limit)
+    while end < stop and (src[end] in IDENT_CHARS or src[end] in ".+"):
         end += 1
     return src[pos:end]
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _number_message(word: str, number: str, after: str) -> str:

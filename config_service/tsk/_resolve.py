@@ -58,7 +58,7 @@ def convert(name: str, text: str, default: Any) -> Any:
             return False
         raise _unconvertible(name, text, "a boolean (true/false/1/0/yes/no)")
     if isinstance(default, int):
-        if INT_RE.match(text):
+        if INT_RE.match(text) and len(text.lstrip("+-")) <= 19:
             return int(text)
         raise _unconvertible(name, text, "an integer")
     if isinstance(default, float):

@@ -77,3 +77,28 @@ def test_variables_are_copied_not_shared() -> None:
     assert data == {"x": {"a": [1]}, "y": {"a": [1]}}
     data["x"]["a"].append(2)
     assert data["y"] == {"a": [1]}
+
+
+def test_numbers_too_long_for_python_are_range_errors() -> None:
+    for document in (
+        "x: " + "9" * 5000 + "\n",
+        "x: -" + "1" * 20 + "\n",
+        "x: 1" + "_0" * 3000 + "\n",
+    ):
+        with pytest.raises(tsk.TSKDecodeError) as caught:
+            tsk.loads(document)
+        assert "out of range" in caught.value.msg
+        assert len(caught.value.msg) < 200
+    assert tsk.loads("x: -9223372036854775808\n") == {"x": -(2**63)}
+
+
+def test_messages_stay_short_for_huge_tokens() -> None:
+    for document in ("x: " + "a" * 100_000 + "\n", "x: 1" + "a" * 100_000 + "\n"):
+        with pytest.raises(tsk.TSKDecodeError) as caught:
+            tsk.loads(document)
+        assert len(caught.value.msg) < 300
+
+
+def test_env_values_too_long_for_python_do_not_convert() -> None:
+    with pytest.raises(tsk.TSKResolveError):
+        tsk.resolve({"p": tsk.EnvRef("P", 1)}, {"P": "9" * 5000})
