@@ -160,7 +160,9 @@ class ConfigClient(BaseClient[httpx.BaseTransport]):
             try:
                 self._reports.put(None, timeout=1.0)
             except queue.Full:
-                pass
+                # The server is not taking reports: drop the pending ones, so the reporter
+                # sees the end rather than waiting on an empty queue forever.
+                self._drop_reports()
             reporter.join(timeout=2.0)
         if self._interruptible is not None:
             self._interruptible.interrupt()  # ends a long poll in flight, so the thread exits now
@@ -243,6 +245,14 @@ class ConfigClient(BaseClient[httpx.BaseTransport]):
                     target=self._deliver_reports, name="tskcfg-reports", daemon=True
                 )
                 self._reporter.start()
+
+    def _drop_reports(self) -> None:
+        while True:
+            try:
+                self._reports.get_nowait()
+            except queue.Empty:
+                break
+        self._reports.put_nowait(None)
 
     def _deliver_reports(self) -> None:
         while (request := self._reports.get()) is not None:

@@ -475,3 +475,32 @@ def test_a_4xx_answer_is_raised_even_with_a_fallback_at_hand(
     finally:
         failing.close()
     assert caught.value.status == 403 and caught.value.code == "unavailable"
+
+
+def test_stop_leaves_no_reporter_behind_when_the_server_takes_reports_and_never_answers(
+    tmp_path: Path, environments: Path
+) -> None:
+    from client._core import Report
+
+    silent = socket.create_server(("127.0.0.1", 0))  # connections wait in its backlog, unanswered
+    try:
+        client = ConfigClient(
+            SERVICE,
+            "development",
+            server=f"http://127.0.0.1:{silent.getsockname()[1]}",
+            cache_dir=tmp_path,
+            environments_dir=environments,
+        )
+        for _ in range(120):  # more than the queue holds: the last ones are dropped
+            client._report(Report("applied", None))
+        started = time.monotonic()
+        client.stop()
+        wait_for(
+            lambda: (
+                not [thread for thread in threading.enumerate() if thread.name == "tskcfg-reports"]
+            ),
+            timeout=3,
+        )
+        assert time.monotonic() - started < 6
+    finally:
+        silent.close()
