@@ -170,6 +170,8 @@ def main() -> None:
             [
                 str(Path(sys.executable).parent / "tskcfg"),
                 "serve",
+                "--host",
+                "127.0.0.1",
                 "--port",
                 str(port),
                 "--data-dir",

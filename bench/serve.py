@@ -151,7 +151,7 @@ def main() -> None:
     port, nginx_port = free_port(), free_port()
     (work / "environments").mkdir()
     server = subprocess.Popen(
-        [str(TSKCFG), "serve", "--port", str(port), "--data-dir", str(work / "data"),
+        [str(TSKCFG), "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(work / "data"),
          "--environments", str(work / "environments"), "--schemas", str(REPOSITORY / "schemas")],
         stdout=subprocess.DEVNULL,
         stderr=(work / "server.log").open("wb"),

@@ -71,6 +71,8 @@ class ServerProcess:
         command = [
             str(TSKCFG),
             "serve",
+            "--host",
+            "127.0.0.1",
             "--port",
             str(self.port),
             "--data-dir",
