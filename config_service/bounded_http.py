@@ -1,13 +1,16 @@
-"""The HTTP/1.1 protocol `tskcfg serve` runs: uvicorn's httptools protocol with a bound on the request head.
+"""The HTTP/1.1 protocol `tskcfg serve` runs: uvicorn's httptools protocol with bounds on the request head.
 
 uvicorn's httptools protocol keeps reading a request line and headers for as long as the
 client sends them (one header of 50 MiB, or 100,000 small ones, is all held in memory), and
-its size option only applies to the h11 protocol. This one counts the bytes of each request
-head and answers 431 once they pass `MAX_HEAD`, then closes the connection.
+its size option only applies to the h11 protocol; nor does it limit how long a head may
+take, so a client that sends a byte now and then holds its connection forever. This one
+counts the bytes of each request head and answers 431 once they pass `MAX_HEAD`, and closes
+a connection whose head is not complete `HEAD_SECONDS` after it began.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Any
 
@@ -18,22 +21,38 @@ from config_service.errors import error_body
 # Request line plus headers. Far above what any client of the service sends (a bearer token,
 # a short X-Config-Message), far below what would hurt a server holding thousands of connections.
 MAX_HEAD = 64 * 1024
+# From a new connection, or from the first byte of a later request, to the end of its head.
+HEAD_SECONDS = 30.0
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """`HttpToolsProtocol` that refuses a request head larger than `MAX_HEAD` bytes with 431."""
+    """`HttpToolsProtocol` that refuses a request head larger than `MAX_HEAD` bytes with 431,
+    and closes the connection when a head takes longer than `HEAD_SECONDS`."""
 
     def __init__(self, *arguments: Any, **options: Any) -> None:
         super().__init__(*arguments, **options)
         self._in_head = True  # the next bytes read belong to a request head
         self._head_bytes = 0
         self._head_completed = False
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         counting = self._in_head
         self._head_completed = False
         super().data_received(data)
-        if not counting or not self._in_head or self.transport.is_closing():
+        if not self._in_head or self.transport.is_closing():
+            return
+        # Part of a head is here (an idle keep-alive connection is uvicorn's to time out).
+        self._start_head_timer()
+        if not counting:
             return
         if self._head_completed:
             # A head ended in this chunk and the next one began in it: we cannot tell how much of
@@ -49,11 +68,27 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = False
         self._head_completed = True
         self._head_bytes = 0
+        self._stop_head_timer()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._in_head = True
+
+    def _start_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(HEAD_SECONDS, self._head_too_slow)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        if self._in_head and not self.transport.is_closing():
+            self.logger.warning("closed a connection whose request head took over %.0f s", HEAD_SECONDS)
+            self.transport.close()
 
     def _refuse_head(self) -> None:
         body = error_body(

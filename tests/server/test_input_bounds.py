@@ -9,6 +9,7 @@ import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,7 +20,7 @@ from config_service import server as server_module
 from config_service.server import ConfigServer
 from config_service.settings import Settings
 
-from .conftest import USER_SERVICE, ServerProcess, assert_error, make_root, push
+from .conftest import USER_SERVICE, ServerProcess, assert_error, free_port, make_root, push
 
 DOCUMENT = "/v1/configs/user-service/staging"
 HUGE = 10**20  # past SQLite's 64-bit integers
@@ -410,3 +411,56 @@ def test_listings_and_event_replay_do_not_read_whole_documents(
         assert grown_mib < 16, f"the server's peak memory grew by {grown_mib:.0f} MiB"
     finally:
         server.stop()
+
+
+def test_a_request_head_that_never_ends_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import uvicorn
+
+    from config_service import bounded_http
+
+    monkeypatch.setattr(bounded_http, "HEAD_SECONDS", 0.5)
+
+    async def app(scope: dict[str, object], receive: object, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    port = free_port()
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        http=bounded_http.BoundedHttpToolsProtocol,
+        lifespan="off",
+        log_level="error",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert httpx.get(f"http://127.0.0.1:{port}/").text == "ok"
+        # A client that connects and says nothing; one that sends a head a byte now and then.
+        for first_bytes, trickle in ((b"", b""), (b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ", b"a")):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+                connection.sendall(first_bytes)
+                started = time.monotonic()
+                for _ in range(3):
+                    time.sleep(0.2)
+                    try:
+                        connection.sendall(trickle)
+                    except OSError:
+                        break
+                try:
+                    answer = connection.recv(1024)
+                except ConnectionResetError:
+                    answer = b""
+                assert answer == b"" and time.monotonic() - started < 3, answer
+    finally:
+        server.should_exit = True
+        thread.join(10)
