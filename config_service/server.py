@@ -697,7 +697,7 @@ class ConfigServer:
             else self.store.get_schema(name, version)
         )
         if record is None:
-            what = f"version {version} of the schema" if version is not None else "a schema"
+            what = f"version {version} of its schema" if version is not None else "schema"
             raise not_found(f"{name!r} has no {what}")
         return record
 

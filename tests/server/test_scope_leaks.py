@@ -127,7 +127,10 @@ def test_a_writer_cannot_reach_another_service_schema_through_ref(
         ):
             response = writer.put("/v1/schemas/user-probe", json=reference)
             assert "billing" in assert_error(response, 403, "forbidden")["message"], reference
-        assert_error(writer.get("/v1/schemas/user-probe"), 404, "not_found")
+        missing = assert_error(writer.get("/v1/schemas/user-probe"), 404, "not_found")
+        assert missing["message"] == "'user-probe' has no schema"
+        missing = assert_error(writer.get("/v1/schemas/user-service/versions/99"), 404, "not_found")
+        assert missing["message"] == "'user-service' has no version 99 of its schema"
         # The section schemas stay shared: readable, and usable by reference.
         database = writer.get("/v1/schemas/database")
         assert database.status_code == 200, database.text
