@@ -628,7 +628,7 @@ class ConfigServer:
         """
         if force and not principal.is_admin:
             raise forbidden("only an admin token may force a schema")
-        self._check_schema_references(principal, name, schema)
+        self._check_schema_scope(principal, name, schema)
         digest = schema_hash(schema)
         stored_text = text if text is not None else json.dumps(schema, ensure_ascii=False, indent=2)
 
@@ -673,13 +673,23 @@ class ConfigServer:
 
         return self.store.write(operation, exclusive=True)
 
-    def _check_schema_references(self, principal: Principal, name: str, schema: Any) -> None:
-        """403 when a token that is not admin refers to the schema of a service outside its
-        scope: reading it through its own schema, or probing it with documents validated
-        against it, would reveal it. Section schemas (no document under them) are shared.
+    def _check_schema_scope(self, principal: Principal, name: str, schema: Any) -> None:
+        """403 unless a token that is not admin keeps to its scope with this schema.
+
+        It may not change a schema that services outside its scope use (a section whose name
+        its patterns happen to match): that would change how their documents are validated,
+        and the 409 details would show their values. Nor may it refer to the schema of a
+        service outside its scope: reading it through its own schema, or probing it with
+        documents validated against it, would reveal it. Section schemas (no document is
+        stored under them) are shared.
         """
         if principal.is_admin:
             return
+        if any(not principal.covers_service(user) for user in self._schemas.users_of(name)):
+            raise forbidden(
+                f"schema {name!r} is used by services outside this token's scope; "
+                "only an admin may change it"
+            )
         others = {key: value for key, value in self._schemas.schemas.items() if key != name}
         for reached in sorted(schemas_reached(schema, others)):
             if not principal.covers_service(reached) and self.store.has_versions(reached):

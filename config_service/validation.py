@@ -191,13 +191,20 @@ class SchemaSet:
         self.generation = generation
         self._registry = build_registry(self.schemas)
         self._validators: dict[str, Draft202012Validator] = {}
+        self._referenced_by: dict[str, set[str]] | None = None
 
     def users_of(self, name: str) -> set[str]:
-        """`name` and every schema that refers to it, directly or through others."""
-        referenced_by: dict[str, set[str]] = {}
-        for user, schema in self.schemas.items():
-            for target in referenced_schemas(schema):
-                referenced_by.setdefault(target, set()).add(user)
+        """`name` and every schema that refers to it (by file name or `$id`), directly or
+        through others."""
+        referenced_by = self._referenced_by
+        if referenced_by is None:
+            # Built once per generation (the set never changes); a race only builds it twice.
+            referenced_by = {}
+            for user, schema in self.schemas.items():
+                others = {key: value for key, value in self.schemas.items() if key != user}
+                for target in schemas_reached(schema, others):
+                    referenced_by.setdefault(target, set()).add(user)
+            self._referenced_by = referenced_by
         users = {name}
         pending = [name]
         while pending:

@@ -224,3 +224,40 @@ def test_a_schema_with_an_id_or_ref_that_is_not_a_uri_is_422(
         for client in (admin, writer):
             assert_error(client.put("/v1/schemas/user-bad-uri", json=schema), 422, "invalid_schema")
     assert_error(admin.get("/v1/schemas/user-bad-uri"), 404, "not_found")
+
+
+def test_a_writer_cannot_change_a_section_that_services_outside_its_scope_use(
+    server: ServerProcess, admin: httpx.Client
+) -> None:
+    # user-service's schema uses the cache section; a team whose pattern happens to match
+    # "cache" must not change how user-service is validated, nor read its values in the 409.
+    assert push(admin, "user-service", "production", _version(50)).status_code in (200, 201)
+    _, token = _create(admin, "writer", ["c*"], ["*"])
+    probe = {"type": "object", "properties": {"backend": {"enum": ["guess"]}}}
+    with server.client(token) as writer:
+        response = writer.put("/v1/schemas/cache", json=probe)
+        body = assert_error(response, 403, "forbidden")
+        assert "memory" not in response.text and body["details"] == []
+        # Its own services' schemas are its to change.
+        assert writer.put("/v1/schemas/checkout", json={"type": "object"}).status_code == 201
+    assert admin.get("/v1/schemas/cache").json()["schema"] != probe
+
+
+def test_a_schema_change_is_checked_against_documents_that_use_it_by_id(
+    admin: httpx.Client,
+) -> None:
+    section = {
+        "$id": "https://schemas.example/limits",
+        "type": "object",
+        "properties": {"n": {"type": "integer"}},
+    }
+    assert admin.put("/v1/schemas/limits", json=section).status_code in (200, 201)
+    user = {"type": "object", "properties": {"limits": {"$ref": "https://schemas.example/limits"}}}
+    assert admin.put("/v1/schemas/limited", json=user).status_code in (200, 201)
+    assert push(admin, "limited", "staging", "[limits]\nn: 1\n").status_code in (200, 201)
+    stricter = {**section, "properties": {"n": {"type": "string"}}}
+    response = admin.put("/v1/schemas/limits", json=stricter)
+    body = assert_error(response, 409, "schema_conflict")
+    assert [(detail["service"], detail["path"]) for detail in body["details"]] == [
+        ("limited", "/limits/n")
+    ]
