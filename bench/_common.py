@@ -171,6 +171,25 @@ class Server:
         self.stop()
 
 
+# wrk's script for pushes: each request is the base document plus two lines that make it new.
+PUSH_SCRIPT = r"""
+local counter = 0
+local threads = {}
+function setup(thread)
+  thread:set("id", #threads + 1)
+  table.insert(threads, thread)
+end
+function init(args)
+  thread_id = id
+end
+request = function()
+  counter = counter + 1
+  local body = base_document .. "bench_writer: " .. thread_id .. "\nbench_sequence: " .. counter .. "\n"
+  return wrk.format("PUT", nil, nil, body)
+end
+"""
+
+
 def ensure_wrk() -> None:
     """Install wrk with apt-get when it is missing (benchmarks only; never in CI)."""
     if shutil.which("wrk") is not None:

@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,15 +27,10 @@ import time
 from pathlib import Path
 
 import httpx
+from _common import PUSH_SCRIPT, free_port, wrk
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 TSKCFG = Path(sys.executable).with_name("tskcfg")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def ensure_tools() -> None:
@@ -79,55 +72,11 @@ def wait_until_up(url: str, timeout: float = 20) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def wrk(url: str, connections: int, duration: int, headers: dict[str, str], script: Path | None = None) -> dict[str, float]:
-    command = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{duration}s", "--latency"]
-    for name, value in headers.items():
-        command += ["-H", f"{name}: {value}"]
-    if script is not None:
-        command += ["-s", str(script)]
-    command.append(url)
-    output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=duration + 60).stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    percentiles = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", output, re.MULTILINE))
-    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    return {
-        "rate": rate,
-        "p50": _milliseconds(percentiles.get("50", "0ms")),
-        "p99": _milliseconds(percentiles.get("99", "0ms")),
-        "errors": float(non_2xx.group(1)) if non_2xx else 0.0,
-    }
-
-
 def _median(runs: list[dict[str, float]]) -> dict[str, float]:
     ordered = sorted(runs, key=lambda run: run["rate"])
     return ordered[len(ordered) // 2]
 
 
-def _milliseconds(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
-    if not match:
-        return 0.0
-    value, unit = float(match.group(1)), match.group(2)
-    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-
-
-PUSH_SCRIPT = r"""
-local counter = 0
-local thread_id = 0
-local threads = {}
-function setup(thread)
-  thread:set("id", #threads + 1)
-  table.insert(threads, thread)
-end
-function init(args)
-  thread_id = id
-end
-request = function()
-  counter = counter + 1
-  local body = base_document .. "bench_writer: " .. thread_id .. "\nbench_sequence: " .. counter .. "\n"
-  return wrk.format("PUT", nil, nil, body)
-end
-"""
 
 
 GOALS = {"GET 200": 0.25, "GET 304": 0.3}  # of nginx's requests/s at the same concurrency
@@ -225,8 +174,8 @@ http {{
             # Alternate the two servers so that load from elsewhere on the machine falls on both.
             ours_runs, nginx_runs = [], []
             for _ in range(rounds):
-                ours_runs.append(wrk(ours_url, connections, duration, ours_headers))
-                nginx_runs.append(wrk(nginx_target, connections, duration, nginx_headers))
+                ours_runs.append(wrk(ours_url, connections=connections, threads=2, duration=duration, headers=ours_headers))
+                nginx_runs.append(wrk(nginx_target, connections=connections, threads=2, duration=duration, headers=nginx_headers))
             results[name] = (_median(ours_runs), _median(nginx_runs))
             all_runs[name] = (ours_runs, nginx_runs)
 
@@ -243,7 +192,14 @@ http {{
         push_duration = duration * rounds
         before = httpx.get(url, headers=auth).json()["version"]
         started = time.monotonic()
-        push_result = wrk(url, arguments.writers, push_duration, {**auth, "Content-Type": "text/x-tsk"}, script)
+        push_result = wrk(
+            url,
+            connections=arguments.writers,
+            threads=2,
+            duration=push_duration,
+            headers={**auth, "Content-Type": "text/x-tsk"},
+            script=script,
+        )
         elapsed = time.monotonic() - started
         after = httpx.get(url, headers=auth).json()["version"]
         created = after - before

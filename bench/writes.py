@@ -34,6 +34,7 @@ from typing import Any
 
 import httpx
 from _common import (
+    PUSH_SCRIPT,
     Server,
     ensure_wrk,
     load_average,
@@ -47,22 +48,6 @@ SERVICE, ENVIRONMENT = "user-service", "production"
 GOAL_PUSHES_PER_S = 500.0  # with 8 writers, at the default (FULL)
 FLOOR_MAX_COMMITS = 200_000  # bound on the floor's loop besides its duration
 
-PUSH_SCRIPT = r"""
-local counter = 0
-local threads = {}
-function setup(thread)
-  thread:set("id", #threads + 1)
-  table.insert(threads, thread)
-end
-function init(args)
-  thread_id = id
-end
-request = function()
-  counter = counter + 1
-  local body = base_document .. "bench_writer: " .. thread_id .. "\nbench_sequence: " .. counter .. "\n"
-  return wrk.format("PUT", nil, nil, body)
-end
-"""
 
 
 def version(client: httpx.Client, server: Server) -> int:
