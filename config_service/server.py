@@ -144,13 +144,8 @@ def parse_document(source: str) -> Document:
         ) from None
     wire_data = tsk.to_wire(data)
     wire = json.dumps(wire_data, ensure_ascii=False, separators=(",", ":"))
-    # The canonical form of TSK.md section 5 (what tsk.document_hash computes), from the wire
-    # data we already have rather than converting the document a second time.
-    canonical = json.dumps(
-        wire_data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
-    digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-    return Document(source=source, data=data, wire=wire, hash=digest)
+    # From the wire data already at hand rather than converting the document a second time.
+    return Document(source=source, data=data, wire=wire, hash=tsk.wire_hash(wire_data))
 
 
 def schema_failures(schemas: SchemaSet, service: str, data: dict[str, Any]) -> list[dict[str, str]]:

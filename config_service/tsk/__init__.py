@@ -17,6 +17,7 @@ from config_service.tsk._wire import (
     from_wire,
     section_hashes,
     to_wire,
+    wire_hash,
 )
 from config_service.tsk._writer import dumps
 
@@ -40,4 +41,5 @@ __all__ = [
     "section_hashes",
     "to_wire",
     "validation_view",
+    "wire_hash",
 ]

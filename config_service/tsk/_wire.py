@@ -56,18 +56,23 @@ def from_wire(obj: Any) -> Any:
 
 def canonical_json(data: Any) -> bytes:
     """Wire JSON with sorted keys and no insignificant whitespace, UTF-8 (TSK.md section 5)."""
-    return json.dumps(
-        to_wire(data),
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-        allow_nan=False,
-    ).encode("utf-8")
+    return _canonical(to_wire(data))
 
 
 def document_hash(data: Any) -> str:
     """Hex SHA-256 of the canonical form: the same on the server and in every client."""
     return hashlib.sha256(canonical_json(data)).hexdigest()
+
+
+def wire_hash(wire: Any) -> str:
+    """`document_hash` of data already in wire form (what `to_wire` returns, or JSON)."""
+    return hashlib.sha256(_canonical(wire)).hexdigest()
+
+
+def _canonical(wire: Any) -> bytes:
+    return json.dumps(
+        wire, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
 
 
 def section_hashes(data: dict[str, Any]) -> dict[str, str]:

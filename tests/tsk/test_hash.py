@@ -137,3 +137,9 @@ def test_tsk_class_gives_the_seed_shape(tmp_path: Path) -> None:
     copy["microservice"]["name"] = "changed"
     assert config.get("microservice.name") == "user-service"
     assert tsk.TSK.from_string(path.read_text()).hash == config.hash
+
+
+def test_wire_hash_is_the_document_hash_of_the_wire_form() -> None:
+    data = tsk.loads(SPELLINGS[0])
+    assert tsk.wire_hash(tsk.to_wire(data)) == tsk.document_hash(data)
+    assert tsk.wire_hash(json.loads(json.dumps(tsk.to_wire(data)))) == tsk.document_hash(data)
