@@ -31,6 +31,9 @@ T = TypeVar("T")
 
 # Most writes a group commit gathers into one transaction (one fsync).
 MAX_BATCH = 256
+# Instances kept per document: past this, the ones seen longest ago are forgotten, so
+# reports under ever new instance ids cannot grow the store without bound.
+MAX_INSTANCES_PER_DOCUMENT = 10_000
 
 # A precondition on the current version of a document: a version number (0 = must not
 # exist) or "*" (must exist). None means no precondition.
@@ -572,6 +575,23 @@ class Transaction:
             "last_seen = excluded.last_seen",
             (service, environment, instance_id, version, hash, status, error, now, now),
         )
+        (count,) = self.connection.execute(
+            "SELECT COUNT(*) FROM instances WHERE service = ? AND environment = ?",
+            (service, environment),
+        ).fetchone()
+        if count > MAX_INSTANCES_PER_DOCUMENT:
+            self.connection.execute(
+                "DELETE FROM instances WHERE service = ? AND environment = ? AND instance_id IN "
+                "(SELECT instance_id FROM instances WHERE service = ? AND environment = ? "
+                "ORDER BY last_seen, instance_id LIMIT ?)",
+                (
+                    service,
+                    environment,
+                    service,
+                    environment,
+                    count - MAX_INSTANCES_PER_DOCUMENT,
+                ),
+            )
 
     def append_audit(self, entry: AuditEntry, version: int | None = None, at: str | None = None) -> None:
         self.connection.execute(

@@ -109,3 +109,25 @@ def test_writes_waiting_together_share_one_commit(tmp_path: Path) -> None:
         assert batches == [10]
     finally:
         store.close()
+
+
+def test_instances_per_document_are_bounded_oldest_forgotten_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from config_service import store as store_module
+
+    monkeypatch.setattr(store_module, "MAX_INSTANCES_PER_DOCUMENT", 3)
+    store = SqliteStore(tmp_path / "config.db")
+    store.open()
+    try:
+        for index in range(5):
+            store.record_instance("svc", "staging", f"host-{index}", 1, "h", "applied", None)
+        store.record_instance("svc", "production", "other", 1, "h", "applied", None)
+        kept = [record.instance_id for record in store.list_instances("svc", "staging")]
+        assert kept == ["host-2", "host-3", "host-4"]
+        # a report from a known instance updates it and forgets nobody
+        store.record_instance("svc", "staging", "host-2", 2, "h2", "applied", None)
+        assert len(store.list_instances("svc", "staging")) == 3
+        assert [r.instance_id for r in store.list_instances("svc", "production")] == ["other"]
+    finally:
+        store.close()
