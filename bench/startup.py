@@ -33,6 +33,7 @@ from typing import Any
 
 import httpx
 from _common import REPOSITORY, Server, free_port, load_average, summary
+from parse import to_toml
 
 from config_service import tsk
 
@@ -79,30 +80,6 @@ assert data["database"]["pool_size"] == 20
 print(json.dumps({"import_ms": (imported - started) * 1000, "call_ms": (done - imported) * 1000,
                   "source": "tsk file", "version": None}))
 """
-
-
-def to_toml(data: dict[str, Any]) -> str:
-    """This document's data as TOML (tables, inline tables, strings, numbers, booleans, lists)."""
-
-    def value(item: Any) -> str:
-        if isinstance(item, bool):
-            return "true" if item else "false"
-        if isinstance(item, int | float):
-            return repr(item)
-        if isinstance(item, str):
-            return json.dumps(item, ensure_ascii=False)
-        if isinstance(item, list):
-            return "[" + ", ".join(value(x) for x in item) + "]"
-        if isinstance(item, dict):
-            return "{" + ", ".join(f"{json.dumps(k)} = {value(v)}" for k, v in item.items()) + "}"
-        raise TypeError(type(item))
-
-    lines = [f"{json.dumps(k)} = {value(v)}" for k, v in data.items() if not isinstance(v, dict)]
-    for name, section in data.items():
-        if isinstance(section, dict):
-            lines.append(f"[{json.dumps(name)}]")
-            lines += [f"{json.dumps(k)} = {value(v)}" for k, v in section.items()]
-    return "\n".join(lines) + "\n"
 
 
 def run_child(*args: str, expect_source: str) -> dict[str, float]:
