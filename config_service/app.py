@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import re
-import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,6 +32,7 @@ from config_service.routes import (
 )
 from config_service.server import ConfigServer, Rendered
 from config_service.settings import Settings
+from config_service.telemetry import Telemetry
 
 logger = logging.getLogger("config_service")
 
@@ -67,13 +65,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/v1/audit", audit.list_audit, "The audit log, newest first (?service, ?environment, ?action, ?actor)", "admin", (200, 400), parameters=("limit", "before", "service", "environment", "action", "actor")),
 )
 
-_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
-
-
 class RequestContext:
     """Request ids, the JSON error shape for anything that escapes a handler, metrics, access log.
 
     It also hands plain GETs of a current config to the hot path (`routes/hot.py`) first.
+    (`tskcfg serve` answers most of those in its HTTP protocol, before they reach ASGI.)
     """
 
     def __init__(
@@ -82,48 +78,20 @@ class RequestContext:
         server: ConfigServer,
         hub: ChangeHub[Rendered],
         routes: dict[Any, str],
-        access_log: AccessLog | None,
+        telemetry: Telemetry,
     ) -> None:
         self.app = app
         self.server = server
         self.hub = hub
         self.routes = routes
-        self.access_log = access_log
-        # Labelled children are looked up once per (route, method, status), not per request.
-        self._counters: dict[tuple[str, str, int], Any] = {}
-        # Request ids must be unique, not secret: a random prefix per process and a counter
-        # (reading the system's random source per request was measurable on the hot path).
-        self._id_prefix = secrets.token_hex(4)
-        self._id_counter = itertools.count(1)
-        self._histograms: dict[str, Any] = {}
-
-    def _new_request_id(self) -> bytes:
-        return f"{self._id_prefix}{next(self._id_counter):08x}".encode("ascii")
-
-    def _observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        key = (route, method, status)
-        counter = self._counters.get(key)
-        if counter is None:
-            counter = self.server.metrics.requests.labels(route=route, method=method, status=str(status))
-            self._counters[key] = counter
-        counter.inc()
-        histogram = self._histograms.get(route)
-        if histogram is None:
-            histogram = self._histograms[route] = self.server.metrics.latency.labels(route=route)
-        histogram.observe(seconds)
+        self.telemetry = telemetry
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started_at = time.perf_counter()
-        request_id = b""
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                request_id = value
-                break
-        if not _REQUEST_ID.fullmatch(request_id):
-            request_id = self._new_request_id()
+        request_id = self.telemetry.request_id(scope["headers"])
         status = 0
         latency = 0.0
         route = DOCUMENT
@@ -166,11 +134,7 @@ class RequestContext:
             self._finish(scope, request_id, route, status, latency or time.perf_counter() - started_at)
 
     def _finish(self, scope: Scope, request_id: bytes, route: str, status: int, seconds: float) -> None:
-        self._observe(route, scope["method"], status, seconds)
-        if self.access_log is not None:
-            self.access_log.add(
-                request_id.decode("ascii"), scope["method"], scope["path"], route, status, seconds
-            )
+        self.telemetry.finish(request_id, scope["method"], scope["path"], route, status, seconds)
 
 
 async def _send_error(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
@@ -201,6 +165,10 @@ def create_app(settings: Settings, server: ConfigServer | None = None) -> Starle
     config_server = server if server is not None else ConfigServer(settings)
     hub: ChangeHub[Rendered] = ChangeHub()
     access_log = AccessLog() if settings.access_log else None
+    telemetry = Telemetry(config_server.metrics, access_log)
+    # Long polls are counted where they wait, whichever path parked them.
+    config_server.metrics.waiters.labels(kind="long_poll").set_function(lambda: hub.waiter_count)
+    config_server.metrics.waiters.labels(kind="events").set_function(lambda: hub.subscriber_count)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -257,7 +225,8 @@ def create_app(settings: Settings, server: ConfigServer | None = None) -> Starle
     app.state.settings = settings
     app.state.openapi = build_openapi(ENDPOINTS)
     route_names = {endpoint.handler: endpoint.path for endpoint in ENDPOINTS}
+    app.state.telemetry = telemetry
     app.add_middleware(
-        RequestContext, server=config_server, hub=hub, routes=route_names, access_log=access_log
+        RequestContext, server=config_server, hub=hub, routes=route_names, telemetry=telemetry
     )
     return app

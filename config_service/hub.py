@@ -4,10 +4,12 @@ One `ChangeHub` lives in each server process. It maps (service, environment)
 to the current version and to an opaque payload the server chooses (normally
 the already rendered response bytes of that version), and it holds:
 
-* waiters: long polls parked on one document. A waiter is one asyncio future
-  in that document's set plus one timer handle for its timeout; nothing polls.
-  `publish` hands every waiter of that document the same `(version, payload)`
-  tuple, so waking 10,000 waiters is 10,000 `set_result` calls and no copies.
+* waiters: long polls parked on one document. A waiter is a callback in that
+  document's slot plus one timer handle for its timeout; nothing polls.
+  `publish` calls every waiter of that document with the same
+  `(version, payload)` tuple, so waking 10,000 waiters is 10,000 calls and no
+  copies. The server parks a connection itself (`park`), with no task per
+  request; `wait_for_change` is the same wait for a coroutine.
 * subscriptions: event streams (Server-Sent Events). Each has a bounded
   queue; a subscriber that falls too far behind is dropped rather than
   allowed to grow memory, and is expected to reconnect with `Last-Event-ID`
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,9 +57,12 @@ __all__ = [
     "ChangeHub",
     "Subscription",
     "SubscriptionClosed",
+    "Waiter",
 ]
 
 PayloadT = TypeVar("PayloadT")
+
+logger = logging.getLogger("config_service")
 
 DEFAULT_SUBSCRIBER_QUEUE = 1024
 
@@ -91,6 +97,12 @@ class ChangeEvent:
         data = json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
         return f"id: {self.sequence}\nevent: version\ndata: {data}\n\n".encode()
 
+    @cached_property
+    def sse_chunk(self) -> bytes:
+        """`sse_bytes` as one chunk of a chunked HTTP/1.1 body, also built once."""
+        framed = self.sse_bytes
+        return b"%x\r\n" % len(framed) + framed + b"\r\n"
+
 
 class SubscriptionClosed(Exception):
     """The subscription ended: closed by its owner, or dropped for falling behind.
@@ -123,6 +135,7 @@ class Subscription:
         self._events: deque[ChangeEvent] = deque()
         self._getter: asyncio.Future[None] | None = None
         self._closed_reason: str | None = None
+        self._redirect: Callable[[ChangeEvent], bool] | None = None
 
     @property
     def closed(self) -> bool:
@@ -142,6 +155,18 @@ class Subscription:
     def close(self) -> None:
         """Stop receiving events; a pending `next` raises `SubscriptionClosed("closed")`."""
         self._end("closed")
+
+    def redirect(self, deliver: Callable[[ChangeEvent], bool]) -> None:
+        """From now on, hand every accepted event to `deliver` at once instead of queueing it.
+
+        Events already queued go first, in order. `deliver` returns False when it cannot take
+        the event (its client reads too slowly); the subscription is then dropped as on an
+        overflow. This is how a server streams events with no task per stream.
+        """
+        self._redirect = deliver
+        while self._events and self._closed_reason is None:
+            if not deliver(self._events.popleft()):
+                self._end("overflow")
 
     async def next(self, timeout: float | None = None) -> ChangeEvent | None:
         """The next event; None when `timeout` seconds pass without one (time for a heartbeat).
@@ -190,6 +215,16 @@ class Subscription:
         """Queue the event if it is wanted; False when the queue overflowed and we are dropped."""
         if not self._accepts(event):
             return True
+        if self._redirect is not None:
+            try:
+                taken = self._redirect(event)
+            except Exception:
+                logger.exception("an event stream failed to take an event; it is dropped")
+                taken = False
+            if taken:
+                return True
+            self._end("overflow")
+            return False
         if len(self._events) >= self._max_queue:
             self._end("overflow")
             return False
@@ -210,18 +245,64 @@ class Subscription:
             getter.set_result(None)
 
 
+Wake = Callable[[tuple[int, Any] | None], None]
+
+
+class Waiter:
+    """One parked long poll, made by `ChangeHub.park`; `wake` is called once at most.
+
+    `wake((version, payload))` when a newer version is published, `wake(None)` when the time
+    is up. `cancel()` (the client left) forgets the waiter without calling `wake`. A waiter
+    is a callback and a timer handle: no task, no future, so a server can park one per
+    connection and answer all of them from inside `publish`.
+    """
+
+    __slots__ = ("_hub", "_key", "_document", "_wake", "_timer")
+
+    def __init__(
+        self, hub: ChangeHub[Any], key: tuple[str, str], document: _Document[Any], wake: Wake
+    ) -> None:
+        self._hub = hub
+        self._key = key
+        self._document = document
+        self._wake: Wake | None = wake
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def parked(self) -> bool:
+        """True until the waiter was woken, timed out or cancelled."""
+        return self._wake is not None
+
+    def cancel(self) -> None:
+        """Forget the waiter without calling `wake` (nothing happens if it already ended)."""
+        if self._wake is not None:
+            self._end()
+
+    def _end(self) -> Wake | None:
+        wake, self._wake = self._wake, None
+        if wake is None:
+            return None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._hub._unpark(self)
+        return wake
+
+    def _expire(self) -> None:
+        self._timer = None
+        wake = self._end()
+        if wake is not None:
+            self._hub._call(wake, None)
+
+
 @dataclass(eq=False)
 class _Document(Generic[PayloadT]):
     """The hub's slot for one (service, environment): its current version and who waits on it."""
 
     version: int | None = None
     payload: PayloadT | None = None
-    waiters: set[asyncio.Future[tuple[int, PayloadT | None] | None]] = field(default_factory=set)
-
-
-def _expire(waiter: asyncio.Future[Any]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+    # A dict, not a set: waiters are woken in the order they came.
+    waiters: dict[Waiter, None] = field(default_factory=dict)
 
 
 class ChangeHub(Generic[PayloadT]):
@@ -313,11 +394,16 @@ class ChangeHub(Generic[PayloadT]):
             return False
         document.version = version
         document.payload = payload
-        waiters, document.waiters = document.waiters, set()
+        waiters, document.waiters = document.waiters, {}
+        self._waiter_count -= len(waiters)
         shared = (version, payload)
         for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(shared)
+            wake, waiter._wake = waiter._wake, None
+            if waiter._timer is not None:
+                waiter._timer.cancel()
+                waiter._timer = None
+            if wake is not None:
+                self._call(wake, shared)
         if sequence is not None:
             if hash is None:
                 raise ValueError("publish with a sequence needs the document hash")
@@ -342,6 +428,32 @@ class ChangeHub(Generic[PayloadT]):
             )
         )
 
+    def changed(
+        self, service: str, environment: str, known_version: int
+    ) -> tuple[int, PayloadT | None] | None:
+        """`(version, payload)` when the hub holds a version other than `known_version`, else None."""
+        document = self._documents.get((service, environment))
+        if document is None or document.version is None or document.version == known_version:
+            return None
+        return document.version, document.payload
+
+    def park(self, service: str, environment: str, timeout: float, wake: Wake) -> Waiter:
+        """Park a long poll on the document until its next publish, for at most `timeout` seconds.
+
+        `wake` is called on the event loop with the published `(version, payload)`, or with
+        None when the time is up. Check `changed` first: `park` waits for the *next* version
+        even if the caller's is already stale.
+        """
+        key = (service, environment)
+        document = self._documents.get(key)
+        if document is None:
+            document = self._documents[key] = _Document()
+        waiter = Waiter(self, key, document, wake)
+        waiter._timer = asyncio.get_running_loop().call_later(timeout, waiter._expire)
+        document.waiters[waiter] = None
+        self._waiter_count += 1
+        return waiter
+
     async def wait_for_change(
         self, service: str, environment: str, known_version: int, timeout: float
     ) -> tuple[int, PayloadT | None] | None:
@@ -355,31 +467,40 @@ class ChangeHub(Generic[PayloadT]):
         document holds until its first version. A cancelled wait (the client
         went away) leaves nothing behind.
         """
-        key = (service, environment)
-        document = self._documents.get(key)
-        if document is not None and document.version is not None:
-            if document.version != known_version:
-                return document.version, document.payload
-        if timeout <= 0:
-            return None
-        if document is None:
-            document = self._documents[key] = _Document()
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[tuple[int, PayloadT | None] | None] = loop.create_future()
-        timer = loop.call_later(timeout, _expire, waiter)
-        document.waiters.add(waiter)
-        self._waiter_count += 1
+        result = self.changed(service, environment, known_version)
+        if result is not None or timeout <= 0:
+            return result
+        future: asyncio.Future[tuple[int, PayloadT | None] | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+
+        def wake(result: tuple[int, Any] | None) -> None:
+            if not future.done():
+                future.set_result(result)
+
+        waiter = self.park(service, environment, timeout, wake)
         try:
-            return await waiter
+            return await future
         finally:
+            waiter.cancel()
+
+    def _unpark(self, waiter: Waiter) -> None:
+        document = waiter._document
+        if document.waiters.pop(waiter, False) is None:
             self._waiter_count -= 1
-            timer.cancel()
-            document.waiters.discard(waiter)
-            # A slot made only for waiting on a document that never appeared goes
-            # away with its last waiter, so unknown names cannot pile up.
-            if document.version is None and not document.waiters:
-                if self._documents.get(key) is document:
-                    del self._documents[key]
+        # A slot made only for waiting on a document that never appeared goes away with its
+        # last waiter, so unknown names cannot pile up.
+        if document.version is None and not document.waiters:
+            if self._documents.get(waiter._key) is document:
+                del self._documents[waiter._key]
+
+    @staticmethod
+    def _call(wake: Wake, result: tuple[int, Any] | None) -> None:
+        # One failing waiter must not keep the others from their answers.
+        try:
+            wake(result)
+        except Exception:
+            logger.exception("a long-poll waiter failed to take its answer")
 
     # -- event streams --------------------------------------------------------
 

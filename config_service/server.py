@@ -67,6 +67,9 @@ class Rendered:
     json_headers: RawHeaders
     source_headers: RawHeaders
     etag_bytes: bytes
+    # The same headers as HTTP/1.1 lines ("name: value\r\n" each), for the protocol's hot path.
+    json_head: bytes
+    source_head: bytes
 
     @property
     def version(self) -> int:
@@ -85,23 +88,32 @@ def render(record: VersionRecord) -> Rendered:
     source_body = record.source.encode("utf-8")
     etag = f'"{record.version}"'
     etag_bytes = etag.encode("ascii")
+    json_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(json_body)).encode("ascii")),
+        (b"etag", etag_bytes),
+    ]
+    source_headers = [
+        (b"content-type", b"text/x-tsk; charset=utf-8"),
+        (b"content-length", str(len(source_body)).encode("ascii")),
+        (b"etag", etag_bytes),
+    ]
     return Rendered(
         record=record,
         etag=etag,
         json_body=json_body,
         source_body=source_body,
-        json_headers=[
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(json_body)).encode("ascii")),
-            (b"etag", etag_bytes),
-        ],
-        source_headers=[
-            (b"content-type", b"text/x-tsk; charset=utf-8"),
-            (b"content-length", str(len(source_body)).encode("ascii")),
-            (b"etag", etag_bytes),
-        ],
+        json_headers=json_headers,
+        source_headers=source_headers,
         etag_bytes=etag_bytes,
+        json_head=header_lines(json_headers),
+        source_head=header_lines(source_headers),
     )
+
+
+def header_lines(headers: RawHeaders) -> bytes:
+    """Headers as they appear in an HTTP/1.1 head: `name: value\r\n` each."""
+    return b"".join(name + b": " + value + b"\r\n" for name, value in headers)
 
 
 @dataclass(frozen=True)

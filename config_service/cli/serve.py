@@ -95,7 +95,7 @@ def serve(
     import uvicorn
 
     from config_service.app import create_app
-    from config_service.bounded_http import BoundedHttpToolsProtocol
+    from config_service.hot_protocol import protocol_for
 
     app = create_app(settings)
     _tune_garbage_collector()
@@ -107,8 +107,9 @@ def serve(
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        # httptools, with the request head bounded (uvicorn bounds it only for h11).
-        http=BoundedHttpToolsProtocol,
+        # httptools, with the request head bounded (uvicorn bounds it only for h11), answering
+        # config reads and parking long polls itself (hot_protocol.py).
+        http=protocol_for(app),
         access_log=False,
         log_level=settings.log_level,
         lifespan="on",

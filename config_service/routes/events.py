@@ -2,7 +2,10 @@
 
 Written as a plain ASGI app rather than a Starlette streaming response: an idle stream is
 then one coroutine waiting on its subscription plus one small task that notices the client
-leaving, which keeps thousands of idle streams cheap.
+leaving. Under `tskcfg serve` it is lighter still: once the refusals are checked and the
+missed events replayed, the stream is handed to the HTTP protocol (`DETACH`, offered in
+the scope's extensions by `hot_protocol.py`), which writes each event straight from the
+change hub's publish, with no task at all.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from ._http import authenticate, parse_number, server_of
 
 HEARTBEAT_SECONDS = 15.0
 REPLAY_PAGE = 500
+# The scope extension a server offers to take over a stream once it is live:
+# `detach(subscription, sent, still_allowed) -> bool` (see `hot_protocol.py`).
+DETACH = "tskcfg.detach_stream"
 HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -81,9 +87,12 @@ async def _stream(scope: Scope, receive: Receive, send: Send) -> None:
     # Subscribe before replaying, so nothing published during the replay is lost.
     subscription = hub.subscribe(accepts)
     listener = asyncio.ensure_future(_disconnected(receive))
-    listener.add_done_callback(lambda _: subscription.close())
-    gauge = server.metrics.waiters.labels(kind="events")
-    gauge.inc()
+
+    def client_gone(_: asyncio.Future[None]) -> None:
+        subscription.close()
+
+    listener.add_done_callback(client_gone)
+    detached = False
     try:
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
         await send({"type": "http.response.body", "body": b"retry: 2000\n\n", "more_body": True})
@@ -106,6 +115,17 @@ async def _stream(scope: Scope, receive: Receive, send: Send) -> None:
                         )
                 if len(records) < REPLAY_PAGE:
                     break
+        detach = scope.get("extensions", {}).get(DETACH)
+        if detach is not None and not subscription.closed:
+            # The protocol streams from here on; this task ends.
+            listener.remove_done_callback(client_gone)
+            detached = detach(subscription, sent, lambda: tokens.is_live(principal))
+            if not detached:
+                listener.add_done_callback(client_gone)
+                if listener.done():
+                    subscription.close()
+            else:
+                return
         while True:
             try:
                 event = await subscription.next(timeout=HEARTBEAT_SECONDS)
@@ -126,8 +146,8 @@ async def _stream(scope: Scope, receive: Receive, send: Send) -> None:
         if not listener.done():
             await send({"type": "http.response.body", "body": b"", "more_body": False})
     finally:
-        gauge.dec()
-        subscription.close()
+        if not detached:
+            subscription.close()
         listener.cancel()
 
 

@@ -70,7 +70,7 @@ def test_wait_times_out_with_none_and_leaves_nothing_behind() -> None:
         assert await hub.wait_for_change("api", "staging", 3, timeout=0.05) is None
         assert loop.time() - started >= 0.045
         assert hub.waiter_count == 0
-        assert hub._documents[("api", "staging")].waiters == set()
+        assert hub._documents[("api", "staging")].waiters == {}
         # A zero wait is a plain check.
         assert await hub.wait_for_change("api", "staging", 3, timeout=0) is None
 
@@ -119,7 +119,7 @@ def test_a_cancelled_waiter_is_removed_without_leaking() -> None:
         await asyncio.gather(*tasks, ghost, return_exceptions=True)
         assert all(task.cancelled() for task in tasks)
         assert hub.waiter_count == 0
-        assert hub._documents[("api", "staging")].waiters == set()
+        assert hub._documents[("api", "staging")].waiters == {}
         assert ("ghost", "staging") not in hub._documents
         # The timers went with them: nothing is left scheduled on the loop.
         assert not [
@@ -167,7 +167,7 @@ def test_ten_thousand_waiters_wake_on_one_publish_sharing_one_result() -> None:
         # One tuple for all: nothing was copied or rendered per waiter.
         assert all(result is first for result in results)
         assert hub.waiter_count == 0
-        assert hub._documents[("api", "production")].waiters == set()
+        assert hub._documents[("api", "production")].waiters == {}
 
     asyncio.run(scenario())
 

@@ -1,0 +1,345 @@
+"""`tskcfg serve`'s HTTP protocol: answers hot config reads itself and parks long polls without a task.
+
+Services read their config far more than anything else, and a long poll mostly waits. Run
+through ASGI, every such request costs a task, a stack of coroutines (server, middleware,
+hot path, hub) and two `send` calls; waking 10,000 parked long polls at once meant 10,000
+task steps before the last answer left. Here the protocol asks `routes.hot.decide` about
+each request before starting an ASGI task: a plain or conditional read is written out at
+once, and a long poll is parked in the change hub as a callback on its connection. When
+the document changes, the hub's publish calls every parked connection, which writes the
+shared, already rendered answer; counting and logging them waits for the next turn of the
+event loop, after the answers are on their way. Everything else (writes, errors, other
+routes, a token revoked while waiting) goes to the ASGI app as before, under the same
+rules, with the same metrics and access log.
+
+Event streams (`GET /v1/events`) start in ASGI, which checks the request and replays what
+the client missed; then the route hands the live stream to the protocol (`detach`), and
+the hub's publish writes each event to the connection directly. One timer pings every
+stream every 15 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
+
+from config_service.bounded_http import BoundedHttpToolsProtocol
+from config_service.hub import ChangeEvent, ChangeHub, Subscription, Waiter
+from config_service.routes import events, hot
+from config_service.server import ConfigServer, Rendered
+from config_service.telemetry import Telemetry
+
+logger = logging.getLogger("config_service")
+
+ROUTE = "/v1/configs/{service}/{environment}"
+EVENTS = "/v1/events"
+PING = b"8\r\n: ping\n\n\r\n"  # an SSE comment, as one chunk
+END_OF_STREAM = b"0\r\n\r\n"
+
+
+class _Stream:
+    """A live event stream owned by its connection: its subscription and the last id sent."""
+
+    __slots__ = ("subscription", "sent", "still_allowed")
+
+    def __init__(self, subscription: Subscription, sent: int, still_allowed: Callable[[], bool]) -> None:
+        self.subscription = subscription
+        self.sent = sent
+        self.still_allowed = still_allowed
+
+
+class _Streams:
+    """Every live stream of one server, and the one timer that pings them all."""
+
+    def __init__(self) -> None:
+        self.connections: set[HotPathProtocol] = set()
+        self.timer: asyncio.TimerHandle | None = None
+
+    def add(self, connection: HotPathProtocol) -> None:
+        self.connections.add(connection)
+        if self.timer is None:
+            self.timer = connection.loop.call_later(events.HEARTBEAT_SECONDS, self.ping)
+
+    def discard(self, connection: HotPathProtocol) -> None:
+        self.connections.discard(connection)
+
+    def ping(self) -> None:
+        self.timer = None
+        for connection in list(self.connections):
+            connection._ping()
+        if self.connections:
+            loop = next(iter(self.connections)).loop
+            self.timer = loop.call_later(events.HEARTBEAT_SECONDS, self.ping)
+
+
+class _Held:
+    """A long poll parked on its connection: what it waits for, and what to log when it ends."""
+
+    __slots__ = ("cycle", "hold", "request_id", "started_at", "waiter")
+
+    def __init__(
+        self, cycle: RequestResponseCycle, hold: hot.Hold, request_id: bytes, started_at: float
+    ) -> None:
+        self.cycle = cycle
+        self.hold = hold
+        self.request_id = request_id
+        self.started_at = started_at
+        self.waiter: Waiter | None = None
+
+
+class HotPathProtocol(BoundedHttpToolsProtocol):
+    """The bounded httptools protocol, answering hot config reads before they reach ASGI.
+
+    Make a class bound to one app with `protocol_for(app)`.
+    """
+
+    config_server: ClassVar[ConfigServer]
+    hub: ClassVar[ChangeHub[Rendered]]
+    telemetry: ClassVar[Telemetry]
+    streams: ClassVar[_Streams]
+    # uvicorn renews its default headers (date, server) once a second; their bytes are
+    # joined once per renewal, for every connection.
+    _default_headers: ClassVar[tuple[object, bytes]] = (None, b"")
+
+    def __init__(self, *arguments: Any, **options: Any) -> None:
+        super().__init__(*arguments, **options)
+        self._held: _Held | None = None
+        self._stream: _Stream | None = None
+
+    # -- uvicorn's hooks ---------------------------------------------------------
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        # A request is about to be handed to ASGI: now (its head is complete, and any answer
+        # before it on this connection is finished) the hot path may take it instead. Not
+        # while the client is slow to read, so that pipelined requests wait for it as in ASGI.
+        if app is self.app and not self.flow.write_paused:
+            try:
+                if self._take(cycle):
+                    return
+            except Exception:
+                logger.exception("the hot path failed; the request goes to the application")
+                if cycle.response_started:
+                    self.transport.close()
+                    return
+            if cycle.scope["path"] == EVENTS:
+                scope: Any = cycle.scope
+                scope.setdefault("extensions", {})[events.DETACH] = self._detach_stream
+        super()._start_asgi_task(cycle, app)
+
+    def data_received(self, data: bytes) -> None:
+        if self._stream is not None:
+            return  # an event stream's client has nothing more to say; ignore it
+        super().data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        held, self._held = self._held, None
+        if held is not None and held.waiter is not None:
+            held.waiter.cancel()
+            self._record(held.cycle, held.request_id, hot.CLIENT_GONE, held.started_at, soon=False)
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.subscription.close()
+            self.streams.discard(self)
+        super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        # The server is stopping: a parked long poll is answered now (304, or the newer
+        # version) and an event stream ended, each closing its connection, instead of
+        # holding the shutdown until they end.
+        held = self._held
+        if held is not None:
+            held.cycle.keep_alive = False
+            self._wake(None)
+            return
+        if self._stream is not None:
+            self._end_stream()
+            return
+        super().shutdown()
+
+    # -- the hot path ------------------------------------------------------------
+
+    def _take(self, cycle: RequestResponseCycle) -> bool:
+        """Answer or park the request if the hot path can; False to leave it to ASGI."""
+        started_at = time.perf_counter()
+        scope: Any = cycle.scope
+        decision = hot.decide(self.config_server, scope)
+        if decision is None:
+            return False
+        request_id = self.telemetry.request_id(scope["headers"])
+        if isinstance(decision, hot.Reply):
+            self._reply(cycle, decision, request_id, started_at, soon=False)
+            return True
+        hub = self.hub
+        rendered = decision.rendered
+        # Teach the hub the version we know of (after a restart it knows none).
+        hub.publish(decision.service, decision.environment, rendered.version, rendered)
+        held = _Held(cycle, decision, request_id, started_at)
+        self._held = held
+        changed = hub.changed(decision.service, decision.environment, rendered.version)
+        if changed is not None:
+            self._wake(changed)
+        else:
+            held.waiter = hub.park(decision.service, decision.environment, decision.wait, self._wake)
+        return True
+
+    def _wake(self, result: tuple[int, Any] | None) -> None:
+        """The hub's call: a newer version (`(version, payload)`), or None when the time is up."""
+        held, self._held = self._held, None
+        if held is None:
+            return
+        if held.waiter is not None:
+            held.waiter.cancel()  # nothing if the hub already ended it
+        if self.transport.is_closing():
+            self._record(held.cycle, held.request_id, hot.CLIENT_GONE, held.started_at, soon=True)
+            return
+        try:
+            hold = held.hold
+            newer = None
+            if result is not None:
+                newer = hot.newer_version(self.config_server, hold.service, hold.environment, result[1])
+            reply = hot.after_hold(self.config_server, hold, newer)
+            if reply is None:
+                # The token was revoked while the request waited: the regular handler says so.
+                super()._start_asgi_task(held.cycle, self.app)
+                return
+            self._reply(held.cycle, reply, held.request_id, held.started_at, soon=True)
+        except Exception:
+            logger.exception("a held long poll failed to take its answer; its connection is closed")
+            self.transport.close()
+
+    def _reply(
+        self,
+        cycle: RequestResponseCycle,
+        reply: hot.Reply,
+        request_id: bytes,
+        started_at: float,
+        *,
+        soon: bool,
+    ) -> None:
+        """Write the whole answer and finish the request, as uvicorn's own `send` would."""
+        transport = self.transport
+        parts = [
+            STATUS_LINE[reply.status],
+            self._default_head(),
+            reply.head(),
+            b"x-request-id: ",
+            request_id,
+            b"\r\n",
+        ]
+        if not cycle.keep_alive:
+            parts.append(b"connection: close\r\n")
+        parts.append(b"\r\n")
+        body = reply.body()
+        if body:
+            # One system call for head and body (each `write` is one), with the shared rendered
+            # body passed as it is, not copied.
+            transport.writelines((b"".join(parts), body))
+        else:
+            transport.write(b"".join(parts))
+        cycle.response_started = True
+        cycle.response_complete = True
+        if not cycle.keep_alive:
+            transport.close()
+        self._record(cycle, request_id, reply.status, started_at, soon=soon)
+        # uvicorn's own bookkeeping: the keep-alive timer, or the next pipelined request.
+        cycle.on_response()
+
+    def _record(
+        self, cycle: RequestResponseCycle, request_id: bytes, status: int, started_at: float, *, soon: bool
+    ) -> None:
+        seconds = time.perf_counter() - started_at
+        record = self.telemetry.finish_soon if soon else self.telemetry.finish
+        record(request_id, "GET", cycle.scope["path"], ROUTE, status, seconds)
+
+    # -- event streams -----------------------------------------------------------
+
+    def _detach_stream(
+        self, subscription: Subscription, sent: int, still_allowed: Callable[[], bool]
+    ) -> bool:
+        """Take over the live event stream of the current request; False if it cannot.
+
+        Called by the `/v1/events` route once its head and replay are sent. From here the hub
+        hands each event to `_stream_event`, and uvicorn's task for the request ends.
+        """
+        cycle = self.cycle
+        if (
+            cycle is None
+            or not cycle.response_started
+            or cycle.response_complete
+            or cycle.disconnected
+            or not cycle.keep_alive  # shutting down
+            or self.pipeline
+            or self.transport.is_closing()
+        ):
+            return False
+        # uvicorn takes the response as finished (its task may end without a final chunk),
+        # and it neither arms a keep-alive timer nor starts a pipelined request: the stream
+        # owns the connection until it closes.
+        cycle.response_complete = True
+        self._stream = _Stream(subscription, sent, still_allowed)
+        self.streams.add(self)
+        subscription.redirect(self._stream_event)
+        return True
+
+    def _stream_event(self, event: ChangeEvent) -> bool:
+        """The hub's call with an event this stream accepts; False drops the subscription."""
+        stream = self._stream
+        if stream is None or self.transport.is_closing():
+            return False
+        if event.sequence <= stream.sent:
+            return True  # already sent during the replay
+        if self.flow.write_paused:
+            # The client reads too slowly: end the stream; it resumes with Last-Event-ID.
+            self._end_stream()
+            return False
+        stream.sent = event.sequence
+        self.transport.write(event.sse_chunk)
+        return True
+
+    def _ping(self) -> None:
+        stream = self._stream
+        if stream is None:
+            return
+        if not stream.still_allowed():
+            self._end_stream()  # the token was revoked
+        elif not self.flow.write_paused:
+            self.transport.write(PING)
+
+    def _end_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        stream.subscription.close()
+        self.streams.discard(self)
+        if not self.transport.is_closing():
+            self.transport.write(END_OF_STREAM)
+            self.transport.close()
+
+    def _default_head(self) -> bytes:
+        headers = self.server_state.default_headers
+        cached = HotPathProtocol._default_headers
+        if cached[0] is not headers:
+            joined = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+            cached = HotPathProtocol._default_headers = (headers, joined)
+        return cached[1]
+
+
+def protocol_for(app: Any) -> type[HotPathProtocol]:
+    """The protocol class for uvicorn's `http=`, bound to the server, hub and telemetry of `app`
+    (an app made by `create_app`)."""
+    state = app.state
+    return type(
+        "ConfigHttpProtocol",
+        (HotPathProtocol,),
+        {
+            "config_server": state.server,
+            "hub": state.hub,
+            "telemetry": state.telemetry,
+            "streams": _Streams(),
+        },
+    )
