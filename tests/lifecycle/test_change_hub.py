@@ -301,3 +301,98 @@ def test_a_cancelled_stream_leaves_no_subscription() -> None:
         assert hub.subscriber_count == 0
 
     asyncio.run(scenario())
+
+
+def test_parked_callbacks_wake_in_arrival_order_with_one_shared_tuple() -> None:
+    async def scenario() -> None:
+        hub: ChangeHub[bytes] = ChangeHub()
+        hub.publish("api", "staging", 1, b"one")
+        woken: list[tuple[int, object]] = []
+        waiters = [
+            hub.park("api", "staging", 30, lambda result, n=n: woken.append((n, result)))
+            for n in range(5)
+        ]
+        gone = hub.park("api", "staging", 30, lambda result: woken.append((99, result)))
+        assert hub.waiter_count == 6 and all(waiter.parked for waiter in waiters)
+        gone.cancel()
+        gone.cancel()  # a second cancel is nothing
+        assert hub.waiter_count == 5 and not gone.parked
+        body = b"two"
+        hub.publish("api", "staging", 2, body)
+        assert [n for n, _ in woken] == [0, 1, 2, 3, 4]
+        shared = woken[0][1]
+        assert shared == (2, body) and all(result is shared for _, result in woken)
+        assert hub.waiter_count == 0 and not any(waiter.parked for waiter in waiters)
+        waiters[0].cancel()  # after the wake: nothing happens
+        assert hub.changed("api", "staging", 2) is None
+        assert hub.changed("api", "staging", 1) == (2, body)
+
+    asyncio.run(scenario())
+
+
+def test_a_parked_callback_gets_none_when_its_time_is_up() -> None:
+    async def scenario() -> None:
+        hub: ChangeHub[bytes] = ChangeHub()
+        results: list[object] = []
+        hub.park("ghost", "staging", 0.02, results.append)
+        assert hub.waiter_count == 1
+        await asyncio.sleep(0.1)
+        assert results == [None]
+        assert hub.waiter_count == 0
+        assert ("ghost", "staging") not in hub._documents  # no slot left for an unknown name
+
+    asyncio.run(scenario())
+
+
+def test_a_failing_callback_does_not_keep_the_others_from_their_wake_up() -> None:
+    async def scenario() -> None:
+        hub: ChangeHub[bytes] = ChangeHub()
+        results: list[object] = []
+
+        def broken(result: object) -> None:
+            raise RuntimeError("this waiter is broken")
+
+        hub.park("api", "staging", 30, results.append)
+        hub.park("api", "staging", 30, broken)
+        hub.park("api", "staging", 30, results.append)
+        hub.publish("api", "staging", 1, b"one")
+        assert results == [(1, b"one"), (1, b"one")]
+        assert hub.waiter_count == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_redirected_subscription_hands_over_queued_events_then_live_ones() -> None:
+    hub: ChangeHub[bytes] = ChangeHub()
+    subscription = hub.subscribe()
+    hub.publish("api", "staging", 1, sequence=1, hash="a")
+    hub.publish("api", "staging", 2, sequence=2, hash="b")
+    taken: list[int] = []
+    subscription.redirect(lambda event: taken.append(event.sequence) is None)
+    assert taken == [1, 2] and subscription.pending == 0
+    hub.publish("api", "staging", 3, sequence=3, hash="c")
+    assert taken == [1, 2, 3] and subscription.pending == 0
+    assert hub.publish("api", "staging", 3) is False  # no event for a known version
+    assert taken == [1, 2, 3]
+
+
+def test_a_redirected_subscription_that_cannot_take_an_event_is_dropped() -> None:
+    hub: ChangeHub[bytes] = ChangeHub()
+    refusing, failing, healthy = hub.subscribe(), hub.subscribe(), hub.subscribe()
+    taken: list[int] = []
+    refusing.redirect(lambda event: False)
+
+    def fail(event: ChangeEvent) -> bool:
+        raise RuntimeError("this stream is broken")
+
+    failing.redirect(fail)
+    healthy.redirect(lambda event: taken.append(event.sequence) is None)
+    hub.publish("api", "staging", 1, sequence=1, hash="a")
+    assert refusing.dropped and failing.dropped and not healthy.closed
+    assert taken == [1]
+    assert hub.subscriber_count == 1 and hub.dropped_subscribers == 2
+    assert ChangeEvent(7, "api", "staging", 1, "a").sse_chunk == (
+        b"%x\r\n" % len(ChangeEvent(7, "api", "staging", 1, "a").sse_bytes)
+        + ChangeEvent(7, "api", "staging", 1, "a").sse_bytes
+        + b"\r\n"
+    )

@@ -366,3 +366,39 @@ def test_event_stream_refusals_are_json_errors(server: ServerProcess, admin: htt
     assert_error(admin.post("/v1/events"), 405, "method_not_allowed")
     metrics = httpx.get(server.url + "/metrics").text
     assert 'route="/v1/events"' in metrics
+
+
+def test_stopping_the_server_answers_held_long_polls_and_ends_streams_at_once(tmp_path: Path) -> None:
+    import socket
+
+    server = ServerProcess(make_root(tmp_path)).start()
+    try:
+        with server.client(server.admin_token) as admin:
+            assert push(admin, "stopping", "staging", "n: 1\n").status_code == 201
+        auth = f"Authorization: Bearer {server.admin_token}\r\n"
+        poll = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        poll.sendall(
+            f'GET /v1/configs/stopping/staging?wait=60 HTTP/1.1\r\nHost: x\r\n{auth}If-None-Match: "1"\r\n\r\n'.encode()
+        )
+        stream = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        stream.sendall(f"GET /v1/events HTTP/1.1\r\nHost: x\r\n{auth}\r\n".encode())
+        assert stream.recv(4096).startswith(b"HTTP/1.1 200 OK")
+        assert _wait_for(lambda: _gauge(server, "long_poll") == 1 and _gauge(server, "events") == 1)
+        started = time.monotonic()
+        server.stop()
+        stopped = time.monotonic() - started
+
+        def read_all(connection: socket.socket) -> bytes:
+            data = b""
+            while chunk := connection.recv(65536):
+                data += chunk
+            return data
+
+        answer = read_all(poll)
+        assert answer.startswith(b"HTTP/1.1 304 "), answer
+        assert b'etag: "1"' in answer and b"connection: close" in answer
+        assert read_all(stream).endswith(b"0\r\n\r\n")  # the stream's last chunk
+        # Not held until uvicorn's graceful timeout (5 s) or the poll's 60 s.
+        assert stopped < 3, stopped
+    finally:
+        server.kill()
