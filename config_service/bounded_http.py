@@ -31,9 +31,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def __init__(self, *arguments: Any, **options: Any) -> None:
         super().__init__(*arguments, **options)
-        self._in_head = True  # the next bytes read belong to a request head
+        # True while a request head is awaited or arriving: from the connection's start, and
+        # from the first byte of each later request, to the end of its head. Not while a
+        # request is being answered (a long poll may be held for minutes), nor between
+        # requests (uvicorn's keep-alive timeout covers an idle connection).
+        self._in_head = True
         self._head_bytes = 0
-        self._head_completed = False
+        self._head_began = False  # a later request's head began in the chunk being read
         self._head_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -45,35 +49,34 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        counting = self._in_head
-        self._head_completed = False
+        self._head_began = False
         super().data_received(data)
         if not self._in_head or self.transport.is_closing():
             return
-        # Part of a head is here (an idle keep-alive connection is uvicorn's to time out).
-        self._start_head_timer()
-        if not counting:
-            return
-        if self._head_completed:
-            # A head ended in this chunk and the next one began in it: we cannot tell how much of
-            # the chunk the new head holds, so start counting it with the next chunk (bounded by
-            # one read, which the event loop caps).
+        if self._head_began:
+            # The head began inside this chunk, after other bytes: we cannot tell how much of
+            # the chunk it holds, so start counting it with the next chunk (bounded by one
+            # read, which the event loop caps).
             self._head_bytes = 0
             return
         self._head_bytes += len(data)
         if self._head_bytes > MAX_HEAD:
             self._refuse_head()
 
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if not self._in_head:
+            self._in_head = True
+            self._head_began = True
+            self._head_bytes = 0
+            self._start_head_timer()
+
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._head_completed = True
+        self._head_began = False
         self._head_bytes = 0
         self._stop_head_timer()
         super().on_headers_complete()
-
-    def on_message_complete(self) -> None:
-        super().on_message_complete()
-        self._in_head = True
 
     def _start_head_timer(self) -> None:
         if self._head_timer is None:

@@ -22,7 +22,7 @@ import pytest
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from config_service import hot_protocol
+from config_service import bounded_http, hot_protocol
 from config_service.app import create_app
 from config_service.auth import Principal
 from config_service.hot_protocol import HotPathProtocol, protocol_for
@@ -256,6 +256,27 @@ def test_a_long_poll_is_parked_without_a_task_and_answered_from_the_publish(tmp_
         connections[0].send(harness.long_poll(2, wait=0.2))
         _, timed_out = await connections[0].wait_for(2)
         assert timed_out.status == 304 and timed_out.headers["etag"] == '"2"'
+
+    run(tmp_path, scenario)
+
+
+def test_a_long_poll_outlives_the_request_head_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The head timeout (30 s in service) bounds a request head, not the answer: clients hold
+    # long polls for 60 s, and event streams for hours. A slow head after an answer is still cut.
+    monkeypatch.setattr(bounded_http, "HEAD_SECONDS", 0.1)
+
+    async def scenario(harness: Harness) -> None:
+        connection = harness.connect()
+        connection.send(harness.long_poll(1, wait=0.5))
+        stream = await open_stream(harness)
+        await asyncio.sleep(0.3)
+        assert not connection.transport.closed and not stream.transport.closed
+        (answer,) = await connection.wait_for(1)
+        assert answer.status == 304
+        connection.send(b"GET / HTTP/1.1\r\nHost: te")  # and then nothing
+        await until(lambda: connection.transport.closed, timeout=2)
 
     run(tmp_path, scenario)
 
