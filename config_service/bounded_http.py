@@ -53,6 +53,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().data_received(data)
         if not self._in_head or self.transport.is_closing():
             return
+        # Part of a head is here and the rest is not: time it. (A head that arrives whole in
+        # one read, as nearly all do, never starts a timer.)
+        self._start_head_timer()
         if self._head_began:
             # The head began inside this chunk, after other bytes: we cannot tell how much of
             # the chunk it holds, so start counting it with the next chunk (bounded by one
@@ -69,7 +72,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._in_head = True
             self._head_began = True
             self._head_bytes = 0
-            self._start_head_timer()
 
     def on_headers_complete(self) -> None:
         self._in_head = False
