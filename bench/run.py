@@ -207,9 +207,10 @@ every request.
 
 Why it is fast enough: the response of each version is rendered once (body and
 headers) and kept in memory; a plain `GET` of a current document, or a conditional one
-with the current ETag, is answered from those bytes by a small ASGI path in front of
-the router (`config_service/routes/hot.py`), which also holds long polls on a current
-document; every other request goes through Starlette. The access log is written in
+with the current ETag, is answered from those bytes in the HTTP protocol itself
+(`config_service/hot_protocol.py`, deciding with `config_service/routes/hot.py`), with
+no ASGI task, and so are long polls on a current document; every other request goes
+through Starlette. The access log is written in
 batches every 100 ms rather than through `logging` per request. The ratios hold under
 load (nginx slows as much as we do).""",
     "writes": """\
@@ -310,24 +311,20 @@ drives it) name what each figure is bound by:
   Starlette and uvicorn handling the request. The parse and validation hold the GIL, so
   pushes use about one core; on a machine where other work takes the cores the push
   rate is the first figure to fall.
-- **Propagation** (long poll, 1,000 watchers, 40 pushes): the cost is per woken
-  watcher, and it is the ASGI response path, not the change hub: uvicorn's
-  `RequestResponseCycle.send` (building the header block and writing headers and body
-  with two `transport.write` calls) is the largest self time, then uvicorn starting
-  the next request on the kept-alive connection (`HttpToolsProtocol._start_asgi_task`),
-  and the layers every answer passes through (uvicorn's `ProxyHeadersMiddleware`,
-  Starlette's `ServerErrorMiddleware`, `RequestContext` in `config_service/app.py`,
-  then `config_service/routes/hot.py`). The floor writes one prebuilt byte string per
-  watcher, hence the ratio in the table. The time to reach the last of N watchers
-  grows about linearly in N for both, so the goal at 1,000 watchers (50 ms) asks for about 50 µs
-  per watcher on this machine, with the load generator on the same two cores.
-  SSE events take the same path (`RequestResponseCycle.send` writing each chunk).
-  One experiment (2026-11-26, 1,000 long polls, 5 pushes, two alternating runs per
-  variant, load average about 2.8): `tskcfg serve --no-access-log` took the p99 from
-  71 and 76 ms to 60 and 64 ms (the access log line per answer is about a sixth of the
-  cost); uvicorn without its proxy-headers middleware made no measurable difference
-  (68 and 78 ms). Neither reaches 50 ms.
-- **Reads**: the goal is met with room; the 304 is cheaper than the 200 (no body).
+- **Propagation**: `tskcfg serve` parks a long poll on its connection in the HTTP
+  protocol (`config_service/hot_protocol.py`), with no ASGI task, and the change hub's
+  publish writes every parked answer in one pass; a live event stream is handed to the
+  protocol the same way after its replay. Timed inside the server (2026-11-26, 1,000
+  long polls, load average about 0.5), the pass took 23 to 28 ms, of which the write
+  system calls alone (one per watcher: head and the shared body go out together) took
+  9 to 18 ms, about what the floor's whole pass takes; the rest is building each
+  answer's head (its own `x-request-id`) and uvicorn's keep-alive timer per connection.
+  Counting and logging the answers (4 to 7 ms per 1,000) runs on the next turn of the
+  event loop, after the answers are on their way. Before this (every answer through
+  uvicorn's `RequestResponseCycle.send`, two writes, and the ASGI middleware stack),
+  the same run took about 50 ms at 1,000 watchers and 460 ms at 10,000.
+- **Reads**: the goal is met with room; the 304 is cheaper than the 200 (no body). Both
+  are answered in the HTTP protocol from the rendered bytes, without an ASGI task.
 - **Start-up**: imports and the SSL context, as above.""",
 }
 
