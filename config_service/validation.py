@@ -3,17 +3,26 @@
 A service schema may `$ref` the other schemas by file name (`"$ref": "database.json"`); the
 registry holds every current schema under `<name>.json` (and under its `$id` when it has
 another one), so a service schema and the section schemas it uses are resolved together.
+
+Regular expressions in schemas (`pattern`, `patternProperties`) run on RE2, which matches
+in time linear in the text: with a backtracking engine such as Python's `re`, a schema
+writer could pick a pattern like `^(a+)+$` that makes one push of a 30-character value hold
+the server for minutes. A schema is refused when a pattern is not RE2 syntax (lookaround
+and backreferences are not), with the pattern's JSON pointer. `Validator` is jsonschema's
+draft 2020-12 validator with the keywords that evaluate patterns replaced by RE2 ones.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urljoin
 
-from jsonschema import Draft202012Validator
+import re2
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import SchemaError, ValidationError
 from referencing import Registry, Resource
 from referencing.exceptions import Unresolvable
@@ -22,6 +31,218 @@ from referencing.jsonschema import DRAFT202012
 from config_service import tsk
 
 _QUOTED_NAME = re.compile(r"^(?P<name>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")")
+
+
+# -- regular expressions on RE2 ---------------------------------------------------------------
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is reported to the client, not to stderr
+_RE2_OPTIONS.never_capture = True  # only "does it match" is ever asked
+
+
+class PatternUnsupported(ValueError):
+    """A pattern RE2 cannot run: not its syntax, or too large to compile."""
+
+
+@functools.lru_cache(maxsize=4096)
+def compile_pattern(pattern: str) -> Any:
+    """The compiled RE2 program of a schema pattern (cached); PatternUnsupported if RE2 refuses it."""
+    try:
+        return re2.compile(pattern, options=_RE2_OPTIONS)
+    except re2.error as error:
+        reason = error.args[0] if error.args else error
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise PatternUnsupported(
+            f"the pattern {pattern!r} is not supported: {reason} (patterns run on RE2, which "
+            "has no lookaround and no backreferences, so that matching takes linear time)"
+        ) from None
+    except UnicodeEncodeError:
+        raise PatternUnsupported(f"the pattern {pattern!r} is not valid Unicode text") from None
+
+
+def pattern_matches(pattern: str, text: str) -> bool:
+    """Whether `pattern` matches anywhere in `text` (JSON Schema patterns are not anchored)."""
+    compiled = compile_pattern(pattern)
+    try:
+        return compiled.search(text) is not None
+    except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape: match it as U+FFFD
+        return compiled.search(text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")) is not None
+
+
+# Keywords whose value is one subschema, an object of subschemas, or an array of subschemas:
+# where `pattern` and `patternProperties` can appear as keywords rather than as data.
+_ONE_SUBSCHEMA = (
+    "additionalProperties", "unevaluatedProperties", "propertyNames", "items", "contains",
+    "unevaluatedItems", "not", "if", "then", "else", "contentSchema",
+)
+_SUBSCHEMA_OBJECTS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+_SUBSCHEMA_ARRAYS = ("allOf", "anyOf", "oneOf", "prefixItems")
+
+
+def schema_patterns(schema: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """Every regular expression a schema evaluates, with its path in the schema."""
+    pending = [(schema, path)]
+    while pending:
+        node, where = pending.pop()
+        if not isinstance(node, dict):
+            continue
+        pattern = node.get("pattern")
+        if isinstance(pattern, str):
+            yield pattern, (*where, "pattern")
+        for keyword in _ONE_SUBSCHEMA:
+            if keyword in node:
+                pending.append((node[keyword], (*where, keyword)))
+        for keyword in _SUBSCHEMA_OBJECTS:
+            children = node.get(keyword)
+            if isinstance(children, dict):
+                for key, child in children.items():
+                    if keyword == "patternProperties":
+                        yield key, (*where, keyword, key)
+                    pending.append((child, (*where, keyword, key)))
+        for keyword in _SUBSCHEMA_ARRAYS:
+            children = node.get(keyword)
+            if isinstance(children, list):
+                pending.extend((child, (*where, keyword, index)) for index, child in enumerate(children))
+
+
+def pattern_failures(schema: Any) -> list[dict[str, str]]:
+    """`{path, message}` for every pattern in `schema` that RE2 refuses."""
+    failures = []
+    for pattern, path in schema_patterns(schema):
+        try:
+            compile_pattern(pattern)
+        except PatternUnsupported as error:
+            failures.append({"path": json_pointer(path), "message": str(error)})
+    return failures
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string") and not pattern_matches(pattern, instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _pattern_properties(
+    validator: Any, patterns: dict[str, Any], instance: Any, schema: Any
+) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        for key, value in instance.items():
+            if pattern_matches(pattern, key):
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+def _additional_properties(
+    validator: Any, additional: Any, instance: Any, schema: Any
+) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    extras = _unmatched_keys(instance, schema)
+    if validator.is_type(additional, "object"):
+        for key in extras:
+            yield from validator.descend(instance[key], additional, path=key)
+    elif additional is False and extras:
+        if "patternProperties" in schema:
+            patterns = ", ".join(repr(pattern) for pattern in sorted(schema["patternProperties"]))
+            names = ", ".join(repr(key) for key in sorted(extras, key=str))
+            verb = "does" if len(extras) == 1 else "do"
+            yield ValidationError(f"{names} {verb} not match any of the regexes: {patterns}")
+        else:
+            names = ", ".join(repr(key) for key in sorted(extras, key=str))
+            verb = "was" if len(extras) == 1 else "were"
+            yield ValidationError(f"Additional properties are not allowed ({names} {verb} unexpected)")
+
+
+def _unmatched_keys(instance: dict[str, Any], schema: dict[str, Any]) -> list[str]:
+    """Keys of `instance` that neither `properties` nor `patternProperties` of `schema` cover."""
+    properties = schema.get("properties", {})
+    patterns = list(schema.get("patternProperties", {}))
+    return [
+        key
+        for key in instance
+        if key not in properties and not any(pattern_matches(pattern, key) for pattern in patterns)
+    ]
+
+
+def _evaluated_keys(validator: Any, instance: dict[str, Any], schema: Any) -> set[str]:
+    """The keys of `instance` that `schema` and its valid subschemas evaluate (JSON Schema
+    2020-12, section 11.3: what `unevaluatedProperties` leaves alone)."""
+    if not isinstance(schema, dict):
+        return set()
+    evaluated: set[str] = set()
+    for keyword in ("$ref", "$dynamicRef"):
+        reference = schema.get(keyword)
+        if isinstance(reference, str):
+            resolved = validator._resolver.lookup(reference)
+            inner = validator.evolve(schema=resolved.contents, _resolver=resolved.resolver)
+            evaluated |= _evaluated_keys(inner, instance, resolved.contents)
+    properties = schema.get("properties")
+    if isinstance(properties, dict):
+        evaluated |= properties.keys() & instance.keys()
+    patterns = schema.get("patternProperties")
+    if isinstance(patterns, dict):
+        evaluated |= {key for key in instance if any(pattern_matches(p, key) for p in patterns)}
+    for keyword in ("additionalProperties", "unevaluatedProperties"):
+        subschema = schema.get(keyword)
+        if subschema is not None:
+            evaluated |= {
+                key for key, value in instance.items()
+                if validator.evolve(schema=subschema).is_valid(value)
+            }
+    dependent = schema.get("dependentSchemas")
+    if isinstance(dependent, dict):
+        for key, subschema in dependent.items():
+            if key in instance:
+                evaluated |= _evaluated_keys(validator, instance, subschema)
+    for keyword in ("allOf", "anyOf", "oneOf"):
+        for subschema in schema.get(keyword, ()):
+            if validator.evolve(schema=subschema).is_valid(instance):
+                evaluated |= _evaluated_keys(validator, instance, subschema)
+    if "if" in schema:
+        if validator.evolve(schema=schema["if"]).is_valid(instance):
+            evaluated |= _evaluated_keys(validator, instance, schema["if"])
+            if "then" in schema:
+                evaluated |= _evaluated_keys(validator, instance, schema["then"])
+        elif "else" in schema:
+            evaluated |= _evaluated_keys(validator, instance, schema["else"])
+    return evaluated
+
+
+def _unevaluated_properties(
+    validator: Any, unevaluated: Any, instance: Any, schema: Any
+) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    evaluated = _evaluated_keys(validator, instance, schema)
+    failing = [
+        key
+        for key in instance
+        if key not in evaluated
+        and not validator.evolve(schema=unevaluated).is_valid(instance[key])
+    ]
+    if not failing:
+        return
+    names = ", ".join(repr(key) for key in sorted(failing, key=str))
+    verb = "was" if len(failing) == 1 else "were"
+    if unevaluated is False:
+        yield ValidationError(f"Unevaluated properties are not allowed ({names} {verb} unexpected)")
+    else:
+        yield ValidationError(
+            f"Unevaluated properties are not valid under the given schema ({names} {verb} "
+            "unevaluated and invalid)"
+        )
+
+
+Validator: Any = validators.extend(
+    Draft202012Validator,
+    {
+        "pattern": _pattern,
+        "patternProperties": _pattern_properties,
+        "additionalProperties": _additional_properties,
+        "unevaluatedProperties": _unevaluated_properties,
+    },
+)
 
 
 class SchemaInvalid(ValueError):
@@ -140,6 +361,11 @@ def check_schema(name: str, schema: Any, others: Mapping[str, Mapping[str, Any]]
             f"not a valid draft 2020-12 schema: {error.message}",
             [{"path": json_pointer(error.absolute_path), "message": error.message}],
         ) from None
+    unsupported = pattern_failures(schema)
+    if unsupported:
+        raise SchemaInvalid(
+            "the schema has a pattern the server cannot run in linear time (RE2 syntax)", unsupported
+        )
     try:
         registry = build_registry({**others, name: schema})
     except ValueError as error:  # an `$id` that is not a URI (urllib: "Invalid IPv6 URL")
@@ -190,7 +416,7 @@ class SchemaSet:
         self.schemas = dict(schemas)
         self.generation = generation
         self._registry = build_registry(self.schemas)
-        self._validators: dict[str, Draft202012Validator] = {}
+        self._validators: dict[str, Any] = {}
         self._referenced_by: dict[str, set[str]] | None = None
 
     def users_of(self, name: str) -> set[str]:
@@ -214,14 +440,14 @@ class SchemaSet:
                     pending.append(user)
         return users
 
-    def validator(self, name: str) -> Draft202012Validator | None:
+    def validator(self, name: str) -> Any | None:
         """The compiled validator of schema `name` (built on first use), or None without a schema."""
         validator = self._validators.get(name)
         if validator is None:
             schema = self.schemas.get(name)
             if schema is None:
                 return None
-            validator = Draft202012Validator(schema, registry=self._registry)
+            validator = Validator(schema, registry=self._registry)
             self._validators[name] = validator
         return validator
 
@@ -255,5 +481,8 @@ class SchemaSet:
         except RecursionError:
             # A schema that refers to itself without consuming the instance ({"$ref": "#"}).
             return [{"path": "", "message": "the schema refers to itself without end"}]
+        except PatternUnsupported as error:
+            # Only a schema stored before patterns were checked can get here.
+            return [{"path": "", "message": f"the schema cannot be used: {error}"}]
         failures.sort(key=lambda failure: (failure["path"], failure["message"]))
         return failures
