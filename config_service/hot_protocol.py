@@ -110,10 +110,31 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         super().__init__(*arguments, **options)
         self._held: _Held | None = None
         self._stream: _Stream | None = None
+        # A hot answer starts the next pipelined request from inside `_start_asgi_task`
+        # (its `on_response`); that request waits here for the loop there, rather than
+        # recursing once per pipelined request until the stack runs out.
+        self._starting = False
+        self._next: tuple[RequestResponseCycle, Any] | None = None
 
     # -- uvicorn's hooks ---------------------------------------------------------
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        if self._starting:
+            self._next = (cycle, app)
+            return
+        self._starting = True
+        try:
+            while True:
+                self._start(cycle, app)
+                following, self._next = self._next, None
+                if following is None:
+                    return
+                cycle, app = following
+        finally:
+            self._starting = False
+            self._next = None
+
+    def _start(self, cycle: RequestResponseCycle, app: Any) -> None:
         # A request is about to be handed to ASGI: now (its head is complete, and any answer
         # before it on this connection is finished) the hot path may take it instead. Not
         # while the client is slow to read, so that pipelined requests wait for it as in ASGI.
