@@ -135,6 +135,9 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
             self._next = None
 
     def _start(self, cycle: RequestResponseCycle, app: Any) -> None:
+        # An answer written earlier in this same read armed uvicorn's keep-alive timer (the
+        # connection looked idle): this request is not idle time, whatever answers it.
+        self._unset_keepalive_if_required()
         # A request is about to be handed to ASGI: now (its head is complete, and any answer
         # before it on this connection is finished) the hot path may take it instead. Not
         # while the client is slow to read, so that pipelined requests wait for it as in ASGI.

@@ -7,6 +7,7 @@ to the protocol `tskcfg serve` runs, a recording transport).
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from tests.server.test_hot_protocol import (
@@ -44,5 +45,24 @@ def test_thousands_of_requests_pipelined_behind_a_long_poll_are_all_answered_in_
         ]
         assert all(answer.status == 200 for answer in answers)
         assert not connection.transport.closed
+
+    run(tmp_path, scenario)
+
+
+def test_a_long_poll_pipelined_after_an_answered_read_is_not_cut_by_the_keep_alive_timer(
+    tmp_path: Path,
+) -> None:
+    # The first answer arms uvicorn's keep-alive timer (the connection looks idle); the long
+    # poll right behind it in the same read must disarm it, as any new request does.
+    async def scenario(harness: Harness) -> None:
+        harness.config.timeout_keep_alive = 0.1
+        connection = harness.connect()
+        connection.send(harness.request() + harness.long_poll(1, wait=5))
+        await asyncio.sleep(0.4)
+        assert not connection.transport.closed
+        assert harness.hub.waiter_count == 1
+        await harness.push(2)
+        first, second = await connection.wait_for(2)
+        assert first.status == 200 and second.status == 200 and second.json()["version"] == 2
 
     run(tmp_path, scenario)
