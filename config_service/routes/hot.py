@@ -97,14 +97,19 @@ def decide(server: ConfigServer, scope: Scope) -> Reply | Hold | None:
     service, separator, environment = path[len(PREFIX) :].partition("/")
     if not separator or "/" in environment:
         return None
+    # A repeated header counts once, by its first value, as Starlette's `headers.get` reads it
+    # in the regular handler (the last one would let a second Authorization decide the scope).
     authorization = if_none_match = accept = None
     for name, value in scope["headers"]:
         if name == b"authorization":
-            authorization = value
+            if authorization is None:
+                authorization = value
         elif name == b"if-none-match":
-            if_none_match = value
+            if if_none_match is None:
+                if_none_match = value
         elif name == b"accept":
-            accept = value
+            if accept is None:
+                accept = value
     if authorization is None or authorization[:7].lower() != b"bearer ":
         return None
     principal = server.tokens.authenticate(authorization[7:].strip().decode("latin-1"))

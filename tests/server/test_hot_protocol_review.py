@@ -11,6 +11,7 @@ import asyncio
 from pathlib import Path
 
 from tests.server.test_hot_protocol import (
+    PATH,
     Harness,
     run,
 )
@@ -64,5 +65,39 @@ def test_a_long_poll_pipelined_after_an_answered_read_is_not_cut_by_the_keep_ali
         await harness.push(2)
         first, second = await connection.wait_for(2)
         assert first.status == 200 and second.status == 200 and second.json()["version"] == 2
+
+    run(tmp_path, scenario)
+
+
+# -- repeated headers: the first one counts, as in the regular handler ---------------------------
+
+
+def test_a_repeated_authorization_header_is_read_as_the_regular_handler_reads_it(tmp_path: Path) -> None:
+    async def scenario(harness: Harness) -> None:
+        _, other = harness.server.create_token(harness.admin, "other", "reader", ["other-service"], ["*"])
+        for first, status in (("Bearer wrong", 401), (f"Bearer {other}", 403)):
+            connection = harness.connect()
+            connection.send(raw_request([
+                f"GET {PATH} HTTP/1.1", "Host: test",
+                f"Authorization: {first}", f"Authorization: Bearer {harness.token}",
+            ]))
+            (answer,) = await connection.wait_for(1)
+            assert answer.status == status, first
+            assert b'"config"' not in connection.transport.data
+
+    run(tmp_path, scenario)
+
+
+def test_repeated_if_none_match_and_accept_headers_are_read_as_the_regular_handler_reads_them(
+    tmp_path: Path,
+) -> None:
+    async def scenario(harness: Harness) -> None:
+        connection = harness.connect()
+        base = [f"GET {PATH} HTTP/1.1", "Host: test", f"Authorization: Bearer {harness.token}"]
+        connection.send(raw_request([*base, 'If-None-Match: "7"', 'If-None-Match: "1"']))
+        connection.send(raw_request([*base, "Accept: application/json", "Accept: text/x-tsk"]))
+        changed, json_answer = await connection.wait_for(2)
+        assert changed.status == 200 and changed.json()["version"] == 1
+        assert json_answer.headers["content-type"] == "application/json"
 
     run(tmp_path, scenario)
