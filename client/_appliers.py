@@ -351,7 +351,12 @@ class DatabaseApplier:
     `check` raises, the old one stays. Without `connect` the applier does nothing.
 
     Use `with database.connection() as conn:` so a swap never closes a connection under you.
+    `AsyncConfigClient` calls `connect` and `check` in a worker thread, so a slow or
+    unreachable database does not stall the service's event loop.
     """
+
+    # Its apply and revert may block (connect, check, close): see client/_transaction.py.
+    blocking = True
 
     def __init__(
         self,

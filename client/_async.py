@@ -25,6 +25,7 @@ from client._core import (
     drive_async,
     raise_for_status,
 )
+from client._transaction import Blocking
 
 logger = logging.getLogger("client")
 
@@ -131,6 +132,8 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
         if isinstance(effect, Offload):
             # fsync can take milliseconds; the event loop keeps serving meanwhile.
             return await asyncio.to_thread(effect.function)
+        if isinstance(effect, Blocking):
+            return await _in_thread(effect)
         if isinstance(effect, Exclusive):
             task = asyncio.current_task()
             if self._applying is task:
@@ -235,3 +238,31 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
 
     async def _reload_file(self) -> None:
         await drive_async(self._core.reload_file_flow(), self._perform)
+
+
+async def _in_thread(effect: Blocking) -> Any:
+    """Run a blocking step in a worker thread; on cancellation, finish and undo it first."""
+    running = asyncio.ensure_future(asyncio.to_thread(effect.function))
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        # The thread cannot be stopped: wait for it, so the step is either undone here or never
+        # happened, and the cancellation then reverts the steps before it.
+        await _until_done(running)
+        if effect.undo is not None and not running.cancelled() and running.exception() is None:
+            undoing = asyncio.ensure_future(asyncio.to_thread(effect.undo))
+            await _until_done(undoing)
+            if undoing.exception() is not None:
+                logger.error("undoing a step of a cancelled apply failed", exc_info=undoing.exception())
+        raise
+
+
+async def _until_done(future: asyncio.Future[Any]) -> None:
+    """Wait for `future` whatever further cancellations arrive (the caller re-raises the first)."""
+    while not future.done():
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            continue
+        except Exception:
+            return

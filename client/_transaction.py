@@ -26,16 +26,47 @@ class Step:
     commit: Callable[[], Any]
 
 
+@dataclass(frozen=True)
+class Blocking:
+    """A step's call that may block for long (a database connect): the async client runs it in
+    a worker thread, so the service's event loop keeps serving; the sync client just calls it.
+
+    A call cannot be stopped half-way: if the apply is cancelled while it runs, the async
+    client waits for it, runs `undo` if it succeeded, and only then lets the cancellation
+    revert the steps before it.
+    """
+
+    function: Callable[[], Any]
+    undo: Callable[[], Any] | None = None
+
+    def __call__(self) -> Any:
+        return self.function()
+
+
 def _nothing() -> None:
     return None
 
 
 def applier_step(section: str, applier: Applier, new: Any, old: Any) -> Step:
+    def forward() -> Any:
+        return applier.apply(new, old)
+
+    def backward() -> Any:
+        return applier.revert(new, old)
+
+    if getattr(applier, "blocking", False):
+        return Step(
+            section=section,
+            label=f"the built-in {section} applier",
+            forward=Blocking(forward, undo=backward),
+            backward=Blocking(backward),
+            commit=applier.commit,
+        )
     return Step(
         section=section,
         label=f"the built-in {section} applier",
-        forward=lambda: applier.apply(new, old),
-        backward=lambda: applier.revert(new, old),
+        forward=forward,
+        backward=backward,
         commit=applier.commit,
     )
 

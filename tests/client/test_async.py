@@ -344,3 +344,90 @@ def test_a_handler_that_reloads_its_own_client_fails_instead_of_hanging(
             assert client.config is first
 
     asyncio.run(scenario())
+
+
+class Connection:
+    def __init__(self, section: Any) -> None:
+        self.pool_size = section["pool_size"]
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_slow_database_connect_does_not_stall_the_event_loop(server: LiveServer, tmp_path: Path) -> None:
+    from client import DatabaseApplier
+
+    def slow_connect(section: Any) -> Connection:
+        time.sleep(0.4)  # a blocking driver, or a database that answers slowly
+        return Connection(section)
+
+    async def scenario() -> None:
+        await asyncio.to_thread(server.push, DEVELOPMENT, "staging", "async-slow-db")
+        database = DatabaseApplier(slow_connect)
+        client = AsyncConfigClient(
+            "async-slow-db", "staging", server=server.url, token=server.token,
+            cache_dir=tmp_path, database=database,
+        )
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        try:
+            async with client:
+                assert isinstance(database.current, Connection)
+        finally:
+            ticker.cancel()
+        # 0.4 s of connecting: a loop stalled by it would have ticked a handful of times at most.
+        assert ticks >= 20, ticks
+
+    asyncio.run(scenario())
+
+
+def test_cancelling_an_apply_during_a_database_connect_undoes_it(server: LiveServer, tmp_path: Path) -> None:
+    import threading
+
+    from client import DatabaseApplier
+
+    started, release = threading.Event(), threading.Event()
+    made: list[Connection] = []
+
+    def connect(section: Any) -> Connection:
+        if made:  # the second connect waits until the test lets it finish
+            started.set()
+            release.wait(5)
+        made.append(Connection(section))
+        return made[-1]
+
+    async def scenario() -> None:
+        await asyncio.to_thread(server.push, DEVELOPMENT, "staging", "async-cancel-db")
+        database = DatabaseApplier(connect)
+        client = AsyncConfigClient(
+            "async-cancel-db", "staging", server=server.url, token=server.token,
+            cache_dir=tmp_path, database=database,
+        )
+        first = await client.load()
+        assert database.current is made[0]
+        await asyncio.to_thread(
+            server.push, DEVELOPMENT.replace("pool_size: 2", "pool_size: 6"), "staging", "async-cancel-db"
+        )
+        applying = asyncio.create_task(client.refresh())
+        assert await asyncio.to_thread(started.wait, 5)
+        applying.cancel()
+        await asyncio.sleep(0.05)
+        assert not applying.done()  # it waits for the connect it cannot stop
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await applying
+        assert len(made) == 2 and made[1].pool_size == 6
+        assert made[1].closed and not made[0].closed  # the new one undone, the old one kept
+        assert database.current is made[0]
+        assert client.config is first
+        await client.stop()
+
+    asyncio.run(scenario())
