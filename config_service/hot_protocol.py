@@ -150,7 +150,8 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
                 if cycle.response_started:
                     self.transport.close()
                     return
-            if cycle.scope["path"] == EVENTS:
+            if cycle.scope["path"] == EVENTS and cycle.scope["method"] == "GET":
+                # Only a GET's answer is the chunked stream the protocol writes events into.
                 scope: Any = cycle.scope
                 scope.setdefault("extensions", {})[events.DETACH] = self._detach_stream
         super()._start_asgi_task(cycle, app)

@@ -70,6 +70,12 @@ async def _stream(scope: Scope, receive: Receive, send: Send) -> None:
     if environment is not None:
         server.check_names("x", environment)
     last_id = _last_event_id(request)
+    if scope["method"] == "HEAD":
+        # The stream's head and nothing else: a HEAD answer carries no body, so there is no
+        # stream to hold open.
+        await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+        await send({"type": "http.response.body", "body": b""})
+        return
     pipeline = server.settings.pipeline
     tokens = server.tokens
     hub: ChangeHub[Rendered] = request.app.state.hub

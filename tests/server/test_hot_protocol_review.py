@@ -14,6 +14,7 @@ from tests.server.test_hot_protocol import (
     PATH,
     Harness,
     run,
+    until,
 )
 
 
@@ -99,5 +100,27 @@ def test_repeated_if_none_match_and_accept_headers_are_read_as_the_regular_handl
         changed, json_answer = await connection.wait_for(2)
         assert changed.status == 200 and changed.json()["version"] == 1
         assert json_answer.headers["content-type"] == "application/json"
+
+    run(tmp_path, scenario)
+
+
+# -- event streams ------------------------------------------------------------------------------
+
+
+def test_head_of_the_event_stream_gets_headers_only_and_ends(tmp_path: Path) -> None:
+    async def scenario(harness: Harness) -> None:
+        connection = harness.connect()
+        connection.send(harness.request("/v1/events").replace(b"GET ", b"HEAD ", 1))
+        await until(lambda: b"\r\n\r\n" in connection.transport.data)
+        await until(lambda: not harness.state.tasks)
+        await harness.push(2)
+        await asyncio.sleep(0.05)
+        head, _, rest = bytes(connection.transport.data).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ") and b"text/event-stream" in head
+        assert rest == b""  # nothing may follow the head of a HEAD answer
+        assert harness.hub.subscriber_count == 0 and connection.protocol._stream is None
+        connection.send(harness.request())  # the connection serves the next request
+        _, answer = await connection.wait_for(2)
+        assert answer.status == 200 and answer.json()["version"] == 2
 
     run(tmp_path, scenario)
