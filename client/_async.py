@@ -14,7 +14,7 @@ import httpx
 import watchfiles
 
 from client import exceptions
-from client._base import BaseClient
+from client._base import BaseClient, tls_verification
 from client._config import Config
 from client._core import (
     REENTRANT_APPLY,
@@ -41,7 +41,9 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
     """
 
     def _open(self, transport: httpx.AsyncBaseTransport | None) -> None:
-        self._http = httpx.AsyncClient(transport=transport)
+        self._http = httpx.AsyncClient(
+            transport=transport, verify=tls_verification(self.settings.server)
+        )
         self._apply_lock = asyncio.Lock()
         self._applying: asyncio.Task[Any] | None = None  # the task holding _apply_lock
         self._stopping = False

@@ -19,7 +19,7 @@ import httpx
 import watchfiles
 
 from client import exceptions
-from client._base import BaseClient
+from client._base import BaseClient, tls_verification
 from client._config import Config
 from client._core import (
     REENTRANT_APPLY,
@@ -100,7 +100,8 @@ class ConfigClient(BaseClient[httpx.BaseTransport]):
     """
 
     def _open(self, transport: httpx.BaseTransport | None) -> None:
-        transport = transport if transport is not None else httpx.HTTPTransport()
+        if transport is None:
+            transport = httpx.HTTPTransport(verify=tls_verification(self.settings.server))
         self._interruptible = _interruptible(transport)
         self._http = httpx.Client(transport=transport)
         self._apply_lock = threading.Lock()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from clienttest import ROOT, SERVICE, wait_for
 
-from client import ApplyFailed, Config, HashMismatch, InvalidConfig, RetryPolicy
+from client import ApplyFailed, Config, ConfigClient, HashMismatch, InvalidConfig, RetryPolicy
 from client._core import ClientCore, Offload, Received, Report, SchemaAnswer, drive, make_settings
 from client._events import EventStreamParser, ServerEvent
 from client._lkg import read_lkg, write_lkg
@@ -707,3 +707,22 @@ def test_a_writer_killed_mid_write_leaves_a_whole_lkg_file(tmp_path: Path) -> No
     assert stored["config"]["bench"]["counter"] == (stored["version"] - 1) % 2
     leftovers = [entry.name for entry in path.parent.iterdir() if entry.name != "development.json"]
     assert len(leftovers) <= 1  # at most the temporary file of the write that was cut short
+
+
+def test_an_http_server_costs_no_ca_bundle_and_an_https_one_is_verified() -> None:
+    import ssl
+
+    from client._base import tls_verification
+
+    plain = tls_verification("http://127.0.0.1:8005")
+    assert isinstance(plain, ssl.SSLContext)
+    # Nothing trusted, everything checked: a TLS connection through it could only fail.
+    assert plain.cert_store_stats()["x509_ca"] == 0
+    assert plain.verify_mode == ssl.CERT_REQUIRED and plain.check_hostname
+    assert tls_verification("https://config.internal") is True
+    client = ConfigClient("user-service", "staging", server="http://127.0.0.1:9")
+    try:
+        pool = client._http._transport._pool  # type: ignore[attr-defined]
+        assert pool._ssl_context.cert_store_stats()["x509_ca"] == 0
+    finally:
+        client.stop()
