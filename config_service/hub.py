@@ -301,6 +301,9 @@ class _Document(Generic[PayloadT]):
 
     version: int | None = None
     payload: PayloadT | None = None
+    # The newest version announced to event streams (0: none): a version the hub learned
+    # from a reader is announced when its write's publish arrives, and only then.
+    announced: int = 0
     # A dict, not a set: waiters are woken in the order they came.
     waiters: dict[Waiter, None] = field(default_factory=dict)
 
@@ -380,17 +383,25 @@ class ChangeHub(Generic[PayloadT]):
         A version older than the one the hub holds is ignored (False). The same
         version only replaces the cached payload (False). A newer version wakes
         every waiter of that document with one shared `(version, payload)`
-        tuple and returns True.
+        tuple and returns True. Either way, a publish with a `sequence` of a
+        version not announced yet is announced: a reader may have taught the
+        hub that version first.
         """
         key = (service, environment)
         document = self._documents.get(key)
         if document is None:
             document = self._documents[key] = _Document()
-        if document.version is not None and version < document.version:
-            return False
-        if document.version == version:
-            if payload is not None:
+        if document.version is not None and version <= document.version:
+            if version == document.version and payload is not None:
                 document.payload = payload
+            if sequence is not None and version > document.announced:
+                # A reader taught the hub this version (or a later one) before the write's own
+                # publish got here: its waiters are answered already, but event streams have
+                # not heard of it yet.
+                if hash is None:
+                    raise ValueError("publish with a sequence needs the document hash")
+                document.announced = version
+                self._announce(ChangeEvent(sequence, service, environment, version, hash))
             return False
         document.version = version
         document.payload = payload
@@ -407,6 +418,7 @@ class ChangeHub(Generic[PayloadT]):
         if sequence is not None:
             if hash is None:
                 raise ValueError("publish with a sequence needs the document hash")
+            document.announced = version
             self._announce(ChangeEvent(sequence, service, environment, version, hash))
         return True
 

@@ -10,10 +10,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from config_service.hub import ChangeHub
 from tests.server.test_hot_protocol import (
+    ENVIRONMENT,
     PATH,
+    SERVICE,
     Harness,
+    open_stream,
     run,
+    stream_events,
     until,
 )
 
@@ -124,3 +129,31 @@ def test_head_of_the_event_stream_gets_headers_only_and_ends(tmp_path: Path) -> 
         assert answer.status == 200 and answer.json()["version"] == 2
 
     run(tmp_path, scenario)
+
+
+def test_a_version_first_seen_by_a_long_poll_still_reaches_event_streams(tmp_path: Path) -> None:
+    # A push renders the new version into the server's cache on the writer thread and hands
+    # the publish to the event loop. A long poll that names the new version in between teaches
+    # the hub that version first; the publish that follows must still announce it.
+    async def scenario(harness: Harness) -> None:
+        stream = await open_stream(harness)
+        # Blocks the loop while it commits: the hub's publish waits behind this call.
+        harness.server.push(harness.admin, SERVICE, ENVIRONMENT, "n: 2\n")
+        assert harness.server.cached(SERVICE, ENVIRONMENT).version == 2  # type: ignore[union-attr]
+        poller = harness.connect()
+        poller.send(harness.long_poll(2, wait=5))
+        await until(lambda: len(stream_events(stream.transport.data)) == 1, timeout=2)
+        assert stream_events(stream.transport.data)[0]["version"] == 2
+
+    run(tmp_path, scenario)
+
+
+def test_the_hub_announces_a_version_it_was_taught_before_its_publish() -> None:
+    hub: ChangeHub[str] = ChangeHub()
+    subscription = hub.subscribe()
+    hub.publish("svc", "env", 3, "three")  # taught by a reader: no sequence, nothing to announce
+    assert subscription.pending == 0
+    hub.publish("svc", "env", 3, "three", sequence=9, hash="h3")  # the write's own publish
+    assert subscription.pending == 1
+    hub.publish("svc", "env", 3, "three", sequence=9, hash="h3")  # never twice
+    assert subscription.pending == 1
