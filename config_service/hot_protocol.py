@@ -115,6 +115,7 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         # recursing once per pipelined request until the stack runs out.
         self._starting = False
         self._next: tuple[RequestResponseCycle, Any] | None = None
+        self._stopping = False  # the server asked this connection to finish (`shutdown`)
 
     # -- uvicorn's hooks ---------------------------------------------------------
 
@@ -176,6 +177,7 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         # The server is stopping: a parked long poll is answered now (304, or the newer
         # version) and an event stream ended, each closing its connection, instead of
         # holding the shutdown until they end.
+        self._stopping = True
         held = self._held
         if held is not None:
             held.cycle.keep_alive = False
@@ -292,12 +294,17 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         hands each event to `_stream_event`, and uvicorn's task for the request ends.
         """
         cycle = self.cycle
+        if self._stopping:
+            # The server is stopping: the route ends the stream (a closed subscription ends
+            # its loop) rather than streaming until the graceful shutdown gives up on it.
+            subscription.close()
+            return False
         if (
             cycle is None
             or not cycle.response_started
             or cycle.response_complete
             or cycle.disconnected
-            or not cycle.keep_alive  # shutting down
+            or not cycle.keep_alive  # HTTP/1.0, or Connection: close
             or self.pipeline
             or self.transport.is_closing()
         ):

@@ -157,3 +157,15 @@ def test_the_hub_announces_a_version_it_was_taught_before_its_publish() -> None:
     assert subscription.pending == 1
     hub.publish("svc", "env", 3, "three", sequence=9, hash="h3")  # never twice
     assert subscription.pending == 1
+
+
+def test_a_stream_that_starts_while_the_server_stops_is_ended_not_kept(tmp_path: Path) -> None:
+    async def scenario(harness: Harness) -> None:
+        connection = harness.connect()
+        connection.send(harness.request("/v1/events"))
+        connection.protocol.shutdown()  # before the route ran: it will replay, then find this
+        await until(lambda: connection.transport.closed, timeout=2)
+        assert connection.transport.data.endswith(b"0\r\n\r\n")
+        await until(lambda: harness.hub.subscriber_count == 0)
+
+    run(tmp_path, scenario)
