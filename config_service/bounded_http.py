@@ -96,6 +96,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def _refuse_head(self) -> None:
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            # The head is pipelined behind a request still being answered: a 431 now would be
+            # read as (or inside) that earlier answer, so the connection is only closed.
+            self.logger.warning("closed a connection whose pipelined request head passed %d bytes", MAX_HEAD)
+            self.transport.close()
+            return
         body = error_body(
             "too_large",
             f"the request line and headers are larger than this server's limit of {MAX_HEAD} bytes",

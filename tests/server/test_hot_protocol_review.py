@@ -169,3 +169,23 @@ def test_a_stream_that_starts_while_the_server_stops_is_ended_not_kept(tmp_path:
         await until(lambda: harness.hub.subscriber_count == 0)
 
     run(tmp_path, scenario)
+
+
+# -- request heads ------------------------------------------------------------------------------
+
+
+def test_an_oversized_head_pipelined_behind_a_held_long_poll_is_not_answered_in_its_place(
+    tmp_path: Path,
+) -> None:
+    async def scenario(harness: Harness) -> None:
+        connection = harness.connect()
+        connection.send(harness.long_poll(1))
+        connection.send(b"GET / HTTP/1.1\r\nX-Big: ")
+        for _ in range(5):
+            connection.send(b"a" * 20_000)
+        assert connection.transport.closed
+        assert b"431" not in connection.transport.data  # that would read as the poll's answer
+        connection.protocol.connection_lost(None)  # what the event loop does next
+        assert harness.hub.waiter_count == 0 and harness.counted(499) == 1
+
+    run(tmp_path, scenario)
