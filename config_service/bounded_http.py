@@ -51,7 +51,23 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         self._head_began = False
         super().data_received(data)
-        if not self._in_head or self.transport.is_closing():
+        if self.transport.is_closing():
+            return
+        if not self._in_head:
+            cycle = self.cycle
+            if (
+                cycle is not None
+                and cycle.response_complete
+                and self.timeout_keep_alive_task is None
+                and not self.pipeline
+            ):
+                # Everything asked is answered, yet these bytes began no request (the rest of
+                # the body of a request answered without it): uvicorn's keep-alive timer was
+                # stopped by their arrival and would not start again, so one byte would hold
+                # the connection open forever. The idle time counts from here.
+                self.timeout_keep_alive_task = self.loop.call_later(
+                    self.timeout_keep_alive, self.timeout_keep_alive_handler
+                )
             return
         # Part of a head is here and the rest is not: time it. (A head that arrives whole in
         # one read, as nearly all do, never starts a timer.)

@@ -189,3 +189,24 @@ def test_an_oversized_head_pipelined_behind_a_held_long_poll_is_not_answered_in_
         assert harness.hub.waiter_count == 0 and harness.counted(499) == 1
 
     run(tmp_path, scenario)
+
+
+def test_body_bytes_after_an_answer_do_not_hold_an_idle_connection_open(tmp_path: Path) -> None:
+    # A GET answered before its declared body arrived: each late body byte used to stop the
+    # keep-alive timer for good, so one byte held the connection open forever.
+    async def scenario(harness: Harness) -> None:
+        harness.config.timeout_keep_alive = 0.1
+        connection = harness.connect()
+        connection.send(harness.request(headers={"Content-Length": "10"}))
+        (answer,) = connection.responses()
+        assert answer.status == 200
+        connection.send(b"abc")
+        await until(lambda: connection.transport.closed, timeout=1)
+        # A client that keeps its connection busy with requests is not cut.
+        busy = harness.connect()
+        for _ in range(4):
+            busy.send(harness.request(headers={"Content-Length": "3"}) + b"abc")
+            await asyncio.sleep(0.05)
+        assert len(busy.responses()) == 4 and not busy.transport.closed
+
+    run(tmp_path, scenario)
