@@ -111,9 +111,21 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.logger.warning("closed a connection whose request head took over %.0f s", HEAD_SECONDS)
             self.transport.close()
 
-    def _refuse_head(self) -> None:
+    def _answering(self) -> bool:
+        """True while an earlier request on this connection is still being answered."""
         cycle = self.cycle
-        if cycle is not None and not cycle.response_complete:
+        return cycle is not None and not cycle.response_complete
+
+    def send_400_response(self, msg: str) -> None:
+        if self._answering():
+            # Bytes that are not HTTP, behind a request still being answered: a 400 now would
+            # be read as (or inside) that earlier answer, so the connection is only closed.
+            self.transport.close()
+            return
+        super().send_400_response(msg)
+
+    def _refuse_head(self) -> None:
+        if self._answering():
             # The head is pipelined behind a request still being answered: a 431 now would be
             # read as (or inside) that earlier answer, so the connection is only closed.
             self.logger.warning("closed a connection whose pipelined request head passed %d bytes", MAX_HEAD)

@@ -210,3 +210,40 @@ def test_body_bytes_after_an_answer_do_not_hold_an_idle_connection_open(tmp_path
         assert len(busy.responses()) == 4 and not busy.transport.closed
 
     run(tmp_path, scenario)
+
+
+def test_nothing_is_answered_after_an_answer_that_closes_the_connection(tmp_path: Path) -> None:
+    # Requests pipelined behind one that asked to close (Connection: close, HTTP/1.0) are not
+    # processed: the connection ends with that answer, as RFC 9112 section 9.6 asks.
+    async def scenario(harness: Harness) -> None:
+        for closing in (harness.request(headers={"Connection": "close"}), harness.request(version="1.0")):
+            connection = harness.connect()
+            connection.send(
+                closing
+                + harness.request(headers={"X-Request-ID": "after-close"})
+                + harness.long_poll(1)
+            )
+            await asyncio.sleep(0.05)
+            (answer,) = connection.responses()
+            assert answer.status == 200 and answer.headers["connection"] == "close"
+            assert connection.transport.closed and b"after-close" not in connection.transport.data
+            assert harness.hub.waiter_count == 0 and not harness.state.tasks
+
+    run(tmp_path, scenario)
+
+
+def test_garbage_sent_behind_a_held_long_poll_is_not_answered_in_its_place(tmp_path: Path) -> None:
+    async def scenario(harness: Harness) -> None:
+        connection = harness.connect()
+        connection.send(harness.long_poll(1))
+        connection.send(b"NOT HTTP AT ALL\x00\r\n\r\n")
+        assert connection.transport.closed
+        assert b"400" not in connection.transport.data  # that would read as the poll's answer
+        connection.protocol.connection_lost(None)
+        assert harness.hub.waiter_count == 0
+        # With nothing in flight, garbage still gets uvicorn's 400.
+        idle = harness.connect()
+        idle.send(b"NOT HTTP AT ALL\x00\r\n\r\n")
+        assert idle.transport.data.startswith(b"HTTP/1.1 400 ") and idle.transport.closed
+
+    run(tmp_path, scenario)
