@@ -210,6 +210,11 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         changed = hub.changed(decision.service, decision.environment, rendered.version)
         if changed is not None:
             self._wake(changed)
+        elif self._stopping:
+            # It waited in the pipeline while the server began to stop: answered at once, as
+            # `shutdown` answers the polls it finds parked.
+            cycle.keep_alive = False
+            self._wake(None)
         else:
             held.waiter = hub.park(decision.service, decision.environment, decision.wait, self._wake)
         return True

@@ -247,3 +247,20 @@ def test_garbage_sent_behind_a_held_long_poll_is_not_answered_in_its_place(tmp_p
         assert idle.transport.data.startswith(b"HTTP/1.1 400 ") and idle.transport.closed
 
     run(tmp_path, scenario)
+
+
+def test_a_long_poll_that_starts_after_the_server_began_stopping_is_answered_at_once(
+    tmp_path: Path,
+) -> None:
+    # The long poll waits in the pipeline behind a request in the application when the server
+    # begins to stop; it must not then be parked for its whole wait.
+    async def scenario(harness: Harness) -> None:
+        connection = harness.connect()
+        connection.send(harness.request(f"{PATH}/versions") + harness.long_poll(1, wait=30))
+        connection.protocol.shutdown()
+        first, second = await connection.wait_for(2, timeout=2)
+        assert first.status == 200 and second.status == 304
+        assert second.headers["connection"] == "close" and connection.transport.closed
+        assert harness.hub.waiter_count == 0
+
+    run(tmp_path, scenario)
