@@ -6,7 +6,6 @@ import functools
 import io
 import json
 import os
-import re
 import sys
 import tempfile
 from collections.abc import Callable
@@ -22,10 +21,6 @@ from config_service.cli._group import State, json_option, main, pass_state
 from config_service.cli._output import echo_json, schema_error_lines, source_error_lines
 from config_service.validation import SchemaInvalid, SchemaSet, check_schema, referenced_schemas
 
-# A line that defines a `$variable`: fmt writes values out, so such a line would be lost.
-VARIABLE_LINE = re.compile(r"^[ \t]*\$[A-Za-z_]", re.MULTILINE)
-# Each `#` is checked with a parse of its own; past this many, fmt refuses rather than guess.
-MAX_HASH_SIGNS_CHECKED = 200
 MAX_REFERENCED_SCHEMAS = 50
 
 
@@ -230,32 +225,6 @@ def server_checker(state: State, service: str) -> Checker:
 # ---------------------------------------------------------------- fmt
 
 
-def lost_by_rewriting(text: str, data: dict[str, Any]) -> str | None:
-    """What `tsk.dumps` would drop from TEXT (comments, variables), or None when nothing is lost.
-
-    A `#` starts a comment exactly when cutting the line there leaves the same data: inside a
-    string, cutting changes the string or breaks the document. This asks the parser instead of
-    re-implementing its string rules.
-    """
-    from config_service import tsk
-
-    if VARIABLE_LINE.search(text):
-        return "variables"
-    positions = [index for index, char in enumerate(text) if char == "#"]
-    if len(positions) > MAX_HASH_SIGNS_CHECKED:
-        return "comments (or too many '#' to check)"
-    for position in positions:
-        end = text.find("\n", position)
-        cut = text[:position] + ("" if end == -1 else text[end:])
-        try:
-            same = tsk.loads(cut) == data
-        except tsk.TSKDecodeError:
-            same = False
-        if same:
-            return "comments"
-    return None
-
-
 def write_atomically(path: Path, text: str) -> None:
     """Temp file in the same folder, fsync, rename: a crash leaves the old file or the new one."""
     mode = path.stat().st_mode & 0o7777
@@ -281,9 +250,11 @@ def fmt(state: State, files: tuple[str, ...], check: bool) -> None:
     """Rewrite TSK files in canonical form (FILE `-`: stdin to stdout).
 
     \b
-    A file with comments or $variables is left untouched, with a note saying
-    so: rewriting would drop them. Exit 1 when a file does not parse, when a
-    file could not be rewritten, or (with --check) when a file would change.
+    Comments are kept beside the keys they belong to. A file with $variables,
+    or with comments inside a multi-line array or object, is left untouched,
+    with a note saying so: rewriting would drop them. Exit 1 when a file does
+    not parse, when a file could not be rewritten, or (with --check) when a
+    file would change.
 
     \b
     Examples:
@@ -304,14 +275,18 @@ def fmt(state: State, files: tuple[str, ...], check: bool) -> None:
                 click.echo(line, err=True)
             continue
         text = raw.decode("utf-8")
-        formatted = tsk.dumps(data)
-        if formatted == text:
-            status = "unchanged"
-        elif (lost := lost_by_rewriting(text, data)) is not None:
+        lost = ""
+        try:
+            formatted: str | None = tsk.reformat(text)
+        except tsk.CannotFormat as error:
+            formatted, lost = None, error.reason
+        if formatted is None:
             status = "untouched"
             # --check asks "would fmt change it?"; fmt leaves such a file as it is, so it passes.
             failed = failed or not check
-            click.echo(f"cannot keep {lost} in {file_name}; left untouched", err=True)
+            click.echo(f"{file_name}: left untouched, cannot keep {lost}", err=True)
+        elif formatted == text:
+            status = "unchanged"
         elif check:
             status = "would_reformat"
             failed = True
@@ -328,7 +303,7 @@ def fmt(state: State, files: tuple[str, ...], check: bool) -> None:
         if file == "-" and status in ("unchanged", "untouched") and not check:
             # stdin to stdout: the output must always be the document.
             click.echo(text, nl=False)
-        results.append({"file": file_name, "status": status})
+        results.append({"file": file_name, "status": status, **({"reason": lost} if lost else {})})
     if state.json:
         echo_json({"ok": not failed, "files": results})
     if failed:

@@ -8,6 +8,7 @@ Standard library only: the server and the client both stand on this package.
 """
 
 from config_service.tsk._document import TSK
+from config_service.tsk._format import CannotFormat, reformat
 from config_service.tsk._parser import MAX_CHARS, MAX_DEPTH, MAX_VALUES, decode, load, loads
 from config_service.tsk._resolve import resolve, validation_view
 from config_service.tsk._types import MISSING, EnvRef, TSKDecodeError, TSKResolveError
@@ -27,6 +28,7 @@ __all__ = [
     "MAX_VALUES",
     "MISSING",
     "TSK",
+    "CannotFormat",
     "EnvRef",
     "TSKDecodeError",
     "TSKResolveError",
@@ -37,6 +39,7 @@ __all__ = [
     "from_wire",
     "load",
     "loads",
+    "reformat",
     "resolve",
     "section_hashes",
     "to_wire",

@@ -58,6 +58,32 @@ HEX8_RE: Final = re.compile(r"[0-9A-Fa-f]{8}")
 IMPLICIT: Final = 0  # created as the parent of a dotted header, e.g. `a` by `[a.b]`
 HEADER: Final = 1  # opened by a `[header]`
 BLOCK: Final = 2  # opened by `name {` or `name >`
+
+# What a layout records (see `Layout`): statements ...
+SECTION: Final = "section"
+BLOCK_OPEN: Final = "block"
+CLOSE: Final = "close"
+PAIR: Final = "pair"
+VARIABLE: Final = "variable"
+# ... and comments: on a line of their own, after a statement, or inside a value.
+LINE: Final = "line"
+AFTER: Final = "after"
+INSIDE: Final = "inside"
+
+
+class Layout:
+    """Where a document's statements and comments stand, recorded during a parse for `tsk.reformat`.
+
+    `statements`: (position, path, kind), path being the keys from the root to the table a
+    section or block opens, to the key a pair defines, or to the table a closer ends.
+    `comments`: (position of the `#`, where), in the order they appear.
+    """
+
+    __slots__ = ("statements", "comments")
+
+    def __init__(self) -> None:
+        self.statements: list[tuple[int, tuple[str, ...], str]] = []
+        self.comments: list[tuple[int, str]] = []
 # Tables not registered at all were written as inline objects.
 
 BOOLEAN_WORDS: Final = frozenset({"True", "False", "TRUE", "FALSE", "yes", "no", "on", "off"})
@@ -134,12 +160,14 @@ def _original_position(text: str, src: str, pos: int) -> int:
 class _Parser:
     """The state of one parse: the text, the variables, and where each key was defined."""
 
-    __slots__ = ("src", "end", "values", "variables", "kinds", "positions")
+    __slots__ = ("src", "end", "values", "variables", "kinds", "positions", "layout")
 
-    def __init__(self, src: str) -> None:
+    def __init__(self, src: str, layout: Layout | None = None) -> None:
         self.src = src
         self.end = len(src)
         self.values = 0
+        # Where statements and comments stand, for `tsk.reformat` (None when nobody asks).
+        self.layout = layout
         # name -> (value, first position, number of values, nesting height)
         self.variables: dict[str, tuple[Any, int, int, int]] = {}
         # id(table) -> how it was created; id(table) -> {key: position of its definition}
@@ -171,6 +199,8 @@ class _Parser:
             if c in " \t\n":
                 pos += 1
             elif c == "#":
+                if self.layout is not None:
+                    self.layout.comments.append((pos, INSIDE))
                 pos = self.skip_comment(pos)
             else:
                 break
@@ -188,6 +218,8 @@ class _Parser:
         if c == "\n":
             return pos + 1
         if c == "#":
+            if self.layout is not None:
+                self.layout.comments.append((pos, AFTER))
             return self.skip_comment(pos)
         if terminator and c in EXPRESSION_CHARS or c == ":" and what == "value":
             raise self.error(pos, _expression_message(c))
@@ -212,6 +244,8 @@ class _Parser:
         table = root
         # open blocks: (table, closing character, position of the opener, name)
         blocks: list[tuple[dict[str, Any], str, int, str]] = []
+        layout = self.layout
+        path: tuple[str, ...] = ()  # of the current table, kept only for a layout
         pos = 0
         while True:
             pos = self.skip_ws(pos)
@@ -222,6 +256,10 @@ class _Parser:
                 pos += 1
                 continue
             if c == "#":
+                if layout is not None:
+                    line_start = src.rfind("\n", 0, pos) + 1
+                    alone = not src[line_start:pos].strip()
+                    layout.comments.append((pos, LINE if alone else AFTER))
                 pos = self.skip_comment(pos)
                 continue
             if c == "[":
@@ -232,8 +270,12 @@ class _Parser:
                         f"a [section] header cannot stand inside the block {name!r} opened on "
                         f"line {self.line_of(opened)}: close the block with {closer!r} first",
                     )
+                header_pos = pos
                 pos, section, section_depth = self.parse_section(pos, root)
                 table = section
+                if layout is not None:
+                    path = tuple(name.strip() for name in src[header_pos + 1 : pos - 1].split("."))
+                    layout.statements.append((header_pos, path, SECTION))
                 pos = self.end_of_line(pos, "section header", terminator=False)
             elif c == "}" or c == "<":
                 if not blocks:
@@ -247,8 +289,13 @@ class _Parser:
                     )
                 blocks.pop()
                 table = blocks[-1][0] if blocks else section
+                if layout is not None:
+                    layout.statements.append((pos, path, CLOSE))
+                    path = path[:-1]
                 pos = self.end_of_line(pos + 1, "block closer", terminator=False)
             elif c == "$":
+                if layout is not None:
+                    layout.statements.append((pos, path, VARIABLE))
                 pos = self.parse_variable_definition(pos, section_depth + len(blocks))
             else:
                 key_pos = pos
@@ -261,6 +308,8 @@ class _Parser:
                         raise self.error(pos, f"missing value after {key!r}{c}")
                     value, pos = self.parse_value(pos, section_depth + len(blocks))
                     self.define(table, key, value, key_pos)
+                    if layout is not None:
+                        layout.statements.append((key_pos, (*path, key), PAIR))
                     pos = self.end_of_line(pos, "value", terminator=True)
                 elif c == "{" or c == ">":
                     depth = section_depth + len(blocks) + 1
@@ -285,6 +334,9 @@ class _Parser:
                         )
                     blocks.append((block, closer, key_pos, key))
                     table = block
+                    if layout is not None:
+                        path = (*path, key)
+                        layout.statements.append((key_pos, path, BLOCK_OPEN))
                     pos = after
                 elif c == ".":
                     raise self.error(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from config_service.tsk._types import EnvRef
@@ -25,46 +26,135 @@ SHORT_ESCAPES: Final = {
 INDENT: Final = "    "
 
 
+@dataclass
+class Note:
+    """Comments kept with one key or table when `tsk.format` rewrites a document."""
+
+    leading: list[str] = field(default_factory=list)  # comment lines above it
+    trailing: str | None = None  # the comment at the end of its line
+    closing: list[str] = field(default_factory=list)  # a table's last lines, before it ends
+    following: list[str] = field(default_factory=list)  # comment lines just below it
+    closer: str | None = None  # the comment after a block's closing `}`
+    blank_before: bool = False  # a blank line stood above it (or above its comments)
+
+
+@dataclass
+class Notes:
+    """Every kept comment of a document: by path (keys from the root), plus its head and foot."""
+
+    by_path: dict[tuple[str, ...], Note] = field(default_factory=dict)
+    header: list[str] = field(default_factory=list)
+    footer: list[str] = field(default_factory=list)
+
+    def at(self, path: tuple[str, ...]) -> Note:
+        note = self.by_path.get(path)
+        if note is None:
+            note = self.by_path[path] = Note()
+        return note
+
+
 def dumps(data: dict[str, Any]) -> str:
     """Write data as a TSK document: top-level values, then one `[section]` per table."""
+    return write(data, None)
+
+
+def write(data: dict[str, Any], notes: Notes | None) -> str:
+    """`dumps`, with the comments in `notes` put back beside the keys they belong to."""
     if not isinstance(data, dict):
         raise TypeError(f"a TSK document is a dict, not {type(data).__name__}")
-    lines: list[str] = []
-    blocks: list[tuple[str, dict[str, Any]]] = []
-    sections: list[tuple[str, dict[str, Any]]] = []
-    for key, value in data.items():
-        _check_key(key)
-        if not isinstance(value, dict):
-            lines.append(f"{_key(key)}: {_value(value)}")
-        elif IDENT_FULL_RE.match(key):
-            sections.append((key, value))
-        else:
-            blocks.append((key, value))
-    # A quoted name cannot be a [section] header: it is written as a block before the
-    # first header, where it still belongs to the top level.
-    for key, table in blocks:
-        _write_block(lines, key, table, "")
-    for name, table in sections:
-        if lines:
+    writer = _Writer(notes)
+    return writer.document(data)
+
+
+class _Writer:
+    def __init__(self, notes: Notes | None) -> None:
+        self.lines: list[str] = []
+        self.notes = notes
+        self.fresh = True  # nothing written yet in the current table
+
+    def document(self, data: dict[str, Any]) -> str:
+        lines = self.lines
+        notes = self.notes
+        if notes is not None and notes.header:
+            lines.extend(notes.header)
             lines.append("")
-        lines.append(f"[{name}]")
-        _write_table(lines, table, "")
-    return "\n".join(lines) + "\n" if lines else ""
+        blocks: list[tuple[str, dict[str, Any]]] = []
+        sections: list[tuple[str, dict[str, Any]]] = []
+        for key, value in data.items():
+            _check_key(key)
+            if not isinstance(value, dict):
+                self.item((key,), f"{_key(key)}: {_value(value)}", "")
+                self.following((key,), "")
+            elif IDENT_FULL_RE.match(key):
+                sections.append((key, value))
+            else:
+                blocks.append((key, value))
+        # A quoted name cannot be a [section] header: it is written as a block before the
+        # first header, where it still belongs to the top level.
+        for key, table in blocks:
+            self.block((key,), key, table, "")
+        self.closing((), "")
+        for name, table in sections:
+            if lines and lines[-1] != "":
+                lines.append("")
+            self.fresh = True
+            self.item((name,), f"[{name}]", "")
+            self.fresh = True
+            self.table((name,), table, "")
+            self.closing((name,), "")
+            self.following((name,), "")
+        if notes is not None and notes.footer:
+            if lines and lines[-1] != "":
+                lines.append("")
+            lines.extend(notes.footer)
+        while lines and lines[-1] == "":  # a head comment with nothing below it
+            lines.pop()
+        return "\n".join(lines) + "\n" if lines else ""
 
+    def item(self, path: tuple[str, ...], line: str, indent: str) -> None:
+        """One line for `path`, with its comments when there are notes."""
+        note = self.notes.by_path.get(path) if self.notes is not None else None
+        if note is not None:
+            if note.blank_before and not self.fresh and self.lines and self.lines[-1] != "":
+                self.lines.append("")
+            self.lines.extend(indent + comment for comment in note.leading)
+            if note.trailing is not None:
+                line += "  " + note.trailing
+        self.lines.append(line)
+        self.fresh = False
 
-def _write_table(lines: list[str], table: dict[str, Any], indent: str) -> None:
-    for key, value in table.items():
-        _check_key(key)
-        if isinstance(value, dict):
-            _write_block(lines, key, value, indent)
-        else:
-            lines.append(f"{indent}{_key(key)}: {_value(value)}")
+    def closing(self, path: tuple[str, ...], indent: str) -> None:
+        note = self.notes.by_path.get(path) if self.notes is not None else None
+        if note is not None and note.closing:
+            self.lines.extend(indent + comment for comment in note.closing)
 
+    def following(self, path: tuple[str, ...], indent: str) -> None:
+        note = self.notes.by_path.get(path) if self.notes is not None else None
+        if note is not None and note.following:
+            self.lines.extend(indent + comment for comment in note.following)
 
-def _write_block(lines: list[str], key: str, table: dict[str, Any], indent: str) -> None:
-    lines.append(f"{indent}{_key(key)} {{")
-    _write_table(lines, table, indent + INDENT)
-    lines.append(f"{indent}}}")
+    def table(self, path: tuple[str, ...], table: dict[str, Any], indent: str) -> None:
+        for key, value in table.items():
+            _check_key(key)
+            if isinstance(value, dict):
+                self.block((*path, key), key, value, indent)
+            else:
+                self.item((*path, key), f"{indent}{_key(key)}: {_value(value)}", indent)
+                self.following((*path, key), indent)
+
+    def block(self, path: tuple[str, ...], key: str, table: dict[str, Any], indent: str) -> None:
+        self.item(path, f"{indent}{_key(key)} {{", indent)
+        inner = indent + INDENT
+        self.fresh = True
+        self.table(path, table, inner)
+        self.closing(path, inner)
+        closer = f"{indent}}}"
+        note = self.notes.by_path.get(path) if self.notes is not None else None
+        if note is not None and note.closer is not None:
+            closer += "  " + note.closer
+        self.lines.append(closer)
+        self.fresh = False
+        self.following(path, indent)
 
 
 def _check_key(key: Any) -> None:

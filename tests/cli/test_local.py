@@ -131,23 +131,38 @@ def test_fmt_rewrites_a_file_without_comments_and_keeps_its_data(runner: CliRunn
     assert runner.invoke(main, ["fmt", "--check", str(path)]).exit_code == 0
 
 
+def test_fmt_keeps_comments_beside_their_keys(runner: CliRunner, tmp_path: Path) -> None:
+    text = "# head\n\nb = 2   # two\n[s]\n# about k\nk = 1;\n"
+    path = write(tmp_path / "a.tsk", text)
+    assert runner.invoke(main, ["fmt", "--check", str(path)]).exit_code == 1
+    result = runner.invoke(main, ["fmt", str(path)])
+    assert result.exit_code == 0, result.output
+    assert path.read_text("utf-8") == "# head\n\nb: 2  # two\n\n[s]\n# about k\nk: 1\n"
+    assert runner.invoke(main, ["fmt", "--check", str(path)]).exit_code == 0
+
+
 @pytest.mark.parametrize(
     ("text", "lost"),
     [
-        ("a: 1  # one\n", "comments"),
-        ('a: "x # y"\n# alone\n', "comments"),
-        ("a: '''\n# inside\n'''\nb: 2 # after\n", "comments"),
-        ('$v: "x"\na: $v\n', "variables"),
+        ('$v: "x"\na: $v\n', "$variables (line 1): the canonical form writes their values out"),
+        (
+            "a: [\n  1,  # one\n]\n",
+            "a comment inside a value (line 2): the canonical form writes arrays and objects on one line",
+        ),
     ],
 )
-def test_fmt_never_drops_comments_or_variables(runner: CliRunner, tmp_path: Path, text: str, lost: str) -> None:
+def test_fmt_never_drops_variables_or_comments_inside_values(
+    runner: CliRunner, tmp_path: Path, text: str, lost: str
+) -> None:
     path = write(tmp_path / "a.tsk", text)
     result = runner.invoke(main, ["fmt", str(path)])
     assert result.exit_code == 1
-    assert result.stderr == f"cannot keep {lost} in {path}; left untouched\n"
+    assert result.stderr == f"{path}: left untouched, cannot keep {lost}\n"
     assert path.read_text("utf-8") == text
     # --check passes: fmt would not change the file.
     assert runner.invoke(main, ["fmt", "--check", str(path)]).exit_code == 0
+    as_json = runner.invoke(main, ["fmt", "--json", str(path)])
+    assert json.loads(as_json.stdout)["files"] == [{"file": str(path), "status": "untouched", "reason": lost}]
 
 
 def test_fmt_is_not_fooled_by_hash_signs_inside_strings(runner: CliRunner, tmp_path: Path) -> None:
@@ -157,17 +172,26 @@ def test_fmt_is_not_fooled_by_hash_signs_inside_strings(runner: CliRunner, tmp_p
     assert tsk.loads(path.read_text("utf-8")) == {"a": "#1", "b": "# line\n", "c": "#"}
 
 
-def test_fmt_keeps_the_repository_documents_untouched(runner: CliRunner, tmp_path: Path) -> None:
-    copies = []
+def test_fmt_on_the_repository_documents(runner: CliRunner, tmp_path: Path) -> None:
+    copies = {}
     for path in sorted((ROOT / "environments").glob("*/*.tsk")):
         copy = tmp_path / f"{path.parent.name}.tsk"
         shutil.copy(path, copy)
-        copies.append(copy)
-    result = runner.invoke(main, ["fmt", *map(str, copies)])
+        copies[path.parent.name] = (path, copy)
+    result = runner.invoke(main, ["fmt", *(str(copy) for _, copy in copies.values())])
     assert result.exit_code == 1
-    assert result.stderr.count("left untouched") == 3
-    for copy in copies:
-        assert copy.read_bytes() == (ROOT / "environments" / copy.stem / "user-service.tsk").read_bytes()
+    # staging and production define a $variable: left as they are.
+    assert result.stderr.count("left untouched, cannot keep $variables") == 2
+    for name in ("staging", "production"):
+        original, copy = copies[name]
+        assert copy.read_bytes() == original.read_bytes()
+    # development has none: rewritten, same data, every comment kept.
+    original, copy = copies["development"]
+    rewritten = copy.read_text("utf-8")
+    assert rewritten != original.read_text("utf-8")
+    assert tsk.loads(rewritten) == tsk.loads(original.read_text("utf-8"))
+    comment_lines = [line.strip() for line in original.read_text("utf-8").splitlines() if line.strip().startswith("#")]
+    assert comment_lines and all(comment in rewritten for comment in comment_lines)
 
 
 def test_fmt_stdin_to_stdout_and_invalid_input(runner: CliRunner) -> None:
@@ -191,7 +215,7 @@ def test_an_unexpected_failure_is_one_sentence_unless_debugging(
     def broken(data: object) -> str:
         raise RuntimeError("writer broke")
 
-    monkeypatch.setattr(tsk, "dumps", broken)
+    monkeypatch.setattr(tsk, "reformat", broken)
     path = write(tmp_path / "a.tsk", "a: 1\n")
     result = runner.invoke(main, ["fmt", str(path)], env={"TSKCFG_DEBUG": None})
     assert result.exit_code == 1

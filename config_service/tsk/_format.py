@@ -1,0 +1,132 @@
+"""`reformat(text)`: a document rewritten in canonical TSK (as `dumps` writes it), comments kept.
+
+The parser records where each statement and each comment stands (`Layout`); every comment
+is then tied to a key or table by path, and written back beside it in the canonical
+document:
+
+- a comment at the end of a line stays at the end of that key's (or header's) line;
+- comment lines directly above a key, a block or a `[section]` header stay above it;
+- comment lines set apart from the next statement by a blank line stay below the key or
+  block above them, and those standing before a block's closer at the end of the block;
+- comment lines at the top of the file followed by a blank line stay at the top, and
+  those after the last statement stay at the bottom.
+
+Two things cannot be kept, and `reformat` raises `CannotFormat` rather than drop them:
+`$variables` (the canonical form writes values out) and comments inside a value (an array
+or object written over several lines).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from config_service.tsk._parser import (
+    AFTER,
+    CLOSE,
+    INSIDE,
+    PAIR,
+    VARIABLE,
+    Layout,
+    _Parser,
+    loads,
+)
+from config_service.tsk._writer import Notes, write
+
+
+class CannotFormat(ValueError):
+    """The document cannot be written in canonical form without losing something; `.reason` says what."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"cannot keep {reason}")
+        self.reason = reason
+
+
+def reformat(text: str) -> str:
+    """`text` in canonical TSK with its comments; TSKDecodeError when it does not parse."""
+    loads(text)  # errors with positions in `text` as given (BOM, CRLF)
+    src = text[1:] if text.startswith("\ufeff") else text
+    src = src.replace("\r\n", "\n")
+    layout = Layout()
+    data = _Parser(src, layout).parse()
+    return write(data, _notes(src, layout))
+
+
+def _line(src: str, position: int) -> int:
+    return src.count("\n", 0, position) + 1
+
+
+def _comment(src: str, position: int) -> str:
+    end = src.find("\n", position)
+    return (src[position:] if end == -1 else src[position:end]).rstrip()
+
+
+def _blank_line_above(src: str, position: int) -> bool:
+    """Whether the line above the one holding `position` is empty (or only spaces)."""
+    line_start = src.rfind("\n", 0, position) + 1
+    if line_start == 0:
+        return False
+    above_start = src.rfind("\n", 0, line_start - 1) + 1
+    return not src[above_start : line_start - 1].strip()
+
+
+def _notes(src: str, layout: Layout) -> Notes:
+    for position, _, kind in layout.statements:
+        if kind == VARIABLE:
+            raise CannotFormat(
+                f"$variables (line {_line(src, position)}): the canonical form writes their values out"
+            )
+    for position, where in layout.comments:
+        if where == INSIDE:
+            raise CannotFormat(
+                f"a comment inside a value (line {_line(src, position)}): the canonical form "
+                "writes arrays and objects on one line"
+            )
+    items: list[tuple[int, int, Any]] = [
+        (position, 1, (path, kind)) for position, path, kind in layout.statements
+    ]
+    items += [(position, 0, where) for position, where in layout.comments]
+    items.sort(key=lambda item: (item[0], item[1]))
+
+    notes = Notes()
+    pending: list[str] = []  # comment lines waiting for the statement they stand above
+    pending_starts_after_blank = False
+    last: tuple[tuple[str, ...], str] | None = None  # the statement before, and its kind
+    for position, is_statement, what in items:
+        if not is_statement:
+            text = _comment(src, position)
+            if what == AFTER and last is not None:
+                path, kind = last
+                if kind == CLOSE:
+                    notes.at(path).closer = text
+                else:
+                    notes.at(path).trailing = text
+                continue
+            if not pending:
+                pending_starts_after_blank = _blank_line_above(src, position)
+            pending.append(text)
+            continue
+        path, kind = what
+        blank_above = _blank_line_above(src, position)
+        if pending:
+            if last is None and blank_above:
+                notes.header.extend(pending)  # the file's own head comment
+            elif kind == CLOSE:
+                notes.at(path).closing.extend(pending)  # the last lines of a block
+            elif blank_above and last is not None and last[1] in (PAIR, CLOSE):
+                # Set apart from what follows: it goes with the key or block above it.
+                notes.at(last[0]).following.extend(pending)
+            else:
+                note = notes.at(path)
+                note.leading.extend(pending)
+                note.blank_before = note.blank_before or pending_starts_after_blank
+            pending = []
+        if kind != CLOSE:
+            note = notes.at(path)
+            note.blank_before = note.blank_before or blank_above
+        last = (path, kind)
+    if pending:
+        if last is None:
+            notes.header.extend(pending)
+        else:
+            notes.footer.extend(pending)
+    return notes
