@@ -182,6 +182,10 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         if held is not None:
             held.cycle.keep_alive = False
             self._wake(None)
+        # Then every other parked long poll, those the application holds too (a document not
+        # yet in memory, one that does not exist yet): their time is up now.
+        self.hub.stop()
+        if held is not None:
             return
         if self._stream is not None:
             self._end_stream()
@@ -234,6 +238,8 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
             newer = None
             if result is not None:
                 newer = hot.newer_version(self.config_server, hold.service, hold.environment, result[1])
+            elif self.hub.stopping:
+                held.cycle.keep_alive = False  # answered because the server is stopping
             reply = hot.after_hold(self.config_server, hold, newer)
             if reply is None:
                 # The token was revoked while the request waited: the regular handler says so.

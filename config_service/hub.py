@@ -324,6 +324,7 @@ class ChangeHub(Generic[PayloadT]):
         self._waiter_count = 0
         self._dropped_subscribers = 0
         self._last_sequence = 0
+        self._stopping = False
 
     # -- counters for metrics ------------------------------------------------
 
@@ -461,10 +462,29 @@ class ChangeHub(Generic[PayloadT]):
         if document is None:
             document = self._documents[key] = _Document()
         waiter = Waiter(self, key, document, wake)
+        if self._stopping:
+            timeout = 0  # the server is stopping: the time is up at once
         waiter._timer = asyncio.get_running_loop().call_later(timeout, waiter._expire)
         document.waiters[waiter] = None
         self._waiter_count += 1
         return waiter
+
+    @property
+    def stopping(self) -> bool:
+        """True once `stop` was called."""
+        return self._stopping
+
+    def stop(self) -> None:
+        """The server is stopping: every parked long poll's time is up now (`wake(None)`), and
+        the time of any parked from now on is up at once. Calling it again does nothing."""
+        if self._stopping:
+            return
+        self._stopping = True
+        for document in list(self._documents.values()):
+            for waiter in list(document.waiters):
+                wake = waiter._end()
+                if wake is not None:
+                    self._call(wake, None)
 
     async def wait_for_change(
         self, service: str, environment: str, known_version: int, timeout: float

@@ -264,3 +264,32 @@ def test_a_long_poll_that_starts_after_the_server_began_stopping_is_answered_at_
         assert harness.hub.waiter_count == 0
 
     run(tmp_path, scenario)
+
+
+def test_stopping_answers_long_polls_the_application_holds_too(tmp_path: Path) -> None:
+    # A long poll for a document that does not exist yet (If-None-Match: "0") is held in the
+    # application, not the protocol; stopping must not wait out its time (nor the grace period).
+    async def scenario(harness: Harness) -> None:
+        missing = f"/v1/configs/{SERVICE}/production?wait=30"
+        waiting = harness.connect()
+        waiting.send(harness.request(missing, {"If-None-Match": '"0"'}))
+        held = harness.connect()
+        held.send(harness.long_poll(1))
+        await until(lambda: harness.hub.waiter_count == 2)
+        assert harness.state.tasks  # the first is in the application
+        held.protocol.shutdown()  # uvicorn asks every connection, one after the other
+        waiting.protocol.shutdown()
+        (answer,) = await waiting.wait_for(1, timeout=2)
+        assert answer.status == 304 and answer.headers["etag"] == '"0"'
+        assert answer.headers["connection"] == "close"
+        await until(lambda: waiting.transport.closed, timeout=1)
+        (other,) = held.responses()
+        assert other.status == 304 and other.headers["connection"] == "close"
+        # A poll parked after that (a pipelined one, say) is answered at once as well.
+        later = harness.connect()
+        later.send(harness.request(missing, {"If-None-Match": '"0"'}))
+        (late,) = await later.wait_for(1, timeout=2)
+        assert late.status == 304
+        assert harness.hub.waiter_count == 0
+
+    run(tmp_path, scenario)
