@@ -476,7 +476,8 @@ class ChangeHub(Generic[PayloadT]):
 
     def stop(self) -> None:
         """The server is stopping: every parked long poll's time is up now (`wake(None)`), and
-        the time of any parked from now on is up at once. Calling it again does nothing."""
+        the time of any parked from now on is up at once; every subscription is closed, and
+        any made from now on starts closed. Calling it again does nothing."""
         if self._stopping:
             return
         self._stopping = True
@@ -485,6 +486,8 @@ class ChangeHub(Generic[PayloadT]):
                 wake = waiter._end()
                 if wake is not None:
                     self._call(wake, None)
+        for subscription in list(self._subscriptions):
+            subscription.close()
 
     async def wait_for_change(
         self, service: str, environment: str, known_version: int, timeout: float
@@ -548,6 +551,8 @@ class ChangeHub(Generic[PayloadT]):
             self._max_subscriber_queue,
         )
         self._subscriptions.add(subscription)
+        if self._stopping:
+            subscription.close()
         return subscription
 
     def _announce(self, event: ChangeEvent) -> None:

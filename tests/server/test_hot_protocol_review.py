@@ -293,3 +293,23 @@ def test_stopping_answers_long_polls_the_application_holds_too(tmp_path: Path) -
         assert harness.hub.waiter_count == 0
 
     run(tmp_path, scenario)
+
+
+def test_stopping_ends_event_streams_the_application_serves_too(tmp_path: Path) -> None:
+    # An HTTP/1.0 stream is not handed to the protocol; it must still end when the server stops.
+    async def scenario(harness: Harness) -> None:
+        connection = harness.connect()
+        connection.send(harness.request("/v1/events", version="1.0"))
+        await until(lambda: b"retry:" in connection.transport.data)
+        assert connection.protocol._stream is None and harness.hub.subscriber_count == 1
+        connection.protocol.shutdown()
+        await until(lambda: connection.transport.closed, timeout=1)
+        assert connection.transport.data.endswith(b"0\r\n\r\n")
+        assert harness.hub.subscriber_count == 0
+        # One that opens after that ends after its replay.
+        late = harness.connect()
+        late.send(harness.request("/v1/events", version="1.0"))
+        await until(lambda: late.transport.closed, timeout=1)
+        assert late.transport.data.startswith(b"HTTP/1.1 200 ") and harness.hub.subscriber_count == 0
+
+    run(tmp_path, scenario)
