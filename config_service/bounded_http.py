@@ -4,8 +4,9 @@ uvicorn's httptools protocol keeps reading a request line and headers for as lon
 client sends them (one header of 50 MiB, or 100,000 small ones, is all held in memory), and
 its size option only applies to the h11 protocol; nor does it limit how long a head may
 take, so a client that sends a byte now and then holds its connection forever. This one
-counts the bytes of each request head and answers 431 once they pass `MAX_HEAD`, and closes
-a connection whose head is not complete `HEAD_SECONDS` after it began.
+counts the bytes of each request head and answers 431 once they pass `MAX_HEAD`, closes
+a connection whose head is not complete `HEAD_SECONDS` after it began, and closes one that
+queues more than `MAX_PIPELINE` requests behind an unfinished answer.
 """
 
 from __future__ import annotations
@@ -23,6 +24,13 @@ from config_service.errors import error_body
 MAX_HEAD = 64 * 1024
 # From a new connection, or from the first byte of a later request, to the end of its head.
 HEAD_SECONDS = 30.0
+# Requests queued behind one still being answered (a held long poll, say). Each queued request
+# costs about 2 KiB, and one read of tiny pipelined heads would otherwise queue ~14,000 of them.
+MAX_PIPELINE = 128
+
+
+class PipelineTooDeep(Exception):
+    """More than `MAX_PIPELINE` requests were queued on one connection."""
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -90,6 +98,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._head_bytes = 0
 
     def on_headers_complete(self) -> None:
+        if len(self.pipeline) >= MAX_PIPELINE:
+            # Stops the parser; uvicorn then ends the connection (`send_400_response`, which
+            # only closes it while an earlier answer is outstanding).
+            self.logger.warning("closed a connection that pipelined over %d requests", MAX_PIPELINE)
+            raise PipelineTooDeep(MAX_PIPELINE)
         self._in_head = False
         self._head_began = False
         self._head_bytes = 0

@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
+from config_service import bounded_http
 from config_service.hub import ChangeHub
 from tests.server.test_hot_protocol import (
     ENVIRONMENT,
@@ -31,11 +34,12 @@ def raw_request(lines: list[str]) -> bytes:
 
 
 def test_thousands_of_requests_pipelined_behind_a_long_poll_are_all_answered_in_order(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Each answer written by the hot path starts the next pipelined request; done by
     # recursion, a deep pipeline ran out of stack and the connection was closed unanswered.
     count = 1500
+    monkeypatch.setattr(bounded_http, "MAX_PIPELINE", count)
 
     async def scenario(harness: Harness) -> None:
         connection = harness.connect()
@@ -311,5 +315,30 @@ def test_stopping_ends_event_streams_the_application_serves_too(tmp_path: Path) 
         late.send(harness.request("/v1/events", version="1.0"))
         await until(lambda: late.transport.closed, timeout=1)
         assert late.transport.data.startswith(b"HTTP/1.1 200 ") and harness.hub.subscriber_count == 0
+
+    run(tmp_path, scenario)
+
+
+def test_a_connection_that_pipelines_too_deep_behind_an_unanswered_request_is_closed(
+    tmp_path: Path,
+) -> None:
+    # One read of tiny pipelined requests behind a held long poll queued thousands of them
+    # (about 2 KiB each): memory a client could multiply by its connections.
+    async def scenario(harness: Harness) -> None:
+        connection = harness.connect()
+        connection.send(harness.long_poll(1))
+        connection.send(b"GET / HTTP/1.1\r\n\r\n" * 5000)
+        assert connection.transport.closed and connection.transport.data == b""
+        assert len(connection.protocol.pipeline) <= bounded_http.MAX_PIPELINE
+        connection.protocol.connection_lost(None)
+        assert harness.hub.waiter_count == 0
+        # Pipelining within the bound is answered in full, in order.
+        within = harness.connect()
+        count = bounded_http.MAX_PIPELINE
+        within.send(harness.long_poll(1) + harness.request() * count)
+        await harness.push(2)
+        answers = await within.wait_for(count + 1)
+        assert [answer.status for answer in answers] == [200] * (count + 1)
+        assert not within.transport.closed
 
     run(tmp_path, scenario)
