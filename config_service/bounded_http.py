@@ -120,6 +120,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _head_too_slow(self) -> None:
         self._head_timer = None
+        if self.flow.read_paused and self._in_head and not self.transport.is_closing():
+            # The head is pipelined behind an unfinished answer, and its rest lies unread in
+            # the socket because uvicorn stopped reading: the client is not the slow one.
+            # Timed afresh (the answer it waits behind is bounded: a long poll's wait).
+            self._start_head_timer()
+            return
         if self._in_head and not self.transport.is_closing():
             self.logger.warning("closed a connection whose request head took over %.0f s", HEAD_SECONDS)
             self.transport.close()

@@ -342,3 +342,25 @@ def test_a_connection_that_pipelines_too_deep_behind_an_unanswered_request_is_cl
         assert not within.transport.closed
 
     run(tmp_path, scenario)
+
+
+def test_a_pipelined_head_is_not_timed_while_the_server_is_not_reading_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Behind a held long poll, uvicorn stops reading once a pipelined request is queued: the
+    # rest of a head after it waits unread in the socket, which is no slowness of the client.
+    monkeypatch.setattr(bounded_http, "HEAD_SECONDS", 0.1)
+
+    async def scenario(harness: Harness) -> None:
+        connection = harness.connect()
+        connection.send(harness.long_poll(1, wait=5) + harness.request() + b"GET / HTTP/1.1\r\nHo")
+        assert connection.protocol.flow.read_paused
+        await asyncio.sleep(0.3)
+        assert not connection.transport.closed
+        await harness.push(2)
+        first, second = await connection.wait_for(2)
+        assert first.status == 200 and second.status == 200
+        # Reading again: now the unfinished head is timed, and cut.
+        await until(lambda: connection.transport.closed, timeout=1)
+
+    run(tmp_path, scenario)
