@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 import re2
-from jsonschema import Draft202012Validator, validators
+from jsonschema import Draft202012Validator, FormatChecker, validators
 from jsonschema.exceptions import SchemaError, ValidationError
 from referencing import Registry, Resource
 from referencing.exceptions import Unresolvable
@@ -44,6 +44,11 @@ class PatternUnsupported(ValueError):
     """A pattern RE2 cannot run: not its syntax, or too large to compile."""
 
 
+def _shortened(text: str, limit: int = 200) -> str:
+    """`text` cut to `limit` characters: a refusal names the pattern, not all megabytes of it."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 @functools.lru_cache(maxsize=4096)
 def compile_pattern(pattern: str) -> Any:
     """The compiled RE2 program of a schema pattern (cached); PatternUnsupported if RE2 refuses it."""
@@ -54,11 +59,14 @@ def compile_pattern(pattern: str) -> Any:
         if isinstance(reason, bytes):
             reason = reason.decode("utf-8", "replace")
         raise PatternUnsupported(
-            f"the pattern {pattern!r} is not supported: {reason} (patterns run on RE2, which "
+            f"the pattern {_shortened(repr(pattern))} is not supported: {_shortened(str(reason))} "
+            "(patterns run on RE2, which "
             "has no lookaround and no backreferences, so that matching takes linear time)"
         ) from None
     except UnicodeEncodeError:
-        raise PatternUnsupported(f"the pattern {pattern!r} is not valid Unicode text") from None
+        raise PatternUnsupported(
+            f"the pattern {_shortened(repr(pattern))} is not valid Unicode text"
+        ) from None
 
 
 def pattern_matches(pattern: str, text: str) -> bool:
@@ -117,6 +125,23 @@ def pattern_failures(schema: Any) -> list[dict[str, str]]:
     return failures
 
 
+def _compiles_on_re2(pattern: object) -> bool:
+    if isinstance(pattern, str):
+        compile_pattern(pattern)
+    return True
+
+
+# The metaschema marks every pattern position with `"format": "regex"`, which jsonschema
+# checks by compiling the pattern with Python's `re`: that refuses RE2 syntax that JSON
+# Schema allows (`\p{L}`) and raises OverflowError (not a schema error) on `a{99999999999}`.
+# Schemas are checked with RE2 here too, which also catches a pattern `schema_patterns` missed.
+_SCHEMA_FORMATS = FormatChecker(formats=())
+_SCHEMA_FORMATS.checkers = {
+    **Draft202012Validator.FORMAT_CHECKER.checkers,
+    "regex": (_compiles_on_re2, PatternUnsupported),
+}
+
+
 def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
     if validator.is_type(instance, "string") and not pattern_matches(pattern, instance):
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
@@ -165,9 +190,23 @@ def _unmatched_keys(instance: dict[str, Any], schema: dict[str, Any]) -> list[st
     ]
 
 
+def _valid(validator: Any, instance: Any, subschema: Any) -> bool:
+    """Whether `instance` is valid under a subschema, entered as the keywords enter it (an `$id`
+    in the subschema is the base its `$ref`s resolve against)."""
+    return next(validator.descend(instance, subschema), None) is None
+
+
+def _entered(validator: Any, subschema: Any) -> Any:
+    """`validator` for a subschema, with its resolver inside the subschema's own `$id`."""
+    resource = DRAFT202012.create_resource(subschema)
+    return validator.evolve(schema=subschema, _resolver=validator._resolver.in_subresource(resource))
+
+
 def _evaluated_keys(validator: Any, instance: dict[str, Any], schema: Any) -> set[str]:
     """The keys of `instance` that `schema` and its valid subschemas evaluate (JSON Schema
-    2020-12, section 11.3: what `unevaluatedProperties` leaves alone)."""
+    2020-12, section 11.3: what `unevaluatedProperties` leaves alone).
+
+    `validator` must already be inside `schema` (its resolver at the schema's base URI)."""
     if not isinstance(schema, dict):
         return set()
     evaluated: set[str] = set()
@@ -187,25 +226,26 @@ def _evaluated_keys(validator: Any, instance: dict[str, Any], schema: Any) -> se
         subschema = schema.get(keyword)
         if subschema is not None:
             evaluated |= {
-                key for key, value in instance.items()
-                if validator.evolve(schema=subschema).is_valid(value)
+                key for key, value in instance.items() if _valid(validator, value, subschema)
             }
     dependent = schema.get("dependentSchemas")
     if isinstance(dependent, dict):
         for key, subschema in dependent.items():
             if key in instance:
-                evaluated |= _evaluated_keys(validator, instance, subschema)
+                evaluated |= _evaluated_keys(_entered(validator, subschema), instance, subschema)
     for keyword in ("allOf", "anyOf", "oneOf"):
         for subschema in schema.get(keyword, ()):
-            if validator.evolve(schema=subschema).is_valid(instance):
-                evaluated |= _evaluated_keys(validator, instance, subschema)
+            if _valid(validator, instance, subschema):
+                evaluated |= _evaluated_keys(_entered(validator, subschema), instance, subschema)
     if "if" in schema:
-        if validator.evolve(schema=schema["if"]).is_valid(instance):
-            evaluated |= _evaluated_keys(validator, instance, schema["if"])
+        if _valid(validator, instance, schema["if"]):
+            evaluated |= _evaluated_keys(_entered(validator, schema["if"]), instance, schema["if"])
             if "then" in schema:
-                evaluated |= _evaluated_keys(validator, instance, schema["then"])
+                then = schema["then"]
+                evaluated |= _evaluated_keys(_entered(validator, then), instance, then)
         elif "else" in schema:
-            evaluated |= _evaluated_keys(validator, instance, schema["else"])
+            otherwise = schema["else"]
+            evaluated |= _evaluated_keys(_entered(validator, otherwise), instance, otherwise)
     return evaluated
 
 
@@ -218,16 +258,18 @@ def _unevaluated_properties(
     failing = [
         key
         for key in instance
-        if key not in evaluated
-        and not validator.evolve(schema=unevaluated).is_valid(instance[key])
+        if key not in evaluated and not _valid(validator, instance[key], unevaluated)
     ]
     if not failing:
         return
-    names = ", ".join(repr(key) for key in sorted(failing, key=str))
-    verb = "was" if len(failing) == 1 else "were"
     if unevaluated is False:
+        names = ", ".join(repr(key) for key in sorted(failing, key=str))
+        verb = "was" if len(failing) == 1 else "were"
         yield ValidationError(f"Unevaluated properties are not allowed ({names} {verb} unexpected)")
     else:
+        # In the document's order, not sorted: jsonschema words it so.
+        names = ", ".join(repr(key) for key in failing)
+        verb = "was" if len(failing) == 1 else "were"
         yield ValidationError(
             f"Unevaluated properties are not valid under the given schema ({names} {verb} "
             "unevaluated and invalid)"
@@ -350,8 +392,13 @@ def check_schema(name: str, schema: Any, others: Mapping[str, Mapping[str, Any]]
         raise SchemaInvalid(
             "a schema must be a JSON object", [{"path": "", "message": "not an object"}]
         )
+    unsupported = pattern_failures(schema)
+    if unsupported:
+        raise SchemaInvalid(
+            "the schema has a pattern the server cannot run in linear time (RE2 syntax)", unsupported
+        )
     try:
-        Draft202012Validator.check_schema(schema)
+        Draft202012Validator.check_schema(schema, format_checker=_SCHEMA_FORMATS)
     except RecursionError:
         raise SchemaInvalid(
             "the schema is nested too deeply", [{"path": "", "message": "nested too deeply"}]
@@ -361,11 +408,6 @@ def check_schema(name: str, schema: Any, others: Mapping[str, Mapping[str, Any]]
             f"not a valid draft 2020-12 schema: {error.message}",
             [{"path": json_pointer(error.absolute_path), "message": error.message}],
         ) from None
-    unsupported = pattern_failures(schema)
-    if unsupported:
-        raise SchemaInvalid(
-            "the schema has a pattern the server cannot run in linear time (RE2 syntax)", unsupported
-        )
     try:
         registry = build_registry({**others, name: schema})
     except ValueError as error:  # an `$id` that is not a URI (urllib: "Invalid IPv6 URL")
