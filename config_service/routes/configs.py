@@ -176,6 +176,10 @@ async def _long_poll(
         latest = server.current(service, environment)
         if latest is None:
             return Response(status_code=304, headers={"ETag": '"0"'})
+        if latest.version != known:
+            # Committed just before the time ran out, its wake-up not yet here: the client's
+            # version is stale, so it gets the new one (a 304 must not name a version it lacks).
+            return _rendered_response(latest, request)
         return Response(status_code=304, headers={"ETag": latest.etag})
     return _rendered_response(rendered, request)
 

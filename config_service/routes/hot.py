@@ -140,6 +140,10 @@ def after_hold(server: ConfigServer, hold: Hold, newer: Rendered | None) -> Repl
     if newer is not None:
         return Reply(200, newer, hold.source)
     latest = server.cached(hold.service, hold.environment) or hold.rendered
+    if latest.version != hold.rendered.version:
+        # Committed just before the time ran out, its wake-up not yet here: the client's
+        # version is stale, so it gets the new one (a 304 must not name a version it lacks).
+        return Reply(200, latest, hold.source)
     return Reply(304, latest)
 
 

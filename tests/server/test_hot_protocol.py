@@ -281,6 +281,37 @@ def test_a_long_poll_outlives_the_request_head_timeout(
     run(tmp_path, scenario)
 
 
+def test_a_poll_whose_time_runs_out_after_a_commit_gets_the_new_version_not_a_304(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario(harness: Harness) -> None:
+        # The commit's wake-up has not reached the hub when the wait ends (it is dropped here):
+        # a 304 would name version 2, which the client does not have.
+        publish = harness.hub.publish
+
+        def late_publish(service: str, environment: str, version: int, *more: Any, **options: Any) -> bool:
+            if version >= 2 or environment == "production":
+                return False
+            return publish(service, environment, version, *more, **options)
+
+        monkeypatch.setattr(harness.hub, "publish", late_publish)
+        connection = harness.connect()
+        connection.send(harness.long_poll(1, wait=0.3))
+        # The same through the regular handler: a document that does not exist yet.
+        unborn = harness.connect()
+        unborn_path = f"/v1/configs/{SERVICE}/production"
+        unborn.send(harness.request(f"{unborn_path}?wait=0.3", {"If-None-Match": '"0"'}))
+        await harness.push(2)
+        await harness.server.push_async(harness.admin, SERVICE, "production", "n: 1\n")
+        (answer,) = await connection.wait_for(1)
+        assert answer.status == 200 and answer.json()["version"] == 2
+        assert answer.headers["etag"] == '"2"'
+        (first,) = await unborn.wait_for(1)
+        assert first.status == 200 and first.json()["version"] == 1
+
+    run(tmp_path, scenario)
+
+
 def test_a_stale_etag_is_answered_at_once(tmp_path: Path) -> None:
     async def scenario(harness: Harness) -> None:
         await harness.push(2)
