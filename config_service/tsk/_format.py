@@ -7,9 +7,13 @@ document:
 - a comment at the end of a line stays at the end of that key's (or header's) line;
 - comment lines directly above a key, a block or a `[section]` header stay above it;
 - comment lines set apart from the next statement by a blank line stay below the key or
-  block above them, and those standing before a block's closer at the end of the block;
+  block above them (below an empty section: at its end), and those standing before a
+  block's closer at the end of the block; blank lines between comment lines are kept;
+- a top-level block's closer comment ends its `[section]` on a line of its own;
 - comment lines at the top of the file followed by a blank line stay at the top, and
-  those after the last statement stay at the bottom.
+  those after the last statement stay at the bottom, after a blank line.
+
+Formatting the output again gives the same text.
 
 Two things cannot be kept, and `reformat` raises `CannotFormat` rather than drop them:
 `$variables` (the canonical form writes values out) and comments inside a value (an array
@@ -25,6 +29,7 @@ from config_service.tsk._parser import (
     CLOSE,
     INSIDE,
     PAIR,
+    SECTION,
     VARIABLE,
     Layout,
     _Parser,
@@ -88,8 +93,9 @@ def _notes(src: str, layout: Layout) -> Notes:
     items.sort(key=lambda item: (item[0], item[1]))
 
     notes = Notes()
-    pending: list[str] = []  # comment lines waiting for the statement they stand above
-    pending_starts_after_blank = False
+    # Comment lines waiting for the statement below them, in runs that blank lines split.
+    runs: list[list[str]] = []
+    first_after_blank = False  # a blank line stood above the first run
     last: tuple[tuple[str, ...], str] | None = None  # the statement before, and its kind
     for position, is_statement, what in items:
         if not is_statement:
@@ -101,32 +107,60 @@ def _notes(src: str, layout: Layout) -> Notes:
                 else:
                     notes.at(path).trailing = text
                 continue
-            if not pending:
-                pending_starts_after_blank = _blank_line_above(src, position)
-            pending.append(text)
+            blank = _blank_line_above(src, position)
+            if not runs:
+                first_after_blank = blank
+                runs.append([text])
+            elif blank:
+                runs.append([text])
+            else:
+                runs[-1].append(text)
             continue
         path, kind = what
         blank_above = _blank_line_above(src, position)
-        if pending:
-            if last is None and blank_above:
-                notes.header.extend(pending)  # the file's own head comment
-            elif kind == CLOSE:
-                notes.at(path).closing.extend(pending)  # the last lines of a block
-            elif blank_above and last is not None and last[1] in (PAIR, CLOSE):
-                # Set apart from what follows: it goes with the key or block above it.
-                notes.at(last[0]).following.extend(pending)
-            else:
-                note = notes.at(path)
-                note.leading.extend(pending)
-                note.blank_before = note.blank_before or pending_starts_after_blank
-            pending = []
+        # A blank line above comments kept below something is kept too (else a second run,
+        # reading them directly below it, would drop it).
+        gap = [""] if first_after_blank else []
+        if runs and kind == CLOSE:
+            notes.at(path).closing.extend(gap + _joined(runs))  # the last lines of a block
+        elif runs:
+            # The runs a blank line sets apart from this statement, and the one directly above it.
+            apart, above = (runs, []) if blank_above else (runs[:-1], runs[-1])
+            leading_blank = first_after_blank
+            if apart:
+                if last is None:
+                    notes.header.extend(_joined(apart))  # the file's own head comment
+                    apart, leading_blank = [], True
+                elif last[1] in (PAIR, CLOSE):
+                    # Set apart from what follows: they go with the key or block above.
+                    notes.at(last[0]).following.extend(gap + _joined(apart))
+                    apart, leading_blank = [], True
+                elif last[1] == SECTION and kind == SECTION:
+                    # Below an empty section, set apart from the next header: the section's end.
+                    notes.at(last[0]).closing.extend(gap + _joined(apart))
+                    apart, leading_blank = [], True
+            note = notes.at(path)
+            # First in a table: they stay above it, with the blank lines between them.
+            note.leading.extend(_joined(apart) + ([""] if apart else []) + above)
+            note.blank_before = note.blank_before or leading_blank
+        runs = []
         if kind != CLOSE:
             note = notes.at(path)
             note.blank_before = note.blank_before or blank_above
         last = (path, kind)
-    if pending:
+    if runs:
         if last is None:
-            notes.header.extend(pending)
+            notes.header.extend(_joined(runs))
         else:
-            notes.footer.extend(pending)
+            notes.footer.extend(_joined(runs))
     return notes
+
+
+def _joined(runs: list[list[str]]) -> list[str]:
+    """Runs of comment lines as lines to write, an empty line between two runs."""
+    lines: list[str] = []
+    for run in runs:
+        if lines:
+            lines.append("")
+        lines.extend(run)
+    return lines

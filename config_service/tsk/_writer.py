@@ -71,6 +71,7 @@ class _Writer:
         self.lines: list[str] = []
         self.notes = notes
         self.fresh = True  # nothing written yet in the current table
+        self.statement_end = 0  # how many lines there were after the last statement's line
 
     def document(self, data: dict[str, Any]) -> str:
         lines = self.lines
@@ -102,11 +103,21 @@ class _Writer:
             self.fresh = True
             self.table((name,), table, "")
             self.closing((name,), "")
+            note = notes.by_path.get((name,)) if notes is not None else None
+            if note is not None and note.closer is not None:
+                # A top-level block written as a [section] has no closing line to carry
+                # the closer's comment: it ends the section on a line of its own.
+                lines.append(note.closer)
             self.following((name,), "")
         if notes is not None and notes.footer:
             if lines and lines[-1] != "":
                 lines.append("")
             lines.extend(notes.footer)
+        end = self.statement_end
+        if 0 < end < len(lines) and lines[end] != "":
+            # Comment lines that end the file are read back as its foot, which stands
+            # apart: so they do here too (else a second run would move them).
+            lines.insert(end, "")
         while lines and lines[-1] == "":  # a head comment with nothing below it
             lines.pop()
         return "\n".join(lines) + "\n" if lines else ""
@@ -117,21 +128,22 @@ class _Writer:
         if note is not None:
             if note.blank_before and not self.fresh and self.lines and self.lines[-1] != "":
                 self.lines.append("")
-            self.lines.extend(indent + comment for comment in note.leading)
+            self.lines.extend(_indented(indent, note.leading))
             if note.trailing is not None:
                 line += "  " + note.trailing
         self.lines.append(line)
+        self.statement_end = len(self.lines)
         self.fresh = False
 
     def closing(self, path: tuple[str, ...], indent: str) -> None:
         note = self.notes.by_path.get(path) if self.notes is not None else None
         if note is not None and note.closing:
-            self.lines.extend(indent + comment for comment in note.closing)
+            self.lines.extend(_indented(indent, note.closing))
 
     def following(self, path: tuple[str, ...], indent: str) -> None:
         note = self.notes.by_path.get(path) if self.notes is not None else None
         if note is not None and note.following:
-            self.lines.extend(indent + comment for comment in note.following)
+            self.lines.extend(_indented(indent, note.following))
 
     def table(self, path: tuple[str, ...], table: dict[str, Any], indent: str) -> None:
         for key, value in table.items():
@@ -153,8 +165,14 @@ class _Writer:
         if note is not None and note.closer is not None:
             closer += "  " + note.closer
         self.lines.append(closer)
+        self.statement_end = len(self.lines)
         self.fresh = False
         self.following(path, indent)
+
+
+def _indented(indent: str, comments: list[str]) -> list[str]:
+    """Comment lines at `indent`; an empty string stands for a blank line kept between them."""
+    return [indent + comment if comment else "" for comment in comments]
 
 
 def _check_key(key: Any) -> None:
