@@ -19,7 +19,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import unquote, urljoin
 
 import re2
 from jsonschema import Draft202012Validator, FormatChecker, validators
@@ -30,6 +30,7 @@ from referencing.jsonschema import DRAFT202012
 
 from config_service import tsk
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _QUOTED_NAME = re.compile(r"^(?P<name>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")")
 
 
@@ -74,8 +75,10 @@ def pattern_matches(pattern: str, text: str) -> bool:
     compiled = compile_pattern(pattern)
     try:
         return compiled.search(text) is not None
-    except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape: match it as U+FFFD
-        return compiled.search(text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")) is not None
+    except UnicodeEncodeError:
+        # A lone surrogate (an environment value that is not UTF-8 reaches the client's
+        # validation as one): matched as one U+FFFD, so it still counts as one character.
+        return compiled.search(_LONE_SURROGATE.sub("\ufffd", text)) is not None
 
 
 # Keywords whose value is one subschema, an object of subschemas, or an array of subschemas:
@@ -88,13 +91,20 @@ _SUBSCHEMA_OBJECTS = ("properties", "patternProperties", "$defs", "definitions",
 _SUBSCHEMA_ARRAYS = ("allOf", "anyOf", "oneOf", "prefixItems")
 
 
-def schema_patterns(schema: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[str, tuple[Any, ...]]]:
-    """Every regular expression a schema evaluates, with its path in the schema."""
+def schema_patterns(
+    schema: Any, path: tuple[Any, ...] = (), seen: set[int] | None = None
+) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """Every regular expression a schema evaluates, with its path in the schema.
+
+    `seen` (ids of the subschemas walked already) lets several walks share the work.
+    """
+    seen = set() if seen is None else seen
     pending = [(schema, path)]
     while pending:
         node, where = pending.pop()
-        if not isinstance(node, dict):
+        if not isinstance(node, dict) or id(node) in seen:
             continue
+        seen.add(id(node))
         pattern = node.get("pattern")
         if isinstance(pattern, str):
             yield pattern, (*where, "pattern")
@@ -114,14 +124,38 @@ def schema_patterns(schema: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[s
                 pending.extend((child, (*where, keyword, index)) for index, child in enumerate(children))
 
 
+def _pointer_targets(schema: Any) -> Iterator[tuple[Any, tuple[Any, ...]]]:
+    """What each `"$ref": "#/..."` of `schema` points at, with its path: a `$ref` can make a
+    schema of any part of the document, not only of what stands at a keyword position."""
+    for reference in sorted(set(references(schema))):
+        if not reference.startswith("#/"):
+            continue
+        node, path = schema, []
+        for token in reference[2:].split("/"):
+            part = unquote(token).replace("~1", "/").replace("~0", "~")
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+                path.append(part)
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+                path.append(int(part))
+            else:
+                break
+        else:
+            yield node, tuple(path)
+
+
 def pattern_failures(schema: Any) -> list[dict[str, str]]:
     """`{path, message}` for every pattern in `schema` that RE2 refuses."""
     failures = []
-    for pattern, path in schema_patterns(schema):
-        try:
-            compile_pattern(pattern)
-        except PatternUnsupported as error:
-            failures.append({"path": json_pointer(path), "message": str(error)})
+    seen: set[int] = set()
+    walks = [(schema, ())] + list(_pointer_targets(schema))
+    for root, where in walks:
+        for pattern, path in schema_patterns(root, where, seen):
+            try:
+                compile_pattern(pattern)
+            except PatternUnsupported as error:
+                failures.append({"path": json_pointer(path), "message": str(error)})
     return failures
 
 

@@ -135,3 +135,29 @@ def test_a_ref_inside_an_embedded_resource_resolves_against_its_own_id() -> None
     assert SchemaSet({"svc": in_all_of}, 1).errors("svc", {"k": 1, "z": 1}) == [
         {"path": "", "message": "Unevaluated properties are not allowed ('z' was unexpected)"}
     ]
+
+
+def test_a_lone_surrogate_counts_as_one_character_like_in_jsonschema() -> None:
+    # A value from an environment variable that is not UTF-8 (os.environ decodes it with
+    # surrogateescape) reaches the client's validation with lone surrogates in it.
+    schema = {"properties": {"v": {"pattern": "^x.$"}}, "patternProperties": {"^k.$": {"type": "string"}}}
+    instance = {"v": "x\udcff", "k\udc80": 1}
+    expected = judged(Draft202012Validator(schema), instance)
+    assert expected == [(["k\udc80"], "1 is not of type 'string'")]
+    assert judged(Validator(schema), instance) == expected
+
+
+def test_a_pattern_that_only_a_ref_makes_a_schema_is_refused_with_its_pointer() -> None:
+    # `x-shared` is no keyword, but the `$ref` validates with what stands there: it used to be
+    # stored, and then every document failed with "the schema cannot be used".
+    schema = {
+        "x-shared": {"name": {"pattern": "^(?!tmp)"}},
+        "properties": {"name": {"$ref": "#/x-shared/name"}, "also": {"$ref": "#/x-shared/name"}},
+        "default": {"pattern": "(?=data, never a schema)"},
+    }
+    with pytest.raises(SchemaInvalid) as raised:
+        check_schema("svc", schema, {})
+    assert [detail["path"] for detail in raised.value.details] == ["/x-shared/name/pattern"]
+    fine = {"x-shared": {"pattern": "^[a-z]+$"}, "properties": {"name": {"$ref": "#/x-shared"}}}
+    check_schema("svc", fine, {})
+    assert SchemaSet({"svc": fine}, 1).errors("svc", {"name": "A"})[0]["path"] == "/name"
