@@ -130,7 +130,7 @@ def _pointer_targets(schema: Any) -> Iterator[tuple[Any, tuple[Any, ...]]]:
     for reference in sorted(set(references(schema))):
         if not reference.startswith("#/"):
             continue
-        node, path = schema, []
+        node, path = schema, list[Any]()
         for token in reference[2:].split("/"):
             part = unquote(token).replace("~1", "/").replace("~0", "~")
             if isinstance(node, dict) and part in node:
