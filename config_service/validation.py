@@ -352,16 +352,19 @@ def build_registry(schemas: Mapping[str, Mapping[str, Any]]) -> Registry[Any]:
 
 
 def references(node: Any) -> Iterable[str]:
-    """Every `$ref` and `$dynamicRef` value in a schema."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in ("$ref", "$dynamicRef") and isinstance(value, str):
-                yield value
-            else:
-                yield from references(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from references(item)
+    """Every `$ref` and `$dynamicRef` value in a schema (walked without recursion: a schema
+    nested thousands deep is refused by check_schema, not by a RecursionError)."""
+    pending = [node]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if key in ("$ref", "$dynamicRef") and isinstance(value, str):
+                    yield value
+                else:
+                    pending.append(value)
+        elif isinstance(item, list):
+            pending.extend(item)
 
 
 def referenced_schemas(schema: Any) -> set[str]:

@@ -161,3 +161,11 @@ def test_a_pattern_that_only_a_ref_makes_a_schema_is_refused_with_its_pointer() 
     fine = {"x-shared": {"pattern": "^[a-z]+$"}, "properties": {"name": {"$ref": "#/x-shared"}}}
     check_schema("svc", fine, {})
     assert SchemaSet({"svc": fine}, 1).errors("svc", {"name": "A"})[0]["path"] == "/name"
+
+
+def test_a_schema_nested_thousands_deep_is_refused_cleanly() -> None:
+    schema: dict[str, Any] = {"pattern": "^a"}
+    for _ in range(5000):
+        schema = {"not": schema, "$ref": "#/$defs/x"}
+    with pytest.raises(SchemaInvalid):
+        check_schema("svc", schema, {})
