@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import unquote, urljoin
@@ -243,6 +244,7 @@ def _evaluated_keys(validator: Any, instance: dict[str, Any], schema: Any) -> se
     `validator` must already be inside `schema` (its resolver at the schema's base URI)."""
     if not isinstance(schema, dict):
         return set()
+    _spend(REFERENCE_STEPS)
     evaluated: set[str] = set()
     for keyword in ("$ref", "$dynamicRef"):
         reference = schema.get(keyword)
@@ -289,10 +291,12 @@ def _unevaluated_properties(
     if not validator.is_type(instance, "object"):
         return
     evaluated = _evaluated_keys(validator, instance, schema)
+    # A key once per failure of its value, as jsonschema words it ("'a', 'a' were ...").
     failing = [
         key
         for key in instance
-        if key not in evaluated and not _valid(validator, instance[key], unevaluated)
+        if key not in evaluated
+        for _ in validator.descend(instance[key], unevaluated, path=key, schema_path=key)
     ]
     if not failing:
         return
@@ -310,13 +314,63 @@ def _unevaluated_properties(
         )
 
 
+class ValidationTooCostly(Exception):
+    """Validating one document took more keyword evaluations than its budget allows."""
+
+
+# Keyword evaluations left for the validation running on this thread (None: no limit).
+# `$ref`s let a small schema name a subschema many times over (ten `$defs` each an `anyOf`
+# of two `$ref`s to the next reach 2^10 paths): without a bound one push could hold the
+# server for minutes, whatever the regular expressions run on.
+_steps = threading.local()
+STEPS_PER_VALUE = 200  # keyword evaluations a document's value may cost, on average ...
+MIN_STEPS = 1_000_000  # ... and what any document may cost (a second or two at most)
+
+
+# A reference costs as much as some twenty plain keywords (the resolver looks it up anew).
+REFERENCE_STEPS = 20
+
+
+def _spend(steps: int) -> None:
+    remaining = getattr(_steps, "remaining", None)
+    if remaining is not None:
+        if remaining < steps:
+            raise ValidationTooCostly
+        _steps.remaining = remaining - steps
+
+
+def _counted(keyword: Any, steps: int) -> Any:
+    def evaluate(validator: Any, value: Any, instance: Any, schema: Any) -> Any:
+        _spend(steps)
+        return keyword(validator, value, instance, schema)
+
+    return evaluate
+
+
+def _step_budget(instance: Any) -> int:
+    values = 0
+    pending = [instance]
+    while pending:
+        item = pending.pop()
+        values += 1
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return max(MIN_STEPS, STEPS_PER_VALUE * values)
+
+
 Validator: Any = validators.extend(
     Draft202012Validator,
     {
-        "pattern": _pattern,
-        "patternProperties": _pattern_properties,
-        "additionalProperties": _additional_properties,
-        "unevaluatedProperties": _unevaluated_properties,
+        name: _counted(keyword, REFERENCE_STEPS if name in ("$ref", "$dynamicRef") else 1)
+        for name, keyword in {
+            **Draft202012Validator.VALIDATORS,
+            "pattern": _pattern,
+            "patternProperties": _pattern_properties,
+            "additionalProperties": _additional_properties,
+            "unevaluatedProperties": _unevaluated_properties,
+        }.items()
     },
 )
 
@@ -467,6 +521,10 @@ def check_schema(name: str, schema: Any, others: Mapping[str, Mapping[str, Any]]
         raise SchemaInvalid("the schema refers to schemas the server does not have", failures)
 
 
+def _recursion_panic(error: BaseException) -> bool:
+    return type(error).__name__ == "PanicException" and "RecursionError" in str(error)
+
+
 def _error_path(error: ValidationError) -> list[Any]:
     """The instance path of a failure; a missing required key is reported at its own path."""
     path = list(error.absolute_path)
@@ -550,10 +608,19 @@ class SchemaSet:
         validator = self.validator(name)
         if validator is None:
             return []
+        _steps.remaining = _step_budget(instance)
         try:
             failures = [
                 {"path": json_pointer(_error_path(error)), "message": error.message}
                 for error in validator.iter_errors(instance)
+            ]
+        except ValidationTooCostly:
+            return [
+                {
+                    "path": "",
+                    "message": "the schema takes too many steps to check this document (its $refs "
+                    "and combinators name the same subschemas over and over)",
+                }
             ]
         except Unresolvable as error:
             return [{"path": "", "message": f"the schema has a $ref that does not resolve: {error}"}]
@@ -563,5 +630,14 @@ class SchemaSet:
         except PatternUnsupported as error:
             # Only a schema stored before patterns were checked can get here.
             return [{"path": "", "message": f"the schema cannot be used: {error}"}]
+        except BaseException as error:
+            # The same endless self-reference, when the recursion limit strikes inside the
+            # resolver's Rust code: it comes out as pyo3's PanicException, a BaseException
+            # that would otherwise go through every handler (`"not": {"$ref": "#"}`).
+            if not _recursion_panic(error):
+                raise
+            return [{"path": "", "message": "the schema refers to itself without end"}]
+        finally:
+            _steps.remaining = None
         failures.sort(key=lambda failure: (failure["path"], failure["message"]))
         return failures

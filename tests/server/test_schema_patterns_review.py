@@ -5,6 +5,7 @@ which properties are evaluated.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -60,6 +61,9 @@ INSTANCES = st.one_of(
 )
 
 
+ENDLESS = [{"path": "", "message": "the schema refers to itself without end"}]
+
+
 def judged(validator: Any, instance: Any) -> list[tuple[list[Any], str]]:
     return sorted((list(error.absolute_path), error.message) for error in validator.iter_errors(instance))
 
@@ -75,8 +79,11 @@ def test_the_re2_keywords_judge_and_word_failures_like_jsonschema(
         schema = {"allOf": [schema], "$defs": {"named": named}}
     try:
         expected = judged(Draft202012Validator(schema), instance)
-    except RecursionError:  # "$ref": "#/$defs/named" inside `named`: jsonschema recurses too
-        return
+    except BaseException as error:  # "$ref": "#/$defs/named" inside `named`: endless in jsonschema too
+        if isinstance(error, RecursionError) or type(error).__name__ == "PanicException":
+            assert SchemaSet({"svc": schema}, 1).errors("svc", instance) == ENDLESS
+            return
+        raise
     assert judged(Validator(schema), instance) == expected
 
 
@@ -169,3 +176,70 @@ def test_a_schema_nested_thousands_deep_is_refused_cleanly() -> None:
         schema = {"not": schema, "$ref": "#/$defs/x"}
     with pytest.raises(SchemaInvalid):
         check_schema("svc", schema, {})
+
+
+def chain_of_defs(depth: int, leaf: dict[str, Any], unevaluated: bool) -> dict[str, Any]:
+    """`$defs` l1..lN, each an `anyOf` of two `$ref`s to the one below: 2^N paths, ~100 bytes a level."""
+    defs: dict[str, Any] = {"l0": leaf}
+    for level in range(1, depth + 1):
+        below = {"$ref": f"#/$defs/l{level - 1}"}
+        defs[f"l{level}"] = {"anyOf": [below, dict(below)]}
+        if unevaluated:
+            defs[f"l{level}"]["unevaluatedProperties"] = False
+    return {"$defs": defs, "$ref": f"#/$defs/l{depth}"}
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("unevaluated", [False, True])
+def test_a_small_schema_cannot_make_one_validation_take_exponential_time(unevaluated: bool) -> None:
+    leaf = {"properties": {"a": {}}} if unevaluated else {"required": ["missing"]}
+    schema = chain_of_defs(40, leaf, unevaluated)  # 2^40 paths in 4 KB: years, unbounded
+    check_schema("svc", schema, {})
+    failures = SchemaSet({"svc": schema}, 1).errors("svc", {"a": 1})
+    assert failures == [
+        {
+            "path": "",
+            "message": "the schema takes too many steps to check this document (its $refs "
+            "and combinators name the same subschemas over and over)",
+        }
+    ]
+    # The same construction a few levels deep is checked as usual.
+    shallow = chain_of_defs(3, leaf, unevaluated)
+    expected = judged(Draft202012Validator(shallow), {"a": 1})
+    assert [failure["message"] for failure in SchemaSet({"svc": shallow}, 1).errors("svc", {"a": 1})] == [
+        message for _, message in expected
+    ]
+
+
+def test_a_schema_that_refers_to_itself_under_not_is_a_clean_failure_in_any_thread() -> None:
+    # The recursion limit strikes inside the resolver's Rust code: a PanicException (a
+    # BaseException) used to escape SchemaSet.errors, through the server's handlers.
+    schema = {"$defs": {"named": {"not": {"$ref": "#/$defs/named"}}}, "$ref": "#/$defs/named"}
+    check_schema("svc", schema, {})
+    schemas = SchemaSet({"svc": schema}, 1)
+    results: list[Any] = []
+
+    def validate(frames: int = 0) -> None:
+        # Where the limit strikes depends on how deep the caller's stack already is.
+        if frames:
+            validate(frames - 1)
+            return
+        for instance in ({"a": 1}, 1, "x"):
+            results.append(schemas.errors("svc", instance))
+
+    for frames in range(0, 60, 3):
+        validate(frames)
+    worker = threading.Thread(target=validate)
+    worker.start()
+    worker.join(30)
+    assert results == [ENDLESS] * (3 * 20 + 3)
+    # The set still validates (the panic left nothing broken behind).
+    assert SchemaSet({"svc": {"type": "integer"}}, 2).errors("svc", "x")[0]["path"] == ""
+
+
+def test_unevaluated_properties_names_a_key_once_per_failure_of_its_value_like_jsonschema() -> None:
+    schema = {"unevaluatedProperties": {"properties": {"a": False}, "not": {}}}
+    instance = {"a": {"a": 0}}
+    expected = judged(Draft202012Validator(schema), instance)
+    assert "('a', 'a' were" in expected[0][1]
+    assert judged(Validator(schema), instance) == expected
