@@ -278,14 +278,19 @@ class Waiter:
         if self._wake is not None:
             self._end()
 
-    def _end(self) -> Wake | None:
+    def _take(self) -> Wake | None:
+        """End the waiter (its timer too) and hand over its callback; None if it had ended."""
         wake, self._wake = self._wake, None
-        if wake is None:
-            return None
-        if self._timer is not None:
+        if wake is not None and self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._hub._unpark(self)
+        return wake
+
+    def _end(self) -> Wake | None:
+        """`_take`, and forget the waiter in its document's slot."""
+        wake = self._take()
+        if wake is not None:
+            self._hub._unpark(self)
         return wake
 
     def _expire(self) -> None:
@@ -392,36 +397,28 @@ class ChangeHub(Generic[PayloadT]):
         document = self._documents.get(key)
         if document is None:
             document = self._documents[key] = _Document()
-        if document.version is not None and version <= document.version:
-            if version == document.version and payload is not None:
-                document.payload = payload
-            if sequence is not None and version > document.announced:
-                # A reader taught the hub this version (or a later one) before the write's own
-                # publish got here: its waiters are answered already, but event streams have
-                # not heard of it yet.
-                if hash is None:
-                    raise ValueError("publish with a sequence needs the document hash")
-                document.announced = version
-                self._announce(ChangeEvent(sequence, service, environment, version, hash))
-            return False
-        document.version = version
-        document.payload = payload
-        waiters, document.waiters = document.waiters, {}
-        self._waiter_count -= len(waiters)
-        shared = (version, payload)
-        for waiter in waiters:
-            wake, waiter._wake = waiter._wake, None
-            if waiter._timer is not None:
-                waiter._timer.cancel()
-                waiter._timer = None
-            if wake is not None:
-                self._call(wake, shared)
-        if sequence is not None:
+        newer = document.version is None or version > document.version
+        if newer:
+            document.version = version
+            document.payload = payload
+            # The slot's waiters are swapped out whole, so none is forgotten one by one.
+            waiters, document.waiters = document.waiters, {}
+            self._waiter_count -= len(waiters)
+            shared = (version, payload)
+            for waiter in waiters:
+                wake = waiter._take()
+                if wake is not None:
+                    self._call(wake, shared)
+        elif version == document.version and payload is not None:
+            document.payload = payload
+        # Announced once per version, by the write's own publish (one with a sequence), even
+        # when a reader taught the hub that version first and woke its waiters already.
+        if sequence is not None and version > document.announced:
             if hash is None:
                 raise ValueError("publish with a sequence needs the document hash")
             document.announced = version
             self._announce(ChangeEvent(sequence, service, environment, version, hash))
-        return True
+        return newer
 
     def publish_threadsafe(
         self,

@@ -93,12 +93,13 @@ async def _stream(scope: Scope, receive: Receive, send: Send) -> None:
     # Subscribe before replaying, so nothing published during the replay is lost.
     subscription = hub.subscribe(accepts)
     listener = asyncio.ensure_future(_disconnected(receive))
+    detached = False
 
     def client_gone(_: asyncio.Future[None]) -> None:
-        subscription.close()
+        if not detached:  # once detached, the protocol sees the client leave
+            subscription.close()
 
     listener.add_done_callback(client_gone)
-    detached = False
     try:
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
         await send({"type": "http.response.body", "body": b"retry: 2000\n\n", "more_body": True})
@@ -123,15 +124,9 @@ async def _stream(scope: Scope, receive: Receive, send: Send) -> None:
                     break
         detach = scope.get("extensions", {}).get(DETACH)
         if detach is not None and not subscription.closed:
-            # The protocol streams from here on; this task ends.
-            listener.remove_done_callback(client_gone)
             detached = detach(subscription, sent, lambda: tokens.is_live(principal))
-            if not detached:
-                listener.add_done_callback(client_gone)
-                if listener.done():
-                    subscription.close()
-            else:
-                return
+            if detached:
+                return  # the protocol streams from here on; this task ends
         while True:
             try:
                 event = await subscription.next(timeout=HEARTBEAT_SECONDS)

@@ -18,11 +18,12 @@ def comments(text: str) -> Counter[str]:
     from config_service.tsk._parser import Layout, _Parser
 
     layout = Layout()
-    _Parser(text, layout).parse()
+    src = text.removeprefix("\ufeff").replace("\r\n", "\n")
+    _Parser(src, layout).parse()
     found: Counter[str] = Counter()
     for position, _ in layout.comments:
-        end = text.find("\n", position)
-        found[(text[position:] if end == -1 else text[position:end]).rstrip()] += 1
+        end = src.find("\n", position)
+        found[(src[position:] if end == -1 else src[position:end]).rstrip()] += 1
     return found
 
 

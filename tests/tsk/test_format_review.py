@@ -4,7 +4,6 @@ formatting twice changes nothing more."""
 
 from __future__ import annotations
 
-from collections import Counter
 from itertools import count
 from typing import Any
 
@@ -13,18 +12,8 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from config_service import tsk
-from config_service.tsk._parser import Layout, _Parser
 
-
-def comments(text: str) -> Counter[str]:
-    layout = Layout()
-    src = text.removeprefix("\ufeff").replace("\r\n", "\n")
-    _Parser(src, layout).parse()
-    found: Counter[str] = Counter()
-    for position, _ in layout.comments:
-        end = src.find("\n", position)
-        found[(src[position:] if end == -1 else src[position:end]).rstrip()] += 1
-    return found
+from .test_format import comments
 
 
 class Builder:
