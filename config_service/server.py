@@ -298,9 +298,13 @@ class ConfigServer:
                 "hash": record.hash,
                 "created_at": record.created_at,
             }
+        pipeline = self.settings.pipeline
         return {
             "services": [
-                {"service": service, "environments": environments}
+                {
+                    "service": service,
+                    "environments": {env: environments[env] for env in pipeline if env in environments},
+                }
                 for service, environments in sorted(by_service.items())
             ]
         }

@@ -242,6 +242,13 @@ class InstanceRecord:
     last_seen: str
 
 
+# Every `action` the server writes to the audit log; `tskcfg audit --action` offers exactly these.
+AUDIT_ACTIONS = (
+    "push", "sync", "rollback", "promote", "schema", "token_create", "token_revoke", "schema_refused",
+    "sync_failed",
+)
+
+
 @dataclass(frozen=True)
 class AuditEntry:
     """One line of the audit log, as written; the store adds id and time."""
