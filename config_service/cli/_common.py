@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import difflib
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
 import click
 
 from config_service.cli._errors import REFUSED, CommandFailed
+from config_service.cli._http import Api
 from config_service.cli._output import source_error_lines
 
 
@@ -51,3 +55,38 @@ def with_source_context(failure: CommandFailed, file_name: str, source: bytes) -
 
 def echo_err(message: str) -> None:
     click.echo(message, err=True)
+
+
+def unknown_service(api: Api, service: str) -> CommandFailed | None:
+    """`unknown service 'x' (did you mean 'y'?)` when SERVICE is no service the token can see.
+
+    A service exists when it has a document or a schema. The suggestion comes from `/v1/services`,
+    which lists only what the token may read, so it never names another team's service.
+    """
+    listed = api.request("GET", "/v1/services").json().get("services", [])
+    names = [entry["service"] for entry in listed if isinstance(entry, dict) and isinstance(entry.get("service"), str)]
+    if service in names:
+        return None
+    try:
+        api.request("GET", f"/v1/schemas/{segment(service)}")
+        return None
+    except CommandFailed as failure:
+        if failure.status != 404:
+            raise
+    nearest = difflib.get_close_matches(service, names, n=1)
+    hint = f" (did you mean {nearest[0]!r}?)" if nearest else ""
+    return CommandFailed(
+        f"unknown service {service!r}{hint}", exit_code=REFUSED, error="unknown_service",
+        json_output=api.json_output,
+    )
+
+
+@contextmanager
+def naming_unknown_services(api: Api, service: str) -> Iterator[None]:
+    """A 404 about a document of SERVICE says `unknown service ...` when there is no such service."""
+    try:
+        yield
+    except CommandFailed as failure:
+        if failure.status == 404 and failure.error == "not_found":
+            raise unknown_service(api, service) or failure from None
+        raise

@@ -7,6 +7,8 @@ from typing import IO, Any
 
 import click
 
+from config_service.cli._output import escape_controls, json_text
+
 REFUSED = 1
 USAGE = 2
 UNREACHABLE = 3
@@ -31,6 +33,7 @@ class CommandFailed(click.ClickException):
         json_output: bool = False,
         extra_lines: list[str] | None = None,
         body: dict[str, Any] | None = None,
+        status: int | None = None,
     ) -> None:
         super().__init__(message)
         # click types exit_code as a class variable, but reads it from the instance when exiting.
@@ -40,6 +43,8 @@ class CommandFailed(click.ClickException):
         self.json_output = json_output
         # The API's own error object, printed as it came with --json.
         self.body = body
+        # The HTTP status the server answered with, when the failure is the server's answer.
+        self.status = status
         # Lines printed after the message (schema paths, TSK errors with their caret).
         self.extra_lines = extra_lines if extra_lines is not None else default_detail_lines(self.details)
 
@@ -50,10 +55,11 @@ class CommandFailed(click.ClickException):
 
     def show(self, file: IO[Any] | None = None) -> None:
         if self.json_output:
-            click.echo(json.dumps(self.as_json(), indent=2, ensure_ascii=False))
-        click.echo(f"tskcfg: {self.message}", err=True)
+            click.echo(json_text(self.as_json()))
+        # The message and details are mostly the server's words: escaped, like all its text.
+        click.echo(f"tskcfg: {escape_controls(self.message)}", err=True)
         for line in self.extra_lines:
-            click.echo(line, err=True)
+            click.echo(escape_controls(line, keep_tabs=True), err=True)
 
 
 def default_detail_lines(details: list[Any]) -> list[str]:

@@ -30,22 +30,47 @@ class State:
         return Api(self.server, discover_token(self.token), json_output=self.json)
 
 
+SERVER_HELP = "The config server (env TSKCFG_SERVER)."
+TOKEN_HELP = (
+    "Bearer token (env TSKCFG_TOKEN; else ./data/admin.token, or $TSKCFG_DATA_DIR/admin.token, when it exists)."
+)
+JSON_HELP = "Print the API's JSON instead of text for people."
+
+
+# click hands a group's options only to the group: parsing stops at the command's name, and what
+# follows belongs to the command. So each command repeats the global options, with no default of
+# its own. Wherever they stand, the options only set `State` through these callbacks; the group's
+# run first, so a value given after the command overrides the one given (or defaulted) before it.
+def _set_server(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.ensure_object(State).server = value
+
+
+def _set_token(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.ensure_object(State).token = value
+
+
 def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if value:
         ctx.ensure_object(State).json = True
 
 
 def json_option(function: F) -> F:
-    """`--json` after a command, the same as `tskcfg --json COMMAND`."""
-    option = click.option(
-        "--json",
-        is_flag=True,
-        expose_value=False,
-        is_eager=False,
-        callback=_set_json,
-        help="Print the API's JSON instead of text for people.",
-    )
+    """`--json` after a command, the same as `tskcfg --json COMMAND` (for commands that need no server)."""
+    option = click.option("--json", is_flag=True, expose_value=False, callback=_set_json, help=JSON_HELP)
     return option(function)
+
+
+def global_options(function: F) -> F:
+    """`--server`, `--token` and `--json` after a command, the same as before it."""
+    server = click.option(
+        "--server", metavar="URL", default=None, expose_value=False, callback=_set_server, help=SERVER_HELP
+    )
+    token = click.option(
+        "--token", metavar="TOKEN", default=None, expose_value=False, callback=_set_token, help=TOKEN_HELP
+    )
+    return server(token(json_option(function)))
 
 
 def pass_state(function: F) -> F:
@@ -88,30 +113,24 @@ class TskcfgGroup(click.Group):
     default=DEFAULT_SERVER,
     show_default=True,
     metavar="URL",
-    help="The config server (env TSKCFG_SERVER).",
+    expose_value=False,
+    callback=_set_server,
+    help=SERVER_HELP,
 )
 @click.option(
-    "--token",
-    envvar="TSKCFG_TOKEN",
-    default=None,
-    show_default=False,
-    metavar="TOKEN",
-    help="Bearer token (env TSKCFG_TOKEN; else ./data/admin.token, or $TSKCFG_DATA_DIR/admin.token, when it exists).",
+    "--token", envvar="TSKCFG_TOKEN", default=None, metavar="TOKEN", expose_value=False, callback=_set_token,
+    help=TOKEN_HELP,
 )
-@click.option("--json", "json_output", is_flag=True, help="Print the API's JSON instead of text for people.")
-@click.pass_context
-def main(ctx: click.Context, server: str, token: str | None, json_output: bool) -> None:
+@click.option("--json", is_flag=True, expose_value=False, callback=_set_json, help=JSON_HELP)
+def main() -> None:
     """tskcfg: serve, push, promote and watch TSK configuration.
 
     \b
     Exit codes: 0 done, 1 refused (invalid document, schema violation,
     conflict, no permission), 2 usage, 3 server unreachable or failing.
+    --server, --token and --json may also follow the command.
 
     \b
     Example:
       tskcfg --server http://config.internal:8005 get user-service production
     """
-    state = ctx.ensure_object(State)
-    state.server = server
-    state.token = token
-    state.json = state.json or json_output

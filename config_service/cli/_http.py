@@ -170,6 +170,7 @@ class Api:
             details=details if isinstance(details, list) else [],
             json_output=self.json_output,
             body=body,
+            status=status,
         )
 
 

@@ -15,17 +15,27 @@ from urllib.parse import quote
 import click
 import httpx
 
-from config_service.cli._common import config_path, read_input, with_source_context
+from config_service.cli._common import (
+    config_path,
+    naming_unknown_services,
+    read_input,
+    unknown_service,
+    with_source_context,
+)
 from config_service.cli._errors import UNREACHABLE, CommandFailed
-from config_service.cli._group import State, json_option, main, pass_state
+from config_service.cli._group import State, global_options, main, pass_state
 from config_service.cli._output import (
     echo_changes,
     echo_json,
     echo_unified_diff,
+    json_text,
+    say,
     short_hash,
     table,
 )
 from config_service.diff import diff_document
+from config_service.settings import DEFAULT_PIPELINE
+from config_service.store import AUDIT_ACTIONS
 
 TSK_MEDIA_TYPE = "text/x-tsk"
 # `audit --since` pages back through the log; this bounds how far one command reads.
@@ -52,7 +62,7 @@ def version_word(meta: dict[str, Any]) -> str:
     metavar="N",
     help="Only if the current version is N (0: only if there is none yet); else exit 1.",
 )
-@json_option
+@global_options
 @pass_state
 def push(
     state: State, service: str, environment: str, file: str, message: str, if_version: int | None
@@ -82,9 +92,9 @@ def push(
     if state.json:
         echo_json(meta)
     elif response.status_code == 201:
-        click.echo(f"{where(service, environment)}: {version_word(meta)} created")
+        say(f"{where(service, environment)}: {version_word(meta)} created")
     else:
-        click.echo(f"{where(service, environment)}: unchanged, {version_word(meta)} is identical")
+        say(f"{where(service, environment)}: unchanged, {version_word(meta)} is identical")
 
 
 @main.command()
@@ -94,13 +104,14 @@ def push(
               help="An older version instead of the current one.")
 @click.option("--format", "output_format", type=click.Choice(["tsk", "json"]), default="tsk",
               show_default=True, help="The TSK source, or the data as JSON (@env kept as {\"$env\": ...}).")
-@json_option
+@global_options
 @pass_state
 def get(state: State, service: str, environment: str, version: int | None, output_format: str) -> None:
     """Print the current (or --version N) document of SERVICE in ENVIRONMENT.
 
     \b
-    --json prints the API's answer: metadata and `config`.
+    The document goes to stdout; one line on stderr says which version it is,
+    who made it and why. --json prints the API's answer: metadata and `config`.
 
     \b
     Examples:
@@ -112,12 +123,31 @@ def get(state: State, service: str, environment: str, version: int | None, outpu
         service, environment
     )
     api = state.api()
-    if state.json or output_format == "json":
+    with naming_unknown_services(api, service):
         body = api.request("GET", path).json()
-        echo_json(body if state.json else body.get("config"))
+    if state.json:
+        echo_json(body)
         return
-    response = api.request("GET", path, headers={"Accept": TSK_MEDIA_TYPE})
+    say(describe_version(service, environment, body), err=True)
+    if output_format == "json":
+        echo_json(body.get("config"))
+        return
+    # The source of exactly the version described, even if a push lands in between.
+    response = api.request(
+        "GET", config_path(service, environment, "versions", str(body.get("version"))),
+        headers={"Accept": TSK_MEDIA_TYPE},
+    )
+    # Printed as stored, to be saved or piped; TSK admits no control characters but tabs and newlines.
     click.echo(response.text, nl=False)
+
+
+def describe_version(service: str, environment: str, meta: dict[str, Any]) -> str:
+    """`svc/env: version 3 (hash ...), push by admin at <time>: "message"`, one line for people."""
+    line = (
+        f"{where(service, environment)}: {version_word(meta)}, {describe_kind(meta)} "
+        f"by {meta.get('author')} at {meta.get('created_at')}"
+    )
+    return f"{line}: {meta['message']}" if meta.get("message") else line
 
 
 def describe_kind(meta: dict[str, Any]) -> str:
@@ -136,7 +166,7 @@ def describe_kind(meta: dict[str, Any]) -> str:
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="How many versions.")
 @click.option("--before", type=click.IntRange(min=1), default=None, metavar="N",
               help="Only versions older than N (to page back).")
-@json_option
+@global_options
 @pass_state
 def history(state: State, service: str, environment: str, limit: int, before: int | None) -> None:
     """List the versions of SERVICE in ENVIRONMENT, newest first.
@@ -145,13 +175,19 @@ def history(state: State, service: str, environment: str, limit: int, before: in
     Example:
       tskcfg history user-service production --limit 5
     """
-    body = state.api().request(
+    api = state.api()
+    body = api.request(
         "GET", config_path(service, environment, "versions"), params={"limit": limit, "before": before}
     ).json()
+    versions = body.get("versions", [])
+    if not versions and before is None:
+        # The server lists no versions for a service that does not exist; say so, as `get` does.
+        failure = unknown_service(api, service)
+        if failure is not None:
+            raise failure
     if state.json:
         echo_json(body)
         return
-    versions = body.get("versions", [])
     table(
         ["VERSION", "CREATED", "AUTHOR", "KIND", "HASH", "MESSAGE"],
         [
@@ -161,7 +197,7 @@ def history(state: State, service: str, environment: str, limit: int, before: in
         ],
     )
     if body.get("next_before"):
-        click.echo(f"(older: --before {body['next_before']})", err=True)
+        say(f"(older: --before {body['next_before']})", err=True)
 
 
 def echo_diff(body: dict[str, Any]) -> None:
@@ -178,11 +214,13 @@ def echo_diff(body: dict[str, Any]) -> None:
 @main.command()
 @click.argument("service")
 @click.argument("environment", required=False)
-@click.option("--from", "from_version", type=click.IntRange(min=1), metavar="N", help="Older version.")
-@click.option("--to", "to_version", type=click.IntRange(min=1), metavar="M", help="Newer version.")
+@click.option("--from", "from_version", type=click.IntRange(min=1), metavar="N",
+              help="Older version (default: the one before --to).")
+@click.option("--to", "to_version", type=click.IntRange(min=1), metavar="M",
+              help="Newer version (default: the current one).")
 @click.option("--from-env", metavar="ENV", help="Compare the current document of this environment ...")
 @click.option("--to-env", metavar="ENV", help="... with the current document of this one.")
-@json_option
+@global_options
 @pass_state
 def diff(
     state: State,
@@ -197,20 +235,33 @@ def diff(
 
     \b
     Prints the changed paths (+ added, - removed, ~ changed), then a unified
-    diff of the sources, coloured on a terminal.
+    diff of the sources, coloured on a terminal. Without --from and --to it
+    compares the version before the current one with the current one.
 
     \b
     Examples:
+      tskcfg diff user-service production                 # what the last change did
       tskcfg diff user-service production --from 4 --to 5
       tskcfg diff user-service --from-env staging --to-env production
     """
     api = state.api()
     if environment is not None:
-        if from_version is None or to_version is None or from_env or to_env:
-            raise click.UsageError("with ENVIRONMENT give --from N and --to M (and no --from-env/--to-env)")
-        body = api.request(
-            "GET", config_path(service, environment, "diff"), params={"from": from_version, "to": to_version}
-        ).json()
+        if from_env or to_env:
+            raise click.UsageError("give ENVIRONMENT with --from/--to, or --from-env and --to-env without it")
+        with naming_unknown_services(api, service):
+            if to_version is None:
+                to_version = int(api.request("GET", config_path(service, environment)).json()["version"])
+            if from_version is None:
+                from_version = to_version - 1
+            if from_version < 1:
+                raise CommandFailed(
+                    f"{where(service, environment)} has no version before version {to_version} to compare it with",
+                    error="no_previous_version",
+                    json_output=state.json,
+                )
+            body = api.request(
+                "GET", config_path(service, environment, "diff"), params={"from": from_version, "to": to_version}
+            ).json()
     else:
         if not (from_env and to_env) or from_version is not None or to_version is not None:
             raise click.UsageError("give ENVIRONMENT with --from/--to, or --from-env and --to-env")
@@ -226,7 +277,8 @@ def environment_diff(state: State, service: str, from_env: str, to_env: str) -> 
     api = state.api()
     sides = []
     for environment in (from_env, to_env):
-        meta = api.request("GET", config_path(service, environment)).json()
+        with naming_unknown_services(api, service):
+            meta = api.request("GET", config_path(service, environment)).json()
         source = api.request(
             "GET",
             config_path(service, environment, "versions", str(meta["version"])),
@@ -242,7 +294,7 @@ def environment_diff(state: State, service: str, from_env: str, to_env: str) -> 
 @click.argument("environment")
 @click.argument("version", type=click.IntRange(min=1))
 @click.option("-m", "--message", default="", help="Why; kept in the history.")
-@json_option
+@global_options
 @pass_state
 def rollback(state: State, service: str, environment: str, version: int, message: str) -> None:
     """Make VERSION's source the current document again, as a new version.
@@ -257,14 +309,16 @@ def rollback(state: State, service: str, environment: str, version: int, message
     body: dict[str, Any] = {"version": version}
     if message:
         body["message"] = message
-    response = state.api().request("POST", config_path(service, environment, "rollback"), json=body)
+    api = state.api()
+    with naming_unknown_services(api, service):
+        response = api.request("POST", config_path(service, environment, "rollback"), json=body)
     meta = response.json()
     if state.json:
         echo_json(meta)
     elif response.status_code == 201:
-        click.echo(f"{where(service, environment)}: {version_word(meta)} created from version {version}")
+        say(f"{where(service, environment)}: {version_word(meta)} created from version {version}")
     else:
-        click.echo(f"{where(service, environment)}: unchanged, version {meta.get('version')} already has that source")
+        say(f"{where(service, environment)}: unchanged, version {meta.get('version')} already has that source")
 
 
 @main.command()
@@ -275,7 +329,7 @@ def rollback(state: State, service: str, environment: str, version: int, message
               help="Which version of --from (default: its current one).")
 @click.option("--dry-run", is_flag=True, help="Only show the diff it would make; change nothing.")
 @click.option("-m", "--message", default="", help="Why; kept in the history.")
-@json_option
+@global_options
 @pass_state
 def promote(
     state: State,
@@ -298,22 +352,24 @@ def promote(
         body["version"] = version
     if message:
         body["message"] = message
-    response = state.api().request("POST", config_path(service, to_env, "promote"), json=body)
+    api = state.api()
+    with naming_unknown_services(api, service):
+        response = api.request("POST", config_path(service, to_env, "promote"), json=body)
     result = response.json()
     if state.json:
         echo_json(result)
         return
     if dry_run:
         if result.get("would_create"):
-            click.echo(f"{where(service, to_env)}: promoting from {from_env} would create a new version:")
+            say(f"{where(service, to_env)}: promoting from {from_env} would create a new version:")
             echo_diff(result.get("diff") or {})
         else:
-            click.echo(f"{where(service, to_env)}: nothing to promote, the source is already current")
+            say(f"{where(service, to_env)}: nothing to promote, the source is already current")
         return
     if response.status_code == 201:
-        click.echo(f"{where(service, to_env)}: {version_word(result)} created from {describe_origin(result, from_env)}")
+        say(f"{where(service, to_env)}: {version_word(result)} created from {describe_origin(result, from_env)}")
     else:
-        click.echo(f"{where(service, to_env)}: unchanged, version {result.get('version')} already has that source")
+        say(f"{where(service, to_env)}: unchanged, version {result.get('version')} already has that source")
 
 
 def describe_origin(meta: dict[str, Any], from_env: str) -> str:
@@ -324,7 +380,7 @@ def describe_origin(meta: dict[str, Any], from_env: str) -> str:
 
 
 @main.command()
-@json_option
+@global_options
 @pass_state
 def services(state: State) -> None:
     """List every service you may read, with its current version per environment.
@@ -338,11 +394,7 @@ def services(state: State) -> None:
         echo_json(body)
         return
     entries = body.get("services", [])
-    environments: list[str] = []
-    for entry in entries:
-        for environment in entry.get("environments", {}):
-            if environment not in environments:
-                environments.append(environment)
+    environments = environment_columns(entries)
     rows = []
     for entry in entries:
         per_env = entry.get("environments", {})
@@ -352,10 +404,41 @@ def services(state: State) -> None:
     table(["SERVICE", *[env.upper() for env in environments]], rows)
 
 
+def environment_columns(entries: list[dict[str, Any]]) -> list[str]:
+    """Every environment of the answer, in the server's pipeline order.
+
+    Each service lists its environments in pipeline order, but only those it has a document in.
+    The columns keep every order a service shows; where no service relates two environments (one
+    held only in production, another only in development), the default pipeline decides.
+    """
+    first_seen: list[str] = []
+    earlier: dict[str, set[str]] = {}
+    for entry in entries:
+        names = list(entry.get("environments", {}))
+        for name in names:
+            if name not in earlier:
+                earlier[name] = set()
+                first_seen.append(name)
+        for before, after in zip(names, names[1:], strict=False):
+            earlier[after].add(before)
+
+    def rank(name: str) -> tuple[int, int]:
+        default = DEFAULT_PIPELINE.index(name) if name in DEFAULT_PIPELINE else len(DEFAULT_PIPELINE)
+        return default, first_seen.index(name)
+
+    columns: list[str] = []
+    while earlier:
+        ready = [name for name, before in earlier.items() if before <= set(columns)] or list(earlier)
+        chosen = min(ready, key=rank)
+        columns.append(chosen)
+        del earlier[chosen]
+    return columns
+
+
 @main.command()
 @click.argument("service")
 @click.argument("environment")
-@json_option
+@global_options
 @pass_state
 def instances(state: State, service: str, environment: str) -> None:
     """List the instances of SERVICE in ENVIRONMENT and the version each one runs.
@@ -367,7 +450,13 @@ def instances(state: State, service: str, environment: str) -> None:
     Example:
       tskcfg instances user-service production
     """
-    body = state.api().request("GET", config_path(service, environment, "instances")).json()
+    api = state.api()
+    with naming_unknown_services(api, service):
+        body = api.request("GET", config_path(service, environment, "instances")).json()
+    if not body.get("instances"):
+        failure = unknown_service(api, service)
+        if failure is not None:
+            raise failure
     if state.json:
         echo_json(body)
         return
@@ -412,11 +501,11 @@ def entry_time(entry: dict[str, Any]) -> datetime | None:
 @main.command()
 @click.option("--service", default=None, help="Only entries about this service.")
 @click.option("--env", "environment", default=None, metavar="ENV", help="Only entries about this environment.")
-@click.option("--action", default=None, help="Only this action (push, promote, rollback, token_create, ...).")
+@click.option("--action", type=click.Choice(AUDIT_ACTIONS), default=None, help="Only this action.")
 @click.option("--actor", default=None, help="Only what this token name did.")
 @click.option("--since", default=None, metavar="WHEN", help="Only entries since WHEN: 30m, 2h, 7d or an ISO time.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True, help="At most this many entries.")
-@json_option
+@global_options
 @pass_state
 def audit(
     state: State,
@@ -479,7 +568,7 @@ def audit(
 @click.argument("environment")
 @click.option("--count", type=click.IntRange(min=1), default=None, metavar="N",
               help="Stop after N new versions (default: until Ctrl-C).")
-@json_option
+@global_options
 @pass_state
 def watch(state: State, service: str, environment: str, count: int | None) -> None:
     """Print each new version of SERVICE in ENVIRONMENT as it arrives, until interrupted.
@@ -509,7 +598,7 @@ def watch(state: State, service: str, environment: str, count: int | None) -> No
                 ) as response:
                     if not connected_once:
                         # On stderr, so --json output stays one JSON object per line.
-                        click.echo(f"watching {where(service, environment)} (Ctrl-C to stop)", err=True)
+                        say(f"watching {where(service, environment)} (Ctrl-C to stop)", err=True)
                     connected_once, failures = True, 0
                     for event_id, event, data in sse_events(response):
                         if event_id is not None:
@@ -563,10 +652,10 @@ def show_event(state: State, data: str) -> None:
     if not isinstance(payload, dict):
         payload = {"raw": data}
     if state.json:
-        click.echo(json.dumps(payload, ensure_ascii=False))
+        click.echo(json_text(payload, indent=None))
         return
     stamp = datetime.now(UTC).strftime("%H:%M:%S")
-    click.echo(
+    say(
         f"{stamp}  {payload.get('service')}/{payload.get('environment')}  "
         f"version {payload.get('version')}  hash {short_hash(payload.get('hash'))}"
     )

@@ -17,8 +17,14 @@ import click
 
 from config_service.cli._common import read_input, segment
 from config_service.cli._errors import REFUSED, UNREACHABLE, CommandFailed
-from config_service.cli._group import State, json_option, main, pass_state
-from config_service.cli._output import echo_json, schema_error_lines, source_error_lines
+from config_service.cli._group import State, global_options, json_option, main, pass_state
+from config_service.cli._output import (
+    echo_json,
+    escape_controls,
+    schema_error_lines,
+    source_error_lines,
+)
+from config_service.settings import DEFAULT_MAX_BODY
 from config_service.validation import SchemaInvalid, SchemaSet, check_schema, referenced_schemas
 
 MAX_REFERENCED_SCHEMAS = 50
@@ -96,6 +102,17 @@ def local_checker(schema_path: Path) -> Checker:
     return make_checker(schema_path.stem, schema, others, str(schema_path))
 
 
+def size_error(size: int, limit: int) -> str | None:
+    """Why the server would refuse a body of `size` bytes (413), or None when it fits."""
+    if size <= limit:
+        return None
+    if limit == DEFAULT_MAX_BODY:
+        which = f"the server's default limit of {limit} bytes (1 MiB)"
+    else:
+        which = f"the limit of {limit} bytes given with --max-body"
+    return f"{size} bytes, more than {which}: the server would refuse it (413 too_large)"
+
+
 def run_validation(
     checker_for: Callable[[], Checker | None], file_name: str, raw: bytes
 ) -> tuple[bool, list[dict[str, Any]], list[str]]:
@@ -123,7 +140,9 @@ def run_validation(
               help="Validate each FILE against DIR/<FILE's name>.json, e.g. schemas/user-service.json.")
 @click.option("--service", default=None,
               help="Validate against this service's schema on the server (needs the server).")
-@json_option
+@click.option("--max-body", type=click.IntRange(min=1), default=DEFAULT_MAX_BODY, show_default=True,
+              metavar="BYTES", help="Refuse files larger than this, as a server with `serve --max-body` does.")
+@global_options
 @pass_state
 def validate(
     state: State,
@@ -131,11 +150,14 @@ def validate(
     schema_file: Path | None,
     schemas_dir: Path | None,
     service: str | None,
+    max_body: int,
 ) -> None:
     """Check TSK files the way the server will, without pushing them (FILE `-` reads stdin).
 
     \b
-    Without a schema option only the TSK is checked. Exit 1 when any file fails.
+    Without a schema option only the TSK is checked. A file larger than the
+    server's size limit (1 MiB unless --max-body) fails as it would on the
+    server. Exit 1 when any file fails.
     Errors show as file:line:column with the line and a caret; schema failures
     as `file: /json/pointer: message`.
 
@@ -174,8 +196,12 @@ def validate(
     failed = False
     for file in files:
         file_name, raw = read_input(file)
+        too_large = size_error(len(raw), max_body)
         try:
-            ok, errors, lines = run_validation(functools.partial(checker_for, file), file_name, raw)
+            if too_large is not None:
+                ok, errors, lines = False, [{"path": "", "message": too_large}], [f"{file_name}: {too_large}"]
+            else:
+                ok, errors, lines = run_validation(functools.partial(checker_for, file), file_name, raw)
         except MissingSchema as missing:
             ok, errors, lines = False, [{"path": "", "message": str(missing)}], [f"{file_name}: {missing}"]
         except CommandFailed as failure:
@@ -189,8 +215,9 @@ def validate(
             checked = "valid" if checker_for(file) is not None else "valid TSK (no schema given)"
             click.echo(f"{file_name}: {checked}")
         else:
+            # Schema messages quote the schema, which may be the server's.
             for line in lines:
-                click.echo(line, err=True)
+                click.echo(escape_controls(line, keep_tabs=True), err=True)
     if state.json:
         echo_json({"ok": not failed, "files": results})
     if failed:

@@ -7,10 +7,10 @@ from typing import Any
 
 import click
 
-from config_service.cli._common import read_input, segment
+from config_service.cli._common import naming_unknown_services, read_input, segment
 from config_service.cli._errors import REFUSED, CommandFailed
-from config_service.cli._group import State, json_option, main, pass_state
-from config_service.cli._output import echo_json
+from config_service.cli._group import State, global_options, main, pass_state
+from config_service.cli._output import echo_json, say
 
 
 @main.group()
@@ -28,7 +28,7 @@ def schema() -> None:
 @click.argument("service")
 @click.argument("file")
 @click.option("--force", is_flag=True, help="Store it even if current documents fail it (admin only).")
-@json_option
+@global_options
 @pass_state
 def schema_push(state: State, service: str, file: str, force: bool) -> None:
     """Store FILE as the schema of SERVICE (FILE `-` reads stdin).
@@ -60,14 +60,14 @@ def schema_push(state: State, service: str, file: str, force: bool) -> None:
     if state.json:
         echo_json(body)
     elif response.status_code == 201:
-        click.echo(f"{service}: schema version {body.get('version')} stored")
+        say(f"{service}: schema version {body.get('version')} stored")
     else:
-        click.echo(f"{service}: unchanged, schema version {body.get('version')} is identical")
+        say(f"{service}: unchanged, schema version {body.get('version')} is identical")
 
 
 @schema.command("get")
 @click.argument("service")
-@json_option
+@global_options
 @pass_state
 def schema_get(state: State, service: str) -> None:
     """Print the current schema of SERVICE (--json: with its version).
@@ -76,5 +76,7 @@ def schema_get(state: State, service: str) -> None:
     Example:
       tskcfg schema get user-service > user-service.json
     """
-    body = state.api().request("GET", f"/v1/schemas/{segment(service)}").json()
+    api = state.api()
+    with naming_unknown_services(api, service):
+        body = api.request("GET", f"/v1/schemas/{segment(service)}").json()
     echo_json(body if state.json else body.get("schema"))

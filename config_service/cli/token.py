@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from config_service.cli._common import segment
-from config_service.cli._group import State, json_option, main, pass_state
-from config_service.cli._output import echo_json, table
+from config_service.cli._group import State, global_options, main, pass_state
+from config_service.cli._output import echo_json, say, table
 
 
 @main.group()
@@ -26,7 +26,7 @@ def token() -> None:
               help="Services it covers, e.g. 'user-*' or '*' (repeatable).")
 @click.option("--env", "environments", multiple=True, required=True, metavar="ENV",
               help="Environments it covers, or '*' (repeatable).")
-@json_option
+@global_options
 @pass_state
 def token_create(
     state: State, name: str, role: str, services: tuple[str, ...], environments: tuple[str, ...]
@@ -46,17 +46,17 @@ def token_create(
     if state.json:
         echo_json(body)
         return
-    click.echo(
+    say(
         f"token {body.get('name')!r} (id {body.get('id')}, {body.get('role')}, services "
         f"{', '.join(body.get('services', []))}, environments {', '.join(body.get('environments', []))}); "
         "store it now, it is not shown again:",
         err=True,
     )
-    click.echo(body.get("token"))
+    say(body.get("token") or "")
 
 
 @token.command("list")
-@json_option
+@global_options
 @pass_state
 def token_list(state: State) -> None:
     """List tokens (never their secrets).
@@ -81,7 +81,7 @@ def token_list(state: State) -> None:
 
 @token.command("revoke")
 @click.argument("token_id", metavar="ID")
-@json_option
+@global_options
 @pass_state
 def token_revoke(state: State, token_id: str) -> None:
     """Revoke a token by its ID (see `tskcfg token list`); it stops working at once.

@@ -413,7 +413,7 @@ def test_usage_errors_exit_2(server: Server) -> None:
     for args in (
         ["push", "alpha"],
         ["get"],
-        ["diff", "alpha", "development", "--from", "1"],
+        ["diff", "alpha", "development", "--from-env", "staging"],
         ["diff", "alpha", "--from-env", "staging"],
         ["promote", "alpha", "--to", "staging"],
         ["token", "create", "x", "--role", "root", "--service", "*", "--env", "*"],
@@ -574,3 +574,165 @@ def test_validate_with_a_narrow_token_reads_section_schemas_from_the_server(
     result = server.cli("validate", bad, "--service", "user-service", token=reader)
     assert result.exit_code == 1, result.output
     assert result.stderr == f"{bad}: /database/pool_size: 0 is less than the minimum of 1\n"
+
+
+RED_MESSAGE = "\x1b[31mred\x1b[0m\rover"
+
+
+def test_text_from_the_server_is_printed_with_control_characters_escaped(server: Server) -> None:
+    writer = server.process.create_token("writer", ["esc-*"], ["*"], name="esc\x1b]0;owned\x07writer")
+    pushed = server.cli("push", "esc-api", "development", "-", "-m", RED_MESSAGE, token=writer, input="a: 1\n")
+    assert pushed.exit_code == 0, pushed.output
+    escaped = "\\x1b[31mred\\x1b[0m\\rover"
+
+    history = server.cli("history", "esc-api", "development")
+    audit = server.cli("audit", "--service", "esc-api")
+    got = server.cli("get", "esc-api", "development")
+    for result in (history, audit, got):
+        assert result.exit_code == 0, result.output
+        assert "\x1b" not in result.output and "\r" not in result.output and "\x07" not in result.output
+    assert escaped in history.stdout and "esc\\x1b]0;owned\\x07writer" in history.stdout
+    assert '"message": "\\u001b[31mred\\u001b[0m\\rover"' in audit.stdout  # the detail column is JSON
+    assert got.stdout == "a: 1\n"  # the document itself, as stored
+    assert got.stderr.startswith("esc-api/development: version 1 (hash ")
+    created_at = json.loads(server.cli("get", "esc-api", "development", "--json").stdout)["created_at"]
+    assert got.stderr.endswith(f", push by esc\\x1b]0;owned\\x07writer at {created_at}: {escaped}\n")
+    # --json stays JSON, with the data intact.
+    as_json = server.cli("history", "esc-api", "development", "--json")
+    assert json.loads(as_json.stdout)["versions"][0]["message"] == RED_MESSAGE
+    assert "\x1b" not in as_json.stdout
+
+
+def test_a_refusal_quoting_the_server_is_printed_escaped(capsys: pytest.CaptureFixture[str]) -> None:
+    from config_service.cli._errors import CommandFailed
+
+    CommandFailed("no \x1b[2Jversion", details=[{"path": "/a", "message": "x\x1b]0;t\x07"}]).show()
+    assert capsys.readouterr().err == "tskcfg: no \\x1b[2Jversion\n  /a: x\\x1b]0;t\\x07\n"
+
+
+def test_escape_controls_writes_each_control_character_as_an_escape() -> None:
+    from config_service.cli._output import cell_text, escape_controls, json_text
+
+    assert escape_controls("a\x1b[2Jb\nc\rd\te\x7f\x9b\u202eé✓") == "a\\x1b[2Jb\\nc\\rd\\te\\x7f\\x9b\\u202eé✓"
+    assert escape_controls("a\tb\x1b", keep_tabs=True) == "a\tb\\x1b"
+    assert cell_text({"message": "x\x1by"}) == '{"message": "x\\u001by"}'
+    text = json_text({"m": "\x1b\x9b\u2028é"})
+    assert json.loads(text) == {"m": "\x1b\x9b\u2028é"} and "\x9b" not in text and "é" in text
+
+
+def test_global_options_are_accepted_after_the_command(server: Server) -> None:
+    from click.testing import CliRunner
+
+    from config_service.cli import main
+
+    assert server.cli("push", "opt-api", "staging", "-", input="a: 1\n").exit_code == 0
+    runner = CliRunner()
+    env = {"TSKCFG_TOKEN": None, "TSKCFG_SERVER": None, "TSKCFG_DATA_DIR": None}
+    after = runner.invoke(
+        main,
+        ["history", "opt-api", "staging", "--server", server.url, "--token", server.admin_token, "--json"],
+        env=env,
+    )
+    assert after.exit_code == 0, after.output
+    assert [meta["version"] for meta in json.loads(after.stdout)["versions"]] == [1]
+    # Given both before and after the command, the one after wins.
+    both = runner.invoke(
+        main,
+        ["--server", "http://127.0.0.1:1", "--token", "wrong", "token", "list",
+         "--server", server.url, "--token", server.admin_token],
+        env=env,
+    )
+    assert both.exit_code == 0 and "admin" in both.stdout
+    # The environment's server still applies when the command names only the token.
+    from_env = runner.invoke(
+        main, ["services", "--token", server.admin_token], env={**env, "TSKCFG_SERVER": server.url}
+    )
+    assert from_env.exit_code == 0 and "opt-api" in from_env.stdout
+    validate = runner.invoke(
+        main, ["validate", "-", "--service", "opt-api", "--server", server.url, "--token", server.admin_token],
+        input="a: 1\n", env=env,
+    )
+    assert validate.exit_code == 1 and "'opt-api' has no schema" in validate.stderr  # it asked that server
+    assert "--server URL" in runner.invoke(main, ["get", "--help"]).stdout
+
+
+def test_diff_without_a_range_compares_the_previous_version_with_the_current(server: Server) -> None:
+    for value in (1, 2, 3):
+        assert server.cli("push", "diff-api", "development", "-", input=f"value: {value}\n").exit_code == 0
+    last = server.cli("diff", "diff-api", "development")
+    assert last.exit_code == 0, last.output
+    assert last.stdout.splitlines()[0] == "~ /value: 2 -> 3"
+    body = json.loads(server.cli("diff", "diff-api", "development", "--json").stdout)
+    assert (body["from"]["version"], body["to"]["version"]) == (2, 3)
+    older = json.loads(server.cli("diff", "diff-api", "development", "--to", "2", "--json").stdout)
+    assert (older["from"]["version"], older["to"]["version"]) == (1, 2)
+    since = json.loads(server.cli("diff", "diff-api", "development", "--from", "1", "--json").stdout)
+    assert (since["from"]["version"], since["to"]["version"]) == (1, 3)
+    assert server.cli("push", "diff-api", "staging", "-", input="value: 1\n").exit_code == 0
+    first = server.cli("diff", "diff-api", "staging")
+    assert first.exit_code == 1
+    assert first.stderr == "tskcfg: diff-api/staging has no version before version 1 to compare it with\n"
+
+
+def test_an_unknown_service_is_named_with_the_nearest_one_the_token_may_read(server: Server) -> None:
+    assert server.cli("push", "user-service", "development", "-", input=DEVELOPMENT).exit_code == 0
+    expected = "tskcfg: unknown service 'user-servce' (did you mean 'user-service'?)\n"
+    for args in (
+        ["get", "user-servce", "development"],
+        ["history", "user-servce", "development"],
+        ["diff", "user-servce", "development"],
+        ["diff", "user-servce", "--from-env", "development", "--to-env", "staging"],
+        ["rollback", "user-servce", "development", "1"],
+        ["promote", "user-servce", "--from", "development", "--to", "staging"],
+        ["instances", "user-servce", "development"],
+        ["schema", "get", "user-servce"],
+    ):
+        result = server.cli(*args)
+        assert (result.exit_code, result.stderr) == (1, expected), args
+    as_json = json.loads(server.cli("get", "user-servce", "development", "--json").stdout)
+    assert as_json == {
+        "error": "unknown_service",
+        "message": "unknown service 'user-servce' (did you mean 'user-service'?)",
+        "details": [],
+    }
+    # Services that exist keep the server's own answer.
+    assert "has no version 99" in server.cli("get", "user-service", "development", "--version", "99").stderr
+    assert server.cli("history", "user-service", "production").exit_code == 0  # has a schema, no documents yet
+    # A name the token may not read is never suggested.
+    assert server.cli("push", "vault-keeper", "production", "-", input="a: 1\n").exit_code == 0
+    reader = server.process.create_token("reader", ["*"], ["development"], name="dev-reader")
+    hidden = server.cli("get", "vault-keepr", "development", token=reader)
+    assert (hidden.exit_code, hidden.stderr) == (1, "tskcfg: unknown service 'vault-keepr'\n")
+
+
+def test_audit_with_an_unknown_action_lists_the_valid_ones(server: Server) -> None:
+    result = server.cli("audit", "--action", "pushed")
+    assert result.exit_code == 2
+    assert "'pushed' is not one of 'push', 'sync', 'rollback', 'promote', 'schema', 'token_create'" in result.stderr
+
+
+def test_services_columns_follow_the_pipeline(server: Server) -> None:
+    assert server.cli("push", "aaa-first", "production", "-", input="a: 1\n").exit_code == 0
+    assert server.cli("push", "aaa-second", "staging", "-", input="a: 1\n").exit_code == 0
+    assert server.cli("push", "aaa-second", "development", "-", input="a: 1\n").exit_code == 0
+    header, *rows = server.cli("services").stdout.splitlines()
+    assert header.split() == ["SERVICE", "DEVELOPMENT", "STAGING", "PRODUCTION"]
+    assert rows[0].split() == ["aaa-first", "-", "-", "v1"]
+    assert rows[1].split() == ["aaa-second", "v1", "v1", "-"]
+    body = json.loads(server.cli("services", "--json").stdout)
+    second = next(item for item in body["services"] if item["service"] == "aaa-second")
+    assert list(second["environments"]) == ["development", "staging"]
+
+
+def test_environment_columns_keep_each_services_order() -> None:
+    from config_service.cli.configs import environment_columns
+
+    def columns(*services: list[str]) -> list[str]:
+        return environment_columns([{"environments": dict.fromkeys(names, {})} for names in services])
+
+    default = ["development", "staging", "production"]
+    assert columns(["production"], ["development", "staging"]) == default
+    assert columns(["production"], ["staging", "production"], ["development", "production"]) == default
+    # A pipeline of the server's own: the order the services show wins over the default one.
+    assert columns(["qa", "production"], ["development", "qa"]) == ["development", "qa", "production"]
+    assert columns(["production", "staging"]) == ["production", "staging"]

@@ -118,6 +118,29 @@ def test_validate_usage_errors_exit_2(runner: CliRunner) -> None:
     assert runner.invoke(main, ["validate"]).exit_code == 2
 
 
+def test_validate_refuses_a_file_over_the_servers_default_size_limit(runner: CliRunner, tmp_path: Path) -> None:
+    # Valid TSK of 1 MiB + 1 byte, and one of exactly 1 MiB: only the first is over the limit.
+    def document(size: int) -> str:
+        return "name: 1\n" + "#" * (size - len("name: 1\n") - 1) + "\n"
+
+    big = write(tmp_path / "big.tsk", document(1024 * 1024 + 1))
+    fits = write(tmp_path / "fits.tsk", document(1024 * 1024))
+    assert big.stat().st_size == 1024 * 1024 + 1 and fits.stat().st_size == 1024 * 1024
+    result = runner.invoke(main, ["validate", str(big), str(fits)])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"{big}: 1048577 bytes, more than the server's default limit of 1048576 bytes (1 MiB): "
+        "the server would refuse it (413 too_large)\n"
+    )
+    assert result.stdout == f"{fits}: valid TSK (no schema given)\n"
+    as_json = json.loads(runner.invoke(main, ["validate", str(big), "--json"]).stdout)
+    assert as_json["files"][0]["ok"] is False
+    assert "1048576 bytes" in as_json["files"][0]["errors"][0]["message"]
+    smaller = runner.invoke(main, ["validate", str(fits), "--max-body", "1000"])
+    assert smaller.exit_code == 1
+    assert "more than the limit of 1000 bytes given with --max-body" in smaller.stderr
+
+
 def test_fmt_rewrites_a_file_without_comments_and_keeps_its_data(runner: CliRunner, tmp_path: Path) -> None:
     path = write(tmp_path / "a.tsk", 'b = [\n  2,\n  3,\n]\na: "x # not a comment"\n[s]\nk = 1;\n')
     before = tsk.loads(path.read_text("utf-8"))
