@@ -188,6 +188,12 @@ def create_app(settings: Settings, server: ConfigServer | None = None) -> Starle
             )
 
         config_server.add_commit_listener(publish)
+
+        def revoked(token_id: str) -> None:
+            # Called on the thread that revoked the token; what it holds ends on the loop.
+            loop.call_soon_threadsafe(hub.end_for, token_id)
+
+        config_server.tokens.add_revocation_listener(revoked)
         file_sync = None
         watching: asyncio.Task[None] | None = None
         if settings.sync:
@@ -205,6 +211,7 @@ def create_app(settings: Settings, server: ConfigServer | None = None) -> Starle
         try:
             yield
         finally:
+            config_server.tokens.remove_revocation_listener(revoked)
             if file_sync is not None and watching is not None:
                 file_sync.stop()
                 await asyncio.gather(watching, return_exceptions=True)

@@ -182,12 +182,14 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         if held is not None:
             held.cycle.keep_alive = False
             self._wake(None)
+        streaming = self._stream is not None
         # Then every other parked long poll, those the application holds too (a document not
-        # yet in memory, one that does not exist yet): their time is up now.
+        # yet in memory, one that does not exist yet): their time is up now. (Closing the
+        # subscriptions ends the event streams too.)
         self.hub.stop()
         if held is not None:
             return
-        if self._stream is not None:
+        if streaming:
             self._end_stream()
             return
         super().shutdown()
@@ -220,7 +222,14 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
             cycle.keep_alive = False
             self._wake(None)
         else:
-            held.waiter = hub.park(decision.service, decision.environment, decision.wait, self._wake)
+            # Owned by the token: revoking it ends the wait at once, answered 401 (`_wake`).
+            held.waiter = hub.park(
+                decision.service,
+                decision.environment,
+                decision.wait,
+                self._wake,
+                decision.principal.token_id,
+            )
         return True
 
     def _wake(self, result: tuple[int, Any] | None) -> None:
@@ -326,7 +335,8 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         cycle.response_complete = True
         self._stream = _Stream(subscription, sent, still_allowed)
         self.streams.add(self)
-        subscription.redirect(self._stream_event)
+        # However the subscription ends (the token revoked, the client too slow), so does the stream.
+        subscription.redirect(self._stream_event, self._end_stream)
         return True
 
     def _stream_event(self, event: ChangeEvent) -> bool:
