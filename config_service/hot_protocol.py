@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
 
-from config_service.bounded_http import BoundedHttpToolsProtocol
+from config_service.bounded_http import BoundedHttpToolsProtocol, Refusals
 from config_service.hub import ChangeEvent, ChangeHub, Subscription, Waiter
 from config_service.routes import events, hot
 from config_service.server import ConfigServer, Rendered
@@ -382,10 +382,69 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         return cached[1]
 
 
+# What this protocol and `BoundedHttpToolsProtocol` override or read of uvicorn's, which is not
+# a public interface. uvicorn renames such things between minor versions: before 0.45 there was
+# no `_start_asgi_task`, and the hot path was then never asked.
+_PROTOCOL_METHODS = (
+    "_start_asgi_task",
+    "_unset_keepalive_if_required",
+    "connection_lost",
+    "connection_made",
+    "data_received",
+    "on_headers_complete",
+    "on_message_begin",
+    "on_message_complete",
+    "on_response_complete",
+    "send_400_response",
+    "shutdown",
+    "timeout_keep_alive_handler",
+)
+_PROTOCOL_FIELDS = ("connections", "cycle", "pipeline", "timeout_keep_alive", "timeout_keep_alive_task")
+_CYCLE_FIELDS = (
+    "disconnected",
+    "keep_alive",
+    "message_event",
+    "on_response",
+    "response_complete",
+    "response_started",
+)
+_FLOW_FIELDS = ("read_paused", "write_paused")
+_SERVER_STATE_FIELDS = ("default_headers",)
+
+
+def missing_uvicorn_internals() -> list[str]:
+    """The uvicorn internals this protocol needs that the installed uvicorn lacks ([]: none)."""
+    from uvicorn.protocols.http.flow_control import FlowControl
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.server import ServerState
+
+    def assigned(function: Any) -> tuple[str, ...]:
+        code = getattr(function, "__code__", None)
+        return () if code is None else code.co_names + code.co_varnames
+
+    missing = [
+        f"HttpToolsProtocol.{name}"
+        for name in _PROTOCOL_METHODS
+        if not callable(getattr(HttpToolsProtocol, name, None))
+    ]
+    for owner, fields in (
+        (HttpToolsProtocol, _PROTOCOL_FIELDS),
+        (RequestResponseCycle, _CYCLE_FIELDS),
+        (FlowControl, _FLOW_FIELDS),
+        (ServerState, _SERVER_STATE_FIELDS),
+    ):
+        names = assigned(owner.__init__)
+        missing.extend(f"{owner.__name__}.{name}" for name in fields if name not in names)
+    if not isinstance(STATUS_LINE, dict) or 200 not in STATUS_LINE:
+        missing.append("httptools_impl.STATUS_LINE")
+    return missing
+
+
 def protocol_for(app: Any) -> type[HotPathProtocol]:
     """The protocol class for uvicorn's `http=`, bound to the server, hub and telemetry of `app`
     (an app made by `create_app`)."""
     state = app.state
+    settings = state.settings
     return type(
         "ConfigHttpProtocol",
         (HotPathProtocol,),
@@ -394,5 +453,8 @@ def protocol_for(app: Any) -> type[HotPathProtocol]:
             "hub": state.hub,
             "telemetry": state.telemetry,
             "streams": _Streams(),
+            "body_seconds": settings.body_timeout,
+            "max_connections": settings.max_connections,
+            "refusals": Refusals(),
         },
     )
