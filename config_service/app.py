@@ -11,7 +11,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,6 +30,7 @@ from config_service.routes import (
     schemas,
     tokens,
 )
+from config_service.routes.hot import CLIENT_GONE
 from config_service.server import ConfigServer, Rendered
 from config_service.settings import Settings
 from config_service.telemetry import Telemetry
@@ -37,6 +38,9 @@ from config_service.telemetry import Telemetry
 logger = logging.getLogger("config_service")
 
 DOCUMENT = "/v1/configs/{service}/{environment}"
+# The scope extension `tskcfg serve`'s protocol sets on a request it answered 408 because its
+# body came too slowly (`bounded_http.py`); the application then sees the client leave.
+BODY_TIMED_OUT = "tskcfg.body_timed_out"
 
 # The whole HTTP API. Handlers are thin: they read the request, call ConfigServer, render.
 ENDPOINTS: tuple[Endpoint, ...] = (
@@ -121,6 +125,10 @@ class RequestContext:
             app = scope["endpoint"] = events.events
         try:
             await app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            # Not a failure of the server: the body stopped coming. Nothing can be answered.
+            if status == 0:
+                status = self._client_left(scope, request_id)
         except ApiError as error:
             if status == 0:
                 await _send_error(send_with_id, error.status, error.body(), error.headers)
@@ -132,6 +140,21 @@ class RequestContext:
         finally:
             route = self.routes.get(scope.get("endpoint"), "unmatched")
             self._finish(scope, request_id, route, status, latency or time.perf_counter() - started_at)
+
+    @staticmethod
+    def _client_left(scope: Scope, request_id: bytes) -> int:
+        """Log a request whose client left (or was cut off) before its body arrived; its status."""
+        timed_out = scope.get("extensions", {}).get(BODY_TIMED_OUT)
+        if timed_out is not None:
+            # The protocol answered 408 and logged why; the access log says so too.
+            return 408
+        logger.info(
+            "request %s: client disconnected before its request body arrived (%s %r)",
+            request_id.decode("ascii"),
+            scope["method"],
+            scope["path"],
+        )
+        return CLIENT_GONE
 
     def _finish(self, scope: Scope, request_id: bytes, route: str, status: int, seconds: float) -> None:
         self.telemetry.finish(request_id, scope["method"], scope["path"], route, status, seconds)
@@ -188,6 +211,12 @@ def create_app(settings: Settings, server: ConfigServer | None = None) -> Starle
             )
 
         config_server.add_commit_listener(publish)
+
+        def revoked(token_id: str) -> None:
+            # Called on the thread that revoked the token; what it holds ends on the loop.
+            loop.call_soon_threadsafe(hub.end_for, token_id)
+
+        config_server.tokens.add_revocation_listener(revoked)
         file_sync = None
         watching: asyncio.Task[None] | None = None
         if settings.sync:
@@ -205,6 +234,7 @@ def create_app(settings: Settings, server: ConfigServer | None = None) -> Starle
         try:
             yield
         finally:
+            config_server.tokens.remove_revocation_listener(revoked)
             if file_sync is not None and watching is not None:
                 file_sync.stop()
                 await asyncio.gather(watching, return_exceptions=True)

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import secrets
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
@@ -94,11 +94,16 @@ def file_principal(author: str) -> Principal:
 
 
 class TokenBook:
-    """The live tokens of this process, for checking presented secrets without the database."""
+    """The live tokens of this process, for checking presented secrets without the database.
+
+    Revocation listeners (`add_revocation_listener`) are told the id of each token revoked,
+    so that what a token holds open (long polls, event streams) ends at once.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_id: dict[str, TokenRecord] = {}
+        self._revocation_listeners: list[Callable[[str], None]] = []
 
     def replace(self, records: Sequence[TokenRecord]) -> None:
         by_id = {record.id: record for record in records}
@@ -107,7 +112,24 @@ class TokenBook:
 
     def put(self, record: TokenRecord) -> None:
         with self._lock:
+            before = self._by_id.get(record.id)
             self._by_id = {**self._by_id, record.id: record}
+            listeners = list(self._revocation_listeners)
+        revoked = record.revoked_at is not None and (before is None or before.revoked_at is None)
+        if revoked:
+            # After the record is in: whatever a listener ends, a new check finds it revoked.
+            for listener in listeners:
+                listener(record.id)
+
+    def add_revocation_listener(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(token_id)` after each revocation, on the thread that revokes."""
+        with self._lock:
+            self._revocation_listeners.append(listener)
+
+    def remove_revocation_listener(self, listener: Callable[[str], None]) -> None:
+        with self._lock:
+            if listener in self._revocation_listeners:
+                self._revocation_listeners.remove(listener)
 
     def __len__(self) -> int:
         return len(self._by_id)

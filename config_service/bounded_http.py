@@ -1,22 +1,27 @@
-"""The HTTP/1.1 protocol `tskcfg serve` runs: uvicorn's httptools protocol with bounds on the request head.
+"""The HTTP/1.1 protocol `tskcfg serve` runs: uvicorn's httptools protocol with bounds on connections.
 
 uvicorn's httptools protocol keeps reading a request line and headers for as long as the
 client sends them (one header of 50 MiB, or 100,000 small ones, is all held in memory), and
-its size option only applies to the h11 protocol; nor does it limit how long a head may
-take, so a client that sends a byte now and then holds its connection forever. This one
-counts the bytes of each request head and answers 431 once they pass `MAX_HEAD`, closes
-a connection whose head is not complete `HEAD_SECONDS` after it began, and closes one that
-queues more than `MAX_PIPELINE` requests behind an unfinished answer.
+its size option only applies to the h11 protocol; nor does it limit how long a head or a
+body may take, so a client that sends a byte now and then holds its connection (and the
+part of the body it sent) forever, nor how many connections are open. This one counts the
+bytes of each request head and answers 431 once they pass `MAX_HEAD`, closes a connection
+whose head is not complete `HEAD_SECONDS` after it began, answers 408 and closes one whose
+body is not complete `body_seconds` after its head, closes one that queues more than
+`MAX_PIPELINE` requests behind an unfinished answer, and closes a new connection at once
+while `max_connections` are open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-from typing import Any
+import time
+from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from config_service.app import BODY_TIMED_OUT
 from config_service.errors import error_body
 
 # Request line plus headers. Far above what any client of the service sends (a bearer token,
@@ -27,18 +32,43 @@ HEAD_SECONDS = 30.0
 # Requests queued behind one still being answered (a held long poll, say). Each queued request
 # costs about 2 KiB, and one read of tiny pipelined heads would otherwise queue ~14,000 of them.
 MAX_PIPELINE = 128
+# At most one log line per this many seconds about refused connections, with their count:
+# a flood of them must not become a flood of log lines.
+REFUSED_LOG_SECONDS = 10.0
 
 
 class PipelineTooDeep(Exception):
     """More than `MAX_PIPELINE` requests were queued on one connection."""
 
 
+class Refusals:
+    """Connections one server refused for being over its maximum, logged at most every
+    `REFUSED_LOG_SECONDS`."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.logged_at = float("-inf")
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """`HttpToolsProtocol` that refuses a request head larger than `MAX_HEAD` bytes with 431,
-    and closes the connection when a head takes longer than `HEAD_SECONDS`."""
+    closes the connection when a head takes longer than `HEAD_SECONDS`, answers 408 when a
+    body takes longer than `body_seconds` after its head, and closes connections past
+    `max_connections` as soon as they are accepted.
+
+    Subclass it to set `body_seconds` and `max_connections` (`protocol_for` in
+    `hot_protocol.py` does, from the settings).
+    """
+
+    body_seconds: ClassVar[float] = 30.0
+    max_connections: ClassVar[int] = 16_384
+    refusals: ClassVar[Refusals] = Refusals()
 
     def __init__(self, *arguments: Any, **options: Any) -> None:
         super().__init__(*arguments, **options)
+        # True from the end of a request's head to the end of its body (or the connection's).
+        self._in_body = False
+        self._body_timer: asyncio.TimerHandle | None = None
         # True while a request head is awaited or arriving: from the connection's start, and
         # from the first byte of each later request, to the end of its head. Not while a
         # request is being answered (a long poll may be held for minutes), nor between
@@ -50,10 +80,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # `connections` holds this one too: more than the maximum means one too many. Closed
+        # before a byte is read or a timer set, so a flood of connections costs little.
+        if len(self.connections) > self.max_connections:
+            self._in_head = False
+            self._refuse_connection()
+            return
         self._start_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
+        self._stop_body_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -61,6 +98,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().data_received(data)
         if self.transport.is_closing():
             return
+        if self._in_body:
+            # The body's rest is still to come: time it. (A body that arrives with its head,
+            # as nearly all do, never starts a timer.)
+            self._start_body_timer()
         if not self._in_head:
             cycle = self.cycle
             if (
@@ -107,7 +148,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_began = False
         self._head_bytes = 0
         self._stop_head_timer()
+        self._in_body = True
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_body = False
+        self._stop_body_timer()
+        super().on_message_complete()
 
     def _start_head_timer(self) -> None:
         if self._head_timer is None:
@@ -129,6 +176,77 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._in_head and not self.transport.is_closing():
             self.logger.warning("closed a connection whose request head took over %.0f s", HEAD_SECONDS)
             self.transport.close()
+
+    def _start_body_timer(self) -> None:
+        if self._body_timer is None:
+            self._body_timer = self.loop.call_later(self.body_seconds, self._body_too_slow)
+
+    def _stop_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_too_slow(self) -> None:
+        self._body_timer = None
+        if not self._in_body or self.transport.is_closing():
+            return
+        if self.flow.read_paused:
+            # uvicorn stopped reading (the application has not taken the body read so far, or
+            # the request waits behind an unfinished answer): the client is not the slow one.
+            self._start_body_timer()
+            return
+        self._in_body = False
+        cycle = self.cycle
+        if cycle is None or cycle.response_started or self._answering_another(cycle):
+            # An answer is under way (one that did not wait for the body, or an earlier
+            # request's): a 408 now would be read as part of it, so the connection only closes.
+            self.logger.warning(
+                "closed a connection whose request body took over %.0f s", self.body_seconds
+            )
+            self.transport.close()
+            return
+        body = error_body(
+            "request_timeout",
+            f"the request body did not arrive within {self.body_seconds:g} s of its head",
+        )
+        self.logger.warning(
+            "answered 408 to a request whose body took over %.0f s: %s %r",
+            self.body_seconds,
+            cycle.scope["method"],
+            cycle.scope["path"],
+        )
+        self.transport.write(
+            b"HTTP/1.1 408 Request Timeout\r\n"
+            b"content-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode("ascii") + b"\r\n"
+            b"connection: close\r\n\r\n" + body
+        )
+        # The application, waiting for the rest of the body, is told the client left (and its
+        # own answer, if it tries one, goes nowhere); the scope says why.
+        scope: Any = cycle.scope
+        scope.setdefault("extensions", {})[BODY_TIMED_OUT] = self.body_seconds
+        cycle.response_started = True
+        cycle.disconnected = True
+        cycle.message_event.set()
+        self.transport.close()
+
+    def _answering_another(self, cycle: Any) -> bool:
+        """True when the request with the slow body is queued behind one still being answered."""
+        return any(queued is cycle for queued, _ in self.pipeline)
+
+    def _refuse_connection(self) -> None:
+        self.transport.close()
+        refusals = self.refusals
+        refusals.count += 1
+        now = time.monotonic()
+        if now - refusals.logged_at >= REFUSED_LOG_SECONDS:
+            self.logger.warning(
+                "refused %d connection(s): %d are open, the most this server takes (--max-connections)",
+                refusals.count,
+                self.max_connections,
+            )
+            refusals.count = 0
+            refusals.logged_at = now
 
     def _answering(self) -> bool:
         """True while an earlier request on this connection is still being answered."""

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
 
-from config_service.bounded_http import BoundedHttpToolsProtocol
+from config_service.bounded_http import BoundedHttpToolsProtocol, Refusals
 from config_service.hub import ChangeEvent, ChangeHub, Subscription, Waiter
 from config_service.routes import events, hot
 from config_service.server import ConfigServer, Rendered
@@ -182,12 +182,14 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         if held is not None:
             held.cycle.keep_alive = False
             self._wake(None)
+        streaming = self._stream is not None
         # Then every other parked long poll, those the application holds too (a document not
-        # yet in memory, one that does not exist yet): their time is up now.
+        # yet in memory, one that does not exist yet): their time is up now. (Closing the
+        # subscriptions ends the event streams too.)
         self.hub.stop()
         if held is not None:
             return
-        if self._stream is not None:
+        if streaming:
             self._end_stream()
             return
         super().shutdown()
@@ -220,7 +222,14 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
             cycle.keep_alive = False
             self._wake(None)
         else:
-            held.waiter = hub.park(decision.service, decision.environment, decision.wait, self._wake)
+            # Owned by the token: revoking it ends the wait at once, answered 401 (`_wake`).
+            held.waiter = hub.park(
+                decision.service,
+                decision.environment,
+                decision.wait,
+                self._wake,
+                decision.principal.token_id,
+            )
         return True
 
     def _wake(self, result: tuple[int, Any] | None) -> None:
@@ -326,7 +335,8 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         cycle.response_complete = True
         self._stream = _Stream(subscription, sent, still_allowed)
         self.streams.add(self)
-        subscription.redirect(self._stream_event)
+        # However the subscription ends (the token revoked, the client too slow), so does the stream.
+        subscription.redirect(self._stream_event, self._end_stream)
         return True
 
     def _stream_event(self, event: ChangeEvent) -> bool:
@@ -372,10 +382,69 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         return cached[1]
 
 
+# What this protocol and `BoundedHttpToolsProtocol` override or read of uvicorn's, which is not
+# a public interface. uvicorn renames such things between minor versions: before 0.45 there was
+# no `_start_asgi_task`, and the hot path was then never asked.
+_PROTOCOL_METHODS = (
+    "_start_asgi_task",
+    "_unset_keepalive_if_required",
+    "connection_lost",
+    "connection_made",
+    "data_received",
+    "on_headers_complete",
+    "on_message_begin",
+    "on_message_complete",
+    "on_response_complete",
+    "send_400_response",
+    "shutdown",
+    "timeout_keep_alive_handler",
+)
+_PROTOCOL_FIELDS = ("connections", "cycle", "pipeline", "timeout_keep_alive", "timeout_keep_alive_task")
+_CYCLE_FIELDS = (
+    "disconnected",
+    "keep_alive",
+    "message_event",
+    "on_response",
+    "response_complete",
+    "response_started",
+)
+_FLOW_FIELDS = ("read_paused", "write_paused")
+_SERVER_STATE_FIELDS = ("default_headers",)
+
+
+def missing_uvicorn_internals() -> list[str]:
+    """The uvicorn internals this protocol needs that the installed uvicorn lacks ([]: none)."""
+    from uvicorn.protocols.http.flow_control import FlowControl
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.server import ServerState
+
+    def assigned(function: Any) -> tuple[str, ...]:
+        code = getattr(function, "__code__", None)
+        return () if code is None else code.co_names + code.co_varnames
+
+    missing = [
+        f"HttpToolsProtocol.{name}"
+        for name in _PROTOCOL_METHODS
+        if not callable(getattr(HttpToolsProtocol, name, None))
+    ]
+    for owner, fields in (
+        (HttpToolsProtocol, _PROTOCOL_FIELDS),
+        (RequestResponseCycle, _CYCLE_FIELDS),
+        (FlowControl, _FLOW_FIELDS),
+        (ServerState, _SERVER_STATE_FIELDS),
+    ):
+        names = assigned(owner.__init__)
+        missing.extend(f"{owner.__name__}.{name}" for name in fields if name not in names)
+    if not isinstance(STATUS_LINE, dict) or 200 not in STATUS_LINE:
+        missing.append("httptools_impl.STATUS_LINE")
+    return missing
+
+
 def protocol_for(app: Any) -> type[HotPathProtocol]:
     """The protocol class for uvicorn's `http=`, bound to the server, hub and telemetry of `app`
     (an app made by `create_app`)."""
     state = app.state
+    settings = state.settings
     return type(
         "ConfigHttpProtocol",
         (HotPathProtocol,),
@@ -384,5 +453,8 @@ def protocol_for(app: Any) -> type[HotPathProtocol]:
             "hub": state.hub,
             "telemetry": state.telemetry,
             "streams": _Streams(),
+            "body_seconds": settings.body_timeout,
+            "max_connections": settings.max_connections,
+            "refusals": Refusals(),
         },
     )

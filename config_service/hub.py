@@ -15,6 +15,10 @@ the already rendered response bytes of that version), and it holds:
   allowed to grow memory, and is expected to reconnect with `Last-Event-ID`
   so the server replays what it missed from the store.
 
+A waiter or subscription may name an owner (the server passes the token's
+id); `end_for(owner)` ends everything held for it at once, as when a token is
+revoked.
+
 Everything here runs on the event loop thread. A write that commits in a worker
 thread calls `publish_threadsafe(loop, ...)`, which hands the publish to the loop.
 
@@ -47,7 +51,7 @@ import asyncio
 import json
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Generic, TypeVar
@@ -127,15 +131,21 @@ class Subscription:
     """
 
     def __init__(
-        self, forget: Callable[[Subscription], None], accepts: EventFilter, max_queue: int
+        self,
+        forget: Callable[[Subscription], None],
+        accepts: EventFilter,
+        max_queue: int,
+        owner: Hashable | None = None,
     ) -> None:
         self._forget = forget
         self._accepts = accepts
         self._max_queue = max_queue
+        self.owner = owner
         self._events: deque[ChangeEvent] = deque()
         self._getter: asyncio.Future[None] | None = None
         self._closed_reason: str | None = None
         self._redirect: Callable[[ChangeEvent], bool] | None = None
+        self._ended: Callable[[], None] | None = None
 
     @property
     def closed(self) -> bool:
@@ -156,14 +166,19 @@ class Subscription:
         """Stop receiving events; a pending `next` raises `SubscriptionClosed("closed")`."""
         self._end("closed")
 
-    def redirect(self, deliver: Callable[[ChangeEvent], bool]) -> None:
+    def redirect(
+        self, deliver: Callable[[ChangeEvent], bool], ended: Callable[[], None] | None = None
+    ) -> None:
         """From now on, hand every accepted event to `deliver` at once instead of queueing it.
 
         Events already queued go first, in order. `deliver` returns False when it cannot take
         the event (its client reads too slowly); the subscription is then dropped as on an
-        overflow. This is how a server streams events with no task per stream.
+        overflow. `ended` is called once when the subscription ends, however it ends (closed,
+        dropped, its owner's `end_for`, the hub stopping), since nobody awaits `next` to see
+        it. This is how a server streams events with no task per stream.
         """
         self._redirect = deliver
+        self._ended = ended
         while self._events and self._closed_reason is None:
             if not deliver(self._events.popleft()):
                 self._end("overflow")
@@ -238,6 +253,12 @@ class Subscription:
         self._closed_reason = reason
         self._forget(self)
         self._wake()
+        ended, self._ended = self._ended, None
+        if ended is not None:
+            try:
+                ended()
+            except Exception:
+                logger.exception("an event stream failed to end")
 
     def _wake(self) -> None:
         getter = self._getter
@@ -257,16 +278,22 @@ class Waiter:
     connection and answer all of them from inside `publish`.
     """
 
-    __slots__ = ("_hub", "_key", "_document", "_wake", "_timer")
+    __slots__ = ("_hub", "_key", "_document", "_wake", "_timer", "owner")
 
     def __init__(
-        self, hub: ChangeHub[Any], key: tuple[str, str], document: _Document[Any], wake: Wake
+        self,
+        hub: ChangeHub[Any],
+        key: tuple[str, str],
+        document: _Document[Any],
+        wake: Wake,
+        owner: Hashable | None = None,
     ) -> None:
         self._hub = hub
         self._key = key
         self._document = document
         self._wake: Wake | None = wake
         self._timer: asyncio.TimerHandle | None = None
+        self.owner = owner
 
     @property
     def parked(self) -> bool:
@@ -447,18 +474,25 @@ class ChangeHub(Generic[PayloadT]):
             return None
         return document.version, document.payload
 
-    def park(self, service: str, environment: str, timeout: float, wake: Wake) -> Waiter:
+    def park(
+        self,
+        service: str,
+        environment: str,
+        timeout: float,
+        wake: Wake,
+        owner: Hashable | None = None,
+    ) -> Waiter:
         """Park a long poll on the document until its next publish, for at most `timeout` seconds.
 
         `wake` is called on the event loop with the published `(version, payload)`, or with
-        None when the time is up. Check `changed` first: `park` waits for the *next* version
-        even if the caller's is already stale.
+        None when the time is up (or `end_for(owner)` ended it). Check `changed` first: `park`
+        waits for the *next* version even if the caller's is already stale.
         """
         key = (service, environment)
         document = self._documents.get(key)
         if document is None:
             document = self._documents[key] = _Document()
-        waiter = Waiter(self, key, document, wake)
+        waiter = Waiter(self, key, document, wake, owner)
         if self._stopping:
             timeout = 0  # the server is stopping: the time is up at once
         waiter._timer = asyncio.get_running_loop().call_later(timeout, waiter._expire)
@@ -486,8 +520,34 @@ class ChangeHub(Generic[PayloadT]):
         for subscription in list(self._subscriptions):
             subscription.close()
 
+    def end_for(self, owner: Hashable) -> int:
+        """End everything held for `owner` now: the time of its parked long polls is up
+        (`wake(None)`) and its subscriptions close. Returns how many ended.
+
+        A revoked token's waits end this way, within a turn of the event loop rather than at
+        their timeout or the stream's next ping. It walks every waiter: revocations are rare.
+        """
+        ended = 0
+        if owner is None:
+            return ended  # nothing is held for nobody; unowned waits are not all one owner's
+        for document in list(self._documents.values()):
+            for waiter in [waiter for waiter in document.waiters if waiter.owner == owner]:
+                wake = waiter._end()
+                if wake is not None:
+                    ended += 1
+                    self._call(wake, None)
+        for subscription in [item for item in self._subscriptions if item.owner == owner]:
+            subscription.close()
+            ended += 1
+        return ended
+
     async def wait_for_change(
-        self, service: str, environment: str, known_version: int, timeout: float
+        self,
+        service: str,
+        environment: str,
+        known_version: int,
+        timeout: float,
+        owner: Hashable | None = None,
     ) -> tuple[int, PayloadT | None] | None:
         """Wait until the document's version differs from `known_version`, for at most `timeout` s.
 
@@ -497,7 +557,7 @@ class ChangeHub(Generic[PayloadT]):
         document (it does not exist yet, or nobody published it since start)
         this waits for the next publish, so `known_version=0` on a missing
         document holds until its first version. A cancelled wait (the client
-        went away) leaves nothing behind.
+        went away) leaves nothing behind; `end_for(owner)` ends it with None.
         """
         result = self.changed(service, environment, known_version)
         if result is not None or timeout <= 0:
@@ -510,7 +570,7 @@ class ChangeHub(Generic[PayloadT]):
             if not future.done():
                 future.set_result(result)
 
-        waiter = self.park(service, environment, timeout, wake)
+        waiter = self.park(service, environment, timeout, wake, owner)
         try:
             return await future
         finally:
@@ -536,16 +596,20 @@ class ChangeHub(Generic[PayloadT]):
 
     # -- event streams --------------------------------------------------------
 
-    def subscribe(self, accepts: EventFilter | None = None) -> Subscription:
+    def subscribe(
+        self, accepts: EventFilter | None = None, owner: Hashable | None = None
+    ) -> Subscription:
         """A new subscription to every future event that `accepts(event)` allows.
 
         The filter is where the server applies `?service=`/`?environment=` and
         the token's scope; it runs once per event per subscriber, on publish.
+        `end_for(owner)` closes it.
         """
         subscription = Subscription(
             self._forget,
             accepts if accepts is not None else _accept_all,
             self._max_subscriber_queue,
+            owner,
         )
         self._subscriptions.add(subscription)
         if self._stopping:

@@ -10,6 +10,11 @@ from typing import Any
 
 DEFAULT_PIPELINE = ("development", "staging", "production")
 DEFAULT_MAX_BODY = 1024 * 1024
+# Open connections: above the 10,000 idle watchers one process is built to hold, below what
+# a flood of idle or half-sent connections may cost (each holds buffers and a parser).
+DEFAULT_MAX_CONNECTIONS = 16_384
+# From the end of a request's head to the end of its body.
+DEFAULT_BODY_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,10 @@ class Settings:
     instance_report_interval: float = 60.0
     log_level: str = "info"
     access_log: bool = True
+    # Connections beyond this many open ones are closed as soon as they are accepted.
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    # A request body not complete this many seconds after its head is answered 408.
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
 
     @property
     def database_path(self) -> Path:
@@ -102,4 +111,8 @@ def settings_from_environment(environ: Mapping[str, str] | None = None) -> Setti
         changes["log_level"] = env["TSKCFG_LOG_LEVEL"].lower()
     if "TSKCFG_ACCESS_LOG" in env:
         changes["access_log"] = _parse_bool("TSKCFG_ACCESS_LOG", env["TSKCFG_ACCESS_LOG"])
+    if "TSKCFG_MAX_CONNECTIONS" in env:
+        changes["max_connections"] = int(env["TSKCFG_MAX_CONNECTIONS"])
+    if "TSKCFG_BODY_TIMEOUT" in env:
+        changes["body_timeout"] = float(env["TSKCFG_BODY_TIMEOUT"])
     return replace(settings, **changes)

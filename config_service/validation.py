@@ -285,9 +285,36 @@ def _evaluated_keys(validator: Any, instance: dict[str, Any], schema: Any) -> se
     return evaluated
 
 
+def jsonschema_internals_missing(validator_class: Any = Draft202012Validator) -> str | None:
+    """What of jsonschema's private resolver `unevaluatedProperties` needs is missing, or None.
+
+    `_evaluated_keys` follows `$ref`s with the validator's `_resolver` (private, in jsonschema
+    since 4.18); the server checks it at start and says so when it is gone.
+    """
+    try:
+        resolver = validator_class({})._resolver
+        for name in ("lookup", "in_subresource"):
+            if not callable(getattr(resolver, name, None)):
+                return f"the validator's _resolver has no {name}()"
+        validator_class({}).evolve(schema={}, _resolver=resolver)
+    except (AttributeError, TypeError) as error:
+        return f"the validator's private _resolver is not usable ({error})"
+    return None
+
+
+# Checked once; when jsonschema lacks what `_evaluated_keys` needs, `unevaluatedProperties`
+# falls back to jsonschema's own keyword (the server warns at start).
+JSONSCHEMA_INTERNALS_MISSING = jsonschema_internals_missing()
+
+
 def _unevaluated_properties(
     validator: Any, unevaluated: Any, instance: Any, schema: Any
 ) -> Iterator[ValidationError]:
+    if JSONSCHEMA_INTERNALS_MISSING is not None:
+        yield from Draft202012Validator.VALIDATORS["unevaluatedProperties"](
+            validator, unevaluated, instance, schema
+        )
+        return
     if not validator.is_type(instance, "object"):
         return
     evaluated = _evaluated_keys(validator, instance, schema)

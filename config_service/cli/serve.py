@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import gc
+import importlib.metadata
 import logging
+import resource
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from config_service.cli._group import main
 from config_service.settings import parse_pipeline, settings_from_environment
+
+logger = logging.getLogger("config_service")
 
 
 def _configure_logging(level: str) -> None:
@@ -46,6 +51,14 @@ def _configure_logging(level: str) -> None:
 )
 @click.option("--no-sync", is_flag=True, default=False, help="Do not import environments/ and schemas/.")
 @click.option("--max-body", type=int, default=None, help="Largest request body in bytes (default 1 MiB).")
+@click.option(
+    "--max-connections", type=int, default=None,
+    help="Open connections; more are closed at once (default 16384; TSKCFG_MAX_CONNECTIONS).",
+)
+@click.option(
+    "--body-timeout", type=float, default=None,
+    help="Seconds a request body may take after its head before a 408 (default 30; TSKCFG_BODY_TIMEOUT).",
+)
 @click.option("--workers", type=int, default=None, help="Worker processes; only 1 is supported.")
 @click.option("--log-level", default=None, help="debug, info, warning or error (default info).")
 @click.option("--no-access-log", is_flag=True, default=False, help="Do not log one line per request.")
@@ -58,6 +71,8 @@ def serve(
     pipeline: str | None,
     no_sync: bool,
     max_body: int | None,
+    max_connections: int | None,
+    body_timeout: float | None,
     workers: int | None,
     log_level: str | None,
     no_access_log: bool,
@@ -72,6 +87,8 @@ def serve(
             schemas_dir=schemas_dir,
             pipeline=parse_pipeline(pipeline) if pipeline is not None else None,
             max_body=max_body,
+            max_connections=max_connections,
+            body_timeout=body_timeout,
             workers=workers,
             log_level=log_level,
         )
@@ -90,16 +107,22 @@ def serve(
         )
     if settings.max_body < 1:
         raise click.UsageError("--max-body must be a positive number of bytes")
+    if settings.max_connections < 1:
+        raise click.UsageError("--max-connections must be a positive number of connections")
+    if not 0 < settings.body_timeout < float("inf"):
+        raise click.UsageError("--body-timeout must be a positive number of seconds")
     _configure_logging(settings.log_level)
 
     import uvicorn
 
     from config_service.app import create_app
-    from config_service.hot_protocol import protocol_for
 
     app = create_app(settings)
+    _warn_about_missing_internals()
+    _raise_open_file_limit(settings.max_connections)
+    http = _http_protocol(app)
     _tune_garbage_collector()
-    logging.getLogger("config_service").info(
+    logger.info(
         "serving on http://%s:%d (data in %s)", settings.host, settings.port, settings.data_dir
     )
     uvicorn.run(
@@ -107,9 +130,9 @@ def serve(
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        # httptools, with the request head bounded (uvicorn bounds it only for h11), answering
+        # httptools with bounds on connections (uvicorn has few for httptools), answering
         # config reads and parking long polls itself (hot_protocol.py).
-        http=protocol_for(app),
+        http=http,
         access_log=False,
         log_level=settings.log_level,
         lifespan="on",
@@ -117,6 +140,73 @@ def serve(
         backlog=4096,
         timeout_graceful_shutdown=5,
     )
+
+
+def _http_protocol(app: Any) -> Any:
+    """The protocol class of `hot_protocol.py`, or uvicorn's plain httptools protocol when this
+    uvicorn lacks the internals it builds on (said loudly: bounds and the hot path are off)."""
+    try:
+        from config_service.hot_protocol import missing_uvicorn_internals, protocol_for
+
+        missing = missing_uvicorn_internals()
+    except ImportError as error:
+        missing = [f"an import failed ({error})"]
+    if not missing:
+        return protocol_for(app)
+    logger.warning(
+        "uvicorn %s lacks internals this server builds on (%s): serving with uvicorn's plain "
+        "httptools protocol, so the hot read path is off and so are the bounds on request heads "
+        "and bodies, pipelining and open connections (--max-connections, --body-timeout); "
+        "install a uvicorn version in the range pyproject.toml names",
+        _version_of("uvicorn"),
+        "; ".join(missing),
+    )
+    return "httptools"
+
+
+def _warn_about_missing_internals() -> None:
+    """Say at start when jsonschema lacks the private resolver validation builds on."""
+    from config_service import validation
+
+    missing = validation.JSONSCHEMA_INTERNALS_MISSING
+    if missing is not None:
+        logger.warning(
+            "jsonschema %s lacks internals this server builds on (%s): unevaluatedProperties is "
+            "checked by jsonschema's own keyword, whose patternProperties run on Python's re rather "
+            "than RE2; install a jsonschema version in the range pyproject.toml names",
+            _version_of("jsonschema"),
+            missing,
+        )
+
+
+def _version_of(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "(version unknown)"
+
+
+def _raise_open_file_limit(max_connections: int) -> None:
+    """Let the process hold `max_connections` sockets: each is an open file, and past the limit
+    accepting fails with errors instead of the clean refusal `--max-connections` gives."""
+    wanted = max_connections + 256  # the store, logs, watched folders and some to spare
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (OSError, ValueError):
+            pass
+    if soft < wanted:
+        logger.warning(
+            "this process may open only %d files, fewer than --max-connections %d needs; "
+            "raise the limit (ulimit -n) or lower --max-connections",
+            soft,
+            max_connections,
+        )
 
 
 def _tune_garbage_collector() -> None:

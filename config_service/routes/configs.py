@@ -165,7 +165,8 @@ async def _long_poll(
     """Hold the request until the document's version differs from `known`, or `wait` passes."""
     try:
         rendered = await hot.hold(
-            server, request.app.state.hub, service, environment, known, current, wait, request.receive
+            server, request.app.state.hub, service, environment, known, current, wait, request.receive,
+            principal,
         )
     except hot.ClientGone:
         # Nobody reads this answer; the status is for the log and the metrics.

@@ -91,7 +91,8 @@ async def _stream(scope: Scope, receive: Receive, send: Send) -> None:
         )
 
     # Subscribe before replaying, so nothing published during the replay is lost.
-    subscription = hub.subscribe(accepts)
+    # Owned by the token: revoking it closes the subscription, which ends the stream.
+    subscription = hub.subscribe(accepts, principal.token_id)
     listener = asyncio.ensure_future(_disconnected(receive))
     detached = False
 
@@ -135,7 +136,7 @@ async def _stream(scope: Scope, receive: Receive, send: Send) -> None:
                 # with Last-Event-ID. Either way the stream ends here.
                 break
             if not tokens.is_live(principal):
-                break  # revoked: the stream ends at the next event or ping
+                break  # revoked (the revocation closes the subscription too)
             if event is None:
                 chunk = b": ping\n\n"
             elif event.sequence > sent:

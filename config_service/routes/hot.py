@@ -178,12 +178,20 @@ async def hold(
     current: Rendered | None,
     wait: float,
     receive: Receive,
+    principal: Principal | None = None,
 ) -> Rendered | None:
     """Wait until the document's version differs from `known`, for at most `wait` seconds.
 
-    Returns the new version, or None when the time is up; raises ClientGone when the client
-    leaves first (the wait is dropped at once, not kept until it times out).
+    Returns the new version, or None when the time is up or `principal`'s token is revoked;
+    raises ClientGone when the client leaves first (the wait is dropped at once, not kept
+    until it times out).
     """
+    owner = None
+    if principal is not None:
+        # Revoked before the wait began, or (the hub's `end_for`) while it lasts.
+        if not server.tokens.is_live(principal):
+            return None
+        owner = principal.token_id
     if current is not None:
         # Teach the hub the version we know of (after a restart it knows none).
         hub.publish(service, environment, current.version, current)
@@ -199,7 +207,7 @@ async def hold(
 
     listener.add_done_callback(client_gone)
     try:
-        result = await hub.wait_for_change(service, environment, known, wait)
+        result = await hub.wait_for_change(service, environment, known, wait, owner)
     except asyncio.CancelledError:
         if not gone or handler is None:
             raise
@@ -242,6 +250,7 @@ async def answer_current_config(
                 decision.rendered,
                 decision.wait,
                 receive,
+                decision.principal,
             )
         except ClientGone:
             return CLIENT_GONE

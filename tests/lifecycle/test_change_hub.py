@@ -396,3 +396,45 @@ def test_a_redirected_subscription_that_cannot_take_an_event_is_dropped() -> Non
         + ChangeEvent(7, "api", "staging", 1, "a").sse_bytes
         + b"\r\n"
     )
+
+
+def test_ending_an_owner_ends_only_its_waiters_and_subscriptions() -> None:
+    async def scenario() -> None:
+        hub: ChangeHub[bytes] = ChangeHub()
+        hub.publish("api", "staging", 1, b"one")
+        woken: list[tuple[str, object]] = []
+        for owner in ("revoked", "kept", None):
+            hub.park("api", "staging", 30, lambda result, owner=owner: woken.append((owner, result)), owner)
+        waiting = asyncio.create_task(hub.wait_for_change("api", "staging", 1, 30, owner="revoked"))
+        revoked_stream = hub.subscribe(owner="revoked")
+        kept_stream = hub.subscribe(owner="kept")
+        ended: list[str] = []
+        redirected = hub.subscribe(owner="revoked")
+        redirected.redirect(lambda event: True, lambda: ended.append("redirected"))
+        await asyncio.sleep(0)
+        assert hub.end_for(None) == 0  # unowned waits are nobody's to end
+        assert hub.end_for("revoked") == 4
+        assert woken == [("revoked", None)]
+        assert await asyncio.wait_for(waiting, 1) is None
+        assert revoked_stream.closed and redirected.closed and ended == ["redirected"]
+        assert not kept_stream.closed and hub.waiter_count == 2 and hub.subscriber_count == 1
+        with pytest.raises(SubscriptionClosed):
+            await revoked_stream.next(timeout=1)
+        hub.publish("api", "staging", 2, b"two")
+        assert sorted(owner or "" for owner, _ in woken) == ["", "kept", "revoked"]
+
+    asyncio.run(scenario())
+
+
+def test_a_redirected_subscription_says_when_it_ends_however_it_ends() -> None:
+    hub: ChangeHub[bytes] = ChangeHub()
+    ended: list[str] = []
+    dropped, closed, stopped = hub.subscribe(), hub.subscribe(), hub.subscribe()
+    dropped.redirect(lambda event: False, lambda: ended.append("dropped"))
+    closed.redirect(lambda event: True, lambda: ended.append("closed"))
+    stopped.redirect(lambda event: True, lambda: ended.append("stopped"))
+    hub.publish("api", "staging", 1, sequence=1, hash="a")
+    closed.close()
+    closed.close()  # once only
+    hub.stop()
+    assert ended == ["dropped", "closed", "stopped"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import shutil
 import stat
@@ -228,3 +229,60 @@ def test_health_is_503_when_the_store_fails(tmp_path: Path) -> None:
             await context.__aexit__(None, None, None)
 
     asyncio.run(main())
+
+
+def test_connection_bounds_must_be_positive(tmp_path: Path) -> None:
+    for flag, value in (("--max-connections", "0"), ("--body-timeout", "0"), ("--body-timeout", "nan")):
+        result = subprocess.run(
+            [str(TSKCFG), "serve", flag, value, "--data-dir", str(tmp_path / "data")],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 2, (flag, value, result.stderr)
+        assert f"{flag} must be a positive number" in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_missing_private_internals_fall_back_loudly_and_the_server_still_serves(tmp_path: Path) -> None:
+    # What a uvicorn that renamed a hook and a jsonschema without `_resolver` look like to the
+    # server, simulated in the server's own process before it starts.
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(
+        "from config_service import hot_protocol, validation\n"
+        "hot_protocol._PROTOCOL_METHODS += ('_renamed_by_a_later_uvicorn',)\n"
+        "validation.JSONSCHEMA_INTERNALS_MISSING = 'simulated: no _resolver'\n"
+    )
+    root = make_root(tmp_path / "root")
+    (root / "schemas" / "strict.json").write_text(
+        json.dumps({"type": "object", "properties": {"a": {}}, "unevaluatedProperties": False})
+    )
+    server = ServerProcess(root, environ={"PYTHONPATH": str(hooks)}).start()
+    try:
+        log = server.log()
+        uvicorn_version = importlib.metadata.version("uvicorn")
+        jsonschema_version = importlib.metadata.version("jsonschema")
+        assert (
+            f"WARNING config_service uvicorn {uvicorn_version} lacks internals this server builds on "
+            "(HttpToolsProtocol._renamed_by_a_later_uvicorn)"
+        ) in log, log
+        assert "the hot read path is off" in log and "--max-connections" in log
+        assert (
+            f"WARNING config_service jsonschema {jsonschema_version} lacks internals this server "
+            "builds on (simulated: no _resolver)"
+        ) in log, log
+        with server.client(server.admin_token) as admin:
+            assert push(admin, "user-service", "staging", USER_SERVICE).status_code == 201
+            assert admin.get("/v1/configs/user-service/staging").json()["version"] == 1
+            poll = admin.get(
+                "/v1/configs/user-service/staging", params={"wait": "0.2"}, headers={"If-None-Match": '"1"'}
+            )
+            assert poll.status_code == 304
+            # unevaluatedProperties still holds, through jsonschema's own keyword.
+            assert push(admin, "strict", "staging", "a: 1\n").status_code == 201
+            refused = push(admin, "strict", "staging", "a: 1\nb: 2\n")
+            assert_error(refused, 422, "schema_violation")
+        assert "Traceback" not in server.log()
+    finally:
+        server.stop()
