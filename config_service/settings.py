@@ -10,6 +10,8 @@ from typing import Any
 
 DEFAULT_PIPELINE = ("development", "staging", "production")
 DEFAULT_MAX_BODY = 1024 * 1024
+# The section schemas every service schema may `$ref` (docs/server.md, "Schemas").
+DEFAULT_SECTIONS = ("database", "cache", "logging", "security")
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,7 @@ class Settings:
     environments_dir: Path = Path("environments")
     schemas_dir: Path = Path("schemas")
     pipeline: tuple[str, ...] = DEFAULT_PIPELINE
+    sections: tuple[str, ...] = DEFAULT_SECTIONS
     sync: bool = True
     max_body: int = DEFAULT_MAX_BODY
     workers: int = 1
@@ -73,6 +76,16 @@ def parse_pipeline(text: str) -> tuple[str, ...]:
     return steps
 
 
+def parse_sections(text: str) -> tuple[str, ...]:
+    """`tracing,queue` -> the default section names followed by these (each a valid name)."""
+    from config_service.names import check_name
+
+    added = tuple(part.strip() for part in text.split(",") if part.strip())
+    for name in added:
+        check_name(name, "section")
+    return tuple(dict.fromkeys(DEFAULT_SECTIONS + added))
+
+
 def settings_from_environment(environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from `TSKCFG_*` variables (flags given on the command line override these)."""
     env = os.environ if environ is None else environ
@@ -90,6 +103,8 @@ def settings_from_environment(environ: Mapping[str, str] | None = None) -> Setti
         changes["schemas_dir"] = Path(env["TSKCFG_SCHEMAS"])
     if "TSKCFG_PIPELINE" in env:
         changes["pipeline"] = parse_pipeline(env["TSKCFG_PIPELINE"])
+    if "TSKCFG_SECTIONS" in env:
+        changes["sections"] = parse_sections(env["TSKCFG_SECTIONS"])
     if "TSKCFG_SYNC" in env:
         changes["sync"] = _parse_bool("TSKCFG_SYNC", env["TSKCFG_SYNC"])
     if "TSKCFG_MAX_BODY" in env:

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from config_service.cli._group import main
-from config_service.settings import parse_pipeline, settings_from_environment
+from config_service.settings import parse_pipeline, parse_sections, settings_from_environment
 
 
 def _configure_logging(level: str) -> None:
@@ -44,6 +44,10 @@ def _configure_logging(level: str) -> None:
     "--pipeline", default=None,
     help="Environments in promotion order (default development,staging,production).",
 )
+@click.option(
+    "--sections", default=None,
+    help="Section schemas to add to database,cache,logging,security (comma-separated; TSKCFG_SECTIONS).",
+)
 @click.option("--no-sync", is_flag=True, default=False, help="Do not import environments/ and schemas/.")
 @click.option("--max-body", type=int, default=None, help="Largest request body in bytes (default 1 MiB).")
 @click.option("--workers", type=int, default=None, help="Worker processes; only 1 is supported.")
@@ -56,6 +60,7 @@ def serve(
     environments_dir: Path | None,
     schemas_dir: Path | None,
     pipeline: str | None,
+    sections: str | None,
     no_sync: bool,
     max_body: int | None,
     workers: int | None,
@@ -71,6 +76,7 @@ def serve(
             environments_dir=environments_dir,
             schemas_dir=schemas_dir,
             pipeline=parse_pipeline(pipeline) if pipeline is not None else None,
+            sections=parse_sections(sections) if sections is not None else None,
             max_body=max_body,
             workers=workers,
             log_level=log_level,
