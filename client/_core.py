@@ -488,8 +488,8 @@ class ClientCore:
     def sections_to_fetch(
         self, answer: SchemaAnswer, sections: Mapping[str, Mapping[str, Any]] | None = None
     ) -> list[str]:
-        """Section schemas the service schema refers to by file name and that neither it
-        (inline, under their own `$id`) nor `sections` provide."""
+        """Section schemas the service schema refers to by file name and that `sections` do
+        not provide (a schema is known by its name only, never by an `$id` inside another)."""
         registry = validation.build_registry({**(sections or {}), answer.name: answer.schema})
         resolver = registry.resolver(base_uri=validation.schema_file_name(answer.name))
         missing = []

@@ -38,7 +38,7 @@ from config_service.store import (
     Transaction,
     VersionRecord,
 )
-from config_service.validation import SchemaInvalid, SchemaSet, check_schema, schemas_reached
+from config_service.validation import SchemaInvalid, SchemaSet, check_schema, identifier_failures
 
 logger = logging.getLogger("config_service")
 
@@ -327,16 +327,30 @@ class ConfigServer:
     def check_schema_read(self, principal: Principal, name: str) -> None:
         """403 unless the token may read schema `name`; then 422 for a bad name.
 
-        A token reads the schemas of its services and the section schemas those `$ref`, so a
-        scoped client can validate what it receives. A section is a schema no document is
-        stored under: a writer could otherwise `$ref` another team's service schema from one
-        of its own and read it that way.
+        Every token reads the section schemas (a client validates with them); otherwise a
+        token reads the schemas of the services it covers, and nothing else: a service
+        schema refers only to sections and itself, so that is all a client needs.
         """
-        if not principal.covers_service(name):
-            referenced = any(principal.covers_service(user) for user in self._schemas.users_of(name))
-            if not referenced or self.store.has_versions(name):
-                raise forbidden(f"this token may not read {name!r}")
+        if name not in self.settings.sections and not principal.covers_service(name):
+            raise forbidden(f"this token may not read the schema of {name!r}")
         self.check_names(name)
+
+    def check_schema_write(self, principal: Principal, name: str) -> None:
+        """403 unless the token may put schema `name`: a writer holding the service in every
+        environment (a schema binds them all), and for a section schema, an admin."""
+        if name in self.settings.sections:
+            if not principal.is_admin:
+                raise forbidden(
+                    f"{name!r} is a section schema, shared by every service: only an admin may put it"
+                )
+        elif not (
+            principal.has_role("writer")
+            and principal.covers_service(name)
+            and principal.covers_all_environments(self.settings.pipeline)
+        ):
+            raise forbidden(
+                f"this token may not put the schema of {name!r} (it needs every environment)"
+            )
 
     def check_names(self, service: str, environment: str | None = None) -> None:
         try:
@@ -588,6 +602,17 @@ class ConfigServer:
 
     def _schema_set_from_store(self) -> SchemaSet:
         schemas = {record.name: json.loads(record.schema) for record in self.store.current_schemas()}
+        for name, schema in sorted(schemas.items()):
+            # Stored by a server that did not check identifiers: known by its name from now on.
+            for failure in identifier_failures(name, schema) if isinstance(schema, dict) else ():
+                logger.warning(
+                    "the stored schema %r has an identifier it may no longer carry (%s: %s); "
+                    "it is used as %r only, and the next put of it must leave that out",
+                    name,
+                    failure["path"] or "/",
+                    failure["message"],
+                    f"{name}.json",
+                )
         return SchemaSet(schemas, generation=self._schemas.generation + 1)
 
     @property
@@ -634,12 +659,21 @@ class ConfigServer:
         `text` is the JSON as received, stored as it is (a file's content, so file sync can
         tell whether the file changed); without it the schema is stored re-serialised.
 
-        Raises ApiError 422 invalid_schema, 409 schema_conflict (details: every failing
-        document and path), 403 when `force` is asked by a token that is not admin.
+        Raises ApiError 403 when the token may not put it (`check_schema_write`) or asks for
+        `force` without being admin, 422 invalid_name for a section named like a service
+        with documents, 422 invalid_schema, 409 schema_conflict (details: every failing
+        document the token may read, with its path).
         """
         if force and not principal.is_admin:
             raise forbidden("only an admin token may force a schema")
-        self._check_schema_scope(principal, name, schema)
+        self.check_schema_write(principal, name)
+        if name in self.settings.sections and self.store.has_versions(name):
+            raise ApiError(
+                422,
+                "invalid_name",
+                f"{name!r} is a service with documents, so it cannot be a section schema's name "
+                "too; take it out of the server's sections or rename the section",
+            )
         digest = schema_hash(schema)
         stored_text = text if text is not None else json.dumps(schema, ensure_ascii=False, indent=2)
 
@@ -652,21 +686,14 @@ class ConfigServer:
                 return current, False
             others = {key: value for key, value in self._schemas.schemas.items() if key != name}
             try:
-                check_schema(name, schema, others)
+                check_schema(name, schema, others, self.settings.sections)
             except SchemaInvalid as error:
                 self.metrics.validation_failures.labels(kind="invalid_schema").inc()
                 raise ApiError(422, "invalid_schema", str(error), error.details) from None
             candidate = SchemaSet({**others, name: schema}, self._schemas.generation + 1)
             conflicts = self.schema_conflicts(candidate, name, transaction.current_versions())
             if conflicts and not force:
-                environments = sorted({conflict["environment"] for conflict in conflicts})
-                raise ApiError(
-                    409,
-                    "schema_conflict",
-                    f"schema {name!r} would break the current document in "
-                    f"{', '.join(environments)}; fix them first, or force it as an admin",
-                    conflicts,
-                )
+                self._refuse_conflicts(principal, name, conflicts)
             audit = AuditEntry(
                 actor=principal.name,
                 token_id=principal.token_id,
@@ -684,29 +711,30 @@ class ConfigServer:
 
         return self.store.write(operation, exclusive=True)
 
-    def _check_schema_scope(self, principal: Principal, name: str, schema: Any) -> None:
-        """403 unless a token that is not admin keeps to its scope with this schema.
-
-        It may not change a schema that services outside its scope use (a section whose name
-        its patterns happen to match): that would change how their documents are validated,
-        and the 409 details would show their values. Nor may it refer to the schema of a
-        service outside its scope: reading it through its own schema, or probing it with
-        documents validated against it, would reveal it. Section schemas (no document is
-        stored under them) are shared.
-        """
-        if principal.is_admin:
-            return
-        if any(not principal.covers_service(user) for user in self._schemas.users_of(name)):
-            raise forbidden(
-                f"schema {name!r} is used by services outside this token's scope; "
-                "only an admin may change it"
+    def _refuse_conflicts(
+        self, principal: Principal, name: str, conflicts: list[dict[str, Any]]
+    ) -> None:
+        """409 schema_conflict naming the failing documents the token may read; the others
+        are only counted, so a schema writer learns nothing of documents outside its scope."""
+        shown = [c for c in conflicts if principal.covers(c["service"], c["environment"])]
+        hidden = len(
+            {
+                (c["service"], c["environment"])
+                for c in conflicts
+                if not principal.covers(c["service"], c["environment"])
+            }
+        )
+        outside = f"{hidden} document{'s' if hidden != 1 else ''} outside this token's scope"
+        if shown:
+            environments = ", ".join(sorted({conflict["environment"] for conflict in shown}))
+            also = f", and {outside}" if hidden else ""
+            message = (
+                f"schema {name!r} would break the current document in {environments}{also}; "
+                "fix them first, or force it as an admin"
             )
-        others = {key: value for key, value in self._schemas.schemas.items() if key != name}
-        for reached in sorted(schemas_reached(schema, others)):
-            if not principal.covers_service(reached) and self.store.has_versions(reached):
-                raise forbidden(
-                    f"this token may not refer to the schema of {reached!r}, a service outside its scope"
-                )
+        else:
+            message = f"schema {name!r} would break {outside}; ask an admin"
+        raise ApiError(409, "schema_conflict", message, shown)
 
     def _use_schemas(self, schemas: SchemaSet) -> None:
         self._schemas = schemas

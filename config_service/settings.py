@@ -15,6 +15,8 @@ DEFAULT_MAX_BODY = 1024 * 1024
 DEFAULT_MAX_CONNECTIONS = 16_384
 # From the end of a request's head to the end of its body.
 DEFAULT_BODY_TIMEOUT = 30.0
+# The section schemas every service schema may `$ref` (docs/server.md, "Schemas").
+DEFAULT_SECTIONS = ("database", "cache", "logging", "security")
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class Settings:
     environments_dir: Path = Path("environments")
     schemas_dir: Path = Path("schemas")
     pipeline: tuple[str, ...] = DEFAULT_PIPELINE
+    sections: tuple[str, ...] = DEFAULT_SECTIONS
     sync: bool = True
     max_body: int = DEFAULT_MAX_BODY
     workers: int = 1
@@ -82,6 +85,16 @@ def parse_pipeline(text: str) -> tuple[str, ...]:
     return steps
 
 
+def parse_sections(text: str) -> tuple[str, ...]:
+    """`tracing,queue` -> the default section names followed by these (each a valid name)."""
+    from config_service.names import check_name
+
+    added = tuple(part.strip() for part in text.split(",") if part.strip())
+    for name in added:
+        check_name(name, "section")
+    return tuple(dict.fromkeys(DEFAULT_SECTIONS + added))
+
+
 def settings_from_environment(environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from `TSKCFG_*` variables (flags given on the command line override these)."""
     env = os.environ if environ is None else environ
@@ -99,6 +112,8 @@ def settings_from_environment(environ: Mapping[str, str] | None = None) -> Setti
         changes["schemas_dir"] = Path(env["TSKCFG_SCHEMAS"])
     if "TSKCFG_PIPELINE" in env:
         changes["pipeline"] = parse_pipeline(env["TSKCFG_PIPELINE"])
+    if "TSKCFG_SECTIONS" in env:
+        changes["sections"] = parse_sections(env["TSKCFG_SECTIONS"])
     if "TSKCFG_SYNC" in env:
         changes["sync"] = _parse_bool("TSKCFG_SYNC", env["TSKCFG_SYNC"])
     if "TSKCFG_MAX_BODY" in env:

@@ -1,8 +1,9 @@
 """JSON Schema checks: schemas compiled once per set of schema versions, every failure as a JSON pointer.
 
-A service schema may `$ref` the other schemas by file name (`"$ref": "database.json"`); the
-registry holds every current schema under `<name>.json` (and under its `$id` when it has
-another one), so a service schema and the section schemas it uses are resolved together.
+A schema is known by its name only (docs/server.md, "Schemas"): the registry holds every
+current schema under `<name>.json`, a schema's `$id` (or draft-04 `id`) may only repeat that
+name at its top level, and a schema may `$ref` itself and the section schemas, nothing else.
+So no schema can stand in for another, and no team's schema reaches another team's.
 
 Regular expressions in schemas (`pattern`, `patternProperties`) run on RE2, which matches
 in time linear in the text: with a backtracking engine such as Python's `re`, a schema
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -30,6 +32,7 @@ from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT202012
 
 from config_service import tsk
+from config_service.settings import DEFAULT_SECTIONS
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _QUOTED_NAME = re.compile(r"^(?P<name>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")")
@@ -83,19 +86,23 @@ def pattern_matches(pattern: str, text: str) -> bool:
 
 
 # Keywords whose value is one subschema, an object of subschemas, or an array of subschemas:
-# where `pattern` and `patternProperties` can appear as keywords rather than as data.
+# where `pattern`, `patternProperties` and identifiers can appear as keywords rather than as
+# data. Older drafts' positions (`additionalItems`, `dependencies`, `items` as an array) are
+# walked too: a subschema that names such a draft is crawled by its rules.
 _ONE_SUBSCHEMA = (
     "additionalProperties", "unevaluatedProperties", "propertyNames", "items", "contains",
-    "unevaluatedItems", "not", "if", "then", "else", "contentSchema",
+    "unevaluatedItems", "not", "if", "then", "else", "contentSchema", "additionalItems",
 )
-_SUBSCHEMA_OBJECTS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
-_SUBSCHEMA_ARRAYS = ("allOf", "anyOf", "oneOf", "prefixItems")
+_SUBSCHEMA_OBJECTS = (
+    "properties", "patternProperties", "$defs", "definitions", "dependentSchemas", "dependencies",
+)
+_SUBSCHEMA_ARRAYS = ("allOf", "anyOf", "oneOf", "prefixItems", "items")
 
 
-def schema_patterns(
+def subschemas(
     schema: Any, path: tuple[Any, ...] = (), seen: set[int] | None = None
-) -> Iterator[tuple[str, tuple[Any, ...]]]:
-    """Every regular expression a schema evaluates, with its path in the schema.
+) -> Iterator[tuple[dict[str, Any], tuple[Any, ...]]]:
+    """Every subschema (object) of a schema in a keyword position, with its path in the schema.
 
     `seen` (ids of the subschemas walked already) lets several walks share the work.
     """
@@ -106,23 +113,32 @@ def schema_patterns(
         if not isinstance(node, dict) or id(node) in seen:
             continue
         seen.add(id(node))
-        pattern = node.get("pattern")
-        if isinstance(pattern, str):
-            yield pattern, (*where, "pattern")
+        yield node, where
         for keyword in _ONE_SUBSCHEMA:
             if keyword in node:
                 pending.append((node[keyword], (*where, keyword)))
         for keyword in _SUBSCHEMA_OBJECTS:
             children = node.get(keyword)
             if isinstance(children, dict):
-                for key, child in children.items():
-                    if keyword == "patternProperties":
-                        yield key, (*where, keyword, key)
-                    pending.append((child, (*where, keyword, key)))
+                pending.extend((child, (*where, keyword, key)) for key, child in children.items())
         for keyword in _SUBSCHEMA_ARRAYS:
             children = node.get(keyword)
             if isinstance(children, list):
                 pending.extend((child, (*where, keyword, index)) for index, child in enumerate(children))
+
+
+def schema_patterns(
+    schema: Any, path: tuple[Any, ...] = (), seen: set[int] | None = None
+) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """Every regular expression a schema evaluates, with its path in the schema."""
+    for node, where in subschemas(schema, path, seen):
+        pattern = node.get("pattern")
+        if isinstance(pattern, str):
+            yield pattern, (*where, "pattern")
+        patterns = node.get("patternProperties")
+        if isinstance(patterns, dict):
+            for key in patterns:
+                yield key, (*where, "patternProperties", key)
 
 
 def _pointer_targets(schema: Any) -> Iterator[tuple[Any, tuple[Any, ...]]]:
@@ -144,6 +160,13 @@ def _pointer_targets(schema: Any) -> Iterator[tuple[Any, tuple[Any, ...]]]:
                 break
         else:
             yield node, tuple(path)
+
+
+def _schema_positions(schema: Any) -> Iterator[tuple[dict[str, Any], tuple[Any, ...]]]:
+    """Every subschema of `schema`, and of what its `"#/..."` references make schemas of."""
+    seen: set[int] = set()
+    for root, where in [(schema, ()), *_pointer_targets(schema)]:
+        yield from subschemas(root, where, seen)
 
 
 def pattern_failures(schema: Any) -> list[dict[str, str]]:
@@ -419,33 +442,115 @@ def schema_file_name(name: str) -> str:
     return f"{name}.json"
 
 
+# -- a schema is known by its name only ---------------------------------------------------------
+
+# `$id` names a schema in draft 6 and later, `id` in draft 4 (a subschema may name its draft).
+_IDENTIFIERS = ("$id", "id")
+
+
+def _foreign_identifiers(name: str, schema: Any) -> list[tuple[tuple[Any, ...], str, str]]:
+    """(path, keyword, value) of every identifier in `schema` other than its own top-level name."""
+    own = schema_file_name(name)
+    found = []
+    for node, path in _schema_positions(schema):
+        for keyword in _IDENTIFIERS:
+            value = node.get(keyword)
+            if isinstance(value, str) and not (path == () and value.rstrip("#") == own):
+                found.append((path, keyword, value))
+    return found
+
+
+def identifier_failures(name: str, schema: Any) -> list[dict[str, str]]:
+    """`{path, message}` for every `$id` or `id` by which `schema` would be known as anything
+    but `<name>.json`: at its top level another name, and below it any name at all (an embedded
+    identifier makes a schema of its own)."""
+    own = schema_file_name(name)
+    failures = []
+    for path, keyword, value in _foreign_identifiers(name, schema):
+        where = "" if path == () else " inside the schema"
+        failures.append(
+            {
+                "path": json_pointer((*path, keyword)),
+                "message": f"{keyword} {value!r}{where} would name a schema other than this one: "
+                f"a schema is known by its name only, as {own!r}; leave {keyword} out, or put "
+                f"{own!r} at the top level",
+            }
+        )
+    if failures:
+        return failures
+    # Whatever the walk above missed, the resolver itself would register: ask it.
+    try:
+        resource = Resource.from_contents(schema, default_specification=DRAFT202012)
+        known = set(Registry().with_resource(own, resource).crawl())
+    except ValueError as error:  # an identifier that is not a URI
+        return [{"path": "", "message": f"an identifier in the schema is not a valid URI: {error}"}]
+    return [
+        {
+            "path": "",
+            "message": f"the schema names a schema {uri!r} inside it: a schema is known by its "
+            f"name only, as {own!r}",
+        }
+        for uri in sorted(known - {own})
+    ]
+
+
+def known_by_name(name: str, schema: Any) -> Any:
+    """`schema` without identifiers other than its own name (a copy when there are any).
+
+    A schema stored before identifiers were checked could otherwise answer for another
+    schema's name in the registry, or move the base of its own references.
+    """
+    foreign = _foreign_identifiers(name, schema) if isinstance(schema, dict) else []
+    if not foreign:
+        return schema
+    result = dict(schema)
+    for path, keyword, _ in foreign:
+        # Copy each container on the way down, so the original is left as it was.
+        node: Any = result
+        for step in path:
+            child = node[step]
+            node[step] = dict(child) if isinstance(child, dict) else list(child)
+            node = node[step]
+        node.pop(keyword, None)
+    return result
+
+
 def build_registry(schemas: Mapping[str, Mapping[str, Any]]) -> Registry[Any]:
-    """A registry holding each schema under `<name>.json` and under its own `$id`."""
+    """A registry holding each schema under `<name>.json`, and under nothing else."""
     pairs: list[tuple[str, Resource[Any]]] = []
     for name, schema in schemas.items():
-        resource = Resource.from_contents(dict(schema), default_specification=DRAFT202012)
-        pairs.append((schema_file_name(name), resource))
-        identifier = schema.get("$id") if isinstance(schema, Mapping) else None
-        if isinstance(identifier, str) and identifier and identifier != schema_file_name(name):
-            pairs.append((identifier, resource))
+        contents = known_by_name(name, dict(schema))
+        pairs.append(
+            (schema_file_name(name), Resource.from_contents(contents, default_specification=DRAFT202012))
+        )
     registry: Registry[Any] = Registry().with_resources(pairs)
     return registry.crawl()
 
 
-def references(node: Any) -> Iterable[str]:
-    """Every `$ref` and `$dynamicRef` value in a schema (walked without recursion: a schema
-    nested thousands deep is refused by check_schema, not by a RecursionError)."""
-    pending = [node]
+# -- references: the section schemas and itself ------------------------------------------------
+
+_REFERENCES = ("$ref", "$dynamicRef")
+
+
+def _references_with_paths(node: Any) -> Iterator[tuple[str, str, tuple[Any, ...]]]:
+    """(keyword, value, path) of every `$ref` and `$dynamicRef` in a schema (walked without
+    recursion: a schema nested thousands deep is refused by check_schema, not by a RecursionError)."""
+    pending: list[tuple[Any, tuple[Any, ...]]] = [(node, ())]
     while pending:
-        item = pending.pop()
+        item, path = pending.pop()
         if isinstance(item, dict):
             for key, value in item.items():
-                if key in ("$ref", "$dynamicRef") and isinstance(value, str):
-                    yield value
+                if key in _REFERENCES and isinstance(value, str):
+                    yield key, value, (*path, key)
                 else:
-                    pending.append(value)
+                    pending.append((value, (*path, key)))
         elif isinstance(item, list):
-            pending.extend(item)
+            pending.extend((value, (*path, index)) for index, value in enumerate(item))
+
+
+def references(node: Any) -> Iterable[str]:
+    """Every `$ref` and `$dynamicRef` value in a schema."""
+    return (value for _, value, _ in _references_with_paths(node))
 
 
 def referenced_schemas(schema: Any) -> set[str]:
@@ -458,58 +563,86 @@ def referenced_schemas(schema: Any) -> set[str]:
     return names
 
 
-def _identifiers(node: Any) -> Iterable[str]:
-    """Every `$id` in a schema (each one is a base that `$ref`s below it resolve against)."""
-    pending = [node]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, dict):
-            identifier = item.get("$id")
-            if isinstance(identifier, str):
-                yield identifier
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
+def _referenced_uri(name: str, reference: str) -> str:
+    """The schema a reference of schema `name` names ("" for a reference within the schema):
+    every reference resolves against `<name>.json`, the only base a schema may have."""
+    target = reference.split("#", 1)[0]
+    return _join(schema_file_name(name), target) if target else ""
 
 
-def schemas_reached(schema: Any, others: Mapping[str, Any]) -> set[str]:
-    """The names among `others` that `schema`'s references may reach: by file name, by `$id`,
-    or by a reference relative to any `$id` in `schema` (an over-estimate is fine: it is used
-    to refuse, never to allow).
-    """
-    by_uri: dict[str, str] = {}
-    for name, other in others.items():
-        by_uri[schema_file_name(name)] = name
-        identifier = other.get("$id") if isinstance(other, Mapping) else None
-        if isinstance(identifier, str) and identifier:
-            by_uri[identifier.rstrip("#")] = name
-    bases = {"", *_identifiers(schema)}
+def reference_failures(name: str, schema: Any, sections: Iterable[str]) -> list[dict[str, str]]:
+    """`{path, message}` for every reference of `schema` to something other than itself and
+    the section schemas."""
+    own = schema_file_name(name)
+    allowed = [schema_file_name(section) for section in sections]
+    failures = []
+    for keyword, reference, path in _references_with_paths(schema):
+        uri = _referenced_uri(name, reference)
+        if uri in ("", own) or uri in allowed:
+            continue
+        failures.append(
+            {
+                "path": json_pointer(path),
+                "message": f"{keyword} {reference!r} names {uri!r}: a schema may refer only to "
+                f"itself ({own!r}) and to the section schemas ({', '.join(allowed)})",
+            }
+        )
+    failures.sort(key=lambda failure: failure["path"])
+    return failures
+
+
+def schemas_reached(name: str, schema: Any, others: Iterable[str]) -> set[str]:
+    """The names among `others` that the references of schema `name` reach."""
+    by_uri = {schema_file_name(other): other for other in others}
     reached = set()
     for reference in references(schema):
-        target = reference.split("#", 1)[0]
-        if not target:
-            continue
-        for uri in {target, *(_join(base, target) for base in bases)}:
-            if uri in by_uri:
-                reached.add(by_uri[uri])
+        uri = _referenced_uri(name, reference)
+        if uri in by_uri:
+            reached.add(by_uri[uri])
     return reached
 
 
 def _join(base: str, target: str) -> str:
     try:
         return urljoin(base, target)
-    except ValueError:  # not a URI: check_schema refuses the schema for it
+    except ValueError:  # not a URI: refused as a reference to nothing the schema may name
         return target
 
 
-def check_schema(name: str, schema: Any, others: Mapping[str, Mapping[str, Any]]) -> None:
-    """Raise SchemaInvalid unless `schema` is a valid 2020-12 schema whose references resolve
-    among `others` (the other current schemas) and itself.
+def non_finite_numbers(schema: Any) -> list[dict[str, str]]:
+    """`{path, message}` for every number in `schema` that is infinite or NaN: JSON has no
+    such numbers, so the schema could be neither stored nor served as JSON."""
+    failures = []
+    pending: list[tuple[Any, tuple[Any, ...]]] = [(schema, ())]
+    while pending:
+        item, path = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            failures.append({"path": json_pointer(path), "message": f"{item} is not a finite number"})
+        elif isinstance(item, dict):
+            pending.extend((value, (*path, key)) for key, value in item.items())
+        elif isinstance(item, list):
+            pending.extend((value, (*path, index)) for index, value in enumerate(item))
+    failures.sort(key=lambda failure: failure["path"])
+    return failures
+
+
+def check_schema(
+    name: str,
+    schema: Any,
+    others: Mapping[str, Mapping[str, Any]],
+    sections: Iterable[str] = DEFAULT_SECTIONS,
+) -> None:
+    """Raise SchemaInvalid unless `schema` is a valid 2020-12 schema known by its name only,
+    whose references name only itself and the `sections`, and resolve among `others` (the
+    other current schemas) and itself.
     """
     if not isinstance(schema, dict):
         raise SchemaInvalid(
             "a schema must be a JSON object", [{"path": "", "message": "not an object"}]
         )
+    infinite = non_finite_numbers(schema)
+    if infinite:
+        raise SchemaInvalid("the schema has a number that is not finite", infinite)
     unsupported = pattern_failures(schema)
     if unsupported:
         raise SchemaInvalid(
@@ -526,6 +659,16 @@ def check_schema(name: str, schema: Any, others: Mapping[str, Mapping[str, Any]]
             f"not a valid draft 2020-12 schema: {error.message}",
             [{"path": json_pointer(error.absolute_path), "message": error.message}],
         ) from None
+    foreign = identifier_failures(name, schema)
+    if foreign:
+        raise SchemaInvalid(
+            f"the schema would be known by another name than {schema_file_name(name)!r}", foreign
+        )
+    outside = reference_failures(name, schema, sections)
+    if outside:
+        raise SchemaInvalid(
+            "the schema refers to a schema that is neither itself nor a section schema", outside
+        )
     try:
         registry = build_registry({**others, name: schema})
     except ValueError as error:  # an `$id` that is not a URI (urllib: "Invalid IPv6 URL")
@@ -533,9 +676,7 @@ def check_schema(name: str, schema: Any, others: Mapping[str, Mapping[str, Any]]
             f"the schema has an $id that is not a valid URI: {error}",
             [{"path": "", "message": f"an $id is not a valid URI: {error}"}],
         ) from None
-    identifier = schema.get("$id")
-    base = identifier if isinstance(identifier, str) else schema_file_name(name)
-    resolver = registry.resolver(base_uri=base)
+    resolver = registry.resolver(base_uri=schema_file_name(name))
     failures = []
     for reference in sorted(set(references(schema))):
         try:
@@ -577,22 +718,21 @@ class SchemaSet:
     """Validators for every schema of one generation (one set of current schema versions)."""
 
     def __init__(self, schemas: Mapping[str, Mapping[str, Any]], generation: int) -> None:
-        self.schemas = dict(schemas)
+        self.schemas = {name: known_by_name(name, schema) for name, schema in schemas.items()}
         self.generation = generation
         self._registry = build_registry(self.schemas)
         self._validators: dict[str, Any] = {}
         self._referenced_by: dict[str, set[str]] | None = None
 
     def users_of(self, name: str) -> set[str]:
-        """`name` and every schema that refers to it (by file name or `$id`), directly or
-        through others."""
+        """`name` and every schema that refers to it, directly or through others."""
         referenced_by = self._referenced_by
         if referenced_by is None:
             # Built once per generation (the set never changes); a race only builds it twice.
             referenced_by = {}
             for user, schema in self.schemas.items():
-                others = {key: value for key, value in self.schemas.items() if key != user}
-                for target in schemas_reached(schema, others):
+                others = [key for key in self.schemas if key != user]
+                for target in schemas_reached(user, schema, others):
                     referenced_by.setdefault(target, set()).add(user)
             self._referenced_by = referenced_by
         users = {name}

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from config_service.cli._group import main
-from config_service.settings import parse_pipeline, settings_from_environment
+from config_service.settings import parse_pipeline, parse_sections, settings_from_environment
 
 logger = logging.getLogger("config_service")
 
@@ -49,6 +49,10 @@ def _configure_logging(level: str) -> None:
     "--pipeline", default=None,
     help="Environments in promotion order (default development,staging,production).",
 )
+@click.option(
+    "--sections", default=None,
+    help="Section schemas to add to database,cache,logging,security (comma-separated; TSKCFG_SECTIONS).",
+)
 @click.option("--no-sync", is_flag=True, default=False, help="Do not import environments/ and schemas/.")
 @click.option("--max-body", type=int, default=None, help="Largest request body in bytes (default 1 MiB).")
 @click.option(
@@ -69,6 +73,7 @@ def serve(
     environments_dir: Path | None,
     schemas_dir: Path | None,
     pipeline: str | None,
+    sections: str | None,
     no_sync: bool,
     max_body: int | None,
     max_connections: int | None,
@@ -86,6 +91,7 @@ def serve(
             environments_dir=environments_dir,
             schemas_dir=schemas_dir,
             pipeline=parse_pipeline(pipeline) if pipeline is not None else None,
+            sections=parse_sections(sections) if sections is not None else None,
             max_body=max_body,
             max_connections=max_connections,
             body_timeout=body_timeout,

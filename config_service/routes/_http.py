@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -98,12 +99,20 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text} is too large to be a finite number")
+    return value
+
+
 def parse_json(body: bytes) -> Any:
     try:
         # UTF-8 only (RFC 8259), decoded strictly: json.loads would let encoded surrogates through.
         text = body.decode("utf-8").removeprefix("\ufeff")
-        # NaN and Infinity are not JSON; Python would accept them and then write invalid JSON.
-        value = json.loads(text, parse_constant=_reject_constant)
+        # NaN and Infinity are not JSON; Python would accept them (and read 1e999 as Infinity)
+        # and then write invalid JSON.
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
         raise bad_request("the JSON body is nested too deeply") from None
     except (UnicodeDecodeError, ValueError) as error:

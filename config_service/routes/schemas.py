@@ -43,13 +43,7 @@ async def put_schema(request: Request) -> Response:
     server = server_of(request)
     principal = authenticate(request)
     name = request.path_params["service"]
-    # A schema binds the service in every environment, so the writer must hold them all.
-    if not (
-        principal.has_role("writer")
-        and principal.covers_service(name)
-        and principal.covers_all_environments(server.settings.pipeline)
-    ):
-        raise forbidden(f"this token may not put the schema of {name!r} (it needs every environment)")
+    server.check_schema_write(principal, name)
     force = _force(request)
     if force and not principal.is_admin:
         raise forbidden("only an admin token may force a schema")

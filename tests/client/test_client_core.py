@@ -605,13 +605,16 @@ def schema_file(name: str) -> dict[str, Any]:
 SECTIONS = ("cache", "database", "logging", "security")
 
 
-def test_section_schemas_are_fetched_unless_the_server_inlined_them(tmp_path: Path) -> None:
+def test_section_schemas_are_fetched_by_name_even_when_a_schema_carries_copies(tmp_path: Path) -> None:
     core = core_for(tmp_path)
     plain = SchemaAnswer(SERVICE, 1, schema_file(SERVICE))
     assert core.sections_to_fetch(plain) == list(SECTIONS)
+    # A schema is known by its name only: copies under their own `$id` (which a server no
+    # longer stores) do not stand in for the section schemas, on the server or here.
     inlined = {**schema_file(SERVICE), "$defs": {name: schema_file(name) for name in SECTIONS}}
-    assert core.sections_to_fetch(SchemaAnswer(SERVICE, 2, inlined)) == []
-    compiled = core.compile_schemas(SchemaAnswer(SERVICE, 2, inlined), {})
+    assert core.sections_to_fetch(SchemaAnswer(SERVICE, 2, inlined)) == list(SECTIONS)
+    sections = {name: schema_file(name) for name in SECTIONS}
+    compiled = core.compile_schemas(SchemaAnswer(SERVICE, 2, inlined), sections)
     assert compiled is not None
     with pytest.raises(InvalidConfig) as caught:
         core.build(received(DOCUMENT.replace("pool_size: 2", "pool_size: 0")), "server", compiled)
