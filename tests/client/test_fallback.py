@@ -155,7 +155,7 @@ def test_backoff_while_the_server_is_away_is_not_a_busy_loop(
     finally:
         client.stop()
         listener.close()
-    # One at start, then at most the breaker's threshold (5) before it opens for ~15-30 s.
+    # One at start, then backoff: at most the breaker's threshold (5) before it opens for 2-4 s.
     assert 2 <= attempts <= 7, attempts
     assert client.retry.failures >= attempts - 1
 
@@ -504,3 +504,34 @@ def test_stop_leaves_no_reporter_behind_when_the_server_takes_reports_and_never_
         assert time.monotonic() - started < 6
     finally:
         silent.close()
+
+
+def test_a_restarted_server_is_found_again_within_5_seconds(tmp_path: Path) -> None:
+    server = LiveServer(tmp_path / "server").start()
+    server.push(DEVELOPMENT)
+    client = ConfigClient(
+        SERVICE,
+        "development",
+        server=server.url,
+        token=server.token,
+        cache_dir=tmp_path / "cache",
+        environments_dir=tmp_path / "nowhere",
+    )  # the default retry policy: that is what is under test
+    try:
+        with client:
+            server.stop()
+            # Long enough for more failures in a row than the breaker's threshold.
+            time.sleep(7.6)
+            server.start()
+            pushed = server.push(DEVELOPMENT.replace("pool_size: 2", "pool_size: 5"))
+            wait_for(lambda: client.config.version == pushed["version"], timeout=5.0)
+    finally:
+        server.stop()
+
+
+def test_the_default_retry_never_waits_longer_than_a_restart_may_take() -> None:
+    retry = RetryPolicy(random=lambda: 1.0)
+    delays = [retry.failure() for _ in range(40)]
+    assert delays[0] <= 1.0  # the first retry within about a second
+    assert max(delays) <= 4.0, delays  # with the request itself, found again within 5 s
+    assert RetryPolicy(random=lambda: 0.0).failure() == 0.0  # full jitter
