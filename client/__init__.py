@@ -72,15 +72,22 @@ def load_config(
     cache_dir: str | os.PathLike[str] | None = None,
     environments_dir: str | os.PathLike[str] | None = None,
     watch_files: bool = False,
+    schemas_dir: str | os.PathLike[str] | None = None,
 ) -> Config:
     """Get a service's config once: from the server, else the last-known-good cache, else the local file.
 
     `environment` defaults to `SERVICE_ENV`, else `"development"`; `server` to `CONFIG_STORE`,
     else `http://localhost:8005`; `token` to `CONFIG_TOKEN`. Raises `ServerUnavailable` naming
-    what was tried when nothing answers, and the server's 4xx (`NotFound`, `Unauthorized`, ...)
-    as they are. With `watch_files=True` there is no server: the file
-    `environments/<environment>/<service>.tsk` is read and hot-reloaded in the background
-    through the built-in appliers, and the first `Config` is returned.
+    what was tried when nothing answers, `InvalidConfig` when this process's environment makes
+    the config invalid (no fallback hides that), and the server's 4xx (`NotFound`,
+    `Unauthorized`, ...) as they are.
+
+    With `watch_files=True` there is no server: the file `environments/<environment>/<service>.tsk`
+    is read, checked against the schemas in `schemas_dir` (default: `schemas/` beside the
+    environments folder) and hot-reloaded for the life of the process through the built-in
+    appliers (logging, security, cache). The returned `Config` is the first one, a snapshot that
+    never changes; for the current one use `ConfigClient(service, mode="files")` and read
+    `client.config`.
     """
     client = ConfigClient(
         service,
@@ -89,6 +96,7 @@ def load_config(
         token=token,
         cache_dir=cache_dir,
         environments_dir=environments_dir,
+        schemas_dir=schemas_dir,
         mode="files" if watch_files else "watch",
     )
     if watch_files:

@@ -68,13 +68,19 @@ class _LoggingSnapshot:
     added_handler: logging.Handler | None = None
 
 
+# The client's own HTTP libraries: at DEBUG, httpcore logs every socket event and httpx every
+# request (each long poll), which floods a service whose document asks for DEBUG.
+QUIET_LOGGERS = ("httpx", "httpcore")
+
+
 class LoggingApplier:
     """Applies `level`, `format` and `loggers: {name: level}` through the standard `logging` module.
 
     `level` sets the root logger's level, `format` the formatter of every handler on the root
     logger (a stderr handler is added when the root has none), `loggers` the level of each
     named logger; a logger dropped from `loggers` goes back to NOTSET (it inherits again).
-    A revert restores the levels, formatters and handlers exactly as they were.
+    The client's HTTP libraries (`httpx`, `httpcore`) stay at WARNING unless `loggers` names
+    them. A revert restores the levels, formatters and handlers exactly as they were.
     """
 
     def __init__(self) -> None:
@@ -90,10 +96,11 @@ class LoggingApplier:
             if not isinstance(section["format"], str):
                 raise ValueError("logging.format must be a string")
             formatter = logging.Formatter(section["format"], validate=True)
-        wanted = {
-            str(name): _level(value, f"logging.loggers.{name}")
+        wanted = {name: logging.WARNING for name in QUIET_LOGGERS}
+        wanted.update(
+            (str(name), _level(value, f"logging.loggers.{name}"))
             for name, value in _mapping(section.get("loggers"), "logging.loggers").items()
-        }
+        )
         dropped = [
             str(name)
             for name in _mapping(previous.get("loggers"), "logging.loggers")

@@ -76,7 +76,10 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
         return config
 
     async def stop(self) -> None:
-        """Stop watching, deliver the pending reports (briefly), close connections."""
+        """Stop watching, finish an apply in progress (its last-known-good write too), report
+        `stopped` and deliver the pending reports (briefly), close connections."""
+        if not self._stopping and self._core.config is not None:
+            self._report(Report("stopped", self._core.config))
         self._stopping = True
         if self._stop_files is not None:
             self._stop_files.set()
@@ -91,6 +94,14 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
                     raise  # stop() itself was cancelled, not only the watch
             except Exception:
                 logger.exception("watching %s had stopped", self.settings.service)
+        if self._applying is None or self._applying is not current:
+            # An apply made by another task (load(), refresh()) writes its last-known-good
+            # file under the apply lock: once the lock is free, the write is on disk.
+            try:
+                async with asyncio.timeout(5.0), self._apply_lock:
+                    pass
+            except TimeoutError:
+                logger.warning("stopping %s: an apply still runs after 5 s", self.settings.service)
         reporter, self._reporter = self._reporter, None
         if reporter is not None and reporter is not current:
             try:
@@ -132,8 +143,15 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
             self._report(effect)
             return None
         if isinstance(effect, Offload):
-            # fsync can take milliseconds; the event loop keeps serving meanwhile.
-            return await asyncio.to_thread(effect.function)
+            # fsync can take milliseconds; the event loop keeps serving meanwhile. A cancelled
+            # task (stop()) still waits for it: the last-known-good write of an applied
+            # version is on disk before stop() returns.
+            running = asyncio.ensure_future(asyncio.to_thread(effect.function))
+            try:
+                return await asyncio.shield(running)
+            except asyncio.CancelledError:
+                await _until_done(running)
+                raise
         if isinstance(effect, Blocking):
             return await _in_thread(effect)
         if isinstance(effect, Exclusive):
@@ -153,8 +171,26 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
         return result
 
     async def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
+        """Send and read the whole answer within its deadline and the size limit; `stream`:
+        only the head is bounded so (an event stream goes on for as long as it is useful)."""
+        started = time.monotonic()
         try:
-            return await self._http.send(request, stream=stream)
+            async with asyncio.timeout(self._core.seconds_allowed(request)):
+                response = await self._http.send(request, stream=True)
+                if stream:
+                    return response
+                try:
+                    body = self._core.bounded_body(request, response, started)
+                    async for chunk in response.aiter_bytes():
+                        body.add(chunk)
+                finally:
+                    await response.aclose()
+                return body.complete()
+        except TimeoutError as error:
+            raise exceptions.ServerUnavailable(
+                f"{request.method} {request.url.copy_with(query=None)}: "
+                "the answer did not arrive in full within the client's timeout"
+            ) from error
         except httpx.TransportError as error:
             raise exceptions.ServerUnavailable(
                 f"{request.method} {request.url.copy_with(query=None)}: {type(error).__name__}: {error}"
@@ -165,7 +201,7 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
     def _report(self, report: Report) -> None:
         if self.settings.mode == "files" or self._stopping:
             return
-        request = self._core.report_request(report.status, report.subject, report.error)
+        request = self._core.report_request(report)
         try:
             self._reports.put_nowait(request)
         except asyncio.QueueFull:
@@ -177,7 +213,8 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
     async def _deliver_reports(self) -> None:
         while (request := await self._reports.get()) is not None:
             try:
-                response = await self._http.send(request)
+                # Streamed and closed unread: the answer to a report is not worth any memory.
+                response = await self._http.send(request, stream=True)
                 await response.aclose()
             except (httpx.HTTPError, RuntimeError) as error:
                 logger.debug("instance report not delivered: %s", error)

@@ -9,7 +9,13 @@ from typing import Any, Generic, TypeVar
 
 from client._appliers import CacheFactory, DatabaseApplier, SecurityPolicy
 from client._config import Config
-from client._core import ClientCore, Settings, make_settings
+from client._core import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_TIMEOUT,
+    ClientCore,
+    Settings,
+    make_settings,
+)
 from client._events import EventStreamParser
 from client._retry import RetryPolicy
 from client._transaction import Handler
@@ -49,6 +55,9 @@ class BaseClient(Generic[TransportT]):
         retry: RetryPolicy | None = None,
         instance_id: str | None = None,
         transport: TransportT | None = None,
+        schemas_dir: str | os.PathLike[str] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         settings = make_settings(
             service,
@@ -60,6 +69,9 @@ class BaseClient(Generic[TransportT]):
             mode=mode,
             poll_interval=poll_interval,
             instance_id=instance_id,
+            schemas_dir=schemas_dir,
+            timeout=timeout,
+            max_response_bytes=max_response_bytes,
         )
         self._core = ClientCore(
             settings, database=database, cache_backends=cache_backends, retry=retry

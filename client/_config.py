@@ -36,6 +36,7 @@ class Config(Mapping[str, Any]):
         "_data",
         "_wire",
         "_section_hashes",
+        "_schemas",
         "service",
         "environment",
         "version",
@@ -45,6 +46,7 @@ class Config(Mapping[str, Any]):
     _data: dict[str, Any]
     _wire: dict[str, Any]
     _section_hashes: dict[str, str]
+    _schemas: dict[str, Any] | None
     service: str
     environment: str
     version: int | None
@@ -62,6 +64,7 @@ class Config(Mapping[str, Any]):
         source: Source,
         wire: Mapping[str, Any] | None = None,
         section_hashes: Mapping[str, str] | None = None,
+        schemas: Mapping[str, Any] | None = None,
     ) -> None:
         fields = {
             "_data": copy_data(dict(data)),
@@ -69,6 +72,8 @@ class Config(Mapping[str, Any]):
             # resolved afresh by the next process that starts from it.
             "_wire": copy_data(dict(wire)) if wire is not None else {},
             "_section_hashes": dict(section_hashes or {}),
+            # The schemas it was validated against, kept with it in the last-known-good file.
+            "_schemas": copy_data(dict(schemas)) if schemas is not None else None,
             "service": service,
             "environment": environment,
             "version": version,

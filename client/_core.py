@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import socket
+import time
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,9 +48,13 @@ Mode = Literal["watch", "poll", "sse", "files"]
 MODES = ("watch", "poll", "sse", "files")
 # The built-in appliers run first, always in this order, then the service's handlers.
 BUILTIN_ORDER = ("logging", "security", "cache", "database")
-# A long poll is held this long by the server; the read timeout leaves room for the answer.
+# A long poll is held this long by the server; the deadline leaves room for the answer.
 WATCH_WAIT = 60.0
-REQUEST_TIMEOUT = 10.0
+# The whole of one answer (connect, head and body) must arrive within this many seconds,
+# beyond a long poll's wait; the largest answer taken. Past either it is a failed answer.
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+REPORT_TIMEOUT = 5.0
 # An answer that brings nothing new sooner than this is followed by a pause, so a server
 # that ignores `wait` cannot turn the watch loop into a busy loop.
 MIN_CHECK_INTERVAL = 1.0
@@ -72,6 +78,9 @@ class Settings:
     mode: Mode
     poll_interval: float
     instance_id: str
+    schemas_dir: Path
+    timeout: float = DEFAULT_TIMEOUT
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
     @property
     def lkg_path(self) -> Path:
@@ -97,6 +106,9 @@ def make_settings(
     mode: str = "watch",
     poll_interval: float = 30.0,
     instance_id: str | None = None,
+    schemas_dir: str | os.PathLike[str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
 ) -> Settings:
     """Fill in defaults (`SERVICE_ENV`, `CONFIG_STORE`, `CONFIG_TOKEN`) and check every argument."""
     environment = environment or os.environ.get("SERVICE_ENV") or DEFAULT_ENVIRONMENT
@@ -113,21 +125,39 @@ def make_settings(
         raise ValueError(
             f"poll_interval must be a positive number of seconds, not {poll_interval!r}"
         )
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
+        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    if (
+        isinstance(max_response_bytes, bool)
+        or not isinstance(max_response_bytes, int)
+        or max_response_bytes <= 0
+    ):
+        raise ValueError(
+            f"max_response_bytes must be a positive whole number, not {max_response_bytes!r}"
+        )
     server = (server or os.environ.get("CONFIG_STORE") or DEFAULT_SERVER).rstrip("/")
     if not server.startswith(("http://", "https://")):
         raise ValueError(f"server must be an http:// or https:// URL, not {server!r}")
+    environments = Path(environments_dir) if environments_dir is not None else Path("environments")
     return Settings(
         service=service,
         environment=environment,
         server=server,
         token=token if token is not None else os.environ.get("CONFIG_TOKEN") or None,
         cache_dir=Path(cache_dir) if cache_dir is not None else default_cache_dir(),
-        environments_dir=Path(environments_dir)
-        if environments_dir is not None
-        else Path("environments"),
+        environments_dir=environments,
         mode=mode,  # type: ignore[arg-type]
         poll_interval=float(poll_interval),
         instance_id=instance_id or f"{socket.gethostname()}:{os.getpid()}",
+        # The layout of this repository: schemas/ beside environments/.
+        schemas_dir=Path(schemas_dir) if schemas_dir is not None else environments.parent / "schemas",
+        timeout=float(timeout),
+        max_response_bytes=max_response_bytes,
     )
 
 
@@ -141,13 +171,81 @@ class Received:
     version: int | None
     hash: str
     wire: dict[str, Any]
+    # How messages name it when it has no version: "file environments/…/user-service.tsk".
+    origin: str = "the document"
+
+    @property
+    def label(self) -> str:
+        return f"version {self.version}" if self.version is not None else self.origin
 
 
 def _json_body(response: httpx.Response) -> Any:
+    """The JSON of an answer, or None when it is not JSON this client can take.
+
+    A server or proxy may send anything: nesting deeper than the parser's stack
+    (RecursionError) and integers of thousands of digits (ValueError) are answers that are
+    not a config, like any other bad answer.
+    """
     try:
         return response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
+
+
+class BoundedBody:
+    """Collects the body of one answer, refusing it past the size limit or the deadline.
+
+    The clients read answers as streams and feed the chunks here, so no more than
+    `limit` bytes of an answer are ever held, and a body that trickles in ends at the
+    deadline however often bytes arrive.
+    """
+
+    def __init__(self, request: httpx.Request, response: httpx.Response, *, limit: int, deadline: float) -> None:
+        self.request = request
+        self.response = response
+        self.limit = limit
+        self.deadline = deadline
+        self.chunks: list[bytes] = []
+        self.size = 0
+        announced = response.headers.get("Content-Length", "")
+        if announced.isdigit() and int(announced) > limit:
+            raise self._refused(f"it announces {int(announced)} bytes")
+        self.check_time()
+
+    def _refused(self, why: str) -> exceptions.ServerUnavailable:
+        return exceptions.ServerUnavailable(
+            f"{self.request.method} {self.request.url.copy_with(query=None)}: "
+            f"the answer is larger than the limit of {self.limit} bytes ({why})"
+        )
+
+    def check_time(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise exceptions.ServerUnavailable(
+                f"{self.request.method} {self.request.url.copy_with(query=None)}: "
+                "the answer did not arrive in full within the client's timeout"
+            )
+
+    def add(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise self._refused(f"{self.size} bytes read so far")
+        self.chunks.append(chunk)
+        self.check_time()
+
+    def complete(self) -> httpx.Response:
+        """The answer with its whole body, decoded already."""
+        headers = [
+            (name, value)
+            for name, value in self.response.headers.multi_items()
+            if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        return httpx.Response(
+            self.response.status_code,
+            headers=headers,
+            content=b"".join(self.chunks),
+            request=self.request,
+            extensions={"reason_phrase": self.response.reason_phrase.encode("ascii", "replace")},
+        )
 
 
 def raise_for_status(response: httpx.Response, what: str) -> None:
@@ -187,7 +285,54 @@ def received_from_file(path: Path) -> Received:
         ) from error
     except UnicodeDecodeError as error:
         raise exceptions.InvalidConfig(f"{path}: not UTF-8 ({error.reason})") from error
-    return Received(version=None, hash=tsk.document_hash(data), wire=tsk.to_wire(data))
+    return Received(
+        version=None, hash=tsk.document_hash(data), wire=tsk.to_wire(data), origin=f"file {path}"
+    )
+
+
+def local_schemas(directory: Path, service: str) -> validation.SchemaSet | None:
+    """`<directory>/<service>.json` with the section schemas it refers to, checked as the server
+    checks a schema it is given; None when the directory has no schema for the service."""
+    if not (directory / validation.schema_file_name(service)).is_file():
+        return None
+    schemas: dict[str, Any] = {}
+    pending = [service]
+    while pending:
+        name = pending.pop()
+        path = directory / validation.schema_file_name(name)
+        try:
+            schemas[name] = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as error:
+            raise exceptions.InvalidConfig(
+                f"{path}: cannot be read ({error.strerror or error})"
+            ) from error
+        except (ValueError, RecursionError) as error:
+            raise exceptions.InvalidConfig(f"{path} is not JSON: {error}") from error
+        for target in sorted(validation.referenced_schemas(schemas[name])):
+            # A missing one is left to check_schema, which says which $ref does not resolve.
+            if target not in schemas and (directory / validation.schema_file_name(target)).is_file():
+                pending.append(target)
+    for name, schema in schemas.items():
+        others = {other: value for other, value in schemas.items() if other != name}
+        try:
+            validation.check_schema(name, schema, others)
+        except validation.SchemaInvalid as error:
+            raise exceptions.InvalidConfig(
+                f"{directory / validation.schema_file_name(name)}: {error}", details=error.details
+            ) from None
+    return validation.SchemaSet(schemas, generation=0)
+
+
+def lkg_schemas(stored: Mapping[str, Any]) -> validation.SchemaSet | None:
+    """The schemas a last-known-good record was validated against (None: on the server only)."""
+    schemas = stored.get("schema")
+    if schemas is None:
+        return None
+    if not isinstance(schemas, dict) or not all(
+        isinstance(schema, dict) for schema in schemas.values()
+    ):
+        raise ValueError("its schema is not a set of schemas by name")
+    return validation.SchemaSet(schemas, generation=0)
 
 
 # A string from the environment shorter than this is hidden only where it is quoted: bare, it
@@ -276,7 +421,7 @@ class SchemaAnswer:
 class Report:
     """Tell the server which version this instance runs (never blocking the service)."""
 
-    status: Literal["applied", "failed", "fallback"]
+    status: Literal["applied", "failed", "fallback", "stopped"]
     subject: Config | Received | None
     error: str | None = None
 
@@ -380,12 +525,31 @@ class ClientCore:
     # -- requests
 
     def _request(self, method: str, url: str, *, timeout: float, **kwargs: Any) -> httpx.Request:
+        """A request whose every phase times out at `timeout` (see `deadline`)."""
         return httpx.Request(
             method,
             url,
             headers=self._headers,
-            extensions={"timeout": httpx.Timeout(timeout, connect=5.0).as_dict()},
+            extensions={"timeout": httpx.Timeout(timeout, connect=min(timeout, 5.0)).as_dict()},
             **kwargs,
+        )
+
+    @staticmethod
+    def seconds_allowed(request: httpx.Request) -> float:
+        """How long the whole answer to `request` may take: its read timeout, as one deadline.
+
+        httpx times each read alone, so a server sending a byte a second would never time
+        out; the clients hold the whole exchange to this.
+        """
+        timeout = request.extensions.get("timeout", {}).get("read")
+        return float(timeout) if timeout is not None else DEFAULT_TIMEOUT
+
+    def bounded_body(self, request: httpx.Request, response: httpx.Response, started: float) -> BoundedBody:
+        return BoundedBody(
+            request,
+            response,
+            limit=self.settings.max_response_bytes,
+            deadline=started + self.seconds_allowed(request),
         )
 
     def config_request(
@@ -402,7 +566,7 @@ class ClientCore:
             "GET",
             self.settings.config_url,
             params=params,
-            timeout=(wait or 0) + REQUEST_TIMEOUT,
+            timeout=(wait or 0) + self.settings.timeout,
         )
         request.headers.update(headers)
         return request
@@ -411,7 +575,7 @@ class ClientCore:
         return self._request(
             "GET",
             f"{self.settings.server}/v1/schemas/{name or self.settings.service}",
-            timeout=REQUEST_TIMEOUT,
+            timeout=self.settings.timeout,
         )
 
     def events_request(self, last_event_id: str | None) -> httpx.Request:
@@ -425,19 +589,26 @@ class ClientCore:
             request.headers["Last-Event-ID"] = last_event_id
         return request
 
-    def report_request(
-        self, status: str, config: Config | Received | None, error: str | None = None
-    ) -> httpx.Request:
-        body = {
+    def report_request(self, report: Report) -> httpx.Request:
+        """`POST /v1/instances`: `version`/`hash` are what this instance runs; a `failed` report
+        adds `failed_version`/`failed_hash`, the version it could not apply."""
+        runs = self.config if report.status == "failed" else report.subject
+        body: dict[str, Any] = {
             "instance_id": self.settings.instance_id,
             "service": self.settings.service,
             "environment": self.settings.environment,
-            "version": config.version if config is not None else None,
-            "hash": config.hash if config is not None else None,
-            "status": status,
-            "error": error,
+            "version": runs.version if runs is not None else None,
+            "hash": runs.hash if runs is not None else None,
+            "status": report.status,
+            "error": report.error,
         }
-        return self._request("POST", f"{self.settings.server}/v1/instances", json=body, timeout=5.0)
+        if report.status == "failed":
+            failed = report.subject
+            body["failed_version"] = failed.version if failed is not None else None
+            body["failed_hash"] = failed.hash if failed is not None else None
+        return self._request(
+            "POST", f"{self.settings.server}/v1/instances", json=body, timeout=REPORT_TIMEOUT
+        )
 
     # -- responses
 
@@ -537,22 +708,38 @@ class ClientCore:
 
     # -- building a Config
 
-    def build(
-        self, received: Received, source: Source, schemas: validation.SchemaSet | None = None
-    ) -> Config:
-        """Check the hash, resolve `@env` in this process, validate: a Config ready to apply."""
+    def decode(self, received: Received) -> Any:
+        """The TSK data of a received document, its hash checked.
+
+        What fails here is a document damaged on its way (bad hash, not a document): from the
+        server, an answer that is not a valid config, which a fallback may stand in for.
+        """
         try:
             data = tsk.from_wire(received.wire)
             actual = tsk.document_hash(data)
-        except (ValueError, TypeError) as error:
+        except (ValueError, TypeError, RecursionError) as error:
             raise exceptions.InvalidConfig(
-                f"version {received.version} is not a valid document: {error}"
+                f"{received.label} is not a valid document: {error}"
             ) from error
         if actual != received.hash:
             raise exceptions.HashMismatch(
-                f"version {received.version} was announced with hash {received.hash[:12]}… "
+                f"{received.label} was announced with hash {received.hash[:12]}… "
                 f"but its data hashes to {actual[:12]}…; not applied"
             )
+        return data
+
+    def resolve(
+        self,
+        received: Received,
+        data: Any,
+        source: Source,
+        schemas: validation.SchemaSet | None = None,
+    ) -> Config:
+        """Resolve `@env` in this process and validate: a Config ready to apply.
+
+        What fails here is made invalid by this process's environment (or, for a local file,
+        by its own content): no fallback may hide it, the cache would fail the same way.
+        """
         try:
             resolved = tsk.resolve(data, environ=os.environ)
         except tsk.TSKResolveError as error:
@@ -563,7 +750,7 @@ class ClientCore:
             if raw is not None and raw.strip():
                 message = message.replace(repr(raw.strip()), "set to a value (not shown)")
             raise exceptions.InvalidConfig(
-                f"version {received.version}: {message}",
+                f"{received.label}: {message}",
                 details=[{"variable": error.name, "message": message}],
             ) from None
         if schemas is not None:
@@ -573,7 +760,7 @@ class ClientCore:
             if details:
                 first = details[0]
                 raise exceptions.InvalidConfig(
-                    f"version {received.version} does not pass the {self.settings.service} schema "
+                    f"{received.label} does not pass the {self.settings.service} schema "
                     f"after resolving @env: {first['path']}: {first['message']}",
                     details=details,
                 )
@@ -586,29 +773,45 @@ class ClientCore:
             source=source,
             wire=received.wire,
             section_hashes=tsk.section_hashes(resolved),
+            schemas=schemas.schemas if schemas is not None else None,
         )
 
-    def from_cache(self) -> Config | None:
-        """The last-known-good config, or None when there is none usable (damage is logged)."""
-        stored = read_lkg(
-            self.settings.lkg_path,
-            service=self.settings.service,
-            environment=self.settings.environment,
-        )
+    def build(
+        self, received: Received, source: Source, schemas: validation.SchemaSet | None = None
+    ) -> Config:
+        """Check the hash, resolve `@env` in this process, validate: a Config ready to apply."""
+        return self.resolve(received, self.decode(received), source, schemas)
+
+    def read_cache(self) -> tuple[Received, validation.SchemaSet | None] | None:
+        """The last-known-good document with the schemas it was validated against, or None
+        when there is none usable (damage is logged)."""
+        path = self.settings.lkg_path
+        stored = read_lkg(path, service=self.settings.service, environment=self.settings.environment)
         if stored is None:
             return None
-        received = Received(
-            version=stored.get("version"), hash=stored["hash"], wire=stored["config"]
-        )
         try:
-            return self.build(received, "cache")
-        except exceptions.InvalidConfig as error:
-            logger.warning("last-known-good %s not usable: %s", self.settings.lkg_path, error)
+            schemas = lkg_schemas(stored)
+        except (ValueError, TypeError, RecursionError) as error:
+            logger.warning("last-known-good %s ignored: %s", path, error)
             return None
+        version = stored.get("version")
+        received = Received(
+            version=version,
+            hash=stored["hash"],
+            wire=stored["config"],
+            origin=f"last-known-good {path}",
+        )
+        return received, schemas
 
-    def from_file(self) -> Config:
+    def file_schemas(self) -> validation.SchemaSet | None:
+        """The schemas a local file is checked against: those beside it (`schemas_dir`)."""
+        return local_schemas(self.settings.schemas_dir, self.settings.service)
+
+    def from_file(self, schemas: validation.SchemaSet | None = None) -> Config:
+        """The local file, checked against `schemas`, else against those in `schemas_dir`."""
         self._file_signature = self.file_signature()
-        return self.build(received_from_file(self.settings.file_path), "file")
+        received = received_from_file(self.settings.file_path)
+        return self.build(received, "file", schemas if schemas is not None else self.file_schemas())
 
     def file_signature(self) -> tuple[int, int, int] | None:
         try:
@@ -626,31 +829,62 @@ class ClientCore:
         return self.file_signature() != self._file_signature
 
     def fallback(self, tried: list[str]) -> Config:
-        """Start-up without the server: the cache, then the local file; else ServerUnavailable."""
-        config = self.from_cache()
+        """Start-up without the server: the cache, then the local file, each validated exactly as
+        a server answer. When neither is usable: InvalidConfig if one failed validation here
+        (this process makes it invalid), else ServerUnavailable."""
+        invalid: exceptions.InvalidConfig | None = None
+        config: Config | None = None
+        cache_path = self.settings.lkg_path
+        cached = self.read_cache()
+        schemas = None
+        if cached is None:
+            tried.append(f"cache {cache_path}: none usable")
+        else:
+            received, schemas = cached
+            try:
+                config = self.build(received, "cache", schemas)
+            except exceptions.InvalidConfig as error:
+                logger.warning("last-known-good %s not usable: %s", cache_path, error)
+                tried.append(f"cache {cache_path}: {error}")
+                invalid = error
         if config is None:
-            tried.append(f"cache {self.settings.lkg_path}: none usable")
             path = self.settings.file_path
             if path.is_file():
                 try:
-                    config = self.from_file()
-                except exceptions.ConfigError as error:  # invalid, or gone since is_file()
+                    # Checked against the schema the cache was validated with, the newest known.
+                    config = self.from_file(schemas)
+                except exceptions.InvalidConfig as error:
+                    tried.append(f"file {path}: {error}")
+                    invalid = invalid or error
+                except exceptions.ConfigError as error:  # gone since is_file(), unreadable
                     tried.append(f"file {path}: {error}")
             else:
                 tried.append(f"file {path}: not found")
         if config is None:
-            raise exceptions.ServerUnavailable(
+            message = (
                 f"no config for {self.settings.service}/{self.settings.environment}; tried "
                 + "; ".join(tried)
             )
+            if invalid is not None:
+                raise exceptions.InvalidConfig(message, details=invalid.details)
+            raise exceptions.ServerUnavailable(message)
         logger.warning(
-            "config server unavailable; %s/%s starts from the %s (version %s)",
+            "config server unavailable; %s/%s starts from the %s",
             self.settings.service,
             self.settings.environment,
-            config.source,
-            config.version,
+            self.describe(config),
         )
         return config
+
+    def describe(self, config: Config | None) -> str:
+        """How messages name a config: its version, or where it came from when it has none."""
+        if config is None:
+            return "no config"
+        if config.source == "file":
+            return f"file {self.settings.file_path}"
+        if config.source == "cache":
+            return f"last-known-good version {config.version}"
+        return f"version {config.version}"
 
     # -- applying
 
@@ -682,7 +916,7 @@ class ClientCore:
         return steps
 
     def transaction(self, new: Config) -> Transaction:
-        return transaction(self.plan(new), new.version)
+        return transaction(self.plan(new), new.version, self.describe(new))
 
     # -- watching
 
@@ -734,18 +968,25 @@ class ClientCore:
         if known:
             return compiled
         sections = {}
-        for name in self.sections_to_fetch(answer):
-            try:
-                section = self.read_schema((yield self.schema_request(name)), name)
-            except exceptions.RequestRejected:
-                continue  # compile_schemas says what is missing
-            if section is not None:
-                sections[name] = section.schema
-        return self.compile_schemas(answer, sections)
+        try:
+            for name in self.sections_to_fetch(answer):
+                try:
+                    section = self.read_schema((yield self.schema_request(name)), name)
+                except exceptions.RequestRejected:
+                    continue  # compile_schemas says what is missing
+                if section is not None:
+                    sections[name] = section.schema
+            return self.compile_schemas(answer, sections)
+        except (ValueError, TypeError, RecursionError) as error:
+            # The server checked its schemas; one that cannot be compiled here is a bad answer.
+            raise exceptions.ServerUnavailable(
+                f"GET /v1/schemas/{service}: the schema cannot be used: {error}"
+            ) from error
 
     def prepare_flow(self, received: Received) -> Flow[Config]:
+        data = self.decode(received)
         schemas = yield from self.schemas_flow()
-        return self.build(received, "server", schemas)
+        return self.resolve(received, data, "server", schemas)
 
     def overtaken(self, config: Config, fetched_over: Config | None) -> bool:
         """Whether a newer server version was applied while `config` was being fetched.
@@ -773,7 +1014,7 @@ class ClientCore:
             return self.config or config  # another caller applied this very version meanwhile
         if self.overtaken(config, fetched_over):
             assert self.config is not None
-            logger.info(
+            logger.debug(
                 "version %s of %s not applied: version %s arrived meanwhile",
                 config.version,
                 self.settings.service,
@@ -786,9 +1027,7 @@ class ClientCore:
             text = hide_environment_text(
                 str(error), environment_texts(tsk.from_wire(config.wire), config.to_dict())
             )
-            logger.error(
-                "%s; version %s stays current", text, getattr(self.config, "version", None)
-            )
+            logger.error("%s; %s stays current", text, self.describe(self.config))
             self.refused = (config.version, config.hash)
             yield Report("failed", config, text)
             raise
@@ -809,12 +1048,18 @@ class ClientCore:
                 version=config.version,
                 hash=config.hash,
                 wire=config.wire,
+                schemas=config._schemas,
             )
         except OSError as error:
             logger.warning("last-known-good %s not written: %s", self.settings.lkg_path, error)
 
     def initial_flow(self) -> Flow[Config]:
-        """The first config: the server's, else the fallbacks (cache, file)."""
+        """The first config: the server's, else the fallbacks (cache, file).
+
+        Only a server that cannot answer leads to a fallback: no connection, a timeout, a
+        5xx, or an answer that is not a valid config. A version this process makes invalid
+        (an `@env` value, the schema after resolving) is raised as InvalidConfig.
+        """
         tried: list[str] = []
         refused = False
         try:
@@ -827,10 +1072,11 @@ class ClientCore:
             tried.append(f"server {self.settings.server}: {error}")
         else:
             try:
-                config = yield from self.prepare_flow(received)
+                data = self.decode(received)
+                schemas = yield from self.schemas_flow()
             except exceptions.ServerUnavailable as error:
                 tried.append(f"server {self.settings.server}: {error}")
-            except exceptions.InvalidConfig as error:
+            except exceptions.InvalidConfig as error:  # damaged on its way: a bad answer
                 logger.error(
                     "the server's version of %s not applied: %s", self.settings.service, error
                 )
@@ -840,15 +1086,25 @@ class ClientCore:
                 tried.append(f"server {self.settings.server}: {error}")
                 refused = True
             else:
+                try:
+                    config = self.resolve(received, data, "server", schemas)
+                except exceptions.InvalidConfig as error:
+                    logger.error(
+                        "the server's version of %s not applied: %s", self.settings.service, error
+                    )
+                    self.seen_version = received.version
+                    self.refused = (received.version, received.hash)
+                    yield Report("failed", received, str(error))
+                    raise
                 self.seen_version = received.version
                 return config
         if self.config is not None:
             # A running client's config is newer than any cache or file: keep it.
             logger.warning(
-                "no new config for %s (%s); version %s stays current",
+                "no new config for %s (%s); %s stays current",
                 self.settings.service,
                 "; ".join(tried),
-                self.config.version,
+                self.describe(self.config),
             )
             return self.config
         config = self.fallback(tried)
@@ -896,9 +1152,7 @@ class ClientCore:
             config = yield from self.prepare_flow(received)
             yield Exclusive(self.apply_flow(config, fetched_over))
         except exceptions.InvalidConfig as error:
-            logger.error(
-                "version %s of %s not applied: %s", received.version, self.settings.service, error
-            )
+            logger.error("%s of %s not applied: %s", received.label, self.settings.service, error)
             self.refused = (received.version, received.hash)
             yield Report("failed", received, str(error))
         except exceptions.ApplyFailed:

@@ -30,8 +30,14 @@ def write_lkg(
     version: int | None,
     hash: str,
     wire: dict[str, Any],
+    schemas: dict[str, Any] | None = None,
 ) -> None:
-    """Write `{service, environment, version, hash, config}` so that a crash leaves the old file or the new one.
+    """Write `{service, environment, version, hash, config, schema}` so that a crash leaves the
+    old file or the new one.
+
+    `schema` holds the schemas the config was validated against, by name (the service's
+    and the section schemas it refers to), or null when it was validated on the server only:
+    a later start validates the cached config against them, exactly as a server answer.
 
     Temp file in the same directory, fsync, rename over the old one, fsync the directory:
     after a power cut the file is complete or absent, never half written.
@@ -44,6 +50,7 @@ def write_lkg(
             "version": version,
             "hash": hash,
             "config": wire,
+            "schema": schemas,
         },
         ensure_ascii=False,
         sort_keys=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import queue
@@ -9,7 +10,8 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -35,8 +37,52 @@ from client._core import (
 logger = logging.getLogger("client")
 
 
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose reads and writes end at the deadline of the request using it.
+
+    httpx times each read on its own, so an answer sent a byte a second never times out;
+    here every read waits at most until the deadline that `_InterruptibleBackend.deadline`
+    set for the thread sending the request.
+    """
+
+    def __init__(self, stream: httpcore.NetworkStream, deadlines: threading.local) -> None:
+        self._stream = stream
+        self._deadlines = deadlines
+
+    def _timeout(self, timeout: float | None, error: type[Exception]) -> float | None:
+        deadline: float | None = getattr(self._deadlines, "at", None)
+        if deadline is None:
+            return timeout
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise error("the answer did not arrive in full within the client's timeout")
+        return remaining if timeout is None else min(timeout, remaining)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, self._timeout(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, self._timeout(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: Any,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._stream.start_tls(ssl_context, server_hostname, timeout)
+        return _DeadlineStream(stream, self._deadlines)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
 class _InterruptibleBackend(httpcore.SyncBackend):
-    """Remembers the sockets it opens, so `stop()` can end a long poll the server is holding.
+    """Remembers the sockets it opens, so `stop()` can end a long poll the server is holding,
+    and holds each request to its overall deadline (`_DeadlineStream`).
 
     Closing a socket does not wake a thread blocked reading it; shutting it down does. Once
     interrupted it opens no more connections: a long poll sent just after `stop()` looked
@@ -47,11 +93,23 @@ class _InterruptibleBackend(httpcore.SyncBackend):
         self._lock = threading.Lock()
         self._interrupted = False
         self._streams: weakref.WeakSet[httpcore.NetworkStream] = weakref.WeakSet()
+        self._deadlines = threading.local()
+
+    @contextmanager
+    def deadline(self, at: float) -> Iterator[None]:
+        """Requests this thread sends meanwhile end at `at` (time.monotonic())."""
+        self._deadlines.at = at
+        try:
+            yield
+        finally:
+            self._deadlines.at = None
 
     def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
         if self._interrupted:
             raise httpcore.ConnectError("the client is stopping")
-        stream = super().connect_tcp(*args, **kwargs)
+        stream: httpcore.NetworkStream = _DeadlineStream(
+            super().connect_tcp(*args, **kwargs), self._deadlines
+        )
         with self._lock:
             self._streams.add(stream)
             interrupted = self._interrupted
@@ -153,7 +211,10 @@ class ConfigClient(BaseClient[httpx.BaseTransport]):
         return config
 
     def stop(self) -> None:
-        """Stop watching, deliver the pending reports (briefly), close connections."""
+        """Stop watching, finish an apply in progress (its last-known-good write too), report
+        `stopped` and deliver the pending reports (briefly), close connections."""
+        if not self._stop.is_set() and self._core.config is not None:
+            self._report(Report("stopped", self._core.config))
         self._stop.set()
         with self._life:
             reporter, self._reporter = self._reporter, None
@@ -171,6 +232,10 @@ class ConfigClient(BaseClient[httpx.BaseTransport]):
             thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5.0)
+        # An apply made by another caller (load(), refresh()) writes its last-known-good file
+        # under the apply lock: once the lock is free, the write is on disk.
+        if self._applying != threading.get_ident() and self._apply_lock.acquire(timeout=5.0):
+            self._apply_lock.release()
         self._http.close()
 
     def __enter__(self) -> ConfigClient:
@@ -216,12 +281,31 @@ class ConfigClient(BaseClient[httpx.BaseTransport]):
         return effect()  # an applier or handler call
 
     def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
+        """Send and read the whole answer within its deadline and the size limit; `stream`:
+        only the head is bounded so (an event stream goes on for as long as it is useful)."""
+        started = time.monotonic()
+        deadline = started + self._core.seconds_allowed(request)
         try:
-            return self._http.send(request, stream=stream)
+            with self._deadline(deadline):
+                response = self._http.send(request, stream=True)
+                if stream:
+                    return response
+                try:
+                    body = self._core.bounded_body(request, response, started)
+                    for chunk in response.iter_bytes():
+                        body.add(chunk)
+                finally:
+                    response.close()
+                return body.complete()
         except httpx.TransportError as error:
             raise exceptions.ServerUnavailable(
                 f"{request.method} {request.url.copy_with(query=None)}: {type(error).__name__}: {error}"
             ) from error
+
+    def _deadline(self, at: float) -> Any:
+        if self._interruptible is None:  # another transport: the body's reads are still bounded
+            return contextlib.nullcontext()
+        return self._interruptible.deadline(at)
 
     def _fetch(self) -> Config:
         """The config as `load()` finds it, without applying it (what `load_config` returns)."""
@@ -232,7 +316,7 @@ class ConfigClient(BaseClient[httpx.BaseTransport]):
     def _report(self, report: Report) -> None:
         if self.settings.mode == "files":
             return
-        request = self._core.report_request(report.status, report.subject, report.error)
+        request = self._core.report_request(report)
         with self._life:
             if self._stop.is_set():
                 return
@@ -258,7 +342,8 @@ class ConfigClient(BaseClient[httpx.BaseTransport]):
     def _deliver_reports(self) -> None:
         while (request := self._reports.get()) is not None:
             try:
-                self._http.send(request).close()
+                # Streamed and closed unread: the answer to a report is not worth any memory.
+                self._http.send(request, stream=True).close()
             except (httpx.HTTPError, RuntimeError) as error:
                 logger.debug("instance report not delivered: %s", error)
 

@@ -86,7 +86,7 @@ def handler_step(section: str, handler: Handler, new: Any, old: Any) -> Step:
 Transaction = Generator[Callable[[], Any], None, None]
 
 
-def transaction(steps: Iterable[Step], version: int | None) -> Transaction:
+def transaction(steps: Iterable[Step], version: int | None, label: str | None = None) -> Transaction:
     """Yield each call to make; a call that raises is thrown back in and reverts the ones before.
 
     Written once as a generator so the sync client runs it with plain calls and the async
@@ -112,7 +112,8 @@ def transaction(steps: Iterable[Step], version: int | None) -> Transaction:
             if interruption is not None:
                 raise interruption from error
             raise exceptions.ApplyFailed(
-                f"applying version {version} failed in {step.label}: {type(error).__name__}: {error}",
+                f"applying {label or f'version {version}'} failed in {step.label}: "
+                f"{type(error).__name__}: {error}",
                 section=step.section,
                 version=version,
             ) from error

@@ -21,7 +21,8 @@ class ConfigError(Exception):
 
 
 class ServerUnavailable(ConfigError):
-    """The config server could not be reached (connection error, timeout or 5xx answer).
+    """The config server cannot answer: a connection error, a timeout, a 5xx, or an answer
+    that is not a valid config (not JSON, too deep, too large, too slow, a bad hash).
 
     Raised by a load only when no fallback (last-known-good cache, local file) was usable;
     the message names everything that was tried.
@@ -58,7 +59,9 @@ class InvalidConfig(ConfigError):
     """A received or local document that must not be applied.
 
     It did not parse, an `@env` reference could not be resolved, or the resolved data
-    does not pass the service's schema. `details` lists the individual problems.
+    does not pass the service's schema. `details` lists the individual problems. Made
+    invalid by this process's environment, it is raised at start rather than hidden by a
+    fallback: the cache or the local file would fail the same way.
     """
 
     def __init__(self, message: str, *, details: list[dict[str, Any]] | None = None) -> None:

@@ -60,6 +60,30 @@ def test_logging_resets_a_logger_dropped_from_the_section() -> None:
     assert logging.getLogger("tests.kept").level == logging.WARNING
 
 
+def test_logging_keeps_the_http_libraries_at_warning_unless_the_document_names_them() -> None:
+    applier = LoggingApplier()
+    debug = {"level": "DEBUG"}
+    applier.apply(debug, None)
+    applier.commit()
+    assert logging.getLogger().level == logging.DEBUG
+    # Every long poll would otherwise be logged by httpx, and every socket event by httpcore.
+    assert logging.getLogger("httpx").getEffectiveLevel() == logging.WARNING
+    assert logging.getLogger("httpcore").getEffectiveLevel() == logging.WARNING
+    assert logging.getLogger("httpcore.http11").getEffectiveLevel() == logging.WARNING
+
+    named = {"level": "DEBUG", "loggers": {"httpx": "DEBUG"}}
+    applier.apply(named, debug)
+    assert logging.getLogger("httpx").level == logging.DEBUG
+    assert logging.getLogger("httpcore").level == logging.WARNING
+    applier.revert(named, debug)
+    assert logging.getLogger("httpx").level == logging.WARNING
+
+    applier.apply(named, debug)
+    applier.commit()
+    applier.apply(debug, named)  # dropped from `loggers`: back to WARNING, not inherited DEBUG
+    assert logging.getLogger("httpx").level == logging.WARNING
+
+
 def test_logging_refuses_a_bad_level_without_changing_anything() -> None:
     root = logging.getLogger()
     root.setLevel(logging.INFO)

@@ -82,7 +82,8 @@ def test_async_client_applies_pushes_and_reverts_failures(
                     and entry
                 )
             )
-            assert report["version"] == bad["version"]
+            # What the instance still runs; the refused version is its failed_version.
+            assert report["version"] == pushed["version"] != bad["version"]
             assert applied == [1, 2, 0, 2] and client.config.version == pushed["version"]
             assert client.cache.ttl == 30
         assert (tmp_path / "async-check" / "staging.json").is_file()
@@ -270,7 +271,8 @@ def test_a_handler_may_stop_its_own_client(server: LiveServer, tmp_path: Path) -
 
 
 class SlowFirstReport(httpx.AsyncHTTPTransport):
-    """The first instance report takes a while to reach the server; the ones after it do not."""
+    """The first instance report takes a while to reach the server; the ones after it do not.
+    Config answers arrive damaged (their data no longer matches their hash)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -281,18 +283,21 @@ class SlowFirstReport(httpx.AsyncHTTPTransport):
             self.reports += 1
             if self.reports == 1:
                 await asyncio.sleep(0.3)
-        return await super().handle_async_request(request)
+        response = await super().handle_async_request(request)
+        if request.url.path.startswith("/v1/configs/") and response.status_code == 200:
+            import json
+
+            body = json.loads(await response.aread())
+            body["config"]["name"] = "damaged"
+            return httpx.Response(200, json=body)
+        return response
 
 
 def test_reports_reach_the_server_in_the_order_they_were_made(
-    server: LiveServer, tmp_path: Path, environments: Path, monkeypatch: pytest.MonkeyPatch
+    server: LiveServer, tmp_path: Path, environments: Path
 ) -> None:
     """Refused at start: `failed`, then `fallback`; the server must end up with `fallback`."""
-    monkeypatch.delenv("TSKCFG_TEST_UNSET_PORT", raising=False)
-    server.push(
-        DEVELOPMENT.replace('port: @env("PORT", 8001)', 'port: @env("TSKCFG_TEST_UNSET_PORT")'),
-        "production",
-    )
+    server.push(DEVELOPMENT, "production")
 
     async def scenario() -> None:
         async with AsyncConfigClient(
@@ -429,5 +434,86 @@ def test_cancelling_an_apply_during_a_database_connect_undoes_it(server: LiveSer
         assert database.current is made[0]
         assert client.config is first
         await client.stop()
+
+    asyncio.run(scenario())
+
+
+def test_stop_right_after_an_apply_returns_after_its_last_known_good_write(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    import json
+
+    stored = tmp_path / "cache" / "lkg-async" / "development.json"
+
+    async def scenario(round: int) -> None:
+        await asyncio.to_thread(server.push, with_rate(100 + round), "development", "lkg-async")
+        client = AsyncConfigClient(
+            "lkg-async",
+            "development",
+            server=server.url,
+            token=server.token,
+            cache_dir=tmp_path / "cache",
+        )
+        await client.start()
+        pushed = await asyncio.to_thread(
+            server.push, with_rate(200 + round), "development", "lkg-async"
+        )
+        while client.config.version != pushed["version"]:
+            await asyncio.sleep(0)
+        await client.stop()
+        assert json.loads(stored.read_text())["version"] == pushed["version"], round
+
+    for round in range(6):
+        asyncio.run(asyncio.wait_for(scenario(round), 10))
+
+
+class ReportRecorder(httpx.AsyncHTTPTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reports: list[dict[str, Any]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/instances":
+            import json
+
+            self.reports.append(json.loads(await request.aread()))
+        return await super().handle_async_request(request)
+
+
+def test_async_reports_say_what_runs_what_failed_and_that_the_instance_stopped(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        running = await asyncio.to_thread(server.push, with_rate(3), "development", "async-report")
+        transport = ReportRecorder()
+        client = AsyncConfigClient(
+            "async-report",
+            "development",
+            server=server.url,
+            token=server.token,
+            cache_dir=tmp_path,
+            transport=transport,
+        )
+
+        @client.on("features")
+        async def refuse_zero(new: Any, old: Any) -> None:
+            if new["rate_limit_per_minute"] == 0:
+                raise RuntimeError("zero")
+
+        async with client:
+            refused = await asyncio.to_thread(
+                server.push, with_rate(0), "development", "async-report"
+            )
+            await until(lambda: any(report["status"] == "failed" for report in transport.reports))
+        statuses = [
+            (report["status"], report["version"], report.get("failed_version"))
+            for report in transport.reports
+        ]
+        assert statuses == [
+            ("applied", running["version"], None),
+            ("failed", running["version"], refused["version"]),
+            ("stopped", running["version"], None),
+        ]
+        assert transport.reports[1]["failed_hash"] == refused["hash"]
 
     asyncio.run(scenario())

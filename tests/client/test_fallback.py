@@ -13,7 +13,14 @@ import httpx
 import pytest
 from clienttest import DEVELOPMENT, SERVICE, LiveServer, free_port, wait_for
 
-from client import ConfigClient, Forbidden, RetryPolicy, ServerUnavailable, load_config
+from client import (
+    ConfigClient,
+    Forbidden,
+    InvalidConfig,
+    RetryPolicy,
+    ServerUnavailable,
+    load_config,
+)
 
 
 def down_url() -> str:
@@ -155,7 +162,7 @@ def test_backoff_while_the_server_is_away_is_not_a_busy_loop(
     finally:
         client.stop()
         listener.close()
-    # One at start, then at most the breaker's threshold (5) before it opens for ~15-30 s.
+    # One at start, then backoff: at most the breaker's threshold (5) before it opens for 2-4 s.
     assert 2 <= attempts <= 7, attempts
     assert client.retry.failures >= attempts - 1
 
@@ -504,3 +511,148 @@ def test_stop_leaves_no_reporter_behind_when_the_server_takes_reports_and_never_
         assert time.monotonic() - started < 6
     finally:
         silent.close()
+
+
+def test_a_config_this_process_makes_invalid_is_raised_not_hidden_by_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = LiveServer(tmp_path / "server").start()
+    try:
+        server.push(DEVELOPMENT)
+        monkeypatch.setenv("PORT", "9000")
+        load_config(
+            SERVICE, "development", server=server.url, token=server.token, cache_dir=tmp_path / "cache"
+        )
+        pushed = server.push(DEVELOPMENT.replace("pool_size: 2", "pool_size: 3"))
+        monkeypatch.setenv("PORT", "70000")  # the schema's maximum is 65535
+        transport = RecordingTransport()
+        client = ConfigClient(
+            SERVICE,
+            "development",
+            server=server.url,
+            token=server.token,
+            cache_dir=tmp_path / "cache",  # holds the older version, with the same mistake
+            transport=transport,
+        )
+        with pytest.raises(InvalidConfig) as caught:
+            client.start()
+        client.stop()
+        assert "/port" in str(caught.value) and "65535" in str(caught.value)
+        assert f"version {pushed['version']}" in str(caught.value)
+        assert caught.value.details[0]["path"] == "/port"
+        assert "config server unavailable" not in caplog.text
+        failed = [report for report in transport.reports if report["status"] == "failed"]
+        assert failed and failed[0]["failed_version"] == pushed["version"]
+        assert not [report for report in transport.reports if report["status"] == "fallback"]
+
+        # Without a cache the same mistake is the same error, not ServerUnavailable.
+        with pytest.raises(InvalidConfig, match="/port"):
+            load_config(
+                SERVICE, "development", server=server.url, token=server.token, cache_dir=tmp_path / "none"
+            )
+    finally:
+        server.stop()
+
+
+def test_a_variable_of_the_wrong_type_is_raised_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = LiveServer(tmp_path / "server").start()
+    try:
+        server.push(DEVELOPMENT)
+        monkeypatch.setenv("PORT", "eighty")
+        with pytest.raises(InvalidConfig, match="PORT") as caught:
+            load_config(
+                SERVICE, "development", server=server.url, token=server.token, cache_dir=tmp_path
+            )
+        assert caught.value.details[0]["variable"] == "PORT"
+        assert not isinstance(caught.value, ServerUnavailable)
+    finally:
+        server.stop()
+
+
+def test_the_cache_keeps_its_schema_and_is_validated_against_it_when_the_server_is_away(
+    tmp_path: Path, environments: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = LiveServer(tmp_path / "server").start()
+    try:
+        pushed = server.push(DEVELOPMENT)
+        monkeypatch.setenv("PORT", "9000")
+        load_config(
+            SERVICE, "development", server=server.url, token=server.token, cache_dir=tmp_path / "cache"
+        )
+    finally:
+        server.stop()
+    stored = json.loads((tmp_path / "cache" / SERVICE / "development.json").read_text())
+    assert stored["version"] == pushed["version"]
+    assert stored["schema"][SERVICE]["properties"]["port"]["maximum"] == 65535
+    assert stored["schema"]["database"]["properties"]["pool_size"]["minimum"] == 1
+
+    def start() -> Any:
+        return load_config(
+            SERVICE,
+            "development",
+            server=server.url,
+            cache_dir=tmp_path / "cache",
+            environments_dir=environments,
+        )
+
+    monkeypatch.setenv("PORT", "70000")
+    # Neither the cache nor the local file (checked against the cached schema) passes here.
+    with pytest.raises(InvalidConfig) as caught:
+        start()
+    message = str(caught.value)
+    assert "/port" in message and "65535" in message
+    assert "cache " in message and "file " in message  # what was tried, and why each failed
+    assert "version None" not in message
+
+    monkeypatch.setenv("PORT", "9000")
+    config = start()
+    assert (config.source, config.version, config["port"]) == ("cache", pushed["version"], 9000)
+
+
+def test_a_file_fallback_is_named_by_its_path_not_version_none(
+    tmp_path: Path, environments: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="client"):
+        config = load_config(
+            SERVICE,
+            "development",
+            server=down_url(),
+            cache_dir=tmp_path / "cache",
+            environments_dir=environments,
+        )
+    assert config.source == "file"
+    assert "version None" not in caplog.text
+    assert f"file {environments / 'development' / (SERVICE + '.tsk')}" in caplog.text
+
+
+def test_a_restarted_server_is_found_again_within_5_seconds(tmp_path: Path) -> None:
+    server = LiveServer(tmp_path / "server").start()
+    server.push(DEVELOPMENT)
+    client = ConfigClient(
+        SERVICE,
+        "development",
+        server=server.url,
+        token=server.token,
+        cache_dir=tmp_path / "cache",
+        environments_dir=tmp_path / "nowhere",
+    )  # the default retry policy: that is what is under test
+    try:
+        with client:
+            server.stop()
+            # Long enough for more failures in a row than the breaker's threshold.
+            time.sleep(7.6)
+            server.start()
+            pushed = server.push(DEVELOPMENT.replace("pool_size: 2", "pool_size: 5"))
+            wait_for(lambda: client.config.version == pushed["version"], timeout=5.0)
+    finally:
+        server.stop()
+
+
+def test_the_default_retry_never_waits_longer_than_a_restart_may_take() -> None:
+    retry = RetryPolicy(random=lambda: 1.0)
+    delays = [retry.failure() for _ in range(40)]
+    assert delays[0] <= 1.0  # the first retry within about a second
+    assert max(delays) <= 4.0, delays  # with the request itself, found again within 5 s
+    assert RetryPolicy(random=lambda: 0.0).failure() == 0.0  # full jitter

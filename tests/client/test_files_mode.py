@@ -149,3 +149,62 @@ def test_a_file_that_cannot_be_read_for_a_moment_does_not_end_the_watch(
         path.rmdir()
         path.write_text(text.replace("pool_size: 10", "pool_size: 4"), encoding="utf-8")
         wait_for(lambda: client.config.get("database.pool_size") == 4)
+
+
+def with_schemas(environments: Path) -> Path:
+    """The project's schemas in `schemas/` beside `environments/`, where files mode looks for them."""
+    import shutil
+
+    target = environments.parent / "schemas"
+    shutil.copytree(ROOT / "schemas", target)
+    return target
+
+
+def test_files_mode_validates_edits_against_the_schemas_beside_the_environments(
+    environments: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with_schemas(environments)
+    path = document_path(environments, "staging")
+    with ConfigClient(SERVICE, "staging", environments_dir=environments, mode="files") as client:
+        first = client.config
+        edit(path, "pool_size: 10", "pool_size: 0")  # the server refuses it: minimum 1
+        wait_for(lambda: "not applied" in caplog.text)
+        assert client.config is first
+        assert "/database/pool_size" in caplog.text
+        assert f"file {path}" in caplog.text and "version None" not in caplog.text
+        edit(path, "pool_size: 0", "pool_size: 4")
+        wait_for(lambda: client.config.get("database.pool_size") == 4)
+
+
+def test_files_mode_refuses_an_invalid_file_at_start_naming_it(environments: Path) -> None:
+    from client import InvalidConfig
+
+    with_schemas(environments)
+    path = document_path(environments, "staging")
+    edit(path, "pool_size: 10", "pool_size: 0")
+    with pytest.raises(InvalidConfig) as caught:
+        ConfigClient(SERVICE, "staging", environments_dir=environments, mode="files").load()
+    assert str(caught.value).startswith(f"file {path} does not pass the {SERVICE} schema")
+    assert caught.value.details[0]["path"] == "/database/pool_size"
+
+
+def test_files_mode_takes_the_schemas_from_schemas_dir(environments: Path, tmp_path: Path) -> None:
+    from client import InvalidConfig
+
+    elsewhere = with_schemas(environments).rename(tmp_path / "elsewhere")
+    edit(document_path(environments, "staging"), "pool_size: 10", "pool_size: 0")
+    # Without schemas there is nothing to check against: the file is applied as it is.
+    assert ConfigClient(SERVICE, "staging", environments_dir=environments, mode="files").load()
+    with pytest.raises(InvalidConfig, match="/database/pool_size"):
+        ConfigClient(
+            SERVICE, "staging", environments_dir=environments, schemas_dir=elsewhere, mode="files"
+        ).load()
+
+
+def test_files_mode_refuses_a_schema_the_server_would_refuse(environments: Path) -> None:
+    from client import InvalidConfig
+
+    schemas = with_schemas(environments)
+    (schemas / f"{SERVICE}.json").write_text('{"type": "no-such-type"}')
+    with pytest.raises(InvalidConfig, match=f"{SERVICE}.json"):
+        ConfigClient(SERVICE, "staging", environments_dir=environments, mode="files").load()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,9 @@ def test_a_failing_handler_reverts_everything_and_is_reported_failed(
                 and entry
             )
         )
-        assert report["version"] == bad["version"] and report["hash"] == bad["hash"]
+        # The version the instance still runs; the refused one is its failed_version.
+        assert report["version"] == first.version != bad["version"]
+        assert report["hash"] == first.hash
         assert "a rate limit of 0 would stop all traffic" in report["error"]
         assert applied == [1, 0, 1]  # applied, then reverted by being called with (old, new)
         assert client.cache.ttl == cache_before  # the built-in cache applier was reverted too
@@ -182,7 +185,10 @@ def test_a_document_that_does_not_match_its_hash_is_rejected_and_reported(
                 and entry
             )
         )
-        assert report["version"] == pushed["version"] and "hash" in report["error"]
+        # What the instance runs, and what it could not apply.
+        assert report["version"] == client.config.version and "hash" in report["error"]
+        sent = [body for body in transport.reports if body["status"] == "failed"][-1]
+        assert (sent["version"], sent["failed_version"]) == (client.config.version, pushed["version"])
         assert rates == [7] and client.config.get("features.rate_limit_per_minute") == 7
 
 
@@ -206,7 +212,7 @@ def test_env_is_resolved_in_the_client_and_validated_against_the_schema(
                 and entry
             )
         )
-        assert report["version"] == pushed["version"]
+        assert report["version"] == client.config.version != pushed["version"]  # what it runs
         assert "/port" in report["error"] and "65535" in report["error"]
         assert client.config["port"] == 9123 and client.config.get("database.pool_size") == 3
 
@@ -349,7 +355,7 @@ def test_a_tampered_document_at_start_is_not_used_and_the_fallback_is(
         assert client.config.get("features.rate_limit_per_minute") == 4
         wait_for(lambda: len(transport.reports) >= 2)
         failed, fallback = transport.reports[:2]
-        assert (failed["status"], failed["version"]) == ("failed", 1)
+        assert (failed["status"], failed["version"], failed["failed_version"]) == ("failed", None, 1)
         assert "hash" in failed["error"]
         assert (fallback["status"], fallback["version"]) == ("fallback", None)
     assert not (tmp_path / "cache" / "tamper-start").exists()  # nothing tampered was kept
@@ -558,3 +564,143 @@ def test_a_handler_that_reloads_its_own_client_fails_instead_of_hanging(
         wait_for(lambda: errors, timeout=5)
         assert isinstance(errors[0], RuntimeError) and "handler" in str(errors[0])
         assert client.config is first
+
+
+class ReportRecorder(httpx.HTTPTransport):
+    """Passes every request to the real server and keeps the body of each instance report."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reports: list[dict[str, Any]] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/instances":
+            self.reports.append(json.loads(request.read()))
+        return super().handle_request(request)
+
+
+def test_reports_say_what_runs_what_failed_and_that_the_instance_stopped(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    running = server.push(with_features(4), "development", service="report-check")
+    transport = ReportRecorder()
+    client = ConfigClient(
+        "report-check",
+        "development",
+        server=server.url,
+        token=server.token,
+        cache_dir=tmp_path / "cache",
+        instance_id="test:report-check",
+        transport=transport,
+    )
+
+    @client.on("features")
+    def refuse_zero(new: Any, old: Any) -> None:
+        if new["rate_limit_per_minute"] == 0:
+            raise RuntimeError("a rate limit of 0 would stop all traffic")
+
+    with client:
+        refused = server.push(with_features(0), "development", service="report-check")
+        wait_for(lambda: any(report["status"] == "failed" for report in transport.reports))
+    common = {"instance_id": "test:report-check", "service": "report-check", "environment": "development"}
+    applied, failed, stopped = transport.reports
+    assert applied == {
+        **common,
+        "version": running["version"],
+        "hash": running["hash"],
+        "status": "applied",
+        "error": None,
+    }
+    assert failed == {
+        **common,
+        "version": running["version"],
+        "hash": running["hash"],
+        "status": "failed",
+        "error": failed["error"],
+        "failed_version": refused["version"],
+        "failed_hash": refused["hash"],
+    }
+    assert "a rate limit of 0 would stop all traffic" in failed["error"]
+    assert stopped == {
+        **common,
+        "version": running["version"],
+        "hash": running["hash"],
+        "status": "stopped",
+        "error": None,
+    }
+
+
+class SilentReports(httpx.HTTPTransport):
+    """Instance reports are taken and never answered: a server that hangs."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/instances":
+            time.sleep(30)
+        return super().handle_request(request)
+
+
+def test_the_stopped_report_never_holds_stop_long(server: LiveServer, tmp_path: Path) -> None:
+    server.push(with_features(4), "development", service="report-hang")
+    client = ConfigClient(
+        "report-hang",
+        "development",
+        server=server.url,
+        token=server.token,
+        cache_dir=tmp_path / "cache",
+        transport=SilentReports(),
+    )
+    client.start()
+    started = time.monotonic()
+    client.stop()
+    assert time.monotonic() - started < 4
+
+
+def test_stop_right_after_an_apply_returns_after_its_last_known_good_write(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    stored = tmp_path / "cache" / "lkg-sync" / "development.json"
+    for round in range(5):
+        server.push(with_features(100 + round), "development", service="lkg-sync")
+        client = ConfigClient(
+            "lkg-sync",
+            "development",
+            server=server.url,
+            token=server.token,
+            cache_dir=tmp_path / "cache",
+        )
+        with client:
+            pushed = server.push(with_features(200 + round), "development", service="lkg-sync")
+            applied = pushed["version"]
+            wait_for(partial(lambda c, v: c.config.version == v, client, applied), step=0.001)
+        assert json.loads(stored.read_text())["version"] == pushed["version"], round
+
+
+def test_a_debug_logging_section_does_not_log_every_poll(
+    server: LiveServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    document = DEVELOPMENT.replace('level: "WARNING"', 'level: "DEBUG"')
+    assert 'level: "DEBUG"' in document
+    server.push(document, "development", service="quiet-polls")
+    with caplog.at_level(logging.DEBUG):
+        with ConfigClient(
+            "quiet-polls",
+            "development",
+            server=server.url,
+            token=server.token,
+            cache_dir=tmp_path / "cache",
+            mode="poll",
+            poll_interval=0.05,
+        ) as client:
+            assert logging.getLogger().level == logging.DEBUG
+            caplog.clear()
+            time.sleep(0.6)
+            assert client.config.source == "server"
+    noisy = [
+        record
+        for record in caplog.records
+        if record.name.startswith(("httpx", "httpcore"))
+        or (record.name.startswith("client") and record.levelno >= logging.INFO)
+    ]
+    assert noisy == [], [record.getMessage() for record in noisy[:5]]
