@@ -33,6 +33,7 @@ from ._http import (
     read_body,
     read_json_object,
     request_id,
+    seconds_query,
     server_of,
     unsupported,
     wants_tsk,
@@ -140,16 +141,7 @@ async def get_config(request: Request) -> Response:
 
 
 def _wait_seconds(request: Request, server: ConfigServer) -> float:
-    text = request.query_params.get("wait")
-    if text is None or text == "":
-        return 0.0
-    try:
-        value = float(text)
-    except ValueError:
-        raise bad_request(f"the parameter 'wait' must be a number of seconds, not {text!r}") from None
-    if value != value or value < 0:  # NaN or negative
-        raise bad_request("the parameter 'wait' must be between 0 and 120 seconds")
-    return min(value, server.settings.max_wait)
+    return seconds_query(request, "wait", server.settings.max_wait)
 
 
 async def _long_poll(

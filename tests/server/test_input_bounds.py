@@ -10,6 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -464,3 +465,45 @@ def test_a_request_head_that_never_ends_is_closed(monkeypatch: pytest.MonkeyPatc
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+# Each is a number to int() or float(), but not a count written in ASCII digits.
+NOT_ASCII_COUNTS = ["\uff11\uff12", "1_2", "+2", " 2", "-1", "2 ", "1e1"]
+
+
+@pytest.mark.parametrize("text", NOT_ASCII_COUNTS)
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        (f"{DOCUMENT}/versions?limit=", "limit"),
+        (f"{DOCUMENT}/versions?before=", "before"),
+        (f"{DOCUMENT}/diff?to=1&from=", "from"),
+        (f"{DOCUMENT}/diff?from=1&to=", "to"),
+        ("/v1/schemas/user-service/versions?before=", "before"),
+        ("/v1/audit?limit=", "limit"),
+    ],
+)
+def test_counts_in_query_strings_are_ascii_digits_only(
+    seeded: ServerProcess, admin: httpx.Client, path: str, name: str, text: str
+) -> None:
+    response = admin.get(path + quote(text, safe=""))
+    assert repr(name) in assert_error(response, 400, "bad_request")["message"]
+
+
+@pytest.mark.parametrize("text", NOT_ASCII_COUNTS)
+def test_a_long_poll_wait_is_ascii_digits_only(
+    seeded: ServerProcess, admin: httpx.Client, text: str
+) -> None:
+    current = admin.get(DOCUMENT).headers["etag"]
+    # Percent-encoded, and as the raw bytes a client may send (the hot path reads those).
+    for query in (quote(text, safe=""), text.replace(" ", "%20")):
+        started = time.monotonic()
+        response = admin.get(f"{DOCUMENT}?wait={query}", headers={"If-None-Match": current})
+        assert "'wait'" in assert_error(response, 400, "bad_request")["message"]
+        assert time.monotonic() - started < 1
+
+
+def test_a_long_poll_wait_may_have_a_fraction(seeded: ServerProcess, admin: httpx.Client) -> None:
+    current = admin.get(DOCUMENT).headers["etag"]
+    response = admin.get(f"{DOCUMENT}?wait=0.2", headers={"If-None-Match": current})
+    assert response.status_code == 304
