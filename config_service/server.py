@@ -428,6 +428,7 @@ class ConfigServer:
         audit_detail: dict[str, Any] | None = None,
     ) -> Callable[[Transaction], tuple[VersionRecord, bool]]:
         """Parse and validate `source` (raising ApiError when refused); the write operation."""
+        self.check_message(message)
         try:
             document = parse_document(source)
         except ApiError:
@@ -492,6 +493,23 @@ class ConfigServer:
         current = self.current(service, environment)
         assert current is not None
         return current, False
+
+    def check_message(self, message: str) -> None:
+        """413 `too_large` when a version's message is over the limit, in bytes of UTF-8.
+
+        Every listing of the history carries the messages, so one large message costs
+        memory and time on every read of it.
+        """
+        limit = self.settings.max_message
+        if len(message) * 4 <= limit:  # no character takes more than 4 bytes
+            return
+        size = len(message.encode("utf-8", "surrogatepass"))
+        if size > limit:
+            raise ApiError(
+                413,
+                "too_large",
+                f"the version's message is {size} bytes of UTF-8; this server's limit is {limit} bytes",
+            )
 
     def _refuse_invalid(
         self, service: str, environment: str, failures: list[dict[str, str]]

@@ -10,6 +10,7 @@ from typing import Any
 
 DEFAULT_PIPELINE = ("development", "staging", "production")
 DEFAULT_MAX_BODY = 1024 * 1024
+DEFAULT_MAX_MESSAGE = 4 * 1024
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class Settings:
     pipeline: tuple[str, ...] = DEFAULT_PIPELINE
     sync: bool = True
     max_body: int = DEFAULT_MAX_BODY
+    # A version's message, in bytes of UTF-8 after decoding.
+    max_message: int = DEFAULT_MAX_MESSAGE
     workers: int = 1
     # Long polls are clamped to this many seconds (DESIGN: at most 120).
     max_wait: float = 120.0
@@ -94,6 +97,8 @@ def settings_from_environment(environ: Mapping[str, str] | None = None) -> Setti
         changes["sync"] = _parse_bool("TSKCFG_SYNC", env["TSKCFG_SYNC"])
     if "TSKCFG_MAX_BODY" in env:
         changes["max_body"] = int(env["TSKCFG_MAX_BODY"])
+    if "TSKCFG_MAX_MESSAGE" in env:
+        changes["max_message"] = int(env["TSKCFG_MAX_MESSAGE"])
     if "TSKCFG_WORKERS" in env:
         changes["workers"] = int(env["TSKCFG_WORKERS"])
     if "TSKCFG_INSTANCE_REPORT_INTERVAL" in env:

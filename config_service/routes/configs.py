@@ -295,6 +295,7 @@ async def promote(request: Request) -> Response:
     # Reading the source environment needs read access there, like any read.
     server.check_document_access(principal, "reader", service, source_environment)
     if dry_run:
+        server.check_message(message)  # as the promotion itself would
         record = server.promotion_source(service, environment, source_environment, version)
         large = len(record.source) > LARGE_DOCUMENT
         check = server.check_promotion

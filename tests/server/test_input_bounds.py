@@ -507,3 +507,60 @@ def test_a_long_poll_wait_may_have_a_fraction(seeded: ServerProcess, admin: http
     current = admin.get(DOCUMENT).headers["etag"]
     response = admin.get(f"{DOCUMENT}?wait=0.2", headers={"If-None-Match": current})
     assert response.status_code == 304
+
+
+def _history(admin: httpx.Client, path: str = DOCUMENT) -> list[dict[str, Any]]:
+    response = admin.get(f"{path}/versions", params={"limit": 500})
+    assert response.status_code == 200, response.text
+    versions: list[dict[str, Any]] = response.json()["versions"]
+    return versions
+
+
+def test_a_version_message_over_4_kib_is_413_and_stores_nothing(
+    seeded: ServerProcess, admin: httpx.Client
+) -> None:
+    source = USER_SERVICE.replace("ttl: 300", "ttl: 301")
+    history = _history(admin)
+    megabyte = "m" * 1_000_000
+    refused = [
+        admin.put(DOCUMENT, json={"source": source, "message": megabyte}),
+        # 2,049 characters, 4,098 bytes of UTF-8: the limit counts bytes after decoding.
+        admin.put(DOCUMENT, json={"source": source, "message": "\u00e9" * 2049}),
+        push(admin, "user-service", "staging", source, quote("\u00e9" * 2049)),
+        admin.post(f"{DOCUMENT}/rollback", json={"version": 1, "message": megabyte}),
+    ]
+    for response in refused:
+        assert "4096 bytes" in assert_error(response, 413, "too_large")["message"]
+    assert _history(admin) == history
+    audit = admin.get("/v1/audit", params={"service": "user-service", "limit": 1000}).json()
+    assert all(len(entry["detail"].get("message", "")) <= 4096 for entry in audit["entries"])
+    # Exactly at the limit is fine, in the header as in the body.
+    accepted = push(admin, "user-service", "staging", source, quote("\u00e9" * 2048))
+    assert accepted.status_code == 201, accepted.text
+    assert accepted.json()["message"] == "\u00e9" * 2048
+
+
+def test_a_promotion_message_over_the_limit_is_413(
+    seeded: ServerProcess, admin: httpx.Client
+) -> None:
+    production = "/v1/configs/user-service/production"
+    response = admin.post(
+        f"{production}/promote", json={"from": "staging", "message": "p" * 4097}
+    )
+    assert "4096" in assert_error(response, 413, "too_large")["message"]
+    dry_run = admin.post(
+        f"{production}/promote", json={"from": "staging", "message": "p" * 4097, "dry_run": True}
+    )
+    assert_error(dry_run, 413, "too_large")
+    assert admin.get(production).status_code == 404
+
+
+def test_the_message_limit_is_a_setting(tmp_path: Path) -> None:
+    server = ServerProcess(make_root(tmp_path), environ={"TSKCFG_MAX_MESSAGE": "10"}).start()
+    try:
+        with server.client(server.admin_token) as admin:
+            response = push(admin, "user-service", "staging", USER_SERVICE, "eleven char")
+            assert "10 bytes" in assert_error(response, 413, "too_large")["message"]
+            assert push(admin, "user-service", "staging", USER_SERVICE, "ten chars!").status_code == 201
+    finally:
+        server.stop()
