@@ -53,7 +53,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", DOCUMENT + "/promote", configs.promote, "A new version with the previous environment's source", "writer", (200, 201, 400, 404, 409, 413, 415, 422), "json"),
     Endpoint("GET", DOCUMENT + "/instances", instances.list_instances, "Instances of the document, with staleness and drift", "reader", (200, 404, 422)),
     Endpoint("GET", "/v1/diff/{service}", configs.diff_environments, "Diff of the current versions of two environments (?from=&to=)", "reader", (200, 400, 404, 422), parameters=("from_environment", "to_environment")),
-    Endpoint("POST", "/v1/instances", instances.report_instance, "An instance reports the version it runs", "reader", (204, 400, 404, 415, 422), "json"),
+    Endpoint("POST", "/v1/instances", instances.report_instance, "An instance reports the version it runs", "reader", (204, 400, 404, 415, 422, 429), "json"),
     Endpoint("GET", "/v1/events", events.events, "Server-Sent Events, one per new version; Last-Event-ID resumes", "reader", (200, 400, 404, 422), parameters=("service", "environment", "last_event_id", "Last-Event-ID")),
     Endpoint("PUT", "/v1/schemas/{service}", schemas.put_schema, "Put a JSON Schema (draft 2020-12); ?force=true (admin) skips the check of current documents", "writer", (200, 201, 400, 409, 413, 415, 422), "json", parameters=("force",)),
     Endpoint("GET", "/v1/schemas/{service}", schemas.get_schema, "The current schema", "reader", (200, 404, 422)),

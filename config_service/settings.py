@@ -32,6 +32,10 @@ class Settings:
     max_wait: float = 120.0
     # How many report intervals an instance may miss before it is marked stale.
     instance_report_interval: float = 60.0
+    # Instances remembered per document; past it, a new one replaces a stale one or is 429.
+    max_instances_per_document: int = 1000
+    # Instance reports one token may send in a minute; more are 429 until the minute ends.
+    instance_reports_per_minute: int = 6000
     log_level: str = "info"
     access_log: bool = True
 
@@ -103,6 +107,10 @@ def settings_from_environment(environ: Mapping[str, str] | None = None) -> Setti
         changes["workers"] = int(env["TSKCFG_WORKERS"])
     if "TSKCFG_INSTANCE_REPORT_INTERVAL" in env:
         changes["instance_report_interval"] = float(env["TSKCFG_INSTANCE_REPORT_INTERVAL"])
+    if "TSKCFG_MAX_INSTANCES" in env:
+        changes["max_instances_per_document"] = int(env["TSKCFG_MAX_INSTANCES"])
+    if "TSKCFG_INSTANCE_REPORTS_PER_MINUTE" in env:
+        changes["instance_reports_per_minute"] = int(env["TSKCFG_INSTANCE_REPORTS_PER_MINUTE"])
     if "TSKCFG_LOG_LEVEL" in env:
         changes["log_level"] = env["TSKCFG_LOG_LEVEL"].lower()
     if "TSKCFG_ACCESS_LOG" in env:
