@@ -25,6 +25,7 @@ from typing import Any
 
 from config_service import tsk
 from config_service.auth import Principal, TokenBook, make_token
+from config_service.data_folder import make_private_folder
 from config_service.errors import ApiError, forbidden, not_found, precondition_failed
 from config_service.metrics import Metrics
 from config_service.names import InvalidName, check_name
@@ -886,7 +887,7 @@ class ConfigServer:
             return None
         record, secret = make_token("admin", "admin", ["*"], ["*"], "first start")
         path = self.settings.admin_token_path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_folder(path.parent)
         temporary = path.with_name(path.name + ".tmp")
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:

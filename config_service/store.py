@@ -27,6 +27,8 @@ from typing import Any, Literal, Protocol, TypeVar
 
 import sqlite_utils
 
+from config_service.data_folder import create_private_file, make_private_folder
+
 T = TypeVar("T")
 
 # Most writes a group commit gathers into one transaction (one fsync).
@@ -744,7 +746,10 @@ class SqliteStore:
         return connection
 
     def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # The file holds every document and token hash: 0600 in a 0700 folder. SQLite makes
+        # its -wal and -shm files with the database file's mode.
+        make_private_folder(self.path.parent)
+        create_private_file(self.path)
         connection = self._connect()
         connection.execute("PRAGMA journal_mode = WAL")
         connection.executescript(SCHEMA_SQL)

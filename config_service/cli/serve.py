@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from config_service.cli._group import main
+from config_service.data_folder import DataFolderInUse, lock_data_folder, open_to_others
 from config_service.settings import parse_pipeline, settings_from_environment
 
 
@@ -91,6 +92,12 @@ def serve(
     if settings.max_body < 1:
         raise click.UsageError("--max-body must be a positive number of bytes")
     _configure_logging(settings.log_level)
+    # Held until this process ends: a second server on the same folder would diverge silently.
+    try:
+        data_lock = lock_data_folder(settings.data_dir)
+    except DataFolderInUse as error:
+        raise click.ClickException(str(error)) from None
+    _warn_if_open_to_others(settings.data_dir)
 
     import uvicorn
 
@@ -117,6 +124,18 @@ def serve(
         backlog=4096,
         timeout_graceful_shutdown=5,
     )
+    data_lock.release()
+
+
+def _warn_if_open_to_others(folder: Path) -> None:
+    """A folder the operator made (not created 0700 here) may let other users read the store."""
+    for path in (folder, folder / "config.db"):
+        mode = open_to_others(path) if path.exists() else None
+        if mode is not None:
+            logging.getLogger("config_service").warning(
+                "%s has mode %o: other users of this machine may read documents and token "
+                "hashes; chmod %s it", path, mode, "700" if path.is_dir() else "600",
+            )
 
 
 def _tune_garbage_collector() -> None:
