@@ -46,9 +46,10 @@ _STATUS_TEXT = {
     404: "Not found (not_found, unknown_environment)",
     409: "Conflict (conflict, schema_conflict)",
     412: "If-Match does not hold (precondition_failed)",
-    413: "Body over the size limit (too_large)",
+    413: "Body or version message over its size limit (too_large)",
     415: "Unsupported content type (unsupported_media_type)",
     422: "Refused document (invalid_tsk, schema_violation, invalid_schema, invalid_name)",
+    429: "Over a per-token or per-document bound (too_many_requests, too_many_instances); see Retry-After",
     503: "The store is not available",
 }
 

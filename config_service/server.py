@@ -11,17 +11,21 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from config_service import tsk
 from config_service.auth import Principal, TokenBook, make_token
+from config_service.data_folder import make_private_folder
 from config_service.errors import ApiError, forbidden, not_found, precondition_failed
 from config_service.metrics import Metrics
 from config_service.names import InvalidName, check_name
@@ -29,14 +33,17 @@ from config_service.settings import Settings
 from config_service.store import (
     AuditEntry,
     IfMatch,
+    InstanceReport,
     NewVersion,
     PreconditionFailed,
     SchemaRecord,
     SqliteStore,
     Store,
     TokenRecord,
+    TooManyInstances,
     Transaction,
     VersionRecord,
+    utc_timestamp,
 )
 from config_service.validation import SchemaInvalid, SchemaSet, check_schema, identifier_failures
 
@@ -170,6 +177,38 @@ def schema_hash(schema: Any) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+class RateWindow:
+    """At most `limit` events per key in each window of `seconds` (a fixed window per key)."""
+
+    def __init__(
+        self, limit: int, seconds: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit = limit
+        self.seconds = seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._windows: dict[str, tuple[float, int]] = {}
+
+    def take(self, key: str) -> float | None:
+        """Count one event for `key`: None when within the limit, else seconds until it resets."""
+        now = self._clock()
+        with self._lock:
+            started, count = self._windows.get(key, (now, 0))
+            if now - started >= self.seconds:
+                started, count = now, 0
+            if count >= self.limit:
+                return started + self.seconds - now
+            self._windows[key] = (started, count + 1)
+            if len(self._windows) > 1024:
+                # Keys are tokens, so few; forget the windows that have ended.
+                self._windows = {
+                    other: window
+                    for other, window in self._windows.items()
+                    if now - window[0] < self.seconds
+                }
+        return None
+
+
 class ConfigServer:
     """Everything one server process knows and does, for any number of HTTP apps or none."""
 
@@ -184,6 +223,7 @@ class ConfigServer:
         self._old: OrderedDict[tuple[str, str, int], Rendered] = OrderedDict()
         self._old_bytes = 0
         self._listeners: list[CommitListener] = []
+        self._instance_reports = RateWindow(settings.instance_reports_per_minute)
         self.store.add_commit_listener(self._committed)
 
     # -- life cycle ------------------------------------------------------------------
@@ -308,6 +348,72 @@ class ConfigServer:
                 for service, environments in sorted(by_service.items())
             ]
         }
+
+    # -- instances ----------------------------------------------------------------------
+
+    def report_instance(self, principal: Principal, report: InstanceReport) -> None:
+        """Remember what an instance runs; the token may read the document (checked before).
+
+        429 when the token sent too many reports this minute, or the document has as many
+        instances as it may keep and none is stale; 404 when the document does not exist.
+        """
+        key = principal.token_id or principal.name
+        wait = self._instance_reports.take(key)
+        if wait is not None:
+            seconds = max(1, math.ceil(wait))
+            raise ApiError(
+                429,
+                "too_many_requests",
+                f"this token sent more than {self._instance_reports.limit} instance reports in a "
+                f"minute; send the next one in {seconds} s",
+                headers={"Retry-After": str(seconds)},
+            )
+        service, environment = report.service, report.environment
+        if self.current(service, environment) is None:
+            raise not_found(
+                f"{service!r} has no version in {environment!r}; instances report only on documents "
+                "that exist"
+            )
+        limit = self.settings.max_instances_per_document
+        try:
+            self.store.record_instance(report, limit, utc_timestamp(self._stale_since()))
+        except TooManyInstances:
+            raise ApiError(
+                429,
+                "too_many_instances",
+                f"{service!r} in {environment!r} already has {limit} instances that reported "
+                f"recently; a new one is taken once one of them has been silent for "
+                f"{self._stale_after():g} s",
+            ) from None
+
+    def instances(self, service: str, environment: str) -> dict[str, Any]:
+        """The instances of a document, with `stale` (silent for 3 report intervals) and
+        `behind` (running an older version than the current one, or none)."""
+        current = self.current(service, environment)
+        stale_since = utc_timestamp(self._stale_since())
+        return {
+            "instances": [
+                {
+                    "instance_id": record.instance_id,
+                    "version": record.version,
+                    "hash": record.hash,
+                    "status": record.status,
+                    "error": record.error,
+                    "failed_version": record.failed_version,
+                    "last_seen": record.last_seen,
+                    "stale": record.last_seen < stale_since,
+                    "behind": current is not None
+                    and (record.version is None or record.version < current.version),
+                }
+                for record in self.store.list_instances(service, environment)
+            ]
+        }
+
+    def _stale_after(self) -> float:
+        return 3 * self.settings.instance_report_interval
+
+    def _stale_since(self) -> datetime:
+        return datetime.now(UTC) - timedelta(seconds=self._stale_after())
 
     # -- names and permissions -----------------------------------------------------------
 
@@ -446,6 +552,7 @@ class ConfigServer:
         audit_detail: dict[str, Any] | None = None,
     ) -> Callable[[Transaction], tuple[VersionRecord, bool]]:
         """Parse and validate `source` (raising ApiError when refused); the write operation."""
+        self.check_message(message)
         try:
             document = parse_document(source)
         except ApiError:
@@ -510,6 +617,23 @@ class ConfigServer:
         current = self.current(service, environment)
         assert current is not None
         return current, False
+
+    def check_message(self, message: str) -> None:
+        """413 `too_large` when a version's message is over the limit, in bytes of UTF-8.
+
+        Every listing of the history carries the messages, so one large message costs
+        memory and time on every read of it.
+        """
+        limit = self.settings.max_message
+        if len(message) * 4 <= limit:  # no character takes more than 4 bytes
+            return
+        size = len(message.encode("utf-8", "surrogatepass"))
+        if size > limit:
+            raise ApiError(
+                413,
+                "too_large",
+                f"the version's message is {size} bytes of UTF-8; this server's limit is {limit} bytes",
+            )
 
     def _refuse_invalid(
         self, service: str, environment: str, failures: list[dict[str, str]]
@@ -795,7 +919,7 @@ class ConfigServer:
             return None
         record, secret = make_token("admin", "admin", ["*"], ["*"], "first start")
         path = self.settings.admin_token_path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_folder(path.parent)
         temporary = path.with_name(path.name + ".tmp")
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:

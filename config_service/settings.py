@@ -17,6 +17,7 @@ DEFAULT_MAX_CONNECTIONS = 16_384
 DEFAULT_BODY_TIMEOUT = 30.0
 # The section schemas every service schema may `$ref` (docs/server.md, "Schemas").
 DEFAULT_SECTIONS = ("database", "cache", "logging", "security")
+DEFAULT_MAX_MESSAGE = 4 * 1024
 
 
 @dataclass(frozen=True)
@@ -32,11 +33,17 @@ class Settings:
     sections: tuple[str, ...] = DEFAULT_SECTIONS
     sync: bool = True
     max_body: int = DEFAULT_MAX_BODY
+    # A version's message, in bytes of UTF-8 after decoding.
+    max_message: int = DEFAULT_MAX_MESSAGE
     workers: int = 1
     # Long polls are clamped to this many seconds (DESIGN: at most 120).
     max_wait: float = 120.0
     # How many report intervals an instance may miss before it is marked stale.
     instance_report_interval: float = 60.0
+    # Instances remembered per document; past it, a new one replaces a stale one or is 429.
+    max_instances_per_document: int = 1000
+    # Instance reports one token may send in a minute; more are 429 until the minute ends.
+    instance_reports_per_minute: int = 6000
     log_level: str = "info"
     access_log: bool = True
     # Connections beyond this many open ones are closed as soon as they are accepted.
@@ -118,10 +125,16 @@ def settings_from_environment(environ: Mapping[str, str] | None = None) -> Setti
         changes["sync"] = _parse_bool("TSKCFG_SYNC", env["TSKCFG_SYNC"])
     if "TSKCFG_MAX_BODY" in env:
         changes["max_body"] = int(env["TSKCFG_MAX_BODY"])
+    if "TSKCFG_MAX_MESSAGE" in env:
+        changes["max_message"] = int(env["TSKCFG_MAX_MESSAGE"])
     if "TSKCFG_WORKERS" in env:
         changes["workers"] = int(env["TSKCFG_WORKERS"])
     if "TSKCFG_INSTANCE_REPORT_INTERVAL" in env:
         changes["instance_report_interval"] = float(env["TSKCFG_INSTANCE_REPORT_INTERVAL"])
+    if "TSKCFG_MAX_INSTANCES" in env:
+        changes["max_instances_per_document"] = int(env["TSKCFG_MAX_INSTANCES"])
+    if "TSKCFG_INSTANCE_REPORTS_PER_MINUTE" in env:
+        changes["instance_reports_per_minute"] = int(env["TSKCFG_INSTANCE_REPORTS_PER_MINUTE"])
     if "TSKCFG_LOG_LEVEL" in env:
         changes["log_level"] = env["TSKCFG_LOG_LEVEL"].lower()
     if "TSKCFG_ACCESS_LOG" in env:

@@ -27,13 +27,15 @@ from typing import Any, Literal, Protocol, TypeVar
 
 import sqlite_utils
 
+from config_service.data_folder import create_private_file, make_private_folder
+
 T = TypeVar("T")
 
 # Most writes a group commit gathers into one transaction (one fsync).
 MAX_BATCH = 256
-# Instances kept per document: past this, the ones seen longest ago are forgotten, so
-# reports under ever new instance ids cannot grow the store without bound.
-MAX_INSTANCES_PER_DOCUMENT = 10_000
+# Instances kept per document unless the server says otherwise (Settings): reports under
+# ever new instance ids must not grow the store without bound.
+MAX_INSTANCES_PER_DOCUMENT = 1_000
 
 # A precondition on the current version of a document: a version number (0 = must not
 # exist) or "*" (must exist). None means no precondition.
@@ -91,6 +93,9 @@ CREATE TABLE IF NOT EXISTS instances (
     error TEXT,
     first_seen TEXT NOT NULL,
     last_seen TEXT NOT NULL,
+    failed_version INTEGER,
+    failed_hash TEXT,
+    cohort TEXT,
     PRIMARY KEY (service, environment, instance_id)
 );
 CREATE TABLE IF NOT EXISTS audit (
@@ -109,9 +114,21 @@ CREATE INDEX IF NOT EXISTS audit_service ON audit (service, environment, id);
 """
 
 
+# Columns added after the first release, with their types: a file made before them gets
+# them at open (ALTER TABLE ... ADD COLUMN, which keeps every row, the new columns NULL).
+ADDED_COLUMNS = {
+    "instances": (("failed_version", "INTEGER"), ("failed_hash", "TEXT"), ("cohort", "TEXT")),
+}
+
+
 def utc_now() -> str:
     """The current time as ISO 8601 UTC with millisecond precision and a `Z`."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return utc_timestamp(datetime.now(UTC))
+
+
+def utc_timestamp(moment: datetime) -> str:
+    """`moment` (aware) as the store writes times; such strings sort in time order."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 class PreconditionFailed(Exception):
@@ -229,6 +246,35 @@ class TokenRecord:
         }
 
 
+class TooManyInstances(Exception):
+    """A report from a new instance of a document that already has as many as allowed, none stale."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the document already has {limit} instances")
+        self.limit = limit
+
+
+@dataclass(frozen=True)
+class InstanceReport:
+    """What an instance says about itself (`POST /v1/instances`), its fields already checked.
+
+    `version` and `hash` are what it runs. For `failed`, `failed_version` and `failed_hash`
+    are what it could not apply; a failed report without them fails `version`, and the
+    version the instance ran before is kept.
+    """
+
+    service: str
+    environment: str
+    instance_id: str
+    status: str
+    version: int | None = None
+    hash: str | None = None
+    error: str | None = None
+    failed_version: int | None = None
+    failed_hash: str | None = None
+    cohort: str | None = None
+
+
 @dataclass(frozen=True)
 class InstanceRecord:
     service: str
@@ -240,6 +286,9 @@ class InstanceRecord:
     error: str | None
     first_seen: str
     last_seen: str
+    failed_version: int | None = None
+    failed_hash: str | None = None
+    cohort: str | None = None
 
 
 # Every `action` the server writes to the audit log; `tskcfg audit --action` offers exactly these.
@@ -346,13 +395,9 @@ class Store(Protocol):
 
     def record_instance(
         self,
-        service: str,
-        environment: str,
-        instance_id: str,
-        version: int | None,
-        hash: str | None,
-        status: str,
-        error: str | None,
+        report: InstanceReport,
+        limit: int = MAX_INSTANCES_PER_DOCUMENT,
+        forget_before: str | None = None,
     ) -> None: ...
     def list_instances(self, service: str, environment: str) -> list[InstanceRecord]: ...
 
@@ -565,40 +610,74 @@ class Transaction:
 
     def record_instance(
         self,
-        service: str,
-        environment: str,
-        instance_id: str,
-        version: int | None,
-        hash: str | None,
-        status: str,
-        error: str | None,
+        report: InstanceReport,
+        limit: int = MAX_INSTANCES_PER_DOCUMENT,
+        forget_before: str | None = None,
     ) -> None:
+        """Remember the report, replacing the instance's previous one.
+
+        A document keeps at most `limit` instances: a new one past that takes the place of
+        those last seen before `forget_before` (stale), oldest first, or is refused with
+        TooManyInstances when none is.
+        """
+        document = (report.service, report.environment)
+        known = self.rows(
+            "SELECT version, hash FROM instances WHERE service = ? AND environment = ? "
+            "AND instance_id = ?",
+            (*document, report.instance_id),
+        )
+        version, digest = report.version, report.hash
+        failed_version, failed_hash = report.failed_version, report.failed_hash
+        if report.status != "failed":
+            failed_version = failed_hash = None
+        elif failed_version is None:
+            failed_version, failed_hash = version, digest
+            version, digest = (known[0]["version"], known[0]["hash"]) if known else (None, None)
+        if not known:
+            self._make_room(report.service, report.environment, limit, forget_before)
         now = utc_now()
         self.connection.execute(
             "INSERT INTO instances (service, environment, instance_id, version, hash, status, error, "
-            "first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "first_seen, last_seen, failed_version, failed_hash, cohort) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (service, environment, instance_id) DO UPDATE SET version = excluded.version, "
             "hash = excluded.hash, status = excluded.status, error = excluded.error, "
-            "last_seen = excluded.last_seen",
-            (service, environment, instance_id, version, hash, status, error, now, now),
+            "last_seen = excluded.last_seen, failed_version = excluded.failed_version, "
+            "failed_hash = excluded.failed_hash, cohort = excluded.cohort",
+            (
+                *document,
+                report.instance_id,
+                version,
+                digest,
+                report.status,
+                report.error,
+                now,
+                now,
+                failed_version,
+                failed_hash,
+                report.cohort,
+            ),
         )
+
+    def _make_room(
+        self, service: str, environment: str, limit: int, forget_before: str | None
+    ) -> None:
         (count,) = self.connection.execute(
             "SELECT COUNT(*) FROM instances WHERE service = ? AND environment = ?",
             (service, environment),
         ).fetchone()
-        if count > MAX_INSTANCES_PER_DOCUMENT:
-            self.connection.execute(
+        if count < limit:
+            return
+        if forget_before is not None:
+            cursor = self.connection.execute(
                 "DELETE FROM instances WHERE service = ? AND environment = ? AND instance_id IN "
                 "(SELECT instance_id FROM instances WHERE service = ? AND environment = ? "
-                "ORDER BY last_seen, instance_id LIMIT ?)",
-                (
-                    service,
-                    environment,
-                    service,
-                    environment,
-                    count - MAX_INSTANCES_PER_DOCUMENT,
-                ),
+                "AND last_seen < ? ORDER BY last_seen, instance_id LIMIT ?)",
+                (service, environment, service, environment, forget_before, count - limit + 1),
             )
+            count -= cursor.rowcount
+        if count >= limit:
+            raise TooManyInstances(limit)
 
     def append_audit(self, entry: AuditEntry, version: int | None = None, at: str | None = None) -> None:
         self.connection.execute(
@@ -623,6 +702,14 @@ _CURRENT_VERSIONS = (
     "SELECT MAX(sequence) FROM versions GROUP BY service, environment) ORDER BY service, environment"
 )
 _CURRENT_VERSIONS_LISTED = _CURRENT_VERSIONS.replace(_VERSION_COLUMNS, _LISTED_VERSION_COLUMNS, 1)
+
+
+def _add_missing_columns(connection: sqlite3.Connection) -> None:
+    for table, columns in ADDED_COLUMNS.items():
+        present = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+        for name, kind in columns:
+            if name not in present:
+                connection.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
 @dataclass
@@ -666,10 +753,14 @@ class SqliteStore:
         return connection
 
     def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # The file holds every document and token hash: 0600 in a 0700 folder. SQLite makes
+        # its -wal and -shm files with the database file's mode.
+        make_private_folder(self.path.parent)
+        create_private_file(self.path)
         connection = self._connect()
         connection.execute("PRAGMA journal_mode = WAL")
         connection.executescript(SCHEMA_SQL)
+        _add_missing_columns(connection)
         self._writer = sqlite_utils.Database(connection, execute_plugins=False)
         self._closed = False
         self._thread = threading.Thread(target=self._write_loop, name="tskcfg-store-writer", daemon=True)
@@ -956,24 +1047,17 @@ class SqliteStore:
 
     def record_instance(
         self,
-        service: str,
-        environment: str,
-        instance_id: str,
-        version: int | None,
-        hash: str | None,
-        status: str,
-        error: str | None,
+        report: InstanceReport,
+        limit: int = MAX_INSTANCES_PER_DOCUMENT,
+        forget_before: str | None = None,
     ) -> None:
-        self.write(
-            lambda transaction: transaction.record_instance(
-                service, environment, instance_id, version, hash, status, error
-            )
-        )
+        """See `Transaction.record_instance` (raises TooManyInstances)."""
+        self.write(lambda transaction: transaction.record_instance(report, limit, forget_before))
 
     def list_instances(self, service: str, environment: str) -> list[InstanceRecord]:
         rows = self._query(
-            "SELECT service, environment, instance_id, version, hash, status, error, first_seen, last_seen "
-            "FROM instances WHERE service = ? AND environment = ? ORDER BY instance_id",
+            "SELECT service, environment, instance_id, version, hash, status, error, first_seen, "
+            "last_seen, failed_version, failed_hash, cohort FROM instances WHERE service = ? AND environment = ? ORDER BY instance_id",
             (service, environment),
         )
         return [InstanceRecord(**row) for row in rows]

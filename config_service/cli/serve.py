@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from config_service.cli._group import main
+from config_service.data_folder import DataFolderInUse, lock_data_folder, open_to_others
 from config_service.settings import parse_pipeline, parse_sections, settings_from_environment
 
 logger = logging.getLogger("config_service")
@@ -118,6 +119,12 @@ def serve(
     if not 0 < settings.body_timeout < float("inf"):
         raise click.UsageError("--body-timeout must be a positive number of seconds")
     _configure_logging(settings.log_level)
+    # Held until this process ends: a second server on the same folder would diverge silently.
+    try:
+        data_lock = lock_data_folder(settings.data_dir)
+    except DataFolderInUse as error:
+        raise click.ClickException(str(error)) from None
+    _warn_if_open_to_others(settings.data_dir)
 
     import uvicorn
 
@@ -146,6 +153,18 @@ def serve(
         backlog=4096,
         timeout_graceful_shutdown=5,
     )
+    data_lock.release()
+
+
+def _warn_if_open_to_others(folder: Path) -> None:
+    """A folder the operator made (not created 0700 here) may let other users read the store."""
+    for path in (folder, folder / "config.db"):
+        mode = open_to_others(path) if path.exists() else None
+        if mode is not None:
+            logger.warning(
+                "%s has mode %o: other users of this machine may read documents and token "
+                "hashes; chmod %s it", path, mode, "700" if path.is_dir() else "600",
+            )
 
 
 def _http_protocol(app: Any) -> Any:

@@ -20,6 +20,8 @@ _ETAG = re.compile(r'\s*(?:W/)?"([^"]*)"\s*')
 # Version numbers, event ids and other counts: ASCII digits only (str.isdigit also takes "²",
 # which int() refuses), and few enough that the number fits the store's 64-bit integers.
 _NUMBER = re.compile(r"[0-9]{1,18}")
+_DIGITS = re.compile(r"[0-9]+")
+_SECONDS = re.compile(r"[0-9]{1,18}(?:\.[0-9]{1,9})?")
 LARGEST_NUMBER = 2**63 - 1
 # A `\uD800`-`\uDFFF` escape: JSON allows it alone, but such a string cannot be stored as UTF-8.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -178,20 +180,45 @@ def optional_int(body: dict[str, Any], key: str) -> int | None:
 def int_query(
     request: Request, name: str, default: int | None, minimum: int, maximum: int | None = None
 ) -> int | None:
+    """A count from the query string: ASCII digits only (int() would also take "１２", "1_2",
+    "+2" and " 2"); larger than `maximum` is clamped, smaller than `minimum` is 400."""
     text = request.query_params.get(name)
     if text is None or text == "":
         return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise bad_request(f"the parameter {name!r} must be an integer, not {text!r}") from None
+    if not _DIGITS.fullmatch(text):
+        raise bad_request(
+            f"the parameter {name!r} must be a whole number written in the digits 0-9, not {text!r}"
+        )
+    value = parse_number(text)
+    if value is None:
+        raise bad_request(f"the parameter {name!r} is larger than any version or count this server holds")
     if value < minimum:
         raise bad_request(f"the parameter {name!r} must be at least {minimum}")
     if maximum is not None and value > maximum:
         value = maximum
-    if value > LARGEST_NUMBER:
-        raise bad_request(f"the parameter {name!r} is larger than any version or count this server holds")
     return value
+
+
+def parse_seconds(text: str) -> float | None:
+    """Seconds written as ASCII digits with an optional fraction (`30`, `0.5`), or None.
+
+    float() would also take "１２", "1_2", "+2", " 2", "1e2", "inf" and "nan".
+    """
+    return float(text) if _SECONDS.fullmatch(text) else None
+
+
+def seconds_query(request: Request, name: str, maximum: float) -> float:
+    """Seconds from the query string (0 when absent), clamped to `maximum`; 400 when malformed."""
+    text = request.query_params.get(name)
+    if text is None or text == "":
+        return 0.0
+    value = parse_seconds(text)
+    if value is None:
+        raise bad_request(
+            f"the parameter {name!r} must be a number of seconds written in the digits 0-9 "
+            f"(like 30 or 0.5), not {text!r}"
+        )
+    return min(value, maximum)
 
 
 def path_version(request: Request, name: str = "version") -> int:

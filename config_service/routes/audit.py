@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -14,7 +15,8 @@ async def list_audit(request: Request) -> Response:
     limit = int_query(request, "limit", 100, 1, 1000) or 100
     before = int_query(request, "before", None, 1)
     query = request.query_params
-    records = server.store.list_audit(
+    records = await run_in_threadpool(
+        server.store.list_audit,
         limit + 1,
         before,
         service=query.get("service") or None,

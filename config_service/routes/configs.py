@@ -33,6 +33,7 @@ from ._http import (
     read_body,
     read_json_object,
     request_id,
+    seconds_query,
     server_of,
     unsupported,
     wants_tsk,
@@ -118,7 +119,7 @@ async def get_config(request: Request) -> Response:
     service, environment = _document(request)
     server.check_document_access(principal, "reader", service, environment)
     wait = _wait_seconds(request, server)
-    current = server.current(service, environment)
+    current = await _current(server, service, environment)
     header = request.headers.get("if-none-match")
     if header is None:
         if current is None:
@@ -140,16 +141,7 @@ async def get_config(request: Request) -> Response:
 
 
 def _wait_seconds(request: Request, server: ConfigServer) -> float:
-    text = request.query_params.get("wait")
-    if text is None or text == "":
-        return 0.0
-    try:
-        value = float(text)
-    except ValueError:
-        raise bad_request(f"the parameter 'wait' must be a number of seconds, not {text!r}") from None
-    if value != value or value < 0:  # NaN or negative
-        raise bad_request("the parameter 'wait' must be between 0 and 120 seconds")
-    return min(value, server.settings.max_wait)
+    return seconds_query(request, "wait", server.settings.max_wait)
 
 
 async def _long_poll(
@@ -192,7 +184,8 @@ async def list_versions(request: Request) -> Response:
     server.check_document_access(principal, "reader", service, environment)
     limit = int_query(request, "limit", 50, 1, 500) or 50
     before = int_query(request, "before", None, 1)
-    return json_response(server.history(service, environment, limit, before))
+    # Store reads run in a worker thread: a slow one must not stall every other request.
+    return json_response(await run_in_threadpool(server.history, service, environment, limit, before))
 
 
 async def get_version(request: Request) -> Response:
@@ -201,7 +194,7 @@ async def get_version(request: Request) -> Response:
     service, environment = _document(request)
     server.check_document_access(principal, "reader", service, environment)
     number = path_version(request)
-    rendered = server.version(service, environment, number)
+    rendered = await run_in_threadpool(server.version, service, environment, number)
     if rendered is None:
         raise not_found(f"{service!r} in {environment!r} has no version {number}")
     response = _rendered_response(rendered, request)
@@ -209,8 +202,18 @@ async def get_version(request: Request) -> Response:
     return response
 
 
-def _version_or_404(server: ConfigServer, service: str, environment: str, number: int) -> VersionRecord:
-    rendered = server.version(service, environment, number)
+async def _current(server: ConfigServer, service: str, environment: str) -> Rendered | None:
+    """The current version: from memory, or read from the store in a worker thread."""
+    rendered = server.cached(service, environment)
+    if rendered is not None:
+        return rendered
+    return await run_in_threadpool(server.current, service, environment)
+
+
+async def _version_or_404(
+    server: ConfigServer, service: str, environment: str, number: int
+) -> VersionRecord:
+    rendered = await run_in_threadpool(server.version, service, environment, number)
     if rendered is None:
         raise not_found(f"{service!r} in {environment!r} has no version {number}")
     return rendered.record
@@ -244,8 +247,8 @@ async def diff_versions(request: Request) -> Response:
     second = int_query(request, "to", None, 1)
     if first is None or second is None:
         raise bad_request("give both 'from' and 'to' versions, like ?from=3&to=5")
-    old = _version_or_404(server, service, environment, first)
-    new = _version_or_404(server, service, environment, second)
+    old = await _version_or_404(server, service, environment, first)
+    new = await _version_or_404(server, service, environment, second)
     return json_response(await _diff(old, new))
 
 
@@ -262,7 +265,7 @@ async def diff_environments(request: Request) -> Response:
         server.check_document_access(principal, "reader", service, environment)
     records = []
     for environment in (first, second):
-        current = server.current(service, environment)
+        current = await _current(server, service, environment)
         if current is None:
             raise not_found(f"{service!r} has no version in {environment!r}")
         records.append(current.record)
@@ -304,7 +307,10 @@ async def promote(request: Request) -> Response:
     # Reading the source environment needs read access there, like any read.
     server.check_document_access(principal, "reader", service, source_environment)
     if dry_run:
-        record = server.promotion_source(service, environment, source_environment, version)
+        server.check_message(message)  # as the promotion itself would
+        record = await run_in_threadpool(
+            server.promotion_source, service, environment, source_environment, version
+        )
         large = len(record.source) > LARGE_DOCUMENT
         check = server.check_promotion
         if large:
@@ -318,7 +324,7 @@ async def promote(request: Request) -> Response:
                 f"promoting would break the schema of {service!r} ({len(failures)} failures)",
                 failures,
             )
-        current = server.current(service, environment)
+        current = await _current(server, service, environment)
         would_create = current is None or current.record.source != record.source
         target = current.record if current is not None else None
         candidate = {

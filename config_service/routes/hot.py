@@ -25,6 +25,8 @@ from config_service.auth import Principal
 from config_service.hub import ChangeHub
 from config_service.server import ConfigServer, Rendered
 
+from ._http import parse_seconds
+
 PREFIX = "/v1/configs/"
 # Logged and counted when a long-polling client leaves before its answer; nothing is sent.
 CLIENT_GONE = 499
@@ -68,16 +70,12 @@ class Hold:
 
 
 def _wait_parameter(query: bytes, maximum: float) -> float | None:
-    """Seconds from a query string that is exactly `wait=N`; None for anything else."""
+    """Seconds from a query string that is exactly `wait=N`; None for anything else (the
+    regular handler then reads it, and says what is wrong with it)."""
     if not query.startswith(b"wait=") or b"&" in query:
         return None
-    try:
-        value = float(query[5:])
-    except ValueError:
-        return None
-    if not value >= 0:  # negative or NaN: the regular handler says why it is wrong
-        return None
-    return min(value, maximum)
+    value = parse_seconds(query[5:].decode("latin-1"))
+    return None if value is None else min(value, maximum)
 
 
 def decide(server: ConfigServer, scope: Scope) -> Reply | Hold | None:

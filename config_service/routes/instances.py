@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -10,12 +9,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from config_service.errors import bad_request
+from config_service.store import InstanceReport
 
 from ._http import authenticate, json_response, optional_int, read_json_object, server_of
 
-STATUSES = ("applied", "failed", "fallback")
+STATUSES = ("applied", "failed", "fallback", "stopped")
 MAX_ID = 200
-MAX_ERROR = 4000
+MAX_HASH = 128
+# An error longer than this many bytes of UTF-8 is cut: the first lines say what went wrong.
+MAX_ERROR_BYTES = 2048
 
 
 def _text(body: dict[str, Any], key: str, limit: int, required: bool) -> str | None:
@@ -27,9 +29,28 @@ def _text(body: dict[str, Any], key: str, limit: int, required: bool) -> str | N
     if not isinstance(value, str) or (required and not value):
         raise bad_request(f"{key!r} must be a string")
     if len(value) > limit:
-        if key == "error":
-            return value[:limit]
         raise bad_request(f"{key!r} may be at most {limit} characters")
+    if not value.isprintable():
+        raise bad_request(f"{key!r} may not hold control characters")
+    return value
+
+
+def _error(body: dict[str, Any]) -> str | None:
+    value = body.get("error")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise bad_request("'error' must be a string or null")
+    if len(value) * 4 > MAX_ERROR_BYTES:
+        # Cut on a character boundary (a lone surrogate was refused with the JSON).
+        value = value.encode("utf-8")[:MAX_ERROR_BYTES].decode("utf-8", errors="ignore")
+    return value
+
+
+def _version(body: dict[str, Any], key: str) -> int | None:
+    value = optional_int(body, key)
+    if value is not None and value < 0:
+        raise bad_request(f"{key!r} must be a version number or null")
     return value
 
 
@@ -40,24 +61,27 @@ async def report_instance(request: Request) -> Response:
     service = _text(body, "service", 64, True) or ""
     environment = _text(body, "environment", 64, True) or ""
     server.check_document_access(principal, "reader", service, environment)
-    instance_id = _text(body, "instance_id", MAX_ID, True) or ""
     status = body.get("status")
     if status not in STATUSES:
         raise bad_request(f"'status' must be one of {', '.join(STATUSES)}")
-    version = optional_int(body, "version")
-    if version is not None and version < 0:
-        raise bad_request("'version' must be a version number or null")
-    digest = _text(body, "hash", 128, False)
-    error = _text(body, "error", MAX_ERROR, False)
-    await run_in_threadpool(
-        server.store.record_instance, service, environment, instance_id, version, digest, status, error
+    failed_version = _version(body, "failed_version")
+    failed_hash = _text(body, "failed_hash", MAX_HASH, False)
+    if status != "failed" and (failed_version is not None or failed_hash is not None):
+        raise bad_request("'failed_version' and 'failed_hash' are for reports with status 'failed'")
+    report = InstanceReport(
+        service=service,
+        environment=environment,
+        instance_id=_text(body, "instance_id", MAX_ID, True) or "",
+        status=status,
+        version=_version(body, "version"),
+        hash=_text(body, "hash", MAX_HASH, False),
+        error=_error(body),
+        failed_version=failed_version,
+        failed_hash=failed_hash,
+        cohort=_text(body, "cohort", MAX_ID, False),
     )
+    await run_in_threadpool(server.report_instance, principal, report)
     return Response(status_code=204)
-
-
-def _age_seconds(timestamp: str, now: datetime) -> float:
-    moment = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-    return (now - moment).total_seconds()
 
 
 async def list_instances(request: Request) -> Response:
@@ -66,22 +90,4 @@ async def list_instances(request: Request) -> Response:
     service = request.path_params["service"]
     environment = request.path_params["environment"]
     server.check_document_access(principal, "reader", service, environment)
-    current = server.current(service, environment)
-    now = datetime.now(UTC)
-    stale_after = 3 * server.settings.instance_report_interval
-    instances = []
-    for record in server.store.list_instances(service, environment):
-        instances.append(
-            {
-                "instance_id": record.instance_id,
-                "version": record.version,
-                "hash": record.hash,
-                "status": record.status,
-                "error": record.error,
-                "last_seen": record.last_seen,
-                "stale": _age_seconds(record.last_seen, now) > stale_after,
-                "behind": current is not None
-                and (record.version is None or record.version < current.version),
-            }
-        )
-    return json_response({"instances": instances})
+    return json_response(await run_in_threadpool(server.instances, service, environment))

@@ -40,4 +40,4 @@ async def openapi(request: Request) -> Response:
 async def list_services(request: Request) -> Response:
     server = server_of(request)
     principal = authenticate(request)
-    return json_response(server.services(principal))
+    return json_response(await run_in_threadpool(server.services, principal))

@@ -77,7 +77,7 @@ async def schema_versions(request: Request) -> Response:
     name = _readable(request)
     limit = int_query(request, "limit", 50, 1, 500) or 50
     before = int_query(request, "before", None, 1)
-    records = server_of(request).store.list_schemas(name, limit + 1, before)
+    records = await run_in_threadpool(server_of(request).store.list_schemas, name, limit + 1, before)
     page = records[:limit]
     next_before = page[-1].version if len(records) > limit and page else None
     return json_response(

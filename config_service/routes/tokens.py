@@ -60,7 +60,8 @@ async def create_token(request: Request) -> Response:
 async def list_tokens(request: Request) -> Response:
     server = server_of(request)
     require_admin(authenticate(request))
-    return json_response({"tokens": [record.public() for record in server.store.list_tokens()]})
+    records = await run_in_threadpool(server.store.list_tokens)
+    return json_response({"tokens": [record.public() for record in records]})
 
 
 async def revoke_token(request: Request) -> Response:

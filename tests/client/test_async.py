@@ -84,6 +84,7 @@ def test_async_client_applies_pushes_and_reverts_failures(
             )
             # What the instance still runs; the refused version is its failed_version.
             assert report["version"] == pushed["version"] != bad["version"]
+            assert report["failed_version"] == bad["version"] and report["version"] == pushed["version"]
             assert applied == [1, 2, 0, 2] and client.config.version == pushed["version"]
             assert client.cache.ttl == 30
         assert (tmp_path / "async-check" / "staging.json").is_file()

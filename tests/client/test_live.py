@@ -114,6 +114,8 @@ def test_a_failing_handler_reverts_everything_and_is_reported_failed(
         # The version the instance still runs; the refused one is its failed_version.
         assert report["version"] == first.version != bad["version"]
         assert report["hash"] == first.hash
+        # It still runs the version before the one it could not apply.
+        assert report["failed_version"] == bad["version"] and report["version"] == bad["version"] - 1
         assert "a rate limit of 0 would stop all traffic" in report["error"]
         assert applied == [1, 0, 1]  # applied, then reverted by being called with (old, new)
         assert client.cache.ttl == cache_before  # the built-in cache applier was reverted too
@@ -189,6 +191,7 @@ def test_a_document_that_does_not_match_its_hash_is_rejected_and_reported(
         assert report["version"] == client.config.version and "hash" in report["error"]
         sent = [body for body in transport.reports if body["status"] == "failed"][-1]
         assert (sent["version"], sent["failed_version"]) == (client.config.version, pushed["version"])
+        assert report["failed_version"] == pushed["version"] and "hash" in report["error"]
         assert rates == [7] and client.config.get("features.rate_limit_per_minute") == 7
 
 
@@ -213,6 +216,7 @@ def test_env_is_resolved_in_the_client_and_validated_against_the_schema(
             )
         )
         assert report["version"] == client.config.version != pushed["version"]  # what it runs
+        assert report["failed_version"] == pushed["version"]
         assert "/port" in report["error"] and "65535" in report["error"]
         assert client.config["port"] == 9123 and client.config.get("database.pool_size") == 3
 

@@ -10,6 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -464,3 +465,102 @@ def test_a_request_head_that_never_ends_is_closed(monkeypatch: pytest.MonkeyPatc
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+# Each is a number to int() or float(), but not a count written in ASCII digits.
+NOT_ASCII_COUNTS = ["\uff11\uff12", "1_2", "+2", " 2", "-1", "2 ", "1e1"]
+
+
+@pytest.mark.parametrize("text", NOT_ASCII_COUNTS)
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        (f"{DOCUMENT}/versions?limit=", "limit"),
+        (f"{DOCUMENT}/versions?before=", "before"),
+        (f"{DOCUMENT}/diff?to=1&from=", "from"),
+        (f"{DOCUMENT}/diff?from=1&to=", "to"),
+        ("/v1/schemas/user-service/versions?before=", "before"),
+        ("/v1/audit?limit=", "limit"),
+    ],
+)
+def test_counts_in_query_strings_are_ascii_digits_only(
+    seeded: ServerProcess, admin: httpx.Client, path: str, name: str, text: str
+) -> None:
+    response = admin.get(path + quote(text, safe=""))
+    assert repr(name) in assert_error(response, 400, "bad_request")["message"]
+
+
+@pytest.mark.parametrize("text", NOT_ASCII_COUNTS)
+def test_a_long_poll_wait_is_ascii_digits_only(
+    seeded: ServerProcess, admin: httpx.Client, text: str
+) -> None:
+    current = admin.get(DOCUMENT).headers["etag"]
+    # Percent-encoded, and as the raw bytes a client may send (the hot path reads those).
+    for query in (quote(text, safe=""), text.replace(" ", "%20")):
+        started = time.monotonic()
+        response = admin.get(f"{DOCUMENT}?wait={query}", headers={"If-None-Match": current})
+        assert "'wait'" in assert_error(response, 400, "bad_request")["message"]
+        assert time.monotonic() - started < 1
+
+
+def test_a_long_poll_wait_may_have_a_fraction(seeded: ServerProcess, admin: httpx.Client) -> None:
+    current = admin.get(DOCUMENT).headers["etag"]
+    response = admin.get(f"{DOCUMENT}?wait=0.2", headers={"If-None-Match": current})
+    assert response.status_code == 304
+
+
+def _history(admin: httpx.Client, path: str = DOCUMENT) -> list[dict[str, Any]]:
+    response = admin.get(f"{path}/versions", params={"limit": 500})
+    assert response.status_code == 200, response.text
+    versions: list[dict[str, Any]] = response.json()["versions"]
+    return versions
+
+
+def test_a_version_message_over_4_kib_is_413_and_stores_nothing(
+    seeded: ServerProcess, admin: httpx.Client
+) -> None:
+    source = USER_SERVICE.replace("ttl: 300", "ttl: 301")
+    history = _history(admin)
+    megabyte = "m" * 1_000_000
+    refused = [
+        admin.put(DOCUMENT, json={"source": source, "message": megabyte}),
+        # 2,049 characters, 4,098 bytes of UTF-8: the limit counts bytes after decoding.
+        admin.put(DOCUMENT, json={"source": source, "message": "\u00e9" * 2049}),
+        push(admin, "user-service", "staging", source, quote("\u00e9" * 2049)),
+        admin.post(f"{DOCUMENT}/rollback", json={"version": 1, "message": megabyte}),
+    ]
+    for response in refused:
+        assert "4096 bytes" in assert_error(response, 413, "too_large")["message"]
+    assert _history(admin) == history
+    audit = admin.get("/v1/audit", params={"service": "user-service", "limit": 1000}).json()
+    assert all(len(entry["detail"].get("message", "")) <= 4096 for entry in audit["entries"])
+    # Exactly at the limit is fine, in the header as in the body.
+    accepted = push(admin, "user-service", "staging", source, quote("\u00e9" * 2048))
+    assert accepted.status_code == 201, accepted.text
+    assert accepted.json()["message"] == "\u00e9" * 2048
+
+
+def test_a_promotion_message_over_the_limit_is_413(
+    seeded: ServerProcess, admin: httpx.Client
+) -> None:
+    production = "/v1/configs/user-service/production"
+    response = admin.post(
+        f"{production}/promote", json={"from": "staging", "message": "p" * 4097}
+    )
+    assert "4096" in assert_error(response, 413, "too_large")["message"]
+    dry_run = admin.post(
+        f"{production}/promote", json={"from": "staging", "message": "p" * 4097, "dry_run": True}
+    )
+    assert_error(dry_run, 413, "too_large")
+    assert admin.get(production).status_code == 404
+
+
+def test_the_message_limit_is_a_setting(tmp_path: Path) -> None:
+    server = ServerProcess(make_root(tmp_path), environ={"TSKCFG_MAX_MESSAGE": "10"}).start()
+    try:
+        with server.client(server.admin_token) as admin:
+            response = push(admin, "user-service", "staging", USER_SERVICE, "eleven char")
+            assert "10 bytes" in assert_error(response, 413, "too_large")["message"]
+            assert push(admin, "user-service", "staging", USER_SERVICE, "ten chars!").status_code == 201
+    finally:
+        server.stop()

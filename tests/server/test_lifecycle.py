@@ -266,7 +266,7 @@ def test_instances_show_drift_and_staleness(tmp_path: Path) -> None:
             listed = {item["instance_id"]: item for item in client.get("/v1/configs/fleet/staging/instances").json()["instances"]}
             assert listed["a"]["version"] == 2 and listed["a"]["behind"] is False and listed["a"]["stale"] is False
             assert listed["b"]["behind"] is True and listed["b"]["status"] == "failed" and listed["b"]["error"] == "boom"
-            assert set(listed["a"]) == {"instance_id", "version", "hash", "status", "error", "last_seen", "stale", "behind"}
+            assert set(listed["a"]) == {"instance_id", "version", "hash", "status", "error", "failed_version", "last_seen", "stale", "behind"}
             time.sleep(1.0)
             assert client.post("/v1/instances", json={**report, "version": 2, "instance_id": "a", "status": "applied"}).status_code == 204
             listed = {item["instance_id"]: item for item in client.get("/v1/configs/fleet/staging/instances").json()["instances"]}

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from config_service.store import (
     AuditEntry,
+    InstanceReport,
     NewVersion,
     PreconditionFailed,
     SqliteStore,
+    TooManyInstances,
     Transaction,
+    utc_timestamp,
 )
 
 
@@ -111,23 +116,100 @@ def test_writes_waiting_together_share_one_commit(tmp_path: Path) -> None:
         store.close()
 
 
-def test_instances_per_document_are_bounded_oldest_forgotten_first(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from config_service import store as store_module
+def _report(
+    instance_id: str,
+    version: int | None,
+    status: str = "applied",
+    error: str | None = None,
+    failed_version: int | None = None,
+    failed_hash: str | None = None,
+    cohort: str | None = None,
+) -> InstanceReport:
+    return InstanceReport(
+        "svc", "staging", instance_id, status, version, f"h{version}", error, failed_version, failed_hash, cohort
+    )
 
-    monkeypatch.setattr(store_module, "MAX_INSTANCES_PER_DOCUMENT", 3)
+
+def test_instances_per_document_are_bounded_stale_ones_make_room(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "config.db")
     store.open()
     try:
-        for index in range(5):
-            store.record_instance("svc", "staging", f"host-{index}", 1, "h", "applied", None)
-        store.record_instance("svc", "production", "other", 1, "h", "applied", None)
-        kept = [record.instance_id for record in store.list_instances("svc", "staging")]
-        assert kept == ["host-2", "host-3", "host-4"]
-        # a report from a known instance updates it and forgets nobody
-        store.record_instance("svc", "staging", "host-2", 2, "h2", "applied", None)
-        assert len(store.list_instances("svc", "staging")) == 3
+        for index in range(3):
+            store.record_instance(_report(f"host-{index}", 1), limit=3, forget_before=None)
+        store.record_instance(
+            InstanceReport("svc", "production", "other", "applied", 1, "h"), limit=3
+        )
+        # A fourth instance, none of the three stale: refused, nothing forgotten.
+        with pytest.raises(TooManyInstances):
+            store.record_instance(_report("host-3", 1), limit=3, forget_before="2000-01-01T00:00:00.000Z")
+        listed = [record.instance_id for record in store.list_instances("svc", "staging")]
+        assert listed == ["host-0", "host-1", "host-2"]
+        # A known instance still reports, and forgets nobody.
+        store.record_instance(_report("host-0", 2), limit=3)
+        # Once the others count as stale, the one seen longest ago makes room.
+        later = utc_timestamp(datetime.now(UTC) + timedelta(seconds=1))
+        store.record_instance(_report("host-3", 2), limit=3, forget_before=later)
+        listed = [record.instance_id for record in store.list_instances("svc", "staging")]
+        assert listed == ["host-0", "host-2", "host-3"]
         assert [r.instance_id for r in store.list_instances("svc", "production")] == ["other"]
+    finally:
+        store.close()
+
+
+def test_a_failed_report_keeps_the_version_the_instance_runs(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "config.db")
+    store.open()
+    try:
+        store.record_instance(_report("a", 4))
+        store.record_instance(_report("a", 5, "failed", error="boom"))  # failing `version`
+        (record,) = store.list_instances("svc", "staging")
+        assert (record.version, record.hash, record.failed_version, record.failed_hash) == (4, "h4", 5, "h5")
+        assert (record.status, record.error) == ("failed", "boom")
+        store.record_instance(_report("a", 4, "failed", failed_version=6, failed_hash="h6", cohort="c"))
+        (record,) = store.list_instances("svc", "staging")
+        assert (record.version, record.failed_version, record.cohort) == (4, 6, "c")
+        store.record_instance(_report("a", 6))
+        (record,) = store.list_instances("svc", "staging")
+        assert (record.version, record.status, record.failed_version, record.failed_hash) == (6, "applied", None, None)
+        # A first report that is a failure: it runs nothing the server knows of.
+        store.record_instance(_report("b", 1, "failed"))
+        record = store.list_instances("svc", "staging")[1]
+        assert (record.instance_id, record.version, record.failed_version) == ("b", None, 1)
+    finally:
+        store.close()
+
+
+def test_a_store_made_before_failed_versions_gets_the_new_columns(tmp_path: Path) -> None:
+    path = tmp_path / "config.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE instances (
+            service TEXT NOT NULL, environment TEXT NOT NULL, instance_id TEXT NOT NULL,
+            version INTEGER, hash TEXT, status TEXT NOT NULL, error TEXT,
+            first_seen TEXT NOT NULL, last_seen TEXT NOT NULL,
+            PRIMARY KEY (service, environment, instance_id)
+        );
+        INSERT INTO instances VALUES ('svc', 'staging', 'old', 3, 'h3', 'applied', NULL,
+            '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');
+        """
+    )
+    old.commit()
+    old.close()
+    store = SqliteStore(path)
+    store.open()
+    try:
+        (record,) = store.list_instances("svc", "staging")
+        assert (record.instance_id, record.version, record.failed_version, record.cohort) == ("old", 3, None, None)
+        store.record_instance(_report("old", 4, "failed", failed_version=5))
+        (record,) = store.list_instances("svc", "staging")
+        assert (record.version, record.failed_version) == (4, 5)
+    finally:
+        store.close()
+    # Opening it again (the columns now present) changes nothing.
+    store = SqliteStore(path)
+    store.open()
+    try:
+        assert store.list_instances("svc", "staging")[0].failed_version == 5
     finally:
         store.close()
