@@ -313,8 +313,11 @@ def test_reports_reach_the_server_in_the_order_they_were_made(
         ) as client:
             assert client.config.source == "file"
             await asyncio.sleep(0.6)
+            # Checked while it runs: stop() reports `stopped` after everything else.
+            entry = await asyncio.to_thread(server.instance, "test:async-order", "production")
+            assert entry is not None and entry["status"] == "fallback", entry
         entry = await asyncio.to_thread(server.instance, "test:async-order", "production")
-        assert entry is not None and entry["status"] == "fallback", entry
+        assert entry is not None and entry["status"] == "stopped", entry
 
     asyncio.run(scenario())
 
