@@ -9,7 +9,7 @@ import pytest
 
 from config_service import tsk
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "tsk-corpus"
+CORPUS = Path(__file__).resolve().parent / "corpus"
 ROOT = Path(__file__).resolve().parents[2]
 
 
