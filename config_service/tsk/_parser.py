@@ -48,7 +48,8 @@ OP_NAME_RE: Final = re.compile(r"[A-Za-z0-9_.]*")
 NUMBER_RE: Final = re.compile(
     r"[+-]?(?:0|[1-9](?:_?[0-9])*)(\.[0-9](?:_?[0-9])*)?([eE][+-]?[0-9](?:_?[0-9])*)?"
 )
-ILLEGAL_CHAR_RE: Final = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# Control characters, and lone surrogates (a `str` may hold them; UTF-8 text cannot).
+ILLEGAL_CHAR_RE: Final = re.compile("[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
 BASIC_STOP_RE: Final = re.compile(r'["\\\n]')
 LITERAL_STOP_RE: Final = re.compile(r"['\n]")
 HEX4_RE: Final = re.compile(r"[0-9A-Fa-f]{4}")
@@ -231,9 +232,14 @@ class _Parser:
         src, end = self.src, self.end
         bad = ILLEGAL_CHAR_RE.search(src)
         if bad is not None:
+            code = ord(bad.group())
+            if 0xD800 <= code <= 0xDFFF:
+                raise self.error(
+                    bad.start(), f"lone surrogate U+{code:04X}: the text is not Unicode (TSK is UTF-8)"
+                )
             raise self.error(
                 bad.start(),
-                f"control character U+{ord(bad.group()):04X} is not allowed"
+                f"control character U+{code:04X} is not allowed"
                 " (write it as an escape inside a basic string)",
             )
         root: dict[str, Any] = {}
