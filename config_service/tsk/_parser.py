@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import string
+from dataclasses import dataclass
 from typing import IO, Any, Final
 
 from config_service.tsk._types import (
@@ -76,15 +77,28 @@ class Layout:
     """Where a document's statements and comments stand, recorded during a parse for `tsk.reformat`.
 
     `statements`: (position, path, kind), path being the keys from the root to the table a
-    section or block opens, to the key a pair defines, or to the table a closer ends.
+    section or block opens, to the key a pair defines, or to the table a closer ends; a
+    variable definition's path is its table's followed by `$name` (no key starts with `$`).
     `comments`: (position of the `#`, where), in the order they appear.
+    `variables`: each variable's value, with the variables it uses kept as `VariableUse`.
+
+    A parse that records a layout returns each use of a variable as a `VariableUse`, so
+    that `reformat` can write `$name` back where it stood.
     """
 
-    __slots__ = ("statements", "comments")
+    __slots__ = ("statements", "comments", "variables")
 
     def __init__(self) -> None:
         self.statements: list[tuple[int, tuple[str, ...], str]] = []
         self.comments: list[tuple[int, str]] = []
+        self.variables: dict[str, Any] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class VariableUse:
+    """`$name` in value position, as a parse that records a layout returns it."""
+
+    name: str
 # Tables not registered at all were written as inline objects.
 
 BOOLEAN_WORDS: Final = frozenset({"True", "False", "TRUE", "FALSE", "yes", "no", "on", "off"})
@@ -301,7 +315,9 @@ class _Parser:
                 pos = self.end_of_line(pos + 1, "block closer", terminator=False)
             elif c == "$":
                 if layout is not None:
-                    layout.statements.append((pos, path, VARIABLE))
+                    found = IDENT_RE.match(src, pos + 1)
+                    variable = f"${found.group() if found is not None else ''}"
+                    layout.statements.append((pos, (*path, variable), VARIABLE))
                 pos = self.parse_variable_definition(pos, section_depth + len(blocks))
             else:
                 key_pos = pos
@@ -463,6 +479,8 @@ class _Parser:
         before = self.values
         value, pos = self.parse_value(pos, depth)
         self.variables[name] = (value, match.start() - 1, self.values - before, _height(value))
+        if self.layout is not None:
+            self.layout.variables[name] = value
         return self.end_of_line(pos, "value", terminator=True)
 
     def parse_key(self, pos: int) -> tuple[str, int]:
@@ -754,6 +772,8 @@ class _Parser:
         self.values += count - 1
         if self.values > MAX_VALUES:
             raise self.error(pos, f"too many values: a document holds at most {MAX_VALUES:,}")
+        if self.layout is not None:
+            return VariableUse(name), match.end()
         return copy_data(value), match.end()
 
     def parse_operator(self, pos: int, depth: int, in_env: bool) -> tuple[EnvRef, int]:

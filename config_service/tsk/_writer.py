@@ -13,7 +13,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from config_service.tsk._parser import INT64_MAX, INT64_MIN, MAX_CHARS, MAX_DEPTH, MAX_VALUES
+from config_service.tsk._parser import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_CHARS,
+    MAX_DEPTH,
+    MAX_VALUES,
+    VariableUse,
+)
 from config_service.tsk._types import SURROGATE_RE, EnvRef, json_pointer
 
 IDENT_FULL_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
@@ -47,17 +54,32 @@ class Note:
 
 @dataclass
 class Notes:
-    """Every kept comment of a document: by path (keys from the root), plus its head and foot."""
+    """Every kept comment of a document: by path (keys from the root), plus its head and foot.
+
+    `definitions`: the `$variables` to write back, by (table path, key they follow; None at
+    the table's start), each as (name, value); their comments are under `(*table, "$name")`.
+    """
 
     by_path: dict[tuple[str, ...], Note] = field(default_factory=dict)
     header: list[str] = field(default_factory=list)
     footer: list[str] = field(default_factory=list)
+    definitions: dict[tuple[tuple[str, ...], str | None], list[tuple[str, Any]]] = field(
+        default_factory=dict
+    )
 
     def at(self, path: tuple[str, ...]) -> Note:
         note = self.by_path.get(path)
         if note is None:
             note = self.by_path[path] = Note()
         return note
+
+
+class UsedBeforeDefinition(Exception):
+    """The canonical order would put a use of `$name` above its definition."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
 
 
 class _Unwritable(ValueError):
@@ -102,6 +124,7 @@ class _Writer:
         self.fresh = True  # nothing written yet in the current table
         self.statement_end = 0  # how many lines there were after the last statement's line
         self.values = 0  # values written, counted as `loads` counts them
+        self.defined: set[str] = set()  # the $variables written so far
 
     def document(self, data: dict[str, Any]) -> str:
         lines = self.lines
@@ -109,6 +132,7 @@ class _Writer:
         if notes is not None and notes.header:
             lines.extend(notes.header)
             lines.append("")
+        self.definitions((), None, "", 0)
         blocks: list[tuple[str, dict[str, Any]]] = []
         sections: list[tuple[str, dict[str, Any]]] = []
         for key, value in data.items():
@@ -117,6 +141,7 @@ class _Writer:
                 if not isinstance(value, dict):
                     self.item((key,), f"{key_text}: {self.value(value, 0)}", "")
                     self.following((key,), "")
+                    self.definitions((), key, "", 0)
                 elif IDENT_FULL_RE.match(key):
                     sections.append((key, value))
                 else:
@@ -189,6 +214,7 @@ class _Writer:
 
     def table(self, path: tuple[str, ...], table: dict[str, Any], indent: str, depth: int) -> None:
         """The keys of a table that stands `depth` levels deep (a [section] is 1)."""
+        self.definitions(path, None, indent, depth)
         for key, value in table.items():
             key_text = _key(key)
             try:
@@ -201,6 +227,18 @@ class _Writer:
             except _Unwritable as error:
                 error.path.append(key)
                 raise
+            self.definitions(path, key, indent, depth)
+
+    def definitions(self, path: tuple[str, ...], after: str | None, indent: str, depth: int) -> None:
+        """The `$variables` of table `path` that stood after the key `after` (None: first)."""
+        if self.notes is None:
+            return
+        for name, value in self.notes.definitions.get((path, after), ()):
+            variable = f"${name}"
+            line = f"{indent}{variable}: {self.value(value, depth)}"
+            self.item((*path, variable), line, indent)
+            self.following((*path, variable), indent)
+            self.defined.add(name)
 
     def block(
         self, path: tuple[str, ...], key: str, table: dict[str, Any], indent: str, depth: int
@@ -227,6 +265,10 @@ class _Writer:
         self.values += 1
         if self.values > MAX_VALUES:
             raise _Unwritable(f"too many values: a document holds at most {MAX_VALUES:,}")
+        if isinstance(value, VariableUse):
+            if value.name not in self.defined:
+                raise UsedBeforeDefinition(value.name)
+            return f"${value.name}"
         if value is True:
             return "true"
         if value is False:

@@ -229,6 +229,13 @@ def test_every_document_parses_and_round_trips_or_fails_at_a_position(path: Path
         assert str(error).startswith(f"line {error.lineno}, column {error.colno}: ")
         return
     assert tsk.loads(tsk.dumps(data)) == data
+    try:
+        formatted = tsk.reformat(text)
+    except tsk.CannotFormat as refused:
+        assert refused.reason.startswith("a comment inside a value (line ")
+        return
+    assert tsk.loads(formatted) == data
+    assert tsk.reformat(formatted) == formatted
 
 
 # Every construct upstream TuskLang documents use outside the grammar, each on a line of its
