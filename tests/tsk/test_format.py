@@ -6,6 +6,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from config_service import tsk
 
@@ -242,3 +244,62 @@ def test_real_documents_keep_their_data_and_every_comment_and_format_once(path: 
 def test_the_shipped_documents_are_in_canonical_form(path: Path) -> None:
     source = path.read_text(encoding="utf-8")
     assert tsk.reformat(source) == source
+
+
+@st.composite
+def documents_with_variables(draw: st.DrawFn) -> str:
+    """Keys, blocks, sections and `$variables` in any order, each use after its definition."""
+    lines: list[str] = []
+    defined: list[str] = []
+    numbers = iter(range(1000))
+
+    def value() -> str:
+        choice = draw(st.integers(0, 4))
+        if defined and choice == 0:
+            return "$" + draw(st.sampled_from(defined))
+        if defined and choice == 1:
+            return f"[1, ${draw(st.sampled_from(defined))}]"
+        if defined and choice == 2:
+            return f"{{ k: ${draw(st.sampled_from(defined))} }}"
+        if choice == 3:
+            return '@env("E", "x")'
+        return str(draw(st.integers(0, 9)))
+
+    def body(indent: str, depth: int) -> None:
+        for _ in range(draw(st.integers(0, 4))):
+            kind = draw(st.integers(0, 4))
+            number = next(numbers)
+            if kind == 0 and depth < 3:
+                lines.append(f"{indent}b{number} {{")
+                body(indent + "    ", depth + 1)
+                lines.append(f"{indent}}}")
+            elif kind in (1, 2):
+                text = value()  # drawn before the name is defined: no use of itself
+                lines.append(f"{indent}$v{number} = {text}")
+                defined.append(f"v{number}")
+            else:
+                lines.append(f"{indent}k{number}: {value()}")
+            if draw(st.booleans()):
+                lines.append(f"{indent}# after {number}")
+
+    body("", 0)
+    for _ in range(draw(st.integers(0, 3))):
+        number = next(numbers)
+        lines.append(f"[s{number}]" if draw(st.booleans()) else f"[p{number}.s{number}]")
+        body("", 1)
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=300, deadline=None)
+@given(documents_with_variables())
+def test_variables_and_comments_survive_formatting_in_any_arrangement(source: str) -> None:
+    data = tsk.loads(source)
+    try:
+        formatted = tsk.reformat(source)
+    except tsk.CannotFormat as refused:
+        assert "the canonical order would use it above its definition" in refused.reason
+        return
+    assert tsk.loads(formatted) == data
+    assert formatted.count("$") == source.count("$")
+    assert comments(formatted) == comments(source)
+    assert tsk.reformat(formatted) == formatted
