@@ -277,11 +277,11 @@ def fmt(state: State, files: tuple[str, ...], check: bool) -> None:
     """Rewrite TSK files in canonical form (FILE `-`: stdin to stdout).
 
     \b
-    Comments are kept beside the keys they belong to. A file with $variables,
-    or with comments inside a multi-line array or object, is left untouched,
-    with a note saying so: rewriting would drop them. Exit 1 when a file does
-    not parse, when a file could not be rewritten, or (with --check) when a
-    file would change.
+    Comments are kept beside the keys they belong to, and $variables as
+    written. A file with comments inside a multi-line array or object is left
+    untouched, with a note saying so: rewriting would drop them. Exit 1 when a
+    file does not parse, when a file could not be rewritten, or (with --check)
+    when a file would change.
 
     \b
     Examples:

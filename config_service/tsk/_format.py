@@ -13,11 +13,15 @@ document:
 - comment lines at the top of the file followed by a blank line stay at the top, and
   those after the last statement stay at the bottom, after a blank line.
 
+`$variables` are kept as written: each definition stays in its table, after the key it
+followed (at the top level: after the last key written as a line, since tables move below
+those), and each use stays `$name`.
+
 Formatting the output again gives the same text.
 
-Two things cannot be kept, and `reformat` raises `CannotFormat` rather than drop them:
-`$variables` (the canonical form writes values out) and comments inside a value (an array
-or object written over several lines).
+`reformat` raises `CannotFormat` rather than lose something: for comments inside a value
+(an array or object written over several lines), and for a variable that the canonical
+order would use above its definition (defined in a table that moves below a use).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 
 from config_service.tsk._parser import (
     AFTER,
+    BLOCK_OPEN,
     CLOSE,
     INSIDE,
     PAIR,
@@ -35,7 +40,7 @@ from config_service.tsk._parser import (
     _Parser,
     loads,
 )
-from config_service.tsk._writer import Notes, write
+from config_service.tsk._writer import Notes, UsedBeforeDefinition, write
 
 
 class CannotFormat(ValueError):
@@ -53,7 +58,18 @@ def reformat(text: str) -> str:
     src = src.replace("\r\n", "\n")
     layout = Layout()
     data = _Parser(src, layout).parse()
-    return write(data, _notes(src, layout))
+    try:
+        return write(data, _notes(src, layout, data))
+    except UsedBeforeDefinition as error:
+        variable = f"${error.name}"
+        line = next(
+            _line(src, position)
+            for position, path, kind in layout.statements
+            if kind == VARIABLE and path[-1] == variable
+        )
+        raise CannotFormat(
+            f"{variable} (line {line}): the canonical order would use it above its definition"
+        ) from None
 
 
 def _line(src: str, position: int) -> int:
@@ -74,12 +90,29 @@ def _blank_line_above(src: str, position: int) -> bool:
     return not src[above_start : line_start - 1].strip()
 
 
-def _notes(src: str, layout: Layout) -> Notes:
-    for position, _, kind in layout.statements:
+def _definitions(layout: Layout, data: dict[str, Any]) -> dict[Any, list[tuple[str, Any]]]:
+    """Each variable definition by (table path, the key it follows in that table, or None)."""
+    definitions: dict[Any, list[tuple[str, Any]]] = {}
+    last_child: dict[tuple[str, ...], str] = {}  # of each table, in the order keys were made
+    made: set[tuple[str, ...]] = set()
+    top_line: str | None = None  # the last top-level key written as a line, not as a table
+    for _, path, kind in layout.statements:
         if kind == VARIABLE:
-            raise CannotFormat(
-                f"$variables (line {_line(src, position)}): the canonical form writes their values out"
-            )
+            table, name = path[:-1], path[-1][1:]
+            after = top_line if not table else last_child.get(table)
+            definitions.setdefault((table, after), []).append((name, layout.variables[name]))
+        elif kind in (PAIR, BLOCK_OPEN, SECTION):
+            # A dotted header makes each missing table on its way, in that order.
+            for size in range(1, len(path) + 1):
+                if path[:size] not in made:
+                    made.add(path[:size])
+                    last_child[path[: size - 1]] = path[size - 1]
+            if kind == PAIR and len(path) == 1 and not isinstance(data[path[0]], dict):
+                top_line = path[0]
+    return definitions
+
+
+def _notes(src: str, layout: Layout, data: dict[str, Any]) -> Notes:
     for position, where in layout.comments:
         if where == INSIDE:
             raise CannotFormat(
@@ -92,7 +125,7 @@ def _notes(src: str, layout: Layout) -> Notes:
     items += [(position, 0, where) for position, where in layout.comments]
     items.sort(key=lambda item: (item[0], item[1]))
 
-    notes = Notes()
+    notes = Notes(definitions=_definitions(layout, data))
     # Comment lines waiting for the statement below them, in runs that blank lines split.
     runs: list[list[str]] = []
     first_after_blank = False  # a blank line stood above the first run
@@ -131,7 +164,7 @@ def _notes(src: str, layout: Layout) -> Notes:
                 if last is None:
                     notes.header.extend(_joined(apart))  # the file's own head comment
                     apart, leading_blank = [], True
-                elif last[1] in (PAIR, CLOSE):
+                elif last[1] in (PAIR, VARIABLE, CLOSE):
                     # Set apart from what follows: they go with the key or block above.
                     notes.at(last[0]).following.extend(gap + _joined(apart))
                     apart, leading_blank = [], True

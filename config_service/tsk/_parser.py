@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import string
+from dataclasses import dataclass
 from typing import IO, Any, Final
 
 from config_service.tsk._types import (
@@ -48,7 +49,8 @@ OP_NAME_RE: Final = re.compile(r"[A-Za-z0-9_.]*")
 NUMBER_RE: Final = re.compile(
     r"[+-]?(?:0|[1-9](?:_?[0-9])*)(\.[0-9](?:_?[0-9])*)?([eE][+-]?[0-9](?:_?[0-9])*)?"
 )
-ILLEGAL_CHAR_RE: Final = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# Control characters, and lone surrogates (a `str` may hold them; UTF-8 text cannot).
+ILLEGAL_CHAR_RE: Final = re.compile("[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
 BASIC_STOP_RE: Final = re.compile(r'["\\\n]')
 LITERAL_STOP_RE: Final = re.compile(r"['\n]")
 HEX4_RE: Final = re.compile(r"[0-9A-Fa-f]{4}")
@@ -75,15 +77,28 @@ class Layout:
     """Where a document's statements and comments stand, recorded during a parse for `tsk.reformat`.
 
     `statements`: (position, path, kind), path being the keys from the root to the table a
-    section or block opens, to the key a pair defines, or to the table a closer ends.
+    section or block opens, to the key a pair defines, or to the table a closer ends; a
+    variable definition's path is its table's followed by `$name` (no key starts with `$`).
     `comments`: (position of the `#`, where), in the order they appear.
+    `variables`: each variable's value, with the variables it uses kept as `VariableUse`.
+
+    A parse that records a layout returns each use of a variable as a `VariableUse`, so
+    that `reformat` can write `$name` back where it stood.
     """
 
-    __slots__ = ("statements", "comments")
+    __slots__ = ("statements", "comments", "variables")
 
     def __init__(self) -> None:
         self.statements: list[tuple[int, tuple[str, ...], str]] = []
         self.comments: list[tuple[int, str]] = []
+        self.variables: dict[str, Any] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class VariableUse:
+    """`$name` in value position, as a parse that records a layout returns it."""
+
+    name: str
 # Tables not registered at all were written as inline objects.
 
 BOOLEAN_WORDS: Final = frozenset({"True", "False", "TRUE", "FALSE", "yes", "no", "on", "off"})
@@ -231,9 +246,14 @@ class _Parser:
         src, end = self.src, self.end
         bad = ILLEGAL_CHAR_RE.search(src)
         if bad is not None:
+            code = ord(bad.group())
+            if 0xD800 <= code <= 0xDFFF:
+                raise self.error(
+                    bad.start(), f"lone surrogate U+{code:04X}: the text is not Unicode (TSK is UTF-8)"
+                )
             raise self.error(
                 bad.start(),
-                f"control character U+{ord(bad.group()):04X} is not allowed"
+                f"control character U+{code:04X} is not allowed"
                 " (write it as an escape inside a basic string)",
             )
         root: dict[str, Any] = {}
@@ -295,7 +315,9 @@ class _Parser:
                 pos = self.end_of_line(pos + 1, "block closer", terminator=False)
             elif c == "$":
                 if layout is not None:
-                    layout.statements.append((pos, path, VARIABLE))
+                    found = IDENT_RE.match(src, pos + 1)
+                    variable = f"${found.group() if found is not None else ''}"
+                    layout.statements.append((pos, (*path, variable), VARIABLE))
                 pos = self.parse_variable_definition(pos, section_depth + len(blocks))
             else:
                 key_pos = pos
@@ -457,6 +479,8 @@ class _Parser:
         before = self.values
         value, pos = self.parse_value(pos, depth)
         self.variables[name] = (value, match.start() - 1, self.values - before, _height(value))
+        if self.layout is not None:
+            self.layout.variables[name] = value
         return self.end_of_line(pos, "value", terminator=True)
 
     def parse_key(self, pos: int) -> tuple[str, int]:
@@ -748,6 +772,8 @@ class _Parser:
         self.values += count - 1
         if self.values > MAX_VALUES:
             raise self.error(pos, f"too many values: a document holds at most {MAX_VALUES:,}")
+        if self.layout is not None:
+            return VariableUse(name), match.end()
         return copy_data(value), match.end()
 
     def parse_operator(self, pos: int, depth: int, in_env: bool) -> tuple[EnvRef, int]:

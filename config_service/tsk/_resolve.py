@@ -7,7 +7,14 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from config_service.tsk._types import EnvRef, TSKDecodeError, TSKResolveError, copy_data, holds_env
+from config_service.tsk._types import (
+    EnvRef,
+    TSKDecodeError,
+    TSKResolveError,
+    copy_data,
+    holds_env,
+    pointer_token,
+)
 
 INT_RE: Final = re.compile(r"[+-]?[0-9]+\Z")
 FLOAT_RE: Final = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
@@ -105,7 +112,7 @@ def _validation_view(data: Any, path: str, skipped: list[str] | None) -> Any:
     if isinstance(data, dict):
         view = {}
         for key, value in data.items():
-            pointer = f"{path}/{key.replace('~', '~0').replace('/', '~1')}"
+            pointer = f"{path}/{pointer_token(key)}"
             if isinstance(value, EnvRef) and not value.has_default:
                 if skipped is not None:
                     skipped.append(pointer)

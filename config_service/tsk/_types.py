@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 ENV_NAME_RE: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# A lone surrogate is no Unicode text: it has no UTF-8 form, so no document or hash can hold it.
+SURROGATE_RE: Final = re.compile("[\ud800-\udfff]")
 
 
 class _Missing:
@@ -96,6 +98,16 @@ class TSKResolveError(ValueError):
     def __init__(self, name: str, message: str) -> None:
         self.name = name
         super().__init__(message)
+
+
+def pointer_token(key: str) -> str:
+    """One JSON pointer reference token (RFC 6901): `~` becomes `~0`, `/` becomes `~1`."""
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def json_pointer(parts: list[str | int]) -> str:
+    """The JSON pointer of a path of keys and indexes; `""` for the document itself."""
+    return "".join(f"/{pointer_token(part) if isinstance(part, str) else part}" for part in parts)
 
 
 def copy_data(value: Any) -> Any:

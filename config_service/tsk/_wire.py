@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any
 
-from config_service.tsk._types import MISSING, EnvRef, holds_env
+from config_service.tsk._types import MISSING, SURROGATE_RE, EnvRef, holds_env, json_pointer
 
 ENV_KEY = "$env"
 DEFAULT_KEY = "default"
@@ -26,7 +26,12 @@ def to_wire(data: Any) -> Any:
 
 
 def from_wire(obj: Any) -> Any:
-    """The inverse of `to_wire`; raises ValueError on a `$` key that is not a well-formed `$env`."""
+    """The inverse of `to_wire`; raises ValueError on a `$` key that is not a well-formed `$env`,
+    and on a lone surrogate (JSON's `"\\ud800"`), which no TSK document or hash can hold."""
+    if isinstance(obj, str):
+        if SURROGATE_RE.search(obj):
+            raise ValueError(_surrogate_message(obj))
+        return obj
     if isinstance(obj, dict):
         if ENV_KEY in obj:
             extra = set(obj) - {ENV_KEY, DEFAULT_KEY}
@@ -47,6 +52,8 @@ def from_wire(obj: Any) -> Any:
                 raise ValueError(f"keys must be strings, not {type(key).__name__}")
             if key.startswith("$"):
                 raise ValueError(f"key {key!r} starts with '$', which is reserved")
+            if SURROGATE_RE.search(key):
+                raise ValueError(_surrogate_message(key))
             result[key] = from_wire(value)
         return result
     if isinstance(obj, list):
@@ -70,9 +77,42 @@ def wire_hash(wire: Any) -> str:
 
 
 def _canonical(wire: Any) -> bytes:
-    return json.dumps(
+    text = json.dumps(
         wire, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    )
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        where = _surrogate_path(wire, [])
+        raise ValueError(
+            f"no canonical form: {_surrogate_message(text)}, at "
+            f"{json_pointer(where or []) or 'the top level'}"
+        ) from None
+
+
+def _surrogate_message(text: str) -> str:
+    found = SURROGATE_RE.search(text)
+    code = ord(found.group()) if found is not None else 0
+    return f"a string holds the lone surrogate U+{code:04X}, which is not Unicode text"
+
+
+def _surrogate_path(value: Any, path: list[str | int]) -> list[str | int] | None:
+    """Where the first lone surrogate stands (a key counts as its own place)."""
+    if isinstance(value, str):
+        return path if SURROGATE_RE.search(value) else None
+    items: list[tuple[str | int, Any]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and SURROGATE_RE.search(key):
+                return path
+            items.append((key, item))
+    elif isinstance(value, list):
+        items = list(enumerate(value))
+    for part, item in items:
+        found = _surrogate_path(item, [*path, part])
+        if found is not None:
+            return found
+    return None
 
 
 def section_hashes(data: dict[str, Any]) -> dict[str, str]:

@@ -15,7 +15,7 @@ from client import AsyncConfigClient, NotFound, RetryPolicy
 
 
 def with_rate(rate: int) -> str:
-    return DEVELOPMENT.replace("rate_limit_per_minute: 10_000", f"rate_limit_per_minute: {rate}")
+    return DEVELOPMENT.replace("rate_limit_per_minute: 10000", f"rate_limit_per_minute: {rate}")
 
 
 async def tasks_left(timeout: float = 1.0) -> set[asyncio.Task[Any]]:

@@ -326,7 +326,7 @@ def test_a_refused_version_served_again_and_again_is_not_retried(
     with client:
         first = client.config
         server.push(
-            DEVELOPMENT.replace("rate_limit_per_minute: 10_000", "rate_limit_per_minute: 0"),
+            DEVELOPMENT.replace("rate_limit_per_minute: 10000", "rate_limit_per_minute: 0"),
             "staging",
             service="no-condition",
         )

@@ -124,7 +124,7 @@ def test_watch_files_reloads_logging_in_a_real_process(environments: Path) -> No
     assert after["root"] == "ERROR" and after["format"].startswith("[%(levelname)s]")
     assert after["http"] == before["http"]
     assert re.search(
-        r"staging/user-service\.tsk:24:\d+: .* not applied|not applied: .*staging/user-service\.tsk:24:\d+: ",
+        r"staging/user-service\.tsk:22:\d+: .* not applied|not applied: .*staging/user-service\.tsk:22:\d+: ",
         errors,
     ), errors
 

@@ -33,7 +33,7 @@ def client_for(server: LiveServer, tmp_path: Path, environment: str, **kwargs: A
 
 def with_features(rate: int, extra: str = "") -> str:
     return (
-        DEVELOPMENT.replace("rate_limit_per_minute: 10_000", f"rate_limit_per_minute: {rate}")
+        DEVELOPMENT.replace("rate_limit_per_minute: 10000", f"rate_limit_per_minute: {rate}")
         + extra
     )
 

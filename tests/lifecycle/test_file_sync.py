@@ -218,8 +218,8 @@ def test_bad_files_are_reported_with_line_and_column_and_the_rest_imports(
     write(environments / "staging" / "Bad Name.tsk", "port: 1\n")
     write(environments / "staging" / "api\n.tsk", "port: 1\n")
     write(environments / "staging" / "huge.tsk", "x: 1\n" * 4000)
-    corpus = Path(os.environ.get("TSK_CORPUS", REPOSITORY.parent / "shared" / "tsk-corpus"))
-    shutil.copy(corpus / "upstream-enhanced-demo.tsk", environments / "staging" / "ranges.tsk")
+    corpus = REPOSITORY / "tests" / "tsk" / "corpus"
+    shutil.copy(corpus / "refused-ranges.tsk", environments / "staging" / "ranges.tsk")
     server = FakeServer()
     sync = make_sync(folders, server, max_bytes=10_000)
     caplog.set_level(logging.INFO, logger="config_service.sync")
@@ -241,14 +241,14 @@ def test_bad_files_are_reported_with_line_and_column_and_the_rest_imports(
     ranges = reports["ranges"]
     assert (ranges.error, ranges.details[0]["line"], ranges.details[0]["column"]) == (
         "invalid_tsk",
-        21,
-        13,
+        12,
+        8,
     )
     assert all(report.author.startswith("file:staging/") for report in reports.values())
     log = caplog.text
     assert "staging/broken.tsk:2:7: unclosed array" in log
     assert "staging/latin1.tsk:1:11: invalid UTF-8" in log
-    assert "staging/ranges.tsk:21:13: ranges are not supported" in log
+    assert "staging/ranges.tsk:12:8: ranges are not supported" in log
     assert "staging/wrong-type.tsk: /port: must be an integer" in log
     assert "the current version stays" in log
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -295,10 +294,9 @@ def test_diff_document_has_the_api_shape() -> None:
 # -- real documents ----------------------------------------------------------------------------
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-CORPUS = Path(os.environ.get("TSK_CORPUS", REPOSITORY.parent / "shared" / "tsk-corpus"))
+CORPUS = REPOSITORY / "tests" / "tsk" / "corpus"
 PARSING = sorted(
-    [*CORPUS.glob("seed-*.tsk")]
-    + [CORPUS / f"upstream-{name}.tsk" for name in ("peanut", "test-config", "csharp-demo")]
+    [*CORPUS.glob("service-*.tsk"), *CORPUS.glob("styles-*.tsk")]
     + [*(REPOSITORY / "environments").glob("*/user-service.tsk")]
 )
 

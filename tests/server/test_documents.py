@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -12,9 +11,9 @@ from config_service import tsk
 from config_service.server import parse_document
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-# The shared corpus, where tests/tsk finds it too; the repository's own documents always.
-CORPUS_DIR = Path(os.environ.get("TSK_CORPUS", REPOSITORY.parent / "shared" / "tsk-corpus"))
-DOCUMENTS = sorted(CORPUS_DIR.glob("seed-*.tsk")) + sorted((REPOSITORY / "environments").glob("*/*.tsk"))
+# The whole-service documents of the test corpus and the repository's own documents.
+CORPUS = REPOSITORY / "tests" / "tsk" / "corpus"
+DOCUMENTS = sorted(CORPUS.glob("service-*.tsk")) + sorted((REPOSITORY / "environments").glob("*/*.tsk"))
 
 
 @pytest.mark.parametrize("path", DOCUMENTS, ids=[path.name for path in DOCUMENTS])

@@ -143,3 +143,33 @@ def test_wire_hash_is_the_document_hash_of_the_wire_form() -> None:
     data = tsk.loads(SPELLINGS[0])
     assert tsk.wire_hash(tsk.to_wire(data)) == tsk.document_hash(data)
     assert tsk.wire_hash(json.loads(json.dumps(tsk.to_wire(data)))) == tsk.document_hash(data)
+
+
+def test_a_lone_surrogate_has_no_hash_and_the_error_says_where() -> None:
+    import pytest
+
+    for data, where in (
+        ({"db": {"url": "caf\udce9"}}, "at /db/url"),
+        ({"hosts": ["a", "\ud800"]}, "at /hosts/1"),
+        ({"db": {"\udfff": 1}}, "at /db"),
+        ({"port": EnvRef("PORT", "\ud83d")}, "at /port/default"),
+    ):
+        with pytest.raises(ValueError) as refused:
+            tsk.document_hash(data)
+        assert not isinstance(refused.value, UnicodeError)
+        assert "lone surrogate" in str(refused.value)
+        assert where in str(refused.value)
+
+
+def test_from_wire_refuses_lone_surrogates_in_strings_and_keys() -> None:
+    import pytest
+
+    # What a JSON answer holding "\ud800" decodes to.
+    for wire in (
+        json.loads('{"a": "\\ud800"}'),
+        json.loads('{"a": ["x", {"\\udc00": 1}]}'),
+        json.loads('{"a": {"$env": "A", "default": "\\udfff"}}'),
+    ):
+        with pytest.raises(ValueError) as refused:
+            tsk.from_wire(wire)
+        assert "lone surrogate" in str(refused.value)

@@ -102,3 +102,12 @@ def test_messages_stay_short_for_huge_tokens() -> None:
 def test_env_values_too_long_for_python_do_not_convert() -> None:
     with pytest.raises(tsk.TSKResolveError):
         tsk.resolve({"p": tsk.EnvRef("P", 1)}, {"P": "9" * 5000})
+
+
+def test_a_lone_surrogate_in_the_text_is_a_decode_error_at_its_position() -> None:
+    # A str can hold one (from surrogateescape, or a JSON "\ud800"); UTF-8 text cannot.
+    for document, column in (('name: "caf\udce9"\n', 11), ("# \ud800\n", 3), ("k\udfff: 1\n", 2)):
+        with pytest.raises(tsk.TSKDecodeError) as caught:
+            tsk.loads("a: 1\n" + document)
+        assert (caught.value.lineno, caught.value.colno) == (2, column)
+        assert "lone surrogate" in caught.value.msg

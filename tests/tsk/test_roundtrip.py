@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import string
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -119,3 +120,134 @@ def test_dumps_refuses_what_tsk_cannot_hold() -> None:
         tsk.dumps({"$x": 1})
     with pytest.raises(TypeError):
         tsk.dumps({"x": object()})
+
+
+# -- dumps refuses what loads refuses ------------------------------------------------------------
+
+
+def nested(value: object, levels: int, kind: str) -> object:
+    for _ in range(levels):
+        value = [value] if kind == "list" else {"k": value}
+    return value
+
+
+HOSTILE_SCALARS = (
+    SCALARS
+    | st.integers()
+    | st.sampled_from([2**63, -(2**63) - 1, 10**30, "\ud800", "a\udfffb", "\udc80\n"])
+)
+HOSTILE_KEYS = KEYS | st.sampled_from(["\ud83d", "x\udc00"])
+HOSTILE_PLAIN = st.recursive(
+    HOSTILE_SCALARS,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(HOSTILE_KEYS, children, max_size=3),
+    max_leaves=10,
+)
+HOSTILE_REFS = (
+    st.builds(EnvRef, ENV_NAMES, HOSTILE_PLAIN)
+    | st.builds(EnvRef, ENV_NAMES, st.builds(EnvRef, ENV_NAMES))
+    | st.builds(EnvRef, ENV_NAMES, st.lists(st.builds(EnvRef, ENV_NAMES), min_size=1, max_size=2))
+)
+HOSTILE_VALUES = st.recursive(
+    HOSTILE_SCALARS | HOSTILE_REFS,
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(HOSTILE_KEYS, children, max_size=3)
+    | st.builds(nested, children, st.integers(60, 66), st.sampled_from(["list", "dict"])),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(HOSTILE_KEYS, HOSTILE_VALUES, max_size=4))
+def test_dumps_either_refuses_with_value_error_or_writes_what_loads_reads_back(data: dict) -> None:
+    try:
+        text = tsk.dumps(data)
+    except ValueError as refused:
+        assert not isinstance(refused, UnicodeError)
+        return
+    assert tsk.loads(text) == data
+    assert tsk.document_hash(tsk.loads(text)) == tsk.document_hash(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "where"),
+    [
+        ({"port": 2**63}, "/port"),
+        ({"port": -(2**63) - 1}, "/port"),
+        ({"db": {"sizes": [1, 10**5000]}}, "/db/sizes/1"),
+        ({"port": EnvRef("PORT", 2**64)}, "/port"),
+        ({"a": [{"b": -(10**19)}]}, "/a/0/b"),
+    ],
+)
+def test_dumps_refuses_integers_outside_64_bits(data: dict, where: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        tsk.dumps(data)
+    assert "64 bits" in str(refused.value)
+    assert f"at {where}" in str(refused.value)
+    assert len(str(refused.value)) < 200
+
+
+def test_dumps_writes_the_64_bit_bounds_themselves() -> None:
+    data = {"low": -(2**63), "high": 2**63 - 1}
+    assert tsk.loads(tsk.dumps(data)) == data
+
+
+@pytest.mark.parametrize("kind", ["list", "dict"])
+def test_dumps_refuses_nesting_past_the_depth_limit(kind: str) -> None:
+    at_limit = {"x": nested(1, tsk.MAX_DEPTH, kind)}
+    assert tsk.loads(tsk.dumps(at_limit)) == at_limit
+    for too_deep in ({"x": nested(1, tsk.MAX_DEPTH + 1, kind)}, {"x": nested(1, 100_000, kind)}):
+        with pytest.raises(ValueError) as refused:
+            tsk.dumps(too_deep)
+        assert f"nesting deeper than {tsk.MAX_DEPTH} levels" in str(refused.value)
+
+
+def test_depth_counts_sections_blocks_and_environment_defaults_as_loads_does() -> None:
+    # A top-level table is a [section]: one level, like an array.
+    in_section = {"s": {"x": nested(1, tsk.MAX_DEPTH - 1, "list")}}
+    assert tsk.loads(tsk.dumps(in_section)) == in_section
+    with pytest.raises(ValueError):
+        tsk.dumps({"s": {"x": nested(1, tsk.MAX_DEPTH, "list")}})
+    # An @env default stands at the depth of the reference itself.
+    reference = {"x": EnvRef("X", nested(1, tsk.MAX_DEPTH, "list"))}
+    assert tsk.loads(tsk.dumps(reference)) == reference
+    with pytest.raises(ValueError):
+        tsk.dumps({"x": EnvRef("X", nested(1, tsk.MAX_DEPTH + 1, "list"))})
+
+
+@pytest.mark.parametrize(
+    ("data", "where"),
+    [
+        ({"name": "caf\udce9"}, "/name"),
+        ({"s": {"caf\udce9": 1}}, "/s"),
+        ({"list": ["ok", "\ud800"]}, "/list/1"),
+        ({"url": EnvRef("URL", "\udfff")}, "/url"),
+    ],
+)
+def test_dumps_refuses_lone_surrogates_in_strings_and_keys(data: dict, where: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        tsk.dumps(data)
+    assert not isinstance(refused.value, UnicodeError)
+    assert "lone surrogate" in str(refused.value)
+    assert f"at {where}" in str(refused.value)
+
+
+def test_dumps_refuses_an_env_reference_inside_a_default() -> None:
+    for default in (EnvRef("B"), [1, EnvRef("B")], {"k": EnvRef("B", 2)}):
+        with pytest.raises(ValueError) as refused:
+            tsk.dumps({"a": EnvRef("A", default)})
+        assert "nested @env" in str(refused.value)
+
+
+def test_dumps_refuses_more_values_than_a_document_may_hold() -> None:
+    # loads counts the value of `x` and each item: one million in all is the limit.
+    fits = {"x": [0] * (tsk.MAX_VALUES - 1)}
+    assert len(tsk.loads(tsk.dumps(fits))["x"]) == tsk.MAX_VALUES - 1
+    with pytest.raises(ValueError) as refused:
+        tsk.dumps({"x": [0] * tsk.MAX_VALUES})
+    assert "too many values" in str(refused.value)
+
+
+def test_dumps_refuses_a_document_longer_than_loads_reads() -> None:
+    with pytest.raises(ValueError) as refused:
+        tsk.dumps({"x": "a" * tsk.MAX_CHARS})
+    assert "too large" in str(refused.value)
