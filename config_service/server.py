@@ -552,6 +552,15 @@ class ConfigServer:
         audit_detail: dict[str, Any] | None = None,
     ) -> Callable[[Transaction], tuple[VersionRecord, bool]]:
         """Parse and validate `source` (raising ApiError when refused); the write operation."""
+        if service in self.settings.sections:
+            # A service named like a section would be validated against, and could rewrite,
+            # the schema every service shares.
+            raise ApiError(
+                422,
+                "invalid_name",
+                f"{service!r} is the name of a section schema ({', '.join(self.settings.sections)}); "
+                "a service cannot have it",
+            )
         self.check_message(message)
         try:
             document = parse_document(source)

@@ -431,3 +431,16 @@ def test_conflict_details_name_only_documents_in_the_token_scope(tmp_path: Path)
         assert "outside" not in raised.value.message
     finally:
         server.stop()
+
+
+def test_no_document_can_be_pushed_under_a_section_name(tmp_path: Path) -> None:
+    server = _started(tmp_path)
+    try:
+        for section in ("database", "logging"):
+            with pytest.raises(ApiError) as raised:
+                server.push(_admin(server), section, "staging", "url: \"x\"\n")
+            assert (raised.value.status, raised.value.error) == (422, "invalid_name")
+            assert "section schema" in raised.value.message
+            assert server.current(section, "staging") is None
+    finally:
+        server.stop()
