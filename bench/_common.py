@@ -230,12 +230,33 @@ def wrk(
         raise RuntimeError(f"unexpected wrk output:\n{output}")
     percentiles = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", output, re.MULTILINE))
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    requests = re.search(r"(\d+) requests in", output)
     return {
         "rate": float(rate.group(1)),
+        "requests": float(requests.group(1)) if requests else 0.0,
         "p50": _milliseconds(percentiles.get("50", "0ms")),
         "p99": _milliseconds(percentiles.get("99", "0ms")),
         "errors": float(non_2xx.group(1)) if non_2xx else 0.0,
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by process `pid` and its direct children (nginx's
+    worker), from /proc: what a server spent, whatever else the machine was doing."""
+    total = 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    try:
+        pids += [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        pass
+    for each in pids:
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
 
 
 def _milliseconds(text: str) -> float:

@@ -203,7 +203,11 @@ characters, so no Python code runs per character of a string or a number.""",
 (`worker_processes 1`, access log on) serve the same response bytes on 127.0.0.1,
 driven by the same wrk (2 threads, 64 connections) in alternating runs, so that load
 from elsewhere falls on both. Our `GET` carries a bearer token that is checked on
-every request.
+every request. A third server, the floor (`bench/floor_http.py`), answers the same
+bytes from memory with uvloop and httptools and nothing else: the least a Python server
+on this event loop and parser can spend per request. Requests/s move with whatever
+else runs on the machine; the server's CPU time per request, held against the floor's
+in the same run, is the figure that holds.
 
 Why it is fast enough: the response of each version is rendered once (body and
 headers) and kept in memory; a plain `GET` of a current document, or a conditional one
@@ -349,10 +353,12 @@ def section_reads(record: dict[str, Any]) -> str:
             continue
         ours, theirs = row["ours"], row["nginx"]
         ratio = row["ratio"]
+        floor = row.get("floor")
         rows.append([
             row["scenario"],
             f"{number(ours['rate'])} [{number(min(row['ours_rates']))}..{number(max(row['ours_rates']))}]",
             f"{number(theirs['rate'])} [{number(min(row['nginx_rates']))}..{number(max(row['nginx_rates']))}]",
+            number(floor["rate"]) if floor else "-",
             f"{ratio:.2f} [{row['ratio_min']:.2f}..{row['ratio_max']:.2f}]",
             f"{ours['p50']:.2f} / {ours['p99']:.2f}", f"{theirs['p50']:.2f} / {theirs['p99']:.2f}",
             f">= {row['goal']:.2f}", verdict(ratio >= row["goal"]),
@@ -363,10 +369,27 @@ def section_reads(record: dict[str, Any]) -> str:
         f"{first['rounds']} alternating runs of {first['duration_s']} s per server; the median run of each side."
         " The ratio's spread is over pairs of runs made one after the other."
     )
+    cpu_rows = [
+        [
+            row["scenario"], f"{row['cpu_us']:.1f}", f"{row['nginx_cpu_us']:.1f}", f"{row['floor_cpu_us']:.1f}",
+            f"{row['cpu_ratio']:.2f}x [{min(row['cpu_ratios']):.2f}..{max(row['cpu_ratios']):.2f}]",
+            f"<= {row['cpu_goal']:g}x", verdict(row["cpu_ratio"] <= row["cpu_goal"]),
+        ]
+        for row in record["result"]
+        if "cpu_ratio" in row
+    ]
+    cpu = ""
+    if cpu_rows:
+        cpu = "\n\nServer CPU per request (user + system time of the server process over a run, divided by" \
+            " the requests it answered), against the floor: `bench/floor_http.py`, uvloop and httptools" \
+            " answering the same bytes from memory.\n\n" + table(
+                ["request", "tskcfg us", "nginx us", "floor us", "tskcfg / floor", "goal", ""], cpu_rows
+            )
     return table(
-        ["request", "tskcfg req/s", "nginx req/s", "ratio", "tskcfg p50 / p99 ms", "nginx p50 / p99 ms", "goal", ""],
+        ["request", "tskcfg req/s", "nginx req/s", "floor req/s", "ratio to nginx", "tskcfg p50 / p99 ms",
+         "nginx p50 / p99 ms", "goal", ""],
         rows,
-    ) + note
+    ) + note + cpu
 
 
 def section_writes(record: dict[str, Any]) -> str:
@@ -559,7 +582,7 @@ def per_document(counts: list[dict[str, Any]]) -> str:
 
 SECTIONS = [
     ("parse", "Parse: `tsk.loads` against `tomllib.loads`", section_parse),
-    ("reads", "Reads: `GET` 200 and 304 against nginx", section_reads),
+    ("reads", "Reads: `GET` 200 and 304 against nginx and a bare protocol floor", section_reads),
     ("writes", "Writes: pushes per second", section_writes),
     ("propagation", "Propagation: one push to N watchers", section_propagation),
     ("apply", "Hot reload: push to handler in another process", section_apply),
@@ -581,6 +604,9 @@ def goal_summary(records: dict[str, dict[str, Any]]) -> str:
         if "goal" in row:
             rows.append([row["scenario"], f"{row['ratio']:.2f} of nginx's req/s",
                          f">= {row['goal']:.2f}", verdict(row["ratio"] >= row["goal"])])
+        if "cpu_goal" in row:
+            rows.append([f"{row['scenario']}, server CPU", f"{row['cpu_ratio']:.2f}x the floor's",
+                         f"<= {row['cpu_goal']:g}x", verdict(row["cpu_ratio"] <= row["cpu_goal"])])
     for row in result("writes"):
         if row.get("goal_pushes_per_s") and row.get("default"):
             rate = row["pushes_per_s"]["median"]

@@ -1,12 +1,18 @@
-"""Benchmark the config server's GET (200 and 304) against nginx serving the same bytes, and pushes/s.
+"""Benchmark the config server's GET (200 and 304) against nginx and a bare protocol floor
+serving the same bytes, in requests/s and in server CPU per request, and pushes/s.
 
 Run: .venv/bin/python bench/serve.py [--duration 5] [--rounds 3] [--connections 64] [--writers 8]
      [--quick] (2 s runs) [--json] (machine-readable result) [--no-pushes] (reads only)
 
 It starts `tskcfg serve` (one process, uvloop + httptools, access log on) on a temporary data
-dir and nginx (one worker process, access log on) on a static file holding exactly the bytes our
-GET answers, then drives both with wrk at the same concurrency, alternating between them for a
-few rounds and keeping each side's median, so that load from elsewhere falls on both. Pushes
+dir, nginx (one worker process, access log on) on a static file holding exactly the bytes our
+GET answers, and the floor (`bench/floor_http.py`: uvloop + httptools answering the same head
+and body from memory, checking only that an Authorization header is there), then drives all
+three with wrk at the same concurrency, alternating between them for a few rounds and keeping
+each side's median, so that load from elsewhere falls on all of them. Each server's CPU time
+(user + system, from /proc) over each run, divided by the requests it answered, is its CPU per
+request: the figure to hold against the floor's, since on a shared 2-core machine wrk competes
+with the server and requests/s move with whatever else runs. Pushes
 are 2 KB user-service documents validated against schemas/user-service.json (with its section
 schemas) and committed durably (WAL, synchronous=FULL) before the 201, from 8 concurrent
 writers, each push a different source. nginx and wrk are installed with apt-get when missing
@@ -20,6 +26,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -27,7 +34,7 @@ import time
 from pathlib import Path
 
 import httpx
-from _common import PUSH_SCRIPT, free_port, wrk
+from _common import PUSH_SCRIPT, cpu_seconds, free_port, wrk
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 TSKCFG = Path(sys.executable).with_name("tskcfg")
@@ -80,6 +87,36 @@ def _median(runs: list[dict[str, float]]) -> dict[str, float]:
 
 
 GOALS = {"GET 200": 0.25, "GET 304": 0.3}  # of nginx's requests/s at the same concurrency
+# Server CPU per request, at most this many times the floor's (the hot path's goal).
+CPU_GOAL = 3.0
+FLOOR = Path(__file__).resolve().with_name("floor_http.py")
+
+
+def raw_answer(port: int, request: bytes) -> bytes:
+    """The exact bytes of one answer (head and body) to `request`, read off the socket."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        connection.sendall(request)
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += connection.recv(65536)
+        head, _, body = received.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(body) < length:
+            body += connection.recv(65536)
+        return head + b"\r\n\r\n" + body
+
+
+def measured(pid: int, url: str, headers: dict[str, str], arguments: argparse.Namespace) -> dict[str, float]:
+    """One wrk run against the server `pid`, with that server's CPU microseconds per request."""
+    before = cpu_seconds(pid)
+    run = wrk(url, connections=arguments.connections, threads=2, duration=arguments.duration, headers=headers)
+    spent = cpu_seconds(pid) - before
+    run["cpu_us"] = spent / run["requests"] * 1e6 if run["requests"] else 0.0
+    return run
 
 
 def main() -> None:
@@ -105,7 +142,7 @@ def main() -> None:
         stdout=subprocess.DEVNULL,
         stderr=(work / "server.log").open("wb"),
     )
-    nginx = None
+    nginx = floor = None
     try:
         base = f"http://127.0.0.1:{port}"
         wait_until_up(base + "/health")
@@ -154,6 +191,22 @@ http {{
         assert httpx.get(nginx_url, headers={"If-None-Match": nginx_etag}).status_code == 304
         assert httpx.get(url, headers={**auth, "If-None-Match": etag}).status_code == 304
 
+        path = "/v1/configs/user-service/production"
+        ask = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        (work / "answer-200").write_bytes(raw_answer(port, (ask + "\r\n").encode()))
+        (work / "answer-304").write_bytes(
+            raw_answer(port, (ask + f"If-None-Match: {etag}\r\n\r\n").encode())
+        )
+        floor_port = free_port()
+        floor = subprocess.Popen(
+            [sys.executable, str(FLOOR), str(floor_port), str(work / "answer-200"),
+             str(work / "answer-304"), etag],
+        )
+        floor_url = f"http://127.0.0.1:{floor_port}{path}"
+        wait_until_up(floor_url)
+        assert httpx.get(floor_url, headers=auth).content == body
+        assert httpx.get(floor_url, headers={**auth, "If-None-Match": etag}).status_code == 304
+
         duration, connections, rounds = arguments.duration, arguments.connections, arguments.rounds
         print(
             f"body {len(body)} bytes, {connections} connections, wrk -t 2, {rounds} alternating "
@@ -162,22 +215,24 @@ http {{
             file=sys.stderr if arguments.json else sys.stdout,
         )
         scenarios = {
-            "GET 200": ((url, auth), (nginx_url, {})),
+            "GET 200": ((url, auth), (nginx_url, {}), (floor_url, auth)),
             "GET 304": (
                 (url, {**auth, "If-None-Match": etag}),
                 (nginx_url, {"If-None-Match": nginx_etag}),
+                (floor_url, {**auth, "If-None-Match": etag}),
             ),
         }
         results = {}
-        all_runs: dict[str, tuple[list[dict[str, float]], list[dict[str, float]]]] = {}
-        for name, ((ours_url, ours_headers), (nginx_target, nginx_headers)) in scenarios.items():
-            # Alternate the two servers so that load from elsewhere on the machine falls on both.
-            ours_runs, nginx_runs = [], []
+        all_runs: dict[str, tuple[list[dict[str, float]], list[dict[str, float]], list[dict[str, float]]]] = {}
+        for name, (ours_side, nginx_side, floor_side) in scenarios.items():
+            # Alternate the servers so that load from elsewhere on the machine falls on all of them.
+            ours_runs, nginx_runs, floor_runs = [], [], []
             for _ in range(rounds):
-                ours_runs.append(wrk(ours_url, connections=connections, threads=2, duration=duration, headers=ours_headers))
-                nginx_runs.append(wrk(nginx_target, connections=connections, threads=2, duration=duration, headers=nginx_headers))
-            results[name] = (_median(ours_runs), _median(nginx_runs))
-            all_runs[name] = (ours_runs, nginx_runs)
+                ours_runs.append(measured(server.pid, *ours_side, arguments))
+                nginx_runs.append(measured(nginx.pid, *nginx_side, arguments))
+                floor_runs.append(measured(floor.pid, *floor_side, arguments))
+            results[name] = (_median(ours_runs), _median(nginx_runs), _median(floor_runs))
+            all_runs[name] = (ours_runs, nginx_runs, floor_runs)
 
         rows = _json_result(results, all_runs, len(body), arguments)
         if arguments.no_pushes:
@@ -228,35 +283,53 @@ http {{
         if nginx is not None:
             nginx.send_signal(signal.SIGQUIT)
             nginx.wait(timeout=10)
+        if floor is not None:
+            floor.terminate()
+            floor.wait(timeout=10)
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=15)
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _print_reads(results: dict[str, tuple[dict[str, float], dict[str, float]]]) -> None:
+def _print_reads(results: dict[str, tuple[dict[str, float], dict[str, float], dict[str, float]]]) -> None:
     print()
-    print(f"{'':10} {'tskcfg req/s':>14} {'nginx req/s':>14} {'ratio':>7} {'tskcfg p50/p99 ms':>19} {'nginx p50/p99 ms':>18}")
-    for name, (ours, theirs) in results.items():
+    print(
+        f"{'':10} {'tskcfg req/s':>13} {'nginx req/s':>12} {'floor req/s':>12} {'vs nginx':>9} "
+        f"{'tskcfg CPU':>11} {'nginx CPU':>10} {'floor CPU':>10} {'vs floor':>9} {'tskcfg p50/p99 ms':>18}"
+    )
+    for name, (ours, theirs, floor) in results.items():
         print(
-            f"{name:10} {ours['rate']:>14,.0f} {theirs['rate']:>14,.0f} {ours['rate'] / theirs['rate']:>7.2f} "
-            f"{ours['p50']:>9.2f}/{ours['p99']:<9.2f} {theirs['p50']:>8.2f}/{theirs['p99']:<9.2f}"
+            f"{name:10} {ours['rate']:>13,.0f} {theirs['rate']:>12,.0f} {floor['rate']:>12,.0f} "
+            f"{ours['rate'] / theirs['rate']:>9.2f} {ours['cpu_us']:>8.1f} us {theirs['cpu_us']:>7.1f} us "
+            f"{floor['cpu_us']:>7.1f} us {_cpu_ratio(ours, floor):>8.2f}x "
+            f"{ours['p50']:>8.2f}/{ours['p99']:<9.2f}"
         )
-        if ours["errors"] or theirs["errors"]:
-            print(f"{'':10} non-2xx/3xx answers: tskcfg {ours['errors']:.0f}, nginx {theirs['errors']:.0f}")
+        errors = ours["errors"] + theirs["errors"] + floor["errors"]
+        if errors:
+            print(
+                f"{'':10} non-2xx/3xx answers: tskcfg {ours['errors']:.0f}, nginx {theirs['errors']:.0f}, "
+                f"floor {floor['errors']:.0f}"
+            )
+    print(f"goal: tskcfg's CPU per request at most {CPU_GOAL:g}x the floor's")
+
+
+def _cpu_ratio(ours: dict[str, float], floor: dict[str, float]) -> float:
+    return ours["cpu_us"] / floor["cpu_us"] if floor["cpu_us"] else float("inf")
 
 
 def _json_result(
-    results: dict[str, tuple[dict[str, float], dict[str, float]]],
-    all_runs: dict[str, tuple[list[dict[str, float]], list[dict[str, float]]]],
+    results: dict[str, tuple[dict[str, float], dict[str, float], dict[str, float]]],
+    all_runs: dict[str, tuple[list[dict[str, float]], list[dict[str, float]], list[dict[str, float]]]],
     body_bytes: int,
     arguments: argparse.Namespace,
 ) -> list[dict[str, object]]:
     """One dict per scenario: the median runs, every run's rate, and the per-round ratios."""
     rows: list[dict[str, object]] = []
-    for name, (ours, theirs) in results.items():
-        ours_runs, nginx_runs = all_runs[name]
+    for name, (ours, theirs, floor) in results.items():
+        ours_runs, nginx_runs, floor_runs = all_runs[name]
         # Runs alternate, so run i of each side saw about the same machine: their ratio is a pair.
         ratios = [a["rate"] / b["rate"] for a, b in zip(ours_runs, nginx_runs, strict=True)]
+        cpu_ratios = [_cpu_ratio(a, b) for a, b in zip(ours_runs, floor_runs, strict=True)]
         rows.append({
             "benchmark": "serve",
             "scenario": name,
@@ -266,12 +339,20 @@ def _json_result(
             "rounds": arguments.rounds,
             "ours": ours,
             "nginx": theirs,
+            "floor": floor,
             "ours_rates": [run["rate"] for run in ours_runs],
             "nginx_rates": [run["rate"] for run in nginx_runs],
+            "floor_rates": [run["rate"] for run in floor_runs],
             "ratio": ours["rate"] / theirs["rate"],
             "ratio_min": min(ratios),
             "ratio_max": max(ratios),
             "goal": GOALS[name],
+            "cpu_us": ours["cpu_us"],
+            "floor_cpu_us": floor["cpu_us"],
+            "nginx_cpu_us": theirs["cpu_us"],
+            "cpu_ratio": _cpu_ratio(ours, floor),
+            "cpu_ratios": cpu_ratios,
+            "cpu_goal": CPU_GOAL,
         })
     return rows
 

@@ -71,6 +71,9 @@ def results() -> dict[str, Any]:
                 "ours": {"rate": 10_000.0, "p50": 3.0, "p99": 9.0}, "nginx": {"rate": 50_000.0, "p50": 1.0, "p99": 3.0},
                 "ours_rates": [9_000.0, 10_000.0, 11_000.0], "nginx_rates": [50_000.0] * 3,
                 "ratio": 0.2, "ratio_min": 0.18, "ratio_max": 0.22, "goal": 0.3,
+                "floor": {"rate": 60_000.0, "p50": 1.0, "p99": 2.0}, "floor_rates": [60_000.0] * 3,
+                "cpu_us": 40.0, "nginx_cpu_us": 15.0, "floor_cpu_us": 5.0, "cpu_ratio": 8.0,
+                "cpu_ratios": [7.5, 8.0, 8.5], "cpu_goal": 3.0,
             }]),
             record("writes", [{
                 "writers": 8, "synchronous": "FULL", "default": True, "pushes_per_s": summary([600.0, 650.0, 700.0]),
@@ -131,6 +134,9 @@ def test_report_judges_each_goal_and_keeps_the_commands(run: Any) -> None:
     goals = page[page.index("## Goals"):page.index("## Parse")]
     assert "| parse, small service config | 0.75x tomllib's time | <= 1.0x | met |" in goals
     assert "| GET 304 | 0.20 of nginx's req/s | >= 0.30 | **missed** |" in goals
+    assert "| GET 304, server CPU | 8.00x the floor's | <= 3x | **missed** |" in goals
+    reads = page[page.index("## Reads"):page.index("## Pushes") if "## Pushes" in page else None]
+    assert "| GET 304 | 40.0 | 15.0 | 5.0 | 8.00x [7.50..8.50] | <= 3x | **missed** |" in reads
     assert "| pushes, 8 writers (FULL) | 650/s | >= 500/s | met |" in goals
     assert "1,000 watchers | p99 50.0 ms from the push sent | <= 50 ms | met |" in goals
     assert "10,000 watchers | p99 600.0 ms from the push sent | <= 500 ms | **missed** |" in goals
