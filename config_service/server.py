@@ -25,7 +25,6 @@ from typing import Any
 
 from config_service import tsk
 from config_service.auth import Principal, TokenBook, make_token
-from config_service.data_folder import make_private_folder
 from config_service.errors import ApiError, forbidden, not_found, precondition_failed
 from config_service.metrics import Metrics
 from config_service.names import InvalidName, check_name
@@ -45,6 +44,7 @@ from config_service.store import (
     VersionRecord,
     utc_timestamp,
 )
+from config_service.store.data_folder import make_private_folder
 from config_service.validation import SchemaInvalid, SchemaSet, check_schema, identifier_failures
 
 logger = logging.getLogger("config_service")
@@ -376,7 +376,10 @@ class ConfigServer:
             )
         limit = self.settings.max_instances_per_document
         try:
-            self.store.record_instance(report, limit, utc_timestamp(self._stale_since()))
+            forget_before = utc_timestamp(self._stale_since())
+            self.store.write(
+                lambda transaction: transaction.record_instance(report, limit, forget_before)
+            )
         except TooManyInstances:
             raise ApiError(
                 429,
@@ -902,7 +905,7 @@ class ConfigServer:
             request_id=request_id,
             detail={"id": record.id, "name": name, "role": role},
         )
-        self.store.insert_token(record, audit)
+        self.store.write(lambda transaction: transaction.insert_token(record, audit))
         self.tokens.put(record)
         return record, secret
 
@@ -916,7 +919,7 @@ class ConfigServer:
             request_id=request_id,
             detail={"id": token_id},
         )
-        record = self.store.revoke_token(token_id, audit)
+        record = self.store.write(lambda transaction: transaction.revoke_token(token_id, audit))
         if record is None:
             raise not_found(f"there is no token {token_id!r}")
         self.tokens.put(record)
@@ -938,10 +941,10 @@ class ConfigServer:
             os.close(descriptor)
         os.chmod(temporary, 0o600)
         # Store first, then publish the file: a crash in between leaves no orphan secret file.
-        self.store.insert_token(
-            record,
-            AuditEntry(actor="system", action="token_create", detail={"id": record.id, "name": "admin"}),
+        audit = AuditEntry(
+            actor="system", action="token_create", detail={"id": record.id, "name": "admin"}
         )
+        self.store.write(lambda transaction: transaction.insert_token(record, audit))
         os.replace(temporary, path)
         self.tokens.put(record)
         logger.info("created the first admin token; it is in %s (mode 0600)", path)

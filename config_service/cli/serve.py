@@ -13,8 +13,8 @@ from typing import Any
 import click
 
 from config_service.cli._group import main
-from config_service.data_folder import DataFolderInUse, lock_data_folder, open_to_others
 from config_service.settings import parse_pipeline, parse_sections, settings_from_environment
+from config_service.store.data_folder import DataFolderInUse, lock_data_folder, open_to_others
 
 logger = logging.getLogger("config_service")
 
