@@ -28,6 +28,7 @@ from config_service.auth import Principal, TokenBook, make_token
 from config_service.errors import ApiError, forbidden, not_found, precondition_failed
 from config_service.metrics import Metrics
 from config_service.names import InvalidName, check_name
+from config_service.schema import SchemaInvalid, SchemaSet, check_schema, identifier_failures
 from config_service.settings import Settings
 from config_service.store import (
     AuditEntry,
@@ -45,7 +46,6 @@ from config_service.store import (
     utc_timestamp,
 )
 from config_service.store.data_folder import make_private_folder
-from config_service.validation import SchemaInvalid, SchemaSet, check_schema, identifier_failures
 
 logger = logging.getLogger("config_service")
 

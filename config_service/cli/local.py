@@ -24,8 +24,8 @@ from config_service.cli._output import (
     schema_error_lines,
     source_error_lines,
 )
+from config_service.schema import SchemaInvalid, SchemaSet, check_schema, referenced_schemas
 from config_service.settings import DEFAULT_MAX_BODY
-from config_service.validation import SchemaInvalid, SchemaSet, check_schema, referenced_schemas
 
 MAX_REFERENCED_SCHEMAS = 50
 

@@ -191,9 +191,9 @@ def _http_protocol(app: Any) -> Any:
 
 def _warn_about_missing_internals() -> None:
     """Say at start when jsonschema lacks the private resolver validation builds on."""
-    from config_service import validation
+    from config_service.schema import keywords
 
-    missing = validation.JSONSCHEMA_INTERNALS_MISSING
+    missing = keywords.JSONSCHEMA_INTERNALS_MISSING
     if missing is not None:
         logger.warning(
             "jsonschema %s lacks internals this server builds on (%s): unevaluatedProperties is "
