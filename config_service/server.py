@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from config_service import tsk
+from config_service.atomic_file import replacing
 from config_service.auth import Principal, TokenBook, make_token
 from config_service.errors import ApiError, forbidden, not_found, precondition_failed
 from config_service.metrics import Metrics
@@ -932,20 +932,12 @@ class ConfigServer:
         record, secret = make_token("admin", "admin", ["*"], ["*"], "first start")
         path = self.settings.admin_token_path
         make_private_folder(path.parent)
-        temporary = path.with_name(path.name + ".tmp")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(descriptor, (secret + "\n").encode("ascii"))
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-        os.chmod(temporary, 0o600)
-        # Store first, then publish the file: a crash in between leaves no orphan secret file.
         audit = AuditEntry(
             actor="system", action="token_create", detail={"id": record.id, "name": "admin"}
         )
-        self.store.write(lambda transaction: transaction.insert_token(record, audit))
-        os.replace(temporary, path)
+        # Store first, then publish the file: a crash in between leaves no orphan secret file.
+        with replacing(path, (secret + "\n").encode("ascii"), mode=0o600):
+            self.store.write(lambda transaction: transaction.insert_token(record, audit))
         self.tokens.put(record)
         logger.info("created the first admin token; it is in %s (mode 0600)", path)
         return path
