@@ -11,12 +11,13 @@ every keyword counted against the step budget (`budget`).
 
 from __future__ import annotations
 
-import functools
 import re
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import re2
+from cachetools import LRUCache, cached
 from jsonschema import Draft202012Validator, FormatChecker, validators
 from jsonschema.exceptions import ValidationError
 from referencing.jsonschema import DRAFT202012
@@ -41,7 +42,18 @@ def _shortened(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
-@functools.lru_cache(maxsize=4096)
+def _estimated_bytes(compiled: Any) -> int:
+    """What a compiled pattern holds: its text, and some 16 bytes an instruction of its program."""
+    return len(compiled.pattern) + 16 * compiled.programsize
+
+
+# Compiled patterns are kept, bounded by their memory rather than by count: one schema may
+# hold patterns up to the body limit, so 4,096 of them could otherwise hold gigabytes.
+COMPILED_PATTERNS_BYTES = 32 * 1024 * 1024
+_compiled: LRUCache[str, Any] = LRUCache(COMPILED_PATTERNS_BYTES, getsizeof=_estimated_bytes)
+
+
+@cached(_compiled, lock=threading.Lock())
 def compile_pattern(pattern: str) -> Any:
     """The compiled RE2 program of a schema pattern (cached); PatternUnsupported if RE2 refuses it."""
     try:

@@ -282,3 +282,13 @@ def test_unevaluated_properties_names_a_key_once_per_failure_of_its_value_like_j
     expected = judged(Draft202012Validator(schema), instance)
     assert "('a', 'a' were" in expected[0][1]
     assert judged(Validator(schema), instance) == expected
+
+
+def test_compiled_patterns_are_kept_within_a_bound_in_bytes() -> None:
+    from config_service.schema import keywords
+
+    cache = keywords.compile_pattern.cache  # type: ignore[attr-defined]
+    for index in range(200):  # 200 patterns of 200,000 characters: more than the bound
+        assert keywords.pattern_matches(f"^{'a' * 200_000}{index}$", "a" * 200_000 + str(index))
+    assert 0 < cache.currsize <= keywords.COMPILED_PATTERNS_BYTES
+    assert len(cache) < 200
