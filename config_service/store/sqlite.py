@@ -164,6 +164,27 @@ def _token(row: dict[str, Any]) -> TokenRecord:
     )
 
 
+def _current_version(
+    connection: sqlite3.Connection, service: str, environment: str
+) -> VersionRecord | None:
+    rows = _rows(
+        connection,
+        f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = ? AND environment = ? "
+        "ORDER BY version DESC LIMIT 1",
+        (service, environment),
+    )
+    return _version(rows[0]) if rows else None
+
+
+def _current_schema(connection: sqlite3.Connection, name: str) -> SchemaRecord | None:
+    rows = _rows(
+        connection,
+        f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE name = ? ORDER BY version DESC LIMIT 1",
+        (name,),
+    )
+    return _schema(rows[0]) if rows else None
+
+
 def _audit(row: dict[str, Any]) -> AuditRecord:
     values = dict(row)
     values["detail"] = json.loads(values["detail"] or "{}")
@@ -192,12 +213,7 @@ class SqliteTransaction(Transaction):
     # -- versions --------------------------------------------------------------------
 
     def current_version(self, service: str, environment: str) -> VersionRecord | None:
-        rows = self.rows(
-            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = ? AND environment = ? "
-            "ORDER BY version DESC LIMIT 1",
-            (service, environment),
-        )
-        return _version(rows[0]) if rows else None
+        return _current_version(self.connection, service, environment)
 
     def current_versions(self) -> list[VersionRecord]:
         return [_version(row) for row in self.rows(_CURRENT_VERSIONS)]
@@ -246,11 +262,7 @@ class SqliteTransaction(Transaction):
     # -- schemas ---------------------------------------------------------------------
 
     def current_schema(self, name: str) -> SchemaRecord | None:
-        rows = self.rows(
-            f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE name = ? ORDER BY version DESC LIMIT 1",
-            (name,),
-        )
-        return _schema(rows[0]) if rows else None
+        return _current_schema(self.connection, name)
 
     def append_schema(
         self,
@@ -616,12 +628,7 @@ class SqliteStore(Store):
     # -- versions --------------------------------------------------------------------
 
     def current_version(self, service: str, environment: str) -> VersionRecord | None:
-        rows = self._query(
-            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = ? AND environment = ? "
-            "ORDER BY version DESC LIMIT 1",
-            (service, environment),
-        )
-        return _version(rows[0]) if rows else None
+        return _current_version(self._reader(), service, environment)
 
     def get_version(self, service: str, environment: str, version: int) -> VersionRecord | None:
         rows = self._query(
@@ -668,10 +675,7 @@ class SqliteStore(Store):
     # -- schemas ---------------------------------------------------------------------
 
     def current_schema(self, name: str) -> SchemaRecord | None:
-        rows = self._query(
-            f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE name = ? ORDER BY version DESC LIMIT 1", (name,)
-        )
-        return _schema(rows[0]) if rows else None
+        return _current_schema(self._reader(), name)
 
     def get_schema(self, name: str, version: int) -> SchemaRecord | None:
         rows = self._query(
