@@ -26,7 +26,7 @@ TSKCFG = Path(sys.executable).with_name("tskcfg")
 
 # A launcher that runs `tskcfg` with the store's SQLite connections switched to
 # synchronous=NORMAL. The server has no setting for it (FULL is fixed in
-# config_service/store.py); this exists only so the benchmark can show what FULL costs.
+# config_service/store/sqlite.py); this exists only so the benchmark can show what FULL costs.
 # It writes the setting each connection really has to stderr, which the benchmark checks.
 NORMAL_LAUNCHER = """
 import sys

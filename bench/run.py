@@ -225,7 +225,7 @@ in one transaction (group commit), so 8 writers share each fsync instead of queu
 for one each.
 
 `synchronous` is a trade-off, so both are measured. The default, and the only setting
-the server offers, is **FULL** (`config_service/store.py`): the WAL is fsynced at each
+the server offers, is **FULL** (`config_service/store/sqlite.py`): the WAL is fsynced at each
 commit, so an acknowledged push survives power loss as well as `kill -9`. NORMAL would
 keep `kill -9` durability but could lose the last commits on power loss. The NORMAL
 rows come from the same server started through a launcher in `bench/_common.py` that

@@ -37,7 +37,15 @@ from client._events import ServerEvent
 from client._lkg import default_cache_dir, lkg_path, read_lkg, write_lkg
 from client._retry import RetryPolicy
 from client._transaction import Handler, Step, Transaction, applier_step, handler_step, transaction
-from config_service import __version__, tsk, validation
+from config_service import __version__, tsk
+from config_service.schema import (
+    SchemaInvalid,
+    SchemaSet,
+    build_registry,
+    check_schema,
+    referenced_schemas,
+    schema_file_name,
+)
 
 logger = logging.getLogger("client")
 
@@ -290,16 +298,16 @@ def received_from_file(path: Path) -> Received:
     )
 
 
-def local_schemas(directory: Path, service: str) -> validation.SchemaSet | None:
+def local_schemas(directory: Path, service: str) -> SchemaSet | None:
     """`<directory>/<service>.json` with the section schemas it refers to, checked as the server
     checks a schema it is given; None when the directory has no schema for the service."""
-    if not (directory / validation.schema_file_name(service)).is_file():
+    if not (directory / schema_file_name(service)).is_file():
         return None
     schemas: dict[str, Any] = {}
     pending = [service]
     while pending:
         name = pending.pop()
-        path = directory / validation.schema_file_name(name)
+        path = directory / schema_file_name(name)
         try:
             schemas[name] = json.loads(path.read_text(encoding="utf-8"))
         except OSError as error:
@@ -308,22 +316,22 @@ def local_schemas(directory: Path, service: str) -> validation.SchemaSet | None:
             ) from error
         except (ValueError, RecursionError) as error:
             raise exceptions.InvalidConfig(f"{path} is not JSON: {error}") from error
-        for target in sorted(validation.referenced_schemas(schemas[name])):
+        for target in sorted(referenced_schemas(schemas[name])):
             # A missing one is left to check_schema, which says which $ref does not resolve.
-            if target not in schemas and (directory / validation.schema_file_name(target)).is_file():
+            if target not in schemas and (directory / schema_file_name(target)).is_file():
                 pending.append(target)
     for name, schema in schemas.items():
         others = {other: value for other, value in schemas.items() if other != name}
         try:
-            validation.check_schema(name, schema, others)
-        except validation.SchemaInvalid as error:
+            check_schema(name, schema, others)
+        except SchemaInvalid as error:
             raise exceptions.InvalidConfig(
-                f"{directory / validation.schema_file_name(name)}: {error}", details=error.details
+                f"{directory / schema_file_name(name)}: {error}", details=error.details
             ) from None
-    return validation.SchemaSet(schemas, generation=0)
+    return SchemaSet(schemas, generation=0)
 
 
-def lkg_schemas(stored: Mapping[str, Any]) -> validation.SchemaSet | None:
+def lkg_schemas(stored: Mapping[str, Any]) -> SchemaSet | None:
     """The schemas a last-known-good record was validated against (None: on the server only)."""
     schemas = stored.get("schema")
     if schemas is None:
@@ -332,7 +340,7 @@ def lkg_schemas(stored: Mapping[str, Any]) -> validation.SchemaSet | None:
         isinstance(schema, dict) for schema in schemas.values()
     ):
         raise ValueError("its schema is not a set of schemas by name")
-    return validation.SchemaSet(schemas, generation=0)
+    return SchemaSet(schemas, generation=0)
 
 
 # A string from the environment shorter than this is hidden only where it is quoted: bare, it
@@ -517,7 +525,7 @@ class ClientCore:
         self.fallback_pending = False
         self._file_signature: tuple[int, int, int] | None = None
         # (schema version, compiled schemas or None when unusable on the client)
-        self._schemas: tuple[Any, validation.SchemaSet | None] | None = None
+        self._schemas: tuple[Any, SchemaSet | None] | None = None
         self._headers = {"User-Agent": f"tskcfg-client/{__version__}", "Accept": "application/json"}
         if settings.token:
             self._headers["Authorization"] = f"Bearer {settings.token}"
@@ -649,7 +657,7 @@ class ClientCore:
         key = (body.get("version"), body.get("hash"))
         return SchemaAnswer(name=name, version=key, schema=body["schema"])
 
-    def cached_schemas(self, answer: SchemaAnswer) -> tuple[bool, validation.SchemaSet | None]:
+    def cached_schemas(self, answer: SchemaAnswer) -> tuple[bool, SchemaSet | None]:
         """(True, compiled) when this schema version was compiled already (compiled may be None)."""
         cached = self._schemas
         if cached is not None and cached[0] == answer.version:
@@ -661,19 +669,19 @@ class ClientCore:
     ) -> list[str]:
         """Section schemas the service schema refers to by file name and that `sections` do
         not provide (a schema is known by its name only, never by an `$id` inside another)."""
-        registry = validation.build_registry({**(sections or {}), answer.name: answer.schema})
-        resolver = registry.resolver(base_uri=validation.schema_file_name(answer.name))
+        registry = build_registry({**(sections or {}), answer.name: answer.schema})
+        resolver = registry.resolver(base_uri=schema_file_name(answer.name))
         missing = []
-        for name in sorted(validation.referenced_schemas(answer.schema)):
+        for name in sorted(referenced_schemas(answer.schema)):
             try:
-                resolver.lookup(validation.schema_file_name(name))
+                resolver.lookup(schema_file_name(name))
             except Unresolvable:
                 missing.append(name)
         return missing
 
     def compile_schemas(
         self, answer: SchemaAnswer, sections: Mapping[str, Mapping[str, Any]]
-    ) -> validation.SchemaSet | None:
+    ) -> SchemaSet | None:
         """Compile the service schema with its section schemas, once per schema version.
 
         When a section schema could not be had (say the token does not cover it), the client
@@ -684,11 +692,11 @@ class ClientCore:
             logger.warning(
                 "the schema of %s refers to %s, which this client cannot read; validating on the server only",
                 answer.name,
-                ", ".join(validation.schema_file_name(name) for name in missing),
+                ", ".join(schema_file_name(name) for name in missing),
             )
             self._schemas = (answer.version, None)
             return None
-        compiled = validation.SchemaSet({**sections, answer.name: answer.schema}, generation=0)
+        compiled = SchemaSet({**sections, answer.name: answer.schema}, generation=0)
         self._schemas = (answer.version, compiled)
         return compiled
 
@@ -733,7 +741,7 @@ class ClientCore:
         received: Received,
         data: Any,
         source: Source,
-        schemas: validation.SchemaSet | None = None,
+        schemas: SchemaSet | None = None,
     ) -> Config:
         """Resolve `@env` in this process and validate: a Config ready to apply.
 
@@ -777,12 +785,12 @@ class ClientCore:
         )
 
     def build(
-        self, received: Received, source: Source, schemas: validation.SchemaSet | None = None
+        self, received: Received, source: Source, schemas: SchemaSet | None = None
     ) -> Config:
         """Check the hash, resolve `@env` in this process, validate: a Config ready to apply."""
         return self.resolve(received, self.decode(received), source, schemas)
 
-    def read_cache(self) -> tuple[Received, validation.SchemaSet | None] | None:
+    def read_cache(self) -> tuple[Received, SchemaSet | None] | None:
         """The last-known-good document with the schemas it was validated against, or None
         when there is none usable (damage is logged)."""
         path = self.settings.lkg_path
@@ -803,11 +811,11 @@ class ClientCore:
         )
         return received, schemas
 
-    def file_schemas(self) -> validation.SchemaSet | None:
+    def file_schemas(self) -> SchemaSet | None:
         """The schemas a local file is checked against: those beside it (`schemas_dir`)."""
         return local_schemas(self.settings.schemas_dir, self.settings.service)
 
-    def from_file(self, schemas: validation.SchemaSet | None = None) -> Config:
+    def from_file(self, schemas: SchemaSet | None = None) -> Config:
         """The local file, checked against `schemas`, else against those in `schemas_dir`."""
         self._file_signature = self.file_signature()
         received = received_from_file(self.settings.file_path)
@@ -958,7 +966,7 @@ class ClientCore:
 
     # -- flows
 
-    def schemas_flow(self) -> Flow[validation.SchemaSet | None]:
+    def schemas_flow(self) -> Flow[SchemaSet | None]:
         """The service's compiled schema: fetched each time, compiled once per schema version."""
         service = self.settings.service
         answer = self.read_schema((yield self.schema_request()), service)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from config_service import tsk
+from config_service.atomic_file import write_atomically
 
 logger = logging.getLogger("client")
 
@@ -55,26 +54,7 @@ def write_lkg(
         ensure_ascii=False,
         sort_keys=True,
     ).encode("utf-8")
-    descriptor, temporary = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-    )
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    write_atomically(path, payload)
 
 
 def read_lkg(path: Path, *, service: str, environment: str) -> dict[str, Any] | None:

@@ -29,19 +29,15 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from config_service.tsk import pointer_token
+
 __all__ = [
     "diff_document",
-    "escape_pointer_token",
     "structural_diff",
     "unified_diff",
 ]
 
 Change = dict[str, Any]
-
-
-def escape_pointer_token(key: str) -> str:
-    """One JSON pointer reference token: `~` becomes `~0`, `/` becomes `~1` (RFC 6901)."""
-    return key.replace("~", "~0").replace("/", "~1")
 
 
 def structural_diff(old: Any, new: Any) -> list[Change]:
@@ -124,14 +120,14 @@ def _same(old: Any, new: Any) -> bool:
 def _compare(old: Any, new: Any, path: str, changes: list[Change]) -> None:
     if _is_mapping(old) and _is_mapping(new):
         for key, new_value in new.items():
-            child = f"{path}/{escape_pointer_token(key)}"
+            child = f"{path}/{pointer_token(key)}"
             if key in old:
                 _compare(old[key], new_value, child, changes)
             else:
                 changes.append({"op": "add", "path": child, "new": new_value})
         for key, old_value in old.items():
             if key not in new:
-                child = f"{path}/{escape_pointer_token(key)}"
+                child = f"{path}/{pointer_token(key)}"
                 changes.append({"op": "remove", "path": child, "old": old_value})
     elif isinstance(old, list) and isinstance(new, list):
         shared = min(len(old), len(new))

@@ -75,19 +75,18 @@ def make_file_sync(server: ConfigServer) -> FileSync:
     def report(outcome: SyncReport) -> None:
         if outcome.action != "rejected":
             return
-        server.store.append_audit(
-            AuditEntry(
-                actor=outcome.author,
-                action="schema_refused" if outcome.kind == "schema" else "sync_failed",
-                service=outcome.name,
-                environment=outcome.environment,
-                detail={
-                    "error": outcome.error,
-                    "message": outcome.message,
-                    "details": [dict(detail) for detail in outcome.details],
-                },
-            )
+        entry = AuditEntry(
+            actor=outcome.author,
+            action="schema_refused" if outcome.kind == "schema" else "sync_failed",
+            service=outcome.name,
+            environment=outcome.environment,
+            detail={
+                "error": outcome.error,
+                "message": outcome.message,
+                "details": [dict(detail) for detail in outcome.details],
+            },
         )
+        server.store.write(lambda transaction: transaction.append_audit(entry))
 
     return FileSync(
         settings.environments_dir,

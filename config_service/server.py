@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -24,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from config_service import tsk
+from config_service.atomic_file import replacing
 from config_service.auth import Principal, TokenBook, make_token
-from config_service.data_folder import make_private_folder
 from config_service.errors import ApiError, forbidden, not_found, precondition_failed
 from config_service.metrics import Metrics
 from config_service.names import InvalidName, check_name
+from config_service.schema import SchemaInvalid, SchemaSet, check_schema, identifier_failures
 from config_service.settings import Settings
 from config_service.store import (
     AuditEntry,
@@ -45,7 +45,7 @@ from config_service.store import (
     VersionRecord,
     utc_timestamp,
 )
-from config_service.validation import SchemaInvalid, SchemaSet, check_schema, identifier_failures
+from config_service.store.data_folder import make_private_folder
 
 logger = logging.getLogger("config_service")
 
@@ -376,7 +376,10 @@ class ConfigServer:
             )
         limit = self.settings.max_instances_per_document
         try:
-            self.store.record_instance(report, limit, utc_timestamp(self._stale_since()))
+            forget_before = utc_timestamp(self._stale_since())
+            self.store.write(
+                lambda transaction: transaction.record_instance(report, limit, forget_before)
+            )
         except TooManyInstances:
             raise ApiError(
                 429,
@@ -902,7 +905,7 @@ class ConfigServer:
             request_id=request_id,
             detail={"id": record.id, "name": name, "role": role},
         )
-        self.store.insert_token(record, audit)
+        self.store.write(lambda transaction: transaction.insert_token(record, audit))
         self.tokens.put(record)
         return record, secret
 
@@ -916,7 +919,7 @@ class ConfigServer:
             request_id=request_id,
             detail={"id": token_id},
         )
-        record = self.store.revoke_token(token_id, audit)
+        record = self.store.write(lambda transaction: transaction.revoke_token(token_id, audit))
         if record is None:
             raise not_found(f"there is no token {token_id!r}")
         self.tokens.put(record)
@@ -929,20 +932,12 @@ class ConfigServer:
         record, secret = make_token("admin", "admin", ["*"], ["*"], "first start")
         path = self.settings.admin_token_path
         make_private_folder(path.parent)
-        temporary = path.with_name(path.name + ".tmp")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(descriptor, (secret + "\n").encode("ascii"))
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-        os.chmod(temporary, 0o600)
-        # Store first, then publish the file: a crash in between leaves no orphan secret file.
-        self.store.insert_token(
-            record,
-            AuditEntry(actor="system", action="token_create", detail={"id": record.id, "name": "admin"}),
+        audit = AuditEntry(
+            actor="system", action="token_create", detail={"id": record.id, "name": "admin"}
         )
-        os.replace(temporary, path)
+        # Store first, then publish the file: a crash in between leaves no orphan secret file.
+        with replacing(path, (secret + "\n").encode("ascii"), mode=0o600):
+            self.store.write(lambda transaction: transaction.insert_token(record, audit))
         self.tokens.put(record)
         logger.info("created the first admin token; it is in %s (mode 0600)", path)
         return path

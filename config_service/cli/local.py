@@ -5,9 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +13,7 @@ from typing import Any
 
 import click
 
+from config_service.atomic_file import write_atomically
 from config_service.cli._common import read_input, segment
 from config_service.cli._errors import REFUSED, UNREACHABLE, CommandFailed
 from config_service.cli._group import State, global_options, json_option, main, pass_state
@@ -24,8 +23,8 @@ from config_service.cli._output import (
     schema_error_lines,
     source_error_lines,
 )
+from config_service.schema import SchemaInvalid, SchemaSet, check_schema, referenced_schemas
 from config_service.settings import DEFAULT_MAX_BODY
-from config_service.validation import SchemaInvalid, SchemaSet, check_schema, referenced_schemas
 
 MAX_REFERENCED_SCHEMAS = 50
 
@@ -252,22 +251,6 @@ def server_checker(state: State, service: str) -> Checker:
 # ---------------------------------------------------------------- fmt
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Temp file in the same folder, fsync, rename: a crash leaves the old file or the new one."""
-    mode = path.stat().st_mode & 0o7777
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as temp:
-            temp.write(text)
-            temp.flush()
-            os.fsync(temp.fileno())
-        os.chmod(temp_name, mode)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
 @main.command()
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
 @click.option("--check", is_flag=True, help="Change nothing; exit 1 when a file would be rewritten.")
@@ -324,7 +307,8 @@ def fmt(state: State, files: tuple[str, ...], check: bool) -> None:
             click.echo(formatted, nl=False)
         else:
             status = "reformatted"
-            write_atomically(Path(file), formatted)
+            path = Path(file)
+            write_atomically(path, formatted.encode("utf-8"), mode=path.stat().st_mode & 0o7777)
             if not state.json:
                 click.echo(f"reformatted {file_name}")
         if file == "-" and status in ("unchanged", "untouched") and not check:

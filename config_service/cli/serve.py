@@ -13,8 +13,8 @@ from typing import Any
 import click
 
 from config_service.cli._group import main
-from config_service.data_folder import DataFolderInUse, lock_data_folder, open_to_others
 from config_service.settings import parse_pipeline, parse_sections, settings_from_environment
+from config_service.store.data_folder import DataFolderInUse, lock_data_folder, open_to_others
 
 logger = logging.getLogger("config_service")
 
@@ -191,9 +191,9 @@ def _http_protocol(app: Any) -> Any:
 
 def _warn_about_missing_internals() -> None:
     """Say at start when jsonschema lacks the private resolver validation builds on."""
-    from config_service import validation
+    from config_service.schema import keywords
 
-    missing = validation.JSONSCHEMA_INTERNALS_MISSING
+    missing = keywords.JSONSCHEMA_INTERNALS_MISSING
     if missing is not None:
         logger.warning(
             "jsonschema %s lacks internals this server builds on (%s): unevaluatedProperties is "

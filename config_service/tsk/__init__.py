@@ -1,4 +1,4 @@
-"""TSK, the configuration language: parse, write, `@env` references, wire form and hashes.
+"""TSK, the configuration language: parse, write, `@env` references, wire form, hashes, JSON pointers.
 
 Standard library only: the server and the client both stand on this package.
 
@@ -11,7 +11,15 @@ from config_service.tsk._document import TSK
 from config_service.tsk._format import CannotFormat, reformat
 from config_service.tsk._parser import MAX_CHARS, MAX_DEPTH, MAX_VALUES, decode, load, loads
 from config_service.tsk._resolve import resolve, validation_view
-from config_service.tsk._types import MISSING, EnvRef, TSKDecodeError, TSKResolveError
+from config_service.tsk._types import (
+    MISSING,
+    EnvRef,
+    TSKDecodeError,
+    TSKResolveError,
+    json_pointer,
+    pointer_key,
+    pointer_token,
+)
 from config_service.tsk._wire import (
     canonical_json,
     document_hash,
@@ -37,8 +45,11 @@ __all__ = [
     "document_hash",
     "dumps",
     "from_wire",
+    "json_pointer",
     "load",
     "loads",
+    "pointer_key",
+    "pointer_token",
     "reformat",
     "resolve",
     "section_hashes",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -105,8 +106,13 @@ def pointer_token(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 
 
-def json_pointer(parts: list[str | int]) -> str:
-    """The JSON pointer of a path of keys and indexes; `""` for the document itself."""
+def pointer_key(token: str) -> str:
+    """The key one JSON pointer reference token stands for: `~1` becomes `/`, `~0` becomes `~`."""
+    return token.replace("~1", "/").replace("~0", "~")
+
+
+def json_pointer(parts: Iterable[str | int]) -> str:
+    """The JSON pointer (RFC 6901) of a path of keys and indexes; `""` for the document itself."""
     return "".join(f"/{pointer_token(part) if isinstance(part, str) else part}" for part in parts)
 
 

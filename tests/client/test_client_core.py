@@ -140,7 +140,7 @@ def test_a_schema_failure_does_not_repeat_a_value_that_came_from_the_environment
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The message is logged and reported to the server: a secret from @env must not be in it."""
-    from config_service import validation
+    from config_service.schema import SchemaSet
 
     monkeypatch.setenv("TSKCFG_TEST_TOKEN", "hunter2")
     monkeypatch.setenv("TSKCFG_TEST_KEYS", '["s3cret-one", "s3cret-one"]')
@@ -152,7 +152,7 @@ def test_a_schema_failure_does_not_repeat_a_value_that_came_from_the_environment
             "name": {"type": "string", "maxLength": 2},
         },
     }
-    schemas = validation.SchemaSet({SERVICE: schema}, generation=0)
+    schemas = SchemaSet({SERVICE: schema}, generation=0)
     with pytest.raises(InvalidConfig) as caught:
         core_for(tmp_path).build(
             received(

@@ -15,10 +15,10 @@ import pytest
 
 from config_service.auth import Principal
 from config_service.errors import ApiError
+from config_service.schema import SchemaInvalid, check_schema
 from config_service.server import ConfigServer, schema_hash
 from config_service.settings import Settings
 from config_service.store import Transaction
-from config_service.validation import SchemaInvalid, check_schema
 
 from .conftest import REPOSITORY, ServerProcess, assert_error, make_root, push
 

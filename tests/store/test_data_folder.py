@@ -8,8 +8,7 @@ import subprocess
 from pathlib import Path
 
 import httpx
-
-from .conftest import TSKCFG, USER_SERVICE, ServerProcess, free_port, make_root, push
+from server.conftest import TSKCFG, USER_SERVICE, ServerProcess, free_port, make_root, push
 
 
 def _mode(path: Path) -> int:

@@ -1,11 +1,14 @@
-"""Review of the RE2 pattern keywords: they judge (and word failures) like jsonschema's own,
-schemas are checked without Python's `re`, and the validator honours embedded `$id`s when
-finding which properties are evaluated (though the server stores no schema that has them).
+"""The RE2 pattern keywords: a pattern cannot make validation take exponential time, patterns RE2
+cannot run are refused at their pointer, and the keywords judge (and word failures) like
+jsonschema's own, embedded `$id`s and lone surrogates included.
+
+With a backtracking engine, `^(a+)+$` against forty `a`s and a `!` takes longer than the
+age of the universe; these tests would hang (and fail on the per-test timeout) if any
+keyword that evaluates a pattern went back to Python's `re`.
 """
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
@@ -13,7 +16,106 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from config_service.validation import SchemaInvalid, SchemaSet, Validator, check_schema
+from config_service.schema import SchemaInvalid, SchemaSet, check_schema
+from config_service.schema.keywords import Validator, pattern_failures
+
+EVIL = "^(a+)+$"
+CRAFTED = "a" * 40 + "!"
+
+
+def errors(schema: dict[str, Any], instance: Any) -> list[dict[str, str]]:
+    return SchemaSet({"svc": schema}, 1).errors("svc", instance)
+
+
+@pytest.mark.timeout(20)
+def test_a_catastrophic_pattern_is_answered_at_once_by_every_keyword_that_uses_patterns() -> None:
+    assert errors({"properties": {"name": {"pattern": EVIL}}}, {"name": CRAFTED}) == [
+        {"path": "/name", "message": f"{CRAFTED!r} does not match {EVIL!r}"}
+    ]
+    assert errors({"properties": {"name": {"pattern": EVIL}}}, {"name": "aaaa"}) == []
+    only_evil_keys = {"patternProperties": {EVIL: {"type": "integer"}}, "additionalProperties": False}
+    failures = errors(only_evil_keys, {CRAFTED: 1, "aaa": 2})
+    assert [failure["path"] for failure in failures] == [""]
+    assert CRAFTED in failures[0]["message"]
+    assert errors(only_evil_keys, {"aaa": "x"})[0]["path"] == "/aaa"
+    unevaluated = {"patternProperties": {EVIL: {}}, "unevaluatedProperties": False}
+    assert len(errors(unevaluated, {CRAFTED: 1})) == 1
+    assert errors(unevaluated, {"aa": 1}) == []
+    assert errors({"propertyNames": {"pattern": EVIL}}, {CRAFTED: 1})
+
+
+def test_patterns_that_re2_cannot_run_are_refused_with_their_pointer() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "release": {"type": "string", "pattern": "^(?!v)[0-9.]+$"},
+            "items": {"type": "array", "items": {"pattern": "(a)\\1"}},
+        },
+        "patternProperties": {"^(?<=x)y": {}},
+        "$defs": {"fine": {"pattern": "^[a-z]+$"}},
+        # Data, not keywords: never evaluated as patterns, so never refused.
+        "default": {"pattern": "(?=data)"},
+        "examples": [{"patternProperties": {"(?=data)": 1}}],
+    }
+    with pytest.raises(SchemaInvalid) as raised:
+        check_schema("svc", schema, {})
+    paths = sorted(detail["path"] for detail in raised.value.details)
+    assert paths == [
+        "/patternProperties/^(?<=x)y",
+        "/properties/items/items/pattern",
+        "/properties/release/pattern",
+    ]
+    assert all("RE2" in detail["message"] for detail in raised.value.details)
+    assert pattern_failures({"pattern": "(a{500}){50}"})  # a program too large to compile: refused too
+    check_schema("svc", {"properties": {"v": {"pattern": EVIL}}}, {})  # RE2 runs this one safely
+
+
+def test_a_stored_pattern_re2_cannot_run_fails_validation_instead_of_running() -> None:
+    # Schemas stored before patterns were checked at PUT: validation says why, and runs nothing.
+    failures = errors({"properties": {"v": {"pattern": "(?=x)"}}}, {"v": "x"})
+    assert failures == [
+        {"path": "", "message": failures[0]["message"]},
+    ] and "cannot be used" in failures[0]["message"]
+
+
+SCHEMAS: list[dict[str, Any]] = [
+    {"properties": {"a": {"type": "integer"}}, "patternProperties": {"^x-": {"type": "string"}},
+     "additionalProperties": False},
+    {"patternProperties": {"^x-": {"type": "string"}}, "additionalProperties": {"type": "integer"}},
+    {"properties": {"a": {}}, "additionalProperties": False},
+    {"allOf": [{"properties": {"a": {}}}], "patternProperties": {"^p": {}}, "unevaluatedProperties": False},
+    {"$defs": {"base": {"properties": {"a": {}}}}, "$ref": "#/$defs/base", "unevaluatedProperties": False},
+    {"anyOf": [{"properties": {"a": {"type": "integer"}}, "required": ["a"]}, {"properties": {"b": {}}}],
+     "unevaluatedProperties": False},
+    {"oneOf": [{"properties": {"a": {}}, "required": ["a"]}, {"properties": {"b": {}}, "required": ["b"]}],
+     "unevaluatedProperties": {"type": "string"}},
+    {"if": {"properties": {"kind": {"const": "db"}}, "required": ["kind"]},
+     "then": {"properties": {"url": {}}}, "else": {"properties": {"path": {}}},
+     "properties": {"kind": {}}, "unevaluatedProperties": False},
+    {"dependentSchemas": {"a": {"properties": {"b": {}}}}, "properties": {"a": {}},
+     "unevaluatedProperties": False},
+    {"properties": {"nested": {"properties": {"a": {}}, "additionalProperties": {"type": "boolean"}}},
+     "unevaluatedProperties": False},
+    {"patternProperties": {"[0-9]": {"type": "integer"}, "^[a-z]+$": {"type": "string"}}},
+    {"properties": {"v": {"pattern": "^[0-9]+\\.[0-9]+$"}}},
+]
+INSTANCES: list[Any] = [
+    {}, {"a": 1}, {"a": "x"}, {"x-y": "s"}, {"x-y": 1}, {"b": 2}, {"p1": 1, "a": 1}, {"z": 1},
+    {"a": 1, "b": "s"}, {"b": "s", "c": "t"}, {"kind": "db", "url": 1}, {"kind": "db", "path": 1},
+    {"kind": "file", "path": 1}, {"nested": {"a": 1, "b": True}}, {"nested": {"b": 1}},
+    {"k1": 1, "abc": "s"}, {"k1": "s"}, {"v": "1.2"}, {"v": "1.2.3x"}, {"v": "x1.2"}, [1], "text",
+]
+
+
+@pytest.mark.parametrize("schema", SCHEMAS, ids=[str(index) for index in range(len(SCHEMAS))])
+def test_the_re2_keywords_judge_like_jsonschemas_own_on_ordinary_patterns(schema: dict[str, Any]) -> None:
+    ours, theirs = Validator(schema), Draft202012Validator(schema)
+    for instance in INSTANCES:
+        assert ours.is_valid(instance) == theirs.is_valid(instance), instance
+        assert sorted(error.message for error in ours.iter_errors(instance)) == sorted(
+            error.message for error in theirs.iter_errors(instance)
+        ), instance
+
 
 # Patterns on which Python's `re` and RE2 agree for the keys generated below (ASCII, no newline).
 PATTERNS = ["^a", "b$", "^[ab]+$", "c", "^(a|bc)", "[0-9]", "^$", "^.{2}$", "a.*b"]
@@ -53,9 +155,9 @@ def extend(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     )
 
 
-SCHEMAS = st.recursive(leaf_schemas(), extend, max_leaves=8)
+GENERATED_SCHEMAS = st.recursive(leaf_schemas(), extend, max_leaves=8)
 VALUES = st.one_of(st.integers(-2, 2), st.sampled_from(["a", "ab", "x1", ""]))
-INSTANCES = st.one_of(
+GENERATED_INSTANCES = st.one_of(
     st.dictionaries(KEYS, st.one_of(VALUES, st.dictionaries(KEYS, VALUES, max_size=2)), max_size=4),
     VALUES,
 )
@@ -69,7 +171,7 @@ def judged(validator: Any, instance: Any) -> list[tuple[list[Any], str]]:
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(schema=SCHEMAS, named=SCHEMAS, instance=INSTANCES)
+@given(schema=GENERATED_SCHEMAS, named=GENERATED_SCHEMAS, instance=GENERATED_INSTANCES)
 def test_the_re2_keywords_judge_and_word_failures_like_jsonschema(
     schema: Any, named: Any, instance: Any
 ) -> None:
@@ -174,76 +276,19 @@ def test_a_pattern_that_only_a_ref_makes_a_schema_is_refused_with_its_pointer() 
     assert SchemaSet({"svc": fine}, 1).errors("svc", {"name": "A"})[0]["path"] == "/name"
 
 
-def test_a_schema_nested_thousands_deep_is_refused_cleanly() -> None:
-    schema: dict[str, Any] = {"pattern": "^a"}
-    for _ in range(5000):
-        schema = {"not": schema, "$ref": "#/$defs/x"}
-    with pytest.raises(SchemaInvalid):
-        check_schema("svc", schema, {})
-
-
-def chain_of_defs(depth: int, leaf: dict[str, Any], unevaluated: bool) -> dict[str, Any]:
-    """`$defs` l1..lN, each an `anyOf` of two `$ref`s to the one below: 2^N paths, ~100 bytes a level."""
-    defs: dict[str, Any] = {"l0": leaf}
-    for level in range(1, depth + 1):
-        below = {"$ref": f"#/$defs/l{level - 1}"}
-        defs[f"l{level}"] = {"anyOf": [below, dict(below)]}
-        if unevaluated:
-            defs[f"l{level}"]["unevaluatedProperties"] = False
-    return {"$defs": defs, "$ref": f"#/$defs/l{depth}"}
-
-
-@pytest.mark.timeout(30)
-@pytest.mark.parametrize("unevaluated", [False, True])
-def test_a_small_schema_cannot_make_one_validation_take_exponential_time(unevaluated: bool) -> None:
-    leaf = {"properties": {"a": {}}} if unevaluated else {"required": ["missing"]}
-    schema = chain_of_defs(40, leaf, unevaluated)  # 2^40 paths in 4 KB: years, unbounded
-    check_schema("svc", schema, {})
-    failures = SchemaSet({"svc": schema}, 1).errors("svc", {"a": 1})
-    assert failures == [
-        {
-            "path": "",
-            "message": "the schema takes too many steps to check this document (its $refs "
-            "and combinators name the same subschemas over and over)",
-        }
-    ]
-    # The same construction a few levels deep is checked as usual.
-    shallow = chain_of_defs(3, leaf, unevaluated)
-    expected = judged(Draft202012Validator(shallow), {"a": 1})
-    assert [failure["message"] for failure in SchemaSet({"svc": shallow}, 1).errors("svc", {"a": 1})] == [
-        message for _, message in expected
-    ]
-
-
-def test_a_schema_that_refers_to_itself_under_not_is_a_clean_failure_in_any_thread() -> None:
-    # The recursion limit strikes inside the resolver's Rust code: a PanicException (a
-    # BaseException) used to escape SchemaSet.errors, through the server's handlers.
-    schema = {"$defs": {"named": {"not": {"$ref": "#/$defs/named"}}}, "$ref": "#/$defs/named"}
-    check_schema("svc", schema, {})
-    schemas = SchemaSet({"svc": schema}, 1)
-    results: list[Any] = []
-
-    def validate(frames: int = 0) -> None:
-        # Where the limit strikes depends on how deep the caller's stack already is.
-        if frames:
-            validate(frames - 1)
-            return
-        for instance in ({"a": 1}, 1, "x"):
-            results.append(schemas.errors("svc", instance))
-
-    for frames in range(0, 60, 3):
-        validate(frames)
-    worker = threading.Thread(target=validate)
-    worker.start()
-    worker.join(30)
-    assert results == [ENDLESS] * (3 * 20 + 3)
-    # The set still validates (the panic left nothing broken behind).
-    assert SchemaSet({"svc": {"type": "integer"}}, 2).errors("svc", "x")[0]["path"] == ""
-
-
 def test_unevaluated_properties_names_a_key_once_per_failure_of_its_value_like_jsonschema() -> None:
     schema = {"unevaluatedProperties": {"properties": {"a": False}, "not": {}}}
     instance = {"a": {"a": 0}}
     expected = judged(Draft202012Validator(schema), instance)
     assert "('a', 'a' were" in expected[0][1]
     assert judged(Validator(schema), instance) == expected
+
+
+def test_compiled_patterns_are_kept_within_a_bound_in_bytes() -> None:
+    from config_service.schema import keywords
+
+    cache = keywords.compile_pattern.cache  # type: ignore[attr-defined]
+    for index in range(200):  # 200 patterns of 200,000 characters: more than the bound
+        assert keywords.pattern_matches(f"^{'a' * 200_000}{index}$", "a" * 200_000 + str(index))
+    assert 0 < cache.currsize <= keywords.COMPILED_PATTERNS_BYTES
+    assert len(cache) < 200

@@ -1,8 +1,4 @@
-"""The durable store: append-only versions, schemas, tokens, instance reports and the audit log.
-
-`Store` is the interface the rest of the server uses; `SqliteStore` implements it on one
-SQLite file through sqlite-utils. A PostgreSQL store for several replicas can implement the
-same interface later, which is why no SQL lives outside this module.
+"""The store on one SQLite file: its tables, the group-commit writer thread, and the reads.
 
 Durability: WAL with `synchronous=FULL`, so a commit is on disk (WAL fsynced) before the
 method returns and the server answers. Writes are operations run by one writer thread on one
@@ -20,26 +16,32 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, TypeVar
 
-import sqlite_utils
-
-from config_service.data_folder import create_private_file, make_private_folder
+from config_service.store.data_folder import create_private_file, make_private_folder
+from config_service.store.interface import CommitListener, Store, Transaction
+from config_service.store.records import (
+    MAX_INSTANCES_PER_DOCUMENT,
+    AuditEntry,
+    AuditRecord,
+    IfMatch,
+    InstanceRecord,
+    InstanceReport,
+    NewVersion,
+    PreconditionFailed,
+    SchemaRecord,
+    TokenRecord,
+    TooManyInstances,
+    VersionRecord,
+    utc_now,
+)
 
 T = TypeVar("T")
 
 # Most writes a group commit gathers into one transaction (one fsync).
 MAX_BATCH = 256
-# Instances kept per document unless the server says otherwise (Settings): reports under
-# ever new instance ids must not grow the store without bound.
-MAX_INSTANCES_PER_DOCUMENT = 1_000
-
-# A precondition on the current version of a document: a version number (0 = must not
-# exist) or "*" (must exist). None means no precondition.
-IfMatch = int | Literal["*"] | None
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -121,298 +123,6 @@ ADDED_COLUMNS = {
 }
 
 
-def utc_now() -> str:
-    """The current time as ISO 8601 UTC with millisecond precision and a `Z`."""
-    return utc_timestamp(datetime.now(UTC))
-
-
-def utc_timestamp(moment: datetime) -> str:
-    """`moment` (aware) as the store writes times; such strings sort in time order."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-class PreconditionFailed(Exception):
-    """The document's current version is not the one the writer named in `If-Match`."""
-
-    def __init__(self, current: int | None) -> None:
-        super().__init__(f"current version is {current}")
-        self.current = current
-
-
-@dataclass(frozen=True)
-class VersionRecord:
-    """One immutable version of one document."""
-
-    sequence: int
-    service: str
-    environment: str
-    version: int
-    source: str
-    config: str  # the wire JSON of the data, as text
-    hash: str
-    author: str
-    token_id: str | None
-    message: str
-    created_at: str
-    kind: str
-    promoted_from_environment: str | None = None
-    promoted_from_version: int | None = None
-    rolled_back_to: int | None = None
-
-    def metadata(self) -> dict[str, Any]:
-        """The version metadata of the API (DESIGN "API details")."""
-        promoted_from = None
-        if self.promoted_from_environment is not None:
-            promoted_from = {
-                "environment": self.promoted_from_environment,
-                "version": self.promoted_from_version,
-            }
-        return {
-            "service": self.service,
-            "environment": self.environment,
-            "version": self.version,
-            "hash": self.hash,
-            "created_at": self.created_at,
-            "author": self.author,
-            "message": self.message,
-            "kind": self.kind,
-            "promoted_from": promoted_from,
-            "rolled_back_to": self.rolled_back_to,
-        }
-
-
-@dataclass(frozen=True)
-class NewVersion:
-    """What a writer asks to store; the store adds the number, sequence and time."""
-
-    service: str
-    environment: str
-    source: str
-    config: str
-    hash: str
-    author: str
-    token_id: str | None
-    message: str
-    kind: str = "push"
-    promoted_from_environment: str | None = None
-    promoted_from_version: int | None = None
-    rolled_back_to: int | None = None
-
-
-@dataclass(frozen=True)
-class SchemaRecord:
-    sequence: int
-    name: str
-    version: int
-    schema: str  # JSON text as stored
-    hash: str
-    author: str
-    token_id: str | None
-    created_at: str
-
-    def metadata(self) -> dict[str, Any]:
-        return {
-            "service": self.name,
-            "version": self.version,
-            "hash": self.hash,
-            "created_at": self.created_at,
-            "author": self.author,
-        }
-
-
-@dataclass(frozen=True)
-class TokenRecord:
-    id: str
-    name: str
-    role: str
-    services: tuple[str, ...]
-    environments: tuple[str, ...]
-    secret_hash: str
-    created_at: str
-    created_by: str | None = None
-    revoked_at: str | None = None
-
-    def public(self) -> dict[str, Any]:
-        """The token as listed: never the secret, nor its hash."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "role": self.role,
-            "services": list(self.services),
-            "environments": list(self.environments),
-            "created_at": self.created_at,
-            "created_by": self.created_by,
-            "revoked_at": self.revoked_at,
-        }
-
-
-class TooManyInstances(Exception):
-    """A report from a new instance of a document that already has as many as allowed, none stale."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the document already has {limit} instances")
-        self.limit = limit
-
-
-@dataclass(frozen=True)
-class InstanceReport:
-    """What an instance says about itself (`POST /v1/instances`), its fields already checked.
-
-    `version` and `hash` are what it runs. For `failed`, `failed_version` and `failed_hash`
-    are what it could not apply; a failed report without them fails `version`, and the
-    version the instance ran before is kept.
-    """
-
-    service: str
-    environment: str
-    instance_id: str
-    status: str
-    version: int | None = None
-    hash: str | None = None
-    error: str | None = None
-    failed_version: int | None = None
-    failed_hash: str | None = None
-    cohort: str | None = None
-
-
-@dataclass(frozen=True)
-class InstanceRecord:
-    service: str
-    environment: str
-    instance_id: str
-    version: int | None
-    hash: str | None
-    status: str
-    error: str | None
-    first_seen: str
-    last_seen: str
-    failed_version: int | None = None
-    failed_hash: str | None = None
-    cohort: str | None = None
-
-
-# Every `action` the server writes to the audit log; `tskcfg audit --action` offers exactly these.
-AUDIT_ACTIONS = (
-    "push", "sync", "rollback", "promote", "schema", "token_create", "token_revoke", "schema_refused",
-    "sync_failed",
-)
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    """One line of the audit log, as written; the store adds id and time."""
-
-    actor: str
-    action: str
-    token_id: str | None = None
-    service: str | None = None
-    environment: str | None = None
-    version: int | None = None
-    request_id: str | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class AuditRecord:
-    id: int
-    at: str
-    actor: str
-    token_id: str | None
-    action: str
-    service: str | None
-    environment: str | None
-    version: int | None
-    request_id: str | None
-    detail: dict[str, Any]
-
-    def public(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "at": self.at,
-            "actor": self.actor,
-            "token_id": self.token_id,
-            "action": self.action,
-            "service": self.service,
-            "environment": self.environment,
-            "version": self.version,
-            "request_id": self.request_id,
-            "detail": self.detail,
-        }
-
-
-# Called after every commit that created versions, in commit order, outside the write lock's
-# transaction but before the writer gets its answer.
-CommitListener = Callable[[list[VersionRecord]], None]
-
-
-class Store(Protocol):
-    """What the server needs from durable storage."""
-
-    def open(self) -> None: ...
-    def close(self) -> None: ...
-    def write(self, operation: Callable[[Transaction], T], exclusive: bool = False) -> T: ...
-    def submit(
-        self, operation: Callable[[Transaction], T], exclusive: bool = False
-    ) -> Future[T]: ...
-    def check(self) -> None: ...
-    def add_commit_listener(self, listener: CommitListener) -> None: ...
-
-    def append_version(
-        self, new: NewVersion, if_match: IfMatch, audit: AuditEntry | None
-    ) -> tuple[VersionRecord, bool]: ...
-    def current_version(self, service: str, environment: str) -> VersionRecord | None: ...
-    def get_version(self, service: str, environment: str, version: int) -> VersionRecord | None: ...
-    # Listings (these two and current_versions): metadata only, `source` and `config` are "".
-    def list_versions(
-        self, service: str, environment: str, limit: int, before: int | None
-    ) -> list[VersionRecord]: ...
-    def current_versions(self) -> list[VersionRecord]: ...
-    def last_version_of_kind(
-        self, service: str, environment: str, kind: str
-    ) -> VersionRecord | None: ...
-    def versions_after(self, sequence: int, limit: int) -> list[VersionRecord]: ...
-    def last_sequence(self) -> int: ...
-    def has_versions(self, service: str) -> bool: ...
-
-    def append_schema(
-        self,
-        name: str,
-        schema: str,
-        hash: str,
-        author: str,
-        token_id: str | None,
-        audit: AuditEntry | None,
-    ) -> tuple[SchemaRecord, bool]: ...
-    def current_schema(self, name: str) -> SchemaRecord | None: ...
-    def get_schema(self, name: str, version: int) -> SchemaRecord | None: ...
-    def last_schema_by_author(self, name: str, author: str) -> SchemaRecord | None: ...
-    def list_schemas(self, name: str, limit: int, before: int | None) -> list[SchemaRecord]: ...
-    def current_schemas(self) -> list[SchemaRecord]: ...
-
-    def insert_token(self, token: TokenRecord, audit: AuditEntry | None) -> None: ...
-    def revoke_token(self, token_id: str, audit: AuditEntry | None) -> TokenRecord | None: ...
-    def list_tokens(self) -> list[TokenRecord]: ...
-
-    def record_instance(
-        self,
-        report: InstanceReport,
-        limit: int = MAX_INSTANCES_PER_DOCUMENT,
-        forget_before: str | None = None,
-    ) -> None: ...
-    def list_instances(self, service: str, environment: str) -> list[InstanceRecord]: ...
-
-    def append_audit(self, entry: AuditEntry) -> None: ...
-    def list_audit(
-        self,
-        limit: int,
-        before: int | None,
-        service: str | None = None,
-        environment: str | None = None,
-        action: str | None = None,
-        actor: str | None = None,
-    ) -> list[AuditRecord]: ...
-
-
 _VERSION_COLUMNS = (
     "sequence, service, environment, version, source, config, hash, author, token_id, message, "
     "created_at, kind, promoted_from_environment, promoted_from_version, rolled_back_to"
@@ -454,27 +164,47 @@ def _token(row: dict[str, Any]) -> TokenRecord:
     )
 
 
+def _current_version(
+    connection: sqlite3.Connection, service: str, environment: str
+) -> VersionRecord | None:
+    rows = _rows(
+        connection,
+        f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = ? AND environment = ? "
+        "ORDER BY version DESC LIMIT 1",
+        (service, environment),
+    )
+    return _version(rows[0]) if rows else None
+
+
+def _current_schema(connection: sqlite3.Connection, name: str) -> SchemaRecord | None:
+    rows = _rows(
+        connection,
+        f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE name = ? ORDER BY version DESC LIMIT 1",
+        (name,),
+    )
+    return _schema(rows[0]) if rows else None
+
+
 def _audit(row: dict[str, Any]) -> AuditRecord:
     values = dict(row)
     values["detail"] = json.loads(values["detail"] or "{}")
     return AuditRecord(**values)
 
 
-class Transaction:
-    """What a write operation may do: it runs on the writer thread, inside the batch's transaction.
+class SqliteTransaction(Transaction):
+    """`Transaction` on the writer thread's connection, inside the batch's transaction.
 
     Each operation runs in its own savepoint, so one that raises (a failed precondition, a
     refused schema) undoes only its own changes; the others in the batch still commit.
     """
 
-    def __init__(self, connection: sqlite3.Connection, database: sqlite_utils.Database) -> None:
+    def __init__(self, connection: sqlite3.Connection) -> None:
         self.connection = connection
-        self.database = database
         self.created: list[VersionRecord] = []
         self.callbacks: list[Callable[[], None]] = []
 
     def after_commit(self, callback: Callable[[], None]) -> None:
-        """Run `callback` on the writer thread once this operation's batch is durable."""
+        # On the writer thread, once the whole batch is durable.
         self.callbacks.append(callback)
 
     def rows(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[dict[str, Any]]:
@@ -483,12 +213,7 @@ class Transaction:
     # -- versions --------------------------------------------------------------------
 
     def current_version(self, service: str, environment: str) -> VersionRecord | None:
-        rows = self.rows(
-            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = ? AND environment = ? "
-            "ORDER BY version DESC LIMIT 1",
-            (service, environment),
-        )
-        return _version(rows[0]) if rows else None
+        return _current_version(self.connection, service, environment)
 
     def current_versions(self) -> list[VersionRecord]:
         return [_version(row) for row in self.rows(_CURRENT_VERSIONS)]
@@ -496,9 +221,6 @@ class Transaction:
     def append_version(
         self, new: NewVersion, if_match: IfMatch, audit: AuditEntry | None
     ) -> tuple[VersionRecord, bool]:
-        """Store `new` as the next version, unless the precondition fails (PreconditionFailed)
-        or its source is identical to the current version's (then that version, created=False).
-        """
         current = self.current_version(new.service, new.environment)
         current_number = current.version if current else 0
         if if_match == "*" and current is None:
@@ -540,11 +262,7 @@ class Transaction:
     # -- schemas ---------------------------------------------------------------------
 
     def current_schema(self, name: str) -> SchemaRecord | None:
-        rows = self.rows(
-            f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE name = ? ORDER BY version DESC LIMIT 1",
-            (name,),
-        )
-        return _schema(rows[0]) if rows else None
+        return _current_schema(self.connection, name)
 
     def append_schema(
         self,
@@ -579,18 +297,20 @@ class Transaction:
     # -- tokens, instances, audit ----------------------------------------------------
 
     def insert_token(self, token: TokenRecord, audit: AuditEntry | None) -> None:
-        self.database.table("tokens").insert(
-            {
-                "id": token.id,
-                "name": token.name,
-                "role": token.role,
-                "services": json.dumps(list(token.services)),
-                "environments": json.dumps(list(token.environments)),
-                "secret_hash": token.secret_hash,
-                "created_at": token.created_at,
-                "created_by": token.created_by,
-                "revoked_at": token.revoked_at,
-            }
+        self.connection.execute(
+            "INSERT INTO tokens (id, name, role, services, environments, secret_hash, created_at, "
+            "created_by, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                token.id,
+                token.name,
+                token.role,
+                json.dumps(list(token.services)),
+                json.dumps(list(token.environments)),
+                token.secret_hash,
+                token.created_at,
+                token.created_by,
+                token.revoked_at,
+            ),
         )
         if audit is not None:
             self.append_audit(audit, at=token.created_at)
@@ -614,12 +334,6 @@ class Transaction:
         limit: int = MAX_INSTANCES_PER_DOCUMENT,
         forget_before: str | None = None,
     ) -> None:
-        """Remember the report, replacing the instance's previous one.
-
-        A document keeps at most `limit` instances: a new one past that takes the place of
-        those last seen before `forget_before` (stale), oldest first, or is refused with
-        TooManyInstances when none is.
-        """
         document = (report.service, report.environment)
         known = self.rows(
             "SELECT version, hash FROM instances WHERE service = ? AND environment = ? "
@@ -719,8 +433,8 @@ class _Write:
     future: Future[Any]
 
 
-class SqliteStore:
-    """The store on one SQLite file (WAL, synchronous=FULL) through sqlite-utils.
+class SqliteStore(Store):
+    """The store on one SQLite file (WAL, synchronous=FULL).
 
     Every write is an operation handed to one writer thread. The thread takes all the
     operations waiting, runs each in its own savepoint inside one transaction, commits once
@@ -731,7 +445,7 @@ class SqliteStore:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._writer: sqlite_utils.Database | None = None
+        self._writer: sqlite3.Connection | None = None
         self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._local = threading.local()
@@ -761,7 +475,7 @@ class SqliteStore:
         connection.execute("PRAGMA journal_mode = WAL")
         connection.executescript(SCHEMA_SQL)
         _add_missing_columns(connection)
-        self._writer = sqlite_utils.Database(connection, execute_plugins=False)
+        self._writer = connection
         self._closed = False
         self._thread = threading.Thread(target=self._write_loop, name="tskcfg-store-writer", daemon=True)
         self._thread.start()
@@ -775,7 +489,7 @@ class SqliteStore:
             self._thread.join(timeout=30)
             self._thread = None
         if self._writer is not None:
-            self._writer.conn.close()
+            self._writer.close()
             self._writer = None
         with self._readers_lock:
             for connection in self._readers:
@@ -802,7 +516,6 @@ class SqliteStore:
         return _rows(self._reader(), sql, params)
 
     def check(self) -> None:
-        """Raise when the store cannot answer a query or take a write."""
         self._query("SELECT 1 AS ok")
         if self._thread is None or not self._thread.is_alive():
             raise RuntimeError("the store's writer is not running")
@@ -817,16 +530,10 @@ class SqliteStore:
     # -- the writer ------------------------------------------------------------------
 
     def write(self, operation: Callable[[Transaction], T], exclusive: bool = False) -> T:
-        """Run `operation` on the writer thread and return its result once committed.
-
-        An exception raised by the operation is raised here (its changes are undone).
-        `exclusive` runs it alone in its transaction, for writes whose after-commit
-        callbacks change what later operations must see (a new schema).
-        """
+        # On the writer thread: see the class docstring.
         return self.submit(operation, exclusive).result()
 
     def submit(self, operation: Callable[[Transaction], T], exclusive: bool = False) -> Future[T]:
-        """Queue `operation` for the writer thread; the future resolves once it is committed."""
         if self._closed:
             raise RuntimeError("the store is closed")
         future: Future[T] = Future()
@@ -869,10 +576,9 @@ class SqliteStore:
                 return
 
     def _commit(self, batch: list[_Write]) -> None:
-        database = self._writer
-        assert database is not None
-        connection = database.conn
-        transaction = Transaction(connection, database)
+        connection = self._writer
+        assert connection is not None
+        transaction = SqliteTransaction(connection)
         outcomes: list[tuple[bool, Any]] = []
         try:
             # IMMEDIATE takes the write lock at once, so another process on the same file
@@ -921,18 +627,8 @@ class SqliteStore:
 
     # -- versions --------------------------------------------------------------------
 
-    def append_version(
-        self, new: NewVersion, if_match: IfMatch, audit: AuditEntry | None
-    ) -> tuple[VersionRecord, bool]:
-        return self.write(lambda transaction: transaction.append_version(new, if_match, audit))
-
     def current_version(self, service: str, environment: str) -> VersionRecord | None:
-        rows = self._query(
-            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = ? AND environment = ? "
-            "ORDER BY version DESC LIMIT 1",
-            (service, environment),
-        )
-        return _version(rows[0]) if rows else None
+        return _current_version(self._reader(), service, environment)
 
     def get_version(self, service: str, environment: str, version: int) -> VersionRecord | None:
         rows = self._query(
@@ -944,7 +640,6 @@ class SqliteStore:
     def list_versions(
         self, service: str, environment: str, limit: int, before: int | None
     ) -> list[VersionRecord]:
-        """Newest first; the records carry metadata only (`source` and `config` are empty)."""
         rows = self._query(
             f"SELECT {_LISTED_VERSION_COLUMNS} FROM versions WHERE service = ? AND environment = ? "
             "AND version < ? ORDER BY version DESC LIMIT ?",
@@ -953,7 +648,6 @@ class SqliteStore:
         return [_version(row) for row in rows]
 
     def current_versions(self) -> list[VersionRecord]:
-        """The current version of every document, metadata only (`source` and `config` empty)."""
         return [_version(row) for row in self._query(_CURRENT_VERSIONS_LISTED)]
 
     def last_version_of_kind(self, service: str, environment: str, kind: str) -> VersionRecord | None:
@@ -965,7 +659,6 @@ class SqliteStore:
         return _version(rows[0]) if rows else None
 
     def versions_after(self, sequence: int, limit: int) -> list[VersionRecord]:
-        """In commit order; the records carry metadata only (`source` and `config` are empty)."""
         rows = self._query(
             f"SELECT {_LISTED_VERSION_COLUMNS} FROM versions WHERE sequence > ? ORDER BY sequence LIMIT ?",
             (sequence, limit),
@@ -977,29 +670,12 @@ class SqliteStore:
         return int(rows[0]["last"])
 
     def has_versions(self, service: str) -> bool:
-        """True when `service` has a version in any environment (it is a service, not a section)."""
         return bool(self._query("SELECT 1 AS found FROM versions WHERE service = ? LIMIT 1", (service,)))
 
     # -- schemas ---------------------------------------------------------------------
 
-    def append_schema(
-        self,
-        name: str,
-        schema: str,
-        hash: str,
-        author: str,
-        token_id: str | None,
-        audit: AuditEntry | None,
-    ) -> tuple[SchemaRecord, bool]:
-        return self.write(
-            lambda transaction: transaction.append_schema(name, schema, hash, author, token_id, audit)
-        )
-
     def current_schema(self, name: str) -> SchemaRecord | None:
-        rows = self._query(
-            f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE name = ? ORDER BY version DESC LIMIT 1", (name,)
-        )
-        return _schema(rows[0]) if rows else None
+        return _current_schema(self._reader(), name)
 
     def get_schema(self, name: str, version: int) -> SchemaRecord | None:
         rows = self._query(
@@ -1016,7 +692,6 @@ class SqliteStore:
         return _schema(rows[0]) if rows else None
 
     def list_schemas(self, name: str, limit: int, before: int | None) -> list[SchemaRecord]:
-        """Newest first; the records carry metadata only (`schema` is empty)."""
         rows = self._query(
             f"SELECT {_LISTED_SCHEMA_COLUMNS} FROM schemas WHERE name = ? AND version < ? "
             "ORDER BY version DESC LIMIT ?",
@@ -1033,26 +708,10 @@ class SqliteStore:
 
     # -- tokens ----------------------------------------------------------------------
 
-    def insert_token(self, token: TokenRecord, audit: AuditEntry | None) -> None:
-        self.write(lambda transaction: transaction.insert_token(token, audit))
-
-    def revoke_token(self, token_id: str, audit: AuditEntry | None) -> TokenRecord | None:
-        """Mark a token revoked; returns it, or None when there is no such token."""
-        return self.write(lambda transaction: transaction.revoke_token(token_id, audit))
-
     def list_tokens(self) -> list[TokenRecord]:
         return [_token(row) for row in self._query("SELECT * FROM tokens ORDER BY created_at, id")]
 
     # -- instances -------------------------------------------------------------------
-
-    def record_instance(
-        self,
-        report: InstanceReport,
-        limit: int = MAX_INSTANCES_PER_DOCUMENT,
-        forget_before: str | None = None,
-    ) -> None:
-        """See `Transaction.record_instance` (raises TooManyInstances)."""
-        self.write(lambda transaction: transaction.record_instance(report, limit, forget_before))
 
     def list_instances(self, service: str, environment: str) -> list[InstanceRecord]:
         rows = self._query(
@@ -1063,9 +722,6 @@ class SqliteStore:
         return [InstanceRecord(**row) for row in rows]
 
     # -- audit -----------------------------------------------------------------------
-
-    def append_audit(self, entry: AuditEntry) -> None:
-        self.write(lambda transaction: transaction.append_audit(entry))
 
     def list_audit(
         self,

@@ -8,8 +8,7 @@ import time
 from pathlib import Path
 
 import httpx
-
-from .conftest import ServerProcess, make_root, push
+from server.conftest import ServerProcess, make_root, push
 
 
 def test_acknowledged_pushes_survive_sigkill(tmp_path: Path) -> None:

@@ -10,19 +10,37 @@ from pathlib import Path
 import pytest
 
 from config_service.store import (
+    MAX_INSTANCES_PER_DOCUMENT,
     AuditEntry,
+    IfMatch,
     InstanceReport,
     NewVersion,
     PreconditionFailed,
     SqliteStore,
     TooManyInstances,
     Transaction,
+    VersionRecord,
     utc_timestamp,
 )
 
 
 def _new(service: str, source: str) -> NewVersion:
     return NewVersion(service, "staging", source, "{}", "hash-" + source, "tester", None, "")
+
+
+def _append(
+    store: SqliteStore, new: NewVersion, if_match: IfMatch, audit: AuditEntry | None
+) -> tuple[VersionRecord, bool]:
+    return store.write(lambda transaction: transaction.append_version(new, if_match, audit))
+
+
+def _record(
+    store: SqliteStore,
+    report: InstanceReport,
+    limit: int = MAX_INSTANCES_PER_DOCUMENT,
+    forget_before: str | None = None,
+) -> None:
+    store.write(lambda transaction: transaction.record_instance(report, limit, forget_before))
 
 
 def test_concurrent_writes_get_distinct_numbers_and_failures_stay_their_own(tmp_path: Path) -> None:
@@ -48,7 +66,7 @@ def test_concurrent_writes_get_distinct_numbers_and_failures_stay_their_own(tmp_
             except PreconditionFailed as failure:
                 results[index] = failure
 
-        store.append_version(_new("shared", "first"), 0, None)
+        _append(store, _new("shared", "first"), 0, None)
         threads = [threading.Thread(target=write, args=(index,)) for index in range(40)]
         for thread in threads:
             thread.start()
@@ -81,14 +99,14 @@ def test_an_operation_that_raises_undoes_only_its_own_changes(tmp_path: Path) ->
         with pytest.raises(ValueError):
             store.write(half_done)
         assert store.current_version("undone", "staging") is None
-        record, created = store.append_version(_new("undone", "b"), None, None)
+        record, created = _append(store, _new("undone", "b"), None, None)
         assert created and record.version == 1
-        again, created_again = store.append_version(_new("undone", "b"), None, None)
+        again, created_again = _append(store, _new("undone", "b"), None, None)
         assert not created_again and again.version == 1
     finally:
         store.close()
     with pytest.raises(RuntimeError):
-        store.append_version(_new("closed", "a"), None, None)
+        _append(store, _new("closed", "a"), None, None)
 
 
 def test_writes_waiting_together_share_one_commit(tmp_path: Path) -> None:
@@ -135,20 +153,20 @@ def test_instances_per_document_are_bounded_stale_ones_make_room(tmp_path: Path)
     store.open()
     try:
         for index in range(3):
-            store.record_instance(_report(f"host-{index}", 1), limit=3, forget_before=None)
-        store.record_instance(
-            InstanceReport("svc", "production", "other", "applied", 1, "h"), limit=3
+            _record(store, _report(f"host-{index}", 1), limit=3, forget_before=None)
+        _record(
+            store, InstanceReport("svc", "production", "other", "applied", 1, "h"), limit=3
         )
         # A fourth instance, none of the three stale: refused, nothing forgotten.
         with pytest.raises(TooManyInstances):
-            store.record_instance(_report("host-3", 1), limit=3, forget_before="2000-01-01T00:00:00.000Z")
+            _record(store, _report("host-3", 1), limit=3, forget_before="2000-01-01T00:00:00.000Z")
         listed = [record.instance_id for record in store.list_instances("svc", "staging")]
         assert listed == ["host-0", "host-1", "host-2"]
         # A known instance still reports, and forgets nobody.
-        store.record_instance(_report("host-0", 2), limit=3)
+        _record(store, _report("host-0", 2), limit=3)
         # Once the others count as stale, the one seen longest ago makes room.
         later = utc_timestamp(datetime.now(UTC) + timedelta(seconds=1))
-        store.record_instance(_report("host-3", 2), limit=3, forget_before=later)
+        _record(store, _report("host-3", 2), limit=3, forget_before=later)
         listed = [record.instance_id for record in store.list_instances("svc", "staging")]
         assert listed == ["host-0", "host-2", "host-3"]
         assert [r.instance_id for r in store.list_instances("svc", "production")] == ["other"]
@@ -160,19 +178,19 @@ def test_a_failed_report_keeps_the_version_the_instance_runs(tmp_path: Path) -> 
     store = SqliteStore(tmp_path / "config.db")
     store.open()
     try:
-        store.record_instance(_report("a", 4))
-        store.record_instance(_report("a", 5, "failed", error="boom"))  # failing `version`
+        _record(store, _report("a", 4))
+        _record(store, _report("a", 5, "failed", error="boom"))  # failing `version`
         (record,) = store.list_instances("svc", "staging")
         assert (record.version, record.hash, record.failed_version, record.failed_hash) == (4, "h4", 5, "h5")
         assert (record.status, record.error) == ("failed", "boom")
-        store.record_instance(_report("a", 4, "failed", failed_version=6, failed_hash="h6", cohort="c"))
+        _record(store, _report("a", 4, "failed", failed_version=6, failed_hash="h6", cohort="c"))
         (record,) = store.list_instances("svc", "staging")
         assert (record.version, record.failed_version, record.cohort) == (4, 6, "c")
-        store.record_instance(_report("a", 6))
+        _record(store, _report("a", 6))
         (record,) = store.list_instances("svc", "staging")
         assert (record.version, record.status, record.failed_version, record.failed_hash) == (6, "applied", None, None)
         # A first report that is a failure: it runs nothing the server knows of.
-        store.record_instance(_report("b", 1, "failed"))
+        _record(store, _report("b", 1, "failed"))
         record = store.list_instances("svc", "staging")[1]
         assert (record.instance_id, record.version, record.failed_version) == ("b", None, 1)
     finally:
@@ -201,7 +219,7 @@ def test_a_store_made_before_failed_versions_gets_the_new_columns(tmp_path: Path
     try:
         (record,) = store.list_instances("svc", "staging")
         assert (record.instance_id, record.version, record.failed_version, record.cohort) == ("old", 3, None, None)
-        store.record_instance(_report("old", 4, "failed", failed_version=5))
+        _record(store, _report("old", 4, "failed", failed_version=5))
         (record,) = store.list_instances("svc", "staging")
         assert (record.version, record.failed_version) == (4, 5)
     finally:

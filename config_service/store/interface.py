@@ -1,0 +1,184 @@
+"""The one list of what a store does: `Transaction` (every write, and the reads a write needs) and `Store`.
+
+A write exists once: declared on `Transaction` here and implemented once per store. Callers
+run it through `Store.write`, alone or together with the checks it depends on:
+
+    record, created = store.write(lambda transaction: transaction.append_version(new, None, None))
+
+so a check and the write it guards see the same state (one transaction). Reads outside a
+write are `Store` methods; they never wait for writers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Protocol, TypeVar
+
+from config_service.store.records import (
+    MAX_INSTANCES_PER_DOCUMENT,
+    AuditEntry,
+    AuditRecord,
+    IfMatch,
+    InstanceRecord,
+    InstanceReport,
+    NewVersion,
+    SchemaRecord,
+    TokenRecord,
+    VersionRecord,
+)
+
+T = TypeVar("T")
+
+# Called after every commit that created versions, in commit order, outside the write lock's
+# transaction but before the writer gets its answer.
+CommitListener = Callable[[list[VersionRecord]], None]
+
+
+class Transaction(Protocol):
+    """What a write operation may do. It runs inside the store's transaction: an operation that
+    raises undoes only its own changes, and every change it made is durable once `Store.write`
+    returns."""
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once this operation's changes are durable (before its caller hears)."""
+        ...
+
+    # -- reads a write decides on ---------------------------------------------------------
+
+    def current_version(self, service: str, environment: str) -> VersionRecord | None: ...
+
+    def current_versions(self) -> list[VersionRecord]:
+        """The current version of every document, with `source` and `config`."""
+        ...
+
+    def current_schema(self, name: str) -> SchemaRecord | None: ...
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def append_version(
+        self, new: NewVersion, if_match: IfMatch, audit: AuditEntry | None
+    ) -> tuple[VersionRecord, bool]:
+        """Store `new` as the next version, unless the precondition fails (PreconditionFailed)
+        or its source is identical to the current version's (then that version, created=False).
+        """
+        ...
+
+    def append_schema(
+        self,
+        name: str,
+        schema: str,
+        hash: str,
+        author: str,
+        token_id: str | None,
+        audit: AuditEntry | None,
+    ) -> tuple[SchemaRecord, bool]:
+        """Store `schema` as the next version of `name`, unless its hash is the current one's
+        (then that version, created=False)."""
+        ...
+
+    def insert_token(self, token: TokenRecord, audit: AuditEntry | None) -> None: ...
+
+    def revoke_token(self, token_id: str, audit: AuditEntry | None) -> TokenRecord | None:
+        """Mark a token revoked; returns it, or None when there is no such token."""
+        ...
+
+    def record_instance(
+        self,
+        report: InstanceReport,
+        limit: int = MAX_INSTANCES_PER_DOCUMENT,
+        forget_before: str | None = None,
+    ) -> None:
+        """Remember the report, replacing the instance's previous one.
+
+        A document keeps at most `limit` instances: a new one past that takes the place of
+        those last seen before `forget_before` (stale), oldest first, or is refused with
+        TooManyInstances when none is.
+        """
+        ...
+
+    def append_audit(self, entry: AuditEntry) -> None: ...
+
+
+class Store(Protocol):
+    """What the server needs from durable storage."""
+
+    def open(self) -> None: ...
+    def close(self) -> None: ...
+
+    def write(self, operation: Callable[[Transaction], T], exclusive: bool = False) -> T:
+        """Run `operation` in a transaction and return its result once committed.
+
+        An exception raised by the operation is raised here (its changes are undone).
+        `exclusive` runs it alone in its transaction, for writes whose after-commit
+        callbacks change what later operations must see (a new schema).
+        """
+        ...
+
+    def submit(self, operation: Callable[[Transaction], T], exclusive: bool = False) -> Future[T]:
+        """`write` without waiting: the future resolves once the operation is committed."""
+        ...
+
+    def check(self) -> None:
+        """Raise when the store cannot answer a query or take a write."""
+        ...
+
+    def add_commit_listener(self, listener: CommitListener) -> None: ...
+
+    # -- versions (listings: metadata only, `source` and `config` are "") -------------------
+
+    def current_version(self, service: str, environment: str) -> VersionRecord | None: ...
+    def get_version(self, service: str, environment: str, version: int) -> VersionRecord | None: ...
+
+    def list_versions(
+        self, service: str, environment: str, limit: int, before: int | None
+    ) -> list[VersionRecord]:
+        """Newest first, metadata only."""
+        ...
+
+    def current_versions(self) -> list[VersionRecord]:
+        """The current version of every document, metadata only."""
+        ...
+
+    def last_version_of_kind(
+        self, service: str, environment: str, kind: str
+    ) -> VersionRecord | None: ...
+
+    def versions_after(self, sequence: int, limit: int) -> list[VersionRecord]:
+        """In commit order, metadata only."""
+        ...
+
+    def last_sequence(self) -> int: ...
+
+    def has_versions(self, service: str) -> bool:
+        """True when `service` has a version in any environment (it is a service, not a section)."""
+        ...
+
+    # -- schemas ----------------------------------------------------------------------------
+
+    def current_schema(self, name: str) -> SchemaRecord | None: ...
+    def get_schema(self, name: str, version: int) -> SchemaRecord | None: ...
+    def last_schema_by_author(self, name: str, author: str) -> SchemaRecord | None: ...
+
+    def list_schemas(self, name: str, limit: int, before: int | None) -> list[SchemaRecord]:
+        """Newest first, metadata only (`schema` is "")."""
+        ...
+
+    def current_schemas(self) -> list[SchemaRecord]: ...
+
+    # -- tokens, instances, audit -----------------------------------------------------------
+
+    def list_tokens(self) -> list[TokenRecord]: ...
+    def list_instances(self, service: str, environment: str) -> list[InstanceRecord]: ...
+
+    def list_audit(
+        self,
+        limit: int,
+        before: int | None,
+        service: str | None = None,
+        environment: str | None = None,
+        action: str | None = None,
+        actor: str | None = None,
+    ) -> list[AuditRecord]:
+        """Newest first, filtered by the fields given."""
+        ...

@@ -1,0 +1,238 @@
+"""What the store keeps and hands back: versions, schemas, tokens, instance reports, audit entries.
+
+Frozen records, the refusals a write may raise, and the store's timestamps: shared by every
+store and by the rules above it. No SQL here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+# Instances kept per document unless the server says otherwise (Settings): reports under
+# ever new instance ids must not grow the store without bound.
+MAX_INSTANCES_PER_DOCUMENT = 1_000
+
+# A precondition on the current version of a document: a version number (0 = must not
+# exist) or "*" (must exist). None means no precondition.
+IfMatch = int | Literal["*"] | None
+
+
+def utc_now() -> str:
+    """The current time as ISO 8601 UTC with millisecond precision and a `Z`."""
+    return utc_timestamp(datetime.now(UTC))
+
+
+def utc_timestamp(moment: datetime) -> str:
+    """`moment` (aware) as the store writes times; such strings sort in time order."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class PreconditionFailed(Exception):
+    """The document's current version is not the one the writer named in `If-Match`."""
+
+    def __init__(self, current: int | None) -> None:
+        super().__init__(f"current version is {current}")
+        self.current = current
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """One immutable version of one document."""
+
+    sequence: int
+    service: str
+    environment: str
+    version: int
+    source: str
+    config: str  # the wire JSON of the data, as text
+    hash: str
+    author: str
+    token_id: str | None
+    message: str
+    created_at: str
+    kind: str
+    promoted_from_environment: str | None = None
+    promoted_from_version: int | None = None
+    rolled_back_to: int | None = None
+
+    def metadata(self) -> dict[str, Any]:
+        """The version metadata of the API (docs/server.md, "History and one version")."""
+        promoted_from = None
+        if self.promoted_from_environment is not None:
+            promoted_from = {
+                "environment": self.promoted_from_environment,
+                "version": self.promoted_from_version,
+            }
+        return {
+            "service": self.service,
+            "environment": self.environment,
+            "version": self.version,
+            "hash": self.hash,
+            "created_at": self.created_at,
+            "author": self.author,
+            "message": self.message,
+            "kind": self.kind,
+            "promoted_from": promoted_from,
+            "rolled_back_to": self.rolled_back_to,
+        }
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    """What a writer asks to store; the store adds the number, sequence and time."""
+
+    service: str
+    environment: str
+    source: str
+    config: str
+    hash: str
+    author: str
+    token_id: str | None
+    message: str
+    kind: str = "push"
+    promoted_from_environment: str | None = None
+    promoted_from_version: int | None = None
+    rolled_back_to: int | None = None
+
+
+@dataclass(frozen=True)
+class SchemaRecord:
+    sequence: int
+    name: str
+    version: int
+    schema: str  # JSON text as stored
+    hash: str
+    author: str
+    token_id: str | None
+    created_at: str
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "service": self.name,
+            "version": self.version,
+            "hash": self.hash,
+            "created_at": self.created_at,
+            "author": self.author,
+        }
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    id: str
+    name: str
+    role: str
+    services: tuple[str, ...]
+    environments: tuple[str, ...]
+    secret_hash: str
+    created_at: str
+    created_by: str | None = None
+    revoked_at: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        """The token as listed: never the secret, nor its hash."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "role": self.role,
+            "services": list(self.services),
+            "environments": list(self.environments),
+            "created_at": self.created_at,
+            "created_by": self.created_by,
+            "revoked_at": self.revoked_at,
+        }
+
+
+class TooManyInstances(Exception):
+    """A report from a new instance of a document that already has as many as allowed, none stale."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the document already has {limit} instances")
+        self.limit = limit
+
+
+@dataclass(frozen=True)
+class InstanceReport:
+    """What an instance says about itself (`POST /v1/instances`), its fields already checked.
+
+    `version` and `hash` are what it runs. For `failed`, `failed_version` and `failed_hash`
+    are what it could not apply; a failed report without them fails `version`, and the
+    version the instance ran before is kept.
+    """
+
+    service: str
+    environment: str
+    instance_id: str
+    status: str
+    version: int | None = None
+    hash: str | None = None
+    error: str | None = None
+    failed_version: int | None = None
+    failed_hash: str | None = None
+    cohort: str | None = None
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    service: str
+    environment: str
+    instance_id: str
+    version: int | None
+    hash: str | None
+    status: str
+    error: str | None
+    first_seen: str
+    last_seen: str
+    failed_version: int | None = None
+    failed_hash: str | None = None
+    cohort: str | None = None
+
+
+# Every `action` the server writes to the audit log; `tskcfg audit --action` offers exactly these.
+AUDIT_ACTIONS = (
+    "push", "sync", "rollback", "promote", "schema", "token_create", "token_revoke", "schema_refused",
+    "sync_failed",
+)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One line of the audit log, as written; the store adds id and time."""
+
+    actor: str
+    action: str
+    token_id: str | None = None
+    service: str | None = None
+    environment: str | None = None
+    version: int | None = None
+    request_id: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    id: int
+    at: str
+    actor: str
+    token_id: str | None
+    action: str
+    service: str | None
+    environment: str | None
+    version: int | None
+    request_id: str | None
+    detail: dict[str, Any]
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": self.at,
+            "actor": self.actor,
+            "token_id": self.token_id,
+            "action": self.action,
+            "service": self.service,
+            "environment": self.environment,
+            "version": self.version,
+            "request_id": self.request_id,
+            "detail": self.detail,
+        }
