@@ -101,16 +101,48 @@ def schema_positions(schema: Any) -> Iterator[tuple[dict[str, Any], tuple[Any, .
 _IDENTIFIERS = ("$id", "id")
 
 
-def _foreign_identifiers(name: str, schema: Any) -> list[tuple[tuple[Any, ...], str, str]]:
-    """(path, keyword, value) of every identifier in `schema` other than its own top-level name."""
+# Keys that move the base a part of the schema is read against, wherever they stand. What the
+# metaschema reads as data (`default`, `examples`, `const`, an unknown keyword) still becomes a
+# schema when a `$ref` points into it, under any spelling of the schema's own address, so their
+# position cannot clear them. No TSK document has a key that starts with `$`, so refusing them
+# below the top level costs a schema nothing it could use.
+_BASE_KEYWORDS = ("$id", "$schema")
+_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def _foreign_identifiers(name: str, schema: Any) -> list[tuple[tuple[Any, ...], str, Any]]:
+    """(path, keyword, value) of every identifier in `schema` other than its own top-level name,
+    and of every `$id` or `$schema` below the top level, in document order."""
     own = schema_file_name(name)
-    found = []
+    found: dict[tuple[tuple[Any, ...], str], Any] = {}
     for node, path in schema_positions(schema):
         for keyword in _IDENTIFIERS:
             value = node.get(keyword)
             if isinstance(value, str) and not (path == () and value.rstrip("#") == own):
-                found.append((path, keyword, value))
-    return found
+                found[(path, keyword)] = value
+    if isinstance(schema, dict):
+        dialect = schema.get("$schema", _DIALECT)
+        if not isinstance(dialect, str) or dialect.rstrip("#") != _DIALECT:
+            found[((), "$schema")] = dialect
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(schema, ())]
+    while stack:  # no recursion: the depth of a schema is the client's to choose
+        node, path = stack.pop()
+        if isinstance(node, dict):
+            for key, child in node.items():
+                if key in _BASE_KEYWORDS and path != ():
+                    found[(path, key)] = child
+                stack.append((child, (*path, key)))
+        elif isinstance(node, list):
+            stack.extend((child, (*path, index)) for index, child in enumerate(node))
+    return [
+        (path, keyword, value)
+        for (path, keyword), value in sorted(found.items(), key=lambda item: _order(item[0]))
+    ]
+
+
+def _order(key: tuple[tuple[Any, ...], str]) -> tuple[Any, ...]:
+    path, keyword = key
+    return (tuple((0, step) if isinstance(step, int) else (1, str(step)) for step in path), keyword)
 
 
 def identifier_failures(name: str, schema: Any) -> list[dict[str, str]]:
@@ -121,14 +153,18 @@ def identifier_failures(name: str, schema: Any) -> list[dict[str, str]]:
     failures = []
     for path, keyword, value in _foreign_identifiers(name, schema):
         where = "" if path == () else " inside the schema"
-        failures.append(
-            {
-                "path": json_pointer((*path, keyword)),
-                "message": f"{keyword} {value!r}{where} would name a schema other than this one: "
+        if keyword == "$schema":
+            message = (
+                f"$schema {value!r}{where} would read part of the schema in another dialect: "
+                f"schemas are draft 2020-12; leave $schema out, or put {_DIALECT!r} at the top level"
+            )
+        else:
+            message = (
+                f"{keyword} {value!r}{where} would name a schema other than this one: "
                 f"a schema is known by its name only, as {own!r}; leave {keyword} out, or put "
-                f"{own!r} at the top level",
-            }
-        )
+                f"{own!r} at the top level"
+            )
+        failures.append({"path": json_pointer((*path, keyword)), "message": message})
     if failures:
         return failures
     # Whatever the walk above missed, the resolver itself would register: ask it.
