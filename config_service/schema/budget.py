@@ -9,7 +9,7 @@ to the size of the document; every keyword evaluation spends from it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -36,14 +36,47 @@ def spend(steps: int) -> None:
         _steps.remaining = remaining - steps
 
 
-def counted(keyword: Any, steps: int) -> Any:
-    """A jsonschema keyword function that spends `steps` each time it is evaluated."""
+def counted(keyword: Any, steps: int | Callable[[Any, Any], int]) -> Any:
+    """A jsonschema keyword function that spends `steps` each time it is evaluated, or
+    `steps(value, instance)` for a keyword whose work grows with its value or its instance
+    (`enum` compares with every entry, `uniqueItems` may compare every pair)."""
+    if callable(steps):
+        cost = steps
+
+        def evaluate_costed(validator: Any, value: Any, instance: Any, schema: Any) -> Any:
+            spend(cost(value, instance))
+            return keyword(validator, value, instance, schema)
+
+        return evaluate_costed
 
     def evaluate(validator: Any, value: Any, instance: Any, schema: Any) -> Any:
         spend(steps)
         return keyword(validator, value, instance, schema)
 
     return evaluate
+
+
+def list_steps(value: Any, instance: Any) -> int:
+    """`enum` and `required`: a step for each entry of the keyword's list."""
+    return 1 + len(value) if isinstance(value, list) else 1
+
+
+def dependent_required_steps(value: Any, instance: Any) -> int:
+    if not isinstance(value, dict):
+        return 1
+    return 1 + sum(len(names) for names in value.values() if isinstance(names, list))
+
+
+def unique_items_steps(value: Any, instance: Any) -> int:
+    """Items of one sortable kind are sorted and compared with their neighbours; any other mix
+    is compared pair by pair (jsonschema's `uniq`)."""
+    if value is not True or not isinstance(instance, list):
+        return 1
+    count = len(instance)
+    kinds = {type(item) for item in instance}
+    if kinds <= {str} or kinds <= {int, float}:
+        return 1 + count
+    return 1 + count * count // 2
 
 
 def step_budget(instance: Any) -> int:

@@ -225,7 +225,8 @@ class SchemaSet:
                 {
                     "path": "",
                     "message": "the schema takes too many steps to check this document (its $refs "
-                    "and combinators name the same subschemas over and over)",
+                    "and combinators name the same subschemas over and over, or its patterns, enums "
+                    "or uniqueItems meet more of the document than one check may)",
                 }
             ]
         except Unresolvable as error:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import re2
@@ -22,7 +22,14 @@ from jsonschema import Draft202012Validator, FormatChecker, validators
 from jsonschema.exceptions import ValidationError
 from referencing.jsonschema import DRAFT202012
 
-from config_service.schema.budget import REFERENCE_STEPS, counted, spend
+from config_service.schema.budget import (
+    REFERENCE_STEPS,
+    counted,
+    dependent_required_steps,
+    list_steps,
+    spend,
+    unique_items_steps,
+)
 from config_service.schema.references import schema_positions
 from config_service.tsk import json_pointer
 
@@ -74,7 +81,11 @@ def compile_pattern(pattern: str) -> Any:
 
 
 def pattern_matches(pattern: str, text: str) -> bool:
-    """Whether `pattern` matches anywhere in `text` (JSON Schema patterns are not anchored)."""
+    """Whether `pattern` matches anywhere in `text` (JSON Schema patterns are not anchored).
+
+    Every match spends from the step budget (RE2 is linear in the text): a schema of thousands
+    of `patternProperties` over a document of thousands of keys is that many matches."""
+    spend(2 + len(text) // 128)  # a match costs about two keyword evaluations
     compiled = compile_pattern(pattern)
     try:
         return compiled.search(text) is not None
@@ -289,10 +300,20 @@ def _unevaluated_properties(
         )
 
 
+# What one evaluation of a keyword costs, where it is not one step.
+_STEPS: dict[str, int | Callable[[Any, Any], int]] = {
+    "$ref": REFERENCE_STEPS,
+    "$dynamicRef": REFERENCE_STEPS,
+    "enum": list_steps,
+    "required": list_steps,
+    "dependentRequired": dependent_required_steps,
+    "uniqueItems": unique_items_steps,
+}
+
 Validator: Any = validators.extend(
     Draft202012Validator,
     {
-        name: counted(keyword, REFERENCE_STEPS if name in ("$ref", "$dynamicRef") else 1)
+        name: counted(keyword, _STEPS.get(name, 1))
         for name, keyword in {
             **Draft202012Validator.VALIDATORS,
             "pattern": _pattern,
