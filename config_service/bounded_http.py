@@ -8,8 +8,10 @@ part of the body it sent) forever, nor how many connections are open. This one c
 bytes of each request head and answers 431 once they pass `MAX_HEAD`, closes a connection
 whose head is not complete `HEAD_SECONDS` after it began, answers 408 and closes one whose
 body is not complete `body_seconds` after its head, closes one that queues more than
-`MAX_PIPELINE` requests behind an unfinished answer, and closes a new connection at once
-while `max_connections` are open.
+`MAX_PIPELINE` requests behind an unfinished answer, and, while `max_connections` are open,
+makes room for a new connection by closing the one that has waited longest for a request head
+(a connection that never sends one only holds its place until somebody needs it), or closes
+the new one when every open connection is busy with a request.
 """
 
 from __future__ import annotations
@@ -42,12 +44,35 @@ class PipelineTooDeep(Exception):
 
 
 class Refusals:
-    """Connections one server refused for being over its maximum, logged at most every
-    `REFUSED_LOG_SECONDS`."""
+    """One server's connections that are awaiting a request head, oldest first, and the
+    connections it closed for being over its maximum (refused, or made room for), logged at
+    most every `REFUSED_LOG_SECONDS`."""
 
     def __init__(self) -> None:
+        self.awaiting_head: dict[Any, None] = {}  # insertion-ordered: the oldest first
         self.count = 0
+        self.evicted = 0
         self.logged_at = float("-inf")
+
+    def log(self, logger: Any, max_connections: int) -> None:
+        now = time.monotonic()
+        if now - self.logged_at < REFUSED_LOG_SECONDS:
+            return
+        if self.count:
+            logger.warning(
+                "refused %d connection(s): %d are open, the most this server takes (--max-connections)",
+                self.count,
+                max_connections,
+            )
+        if self.evicted:
+            logger.warning(
+                "closed %d connection(s) that had sent no complete request, to make room for new "
+                "ones: %d are open, the most this server takes (--max-connections)",
+                self.evicted,
+                max_connections,
+            )
+        self.count = self.evicted = 0
+        self.logged_at = now
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -80,15 +105,19 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        # `connections` holds this one too: more than the maximum means one too many. Closed
-        # before a byte is read or a timer set, so a flood of connections costs little.
-        if len(self.connections) > self.max_connections:
+        # `connections` holds this one too: more than the maximum means one too many. Room is
+        # made by closing the connection that has waited longest for a request head; with none
+        # waiting, this one is closed before a byte is read or a timer set, so a flood of
+        # connections costs little either way.
+        if len(self.connections) > self.max_connections and not self._make_room():
             self._in_head = False
             self._refuse_connection()
             return
+        self.refusals.awaiting_head[self] = None
         self._start_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.refusals.awaiting_head.pop(self, None)
         self._stop_head_timer()
         self._stop_body_timer()
         super().connection_lost(exc)
@@ -137,6 +166,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._in_head = True
             self._head_began = True
             self._head_bytes = 0
+            self.refusals.awaiting_head[self] = None
 
     def on_headers_complete(self) -> None:
         if len(self.pipeline) >= MAX_PIPELINE:
@@ -147,6 +177,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = False
         self._head_began = False
         self._head_bytes = 0
+        self.refusals.awaiting_head.pop(self, None)
         self._stop_head_timer()
         self._in_body = True
         super().on_headers_complete()
@@ -234,19 +265,25 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         """True when the request with the slow body is queued behind one still being answered."""
         return any(queued is cycle for queued, _ in self.pipeline)
 
+    def _make_room(self) -> bool:
+        """Close the connection that has waited longest for a request head, if one has and is
+        not answering an earlier request: True when room was made."""
+        waiting = self.refusals.awaiting_head
+        for oldest in list(waiting):
+            del waiting[oldest]
+            if oldest.transport.is_closing() or oldest._answering() or oldest.pipeline:
+                continue
+            oldest._stop_head_timer()
+            oldest.transport.close()
+            self.refusals.evicted += 1
+            self.refusals.log(self.logger, self.max_connections)
+            return True
+        return False
+
     def _refuse_connection(self) -> None:
         self.transport.close()
-        refusals = self.refusals
-        refusals.count += 1
-        now = time.monotonic()
-        if now - refusals.logged_at >= REFUSED_LOG_SECONDS:
-            self.logger.warning(
-                "refused %d connection(s): %d are open, the most this server takes (--max-connections)",
-                refusals.count,
-                self.max_connections,
-            )
-            refusals.count = 0
-            refusals.logged_at = now
+        self.refusals.count += 1
+        self.refusals.log(self.logger, self.max_connections)
 
     def _answering(self) -> bool:
         """True while an earlier request on this connection is still being answered."""

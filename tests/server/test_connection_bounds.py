@@ -160,6 +160,41 @@ def test_connections_over_the_maximum_are_closed_while_the_first_are_still_answe
         assert anyone.get("/health").status_code == 200
 
 
+def test_connections_that_send_no_request_give_way_to_new_ones(quick: ServerProcess) -> None:
+    """Sockets that never send a byte, or a head a line at a time, cannot fill the maximum:
+    at the limit the one that has waited longest for a head is closed to make room."""
+    time.sleep(0.3)  # the start-up health checks' connections are gone
+    idle = [_connect(quick) for _ in range(3)]
+    slow = _connect(quick)
+    slow.sendall(b"GET /health HTTP/1.1\r\nX-Slow: 1\r\n")  # and never the rest
+    newcomers: list[socket.socket] = []
+    try:
+        time.sleep(0.2)
+        for attempt, waiting in enumerate([*idle, slow]):
+            # Each takes the place of the connection that has waited longest for a head.
+            newcomers.append(_connect(quick))
+            newcomers[-1].sendall(HEALTH)
+            assert _answer(newcomers[-1]).startswith(b"HTTP/1.1 200 "), attempt
+            assert _read_until_closed(waiting, time.monotonic() + 2) == b""
+        # Connections that sent a whole request keep their place: now a newcomer is refused.
+        with _connect(quick) as refused:
+            try:
+                refused.sendall(HEALTH)
+            except OSError:
+                pass
+            assert _read_until_closed(refused, time.monotonic() + 2) == b""
+        for connection in newcomers:
+            connection.sendall(HEALTH)
+            assert _answer(connection).startswith(b"HTTP/1.1 200 ")
+    finally:
+        for connection in [*idle, slow, *newcomers]:
+            connection.close()
+    deadline = time.monotonic() + 5
+    while "to make room for new ones" not in quick.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "closed 1 connection(s) that had sent no complete request" in quick.log()
+
+
 def test_a_client_that_leaves_mid_body_is_logged_as_such_not_as_a_failure(tmp_path: Path) -> None:
     server = ServerProcess(make_root(tmp_path), "--no-sync").start()
     try:
