@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import watchfiles
 
-from client import exceptions
-from client._base import BaseClient, tls_verification
-from client._config import Config
-from client._core import (
+from tskcfg import exceptions
+from tskcfg._base import BaseClient, tls_verification
+from tskcfg._config import Config
+from tskcfg._core import (
     REENTRANT_APPLY,
     WATCH_WAIT,
     Exclusive,
@@ -25,9 +25,9 @@ from client._core import (
     drive_async,
     raise_for_status,
 )
-from client._transaction import Blocking
+from tskcfg._transaction import Blocking
 
-logger = logging.getLogger("client")
+logger = logging.getLogger("tskcfg")
 
 
 class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):

@@ -7,18 +7,18 @@ import ssl
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
-from client._appliers import CacheFactory, DatabaseApplier, SecurityPolicy
-from client._config import Config
-from client._core import (
+from tskcfg._appliers import CacheFactory, DatabaseApplier, SecurityPolicy
+from tskcfg._config import Config
+from tskcfg._core import (
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_TIMEOUT,
     ClientCore,
     Settings,
     make_settings,
 )
-from client._events import EventStreamParser
-from client._retry import RetryPolicy
-from client._transaction import Handler
+from tskcfg._events import EventStreamParser
+from tskcfg._retry import RetryPolicy
+from tskcfg._transaction import Handler
 
 TransportT = TypeVar("TransportT")
 

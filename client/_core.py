@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import os
-import re
 import socket
 import time
 from collections.abc import Awaitable, Callable, Generator, Mapping
@@ -23,8 +22,10 @@ from typing import Any, Literal, TypeVar
 import httpx
 from referencing.exceptions import Unresolvable
 
-from client import exceptions
-from client._appliers import (
+from config_service import __version__, tsk, validation
+from config_service.names import check_name
+from tskcfg import exceptions
+from tskcfg._appliers import (
     Applier,
     CacheApplier,
     CacheFactory,
@@ -32,18 +33,16 @@ from client._appliers import (
     LoggingApplier,
     SecurityPolicy,
 )
-from client._config import Config, Source
-from client._events import ServerEvent
-from client._lkg import default_cache_dir, lkg_path, read_lkg, write_lkg
-from client._retry import RetryPolicy
-from client._transaction import Handler, Step, Transaction, applier_step, handler_step, transaction
-from config_service import __version__, tsk, validation
+from tskcfg._config import Config, Source
+from tskcfg._events import ServerEvent
+from tskcfg._lkg import default_cache_dir, lkg_path, read_lkg, write_lkg
+from tskcfg._retry import RetryPolicy
+from tskcfg._transaction import Handler, Step, Transaction, applier_step, handler_step, transaction
 
-logger = logging.getLogger("client")
+logger = logging.getLogger("tskcfg")
 
 DEFAULT_SERVER = "http://localhost:8005"
 DEFAULT_ENVIRONMENT = "development"
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 Mode = Literal["watch", "poll", "sse", "files"]
 MODES = ("watch", "poll", "sse", "files")
 # The built-in appliers run first, always in this order, then the service's handlers.
@@ -112,9 +111,8 @@ def make_settings(
 ) -> Settings:
     """Fill in defaults (`SERVICE_ENV`, `CONFIG_STORE`, `CONFIG_TOKEN`) and check every argument."""
     environment = environment or os.environ.get("SERVICE_ENV") or DEFAULT_ENVIRONMENT
-    for what, name in (("service", service), ("environment", environment)):
-        if not isinstance(name, str) or not NAME_PATTERN.match(name):
-            raise ValueError(f"{what} name {name!r} does not match {NAME_PATTERN.pattern}")
+    check_name(service, "service")
+    check_name(environment, "environment")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     if (

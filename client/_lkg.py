@@ -11,7 +11,7 @@ from typing import Any
 
 from config_service import tsk
 
-logger = logging.getLogger("client")
+logger = logging.getLogger("tskcfg")
 
 
 def default_cache_dir() -> Path:

@@ -20,10 +20,10 @@ import httpcore
 import httpx
 import watchfiles
 
-from client import exceptions
-from client._base import BaseClient, tls_verification
-from client._config import Config
-from client._core import (
+from tskcfg import exceptions
+from tskcfg._base import BaseClient, tls_verification
+from tskcfg._config import Config
+from tskcfg._core import (
     REENTRANT_APPLY,
     WATCH_WAIT,
     Exclusive,
@@ -34,7 +34,7 @@ from client._core import (
     raise_for_status,
 )
 
-logger = logging.getLogger("client")
+logger = logging.getLogger("tskcfg")
 
 
 class _DeadlineStream(httpcore.NetworkStream):

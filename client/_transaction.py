@@ -7,10 +7,10 @@ from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from client import exceptions
-from client._appliers import Applier
+from tskcfg import exceptions
+from tskcfg._appliers import Applier
 
-logger = logging.getLogger("client")
+logger = logging.getLogger("tskcfg")
 
 Handler = Callable[[Any, Any], Any]
 

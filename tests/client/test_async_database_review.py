@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from clienttest import DEVELOPMENT, LiveServer
 
-from client import AsyncConfigClient, ConfigClient, DatabaseApplier
+from tskcfg import AsyncConfigClient, ConfigClient, DatabaseApplier
 
 BIGGER = DEVELOPMENT.replace("pool_size: 2", "pool_size: 6")
 

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from clienttest import ROOT, SERVICE, wait_for
 
-from client import ApplyFailed, Config, ConfigClient, HashMismatch, InvalidConfig, RetryPolicy
-from client._core import ClientCore, Offload, Received, Report, SchemaAnswer, drive, make_settings
-from client._events import EventStreamParser, ServerEvent
-from client._lkg import read_lkg, write_lkg
 from config_service import tsk
+from tskcfg import ApplyFailed, Config, ConfigClient, HashMismatch, InvalidConfig, RetryPolicy
+from tskcfg._core import ClientCore, Offload, Received, Report, SchemaAnswer, drive, make_settings
+from tskcfg._events import EventStreamParser, ServerEvent
+from tskcfg._lkg import read_lkg, write_lkg
 
 DOCUMENT = (ROOT / "environments" / "development" / f"{SERVICE}.tsk").read_text(encoding="utf-8")
 
@@ -93,7 +93,7 @@ def test_build_names_a_variable_that_does_not_convert(
 def test_an_apply_failure_quoting_a_secret_from_the_environment_is_reported_without_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from client import DatabaseApplier
+    from tskcfg import DatabaseApplier
 
     def connect(section: Any) -> Any:
         raise RuntimeError(f"could not connect to {section['url']}")
@@ -361,7 +361,7 @@ def test_a_failed_first_load_puts_every_builtin_and_handler_back(tmp_path: Path)
     """Built-ins and handlers mixed, old=None: all reverted, latest first, the raiser not called back."""
     import logging
 
-    from client import DatabaseApplier
+    from tskcfg import DatabaseApplier
 
     closed: list[Any] = []
     settings = make_settings(
@@ -571,10 +571,12 @@ def test_settings_come_from_the_seed_variables(monkeypatch: pytest.MonkeyPatch) 
     assert make_settings(SERVICE).server == "http://localhost:8005"
 
 
-@pytest.mark.parametrize("name", ["../etc", "User-Service", "", "a" * 64])
+@pytest.mark.parametrize("name", ["../etc", "User-Service", "", "a" * 64, "user-service\n"])
 def test_settings_refuse_names_that_could_escape_the_cache_dir(name: str) -> None:
-    with pytest.raises(ValueError, match="does not match"):
+    with pytest.raises(ValueError, match="is not valid"):
         make_settings(name)
+    with pytest.raises(ValueError, match="environment name .* is not valid"):
+        make_settings("user-service", name or "\n")
 
 
 def test_event_stream_parser_reads_events_and_remembers_the_id() -> None:
@@ -638,7 +640,7 @@ def test_a_schema_whose_sections_cannot_be_had_is_skipped_once_with_a_warning(
 
 
 def test_the_thread_client_refuses_coroutine_handlers() -> None:
-    from client import ConfigClient
+    from tskcfg import ConfigClient
 
     client = ConfigClient(SERVICE, "development", mode="files")
 
@@ -672,7 +674,7 @@ def test_only_events_naming_an_unseen_version_trigger_a_fetch(tmp_path: Path) ->
 LKG_WRITER = """
 import sys
 from pathlib import Path
-from client._lkg import write_lkg
+from tskcfg._lkg import write_lkg
 from config_service import tsk
 
 path = Path(sys.argv[1])
@@ -715,7 +717,7 @@ def test_a_writer_killed_mid_write_leaves_a_whole_lkg_file(tmp_path: Path) -> No
 def test_an_http_server_costs_no_ca_bundle_and_an_https_one_is_verified() -> None:
     import ssl
 
-    from client._base import tls_verification
+    from tskcfg._base import tls_verification
 
     plain = tls_verification("http://127.0.0.1:8005")
     assert isinstance(plain, ssl.SSLContext)
