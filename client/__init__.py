@@ -4,6 +4,7 @@
     config = load_config("user-service")
     config.get("database.pool_size")
 
+`AdminClient` does from Python what the `tskcfg` command does (push, promote, roll back, ...).
 Import everything from `tskcfg`; the modules starting with `_` are private.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 
 from tskcfg import exceptions
+from tskcfg._admin import AdminClient, Written
 from tskcfg._appliers import (
     Applier,
     CacheApplier,
@@ -31,6 +33,7 @@ from tskcfg.exceptions import (
     Forbidden,
     HashMismatch,
     InvalidConfig,
+    NoPreviousVersion,
     NotFound,
     RequestRejected,
     ServerUnavailable,
@@ -38,6 +41,7 @@ from tskcfg.exceptions import (
 )
 
 __all__ = [
+    "AdminClient",
     "Applier",
     "ApplyFailed",
     "AsyncConfigClient",
@@ -49,6 +53,7 @@ __all__ = [
     "Forbidden",
     "HashMismatch",
     "InvalidConfig",
+    "NoPreviousVersion",
     "LoggingApplier",
     "NotFound",
     "RequestRejected",
@@ -58,6 +63,7 @@ __all__ = [
     "ServerUnavailable",
     "TTLCache",
     "Unauthorized",
+    "Written",
     "exceptions",
     "load_config",
 ]

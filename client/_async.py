@@ -14,17 +14,11 @@ import httpx
 import watchfiles
 
 from tskcfg import exceptions
-from tskcfg._base import BaseClient, tls_verification
+from tskcfg._answers import raise_for_status
+from tskcfg._base import BaseClient
 from tskcfg._config import Config
-from tskcfg._core import (
-    REENTRANT_APPLY,
-    WATCH_WAIT,
-    Exclusive,
-    Offload,
-    Report,
-    drive_async,
-    raise_for_status,
-)
+from tskcfg._effects import REENTRANT_APPLY, Exclusive, Offload, Report, drive_async
+from tskcfg._settings import WATCH_WAIT, tls_verification
 from tskcfg._transaction import Blocking
 
 logger = logging.getLogger("tskcfg")

@@ -21,18 +21,12 @@ import httpx
 import watchfiles
 
 from tskcfg import exceptions
-from tskcfg._base import BaseClient, tls_verification
+from tskcfg._answers import raise_for_status
+from tskcfg._base import BaseClient
 from tskcfg._config import Config
-from tskcfg._core import (
-    REENTRANT_APPLY,
-    WATCH_WAIT,
-    Exclusive,
-    Handler,
-    Offload,
-    Report,
-    drive,
-    raise_for_status,
-)
+from tskcfg._effects import REENTRANT_APPLY, Exclusive, Offload, Report, drive
+from tskcfg._settings import WATCH_WAIT, tls_verification
+from tskcfg._transaction import Handler
 
 logger = logging.getLogger("tskcfg")
 

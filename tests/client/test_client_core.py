@@ -14,9 +14,12 @@ from clienttest import ROOT, SERVICE, wait_for
 
 from config_service import tsk
 from tskcfg import ApplyFailed, Config, ConfigClient, HashMismatch, InvalidConfig, RetryPolicy
-from tskcfg._core import ClientCore, Offload, Received, Report, SchemaAnswer, drive, make_settings
+from tskcfg._answers import Received, SchemaAnswer
+from tskcfg._core import ClientCore
+from tskcfg._effects import Offload, Report, drive
 from tskcfg._events import EventStreamParser, ServerEvent
 from tskcfg._lkg import read_lkg, write_lkg
+from tskcfg._settings import make_settings
 
 DOCUMENT = (ROOT / "environments" / "development" / f"{SERVICE}.tsk").read_text(encoding="utf-8")
 
@@ -717,7 +720,7 @@ def test_a_writer_killed_mid_write_leaves_a_whole_lkg_file(tmp_path: Path) -> No
 def test_an_http_server_costs_no_ca_bundle_and_an_https_one_is_verified() -> None:
     import ssl
 
-    from tskcfg._base import tls_verification
+    from tskcfg._settings import tls_verification
 
     plain = tls_verification("http://127.0.0.1:8005")
     assert isinstance(plain, ssl.SSLContext)

@@ -487,7 +487,7 @@ def test_a_4xx_answer_is_raised_even_with_a_fallback_at_hand(
 def test_stop_leaves_no_reporter_behind_when_the_server_takes_reports_and_never_answers(
     tmp_path: Path, environments: Path
 ) -> None:
-    from tskcfg._core import Report
+    from tskcfg._effects import Report
 
     silent = socket.create_server(("127.0.0.1", 0))  # connections wait in its backlog, unanswered
     try:
