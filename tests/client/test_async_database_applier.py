@@ -1,4 +1,4 @@
-"""Review of the async client's database applier in a worker thread: failures of connect and
+"""The async client's database applier in a worker thread: failures of connect and
 check, cancellations at every point (repeated ones too), and nothing left running after."""
 
 from __future__ import annotations
