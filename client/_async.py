@@ -17,9 +17,17 @@ from tskcfg import exceptions
 from tskcfg._answers import raise_for_status
 from tskcfg._base import BaseClient
 from tskcfg._config import Config
-from tskcfg._effects import REENTRANT_APPLY, Exclusive, Offload, Report, drive_async
+from tskcfg._effects import (
+    REENTRANT_APPLY,
+    Blocking,
+    Call,
+    Exclusive,
+    Offload,
+    Report,
+    Send,
+    drive_async,
+)
 from tskcfg._settings import WATCH_WAIT, tls_verification
-from tskcfg._transaction import Blocking
 
 logger = logging.getLogger("tskcfg")
 
@@ -131,8 +139,8 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
     # -- I/O: the effects the core's flows ask for
 
     async def _perform(self, effect: Any) -> Any:
-        if isinstance(effect, httpx.Request):
-            return await self._send(effect)
+        if isinstance(effect, Send):
+            return await self._send(effect.request)
         if isinstance(effect, Report):
             self._report(effect)
             return None
@@ -159,6 +167,8 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
                     return await drive_async(effect.flow, self._perform)
                 finally:
                     self._applying = None
+        if not isinstance(effect, Call):
+            raise TypeError(f"not an effect: {effect!r}")
         result = effect()  # an applier or handler call; handlers may be coroutines
         if inspect.isawaitable(result):
             result = await result

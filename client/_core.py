@@ -1,16 +1,15 @@
-"""The part of the client that does no I/O, shared by `ConfigClient` and `AsyncConfigClient`.
+"""The state and flows of one client, shared by `ConfigClient` and `AsyncConfigClient`; no I/O.
 
-It builds requests and reads responses, turns a received document into a `Config` (hash
-check, `@env` resolution, schema validation), plans and runs the all-or-nothing apply, and
-decides how long to wait after a failure. The sync and async clients only move bytes and
-sleep, so the two cannot drift apart.
+`ClientCore` holds the current config, the appliers and handlers and what the server showed,
+builds the requests and reads the answers, and writes what a load or a new version does as
+flows (generators of effects, see `_effects`): the sync and async clients only perform the
+effects, so the two cannot drift apart.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -36,10 +35,11 @@ from tskcfg._appliers import (
     SecurityPolicy,
 )
 from tskcfg._config import Config, Source
-from tskcfg._effects import Exclusive, Flow, Offload, Report
+from tskcfg._documents import decode, resolve
+from tskcfg._effects import Exclusive, Flow, Offload, Report, Send
 from tskcfg._events import ServerEvent
 from tskcfg._lkg import read_lkg, write_lkg
-from tskcfg._redaction import environment_texts, hide_environment_text, hide_environment_values
+from tskcfg._redaction import environment_texts, hide_environment_text
 from tskcfg._retry import RetryPolicy
 from tskcfg._schemas import lkg_schemas, local_schemas
 from tskcfg._settings import (
@@ -48,13 +48,9 @@ from tskcfg._settings import (
     REPORT_TIMEOUT,
     Settings,
 )
-from tskcfg._transaction import Handler, Step, Transaction, applier_step, handler_step, transaction
+from tskcfg._transaction import Handler, Transaction, plan, transaction
 
 logger = logging.getLogger("tskcfg")
-
-# The built-in appliers run first, always in this order, then the service's handlers.
-BUILTIN_ORDER = ("logging", "security", "cache", "database")
-
 
 class ClientCore:
     """The state and rules of one client: current config, appliers, handlers, what was seen."""
@@ -281,79 +277,11 @@ class ClientCore:
 
     # -- building a Config
 
-    def decode(self, received: Received) -> Any:
-        """The TSK data of a received document, its hash checked.
-
-        What fails here is a document damaged on its way (bad hash, not a document): from the
-        server, an answer that is not a valid config, which a fallback may stand in for.
-        """
-        try:
-            data = tsk.from_wire(received.wire)
-            actual = tsk.document_hash(data)
-        except (ValueError, TypeError, RecursionError) as error:
-            raise exceptions.InvalidConfig(
-                f"{received.label} is not a valid document: {error}"
-            ) from error
-        if actual != received.hash:
-            raise exceptions.HashMismatch(
-                f"{received.label} was announced with hash {received.hash[:12]}… "
-                f"but its data hashes to {actual[:12]}…; not applied"
-            )
-        return data
-
-    def resolve(
-        self,
-        received: Received,
-        data: Any,
-        source: Source,
-        schemas: validation.SchemaSet | None = None,
-    ) -> Config:
-        """Resolve `@env` in this process and validate: a Config ready to apply.
-
-        What fails here is made invalid by this process's environment (or, for a local file,
-        by its own content): no fallback may hide it, the cache would fail the same way.
-        """
-        try:
-            resolved = tsk.resolve(data, environ=os.environ)
-        except tsk.TSKResolveError as error:
-            # The message quotes the variable's text, which may be a secret: it is logged and
-            # reported to the server, so the text is left out.
-            message = str(error)
-            raw = os.environ.get(error.name)
-            if raw is not None and raw.strip():
-                message = message.replace(repr(raw.strip()), "set to a value (not shown)")
-            raise exceptions.InvalidConfig(
-                f"{received.label}: {message}",
-                details=[{"variable": error.name, "message": message}],
-            ) from None
-        if schemas is not None:
-            details = hide_environment_values(
-                schemas.errors(self.settings.service, resolved), data, resolved
-            )
-            if details:
-                first = details[0]
-                raise exceptions.InvalidConfig(
-                    f"{received.label} does not pass the {self.settings.service} schema "
-                    f"after resolving @env: {first['path']}: {first['message']}",
-                    details=details,
-                )
-        return Config(
-            resolved,
-            service=self.settings.service,
-            environment=self.settings.environment,
-            version=received.version,
-            hash=received.hash,
-            source=source,
-            wire=received.wire,
-            section_hashes=tsk.section_hashes(resolved),
-            schemas=schemas.schemas if schemas is not None else None,
-        )
-
     def build(
         self, received: Received, source: Source, schemas: validation.SchemaSet | None = None
     ) -> Config:
         """Check the hash, resolve `@env` in this process, validate: a Config ready to apply."""
-        return self.resolve(received, self.decode(received), source, schemas)
+        return resolve(self.settings, received, decode(received), source, schemas)
 
     def read_cache(self) -> tuple[Received, validation.SchemaSet | None] | None:
         """The last-known-good document with the schemas it was validated against, or None
@@ -461,35 +389,9 @@ class ClientCore:
 
     # -- applying
 
-    def plan(self, new: Config) -> list[Step]:
-        """The steps that apply `new` over the current config: changed sections only."""
-        old = self.config
-        old_hashes = old.section_hashes if old is not None else {}
-        new_hashes = new.section_hashes
-        changed = {
-            key
-            for key in old_hashes.keys() | new_hashes.keys()
-            if old_hashes.get(key) != new_hashes.get(key)
-        }
-
-        def sections(name: str) -> tuple[Any, Any]:
-            before = old.section(name, None) if old is not None else None
-            return new.section(name, None), before
-
-        steps = [
-            applier_step(name, self.appliers[name], *sections(name))
-            for name in BUILTIN_ORDER
-            if name in changed
-        ]
-        steps += [
-            handler_step(name, handler, *sections(name))
-            for name, handler in self.handlers
-            if name in changed
-        ]
-        return steps
-
     def transaction(self, new: Config) -> Transaction:
-        return transaction(self.plan(new), new.version, self.describe(new))
+        steps = plan(self.config, new, self.appliers, self.handlers)
+        return transaction(steps, new.version, self.describe(new))
 
     # -- watching
 
@@ -534,7 +436,7 @@ class ClientCore:
     def schemas_flow(self) -> Flow[validation.SchemaSet | None]:
         """The service's compiled schema: fetched each time, compiled once per schema version."""
         service = self.settings.service
-        answer = self.read_schema((yield self.schema_request()), service)
+        answer = self.read_schema((yield Send(self.schema_request())), service)
         if answer is None:
             return None
         known, compiled = self.cached_schemas(answer)
@@ -544,7 +446,7 @@ class ClientCore:
         try:
             for name in self.sections_to_fetch(answer):
                 try:
-                    section = self.read_schema((yield self.schema_request(name)), name)
+                    section = self.read_schema((yield Send(self.schema_request(name))), name)
                 except exceptions.RequestRejected:
                     continue  # compile_schemas says what is missing
                 if section is not None:
@@ -557,9 +459,9 @@ class ClientCore:
             ) from error
 
     def prepare_flow(self, received: Received) -> Flow[Config]:
-        data = self.decode(received)
+        data = decode(received)
         schemas = yield from self.schemas_flow()
-        return self.resolve(received, data, "server", schemas)
+        return resolve(self.settings, received, data, "server", schemas)
 
     def overtaken(self, config: Config, fetched_over: Config | None) -> bool:
         """Whether a newer server version was applied while `config` was being fetched.
@@ -636,7 +538,7 @@ class ClientCore:
         tried: list[str] = []
         refused = False
         try:
-            received = self.read_config((yield self.config_request(conditional=False)))
+            received = self.read_config((yield Send(self.config_request(conditional=False))))
             if received is None:  # a request that named no version cannot be "not modified"
                 raise exceptions.ServerUnavailable(
                     f"GET {self.settings.config_url}: 304 to a request without If-None-Match"
@@ -645,7 +547,7 @@ class ClientCore:
             tried.append(f"server {self.settings.server}: {error}")
         else:
             try:
-                data = self.decode(received)
+                data = decode(received)
                 schemas = yield from self.schemas_flow()
             except exceptions.ServerUnavailable as error:
                 tried.append(f"server {self.settings.server}: {error}")
@@ -660,7 +562,7 @@ class ClientCore:
                 refused = True
             else:
                 try:
-                    config = self.resolve(received, data, "server", schemas)
+                    config = resolve(self.settings, received, data, "server", schemas)
                 except exceptions.InvalidConfig as error:
                     logger.error(
                         "the server's version of %s not applied: %s", self.settings.service, error
@@ -708,7 +610,7 @@ class ClientCore:
     def refresh_flow(self, wait: float | None) -> Flow[bool]:
         """Ask the server once for a newer version and apply it; True when one arrived."""
         fetched_over = self.config
-        received = self.read_config((yield self.config_request(wait=wait)))
+        received = self.read_config((yield Send(self.config_request(wait=wait))))
         if self.fallback_pending:
             self.fallback_pending = False
             yield Report("fallback", self.config)

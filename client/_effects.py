@@ -1,10 +1,11 @@
 """The effects the client's flows yield, and the two loops (threads, asyncio) that perform them.
 
 What the client does on a load or a new version is written once, as generators ("flows")
-that yield the effects they need and receive the results: an `httpx.Request` to send (the
-response comes back), a plain callable to call (a handler; the async client awaits what it
-returns), a `Report` to deliver in the background, an `Offload` of blocking file work, and
-an `Exclusive` sub-flow to run under the client's apply lock. `ConfigClient` and
+that yield the effects they need and receive the results: a request to `Send` (the response
+comes back), an applier's or handler's `Call` (the async client awaits what it returns), a
+`Blocking` call (the async client runs it in a thread), a `Report` to deliver in the
+background, an `Offload` of blocking file work, and an `Exclusive` sub-flow to run under the
+client's apply lock. `ConfigClient` and
 `AsyncConfigClient` only perform effects, so the two cannot drift apart.
 """
 
@@ -14,10 +15,46 @@ from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
+import httpx
+
 from tskcfg._answers import Received
 from tskcfg._config import Config
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Send:
+    """An HTTP request to send; the flow receives the whole answer, read within its bounds."""
+
+    request: httpx.Request
+
+
+@dataclass(frozen=True)
+class Call:
+    """An applier's or handler's call; the async client awaits what a coroutine handler returns."""
+
+    function: Callable[[], Any]
+
+    def __call__(self) -> Any:
+        return self.function()
+
+
+@dataclass(frozen=True)
+class Blocking:
+    """A step's call that may block for long (a database connect): the async client runs it in
+    a worker thread, so the service's event loop keeps serving; the sync client just calls it.
+
+    A call cannot be stopped half-way: if the apply is cancelled while it runs, the async
+    client waits for it, runs `undo` if it succeeded, and only then lets the cancellation
+    revert the steps before it.
+    """
+
+    function: Callable[[], Any]
+    undo: Callable[[], Any] | None = None
+
+    def __call__(self) -> Any:
+        return self.function()
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from tskcfg import exceptions
 from tskcfg._answers import raise_for_status
 from tskcfg._base import BaseClient
 from tskcfg._config import Config
-from tskcfg._effects import REENTRANT_APPLY, Exclusive, Offload, Report, drive
+from tskcfg._effects import REENTRANT_APPLY, Blocking, Call, Exclusive, Offload, Report, Send, drive
 from tskcfg._settings import WATCH_WAIT, tls_verification
 from tskcfg._transaction import Handler
 
@@ -255,8 +255,8 @@ class ConfigClient(BaseClient[httpx.BaseTransport]):
     # -- I/O: the effects the core's flows ask for
 
     def _perform(self, effect: Any) -> Any:
-        if isinstance(effect, httpx.Request):
-            return self._send(effect)
+        if isinstance(effect, Send):
+            return self._send(effect.request)
         if isinstance(effect, Report):
             self._report(effect)
             return None
@@ -272,7 +272,9 @@ class ConfigClient(BaseClient[httpx.BaseTransport]):
                     return drive(effect.flow, self._perform)
                 finally:
                     self._applying = None
-        return effect()  # an applier or handler call
+        if isinstance(effect, Call | Blocking):
+            return effect()  # an applier or handler call, in this thread
+        raise TypeError(f"not an effect: {effect!r}")
 
     def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
         """Send and read the whole answer within its deadline and the size limit; `stream`:

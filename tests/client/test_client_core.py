@@ -20,6 +20,7 @@ from tskcfg._effects import Offload, Report, drive
 from tskcfg._events import EventStreamParser, ServerEvent
 from tskcfg._lkg import read_lkg, write_lkg
 from tskcfg._settings import make_settings
+from tskcfg._transaction import plan
 
 DOCUMENT = (ROOT / "environments" / "development" / f"{SERVICE}.tsk").read_text(encoding="utf-8")
 
@@ -231,7 +232,7 @@ def test_first_apply_runs_everything_then_only_changed_sections(tmp_path: Path) 
     second = core.build(
         received("port: 1\n[features]\nflag: false\n[cache]\nttl: 5\n", 2), "server"
     )
-    steps = core.plan(second)
+    steps = plan(core.config, second, core.appliers, core.handlers)
     assert [step.label for step in steps] == [
         "handler Recorder.handler.<locals>.handle for 'features'",
         "handler Recorder.handler.<locals>.handle for 'gone'",
@@ -244,7 +245,7 @@ def test_builtins_run_in_fixed_order_before_handlers(tmp_path: Path) -> None:
     core = core_for(tmp_path)
     core.on("logging")(lambda new, old: None)
     config = core.build(received(DOCUMENT), "server")
-    labels = [step.label for step in core.plan(config)]
+    labels = [step.label for step in plan(core.config, config, core.appliers, core.handlers)]
     builtins = [label for label in labels if label.startswith("the built-in")]
     assert builtins == [
         f"the built-in {name} applier" for name in ("logging", "security", "cache", "database")
