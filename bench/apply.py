@@ -38,7 +38,7 @@ GOAL_P99_MS = 100.0  # watch and SSE modes; poll mode is the comparison
 
 SERVICE_PROCESS = """
 import sys, time
-from client import ConfigClient
+from tskcfg import ConfigClient
 
 server, token, mode, interval, cache = sys.argv[1:6]
 client = ConfigClient("bench-service", "development", server=server, token=token, mode=mode,

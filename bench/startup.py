@@ -44,7 +44,7 @@ CLIENT_CHILD = """
 import time
 started = time.perf_counter()
 import json, sys
-from client import load_config
+from tskcfg import load_config
 imported = time.perf_counter()
 config = load_config(sys.argv[1], sys.argv[2], server=sys.argv[3], token=sys.argv[4],
                      cache_dir=sys.argv[5], environments_dir=sys.argv[6])

@@ -1,18 +1,20 @@
 """The client library: a service's configuration from the config server, kept current without restarts.
 
-    from client import load_config
+    from tskcfg import load_config
     config = load_config("user-service")
     config.get("database.pool_size")
 
-Import everything from `client`; the modules starting with `_` are private.
+`AdminClient` does from Python what the `tskcfg` command does (push, promote, roll back, ...).
+Import everything from `tskcfg`; the modules starting with `_` are private.
 """
 
 from __future__ import annotations
 
 import os
 
-from client import exceptions
-from client._appliers import (
+from tskcfg import exceptions
+from tskcfg._admin import AdminClient, Written
+from tskcfg._appliers import (
     Applier,
     CacheApplier,
     DatabaseApplier,
@@ -20,17 +22,18 @@ from client._appliers import (
     SecurityPolicy,
     SecurityState,
 )
-from client._async import AsyncConfigClient
-from client._cache import TTLCache
-from client._config import Config
-from client._retry import RetryPolicy
-from client._sync import ConfigClient
-from client.exceptions import (
+from tskcfg._async import AsyncConfigClient
+from tskcfg._cache import TTLCache
+from tskcfg._config import Config
+from tskcfg._retry import RetryPolicy
+from tskcfg._sync import ConfigClient
+from tskcfg.exceptions import (
     ApplyFailed,
     ConfigError,
     Forbidden,
     HashMismatch,
     InvalidConfig,
+    NoPreviousVersion,
     NotFound,
     RequestRejected,
     ServerUnavailable,
@@ -38,6 +41,7 @@ from client.exceptions import (
 )
 
 __all__ = [
+    "AdminClient",
     "Applier",
     "ApplyFailed",
     "AsyncConfigClient",
@@ -49,6 +53,7 @@ __all__ = [
     "Forbidden",
     "HashMismatch",
     "InvalidConfig",
+    "NoPreviousVersion",
     "LoggingApplier",
     "NotFound",
     "RequestRejected",
@@ -58,6 +63,7 @@ __all__ = [
     "ServerUnavailable",
     "TTLCache",
     "Unauthorized",
+    "Written",
     "exceptions",
     "load_config",
 ]

@@ -20,9 +20,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from client._cache import TTLCache
+from tskcfg._cache import TTLCache
 
-logger = logging.getLogger("client")
+logger = logging.getLogger("tskcfg")
 
 Section = Mapping[str, Any] | None
 

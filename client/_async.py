@@ -13,21 +13,23 @@ from typing import Any
 import httpx
 import watchfiles
 
-from client import exceptions
-from client._base import BaseClient, tls_verification
-from client._config import Config
-from client._core import (
+from tskcfg import exceptions
+from tskcfg._answers import raise_for_status
+from tskcfg._base import BaseClient
+from tskcfg._config import Config
+from tskcfg._effects import (
     REENTRANT_APPLY,
-    WATCH_WAIT,
+    Blocking,
+    Call,
     Exclusive,
     Offload,
     Report,
+    Send,
     drive_async,
-    raise_for_status,
 )
-from client._transaction import Blocking
+from tskcfg._settings import WATCH_WAIT, tls_verification
 
-logger = logging.getLogger("client")
+logger = logging.getLogger("tskcfg")
 
 
 class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
@@ -137,8 +139,8 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
     # -- I/O: the effects the core's flows ask for
 
     async def _perform(self, effect: Any) -> Any:
-        if isinstance(effect, httpx.Request):
-            return await self._send(effect)
+        if isinstance(effect, Send):
+            return await self._send(effect.request)
         if isinstance(effect, Report):
             self._report(effect)
             return None
@@ -165,6 +167,8 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
                     return await drive_async(effect.flow, self._perform)
                 finally:
                     self._applying = None
+        if not isinstance(effect, Call):
+            raise TypeError(f"not an effect: {effect!r}")
         result = effect()  # an applier or handler call; handlers may be coroutines
         if inspect.isawaitable(result):
             result = await result

@@ -3,37 +3,18 @@
 from __future__ import annotations
 
 import os
-import ssl
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
-from client._appliers import CacheFactory, DatabaseApplier, SecurityPolicy
-from client._config import Config
-from client._core import (
-    DEFAULT_MAX_RESPONSE_BYTES,
-    DEFAULT_TIMEOUT,
-    ClientCore,
-    Settings,
-    make_settings,
-)
-from client._events import EventStreamParser
-from client._retry import RetryPolicy
-from client._transaction import Handler
+from tskcfg._appliers import CacheFactory, DatabaseApplier, SecurityPolicy
+from tskcfg._config import Config
+from tskcfg._core import ClientCore
+from tskcfg._events import EventStreamParser
+from tskcfg._retry import RetryPolicy
+from tskcfg._settings import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Settings, make_settings
+from tskcfg._transaction import Handler
 
 TransportT = TypeVar("TransportT")
-
-
-def tls_verification(server: str) -> ssl.SSLContext | bool:
-    """How the HTTP client verifies TLS: the default CA bundle for an https:// server.
-
-    For a plain http:// server, an SSL context holding no certificate authority at all: it
-    costs nothing to build, where loading the bundle took 20 to 35 ms of every start, and it
-    refuses any TLS connection rather than trusting it (none is ever made: the client only
-    sends requests to the server's own URL and follows no redirects).
-    """
-    if server.startswith("https://"):
-        return True
-    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
 class BaseClient(Generic[TransportT]):

@@ -1,30 +1,33 @@
-"""The part of the client that does no I/O, shared by `ConfigClient` and `AsyncConfigClient`.
+"""The state and flows of one client, shared by `ConfigClient` and `AsyncConfigClient`; no I/O.
 
-It builds requests and reads responses, turns a received document into a `Config` (hash
-check, `@env` resolution, schema validation), plans and runs the all-or-nothing apply, and
-decides how long to wait after a failure. The sync and async clients only move bytes and
-sleep, so the two cannot drift apart.
+`ClientCore` holds the current config, the appliers and handlers and what the server showed,
+builds the requests and reads the answers, and writes what a load or a new version does as
+flows (generators of effects, see `_effects`): the sync and async clients only perform the
+effects, so the two cannot drift apart.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
-import os
-import re
-import socket
-import time
-from collections.abc import Awaitable, Callable, Generator, Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import httpx
 from referencing.exceptions import Unresolvable
 
-from client import exceptions
-from client._appliers import (
+from config_service import __version__, tsk
+from config_service.schema import SchemaSet, build_registry, referenced_schemas, schema_file_name
+from tskcfg import exceptions
+from tskcfg._answers import (
+    BoundedBody,
+    Received,
+    SchemaAnswer,
+    json_body,
+    raise_for_status,
+    received_from_file,
+)
+from tskcfg._appliers import (
     Applier,
     CacheApplier,
     CacheFactory,
@@ -32,464 +35,23 @@ from client._appliers import (
     LoggingApplier,
     SecurityPolicy,
 )
-from client._config import Config, Source
-from client._events import ServerEvent
-from client._lkg import default_cache_dir, lkg_path, read_lkg, write_lkg
-from client._retry import RetryPolicy
-from client._transaction import Handler, Step, Transaction, applier_step, handler_step, transaction
-from config_service import __version__, tsk
-from config_service.schema import (
-    SchemaInvalid,
-    SchemaSet,
-    build_registry,
-    check_schema,
-    referenced_schemas,
-    schema_file_name,
+from tskcfg._config import Config, Source
+from tskcfg._documents import decode, resolve
+from tskcfg._effects import Exclusive, Flow, Offload, Report, Send
+from tskcfg._events import ServerEvent
+from tskcfg._lkg import read_lkg, write_lkg
+from tskcfg._redaction import environment_texts, hide_environment_text
+from tskcfg._retry import RetryPolicy
+from tskcfg._schemas import lkg_schemas, local_schemas
+from tskcfg._settings import (
+    DEFAULT_TIMEOUT,
+    MIN_CHECK_INTERVAL,
+    REPORT_TIMEOUT,
+    Settings,
 )
+from tskcfg._transaction import Handler, Transaction, plan, transaction
 
-logger = logging.getLogger("client")
-
-DEFAULT_SERVER = "http://localhost:8005"
-DEFAULT_ENVIRONMENT = "development"
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
-Mode = Literal["watch", "poll", "sse", "files"]
-MODES = ("watch", "poll", "sse", "files")
-# The built-in appliers run first, always in this order, then the service's handlers.
-BUILTIN_ORDER = ("logging", "security", "cache", "database")
-# A long poll is held this long by the server; the deadline leaves room for the answer.
-WATCH_WAIT = 60.0
-# The whole of one answer (connect, head and body) must arrive within this many seconds,
-# beyond a long poll's wait; the largest answer taken. Past either it is a failed answer.
-DEFAULT_TIMEOUT = 10.0
-DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
-REPORT_TIMEOUT = 5.0
-# An answer that brings nothing new sooner than this is followed by a pause, so a server
-# that ignores `wait` cannot turn the watch loop into a busy loop.
-MIN_CHECK_INTERVAL = 1.0
-
-T = TypeVar("T")
-
-
-# ---------------------------------------------------------------------------- settings
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything a client was told, with the environment variables' defaults filled in."""
-
-    service: str
-    environment: str
-    server: str
-    token: str | None
-    cache_dir: Path
-    environments_dir: Path
-    mode: Mode
-    poll_interval: float
-    instance_id: str
-    schemas_dir: Path
-    timeout: float = DEFAULT_TIMEOUT
-    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
-
-    @property
-    def lkg_path(self) -> Path:
-        return lkg_path(self.cache_dir, self.service, self.environment)
-
-    @property
-    def file_path(self) -> Path:
-        return self.environments_dir / self.environment / f"{self.service}.tsk"
-
-    @property
-    def config_url(self) -> str:
-        return f"{self.server}/v1/configs/{self.service}/{self.environment}"
-
-
-def make_settings(
-    service: str,
-    environment: str | None = None,
-    *,
-    server: str | None = None,
-    token: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    environments_dir: str | os.PathLike[str] | None = None,
-    mode: str = "watch",
-    poll_interval: float = 30.0,
-    instance_id: str | None = None,
-    schemas_dir: str | os.PathLike[str] | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-) -> Settings:
-    """Fill in defaults (`SERVICE_ENV`, `CONFIG_STORE`, `CONFIG_TOKEN`) and check every argument."""
-    environment = environment or os.environ.get("SERVICE_ENV") or DEFAULT_ENVIRONMENT
-    for what, name in (("service", service), ("environment", environment)):
-        if not isinstance(name, str) or not NAME_PATTERN.match(name):
-            raise ValueError(f"{what} name {name!r} does not match {NAME_PATTERN.pattern}")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    if (
-        isinstance(poll_interval, bool)
-        or not isinstance(poll_interval, int | float)
-        or poll_interval <= 0
-    ):
-        raise ValueError(
-            f"poll_interval must be a positive number of seconds, not {poll_interval!r}"
-        )
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not math.isfinite(timeout)
-        or timeout <= 0
-    ):
-        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
-    if (
-        isinstance(max_response_bytes, bool)
-        or not isinstance(max_response_bytes, int)
-        or max_response_bytes <= 0
-    ):
-        raise ValueError(
-            f"max_response_bytes must be a positive whole number, not {max_response_bytes!r}"
-        )
-    server = (server or os.environ.get("CONFIG_STORE") or DEFAULT_SERVER).rstrip("/")
-    if not server.startswith(("http://", "https://")):
-        raise ValueError(f"server must be an http:// or https:// URL, not {server!r}")
-    environments = Path(environments_dir) if environments_dir is not None else Path("environments")
-    return Settings(
-        service=service,
-        environment=environment,
-        server=server,
-        token=token if token is not None else os.environ.get("CONFIG_TOKEN") or None,
-        cache_dir=Path(cache_dir) if cache_dir is not None else default_cache_dir(),
-        environments_dir=environments,
-        mode=mode,  # type: ignore[arg-type]
-        poll_interval=float(poll_interval),
-        instance_id=instance_id or f"{socket.gethostname()}:{os.getpid()}",
-        # The layout of this repository: schemas/ beside environments/.
-        schemas_dir=Path(schemas_dir) if schemas_dir is not None else environments.parent / "schemas",
-        timeout=float(timeout),
-        max_response_bytes=max_response_bytes,
-    )
-
-
-# ---------------------------------------------------------------------------- received documents
-
-
-@dataclass(frozen=True)
-class Received:
-    """A document as it arrived (server, cache file or local file), not yet checked."""
-
-    version: int | None
-    hash: str
-    wire: dict[str, Any]
-    # How messages name it when it has no version: "file environments/…/user-service.tsk".
-    origin: str = "the document"
-
-    @property
-    def label(self) -> str:
-        return f"version {self.version}" if self.version is not None else self.origin
-
-
-def _json_body(response: httpx.Response) -> Any:
-    """The JSON of an answer, or None when it is not JSON this client can take.
-
-    A server or proxy may send anything: nesting deeper than the parser's stack
-    (RecursionError) and integers of thousands of digits (ValueError) are answers that are
-    not a config, like any other bad answer.
-    """
-    try:
-        return response.json()
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return None
-
-
-class BoundedBody:
-    """Collects the body of one answer, refusing it past the size limit or the deadline.
-
-    The clients read answers as streams and feed the chunks here, so no more than
-    `limit` bytes of an answer are ever held, and a body that trickles in ends at the
-    deadline however often bytes arrive.
-    """
-
-    def __init__(self, request: httpx.Request, response: httpx.Response, *, limit: int, deadline: float) -> None:
-        self.request = request
-        self.response = response
-        self.limit = limit
-        self.deadline = deadline
-        self.chunks: list[bytes] = []
-        self.size = 0
-        announced = response.headers.get("Content-Length", "")
-        if announced.isdigit() and int(announced) > limit:
-            raise self._refused(f"it announces {int(announced)} bytes")
-        self.check_time()
-
-    def _refused(self, why: str) -> exceptions.ServerUnavailable:
-        return exceptions.ServerUnavailable(
-            f"{self.request.method} {self.request.url.copy_with(query=None)}: "
-            f"the answer is larger than the limit of {self.limit} bytes ({why})"
-        )
-
-    def check_time(self) -> None:
-        if time.monotonic() > self.deadline:
-            raise exceptions.ServerUnavailable(
-                f"{self.request.method} {self.request.url.copy_with(query=None)}: "
-                "the answer did not arrive in full within the client's timeout"
-            )
-
-    def add(self, chunk: bytes) -> None:
-        self.size += len(chunk)
-        if self.size > self.limit:
-            raise self._refused(f"{self.size} bytes read so far")
-        self.chunks.append(chunk)
-        self.check_time()
-
-    def complete(self) -> httpx.Response:
-        """The answer with its whole body, decoded already."""
-        headers = [
-            (name, value)
-            for name, value in self.response.headers.multi_items()
-            if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
-        ]
-        return httpx.Response(
-            self.response.status_code,
-            headers=headers,
-            content=b"".join(self.chunks),
-            request=self.request,
-            extensions={"reason_phrase": self.response.reason_phrase.encode("ascii", "replace")},
-        )
-
-
-def raise_for_status(response: httpx.Response, what: str) -> None:
-    """Map an error answer to the client's exceptions: 5xx is unavailability, 4xx is raised as is."""
-    status = response.status_code
-    if status < 400:
-        return
-    body = _json_body(response)
-    body = body if isinstance(body, dict) else {}
-    message = str(body.get("message") or response.reason_phrase or "error")
-    text = f"{what}: the server answered {status}: {message}"
-    if status >= 500:
-        raise exceptions.ServerUnavailable(text)
-    kind: type[exceptions.RequestRejected] = {
-        401: exceptions.Unauthorized,
-        403: exceptions.Forbidden,
-        404: exceptions.NotFound,
-    }.get(status, exceptions.RequestRejected)
-    raise kind(text, status=status, code=str(body.get("error", "")), details=body.get("details"))
-
-
-def received_from_file(path: Path) -> Received:
-    """Parse a local TSK document; a syntax error becomes InvalidConfig with line and column."""
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = tsk.loads(text)
-    except FileNotFoundError as error:
-        raise exceptions.ConfigError(f"{path}: no such file") from error
-    except OSError as error:  # a directory in its place, no permission: say so, keep watching
-        raise exceptions.ConfigError(
-            f"{path}: cannot be read ({error.strerror or error})"
-        ) from error
-    except tsk.TSKDecodeError as error:
-        raise exceptions.InvalidConfig(
-            f"{path}:{error.lineno}:{error.colno}: {error.msg}",
-            details=[{"line": error.lineno, "column": error.colno, "message": error.msg}],
-        ) from error
-    except UnicodeDecodeError as error:
-        raise exceptions.InvalidConfig(f"{path}: not UTF-8 ({error.reason})") from error
-    return Received(
-        version=None, hash=tsk.document_hash(data), wire=tsk.to_wire(data), origin=f"file {path}"
-    )
-
-
-def local_schemas(directory: Path, service: str) -> SchemaSet | None:
-    """`<directory>/<service>.json` with the section schemas it refers to, checked as the server
-    checks a schema it is given; None when the directory has no schema for the service."""
-    if not (directory / schema_file_name(service)).is_file():
-        return None
-    schemas: dict[str, Any] = {}
-    pending = [service]
-    while pending:
-        name = pending.pop()
-        path = directory / schema_file_name(name)
-        try:
-            schemas[name] = json.loads(path.read_text(encoding="utf-8"))
-        except OSError as error:
-            raise exceptions.InvalidConfig(
-                f"{path}: cannot be read ({error.strerror or error})"
-            ) from error
-        except (ValueError, RecursionError) as error:
-            raise exceptions.InvalidConfig(f"{path} is not JSON: {error}") from error
-        for target in sorted(referenced_schemas(schemas[name])):
-            # A missing one is left to check_schema, which says which $ref does not resolve.
-            if target not in schemas and (directory / schema_file_name(target)).is_file():
-                pending.append(target)
-    for name, schema in schemas.items():
-        others = {other: value for other, value in schemas.items() if other != name}
-        try:
-            check_schema(name, schema, others)
-        except SchemaInvalid as error:
-            raise exceptions.InvalidConfig(
-                f"{directory / schema_file_name(name)}: {error}", details=error.details
-            ) from None
-    return SchemaSet(schemas, generation=0)
-
-
-def lkg_schemas(stored: Mapping[str, Any]) -> SchemaSet | None:
-    """The schemas a last-known-good record was validated against (None: on the server only)."""
-    schemas = stored.get("schema")
-    if schemas is None:
-        return None
-    if not isinstance(schemas, dict) or not all(
-        isinstance(schema, dict) for schema in schemas.values()
-    ):
-        raise ValueError("its schema is not a set of schemas by name")
-    return SchemaSet(schemas, generation=0)
-
-
-# A string from the environment shorter than this is hidden only where it is quoted: bare, it
-# could be any word of a message ("true", a port number).
-BARE_SECRET_LENGTH = 8
-
-
-def environment_texts(data: Any, resolved: Any) -> dict[str, str]:
-    """Each string that came from an environment variable (as quoted and, when long, as is) ->
-    `@env(NAME)`. Values written in the document (defaults too) are not in it."""
-    texts: dict[str, str] = {}
-
-    def collect(value: Any, name: str) -> None:
-        if isinstance(value, str) and value:
-            texts[repr(value)] = f"@env({name})"
-            if len(value) >= BARE_SECRET_LENGTH:
-                texts[value] = f"@env({name})"
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                collect(key, name)
-                collect(item, name)
-        elif isinstance(value, list):
-            for item in value:
-                collect(item, name)
-
-    def walk(node: Any, value: Any) -> None:
-        if isinstance(node, tsk.EnvRef):
-            if node.name in os.environ:
-                collect(value, node.name)
-        elif isinstance(node, dict) and isinstance(value, dict):
-            for key, item in node.items():
-                walk(item, value.get(key))
-        elif isinstance(node, list) and isinstance(value, list):
-            for item, resolved_item in zip(node, value, strict=False):
-                walk(item, resolved_item)
-
-    walk(data, resolved)
-    return texts
-
-
-def hide_environment_text(message: str, texts: Mapping[str, str]) -> str:
-    """`message` with every text of `environment_texts` replaced by its `@env(NAME)`.
-
-    Schema messages repeat the value they refuse, and an applier's or handler's error may quote
-    a url with its password; both are logged and reported to the server, where any reader of
-    the service sees them: a secret passed through `@env` must not travel that way.
-    """
-    for text in sorted(texts, key=len, reverse=True):
-        message = message.replace(text, texts[text])
-    return message
-
-
-def hide_environment_values(
-    details: list[dict[str, Any]], data: Any, resolved: Any
-) -> list[dict[str, Any]]:
-    """Schema failures `{path, message}` with their messages passed through `hide_environment_text`."""
-    texts = environment_texts(data, resolved)
-    if not texts:
-        return details
-    return [
-        {**detail, "message": hide_environment_text(str(detail.get("message", "")), texts)}
-        for detail in details
-    ]
-
-
-@dataclass(frozen=True)
-class SchemaAnswer:
-    """A schema as `GET /v1/schemas/{name}` serves it."""
-
-    name: str
-    version: Any
-    schema: dict[str, Any]
-
-
-# ---------------------------------------------------------------------------- flows and effects
-#
-# What the client does on a load or a new version is written once, as generators ("flows")
-# that yield the effects they need and receive the results: an `httpx.Request` to send (the
-# response comes back), a plain callable to call (a handler; the async client awaits what it
-# returns), a `Report` to deliver in the background, an `Offload` of blocking file work, and
-# an `Exclusive` sub-flow to run under the client's apply lock. `ConfigClient` and
-# `AsyncConfigClient` only perform effects, so the two cannot drift apart.
-
-
-@dataclass(frozen=True)
-class Report:
-    """Tell the server which version this instance runs (never blocking the service)."""
-
-    status: Literal["applied", "failed", "fallback", "stopped"]
-    subject: Config | Received | None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class Offload:
-    """Blocking work (an fsync) the async client runs in a thread."""
-
-    function: Callable[[], Any]
-
-
-@dataclass(frozen=True)
-class Exclusive:
-    """A sub-flow that must not interleave with another apply."""
-
-    flow: Generator[Any, Any, Any]
-
-
-# What a handler that calls load() or refresh() of its own client gets, rather than waiting
-# for the apply it runs in to finish: that wait would never end.
-REENTRANT_APPLY = "a handler cannot call load() or refresh() of the client applying it"
-
-
-Flow = Generator[Any, Any, T]
-
-
-def drive(flow: Generator[Any, Any, T], perform: Callable[[Any], Any]) -> T:
-    """Run a flow, performing each effect with `perform`; an effect's exception goes back in."""
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            effect = flow.throw(error) if error is not None else flow.send(value)
-        except StopIteration as finished:
-            return finished.value
-        value, error = None, None
-        try:
-            value = perform(effect)
-        except BaseException as raised:  # thrown into the flow, so an apply can revert first
-            error = raised
-
-
-async def drive_async(flow: Generator[Any, Any, T], perform: Callable[[Any], Awaitable[Any]]) -> T:
-    """`drive` for an event loop: `perform` is a coroutine function."""
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            effect = flow.throw(error) if error is not None else flow.send(value)
-        except StopIteration as finished:
-            return finished.value
-        value, error = None, None
-        try:
-            value = await perform(effect)
-        except BaseException as raised:  # a cancellation too: the apply reverts, then it goes on
-            error = raised
-
-
-# ---------------------------------------------------------------------------- the shared core
-
+logger = logging.getLogger("tskcfg")
 
 class ClientCore:
     """The state and rules of one client: current config, appliers, handlers, what was seen."""
@@ -625,7 +187,7 @@ class ClientCore:
         if response.status_code == 304:
             return None
         raise_for_status(response, f"GET {self.settings.config_url}")
-        body = _json_body(response)
+        body = json_body(response)
         try:
             version = body["version"]
             digest = body["hash"]
@@ -648,7 +210,7 @@ class ClientCore:
         if response.status_code == 404:
             return None
         raise_for_status(response, f"GET /v1/schemas/{name}")
-        body = _json_body(response)
+        body = json_body(response)
         if not isinstance(body, dict) or not isinstance(body.get("schema"), dict):
             raise exceptions.ServerUnavailable(
                 f"GET /v1/schemas/{name}: the answer is not {{service, version, schema}}"
@@ -716,79 +278,11 @@ class ClientCore:
 
     # -- building a Config
 
-    def decode(self, received: Received) -> Any:
-        """The TSK data of a received document, its hash checked.
-
-        What fails here is a document damaged on its way (bad hash, not a document): from the
-        server, an answer that is not a valid config, which a fallback may stand in for.
-        """
-        try:
-            data = tsk.from_wire(received.wire)
-            actual = tsk.document_hash(data)
-        except (ValueError, TypeError, RecursionError) as error:
-            raise exceptions.InvalidConfig(
-                f"{received.label} is not a valid document: {error}"
-            ) from error
-        if actual != received.hash:
-            raise exceptions.HashMismatch(
-                f"{received.label} was announced with hash {received.hash[:12]}… "
-                f"but its data hashes to {actual[:12]}…; not applied"
-            )
-        return data
-
-    def resolve(
-        self,
-        received: Received,
-        data: Any,
-        source: Source,
-        schemas: SchemaSet | None = None,
-    ) -> Config:
-        """Resolve `@env` in this process and validate: a Config ready to apply.
-
-        What fails here is made invalid by this process's environment (or, for a local file,
-        by its own content): no fallback may hide it, the cache would fail the same way.
-        """
-        try:
-            resolved = tsk.resolve(data, environ=os.environ)
-        except tsk.TSKResolveError as error:
-            # The message quotes the variable's text, which may be a secret: it is logged and
-            # reported to the server, so the text is left out.
-            message = str(error)
-            raw = os.environ.get(error.name)
-            if raw is not None and raw.strip():
-                message = message.replace(repr(raw.strip()), "set to a value (not shown)")
-            raise exceptions.InvalidConfig(
-                f"{received.label}: {message}",
-                details=[{"variable": error.name, "message": message}],
-            ) from None
-        if schemas is not None:
-            details = hide_environment_values(
-                schemas.errors(self.settings.service, resolved), data, resolved
-            )
-            if details:
-                first = details[0]
-                raise exceptions.InvalidConfig(
-                    f"{received.label} does not pass the {self.settings.service} schema "
-                    f"after resolving @env: {first['path']}: {first['message']}",
-                    details=details,
-                )
-        return Config(
-            resolved,
-            service=self.settings.service,
-            environment=self.settings.environment,
-            version=received.version,
-            hash=received.hash,
-            source=source,
-            wire=received.wire,
-            section_hashes=tsk.section_hashes(resolved),
-            schemas=schemas.schemas if schemas is not None else None,
-        )
-
     def build(
         self, received: Received, source: Source, schemas: SchemaSet | None = None
     ) -> Config:
         """Check the hash, resolve `@env` in this process, validate: a Config ready to apply."""
-        return self.resolve(received, self.decode(received), source, schemas)
+        return resolve(self.settings, received, decode(received), source, schemas)
 
     def read_cache(self) -> tuple[Received, SchemaSet | None] | None:
         """The last-known-good document with the schemas it was validated against, or None
@@ -896,35 +390,9 @@ class ClientCore:
 
     # -- applying
 
-    def plan(self, new: Config) -> list[Step]:
-        """The steps that apply `new` over the current config: changed sections only."""
-        old = self.config
-        old_hashes = old.section_hashes if old is not None else {}
-        new_hashes = new.section_hashes
-        changed = {
-            key
-            for key in old_hashes.keys() | new_hashes.keys()
-            if old_hashes.get(key) != new_hashes.get(key)
-        }
-
-        def sections(name: str) -> tuple[Any, Any]:
-            before = old.section(name, None) if old is not None else None
-            return new.section(name, None), before
-
-        steps = [
-            applier_step(name, self.appliers[name], *sections(name))
-            for name in BUILTIN_ORDER
-            if name in changed
-        ]
-        steps += [
-            handler_step(name, handler, *sections(name))
-            for name, handler in self.handlers
-            if name in changed
-        ]
-        return steps
-
     def transaction(self, new: Config) -> Transaction:
-        return transaction(self.plan(new), new.version, self.describe(new))
+        steps = plan(self.config, new, self.appliers, self.handlers)
+        return transaction(steps, new.version, self.describe(new))
 
     # -- watching
 
@@ -969,7 +437,7 @@ class ClientCore:
     def schemas_flow(self) -> Flow[SchemaSet | None]:
         """The service's compiled schema: fetched each time, compiled once per schema version."""
         service = self.settings.service
-        answer = self.read_schema((yield self.schema_request()), service)
+        answer = self.read_schema((yield Send(self.schema_request())), service)
         if answer is None:
             return None
         known, compiled = self.cached_schemas(answer)
@@ -979,7 +447,7 @@ class ClientCore:
         try:
             for name in self.sections_to_fetch(answer):
                 try:
-                    section = self.read_schema((yield self.schema_request(name)), name)
+                    section = self.read_schema((yield Send(self.schema_request(name))), name)
                 except exceptions.RequestRejected:
                     continue  # compile_schemas says what is missing
                 if section is not None:
@@ -992,9 +460,9 @@ class ClientCore:
             ) from error
 
     def prepare_flow(self, received: Received) -> Flow[Config]:
-        data = self.decode(received)
+        data = decode(received)
         schemas = yield from self.schemas_flow()
-        return self.resolve(received, data, "server", schemas)
+        return resolve(self.settings, received, data, "server", schemas)
 
     def overtaken(self, config: Config, fetched_over: Config | None) -> bool:
         """Whether a newer server version was applied while `config` was being fetched.
@@ -1071,7 +539,7 @@ class ClientCore:
         tried: list[str] = []
         refused = False
         try:
-            received = self.read_config((yield self.config_request(conditional=False)))
+            received = self.read_config((yield Send(self.config_request(conditional=False))))
             if received is None:  # a request that named no version cannot be "not modified"
                 raise exceptions.ServerUnavailable(
                     f"GET {self.settings.config_url}: 304 to a request without If-None-Match"
@@ -1080,7 +548,7 @@ class ClientCore:
             tried.append(f"server {self.settings.server}: {error}")
         else:
             try:
-                data = self.decode(received)
+                data = decode(received)
                 schemas = yield from self.schemas_flow()
             except exceptions.ServerUnavailable as error:
                 tried.append(f"server {self.settings.server}: {error}")
@@ -1095,7 +563,7 @@ class ClientCore:
                 refused = True
             else:
                 try:
-                    config = self.resolve(received, data, "server", schemas)
+                    config = resolve(self.settings, received, data, "server", schemas)
                 except exceptions.InvalidConfig as error:
                     logger.error(
                         "the server's version of %s not applied: %s", self.settings.service, error
@@ -1143,7 +611,7 @@ class ClientCore:
     def refresh_flow(self, wait: float | None) -> Flow[bool]:
         """Ask the server once for a newer version and apply it; True when one arrived."""
         fetched_over = self.config
-        received = self.read_config((yield self.config_request(wait=wait)))
+        received = self.read_config((yield Send(self.config_request(wait=wait))))
         if self.fallback_pending:
             self.fallback_pending = False
             yield Report("fallback", self.config)

@@ -10,7 +10,7 @@ from typing import Any
 from config_service import tsk
 from config_service.atomic_file import write_atomically
 
-logger = logging.getLogger("client")
+logger = logging.getLogger("tskcfg")
 
 
 def default_cache_dir() -> Path:

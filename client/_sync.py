@@ -20,21 +20,15 @@ import httpcore
 import httpx
 import watchfiles
 
-from client import exceptions
-from client._base import BaseClient, tls_verification
-from client._config import Config
-from client._core import (
-    REENTRANT_APPLY,
-    WATCH_WAIT,
-    Exclusive,
-    Handler,
-    Offload,
-    Report,
-    drive,
-    raise_for_status,
-)
+from tskcfg import exceptions
+from tskcfg._answers import raise_for_status
+from tskcfg._base import BaseClient
+from tskcfg._config import Config
+from tskcfg._effects import REENTRANT_APPLY, Blocking, Call, Exclusive, Offload, Report, Send, drive
+from tskcfg._settings import WATCH_WAIT, tls_verification
+from tskcfg._transaction import Handler
 
-logger = logging.getLogger("client")
+logger = logging.getLogger("tskcfg")
 
 
 class _DeadlineStream(httpcore.NetworkStream):
@@ -261,8 +255,8 @@ class ConfigClient(BaseClient[httpx.BaseTransport]):
     # -- I/O: the effects the core's flows ask for
 
     def _perform(self, effect: Any) -> Any:
-        if isinstance(effect, httpx.Request):
-            return self._send(effect)
+        if isinstance(effect, Send):
+            return self._send(effect.request)
         if isinstance(effect, Report):
             self._report(effect)
             return None
@@ -278,7 +272,9 @@ class ConfigClient(BaseClient[httpx.BaseTransport]):
                     return drive(effect.flow, self._perform)
                 finally:
                     self._applying = None
-        return effect()  # an applier or handler call
+        if isinstance(effect, Call | Blocking):
+            return effect()  # an applier or handler call, in this thread
+        raise TypeError(f"not an effect: {effect!r}")
 
     def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
         """Send and read the whole answer within its deadline and the size limit; `stream`:

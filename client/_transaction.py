@@ -1,18 +1,23 @@
-"""The all-or-nothing apply: one step per applier or handler, reverted in reverse order on failure."""
+"""Planning and running the all-or-nothing apply: one step per changed section's applier or handler,
+reverted in reverse order on failure."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from client import exceptions
-from client._appliers import Applier
+from tskcfg import exceptions
+from tskcfg._appliers import Applier
+from tskcfg._config import Config
+from tskcfg._effects import Blocking, Call
 
-logger = logging.getLogger("client")
+logger = logging.getLogger("tskcfg")
 
 Handler = Callable[[Any, Any], Any]
+# The built-in appliers run first, always in this order, then the service's handlers.
+BUILTIN_ORDER = ("logging", "security", "cache", "database")
 
 
 @dataclass(frozen=True)
@@ -21,26 +26,9 @@ class Step:
 
     section: str
     label: str
-    forward: Callable[[], Any]
-    backward: Callable[[], Any]
-    commit: Callable[[], Any]
-
-
-@dataclass(frozen=True)
-class Blocking:
-    """A step's call that may block for long (a database connect): the async client runs it in
-    a worker thread, so the service's event loop keeps serving; the sync client just calls it.
-
-    A call cannot be stopped half-way: if the apply is cancelled while it runs, the async
-    client waits for it, runs `undo` if it succeeded, and only then lets the cancellation
-    revert the steps before it.
-    """
-
-    function: Callable[[], Any]
-    undo: Callable[[], Any] | None = None
-
-    def __call__(self) -> Any:
-        return self.function()
+    forward: Call | Blocking
+    backward: Call | Blocking
+    commit: Call
 
 
 def _nothing() -> None:
@@ -60,14 +48,14 @@ def applier_step(section: str, applier: Applier, new: Any, old: Any) -> Step:
             label=f"the built-in {section} applier",
             forward=Blocking(forward, undo=backward),
             backward=Blocking(backward),
-            commit=applier.commit,
+            commit=Call(applier.commit),
         )
     return Step(
         section=section,
         label=f"the built-in {section} applier",
-        forward=forward,
-        backward=backward,
-        commit=applier.commit,
+        forward=Call(forward),
+        backward=Call(backward),
+        commit=Call(applier.commit),
     )
 
 
@@ -76,14 +64,38 @@ def handler_step(section: str, handler: Handler, new: Any, old: Any) -> Step:
     return Step(
         section=section,
         label=f"handler {name} for {section!r}",
-        forward=lambda: handler(new, old),
+        forward=Call(lambda: handler(new, old)),
         # A handler undoes itself by being told to go from the new section back to the old one.
-        backward=lambda: handler(old, new),
-        commit=_nothing,
+        backward=Call(lambda: handler(old, new)),
+        commit=Call(_nothing),
     )
 
 
-Transaction = Generator[Callable[[], Any], None, None]
+def plan(
+    old: Config | None,
+    new: Config,
+    appliers: Mapping[str, Applier],
+    handlers: Iterable[tuple[str, Handler]],
+) -> list[Step]:
+    """The steps that apply `new` over `old`: the sections whose hash changed, built-ins first."""
+    old_hashes = old.section_hashes if old is not None else {}
+    new_hashes = new.section_hashes
+    changed = {
+        key
+        for key in old_hashes.keys() | new_hashes.keys()
+        if old_hashes.get(key) != new_hashes.get(key)
+    }
+
+    def sections(name: str) -> tuple[Any, Any]:
+        before = old.section(name, None) if old is not None else None
+        return new.section(name, None), before
+
+    steps = [applier_step(name, appliers[name], *sections(name)) for name in BUILTIN_ORDER if name in changed]
+    steps += [handler_step(name, handler, *sections(name)) for name, handler in handlers if name in changed]
+    return steps
+
+
+Transaction = Generator[Call | Blocking, None, None]
 
 
 def transaction(steps: Iterable[Step], version: int | None, label: str | None = None) -> Transaction:

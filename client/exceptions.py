@@ -6,6 +6,7 @@ ConfigError
 │   ├── Unauthorized       401: no token, or a wrong or revoked one
 │   ├── Forbidden          403: the token does not cover this service or environment
 │   └── NotFound           404: no such service, environment or document
+├── NoPreviousVersion      a diff without a range on a document with one version
 ├── InvalidConfig          a document that must not be applied
 │   └── HashMismatch       the received data does not match its announced hash
 └── ApplyFailed            an applier or handler raised; everything was reverted
@@ -25,22 +26,46 @@ class ServerUnavailable(ConfigError):
     that is not a valid config (not JSON, too deep, too large, too slow, a bad hash).
 
     Raised by a load only when no fallback (last-known-good cache, local file) was usable;
-    the message names everything that was tried.
+    the message names everything that was tried. From `AdminClient`, `status` is the status
+    of an answer that came (a 5xx, or an answer that is not the API's JSON; None when none
+    came), with the server's error `code` and `body` when it sent them.
     """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str = "",
+        body: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.body = body
 
 
 class RequestRejected(ConfigError):
     """The server answered with a 4xx status; a fallback would hide a real mistake, so it is raised.
 
-    `status` is the HTTP status, `code` the server's error code (`"not_found"`, ...) and
-    `details` the server's list of details.
+    `status` is the HTTP status, `code` the server's error code (`"not_found"`, ...),
+    `details` the server's list of details and `body` its whole error object.
     """
 
-    def __init__(self, message: str, *, status: int, code: str = "", details: Any = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        code: str = "",
+        details: Any = None,
+        body: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.details = details if details is not None else []
+        self.body = body if body is not None else {}
 
 
 class Unauthorized(RequestRejected):
@@ -53,6 +78,10 @@ class Forbidden(RequestRejected):
 
 class NotFound(RequestRejected):
     """The service, environment or document does not exist on the server (404)."""
+
+
+class NoPreviousVersion(ConfigError):
+    """`AdminClient.diff` without `from_version` on a document whose current version is its first."""
 
 
 class InvalidConfig(ConfigError):

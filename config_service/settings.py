@@ -1,9 +1,7 @@
-"""Server settings: one frozen value built from command-line flags and `TSKCFG_*` variables."""
+"""Server settings: one frozen value, built by `tskcfg serve` from its flags (each with its `TSKCFG_*` variable)."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,7 @@ class Settings:
     # A version's message, in bytes of UTF-8 after decoding.
     max_message: int = DEFAULT_MAX_MESSAGE
     workers: int = 1
-    # Long polls are clamped to this many seconds (DESIGN: at most 120).
+    # Long polls are clamped to this many seconds (at most 120; docs/server.md).
     max_wait: float = 120.0
     # How many report intervals an instance may miss before it is marked stale.
     instance_report_interval: float = 60.0
@@ -69,15 +67,6 @@ class Settings:
         return replace(self, **{key: value for key, value in changes.items() if value is not None})
 
 
-def _parse_bool(name: str, text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{name} must be true or false, not {text!r}")
-
-
 def parse_pipeline(text: str) -> tuple[str, ...]:
     """`development,staging,production` -> a tuple of distinct, valid environment names."""
     from config_service.names import check_name
@@ -100,47 +89,3 @@ def parse_sections(text: str) -> tuple[str, ...]:
     for name in added:
         check_name(name, "section")
     return tuple(dict.fromkeys(DEFAULT_SECTIONS + added))
-
-
-def settings_from_environment(environ: Mapping[str, str] | None = None) -> Settings:
-    """Settings from `TSKCFG_*` variables (flags given on the command line override these)."""
-    env = os.environ if environ is None else environ
-    settings = Settings()
-    changes: dict[str, Any] = {}
-    if "TSKCFG_HOST" in env:
-        changes["host"] = env["TSKCFG_HOST"]
-    if "TSKCFG_PORT" in env:
-        changes["port"] = int(env["TSKCFG_PORT"])
-    if "TSKCFG_DATA_DIR" in env:
-        changes["data_dir"] = Path(env["TSKCFG_DATA_DIR"])
-    if "TSKCFG_ENVIRONMENTS" in env:
-        changes["environments_dir"] = Path(env["TSKCFG_ENVIRONMENTS"])
-    if "TSKCFG_SCHEMAS" in env:
-        changes["schemas_dir"] = Path(env["TSKCFG_SCHEMAS"])
-    if "TSKCFG_PIPELINE" in env:
-        changes["pipeline"] = parse_pipeline(env["TSKCFG_PIPELINE"])
-    if "TSKCFG_SECTIONS" in env:
-        changes["sections"] = parse_sections(env["TSKCFG_SECTIONS"])
-    if "TSKCFG_SYNC" in env:
-        changes["sync"] = _parse_bool("TSKCFG_SYNC", env["TSKCFG_SYNC"])
-    if "TSKCFG_MAX_BODY" in env:
-        changes["max_body"] = int(env["TSKCFG_MAX_BODY"])
-    if "TSKCFG_MAX_MESSAGE" in env:
-        changes["max_message"] = int(env["TSKCFG_MAX_MESSAGE"])
-    if "TSKCFG_WORKERS" in env:
-        changes["workers"] = int(env["TSKCFG_WORKERS"])
-    if "TSKCFG_INSTANCE_REPORT_INTERVAL" in env:
-        changes["instance_report_interval"] = float(env["TSKCFG_INSTANCE_REPORT_INTERVAL"])
-    if "TSKCFG_MAX_INSTANCES" in env:
-        changes["max_instances_per_document"] = int(env["TSKCFG_MAX_INSTANCES"])
-    if "TSKCFG_INSTANCE_REPORTS_PER_MINUTE" in env:
-        changes["instance_reports_per_minute"] = int(env["TSKCFG_INSTANCE_REPORTS_PER_MINUTE"])
-    if "TSKCFG_LOG_LEVEL" in env:
-        changes["log_level"] = env["TSKCFG_LOG_LEVEL"].lower()
-    if "TSKCFG_ACCESS_LOG" in env:
-        changes["access_log"] = _parse_bool("TSKCFG_ACCESS_LOG", env["TSKCFG_ACCESS_LOG"])
-    if "TSKCFG_MAX_CONNECTIONS" in env:
-        changes["max_connections"] = int(env["TSKCFG_MAX_CONNECTIONS"])
-    if "TSKCFG_BODY_TIMEOUT" in env:
-        changes["body_timeout"] = float(env["TSKCFG_BODY_TIMEOUT"])
-    return replace(settings, **changes)

@@ -1,4 +1,5 @@
-"""The failures a `tskcfg` command ends with, each carrying its exit code (DESIGN: 1 refused, 2 usage, 3 unreachable)."""
+"""The failures a `tskcfg` command ends with, each carrying its exit code (docs/cli.md: 1 refused, 2 usage,
+3 unreachable), and how the client's exceptions become one."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import IO, Any
 import click
 
 from config_service.cli._output import escape_controls, json_text
+from config_service.names import InvalidName
+from tskcfg import ConfigError, NoPreviousVersion, RequestRejected, ServerUnavailable
 
 REFUSED = 1
 USAGE = 2
@@ -80,3 +83,39 @@ def default_detail_lines(details: list[Any]) -> list[str]:
         else:
             lines.append(f"  {json.dumps(item, ensure_ascii=False, sort_keys=True)}")
     return lines
+
+
+def failure_for(error: ConfigError | InvalidName, *, json_output: bool, has_token: bool) -> CommandFailed:
+    """The CLI's ending for what `AdminClient` raised: 5xx and no answer exit 3, a 400 exits 2 (how
+    the command was called), any other refusal 1; `--json` prints the server's error object."""
+    if isinstance(error, InvalidName):
+        return CommandFailed(str(error), error="invalid_name", json_output=json_output)
+    if isinstance(error, RequestRejected):
+        message = str(error)
+        if error.status == 401 and not has_token:
+            message += "; give --token, set TSKCFG_TOKEN, or run where data/admin.token is"
+        return CommandFailed(
+            message,
+            exit_code=USAGE if error.status == 400 else REFUSED,
+            error=error.code or f"http_{error.status}",
+            details=error.details if isinstance(error.details, list) else [],
+            json_output=json_output,
+            body=error.body,
+            status=error.status,
+        )
+    if isinstance(error, ServerUnavailable):
+        message, code = str(error), error.code
+        if error.status is None:
+            code = "unreachable"
+        elif code == "bad_response":
+            message += "; is --server the config server?"
+        return CommandFailed(
+            message,
+            exit_code=UNREACHABLE,
+            error=code or f"http_{error.status}",
+            json_output=json_output,
+            body=error.body,
+            status=error.status,
+        )
+    code = "no_previous_version" if isinstance(error, NoPreviousVersion) else "refused"
+    return CommandFailed(str(error), error=code, json_output=json_output)

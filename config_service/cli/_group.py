@@ -1,20 +1,38 @@
-"""The root `tskcfg` click group and the options every command shares."""
+"""The root `tskcfg` click group, the options every command shares, and the way to the server."""
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from config_service import __version__
-from config_service.cli._errors import CommandFailed
-from config_service.cli._http import DEFAULT_SERVER, Api, discover_token
+from config_service.cli._errors import USAGE, CommandFailed, failure_for
+from config_service.names import InvalidName
+from tskcfg import AdminClient, ConfigError
+from tskcfg._settings import DEFAULT_SERVER
 
 F = TypeVar("F", bound=Callable[..., Any])
+TOKEN_FILE_NAME = "admin.token"
+
+
+def discover_token(given: str | None, environ: Mapping[str, str] | None = None) -> str | None:
+    """--token (or TSKCFG_TOKEN, through click), else the admin token a local server wrote
+    ($TSKCFG_DATA_DIR/admin.token, by default ./data/admin.token), else no token."""
+    if given and given.strip():
+        return given.strip()
+    env = os.environ if environ is None else environ
+    data_dir = Path(env.get("TSKCFG_DATA_DIR") or "data")
+    try:
+        text = (data_dir / TOKEN_FILE_NAME).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return text or None
 
 
 @dataclass
@@ -24,10 +42,25 @@ class State:
     server: str = DEFAULT_SERVER
     token: str | None = None
     json: bool = False
+    has_token: bool = False
 
-    def api(self) -> Api:
+    def api(self) -> AdminClient:
         """A client for the server; the token is looked up only now, so offline commands never read it."""
-        return Api(self.server, discover_token(self.token), json_output=self.json)
+        token = discover_token(self.token)
+        self.has_token = token is not None
+        try:
+            return AdminClient(self.server, token)
+        except ValueError:
+            raise CommandFailed(
+                f"the server URL {self.server!r} is not valid: give --server http://host:port",
+                exit_code=USAGE,
+                error="usage",
+                json_output=self.json,
+            ) from None
+
+    def failure(self, error: ConfigError | InvalidName) -> CommandFailed:
+        """How a command ends when the client raised `error`."""
+        return failure_for(error, json_output=self.json, has_token=self.has_token)
 
 
 SERVER_HELP = "The config server (env TSKCFG_SERVER)."
@@ -88,6 +121,9 @@ class TskcfgGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
+        except (ConfigError, InvalidName) as error:
+            # What the server refused, or could not answer: one sentence and its exit code.
+            raise ctx.ensure_object(State).failure(error) from None
         except BrokenPipeError:
             # The reader went away (`tskcfg history ... | head`): nothing failed, so stop quietly;
             # stdout is pointed at /dev/null so the interpreter's final flush cannot complain.

@@ -3,26 +3,17 @@ instances, audit and watch."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import re
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
 
 import click
-import httpx
 
-from config_service.cli._common import (
-    config_path,
-    naming_unknown_services,
-    read_input,
-    unknown_service,
-    with_source_context,
-)
-from config_service.cli._errors import UNREACHABLE, CommandFailed
+from config_service.cli._common import read_input, with_source_context
 from config_service.cli._group import State, global_options, main, pass_state
 from config_service.cli._output import (
     echo_changes,
@@ -33,13 +24,9 @@ from config_service.cli._output import (
     short_hash,
     table,
 )
-from config_service.diff import diff_document
 from config_service.settings import DEFAULT_PIPELINE
-from config_service.store import AUDIT_ACTIONS
-
-TSK_MEDIA_TYPE = "text/x-tsk"
-# `audit --since` pages back through the log; this bounds how far one command reads.
-AUDIT_MAX_PAGES = 50
+from config_service.store.records import AUDIT_ACTIONS
+from tskcfg import RequestRejected, ServerUnavailable
 
 
 def where(service: str, environment: str) -> str:
@@ -78,20 +65,14 @@ def push(
       cat user-service.tsk | tskcfg push user-service staging - --if-version 7
     """
     file_name, source = read_input(file)
-    headers = {"Content-Type": TSK_MEDIA_TYPE}
-    if message:
-        headers["X-Config-Message"] = quote(message, safe="")
-    if if_version is not None:
-        headers["If-Match"] = f'"{if_version}"'
-    api = state.api()
     try:
-        response = api.request("PUT", config_path(service, environment), content=source, headers=headers)
-    except CommandFailed as failure:
-        raise with_source_context(failure, file_name, source) from None
-    meta = response.json()
+        written = state.api().push(service, environment, source, message=message, if_version=if_version)
+    except RequestRejected as error:
+        raise with_source_context(state.failure(error), file_name, source) from None
+    meta = written.body
     if state.json:
         echo_json(meta)
-    elif response.status_code == 201:
+    elif written.created:
         say(f"{where(service, environment)}: {version_word(meta)} created")
     else:
         say(f"{where(service, environment)}: unchanged, {version_word(meta)} is identical")
@@ -119,12 +100,8 @@ def get(state: State, service: str, environment: str, version: int | None, outpu
       tskcfg get user-service production --version 3 --format json
       tskcfg get user-service production --json | jq .version
     """
-    path = config_path(service, environment, "versions", str(version)) if version else config_path(
-        service, environment
-    )
     api = state.api()
-    with naming_unknown_services(api, service):
-        body = api.request("GET", path).json()
+    body = api.get(service, environment, version=version)
     if state.json:
         echo_json(body)
         return
@@ -133,12 +110,9 @@ def get(state: State, service: str, environment: str, version: int | None, outpu
         echo_json(body.get("config"))
         return
     # The source of exactly the version described, even if a push lands in between.
-    response = api.request(
-        "GET", config_path(service, environment, "versions", str(body.get("version"))),
-        headers={"Accept": TSK_MEDIA_TYPE},
-    )
+    source = api.source(service, environment, int(body["version"]))
     # Printed as stored, to be saved or piped; TSK admits no control characters but tabs and newlines.
-    click.echo(response.text, nl=False)
+    click.echo(source, nl=False)
 
 
 def describe_version(service: str, environment: str, meta: dict[str, Any]) -> str:
@@ -175,16 +149,10 @@ def history(state: State, service: str, environment: str, limit: int, before: in
     Example:
       tskcfg history user-service production --limit 5
     """
-    api = state.api()
-    body = api.request(
-        "GET", config_path(service, environment, "versions"), params={"limit": limit, "before": before}
-    ).json()
-    versions = body.get("versions", [])
-    if not versions and before is None:
-        # The server lists no versions for a service that does not exist; say so, as `get` does.
-        failure = unknown_service(api, service)
-        if failure is not None:
-            raise failure
+    # One more than shown tells whether older versions remain.
+    listed = list(itertools.islice(state.api().history(service, environment, before=before, page_size=limit), limit + 1))
+    versions = listed[:limit]
+    body = {"versions": versions, "next_before": versions[-1].get("version") if len(listed) > limit else None}
     if state.json:
         echo_json(body)
         return
@@ -244,49 +212,18 @@ def diff(
       tskcfg diff user-service production --from 4 --to 5
       tskcfg diff user-service --from-env staging --to-env production
     """
-    api = state.api()
     if environment is not None:
         if from_env or to_env:
             raise click.UsageError("give ENVIRONMENT with --from/--to, or --from-env and --to-env without it")
-        with naming_unknown_services(api, service):
-            if to_version is None:
-                to_version = int(api.request("GET", config_path(service, environment)).json()["version"])
-            if from_version is None:
-                from_version = to_version - 1
-            if from_version < 1:
-                raise CommandFailed(
-                    f"{where(service, environment)} has no version before version {to_version} to compare it with",
-                    error="no_previous_version",
-                    json_output=state.json,
-                )
-            body = api.request(
-                "GET", config_path(service, environment, "diff"), params={"from": from_version, "to": to_version}
-            ).json()
+        body = state.api().diff(service, environment, from_version=from_version, to_version=to_version)
     else:
         if not (from_env and to_env) or from_version is not None or to_version is not None:
             raise click.UsageError("give ENVIRONMENT with --from/--to, or --from-env and --to-env")
-        body = environment_diff(state, service, from_env, to_env)
+        body = state.api().diff_environments(service, from_env, to_env)
     if state.json:
         echo_json(body)
     else:
         echo_diff(body)
-
-
-def environment_diff(state: State, service: str, from_env: str, to_env: str) -> dict[str, Any]:
-    """The API's diff shape for the current documents of two environments (no single endpoint has it)."""
-    api = state.api()
-    sides = []
-    for environment in (from_env, to_env):
-        with naming_unknown_services(api, service):
-            meta = api.request("GET", config_path(service, environment)).json()
-        source = api.request(
-            "GET",
-            config_path(service, environment, "versions", str(meta["version"])),
-            headers={"Accept": TSK_MEDIA_TYPE},
-        )
-        sides.append((environment, meta, source.text))
-    (_, old, old_text), (_, new, new_text) = sides
-    return diff_document(old, new, old.get("config"), new.get("config"), old_text, new_text)
 
 
 @main.command()
@@ -306,16 +243,11 @@ def rollback(state: State, service: str, environment: str, version: int, message
     Example:
       tskcfg rollback user-service production 4 -m "pool 40 exhausted the database"
     """
-    body: dict[str, Any] = {"version": version}
-    if message:
-        body["message"] = message
-    api = state.api()
-    with naming_unknown_services(api, service):
-        response = api.request("POST", config_path(service, environment, "rollback"), json=body)
-    meta = response.json()
+    written = state.api().rollback(service, environment, version, message=message)
+    meta = written.body
     if state.json:
         echo_json(meta)
-    elif response.status_code == 201:
+    elif written.created:
         say(f"{where(service, environment)}: {version_word(meta)} created from version {version}")
     else:
         say(f"{where(service, environment)}: unchanged, version {meta.get('version')} already has that source")
@@ -347,15 +279,10 @@ def promote(
       tskcfg promote user-service --from staging --to production --dry-run
       tskcfg promote user-service --from development --to staging -m "release 1.4"
     """
-    body: dict[str, Any] = {"from": from_env, "dry_run": dry_run}
-    if version is not None:
-        body["version"] = version
-    if message:
-        body["message"] = message
-    api = state.api()
-    with naming_unknown_services(api, service):
-        response = api.request("POST", config_path(service, to_env, "promote"), json=body)
-    result = response.json()
+    written = state.api().promote(
+        service, to_env, from_environment=from_env, version=version, message=message, dry_run=dry_run
+    )
+    result = written.body
     if state.json:
         echo_json(result)
         return
@@ -366,7 +293,7 @@ def promote(
         else:
             say(f"{where(service, to_env)}: nothing to promote, the source is already current")
         return
-    if response.status_code == 201:
+    if written.created:
         say(f"{where(service, to_env)}: {version_word(result)} created from {describe_origin(result, from_env)}")
     else:
         say(f"{where(service, to_env)}: unchanged, version {result.get('version')} already has that source")
@@ -389,7 +316,7 @@ def services(state: State) -> None:
     Example:
       tskcfg services
     """
-    body = state.api().request("GET", "/v1/services").json()
+    body = state.api().services()
     if state.json:
         echo_json(body)
         return
@@ -450,13 +377,7 @@ def instances(state: State, service: str, environment: str) -> None:
     Example:
       tskcfg instances user-service production
     """
-    api = state.api()
-    with naming_unknown_services(api, service):
-        body = api.request("GET", config_path(service, environment, "instances")).json()
-    if not body.get("instances"):
-        failure = unknown_service(api, service)
-        if failure is not None:
-            raise failure
+    body = state.api().instances(service, environment)
     if state.json:
         echo_json(body)
         return
@@ -490,14 +411,6 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def entry_time(entry: dict[str, Any]) -> datetime | None:
-    try:
-        moment = datetime.fromisoformat(str(entry.get("at", "")).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 @main.command()
 @click.option("--service", default=None, help="Only entries about this service.")
 @click.option("--env", "environment", default=None, metavar="ENV", help="Only entries about this environment.")
@@ -524,34 +437,14 @@ def audit(
       tskcfg audit --actor ci --action push --since 2026-01-31T00:00:00Z --json
     """
     cutoff = parse_since(since) if since else None
-    api = state.api()
-    entries: list[dict[str, Any]] = []
-    before: Any = None
-    next_before: Any = None
-    for _page in range(AUDIT_MAX_PAGES):
-        body = api.request(
-            "GET",
-            "/v1/audit",
-            params={
-                "service": service, "environment": environment, "action": action, "actor": actor,
-                "limit": limit, "before": before,
-            },
-        ).json()
-        page = body.get("entries", [])
-        next_before = body.get("next_before")
-        reached_cutoff = False
-        for entry in page:
-            moment = entry_time(entry)
-            if cutoff is not None and moment is not None and moment < cutoff:
-                reached_cutoff = True
-                break
-            entries.append(entry)
-        if reached_cutoff or not next_before or len(entries) >= limit:
-            break
-        before = next_before
-    entries = entries[:limit]
+    found = state.api().audit(
+        service=service, environment=environment, action=action, actor=actor, since=cutoff, page_size=limit
+    )
+    # One more than shown tells whether older entries remain.
+    listed = list(itertools.islice(found, limit + 1))
+    entries = listed[:limit]
     if state.json:
-        echo_json({"entries": entries, "next_before": next_before if len(entries) >= limit else None})
+        echo_json({"entries": entries, "next_before": entries[-1].get("id") if len(listed) > limit else None})
         return
     table(
         ["AT", "ACTOR", "ACTION", "SERVICE", "ENVIRONMENT", "VERSION", "REQUEST", "DETAIL"],
@@ -589,29 +482,24 @@ def watch(state: State, service: str, environment: str, count: int | None) -> No
     failures = 0
     try:
         while True:
-            headers = {"Accept": "text/event-stream"}
-            if last_event_id is not None:
-                headers["Last-Event-ID"] = last_event_id
             try:
-                with api.stream(
-                    "/v1/events", params={"service": service, "environment": environment}, headers=headers
-                ) as response:
+                with api.events(service, environment, last_event_id=last_event_id) as stream:
                     if not connected_once:
                         # On stderr, so --json output stays one JSON object per line.
                         say(f"watching {where(service, environment)} (Ctrl-C to stop)", err=True)
                     connected_once, failures = True, 0
-                    for event_id, event, data in sse_events(response):
-                        if event_id is not None:
-                            last_event_id = event_id
-                        if event != "version":
+                    for event in stream:
+                        if event.id is not None:
+                            last_event_id = event.id
+                        if event.event != "version":
                             continue
-                        show_event(state, data)
+                        show_event(state, event.data)
                         seen += 1
                         if count is not None and seen >= count:
                             return
-            except CommandFailed as failure:
+            except ServerUnavailable:
                 # Refusals (bad token, no scope) and a server never reached end the command at once.
-                if failure.exit_code != UNREACHABLE or not connected_once:
+                if not connected_once:
                     raise
             failures += 1
             delay = random.uniform(0, min(30.0, 2.0**failures))
@@ -619,29 +507,6 @@ def watch(state: State, service: str, environment: str, count: int | None) -> No
             time.sleep(delay)
     except KeyboardInterrupt:
         return
-
-
-def sse_events(response: httpx.Response) -> Iterator[tuple[str | None, str, str]]:
-    """Yield (id, event, data) per server-sent event; comments (pings) are skipped."""
-    event_id: str | None = None
-    event = "message"
-    data: list[str] = []
-    for line in response.iter_lines():
-        if line == "":
-            if data:
-                yield event_id, event, "\n".join(data)
-            event_id, event, data = None, "message", []
-            continue
-        if line.startswith(":"):
-            continue
-        field, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        if field == "id":
-            event_id = value
-        elif field == "event":
-            event = value
-        elif field == "data":
-            data.append(value)
 
 
 def show_event(state: State, data: str) -> None:

@@ -14,8 +14,8 @@ from typing import Any
 import click
 
 from config_service.atomic_file import write_atomically
-from config_service.cli._common import read_input, segment
-from config_service.cli._errors import REFUSED, UNREACHABLE, CommandFailed
+from config_service.cli._common import read_input
+from config_service.cli._errors import REFUSED, CommandFailed
 from config_service.cli._group import State, global_options, json_option, main, pass_state
 from config_service.cli._output import (
     echo_json,
@@ -23,8 +23,10 @@ from config_service.cli._output import (
     schema_error_lines,
     source_error_lines,
 )
+from config_service.names import InvalidName
 from config_service.schema import SchemaInvalid, SchemaSet, check_schema, referenced_schemas
 from config_service.settings import DEFAULT_MAX_BODY
+from tskcfg import RequestRejected
 
 MAX_REFERENCED_SCHEMAS = 50
 
@@ -227,7 +229,7 @@ def server_checker(state: State, service: str) -> Checker:
     """The schema the server holds for SERVICE, with the schemas it `$ref`s (from the server, else
     from ./schemas when the token may not read them)."""
     api = state.api()
-    schema = api.request("GET", f"/v1/schemas/{segment(service)}").json().get("schema")
+    schema = api.schema(service).get("schema")
     others: dict[str, Any] = {}
     pending = referenced_schemas(schema) - {service}
     # A bound on how many referenced schemas one validation fetches.
@@ -236,10 +238,8 @@ def server_checker(state: State, service: str) -> Checker:
             break
         name = pending.pop()
         try:
-            others[name] = api.request("GET", f"/v1/schemas/{segment(name)}").json().get("schema")
-        except CommandFailed as failure:
-            if failure.exit_code == UNREACHABLE:
-                raise
+            others[name] = api.schema(name).get("schema")
+        except (RequestRejected, InvalidName):
             local = Path("schemas") / f"{name}.json"
             if not local.is_file():
                 continue

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from config_service.cli._common import naming_unknown_services, read_input, segment
+from config_service.cli._common import read_input
 from config_service.cli._errors import REFUSED, CommandFailed
 from config_service.cli._group import State, global_options, main, pass_state
 from config_service.cli._output import echo_json, say
@@ -50,16 +50,11 @@ def schema_push(state: State, service: str, file: str, force: bool) -> None:
             f"{file_name} is not JSON: {error}", exit_code=REFUSED, error="invalid_schema",
             json_output=state.json,
         ) from None
-    response = state.api().request(
-        "PUT",
-        f"/v1/schemas/{segment(service)}",
-        json=document,
-        params={"force": "true" if force else None},
-    )
-    body = response.json()
+    written = state.api().put_schema(service, document, force=force)
+    body = written.body
     if state.json:
         echo_json(body)
-    elif response.status_code == 201:
+    elif written.created:
         say(f"{service}: schema version {body.get('version')} stored")
     else:
         say(f"{service}: unchanged, schema version {body.get('version')} is identical")
@@ -76,7 +71,5 @@ def schema_get(state: State, service: str) -> None:
     Example:
       tskcfg schema get user-service > user-service.json
     """
-    api = state.api()
-    with naming_unknown_services(api, service):
-        body = api.request("GET", f"/v1/schemas/{segment(service)}").json()
+    body = state.api().schema(service)
     echo_json(body if state.json else body.get("schema"))

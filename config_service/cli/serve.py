@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from config_service.cli._group import main
-from config_service.settings import parse_pipeline, parse_sections, settings_from_environment
+from config_service.settings import Settings, parse_pipeline, parse_sections
 from config_service.store.data_folder import DataFolderInUse, lock_data_folder, open_to_others
 
 logger = logging.getLogger("config_service")
@@ -31,42 +31,70 @@ def _configure_logging(level: str) -> None:
     root.propagate = False
 
 
+def _option(*names: str, envvar: str, **kwargs: Any) -> Any:
+    """A `serve` option that its `TSKCFG_*` variable sets too; the flag wins over the variable."""
+    return click.option(*names, envvar=envvar, show_envvar=True, **kwargs)
+
+
 @main.command()
-@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1; TSKCFG_HOST).")
-@click.option("--port", type=int, default=None, help="Port (default 8005; TSKCFG_PORT).")
-@click.option(
-    "--data-dir", type=click.Path(path_type=Path), default=None,
-    help="Where config.db and admin.token live (default ./data; TSKCFG_DATA_DIR).",
+@_option("--host", envvar="TSKCFG_HOST", default=None, help="Address to listen on (default 127.0.0.1).")
+@_option("--port", envvar="TSKCFG_PORT", type=int, default=None, help="Port (default 8005).")
+@_option(
+    "--data-dir", envvar="TSKCFG_DATA_DIR", type=click.Path(path_type=Path), default=None,
+    help="Where config.db and admin.token live (default ./data).",
 )
-@click.option(
-    "--environments", "environments_dir", type=click.Path(path_type=Path), default=None,
-    help="Folder of <environment>/<service>.tsk documents (default ./environments).",
+@_option(
+    "--environments", "environments_dir", envvar="TSKCFG_ENVIRONMENTS", type=click.Path(path_type=Path),
+    default=None, help="Folder of <environment>/<service>.tsk documents (default ./environments).",
 )
-@click.option(
-    "--schemas", "schemas_dir", type=click.Path(path_type=Path), default=None,
+@_option(
+    "--schemas", "schemas_dir", envvar="TSKCFG_SCHEMAS", type=click.Path(path_type=Path), default=None,
     help="Folder of <name>.json schemas (default ./schemas).",
 )
-@click.option(
-    "--pipeline", default=None,
+@_option(
+    "--pipeline", envvar="TSKCFG_PIPELINE", default=None,
     help="Environments in promotion order (default development,staging,production).",
 )
-@click.option(
-    "--sections", default=None,
-    help="Section schemas to add to database,cache,logging,security (comma-separated; TSKCFG_SECTIONS).",
+@_option(
+    "--sections", envvar="TSKCFG_SECTIONS", default=None,
+    help="Section schemas to add to database,cache,logging,security (comma-separated).",
 )
-@click.option("--no-sync", is_flag=True, default=False, help="Do not import environments/ and schemas/.")
-@click.option("--max-body", type=int, default=None, help="Largest request body in bytes (default 1 MiB).")
-@click.option(
-    "--max-connections", type=int, default=None,
-    help="Open connections; more are closed at once (default 16384; TSKCFG_MAX_CONNECTIONS).",
+@_option(
+    "--sync/--no-sync", envvar="TSKCFG_SYNC", default=True,
+    help="Import and watch environments/ and schemas/ (default: on).",
 )
-@click.option(
-    "--body-timeout", type=float, default=None,
-    help="Seconds a request body may take after its head before a 408 (default 30; TSKCFG_BODY_TIMEOUT).",
+@_option("--max-body", envvar="TSKCFG_MAX_BODY", type=int, default=None,
+         help="Largest request body in bytes (default 1 MiB).")
+@_option("--max-message", envvar="TSKCFG_MAX_MESSAGE", type=int, default=None,
+         help="Longest version message in bytes of UTF-8 (default 4096).")
+@_option(
+    "--max-connections", envvar="TSKCFG_MAX_CONNECTIONS", type=int, default=None,
+    help="Open connections; more are closed at once (default 16384).",
 )
-@click.option("--workers", type=int, default=None, help="Worker processes; only 1 is supported.")
-@click.option("--log-level", default=None, help="debug, info, warning or error (default info).")
-@click.option("--no-access-log", is_flag=True, default=False, help="Do not log one line per request.")
+@_option(
+    "--body-timeout", envvar="TSKCFG_BODY_TIMEOUT", type=float, default=None,
+    help="Seconds a request body may take after its head before a 408 (default 30).",
+)
+@_option("--workers", envvar="TSKCFG_WORKERS", type=int, default=None,
+         help="Worker processes; only 1 is supported.")
+@_option(
+    "--instance-report-interval", envvar="TSKCFG_INSTANCE_REPORT_INTERVAL", type=float, default=None,
+    help="Seconds between an instance's reports; silent for 3 intervals is stale (default 60).",
+)
+@_option(
+    "--max-instances", envvar="TSKCFG_MAX_INSTANCES", type=int, default=None,
+    help="Instances remembered per document (default 1000).",
+)
+@_option(
+    "--instance-reports-per-minute", envvar="TSKCFG_INSTANCE_REPORTS_PER_MINUTE", type=int, default=None,
+    help="Instance reports one token may send in a minute (default 6000).",
+)
+@_option("--log-level", envvar="TSKCFG_LOG_LEVEL", default=None,
+         help="debug, info, warning or error (default info).")
+@_option(
+    "--access-log/--no-access-log", envvar="TSKCFG_ACCESS_LOG", default=True,
+    help="Log one line per request (default: on).",
+)
 def serve(
     host: str | None,
     port: int | None,
@@ -75,17 +103,21 @@ def serve(
     schemas_dir: Path | None,
     pipeline: str | None,
     sections: str | None,
-    no_sync: bool,
+    sync: bool,
     max_body: int | None,
+    max_message: int | None,
     max_connections: int | None,
     body_timeout: float | None,
     workers: int | None,
+    instance_report_interval: float | None,
+    max_instances: int | None,
+    instance_reports_per_minute: int | None,
     log_level: str | None,
-    no_access_log: bool,
+    access_log: bool,
 ) -> None:
     """Run the config server (Ctrl-C stops it)."""
     try:
-        settings = settings_from_environment().with_overrides(
+        settings = Settings().with_overrides(
             host=host,
             port=port,
             data_dir=data_dir,
@@ -93,18 +125,20 @@ def serve(
             schemas_dir=schemas_dir,
             pipeline=parse_pipeline(pipeline) if pipeline is not None else None,
             sections=parse_sections(sections) if sections is not None else None,
+            sync=sync,
             max_body=max_body,
+            max_message=max_message,
             max_connections=max_connections,
             body_timeout=body_timeout,
             workers=workers,
-            log_level=log_level,
+            instance_report_interval=instance_report_interval,
+            max_instances_per_document=max_instances,
+            instance_reports_per_minute=instance_reports_per_minute,
+            log_level=log_level.lower() if log_level is not None else None,
+            access_log=access_log,
         )
     except ValueError as error:
         raise click.UsageError(str(error)) from None
-    if no_sync:
-        settings = settings.with_overrides(sync=False)
-    if no_access_log:
-        settings = settings.with_overrides(access_log=False)
     if settings.workers != 1:
         raise click.UsageError(
             f"--workers {settings.workers}: only one worker process is supported. Each process "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from config_service.cli._common import segment
 from config_service.cli._group import State, global_options, main, pass_state
 from config_service.cli._output import echo_json, say, table
 
@@ -38,11 +37,7 @@ def token_create(
       export TSKCFG_TOKEN=$(tskcfg token create ci --role writer \\
           --service 'user-*' --env development --env staging)
     """
-    body = state.api().request(
-        "POST",
-        "/v1/tokens",
-        json={"name": name, "role": role, "services": list(services), "environments": list(environments)},
-    ).json()
+    body = state.api().create_token(name, role, services, environments)
     if state.json:
         echo_json(body)
         return
@@ -65,7 +60,7 @@ def token_list(state: State) -> None:
     Example:
       tskcfg token list
     """
-    body = state.api().request("GET", "/v1/tokens").json()
+    body = state.api().tokens()
     if state.json:
         echo_json(body)
         return
@@ -90,7 +85,7 @@ def token_revoke(state: State, token_id: str) -> None:
     Example:
       tskcfg token revoke 3
     """
-    state.api().request("DELETE", f"/v1/tokens/{segment(token_id)}")
+    state.api().revoke_token(token_id)
     if state.json:
         echo_json({"id": token_id, "revoked": True})
     else:

@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from client import ConfigClient, DatabaseApplier
+from tskcfg import ConfigClient, DatabaseApplier
 
 logger = logging.getLogger("user_service.http")
 USERS_KEY = "users:all"

@@ -3,26 +3,16 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-# pytest puts tests/ first on sys.path for the packages under it (this one, tests/server); then
-# `import client` would find the folder tests/client (a namespace package) before the real client
-# package, which the editable install serves through an import hook consulted later. Putting the
-# repository first keeps `client` the real package for every test collected after this one.
-# (pyproject's `[tool.pytest.ini_options] pythonpath = ["."]` would do the same for the whole suite.)
-_REPOSITORY_ROOT = str(Path(__file__).resolve().parents[2])
-if sys.path[:1] != [_REPOSITORY_ROOT]:
-    sys.path.insert(0, _REPOSITORY_ROOT)
+import httpx
+import pytest
+from click.testing import CliRunner, Result
+from server.conftest import REPOSITORY, ServerProcess, free_port, make_root
 
-import httpx  # noqa: E402
-import pytest  # noqa: E402
-from click.testing import CliRunner, Result  # noqa: E402
-from server.conftest import REPOSITORY, ServerProcess, free_port, make_root  # noqa: E402
-
-from config_service.cli import main  # noqa: E402
+from config_service.cli import main
 
 ROOT = REPOSITORY
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from client import CacheApplier, DatabaseApplier, LoggingApplier, SecurityPolicy, TTLCache
+from tskcfg import CacheApplier, DatabaseApplier, LoggingApplier, SecurityPolicy, TTLCache
 
 
 class Clock:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from clienttest import DEVELOPMENT, SERVICE, LiveServer, free_port
 
-from client import AsyncConfigClient, NotFound, RetryPolicy
+from tskcfg import AsyncConfigClient, NotFound, RetryPolicy
 
 
 def with_rate(rate: int) -> str:
@@ -365,7 +365,7 @@ class Connection:
 
 
 def test_a_slow_database_connect_does_not_stall_the_event_loop(server: LiveServer, tmp_path: Path) -> None:
-    from client import DatabaseApplier
+    from tskcfg import DatabaseApplier
 
     def slow_connect(section: Any) -> Connection:
         time.sleep(0.4)  # a blocking driver, or a database that answers slowly
@@ -401,7 +401,7 @@ def test_a_slow_database_connect_does_not_stall_the_event_loop(server: LiveServe
 def test_cancelling_an_apply_during_a_database_connect_undoes_it(server: LiveServer, tmp_path: Path) -> None:
     import threading
 
-    from client import DatabaseApplier
+    from tskcfg import DatabaseApplier
 
     started, release = threading.Event(), threading.Event()
     made: list[Connection] = []

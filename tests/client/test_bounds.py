@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from clienttest import SERVICE
 
-from client import AsyncConfigClient, Config, ConfigClient, ServerUnavailable, load_config
+from tskcfg import AsyncConfigClient, Config, ConfigClient, ServerUnavailable, load_config
 
 # How long any misbehaving answer may go on before the server gives up by itself.
 SERVER_LIMIT = 20.0

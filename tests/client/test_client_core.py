@@ -12,11 +12,15 @@ from typing import Any
 import pytest
 from clienttest import ROOT, SERVICE, wait_for
 
-from client import ApplyFailed, Config, ConfigClient, HashMismatch, InvalidConfig, RetryPolicy
-from client._core import ClientCore, Offload, Received, Report, SchemaAnswer, drive, make_settings
-from client._events import EventStreamParser, ServerEvent
-from client._lkg import read_lkg, write_lkg
 from config_service import tsk
+from tskcfg import ApplyFailed, Config, ConfigClient, HashMismatch, InvalidConfig, RetryPolicy
+from tskcfg._answers import Received, SchemaAnswer
+from tskcfg._core import ClientCore
+from tskcfg._effects import Offload, Report, drive
+from tskcfg._events import EventStreamParser, ServerEvent
+from tskcfg._lkg import read_lkg, write_lkg
+from tskcfg._settings import make_settings
+from tskcfg._transaction import plan
 
 DOCUMENT = (ROOT / "environments" / "development" / f"{SERVICE}.tsk").read_text(encoding="utf-8")
 
@@ -93,7 +97,7 @@ def test_build_names_a_variable_that_does_not_convert(
 def test_an_apply_failure_quoting_a_secret_from_the_environment_is_reported_without_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from client import DatabaseApplier
+    from tskcfg import DatabaseApplier
 
     def connect(section: Any) -> Any:
         raise RuntimeError(f"could not connect to {section['url']}")
@@ -228,7 +232,7 @@ def test_first_apply_runs_everything_then_only_changed_sections(tmp_path: Path) 
     second = core.build(
         received("port: 1\n[features]\nflag: false\n[cache]\nttl: 5\n", 2), "server"
     )
-    steps = core.plan(second)
+    steps = plan(core.config, second, core.appliers, core.handlers)
     assert [step.label for step in steps] == [
         "handler Recorder.handler.<locals>.handle for 'features'",
         "handler Recorder.handler.<locals>.handle for 'gone'",
@@ -241,7 +245,7 @@ def test_builtins_run_in_fixed_order_before_handlers(tmp_path: Path) -> None:
     core = core_for(tmp_path)
     core.on("logging")(lambda new, old: None)
     config = core.build(received(DOCUMENT), "server")
-    labels = [step.label for step in core.plan(config)]
+    labels = [step.label for step in plan(core.config, config, core.appliers, core.handlers)]
     builtins = [label for label in labels if label.startswith("the built-in")]
     assert builtins == [
         f"the built-in {name} applier" for name in ("logging", "security", "cache", "database")
@@ -361,7 +365,7 @@ def test_a_failed_first_load_puts_every_builtin_and_handler_back(tmp_path: Path)
     """Built-ins and handlers mixed, old=None: all reverted, latest first, the raiser not called back."""
     import logging
 
-    from client import DatabaseApplier
+    from tskcfg import DatabaseApplier
 
     closed: list[Any] = []
     settings = make_settings(
@@ -571,10 +575,12 @@ def test_settings_come_from_the_seed_variables(monkeypatch: pytest.MonkeyPatch) 
     assert make_settings(SERVICE).server == "http://localhost:8005"
 
 
-@pytest.mark.parametrize("name", ["../etc", "User-Service", "", "a" * 64])
+@pytest.mark.parametrize("name", ["../etc", "User-Service", "", "a" * 64, "user-service\n"])
 def test_settings_refuse_names_that_could_escape_the_cache_dir(name: str) -> None:
-    with pytest.raises(ValueError, match="does not match"):
+    with pytest.raises(ValueError, match="is not valid"):
         make_settings(name)
+    with pytest.raises(ValueError, match="environment name .* is not valid"):
+        make_settings("user-service", name or "\n")
 
 
 def test_event_stream_parser_reads_events_and_remembers_the_id() -> None:
@@ -638,7 +644,7 @@ def test_a_schema_whose_sections_cannot_be_had_is_skipped_once_with_a_warning(
 
 
 def test_the_thread_client_refuses_coroutine_handlers() -> None:
-    from client import ConfigClient
+    from tskcfg import ConfigClient
 
     client = ConfigClient(SERVICE, "development", mode="files")
 
@@ -672,7 +678,7 @@ def test_only_events_naming_an_unseen_version_trigger_a_fetch(tmp_path: Path) ->
 LKG_WRITER = """
 import sys
 from pathlib import Path
-from client._lkg import write_lkg
+from tskcfg._lkg import write_lkg
 from config_service import tsk
 
 path = Path(sys.argv[1])
@@ -715,7 +721,7 @@ def test_a_writer_killed_mid_write_leaves_a_whole_lkg_file(tmp_path: Path) -> No
 def test_an_http_server_costs_no_ca_bundle_and_an_https_one_is_verified() -> None:
     import ssl
 
-    from client._base import tls_verification
+    from tskcfg._settings import tls_verification
 
     plain = tls_verification("http://127.0.0.1:8005")
     assert isinstance(plain, ssl.SSLContext)

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from clienttest import DEVELOPMENT, SERVICE, LiveServer, free_port, wait_for
 
-from client import (
+from tskcfg import (
     ConfigClient,
     Forbidden,
     InvalidConfig,
@@ -487,7 +487,7 @@ def test_a_4xx_answer_is_raised_even_with_a_fallback_at_hand(
 def test_stop_leaves_no_reporter_behind_when_the_server_takes_reports_and_never_answers(
     tmp_path: Path, environments: Path
 ) -> None:
-    from client._core import Report
+    from tskcfg._effects import Report
 
     silent = socket.create_server(("127.0.0.1", 0))  # connections wait in its backlog, unanswered
     try:
@@ -614,7 +614,7 @@ def test_the_cache_keeps_its_schema_and_is_validated_against_it_when_the_server_
 def test_a_file_fallback_is_named_by_its_path_not_version_none(
     tmp_path: Path, environments: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level("WARNING", logger="client"):
+    with caplog.at_level("WARNING", logger="tskcfg"):
         config = load_config(
             SERVICE,
             "development",

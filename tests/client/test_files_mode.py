@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from clienttest import ROOT, SERVICE, document_path, wait_for
 
-from client import AsyncConfigClient, ConfigClient, ConfigError
+from tskcfg import AsyncConfigClient, ConfigClient, ConfigError
 
 
 def edit(path: Path, old: str, new: str) -> None:
@@ -74,7 +74,7 @@ def test_async_files_mode_follows_the_file(environments: Path) -> None:
 
 WATCHER = """
 import json, logging, sys, time
-from client import load_config
+from tskcfg import load_config
 
 config = load_config("user-service", watch_files=True)
 root = logging.getLogger()
@@ -177,7 +177,7 @@ def test_files_mode_validates_edits_against_the_schemas_beside_the_environments(
 
 
 def test_files_mode_refuses_an_invalid_file_at_start_naming_it(environments: Path) -> None:
-    from client import InvalidConfig
+    from tskcfg import InvalidConfig
 
     with_schemas(environments)
     path = document_path(environments, "staging")
@@ -189,7 +189,7 @@ def test_files_mode_refuses_an_invalid_file_at_start_naming_it(environments: Pat
 
 
 def test_files_mode_takes_the_schemas_from_schemas_dir(environments: Path, tmp_path: Path) -> None:
-    from client import InvalidConfig
+    from tskcfg import InvalidConfig
 
     elsewhere = with_schemas(environments).rename(tmp_path / "elsewhere")
     edit(document_path(environments, "staging"), "pool_size: 10", "pool_size: 0")
@@ -202,7 +202,7 @@ def test_files_mode_takes_the_schemas_from_schemas_dir(environments: Path, tmp_p
 
 
 def test_files_mode_refuses_a_schema_the_server_would_refuse(environments: Path) -> None:
-    from client import InvalidConfig
+    from tskcfg import InvalidConfig
 
     schemas = with_schemas(environments)
     (schemas / f"{SERVICE}.json").write_text('{"type": "no-such-type"}')

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from clienttest import DEVELOPMENT, SERVICE, LiveServer, wait_for
 
-from client import ConfigClient, NotFound, Unauthorized
+from tskcfg import ConfigClient, NotFound, Unauthorized
 
 FEATURES = "[features]\nsignup_enabled: true\nrate_limit_per_minute: 600\n"
 
@@ -705,6 +705,6 @@ def test_a_debug_logging_section_does_not_log_every_poll(
         record
         for record in caplog.records
         if record.name.startswith(("httpx", "httpcore"))
-        or (record.name.startswith("client") and record.levelno >= logging.INFO)
+        or (record.name.startswith("tskcfg") and record.levelno >= logging.INFO)
     ]
     assert noisy == [], [record.getMessage() for record in noisy[:5]]

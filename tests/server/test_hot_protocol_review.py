@@ -14,7 +14,7 @@ import pytest
 
 from config_service import bounded_http
 from config_service.hub import ChangeHub
-from tests.server.test_hot_protocol import (
+from server.test_hot_protocol import (
     ENVIRONMENT,
     PATH,
     SERVICE,

@@ -1,4 +1,4 @@
-"""Review of the async client's database applier in a worker thread: failures of connect and
+"""The async client's database applier in a worker thread: failures of connect and
 check, cancellations at every point (repeated ones too), and nothing left running after."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from clienttest import DEVELOPMENT, LiveServer
 
-from client import AsyncConfigClient, ConfigClient, DatabaseApplier
+from tskcfg import AsyncConfigClient, ConfigClient, DatabaseApplier
 
 BIGGER = DEVELOPMENT.replace("pool_size: 2", "pool_size: 6")
 

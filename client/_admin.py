@@ -1,0 +1,485 @@
+"""`AdminClient`: the config server's API for operators and scripts, which the `tskcfg` command mirrors."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from config_service import __version__
+from config_service.names import check_name
+from tskcfg import exceptions
+from tskcfg._answers import error_for, json_body, server_message
+from tskcfg._events import EventStreamParser, ServerEvent
+from tskcfg._settings import DEFAULT_SERVER, tls_verification
+
+TSK_MEDIA_TYPE = "text/x-tsk"
+# Connecting should be quick; an event stream has no read timeout (the server pings every 15 s).
+DEFAULT_ADMIN_TIMEOUT = 15.0
+# How many versions or audit entries one request of a listing asks for.
+PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class Written:
+    """The answer to a write: the API's JSON, and whether it made something new (201) or found
+    it done already (200: an identical source, an identical schema)."""
+
+    body: dict[str, Any]
+    created: bool
+
+
+def describe_transport_error(error: httpx.HTTPError) -> str:
+    """Why no answer came, in words."""
+    if isinstance(error, httpx.ConnectTimeout):
+        return "the connection timed out"
+    if isinstance(error, httpx.TimeoutException):
+        return "the server did not answer in time"
+    if isinstance(error, httpx.ConnectError):
+        return "the connection was refused or the host is unknown"
+    if isinstance(error, httpx.RemoteProtocolError):
+        return "the server closed the connection"
+    return type(error).__name__
+
+
+def entry_time(entry: Mapping[str, Any]) -> datetime | None:
+    """When an audit entry happened (`at`, ISO 8601), or None when it does not say."""
+    try:
+        moment = datetime.fromisoformat(str(entry.get("at", "")).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class EventStream:
+    """An open `GET /v1/events`: iterate for its events, close (or leave the `with`) to end it."""
+
+    def __init__(
+        self,
+        response: httpx.Response,
+        unreachable: Callable[[httpx.HTTPError], exceptions.ServerUnavailable],
+    ) -> None:
+        self._response = response
+        self._unreachable = unreachable
+        self._parser = EventStreamParser()
+
+    @property
+    def last_event_id(self) -> str | None:
+        """The id of the last event read, to resume from."""
+        return self._parser.last_event_id
+
+    def __iter__(self) -> Iterator[ServerEvent]:
+        try:
+            for line in self._response.iter_lines():
+                event = self._parser.feed(line)
+                if event is not None:
+                    yield event
+        except httpx.HTTPError as error:
+            raise self._unreachable(error) from None
+
+    def close(self) -> None:
+        self._response.close()
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AdminClient:
+    """Push, read, compare, roll back and promote documents; schemas, tokens, audit, events.
+
+        with AdminClient("http://localhost:8005", token=admin_token) as admin:
+            admin.push("user-service", "staging", source, message="pool 20")
+            admin.promote("user-service", "production", from_environment="staging", dry_run=True)
+
+    Each method makes the API call of the same name in docs/server.md and returns the API's
+    JSON. A refused request raises `RequestRejected` (`Unauthorized`, `Forbidden`, `NotFound`)
+    carrying the server's `code`, message and `details`; no answer, a 5xx or an answer that is
+    not the API's raises `ServerUnavailable`; a name that is not valid raises `ValueError`
+    before anything is sent. `server` defaults to `CONFIG_STORE`, else http://localhost:8005.
+    """
+
+    def __init__(
+        self,
+        server: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = DEFAULT_ADMIN_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.server = (server or os.environ.get("CONFIG_STORE") or DEFAULT_SERVER).rstrip("/")
+        self.has_token = bool(token)
+        if not self.server.startswith(("http://", "https://")):
+            raise ValueError(self._bad_url())
+        headers = {"User-Agent": f"tskcfg-admin/{__version__}", "Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
+        try:
+            self._http = httpx.Client(
+                base_url=self.server,
+                headers=headers,
+                timeout=self._timeout,
+                transport=transport,
+                verify=tls_verification(self.server),
+            )
+        except httpx.InvalidURL:
+            raise ValueError(self._bad_url()) from None
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> AdminClient:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- documents
+
+    def push(
+        self,
+        service: str,
+        environment: str,
+        source: str | bytes,
+        *,
+        message: str | None = None,
+        if_version: int | None = None,
+    ) -> Written:
+        """`PUT /v1/configs/{service}/{environment}`: a new version from TSK `source`.
+
+        `if_version` makes it compare-and-set (0: only when there is no version yet).
+        """
+        headers = {"Content-Type": TSK_MEDIA_TYPE}
+        if message:
+            headers["X-Config-Message"] = quote(message, safe="")
+        if if_version is not None:
+            headers["If-Match"] = f'"{if_version}"'
+        content = source.encode("utf-8") if isinstance(source, str) else source
+        return self._written("PUT", self._document(service, environment), content=content, headers=headers)
+
+    def get(self, service: str, environment: str, *, version: int | None = None) -> dict[str, Any]:
+        """The current version (or `version`): its metadata and `config`, the data in wire form."""
+        path = self._document(service, environment, *(("versions", str(version)) if version else ()))
+        with self._naming_unknown_service(service):
+            return self._json("GET", path)
+
+    def source(self, service: str, environment: str, version: int) -> str:
+        """The TSK source of one version, as it was pushed."""
+        path = self._document(service, environment, "versions", str(version))
+        with self._naming_unknown_service(service):
+            return self._send("GET", path, headers={"Accept": TSK_MEDIA_TYPE}).text
+
+    def history(
+        self, service: str, environment: str, *, before: int | None = None, page_size: int = PAGE_SIZE
+    ) -> Iterator[dict[str, Any]]:
+        """The metadata of every version older than `before` (default: all), newest first, fetched
+        a page at a time as the iteration goes on."""
+        first = True
+        for page in self._pages(self._document(service, environment, "versions"), "versions", {}, before, page_size):
+            if first and not page and before is None:
+                # The server lists no versions for a service that does not exist; say so, as `get` does.
+                self._raise_if_unknown(service)
+            first = False
+            yield from page
+
+    def diff(
+        self,
+        service: str,
+        environment: str,
+        *,
+        from_version: int | None = None,
+        to_version: int | None = None,
+    ) -> dict[str, Any]:
+        """What changed from one version to another: `{from, to, changes, unified}`.
+
+        `to_version` defaults to the current version, `from_version` to the one before it
+        (`NoPreviousVersion` when there is none).
+        """
+        with self._naming_unknown_service(service):
+            if to_version is None:
+                to_version = int(self.get(service, environment)["version"])
+            if from_version is None:
+                from_version = to_version - 1
+            if from_version < 1:
+                raise exceptions.NoPreviousVersion(
+                    f"{service}/{environment} has no version before version {to_version} to compare it with"
+                )
+            return self._json(
+                "GET",
+                self._document(service, environment, "diff"),
+                params={"from": from_version, "to": to_version},
+            )
+
+    def diff_environments(self, service: str, from_environment: str, to_environment: str) -> dict[str, Any]:
+        """What promoting would change: the current documents of two environments compared
+        (`GET /v1/diff/{service}`), environment-local paths marked `local`."""
+        path = f"/v1/diff/{check_name(service, 'service')}"
+        check_name(from_environment, "environment")
+        check_name(to_environment, "environment")
+        with self._naming_unknown_service(service):
+            return self._json("GET", path, params={"from": from_environment, "to": to_environment})
+
+    def rollback(self, service: str, environment: str, version: int, *, message: str | None = None) -> Written:
+        """A new version whose source is `version`'s (validated against today's schema)."""
+        body: dict[str, Any] = {"version": version}
+        if message:
+            body["message"] = message
+        with self._naming_unknown_service(service):
+            return self._written("POST", self._document(service, environment, "rollback"), json=body)
+
+    def promote(
+        self,
+        service: str,
+        environment: str,
+        *,
+        from_environment: str,
+        version: int | None = None,
+        message: str | None = None,
+        dry_run: bool = False,
+    ) -> Written:
+        """Copy `from_environment`'s current version (or `version`) into `environment`, the next
+        step of the pipeline, keeping `environment`'s local values.
+
+        With `dry_run`, nothing changes: the body is `{would_create, diff, kept_local}`.
+        """
+        body: dict[str, Any] = {"from": check_name(from_environment, "environment"), "dry_run": dry_run}
+        if version is not None:
+            body["version"] = version
+        if message:
+            body["message"] = message
+        with self._naming_unknown_service(service):
+            return self._written("POST", self._document(service, environment, "promote"), json=body)
+
+    def services(self) -> dict[str, Any]:
+        """`{"services": [...]}`: every service the token may read, its current version per environment."""
+        return self._json("GET", "/v1/services")
+
+    def instances(self, service: str, environment: str) -> dict[str, Any]:
+        """`{"instances": [...]}`: who runs which version, who failed, who went stale."""
+        with self._naming_unknown_service(service):
+            body = self._json("GET", self._document(service, environment, "instances"))
+        if not body.get("instances"):
+            self._raise_if_unknown(service)
+        return body
+
+    # -- schemas
+
+    def schema(self, service: str) -> dict[str, Any]:
+        """`{service, version, schema}`: the JSON Schema a service's documents must pass."""
+        with self._naming_unknown_service(service):
+            return self._json("GET", f"/v1/schemas/{check_name(service, 'service')}")
+
+    def put_schema(self, service: str, schema: Any, *, force: bool = False) -> Written:
+        """Store `schema` for `service`; refused (`schema_conflict`) when a current document fails
+        it, unless `force` (admin)."""
+        return self._written(
+            "PUT",
+            f"/v1/schemas/{check_name(service, 'service')}",
+            json=schema,
+            params={"force": "true" if force else None},
+        )
+
+    # -- tokens and audit
+
+    def create_token(
+        self, name: str, role: str, services: Sequence[str], environments: Sequence[str]
+    ) -> dict[str, Any]:
+        """A new token; the answer's `token` is the secret, shown this once only."""
+        body = {"name": name, "role": role, "services": list(services), "environments": list(environments)}
+        return self._json("POST", "/v1/tokens", json=body)
+
+    def tokens(self) -> dict[str, Any]:
+        """`{"tokens": [...]}`, never their secrets."""
+        return self._json("GET", "/v1/tokens")
+
+    def revoke_token(self, token_id: str | int) -> None:
+        """Revoke a token by its id; it stops working at once, on its open streams too."""
+        self._send("DELETE", f"/v1/tokens/{quote(str(token_id), safe='')}")
+
+    def audit(
+        self,
+        *,
+        service: str | None = None,
+        environment: str | None = None,
+        action: str | None = None,
+        actor: str | None = None,
+        since: datetime | None = None,
+        page_size: int = PAGE_SIZE,
+    ) -> Iterator[dict[str, Any]]:
+        """Audit entries that match every filter given, newest first, until the first older than
+        `since`; fetched a page at a time as the iteration goes on."""
+        filters = {"service": service, "environment": environment, "action": action, "actor": actor}
+        for page in self._pages("/v1/audit", "entries", filters, None, page_size):
+            for entry in page:
+                moment = entry_time(entry)
+                if since is not None and moment is not None and moment < since:
+                    return
+                yield entry
+
+    # -- events
+
+    def events(
+        self,
+        service: str | None = None,
+        environment: str | None = None,
+        *,
+        last_event_id: str | None = None,
+    ) -> EventStream:
+        """The server's events (`GET /v1/events`), connected now, read for as long as it lasts:
+
+            with admin.events("user-service", "production") as stream:
+                for event in stream:          # event.event == "version", event.data is JSON
+                    ...
+
+        `last_event_id` resumes after that event, without gaps; each event's `id` is the next
+        one to resume from. A refusal raises here; a lost connection raises `ServerUnavailable`
+        from the iteration.
+        """
+        params = {"service": service, "environment": environment}
+        headers = {"Accept": "text/event-stream"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = last_event_id
+        path = "/v1/events"
+        response = self._send(
+            "GET", path, params=params, headers=headers, stream=True, timeout=httpx.Timeout(None, connect=5.0)
+        )
+        return EventStream(response, lambda error: self._unreachable(path, error))
+
+    # -- requests
+
+    @staticmethod
+    def _document(service: str, environment: str, *rest: str) -> str:
+        check_name(service, "service")
+        check_name(environment, "environment")
+        return "/".join(["/v1/configs", service, environment, *rest])
+
+    def _pages(
+        self, path: str, key: str, filters: Mapping[str, Any], before: int | None, page_size: int
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Each page of a listing, newest first, following `next_before` until the server has no more."""
+        while True:
+            body = self._json("GET", path, params={**filters, "limit": page_size, "before": before})
+            items = body.get(key)
+            yield [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+            before = body.get("next_before")
+            if not before:
+                return
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        return self._body(method, path, self._send(method, path, **kwargs))
+
+    def _written(self, method: str, path: str, **kwargs: Any) -> Written:
+        response = self._send(method, path, **kwargs)
+        return Written(self._body(method, path, response), created=response.status_code == 201)
+
+    def _body(self, method: str, path: str, response: httpx.Response) -> dict[str, Any]:
+        """The JSON object of an answer; anything else is not this API answering."""
+        body = json_body(response)
+        if not isinstance(body, dict):
+            raise exceptions.ServerUnavailable(
+                f"{method} {self.server}{path} answered {response.status_code} with something that "
+                "is not the config API's JSON",
+                status=response.status_code,
+                code="bad_response",
+            )
+        return body
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        stream: bool = False,
+        timeout: httpx.Timeout | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """One request; an answer below 400 comes back, anything else is raised."""
+        query = {key: value for key, value in (params or {}).items() if value is not None}
+        try:
+            request = self._http.build_request(
+                method, path, params=query, headers=headers, timeout=timeout or self._timeout, **kwargs
+            )
+            response = self._http.send(request, stream=stream)
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol):
+            raise ValueError(self._bad_url()) from None
+        except httpx.HTTPError as error:
+            raise self._unreachable(path, error) from None
+        if response.status_code >= 400:
+            if stream:
+                response.read()
+                response.close()
+            status = response.status_code
+            where = f"{method} {self.server}{path}"
+            message = server_message(response).rstrip(".")
+            if status >= 500:
+                raise error_for(response, f"the config server failed ({status} at {where}): {message}")
+            raise error_for(response, f"{message} ({status} from {where})")
+        return response
+
+    def _unreachable(self, path: str, error: httpx.HTTPError) -> exceptions.ServerUnavailable:
+        return exceptions.ServerUnavailable(
+            f"cannot reach the config server at {self.server}{path}: {describe_transport_error(error)}"
+        )
+
+    def _bad_url(self) -> str:
+        return f"the server URL {self.server!r} is not valid"
+
+    # -- naming a service that does not exist
+
+    @contextmanager
+    def _naming_unknown_service(self, service: str) -> Iterator[None]:
+        """A 404 about a document of `service` becomes `unknown service ...` when there is no such service."""
+        try:
+            yield
+        except exceptions.NotFound as error:
+            if error.code == "not_found":
+                self._raise_if_unknown(service, error)
+            raise
+
+    def _raise_if_unknown(self, service: str, cause: BaseException | None = None) -> None:
+        """Raise `NotFound` (code `unknown_service`) when `service` is no service the token can see,
+        suggesting the nearest name `/v1/services` lists (only names the token may read)."""
+        listed = self.services().get("services", [])
+        names = [
+            entry["service"]
+            for entry in listed
+            if isinstance(entry, dict) and isinstance(entry.get("service"), str)
+        ]
+        if service in names:
+            return
+        try:
+            self._send("GET", f"/v1/schemas/{check_name(service, 'service')}")
+            return
+        except exceptions.NotFound:
+            pass
+        nearest = difflib.get_close_matches(service, names, n=1)
+        message = f"unknown service {service!r}" + (f" (did you mean {nearest[0]!r}?)" if nearest else "")
+        raise exceptions.NotFound(
+            message,
+            status=404,
+            code="unknown_service",
+            body={"error": "unknown_service", "message": message, "details": []},
+        ) from cause

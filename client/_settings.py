@@ -1,0 +1,137 @@
+"""What a client was told (service, environment, server, mode, bounds), with the defaults filled in."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from config_service.names import check_name
+from tskcfg._lkg import default_cache_dir, lkg_path
+
+DEFAULT_SERVER = "http://localhost:8005"
+DEFAULT_ENVIRONMENT = "development"
+Mode = Literal["watch", "poll", "sse", "files"]
+MODES = ("watch", "poll", "sse", "files")
+# A long poll is held this long by the server; the deadline leaves room for the answer.
+WATCH_WAIT = 60.0
+# The whole of one answer (connect, head and body) must arrive within this many seconds,
+# beyond a long poll's wait; the largest answer taken. Past either it is a failed answer.
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+REPORT_TIMEOUT = 5.0
+# An answer that brings nothing new sooner than this is followed by a pause, so a server
+# that ignores `wait` cannot turn the watch loop into a busy loop.
+MIN_CHECK_INTERVAL = 1.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a client was told, with the environment variables' defaults filled in."""
+
+    service: str
+    environment: str
+    server: str
+    token: str | None
+    cache_dir: Path
+    environments_dir: Path
+    mode: Mode
+    poll_interval: float
+    instance_id: str
+    schemas_dir: Path
+    timeout: float = DEFAULT_TIMEOUT
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+
+    @property
+    def lkg_path(self) -> Path:
+        return lkg_path(self.cache_dir, self.service, self.environment)
+
+    @property
+    def file_path(self) -> Path:
+        return self.environments_dir / self.environment / f"{self.service}.tsk"
+
+    @property
+    def config_url(self) -> str:
+        return f"{self.server}/v1/configs/{self.service}/{self.environment}"
+
+
+def make_settings(
+    service: str,
+    environment: str | None = None,
+    *,
+    server: str | None = None,
+    token: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    environments_dir: str | os.PathLike[str] | None = None,
+    mode: str = "watch",
+    poll_interval: float = 30.0,
+    instance_id: str | None = None,
+    schemas_dir: str | os.PathLike[str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+) -> Settings:
+    """Fill in defaults (`SERVICE_ENV`, `CONFIG_STORE`, `CONFIG_TOKEN`) and check every argument."""
+    environment = environment or os.environ.get("SERVICE_ENV") or DEFAULT_ENVIRONMENT
+    check_name(service, "service")
+    check_name(environment, "environment")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if (
+        isinstance(poll_interval, bool)
+        or not isinstance(poll_interval, int | float)
+        or poll_interval <= 0
+    ):
+        raise ValueError(
+            f"poll_interval must be a positive number of seconds, not {poll_interval!r}"
+        )
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
+        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    if (
+        isinstance(max_response_bytes, bool)
+        or not isinstance(max_response_bytes, int)
+        or max_response_bytes <= 0
+    ):
+        raise ValueError(
+            f"max_response_bytes must be a positive whole number, not {max_response_bytes!r}"
+        )
+    server = (server or os.environ.get("CONFIG_STORE") or DEFAULT_SERVER).rstrip("/")
+    if not server.startswith(("http://", "https://")):
+        raise ValueError(f"server must be an http:// or https:// URL, not {server!r}")
+    environments = Path(environments_dir) if environments_dir is not None else Path("environments")
+    return Settings(
+        service=service,
+        environment=environment,
+        server=server,
+        token=token if token is not None else os.environ.get("CONFIG_TOKEN") or None,
+        cache_dir=Path(cache_dir) if cache_dir is not None else default_cache_dir(),
+        environments_dir=environments,
+        mode=mode,  # type: ignore[arg-type]
+        poll_interval=float(poll_interval),
+        instance_id=instance_id or f"{socket.gethostname()}:{os.getpid()}",
+        # The layout of this repository: schemas/ beside environments/.
+        schemas_dir=Path(schemas_dir) if schemas_dir is not None else environments.parent / "schemas",
+        timeout=float(timeout),
+        max_response_bytes=max_response_bytes,
+    )
+
+
+def tls_verification(server: str) -> ssl.SSLContext | bool:
+    """How the HTTP client verifies TLS: the default CA bundle for an https:// server.
+
+    For a plain http:// server, an SSL context holding no certificate authority at all: it
+    costs nothing to build, where loading the bundle took 20 to 35 ms of every start, and it
+    refuses any TLS connection rather than trusting it (none is ever made: the client only
+    sends requests to the server's own URL and follows no redirects).
+    """
+    if server.startswith("https://"):
+        return True
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
