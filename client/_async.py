@@ -215,7 +215,19 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
             self._reporter = asyncio.create_task(self._deliver_reports())
 
     async def _deliver_reports(self) -> None:
-        while (request := await self._reports.get()) is not None:
+        while True:
+            try:
+                request = await asyncio.wait_for(
+                    self._reports.get(), timeout=self.settings.report_interval
+                )
+            except TimeoutError:
+                # A whole interval without news: the same report again, as a sign of life.
+                request = self._core.repeated_report_request()
+                if request is None:
+                    continue
+            else:
+                if request is None:
+                    return
             try:
                 # Streamed and closed unread: the answer to a report is not worth any memory.
                 response = await self._http.send(request, stream=True)

@@ -39,6 +39,7 @@ class BaseClient(Generic[TransportT]):
         schemas_dir: str | os.PathLike[str] | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        report_interval: float | None = None,
     ) -> None:
         settings = make_settings(
             service,
@@ -53,6 +54,7 @@ class BaseClient(Generic[TransportT]):
             schemas_dir=schemas_dir,
             timeout=timeout,
             max_response_bytes=max_response_bytes,
+            report_interval=report_interval,
         )
         self._core = ClientCore(
             settings, database=database, cache_backends=cache_backends, retry=retry

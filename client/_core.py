@@ -88,6 +88,8 @@ class ClientCore:
         self._file_signature: tuple[int, int, int] | None = None
         # (schema version, compiled schemas or None when unusable on the client)
         self._schemas: tuple[Any, SchemaSet | None] | None = None
+        # What this instance last told the server (sent again after quiet intervals).
+        self.last_report: Report | None = None
         self._headers = {"User-Agent": f"tskcfg-client/{__version__}", "Accept": "application/json"}
         if settings.token:
             self._headers["Authorization"] = f"Bearer {settings.token}"
@@ -159,9 +161,18 @@ class ClientCore:
             request.headers["Last-Event-ID"] = last_event_id
         return request
 
+    def repeated_report_request(self) -> httpx.Request | None:
+        """The last report again (None before the first, and after `stopped`): the clients send
+        it after `report_interval` quiet seconds, so the server sees the instance is alive."""
+        report = self.last_report
+        if report is None or report.status == "stopped":
+            return None
+        return self.report_request(report)
+
     def report_request(self, report: Report) -> httpx.Request:
         """`POST /v1/instances`: `version`/`hash` are what this instance runs; a `failed` report
         adds `failed_version`/`failed_hash`, the version it could not apply."""
+        self.last_report = report
         runs = self.config if report.status == "failed" else report.subject
         body: dict[str, Any] = {
             "instance_id": self.settings.instance_id,

@@ -23,6 +23,7 @@ WATCH_WAIT = 60.0
 # beyond a long poll's wait; the largest answer taken. Past either it is a failed answer.
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+DEFAULT_REPORT_INTERVAL = 60.0
 REPORT_TIMEOUT = 5.0
 # An answer that brings nothing new sooner than this is followed by a pause, so a server
 # that ignores `wait` cannot turn the watch loop into a busy loop.
@@ -45,6 +46,9 @@ class Settings:
     schemas_dir: Path
     timeout: float = DEFAULT_TIMEOUT
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    # The last report is sent again after this many quiet seconds, so the server can tell a
+    # running instance from a gone one (it marks one stale after three missed intervals).
+    report_interval: float = DEFAULT_REPORT_INTERVAL
 
     @property
     def lkg_path(self) -> Path:
@@ -73,8 +77,10 @@ def make_settings(
     schemas_dir: str | os.PathLike[str] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    report_interval: float | None = None,
 ) -> Settings:
-    """Fill in defaults (`SERVICE_ENV`, `CONFIG_STORE`, `CONFIG_TOKEN`) and check every argument."""
+    """Fill in defaults (`SERVICE_ENV`, `CONFIG_STORE`, `CONFIG_TOKEN`, `CONFIG_REPORT_INTERVAL`)
+    and check every argument."""
     environment = environment or os.environ.get("SERVICE_ENV") or DEFAULT_ENVIRONMENT
     check_name(service, "service")
     check_name(environment, "environment")
@@ -103,6 +109,23 @@ def make_settings(
         raise ValueError(
             f"max_response_bytes must be a positive whole number, not {max_response_bytes!r}"
         )
+    if report_interval is None:
+        text = os.environ.get("CONFIG_REPORT_INTERVAL", "").strip()
+        try:
+            report_interval = float(text) if text else DEFAULT_REPORT_INTERVAL
+        except ValueError:
+            raise ValueError(
+                f"CONFIG_REPORT_INTERVAL must be a number of seconds, not {text!r}"
+            ) from None
+    if (
+        isinstance(report_interval, bool)
+        or not isinstance(report_interval, int | float)
+        or not math.isfinite(report_interval)
+        or report_interval <= 0
+    ):
+        raise ValueError(
+            f"report_interval must be a positive number of seconds, not {report_interval!r}"
+        )
     server = (server or os.environ.get("CONFIG_STORE") or DEFAULT_SERVER).rstrip("/")
     if not server.startswith(("http://", "https://")):
         raise ValueError(f"server must be an http:// or https:// URL, not {server!r}")
@@ -121,6 +144,7 @@ def make_settings(
         schemas_dir=Path(schemas_dir) if schemas_dir is not None else environments.parent / "schemas",
         timeout=float(timeout),
         max_response_bytes=max_response_bytes,
+        report_interval=float(report_interval),
     )
 
 

@@ -336,7 +336,17 @@ class ConfigClient(BaseClient[httpx.BaseTransport]):
         self._reports.put_nowait(None)
 
     def _deliver_reports(self) -> None:
-        while (request := self._reports.get()) is not None:
+        while True:
+            try:
+                request = self._reports.get(timeout=self.settings.report_interval)
+            except queue.Empty:
+                # A whole interval without news: the same report again, as a sign of life.
+                request = self._core.repeated_report_request()
+                if request is None:
+                    continue
+            else:
+                if request is None:
+                    return
             try:
                 # Streamed and closed unread: the answer to a report is not worth any memory.
                 self._http.send(request, stream=True).close()

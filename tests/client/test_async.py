@@ -521,3 +521,28 @@ def test_async_reports_say_what_runs_what_failed_and_that_the_instance_stopped(
         assert transport.reports[1]["failed_hash"] == refused["hash"]
 
     asyncio.run(scenario())
+
+
+def test_a_quiet_async_instance_reports_its_state_again_every_interval(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        running = await asyncio.to_thread(server.push, with_rate(3), "development", "async-again")
+        transport = ReportRecorder()
+        async with AsyncConfigClient(
+            "async-again",
+            "development",
+            server=server.url,
+            token=server.token,
+            cache_dir=tmp_path,
+            transport=transport,
+            report_interval=0.3,
+        ):
+            await until(lambda: len(transport.reports) >= 4)
+        statuses = [(report["status"], report["version"]) for report in transport.reports]
+        assert statuses[:4] == [("applied", running["version"])] * 4 and statuses[-1][0] == "stopped"
+        count = len(transport.reports)
+        await asyncio.sleep(0.7)
+        assert len(transport.reports) == count  # nothing after `stopped`
+
+    asyncio.run(scenario())

@@ -634,6 +634,43 @@ def test_reports_say_what_runs_what_failed_and_that_the_instance_stopped(
     }
 
 
+def test_a_quiet_instance_reports_its_state_again_every_interval(
+    server: LiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running = server.push(with_features(4), "development", service="report-again")
+    monkeypatch.setenv("CONFIG_REPORT_INTERVAL", "0.3")
+    transport = ReportRecorder()
+    client = ConfigClient(
+        "report-again",
+        "development",
+        server=server.url,
+        token=server.token,
+        cache_dir=tmp_path / "cache",
+        instance_id="test:report-again",
+        transport=transport,
+    )
+    with client:
+        wait_for(lambda: len(transport.reports) >= 4)
+        seen = server.instance("test:report-again", "development", service="report-again")
+    statuses = [report["status"] for report in transport.reports]
+    assert statuses[:4] == ["applied"] * 4 and statuses[-1] == "stopped", statuses
+    assert {report["version"] for report in transport.reports} == {running["version"]}
+    assert seen is not None and seen["status"] == "applied" and not seen["stale"]
+    # Nothing is sent again after `stopped`.
+    count = len(transport.reports)
+    time.sleep(0.7)
+    assert len(transport.reports) == count
+
+
+def test_the_report_interval_must_be_a_positive_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONFIG_REPORT_INTERVAL", "soon")
+    with pytest.raises(ValueError, match="CONFIG_REPORT_INTERVAL must be a number of seconds"):
+        ConfigClient("report-again", "development")
+    monkeypatch.delenv("CONFIG_REPORT_INTERVAL")
+    with pytest.raises(ValueError, match="report_interval must be a positive number"):
+        ConfigClient("report-again", "development", report_interval=0)
+
+
 class SilentReports(httpx.HTTPTransport):
     """Instance reports are taken and never answered: a server that hangs."""
 
