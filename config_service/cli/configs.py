@@ -33,7 +33,7 @@ from config_service.cli._output import (
     short_hash,
     table,
 )
-from config_service.diff import diff_document
+from config_service.core.diff import diff_document
 from config_service.settings import DEFAULT_PIPELINE
 from config_service.store import AUDIT_ACTIONS
 

@@ -128,7 +128,7 @@ def serve(
 
     import uvicorn
 
-    from config_service.app import create_app
+    from config_service.http.app import create_app
 
     app = create_app(settings)
     _warn_about_missing_internals()
@@ -171,7 +171,7 @@ def _http_protocol(app: Any) -> Any:
     """The protocol class of `hot_protocol.py`, or uvicorn's plain httptools protocol when this
     uvicorn lacks the internals it builds on (said loudly: bounds and the hot path are off)."""
     try:
-        from config_service.hot_protocol import missing_uvicorn_internals, protocol_for
+        from config_service.http1.protocol import missing_uvicorn_internals, protocol_for
 
         missing = missing_uvicorn_internals()
     except ImportError as error:

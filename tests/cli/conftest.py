@@ -1,4 +1,4 @@
-"""The CLI's view of the shared test server (tests/server/conftest.py): a real `tskcfg serve` on a free
+"""The CLI's view of the shared test server (tests/serving.py): a real `tskcfg serve` on a free
 127.0.0.1 port with a temporary data dir, plus a way to run `tskcfg` against it in-process."""
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ if sys.path[:1] != [_REPOSITORY_ROOT]:
 import httpx  # noqa: E402
 import pytest  # noqa: E402
 from click.testing import CliRunner, Result  # noqa: E402
-from server.conftest import REPOSITORY, ServerProcess, free_port, make_root  # noqa: E402
 
 from config_service.cli import main  # noqa: E402
+from tests.serving import REPOSITORY, ServerProcess, free_port, make_root  # noqa: E402
 
 ROOT = REPOSITORY
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from .conftest import TSKCFG, USER_SERVICE, ServerProcess, free_port, make_root, push
+from tests.serving import TSKCFG, USER_SERVICE, ServerProcess, free_port, make_root, push
 
 
 def _mode(path: Path) -> int:

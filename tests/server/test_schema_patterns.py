@@ -21,8 +21,7 @@ from config_service.validation import (
     check_schema,
     pattern_failures,
 )
-
-from .conftest import ServerProcess, assert_error, push
+from tests.serving import ServerProcess, assert_error, push
 
 EVIL = "^(a+)+$"
 CRAFTED = "a" * 40 + "!"
