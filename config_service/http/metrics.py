@@ -9,7 +9,7 @@ __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
 
 class Metrics:
-    """The counters and histograms of one `ConfigServer`; labels are route templates, never names."""
+    """The counters and histograms of one server; labels are route templates, never names."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)

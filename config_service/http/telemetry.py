@@ -1,7 +1,7 @@
 """What the server records of every request it answers: its id, the request metrics and the access log.
 
-Both paths that answer requests share one `Telemetry`: the ASGI middleware in `app.py`
-and the HTTP protocol's hot path in `hot_protocol.py`, so a request is counted and logged
+Both paths that answer requests share one `Telemetry`: the ASGI middleware in `http/app.py`
+and the HTTP protocol in `http1/protocol.py`, so a request is counted and logged
 the same way whichever of them answered it.
 """
 

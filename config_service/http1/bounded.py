@@ -57,7 +57,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     `max_connections` as soon as they are accepted.
 
     Subclass it to set `body_seconds` and `max_connections` (`protocol_for` in
-    `hot_protocol.py` does, from the settings).
+    `protocol.py` does, from the settings).
     """
 
     body_seconds: ClassVar[float] = 30.0

@@ -14,7 +14,8 @@ from starlette.concurrency import run_in_threadpool
 from config_service.core.access import file_principal
 from config_service.core.refusals import Refused
 from config_service.core.wiring import Core
-from config_service.sync.watcher import FileSync, PushResult, SyncFile, SyncReport
+from config_service.sync.files import SyncFile
+from config_service.sync.watcher import FileSync, PushResult, SyncReport
 
 
 def _not_json(name: str) -> object:

@@ -1,17 +1,18 @@
-"""File sync (GitOps): turns `environments/<environment>/<service>.tsk` and `schemas/<name>.json` into versions.
+"""File sync (GitOps): the watcher that turns `environments/<environment>/<service>.tsk` and
+`schemas/<name>.json` into versions.
 
 `FileSync` imports the files at start and then watches both folders with
-watchfiles. It never writes to the store itself: the server hands it two
-callables, `push` for documents and `push_schema` for schemas, which validate
-and store exactly like the HTTP API and answer with a `PushResult`. What
-happens, file by file:
+watchfiles (which files count: `files.py`). It never touches the store: it is
+handed two callables, `push` for documents and `push_schema` for schemas, which
+validate and store exactly like the HTTP API and answer with a `PushResult`
+(the server's are in `apply.py`). What happens, file by file:
 
 * A changed `environments/<environment>/<service>.tsk` is pushed with
   `kind="sync"` and `author="file:<environment>/<service>.tsk"` (the path
   relative to the environments folder). Writes to one file within
   `debounce_ms` (300 ms) of each other become one push of the last content.
 * A file is pushed only when its content differs from what was last imported
-  from it. At start that is asked of the store through `last_synced`, so a
+  from it. At start that is asked of the server through `last_synced`, so a
   restart does not overwrite a version pushed over the API after the last
   sync; while running, FileSync remembers it.
 * A file that is not UTF-8, is too large, has a bad name, or that `push`
@@ -29,14 +30,16 @@ happens, file by file:
   current documents is refused by the server, and that refusal is logged and
   reported like any other.
 
-Typical wiring in the server's lifespan::
+Use::
 
     sync = FileSync(environments_dir, schemas_dir, ["development", "staging", "production"],
-                    push=push_from_file, push_schema=push_schema_from_file,
-                    last_synced=store.last_synced_source, report=audit_sync)
+                    push=push, push_schema=push_schema, last_synced=last_synced, report=report)
     task = asyncio.create_task(sync.run())      # imports, then watches
+    await sync.wait_ready()
     ...
     sync.stop(); await task
+
+`make_file_sync` in `apply.py` builds the server's, and the app's lifespan runs it.
 """
 
 from __future__ import annotations
@@ -54,25 +57,21 @@ from watchfiles import Change, awatch
 from config_service import tsk
 from config_service.core.refusals import Refused
 from config_service.names import is_valid_name
+from config_service.sync.files import SyncFile, SyncFolders
 
 __all__ = [
     "DEFAULT_DEBOUNCE_MS",
     "DEFAULT_MAX_BYTES",
-    "SECTION_SCHEMAS",
     "FileSync",
     "LastSynced",
     "PushConfig",
     "PushResult",
     "PushSchema",
-    "SyncFile",
     "SyncReport",
 ]
 
-SECTION_SCHEMAS = ("database", "cache", "logging", "security")
 DEFAULT_DEBOUNCE_MS = 300
 DEFAULT_MAX_BYTES = 1024 * 1024
-CONFIG_SUFFIX = ".tsk"
-SCHEMA_SUFFIX = ".json"
 
 logger = logging.getLogger("config_service.sync")
 
@@ -163,17 +162,6 @@ class PushSchema(Protocol):
     ) -> PushResult | Awaitable[PushResult]: ...
 
 
-@dataclass(frozen=True)
-class SyncFile:
-    """One file FileSync imports: a document or a schema, and the names it stands for."""
-
-    kind: Literal["config", "schema"]
-    path: Path
-    author: str
-    name: str
-    environment: str | None = None
-
-
 class LastSynced(Protocol):
     """The source last imported from this file (the newest version or schema whose
     author is `file.author`), or None if it never was. Consulted at start only."""
@@ -246,8 +234,10 @@ class FileSync:
         self._pending_changed = asyncio.Event()
         self._stop_event = asyncio.Event()
         self._stopping = False
-        self._ignored_folders: set[Path] = set()
         self._ready = asyncio.Event()
+        self._files = SyncFolders(
+            self.environments_dir, self.schemas_dir, self.environments, self._log, self._folder_ignored
+        )
 
     # -- public --------------------------------------------------------------
 
@@ -257,7 +247,7 @@ class FileSync:
         Returns the reports of this pass (also given to `report` one by one).
         """
         reports: list[SyncReport] = []
-        for file in self._schema_files() + self._config_files():
+        for file in self._files.schema_files() + self._files.config_files():
             result = await self._import(file, at_start=True)
             if result is not None:
                 reports.append(result)
@@ -367,85 +357,13 @@ class FileSync:
         """Files waiting for their debounce window to end."""
         return len(self._pending)
 
-    # -- which files ---------------------------------------------------------
-
-    def _schema_files(self) -> list[SyncFile]:
-        if self.schemas_dir is None or not self.schemas_dir.is_dir():
-            return []
-        files = [
-            file
-            for path in self.schemas_dir.iterdir()
-            if (file := self._classify(path, quiet=True)) is not None
-        ]
-        order = {name: index for index, name in enumerate(SECTION_SCHEMAS)}
-        return sorted(files, key=lambda file: (order.get(file.name, len(order)), file.name))
-
-    def _config_files(self) -> list[SyncFile]:
-        if not self.environments_dir.is_dir():
-            return []
-        files: list[SyncFile] = []
-        for folder in sorted(self.environments_dir.iterdir()):
-            if folder.is_dir() and self._environment_folder_known(folder):
-                files.extend(self._folder_files(folder))
-        return files
-
-    def _folder_files(self, folder: Path) -> list[SyncFile]:
-        files = []
-        for path in sorted(folder.iterdir()):
-            file = self._classify(path, quiet=True)
-            if file is not None:
-                files.append(file)
-        return files
-
-    def _environment_folder_known(self, folder: Path) -> bool:
-        if folder.name in self.environments:
-            return True
-        if folder not in self._ignored_folders and not folder.name.startswith("."):
-            self._ignored_folders.add(folder)
-            label = f"file:{folder.name}/"
-            self._log.warning(
-                "file sync: %s is not a configured environment (%s); its files are ignored",
-                folder,
-                ", ".join(self.environments),
+    def _folder_ignored(self, folder: Path) -> None:
+        self._emit(
+            SyncReport(
+                "ignored",
+                f"file:{folder.name}/",
+                refusal=Refused("unknown_environment", f"{folder.name} is not a configured environment"),
             )
-            self._emit(
-                SyncReport(
-                    "ignored",
-                    label,
-                    refusal=Refused(
-                        "unknown_environment", f"{folder.name} is not a configured environment"
-                    ),
-                )
-            )
-        return False
-
-    def _classify(self, path: Path, *, quiet: bool = False) -> SyncFile | None:
-        """The SyncFile for a path in one of the watched folders, or None when it is not one of ours."""
-        if path.name.startswith("."):
-            return None  # hidden files: editors' swap and lock files
-        if self.schemas_dir is not None and path.parent == self.schemas_dir:
-            if path.suffix != SCHEMA_SUFFIX or path.is_dir():
-                return None
-            return SyncFile("schema", path, f"file:{self.schemas_dir.name}/{path.name}", path.stem)
-        try:
-            relative = path.relative_to(self.environments_dir)
-        except ValueError:
-            return None
-        if len(relative.parts) != 2:
-            if len(relative.parts) > 2 and not quiet:
-                self._log.debug("file sync: %s is in a sub-folder; ignored", path)
-            return None
-        environment, file_name = relative.parts
-        if not file_name.endswith(CONFIG_SUFFIX) or path.is_dir():
-            return None
-        if not self._environment_folder_known(path.parent):
-            return None
-        return SyncFile(
-            "config",
-            path,
-            f"file:{relative.as_posix()}",
-            file_name[: -len(CONFIG_SUFFIX)],
-            environment,
         )
 
     # -- watching ------------------------------------------------------------
@@ -460,30 +378,21 @@ class FileSync:
         if path.parent == self.environments_dir and path.is_dir():
             # A new (or renamed-in) environment folder: files written into it before
             # the watcher covered it raise no event of their own, so read it now.
-            if self._environment_folder_known(path):
-                for file in self._folder_files(path):
+            if self._files.environment_folder_known(path):
+                for file in self._files.folder_files(path):
                     self._schedule(file.path, own_event=True)
             return
-        if self._classify(path) is not None:
+        if self._files.classify(path) is not None:
             self._schedule(path, own_event=True)
             return
-        folder = self._environment_folder_of(path)
+        folder = self._files.environment_folder_of(path)
         if folder is not None:
             # Something else moved inside an environment folder: a hidden entry or a
             # sub-folder. Mounts that swap a symlinked folder (Kubernetes ConfigMaps,
             # git-sync) change documents this way without an event on the document's
             # own path, so read the folder's documents again; unchanged ones cost a read.
-            for file in self._folder_files(folder):
+            for file in self._files.folder_files(folder):
                 self._schedule(file.path, own_event=False)
-
-    def _environment_folder_of(self, path: Path) -> Path | None:
-        try:
-            relative = path.relative_to(self.environments_dir)
-        except ValueError:
-            return None
-        if len(relative.parts) < 2 or relative.parts[0] not in self.environments:
-            return None
-        return self.environments_dir / relative.parts[0]
 
     def _schedule(self, path: Path, *, own_event: bool) -> None:
         loop = asyncio.get_running_loop()
@@ -501,7 +410,7 @@ class FileSync:
                 files = []
                 for path in due:
                     _, own_event = self._pending.pop(path)
-                    file = self._classify(path)
+                    file = self._files.classify(path)
                     if file is not None:
                         files.append((file, own_event))
                 # Schemas first: a document may rely on the schema that changed with it.

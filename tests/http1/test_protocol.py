@@ -1,4 +1,4 @@
-"""The HTTP protocol's hot path (`config_service/hot_protocol.py`), driven byte by byte.
+"""The HTTP protocol `tskcfg serve` runs (`config_service/http1/protocol.py`), driven byte by byte.
 
 Each test runs the real app (real SQLite store in a temporary folder, its lifespan started)
 on a real event loop, and feeds raw HTTP/1.1 to the protocol `tskcfg serve` uses, over a

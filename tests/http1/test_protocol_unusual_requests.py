@@ -1,7 +1,7 @@
 """What a client can do to the protocol's hot path that a plain request does not: pipelining deep,
 repeating headers, HEAD on an event stream, racing a write, stopping the server mid-replay.
 
-Uses the in-process harness of `test_hot_protocol.py` (the real app and store, raw bytes fed
+Uses the in-process harness of `test_protocol.py` (the real app and store, raw bytes fed
 to the protocol `tskcfg serve` runs, a recording transport).
 """
 

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from config_service import tsk
-from config_service.sync.watcher import FileSync, PushResult, SyncFile, SyncReport
+from config_service.sync.files import SyncFile
+from config_service.sync.watcher import FileSync, PushResult, SyncReport
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ["development", "staging", "production"]
