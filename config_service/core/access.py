@@ -70,6 +70,8 @@ class Access:
     def __init__(self, pipeline: Sequence[str], sections: Sequence[str]) -> None:
         self.pipeline = tuple(pipeline)
         self.sections = tuple(sections)
+        # Documents whose names passed `check_names`: reads check the same few again and again.
+        self._good_names: set[tuple[str, str]] = set()
 
     def check_document(self, principal: Principal, role: str, service: str, environment: str) -> None:
         """`forbidden` unless the token may act as `role` on the document; then the names.
@@ -78,7 +80,11 @@ class Access:
         """
         if not principal.may(role, service, environment):
             raise forbidden(f"this token may not {_VERBS[role]} {service!r} in {environment!r}")
-        self.check_names(service, environment)
+        if (service, environment) not in self._good_names:
+            self.check_names(service, environment)
+            if len(self._good_names) >= 4096:
+                self._good_names.clear()
+            self._good_names.add((service, environment))
 
     def check_event_filter(
         self, principal: Principal, service: str | None, environment: str | None

@@ -43,7 +43,7 @@ PARSED = "tskcfg.read_request"
 RawHeaders = list[tuple[bytes, bytes]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ReadRequest:
     """A read of a current config, checked: who asks, for what, and how.
 
@@ -70,7 +70,7 @@ class Reply:
     body: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Hold:
     """Wait up to `request.wait` seconds for a version other than `known`, then `after_hold`."""
 
@@ -150,9 +150,9 @@ def decide(request: ReadRequest, current: Rendered | None) -> Reply | Hold:
         return document_reply(current, request.source)
     tags = request.tags
     matches = current is not None and (tags is None or current.etag[1:-1] in tags)
-    known = parse_number(tags[0]) if tags is not None and len(tags) == 1 else None
-    if request.wait > 0 and known is not None:
-        if (current is None and known == 0) or matches:
+    if request.wait > 0 and tags is not None and len(tags) == 1:
+        known = parse_number(tags[0])
+        if known is not None and ((current is None and known == 0) or matches):
             return Hold(request, known, current)
     if current is None:
         raise _missing(request)

@@ -232,6 +232,8 @@ def path_version(request: Request, name: str = "version") -> int:
 
 def etags(header: str) -> list[str] | None:
     """The quoted values of an If-None-Match / If-Match header; None for `*`; [] when malformed."""
+    if len(header) > 1 and header[0] == '"' and header[-1] == '"' and '"' not in header[1:-1]:
+        return [header[1:-1]]  # one plain tag, what every client of the service sends
     if header.strip() == "*":
         return None
     values: list[str] = []
