@@ -4,7 +4,7 @@ Each test runs the real app (real SQLite store in a temporary folder, its lifesp
 on a real event loop, and feeds raw HTTP/1.1 to the protocol `tskcfg serve` uses, over a
 recording transport instead of a socket. That makes the paths a socket cannot show on
 demand (a client that stops reading, a shutdown with requests held, pipelined requests,
-a ping after 15 s) exact and fast. `test_lifecycle.py` covers the same behaviour against a
+a ping after 15 s) exact and fast. `tests/http/test_document_lifecycle.py` covers the same behaviour against a
 real `tskcfg serve` process.
 """
 
