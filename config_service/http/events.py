@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from functools import lru_cache
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
+from config_service.core.documents import Documents
 from config_service.core.refusals import bad_request
 from config_service.core.rendered import Rendered
 from config_service.http.requests import authenticate, core_of, parse_number
-from config_service.hub import ChangeEvent, ChangeHub, SubscriptionClosed
+from config_service.hub import ChangeEvent, ChangeHub, Subscription, SubscriptionClosed
 
 HEARTBEAT_SECONDS = 15.0
 REPLAY_PAGE = 500
@@ -80,7 +82,6 @@ async def _stream(scope: Scope, receive: Receive, send: Send) -> None:
         return
     pipeline = core.settings.pipeline
     tokens = core.tokens
-    documents = core.documents
     hub: ChangeHub[Rendered] = request.app.state.hub
     del request
 
@@ -107,25 +108,9 @@ async def _stream(scope: Scope, receive: Receive, send: Send) -> None:
     try:
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
         await send({"type": "http.response.body", "body": b"retry: 2000\n\n", "more_body": True})
-        sent = last_id if last_id is not None else 0
+        sent = 0
         if last_id is not None:
-            # An id past the store's last event (one from a restored or fresh store) means the
-            # client has seen everything there is; without this, live events would be skipped
-            # until the sequence caught up with it.
-            sent = min(sent, await run_in_threadpool(documents.last_sequence))
-            while not subscription.closed:
-                records = await run_in_threadpool(documents.versions_after, sent, REPLAY_PAGE)
-                for record in records:
-                    replayed = ChangeEvent(
-                        record.sequence, record.service, record.environment, record.version, record.hash
-                    )
-                    sent = record.sequence
-                    if accepts(replayed):
-                        await send(
-                            {"type": "http.response.body", "body": frame(replayed), "more_body": True}
-                        )
-                if len(records) < REPLAY_PAGE:
-                    break
+            sent = await _replay(send, core.documents, subscription, accepts, last_id)
         detach = scope.get("extensions", {}).get(DETACH)
         if detach is not None and not subscription.closed:
             detached = detach(subscription, sent, lambda: tokens.is_live(principal))
@@ -154,6 +139,32 @@ async def _stream(scope: Scope, receive: Receive, send: Send) -> None:
         if not detached:
             subscription.close()
         listener.cancel()
+
+
+async def _replay(
+    send: Send,
+    documents: Documents,
+    subscription: Subscription,
+    accepts: Callable[[ChangeEvent], bool],
+    last_id: int,
+) -> int:
+    """Send what was stored after `last_id` that the stream accepts; the last sequence read."""
+    # An id past the store's last event (one from a restored or fresh store) means the client
+    # has seen everything there is; without this, live events would be skipped until the
+    # sequence caught up with it.
+    sent = min(last_id, await run_in_threadpool(documents.last_sequence))
+    while not subscription.closed:
+        records = await run_in_threadpool(documents.versions_after, sent, REPLAY_PAGE)
+        for record in records:
+            replayed = ChangeEvent(
+                record.sequence, record.service, record.environment, record.version, record.hash
+            )
+            sent = record.sequence
+            if accepts(replayed):
+                await send({"type": "http.response.body", "body": frame(replayed), "more_body": True})
+        if len(records) < REPLAY_PAGE:
+            break
+    return sent
 
 
 class EventStream:
