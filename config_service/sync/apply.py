@@ -7,9 +7,8 @@ refusal as the rules raised it; the versions that are created are audited by the
 
 from __future__ import annotations
 
+import asyncio
 import json
-
-from starlette.concurrency import run_in_threadpool
 
 from config_service.core.access import file_principal
 from config_service.core.refusals import Refused
@@ -29,7 +28,7 @@ def make_file_sync(core: Core) -> FileSync:
     async def push(service: str, environment: str, source: str, *, author: str, kind: str) -> PushResult:
         try:
             core.access.check_names(service, environment)
-            rendered, created = await run_in_threadpool(
+            rendered, created = await asyncio.to_thread(
                 core.documents.push,
                 file_principal(author),
                 service,
@@ -51,7 +50,7 @@ def make_file_sync(core: Core) -> FileSync:
         except ValueError as error:
             return PushResult.rejected("invalid_schema", f"not valid JSON: {error}")
         try:
-            record, created = await run_in_threadpool(
+            record, created = await asyncio.to_thread(
                 core.schemas.put, file_principal(author), name, schema, False, None, source
             )
         except Refused as refused:
