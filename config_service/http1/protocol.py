@@ -403,11 +403,13 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
             self.transport.close()
 
     def _default_head(self) -> bytes:
+        # Kept on the class `protocol_for` made for this server, shared by its connections only.
+        bound = type(self)
         headers = self.server_state.default_headers
-        cached = HotPathProtocol._default_headers
+        cached = bound._default_headers
         if cached[0] is not headers:
             joined = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
-            cached = HotPathProtocol._default_headers = (headers, joined)
+            cached = bound._default_headers = (headers, joined)
         return cached[1]
 
 
@@ -482,6 +484,7 @@ def protocol_for(app: Any) -> type[HotPathProtocol]:
             "hub": state.hub,
             "telemetry": state.telemetry,
             "streams": _Streams(),
+            "_default_headers": (None, b""),
             "body_seconds": settings.body_timeout,
             "max_connections": settings.max_connections,
             "refusals": Refusals(),
