@@ -1,7 +1,7 @@
 """Who may do what: the caller (`Principal`), its role and scope, and the checks every rule runs first.
 
 Scope is checked before anything about a document is looked at, so that a token learns
-nothing about documents outside it (docs/server.md, "Tokens").
+nothing about documents outside it (docs/server.md, "Tokens and scopes").
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class Principal:
         return self.role == "admin"
 
     def covers_service(self, service: str) -> bool:
-        # Admins may do everything, whatever scope they were given (docs/server.md, "Tokens").
+        # Admins may do everything, whatever scope they were given (docs/server.md, "Tokens and scopes").
         return self.is_admin or any(fnmatchcase(service, pattern) for pattern in self.services)
 
     def covers_environment(self, environment: str) -> bool:

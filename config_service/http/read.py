@@ -10,7 +10,7 @@ parks a held connection in the change hub as a callback, and hands the request t
 `get_config` only when the document must first be read from the store (with the request it
 already parsed, so the token is checked once).
 
-See docs/lifecycle.md ("Long polling") for what a client sees.
+See docs/lifecycle.md ("Long poll") for what a client sees.
 """
 
 from __future__ import annotations
