@@ -83,7 +83,7 @@ def parse_document(source: str) -> Document:
 
 
 def diff_records(old: VersionRecord, new: VersionRecord) -> dict[str, Any]:
-    """The structural and unified diff of two versions (docs/server.md, "Diff")."""
+    """The structural and unified diff of two versions (docs/lifecycle.md, "Comparing versions")."""
     return diff_document(
         old.metadata(),
         new.metadata(),
