@@ -212,7 +212,7 @@ in the same run, is the figure that holds.
 Why it is fast enough: the response of each version is rendered once (body and
 headers) and kept in memory; a plain `GET` of a current document, or a conditional one
 with the current ETag, is answered from those bytes in the HTTP protocol itself
-(`config_service/hot_protocol.py`, deciding with `config_service/routes/hot.py`), with
+(`config_service/http1/protocol.py`, running the read path of `config_service/http/read.py`), with
 no ASGI task, and so are long polls on a current document; every other request goes
 through Starlette. The access log is written in
 batches every 100 ms rather than through `logging` per request. The ratios hold under
@@ -298,10 +298,10 @@ body itself dominates (at 1 MB, each answer moves a megabyte through the loopbac
     "scaling_count": """\
 Documents are independent rows keyed by service and environment, so push and `GET` times
 do not depend on how many other documents exist. Start-up reads no documents
-(`ConfigServer.start` opens the store and loads tokens and schemas), so the restart time
+(`Core.start` opens the store and loads tokens and schemas), so the restart time
 does not grow with their number; the first `GET` of a document after a restart reads and
 renders it from SQLite once. From then on, and after every push, the server keeps the
-rendered current version of each document in memory (`ConfigServer._current`, without a
+rendered current version of each document in memory (`RenderedVersions` in `config_service/core/rendered.py`, without a
 bound), so its memory grows linearly with the number of documents in use: the KiB per
 document above, for documents of this size.""",
     "limits": """\
@@ -316,7 +316,7 @@ drives it) name what each figure is bound by:
   pushes use about one core; on a machine where other work takes the cores the push
   rate is the first figure to fall.
 - **Propagation**: `tskcfg serve` parks a long poll on its connection in the HTTP
-  protocol (`config_service/hot_protocol.py`), with no ASGI task, and the change hub's
+  protocol (`config_service/http1/protocol.py`), with no ASGI task, and the change hub's
   publish writes every parked answer in one pass; a live event stream is handed to the
   protocol the same way after its replay. Timed inside the server (2026-11-26, 1,000
   long polls, load average about 0.5), the pass took 23 to 28 ms, of which the write

@@ -22,38 +22,32 @@ revoked.
 Everything here runs on the event loop thread. A write that commits in a worker
 thread calls `publish_threadsafe(loop, ...)`, which hands the publish to the loop.
 
-Typical use by a route handler::
+A long poll, as a coroutine (config_service/http/read.py)::
 
-    known = 3                                   # from If-None-Match: "3"
     result = await hub.wait_for_change(service, environment, known, timeout=30)
     if result is None:
         ...                                     # 304: nothing new within the wait
     else:
-        version, body = result                  # 200 with the shared body bytes
+        version, payload = result               # 200 with the shared, rendered payload
 
-and by an event stream with resume::
+and an event stream that resumes (config_service/http/events.py)::
 
-    with hub.subscribe(matches) as subscription:    # subscribe first, so nothing
-        for event in store.events_after(last_id):   # published during the replay
-            send(event)                             # is lost ...
-            last_id = event.sequence
-        while True:
-            event = await subscription.next(timeout=15)
-            if event is None:
-                send_ping()
-            elif event.sequence > last_id:          # ... and nothing is sent twice
-                send(event)
+    subscription = hub.subscribe(accepts)       # subscribe first, so nothing published
+    ...                                         # during the replay from the store is lost
+    event = await subscription.next(timeout=15) # None: time for a ping
+    if event is not None and event.sequence > last_sent:
+        ...                                     # send it; nothing is sent twice
+
+How an event is framed on the wire is the HTTP edge's business, not the hub's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any, Generic, TypeVar
 
 __all__ = [
@@ -94,18 +88,6 @@ class ChangeEvent:
             "version": self.version,
             "hash": self.hash,
         }
-
-    @cached_property
-    def sse_bytes(self) -> bytes:
-        """The event framed for Server-Sent Events, built once and shared by every subscriber."""
-        data = json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
-        return f"id: {self.sequence}\nevent: version\ndata: {data}\n\n".encode()
-
-    @cached_property
-    def sse_chunk(self) -> bytes:
-        """`sse_bytes` as one chunk of a chunked HTTP/1.1 body, also built once."""
-        framed = self.sse_bytes
-        return b"%x\r\n" % len(framed) + framed + b"\r\n"
 
 
 class SubscriptionClosed(Exception):

@@ -162,7 +162,7 @@ def serve(
 
     import uvicorn
 
-    from config_service.app import create_app
+    from config_service.http.app import create_app
 
     app = create_app(settings)
     _warn_about_missing_internals()
@@ -178,7 +178,7 @@ def serve(
         port=settings.port,
         loop="uvloop",
         # httptools with bounds on connections (uvicorn has few for httptools), answering
-        # config reads and parking long polls itself (hot_protocol.py).
+        # config reads and parking long polls itself (config_service/http1/protocol.py).
         http=http,
         access_log=False,
         log_level=settings.log_level,
@@ -202,10 +202,10 @@ def _warn_if_open_to_others(folder: Path) -> None:
 
 
 def _http_protocol(app: Any) -> Any:
-    """The protocol class of `hot_protocol.py`, or uvicorn's plain httptools protocol when this
+    """The protocol class of `config_service/http1/protocol.py`, or uvicorn's plain httptools protocol when this
     uvicorn lacks the internals it builds on (said loudly: bounds and the hot path are off)."""
     try:
-        from config_service.hot_protocol import missing_uvicorn_internals, protocol_for
+        from config_service.http1.protocol import missing_uvicorn_internals, protocol_for
 
         missing = missing_uvicorn_internals()
     except ImportError as error:

@@ -1,4 +1,4 @@
-"""The CLI's view of the shared test server (tests/server/conftest.py): a real `tskcfg serve` on a free
+"""The CLI's view of the shared test server (tests/serving.py): a real `tskcfg serve` on a free
 127.0.0.1 port with a temporary data dir, plus a way to run `tskcfg` against it in-process."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner, Result
-from server.conftest import REPOSITORY, ServerProcess, free_port, make_root
 
 from config_service.cli import main
+from tests.serving import REPOSITORY, ServerProcess, free_port, make_root
 
 ROOT = REPOSITORY
 

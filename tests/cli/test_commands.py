@@ -513,7 +513,7 @@ def test_a_server_that_is_not_the_config_api_exits_3(failing_server: str) -> Non
 
 
 def test_watch_reconnects_after_the_server_restarts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import server.conftest as shared
+    import tests.serving as shared
 
     process = ServerProcess(make_root(tmp_path)).start()
     url, token = process.url, process.admin_token

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from config_service.app import create_app
+from config_service.http.app import create_app
 from config_service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,8 @@ import subprocess
 from pathlib import Path
 
 import httpx
-from server.conftest import TSKCFG, USER_SERVICE, ServerProcess, free_port, make_root, push
+
+from tests.serving import TSKCFG, USER_SERVICE, ServerProcess, free_port, make_root, push
 
 
 def _mode(path: Path) -> int:

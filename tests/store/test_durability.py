@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 import httpx
-from server.conftest import ServerProcess, make_root, push
+
+from tests.serving import ServerProcess, make_root, push
 
 
 def test_acknowledged_pushes_survive_sigkill(tmp_path: Path) -> None:

@@ -1,0 +1,130 @@
+"""Rendered answers: each version's response bodies and ETag, made once and shared by every reader.
+
+The current version of every document is kept rendered in memory; old versions asked for by
+number are kept in a small LRU. How they are framed for a protocol (headers, event-stream
+frames) is decided at the edge.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from config_service.store import Store, VersionRecord
+
+# Old versions rendered for `versions/{n}` are kept in a small LRU, bounded in count and in
+# bytes (512 documents near the body limit would otherwise hold more than a GiB); current
+# ones are always kept.
+RENDERED_CACHE_SIZE = 512
+RENDERED_CACHE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, eq=False)
+class Rendered:
+    """One version with its response bodies, rendered once and shared by every request."""
+
+    record: VersionRecord
+    etag: str  # the quoted version, `"3"`
+    json_body: bytes  # metadata plus "config"
+    source_body: bytes  # the TSK source as stored
+
+    @property
+    def version(self) -> int:
+        return self.record.version
+
+    @property
+    def size(self) -> int:
+        """Bytes held by the rendered bodies (what the cache of old versions counts)."""
+        return len(self.json_body) + len(self.source_body)
+
+
+def render(record: VersionRecord) -> Rendered:
+    metadata = json.dumps(record.metadata(), ensure_ascii=False, separators=(",", ":"))
+    # The stored wire JSON is spliced in as it is, not parsed and dumped again.
+    json_body = (metadata[:-1] + ',"config":' + record.config + "}").encode("utf-8")
+    return Rendered(
+        record=record,
+        etag=f'"{record.version}"',
+        json_body=json_body,
+        source_body=record.source.encode("utf-8"),
+    )
+
+
+class RenderedVersions:
+    """The rendered versions of one server: every current one, and an LRU of old ones."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self._current: dict[tuple[str, str], Rendered] = {}
+        self._old: OrderedDict[tuple[str, str, int], Rendered] = OrderedDict()
+        self._old_bytes = 0
+
+    def remember(self, rendered: Rendered) -> Rendered:
+        """Keep `rendered` as its document's current version unless a newer one is known;
+        returns the one kept."""
+        key = (rendered.record.service, rendered.record.environment)
+        with self._lock:
+            known = self._current.get(key)
+            if known is None or known.version < rendered.version:
+                self._current[key] = rendered
+                return rendered
+            return known
+
+    def cached(self, service: str, environment: str) -> Rendered | None:
+        """The current version if this process already holds it rendered; never reads the store."""
+        return self._current.get((service, environment))
+
+    def current(self, service: str, environment: str) -> Rendered | None:
+        """The current version, rendered; served from memory after the first read."""
+        rendered = self._current.get((service, environment))
+        if rendered is not None:
+            return rendered
+        record = self._store.current_version(service, environment)
+        if record is None:
+            return None
+        return self.remember(render(record))
+
+    def of(self, record: VersionRecord) -> Rendered:
+        """`record` rendered, shared with the current one when it is that version."""
+        rendered = self._current.get((record.service, record.environment))
+        if rendered is None or rendered.version != record.version:
+            rendered = render(record)
+        return rendered
+
+    def version(self, service: str, environment: str, number: int) -> Rendered | None:
+        """Version `number` of the document, rendered, or None when there is none."""
+        current = self.current(service, environment)
+        if current is not None and current.version == number:
+            return current
+        key = (service, environment, number)
+        with self._lock:
+            cached = self._old.get(key)
+            if cached is not None:
+                self._old.move_to_end(key)
+                return cached
+        record = self._store.get_version(service, environment, number)
+        if record is None:
+            return None
+        rendered = render(record)
+        size = rendered.size
+        if size > RENDERED_CACHE_BYTES:
+            return rendered
+        with self._lock:
+            replaced = self._old.pop(key, None)
+            if replaced is not None:
+                self._old_bytes -= replaced.size
+            self._old[key] = rendered
+            self._old_bytes += size
+            while len(self._old) > RENDERED_CACHE_SIZE or self._old_bytes > RENDERED_CACHE_BYTES:
+                _, evicted = self._old.popitem(last=False)
+                self._old_bytes -= evicted.size
+        return rendered
+
+    @property
+    def old_versions_cached(self) -> tuple[int, int]:
+        """(versions, bytes) of the old versions held rendered in memory."""
+        with self._lock:
+            return len(self._old), self._old_bytes

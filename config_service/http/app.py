@@ -1,0 +1,245 @@
+"""The HTTP application: `create_app(settings)` and the whole route table, in one place."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from config_service.core.refusals import Refused
+from config_service.core.rendered import Rendered
+from config_service.core.wiring import Core
+from config_service.http import (
+    audit,
+    configs,
+    events,
+    instances,
+    operations,
+    read,
+    schemas,
+    tokens,
+)
+from config_service.http.access_log import AccessLog
+from config_service.http.errors import error_body, refusal_body, refusal_headers, status_of
+from config_service.http.metrics import Metrics
+from config_service.http.openapi import Endpoint, build_openapi
+from config_service.http.read import CLIENT_GONE
+from config_service.http.telemetry import Telemetry
+from config_service.hub import ChangeHub
+from config_service.settings import Settings
+
+logger = logging.getLogger("config_service")
+
+DOCUMENT = "/v1/configs/{service}/{environment}"
+# The scope extension `tskcfg serve`'s protocol sets on a request it answered 408 because its
+# body came too slowly (config_service/http1/bounded.py); the application then sees the client leave.
+BODY_TIMED_OUT = "tskcfg.body_timed_out"
+
+# The whole HTTP API. Handlers are thin: they read the request, make one call into the core, render.
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("GET", "/health", operations.health, "Process and store health", "public", (200, 503)),
+    Endpoint("GET", "/metrics", operations.metrics, "Prometheus metrics", "public"),
+    Endpoint("GET", "/openapi.json", operations.openapi, "This description", "public"),
+    Endpoint("GET", "/v1/services", operations.list_services, "Every service in scope, with its current versions", "reader"),
+    Endpoint("PUT", DOCUMENT, configs.put_config, "Push a document (TSK or JSON body); If-Match for compare-and-set", "writer", (200, 201, 400, 404, 412, 413, 415, 422), "tsk-or-json", parameters=("If-Match", "X-Config-Message")),
+    Endpoint("GET", DOCUMENT, read.get_config, "The current version; If-None-Match gives 304; ?wait=N long-polls", "reader", (200, 304, 400, 404, 422), parameters=("wait", "If-None-Match")),
+    Endpoint("GET", DOCUMENT + "/versions", configs.list_versions, "History, newest first (?limit, ?before)", "reader", (200, 400, 404, 422), parameters=("limit", "before")),
+    Endpoint("GET", DOCUMENT + "/versions/{version}", configs.get_version, "One version; immutable", "reader", (200, 400, 404, 422)),
+    Endpoint("GET", DOCUMENT + "/diff", configs.diff_versions, "Structural and unified diff of two versions (?from=N&to=M)", "reader", (200, 400, 404, 422), parameters=("from_version", "to_version")),
+    Endpoint("POST", DOCUMENT + "/rollback", configs.rollback, "A new version with an older version's source", "writer", (200, 201, 400, 404, 413, 415, 422), "json"),
+    Endpoint("POST", DOCUMENT + "/promote", configs.promote, "A new version with the previous environment's source", "writer", (200, 201, 400, 404, 409, 413, 415, 422), "json"),
+    Endpoint("GET", DOCUMENT + "/instances", instances.list_instances, "Instances of the document, with staleness and drift", "reader", (200, 404, 422)),
+    Endpoint("GET", "/v1/diff/{service}", configs.diff_environments, "Diff of the current versions of two environments (?from=&to=)", "reader", (200, 400, 404, 422), parameters=("from_environment", "to_environment")),
+    Endpoint("POST", "/v1/instances", instances.report_instance, "An instance reports the version it runs", "reader", (204, 400, 404, 415, 422, 429), "json"),
+    Endpoint("GET", "/v1/events", events.events, "Server-Sent Events, one per new version; Last-Event-ID resumes", "reader", (200, 400, 404, 422), parameters=("service", "environment", "last_event_id", "Last-Event-ID")),
+    Endpoint("PUT", "/v1/schemas/{service}", schemas.put_schema, "Put a JSON Schema (draft 2020-12); ?force=true (admin) skips the check of current documents", "writer", (200, 201, 400, 409, 413, 415, 422), "json", parameters=("force",)),
+    Endpoint("GET", "/v1/schemas/{service}", schemas.get_schema, "The current schema", "reader", (200, 404, 422)),
+    Endpoint("GET", "/v1/schemas/{service}/versions", schemas.schema_versions, "Schema history, newest first", "reader", (200, 400, 422), parameters=("limit", "before")),
+    Endpoint("GET", "/v1/schemas/{service}/versions/{version}", schemas.schema_version, "One version of the schema", "reader", (200, 400, 404, 422)),
+    Endpoint("POST", "/v1/tokens", tokens.create_token, "Create a token; the secret is in this answer only", "admin", (201, 400, 415), "json"),
+    Endpoint("GET", "/v1/tokens", tokens.list_tokens, "Every token, without secrets", "admin"),
+    Endpoint("DELETE", "/v1/tokens/{token_id}", tokens.revoke_token, "Revoke a token at once", "admin", (204, 404)),
+    Endpoint("GET", "/v1/audit", audit.list_audit, "The audit log, newest first (?service, ?environment, ?action, ?actor)", "admin", (200, 400), parameters=("limit", "before", "service", "environment", "action", "actor")),
+)
+
+class RequestContext:
+    """Request ids, the JSON error shape for anything that escapes a handler, metrics, access log.
+
+    (`tskcfg serve` answers most reads of a current config in its HTTP protocol, before they
+    reach ASGI, and records them through the same `Telemetry`.)
+    """
+
+    def __init__(self, app: ASGIApp, routes: dict[Any, str], telemetry: Telemetry) -> None:
+        self.app = app
+        self.routes = routes
+        self.telemetry = telemetry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started_at = time.perf_counter()
+        request_id = self.telemetry.request_id(scope["headers"])
+        status = 0
+        latency = 0.0
+        scope.setdefault("state", {})["request_id"] = request_id.decode("ascii")
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, latency
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                latency = time.perf_counter() - started_at
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id)]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            # Not a failure of the server: the body stopped coming. Nothing can be answered.
+            if status == 0:
+                status = self._client_left(scope, request_id)
+        except Refused as refused:
+            if status == 0:
+                await _send_error(
+                    send_with_id, status_of(refused), refusal_body(refused), refusal_headers(refused)
+                )
+        except Exception:
+            logger.exception("request %s failed", request_id.decode("ascii"))
+            if status == 0:
+                body = error_body("internal", "the server failed to answer; the failure is in its log")
+                await _send_error(send_with_id, 500, body, {})
+        finally:
+            route = self.routes.get(scope.get("endpoint"), "unmatched")
+            self._finish(scope, request_id, route, status, latency or time.perf_counter() - started_at)
+
+    @staticmethod
+    def _client_left(scope: Scope, request_id: bytes) -> int:
+        """Log a request whose client left (or was cut off) before its body arrived; its status."""
+        timed_out = scope.get("extensions", {}).get(BODY_TIMED_OUT)
+        if timed_out is not None:
+            # The protocol answered 408 and logged why; the access log says so too.
+            return 408
+        logger.info(
+            "request %s: client disconnected before its request body arrived (%s %r)",
+            request_id.decode("ascii"),
+            scope["method"],
+            scope["path"],
+        )
+        return CLIENT_GONE
+
+    def _finish(self, scope: Scope, request_id: bytes, route: str, status: int, seconds: float) -> None:
+        self.telemetry.finish(request_id, scope["method"], scope["path"], route, status, seconds)
+
+
+async def _send_error(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
+    raw = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode("ascii")),
+        *((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 (no such route, wrong method) in the JSON error shape."""
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+    message = {
+        404: f"there is no route {request.url.path}",
+        405: f"{request.method} is not allowed on {request.url.path}",
+    }.get(exc.status_code, str(exc.detail))
+    return Response(
+        error_body(code, message), exc.status_code, headers=exc.headers, media_type="application/json"
+    )
+
+
+def create_app(settings: Settings, core: Core | None = None) -> Starlette:
+    """The server's ASGI app. Nothing is opened until the app's lifespan starts."""
+    core = core if core is not None else Core(settings)
+    hub: ChangeHub[Rendered] = ChangeHub()
+    metrics = Metrics()
+    access_log = AccessLog() if settings.access_log else None
+    telemetry = Telemetry(metrics, access_log)
+    # Long polls are counted where they wait, whichever path parked them.
+    metrics.waiters.labels(kind="long_poll").set_function(lambda: hub.waiter_count)
+    metrics.waiters.labels(kind="events").set_function(lambda: hub.subscriber_count)
+    core.add_commit_listener(lambda rendered: metrics.versions_written.labels(kind=rendered.record.kind).inc())
+    core.add_refusal_listener(lambda code: metrics.validation_failures.labels(kind=code).inc())
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, core.start)
+
+        def publish(rendered: Rendered) -> None:
+            record = rendered.record
+            hub.publish_threadsafe(
+                loop,
+                record.service,
+                record.environment,
+                record.version,
+                rendered,
+                sequence=record.sequence,
+                hash=record.hash,
+            )
+
+        core.add_commit_listener(publish)
+
+        def revoked(token_id: str) -> None:
+            # Called on the thread that revoked the token; what it holds ends on the loop.
+            loop.call_soon_threadsafe(hub.end_for, token_id)
+
+        core.tokens.add_revocation_listener(revoked)
+        file_sync = None
+        watching: asyncio.Task[None] | None = None
+        if settings.sync:
+            from config_service.sync.apply import make_file_sync
+
+            file_sync = make_file_sync(core)
+            watching = asyncio.create_task(file_sync.run())
+            ready = asyncio.create_task(file_sync.wait_ready())
+            # Serve only once schemas/ and environments/ are imported; if the watcher fails
+            # before that, the start fails with its error.
+            await asyncio.wait({watching, ready}, return_when=asyncio.FIRST_COMPLETED)
+            if not ready.done():
+                ready.cancel()
+                watching.result()
+        try:
+            yield
+        finally:
+            core.tokens.remove_revocation_listener(revoked)
+            if file_sync is not None and watching is not None:
+                file_sync.stop()
+                await asyncio.gather(watching, return_exceptions=True)
+            await loop.run_in_executor(None, core.stop)
+            if access_log is not None:
+                access_log.flush()
+
+    routes = [
+        Route(endpoint.path, endpoint.handler, methods=[endpoint.method]) for endpoint in ENDPOINTS
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_exception},
+    )
+    app.state.core = core
+    app.state.hub = hub
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.openapi = build_openapi(ENDPOINTS)
+    app.state.telemetry = telemetry
+    route_names = {endpoint.handler: endpoint.path for endpoint in ENDPOINTS}
+    app.add_middleware(RequestContext, routes=route_names, telemetry=telemetry)
+    return app

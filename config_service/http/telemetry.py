@@ -1,0 +1,81 @@
+"""What the server records of every request it answers: its id, the request metrics and the access log.
+
+Both paths that answer requests share one `Telemetry`: the ASGI middleware in `http/app.py`
+and the HTTP protocol in `http1/protocol.py`, so a request is counted and logged
+the same way whichever of them answered it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import secrets
+from collections.abc import Iterable
+from typing import Any
+
+from config_service.http.access_log import AccessLog
+from config_service.http.metrics import Metrics
+
+# A client's own X-Request-ID is kept when it is this simple; anything else gets a new one.
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
+
+
+class Telemetry:
+    """Request ids, request counters and latency histograms, and the access log of one server."""
+
+    def __init__(self, metrics: Metrics, access_log: AccessLog | None) -> None:
+        self.metrics = metrics
+        self.access_log = access_log
+        # Labelled children are looked up once per (route, method, status), not per request.
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._histograms: dict[str, Any] = {}
+        # Request ids must be unique, not secret: a random prefix per process and a counter
+        # (reading the system's random source per request was measurable on the hot path).
+        self._id_prefix = secrets.token_hex(4)
+        self._id_counter = itertools.count(1)
+        self._later: list[tuple[bytes, str, str, str, int, float]] = []
+
+    def request_id(self, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+        """The client's `X-Request-ID` when it is a plain token, else a new id."""
+        for name, value in headers:
+            if name == b"x-request-id":
+                if _REQUEST_ID.fullmatch(value):
+                    return value
+                break
+        return f"{self._id_prefix}{next(self._id_counter):08x}".encode("ascii")
+
+    def finish(
+        self, request_id: bytes, method: str, path: str, route: str, status: int, seconds: float
+    ) -> None:
+        """Count and log one answered request (`seconds`: from its head to its answer)."""
+        key = (route, method, status)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self.metrics.requests.labels(route=route, method=method, status=str(status))
+            self._counters[key] = counter
+        counter.inc()
+        histogram = self._histograms.get(route)
+        if histogram is None:
+            histogram = self._histograms[route] = self.metrics.latency.labels(route=route)
+        histogram.observe(seconds)
+        if self.access_log is not None:
+            self.access_log.add(request_id.decode("ascii"), method, path, route, status, seconds)
+
+    def finish_soon(
+        self, request_id: bytes, method: str, path: str, route: str, status: int, seconds: float
+    ) -> None:
+        """`finish`, on the event loop's next turn.
+
+        A publish answers thousands of parked long polls in one callback; their answers reach
+        the sockets only when that callback returns, so counting and logging them waits until
+        then rather than delaying every answer.
+        """
+        if not self._later:
+            asyncio.get_running_loop().call_soon(self._finish_later)
+        self._later.append((request_id, method, path, route, status, seconds))
+
+    def _finish_later(self) -> None:
+        later, self._later = self._later, []
+        for entry in later:
+            self.finish(*entry)

@@ -1,0 +1,320 @@
+"""The HTTP/1.1 protocol `tskcfg serve` runs: uvicorn's httptools protocol with bounds on connections.
+
+uvicorn's httptools protocol keeps reading a request line and headers for as long as the
+client sends them (one header of 50 MiB, or 100,000 small ones, is all held in memory), and
+its size option only applies to the h11 protocol; nor does it limit how long a head or a
+body may take, so a client that sends a byte now and then holds its connection (and the
+part of the body it sent) forever, nor how many connections are open. This one counts the
+bytes of each request head and answers 431 once they pass `MAX_HEAD`, closes a connection
+whose head is not complete `HEAD_SECONDS` after it began, answers 408 and closes one whose
+body is not complete `body_seconds` after its head, closes one that queues more than
+`MAX_PIPELINE` requests behind an unfinished answer, and, while `max_connections` are open,
+makes room for a new connection by closing the one that has waited longest for a request head
+(a connection that never sends one only holds its place until somebody needs it), or closes
+the new one when every open connection is busy with a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from typing import Any, ClassVar
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from config_service.http.app import BODY_TIMED_OUT
+from config_service.http.errors import error_body
+
+# Request line plus headers. Far above what any client of the service sends (a bearer token,
+# a short X-Config-Message), far below what would hurt a server holding thousands of connections.
+MAX_HEAD = 64 * 1024
+# From a new connection, or from the first byte of a later request, to the end of its head.
+HEAD_SECONDS = 30.0
+# Requests queued behind one still being answered (a held long poll, say). Each queued request
+# costs about 2 KiB, and one read of tiny pipelined heads would otherwise queue ~14,000 of them.
+MAX_PIPELINE = 128
+# At most one log line per this many seconds about refused connections, with their count:
+# a flood of them must not become a flood of log lines.
+REFUSED_LOG_SECONDS = 10.0
+
+
+class PipelineTooDeep(Exception):
+    """More than `MAX_PIPELINE` requests were queued on one connection."""
+
+
+class Refusals:
+    """One server's connections that are awaiting a request head, oldest first, and the
+    connections it closed for being over its maximum (refused, or made room for), logged at
+    most every `REFUSED_LOG_SECONDS`."""
+
+    def __init__(self) -> None:
+        self.awaiting_head: dict[Any, None] = {}  # insertion-ordered: the oldest first
+        self.count = 0
+        self.evicted = 0
+        self.logged_at = float("-inf")
+
+    def log(self, logger: Any, max_connections: int) -> None:
+        now = time.monotonic()
+        if now - self.logged_at < REFUSED_LOG_SECONDS:
+            return
+        if self.count:
+            logger.warning(
+                "refused %d connection(s): %d are open, the most this server takes (--max-connections)",
+                self.count,
+                max_connections,
+            )
+        if self.evicted:
+            logger.warning(
+                "closed %d connection(s) that had sent no complete request, to make room for new "
+                "ones: %d are open, the most this server takes (--max-connections)",
+                self.evicted,
+                max_connections,
+            )
+        self.count = self.evicted = 0
+        self.logged_at = now
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """`HttpToolsProtocol` that refuses a request head larger than `MAX_HEAD` bytes with 431,
+    closes the connection when a head takes longer than `HEAD_SECONDS`, answers 408 when a
+    body takes longer than `body_seconds` after its head, and closes connections past
+    `max_connections` as soon as they are accepted.
+
+    Subclass it to set `body_seconds` and `max_connections` (`protocol_for` in
+    `protocol.py` does, from the settings).
+    """
+
+    body_seconds: ClassVar[float] = 30.0
+    max_connections: ClassVar[int] = 16_384
+    refusals: ClassVar[Refusals] = Refusals()
+
+    def __init__(self, *arguments: Any, **options: Any) -> None:
+        super().__init__(*arguments, **options)
+        # True from the end of a request's head to the end of its body (or the connection's).
+        self._in_body = False
+        self._body_timer: asyncio.TimerHandle | None = None
+        # True while a request head is awaited or arriving: from the connection's start, and
+        # from the first byte of each later request, to the end of its head. Not while a
+        # request is being answered (a long poll may be held for minutes), nor between
+        # requests (uvicorn's keep-alive timeout covers an idle connection).
+        self._in_head = True
+        self._head_bytes = 0
+        self._head_began = False  # a later request's head began in the chunk being read
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        # `connections` holds this one too: more than the maximum means one too many. Room is
+        # made by closing the connection that has waited longest for a request head; with none
+        # waiting, this one is closed before a byte is read or a timer set, so a flood of
+        # connections costs little either way.
+        if len(self.connections) > self.max_connections and not self._make_room():
+            self._in_head = False
+            self._refuse_connection()
+            return
+        self.refusals.awaiting_head[self] = None
+        self._start_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.refusals.awaiting_head.pop(self, None)
+        self._stop_head_timer()
+        self._stop_body_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._head_began = False
+        super().data_received(data)
+        if self.transport.is_closing():
+            return
+        if self._in_body:
+            # The body's rest is still to come: time it. (A body that arrives with its head,
+            # as nearly all do, never starts a timer.)
+            self._start_body_timer()
+        if not self._in_head:
+            cycle = self.cycle
+            if (
+                cycle is not None
+                and cycle.response_complete
+                and self.timeout_keep_alive_task is None
+                and not self.pipeline
+            ):
+                # Everything asked is answered, yet these bytes began no request (the rest of
+                # the body of a request answered without it): uvicorn's keep-alive timer was
+                # stopped by their arrival and would not start again, so one byte would hold
+                # the connection open forever. The idle time counts from here.
+                self.timeout_keep_alive_task = self.loop.call_later(
+                    self.timeout_keep_alive, self.timeout_keep_alive_handler
+                )
+            return
+        # Part of a head is here and the rest is not: time it. (A head that arrives whole in
+        # one read, as nearly all do, never starts a timer.)
+        self._start_head_timer()
+        if self._head_began:
+            # The head began inside this chunk, after other bytes: we cannot tell how much of
+            # the chunk it holds, so start counting it with the next chunk (bounded by one
+            # read, which the event loop caps).
+            self._head_bytes = 0
+            return
+        self._head_bytes += len(data)
+        if self._head_bytes > MAX_HEAD:
+            self._refuse_head()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if not self._in_head:
+            self._in_head = True
+            self._head_began = True
+            self._head_bytes = 0
+            self.refusals.awaiting_head[self] = None
+
+    def on_headers_complete(self) -> None:
+        if len(self.pipeline) >= MAX_PIPELINE:
+            # Stops the parser; uvicorn then ends the connection (`send_400_response`, which
+            # only closes it while an earlier answer is outstanding).
+            self.logger.warning("closed a connection that pipelined over %d requests", MAX_PIPELINE)
+            raise PipelineTooDeep(MAX_PIPELINE)
+        self._in_head = False
+        self._head_began = False
+        self._head_bytes = 0
+        self.refusals.awaiting_head.pop(self, None)
+        self._stop_head_timer()
+        self._in_body = True
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_body = False
+        self._stop_body_timer()
+        super().on_message_complete()
+
+    def _start_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(HEAD_SECONDS, self._head_too_slow)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        if self.flow.read_paused and self._in_head and not self.transport.is_closing():
+            # The head is pipelined behind an unfinished answer, and its rest lies unread in
+            # the socket because uvicorn stopped reading: the client is not the slow one.
+            # Timed afresh (the answer it waits behind is bounded: a long poll's wait).
+            self._start_head_timer()
+            return
+        if self._in_head and not self.transport.is_closing():
+            self.logger.warning("closed a connection whose request head took over %.0f s", HEAD_SECONDS)
+            self.transport.close()
+
+    def _start_body_timer(self) -> None:
+        if self._body_timer is None:
+            self._body_timer = self.loop.call_later(self.body_seconds, self._body_too_slow)
+
+    def _stop_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_too_slow(self) -> None:
+        self._body_timer = None
+        if not self._in_body or self.transport.is_closing():
+            return
+        if self.flow.read_paused:
+            # uvicorn stopped reading (the application has not taken the body read so far, or
+            # the request waits behind an unfinished answer): the client is not the slow one.
+            self._start_body_timer()
+            return
+        self._in_body = False
+        cycle = self.cycle
+        if cycle is None or cycle.response_started or self._answering_another(cycle):
+            # An answer is under way (one that did not wait for the body, or an earlier
+            # request's): a 408 now would be read as part of it, so the connection only closes.
+            self.logger.warning(
+                "closed a connection whose request body took over %.0f s", self.body_seconds
+            )
+            self.transport.close()
+            return
+        body = error_body(
+            "request_timeout",
+            f"the request body did not arrive within {self.body_seconds:g} s of its head",
+        )
+        self.logger.warning(
+            "answered 408 to a request whose body took over %.0f s: %s %r",
+            self.body_seconds,
+            cycle.scope["method"],
+            cycle.scope["path"],
+        )
+        self.transport.write(
+            b"HTTP/1.1 408 Request Timeout\r\n"
+            b"content-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode("ascii") + b"\r\n"
+            b"connection: close\r\n\r\n" + body
+        )
+        # The application, waiting for the rest of the body, is told the client left (and its
+        # own answer, if it tries one, goes nowhere); the scope says why.
+        scope: Any = cycle.scope
+        scope.setdefault("extensions", {})[BODY_TIMED_OUT] = self.body_seconds
+        cycle.response_started = True
+        cycle.disconnected = True
+        cycle.message_event.set()
+        self.transport.close()
+
+    def _answering_another(self, cycle: Any) -> bool:
+        """True when the request with the slow body is queued behind one still being answered."""
+        return any(queued is cycle for queued, _ in self.pipeline)
+
+    def _make_room(self) -> bool:
+        """Close the connection that has waited longest for a request head, if one has and is
+        not answering an earlier request: True when room was made."""
+        waiting = self.refusals.awaiting_head
+        for oldest in list(waiting):
+            del waiting[oldest]
+            if oldest.transport.is_closing() or oldest._answering() or oldest.pipeline:
+                continue
+            oldest._stop_head_timer()
+            oldest.transport.close()
+            self.refusals.evicted += 1
+            self.refusals.log(self.logger, self.max_connections)
+            return True
+        return False
+
+    def _refuse_connection(self) -> None:
+        self.transport.close()
+        self.refusals.count += 1
+        self.refusals.log(self.logger, self.max_connections)
+
+    def _answering(self) -> bool:
+        """True while an earlier request on this connection is still being answered."""
+        cycle = self.cycle
+        return cycle is not None and not cycle.response_complete
+
+    def send_400_response(self, msg: str) -> None:
+        if self._answering():
+            # Bytes that are not HTTP, behind a request still being answered: a 400 now would
+            # be read as (or inside) that earlier answer, so the connection is only closed.
+            self.transport.close()
+            return
+        super().send_400_response(msg)
+
+    def _refuse_head(self) -> None:
+        if self._answering():
+            # The head is pipelined behind a request still being answered: a 431 now would be
+            # read as (or inside) that earlier answer, so the connection is only closed.
+            self.logger.warning("closed a connection whose pipelined request head passed %d bytes", MAX_HEAD)
+            self.transport.close()
+            return
+        body = error_body(
+            "too_large",
+            f"the request line and headers are larger than this server's limit of {MAX_HEAD} bytes",
+        )
+        self.logger.warning("refused a request head larger than %d bytes", MAX_HEAD)
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: application/json\r\n"
+            b"x-request-id: " + secrets.token_hex(8).encode("ascii") + b"\r\n"
+            b"content-length: " + str(len(body)).encode("ascii") + b"\r\n"
+            b"connection: close\r\n\r\n" + body
+        )
+        self.transport.close()

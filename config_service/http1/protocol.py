@@ -1,0 +1,492 @@
+"""`tskcfg serve`'s HTTP protocol: answers hot config reads itself and parks long polls without a task.
+
+Services read their config far more than anything else, and a long poll mostly waits. Run
+through ASGI, every such request costs a task, a stack of coroutines (server, middleware,
+handler, hub) and two `send` calls; waking 10,000 parked long polls at once meant 10,000
+task steps before the last answer left. Here the protocol runs the one read path
+(config_service/http/read.py: `parse`, `decide`, `after_hold`) on each read of a current
+config before starting an ASGI task: an answer (or a refusal) is written out at once, and
+a long poll is parked in the change hub as a callback on its connection. When the
+document changes, the hub's publish calls every parked connection, which writes the
+shared, already rendered answer; counting and logging them waits for the next turn of the
+event loop, after the answers are on their way. A read whose document is not in memory
+yet goes to the ASGI app with the request already parsed; everything else (writes, other
+routes) goes to the ASGI app as before, with the same metrics and access log.
+
+Event streams (`GET /v1/events`) start in ASGI, which checks the request and replays what
+the client missed; then the route hands the live stream to the protocol (`detach`), and
+the hub's publish writes each event to the connection directly. One timer pings every
+stream every 15 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any, ClassVar
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
+
+from config_service.core.refusals import Refused
+from config_service.core.rendered import Rendered
+from config_service.core.wiring import Core
+from config_service.http import events, read
+from config_service.http.telemetry import Telemetry
+from config_service.http1.bounded import BoundedHttpToolsProtocol, Refusals
+from config_service.hub import ChangeEvent, ChangeHub, Subscription, Waiter
+
+logger = logging.getLogger("config_service")
+
+ROUTE = "/v1/configs/{service}/{environment}"
+EVENTS = "/v1/events"
+END_OF_STREAM = b"0\r\n\r\n"
+
+
+def chunk(data: bytes) -> bytes:
+    """`data` as one chunk of a chunked HTTP/1.1 body."""
+    return b"%x\r\n" % len(data) + data + b"\r\n"
+
+
+PING = chunk(events.PING)  # an SSE comment
+
+
+@lru_cache(maxsize=256)
+def event_chunk(event: ChangeEvent) -> bytes:
+    """The event's frame as one chunk, built once and shared by every stream."""
+    return chunk(events.frame(event))
+
+
+class _Stream:
+    """A live event stream owned by its connection: its subscription and the last id sent."""
+
+    __slots__ = ("subscription", "sent", "still_allowed")
+
+    def __init__(self, subscription: Subscription, sent: int, still_allowed: Callable[[], bool]) -> None:
+        self.subscription = subscription
+        self.sent = sent
+        self.still_allowed = still_allowed
+
+
+class _Streams:
+    """Every live stream of one server, and the one timer that pings them all."""
+
+    def __init__(self) -> None:
+        self.connections: set[HotPathProtocol] = set()
+        self.timer: asyncio.TimerHandle | None = None
+
+    def add(self, connection: HotPathProtocol) -> None:
+        self.connections.add(connection)
+        if self.timer is None:
+            self.timer = connection.loop.call_later(events.HEARTBEAT_SECONDS, self.ping)
+
+    def discard(self, connection: HotPathProtocol) -> None:
+        self.connections.discard(connection)
+
+    def ping(self) -> None:
+        self.timer = None
+        for connection in list(self.connections):
+            connection._ping()
+        if self.connections:
+            loop = next(iter(self.connections)).loop
+            self.timer = loop.call_later(events.HEARTBEAT_SECONDS, self.ping)
+
+
+class _Held:
+    """A long poll parked on its connection: what it waits for, and what to log when it ends."""
+
+    __slots__ = ("cycle", "hold", "request_id", "started_at", "waiter")
+
+    def __init__(
+        self, cycle: RequestResponseCycle, hold: read.Hold, request_id: bytes, started_at: float
+    ) -> None:
+        self.cycle = cycle
+        self.hold = hold
+        self.request_id = request_id
+        self.started_at = started_at
+        self.waiter: Waiter | None = None
+
+
+class HotPathProtocol(BoundedHttpToolsProtocol):
+    """The bounded httptools protocol, answering hot config reads before they reach ASGI.
+
+    Make a class bound to one app with `protocol_for(app)`.
+    """
+
+    core: ClassVar[Core]
+    hub: ClassVar[ChangeHub[Rendered]]
+    telemetry: ClassVar[Telemetry]
+    streams: ClassVar[_Streams]
+    # uvicorn renews its default headers (date, server) once a second; their bytes are
+    # joined once per renewal, for every connection.
+    _default_headers: ClassVar[tuple[object, bytes]] = (None, b"")
+
+    def __init__(self, *arguments: Any, **options: Any) -> None:
+        super().__init__(*arguments, **options)
+        self._held: _Held | None = None
+        self._stream: _Stream | None = None
+        # A hot answer starts the next pipelined request from inside `_start_asgi_task`
+        # (its `on_response`); that request waits here for the loop there, rather than
+        # recursing once per pipelined request until the stack runs out.
+        self._starting = False
+        self._next: tuple[RequestResponseCycle, Any] | None = None
+        self._stopping = False  # the server asked this connection to finish (`shutdown`)
+
+    # -- uvicorn's hooks ---------------------------------------------------------
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        if self._starting:
+            self._next = (cycle, app)
+            return
+        self._starting = True
+        try:
+            while True:
+                self._start(cycle, app)
+                following, self._next = self._next, None
+                if following is None:
+                    return
+                cycle, app = following
+        finally:
+            self._starting = False
+            self._next = None
+
+    def _start(self, cycle: RequestResponseCycle, app: Any) -> None:
+        # An answer written earlier in this same read armed uvicorn's keep-alive timer (the
+        # connection looked idle): this request is not idle time, whatever answers it.
+        self._unset_keepalive_if_required()
+        # A request is about to be handed to ASGI: now (its head is complete, and any answer
+        # before it on this connection is finished) the hot path may take it instead. Not
+        # while the client is slow to read, so that pipelined requests wait for it as in ASGI.
+        if app is self.app and not self.flow.write_paused:
+            try:
+                if self._take(cycle):
+                    return
+            except Exception:
+                logger.exception("the hot path failed; the request goes to the application")
+                if cycle.response_started:
+                    self.transport.close()
+                    return
+            if cycle.scope["path"] == EVENTS and cycle.scope["method"] == "GET":
+                # Only a GET's answer is the chunked stream the protocol writes events into.
+                scope: Any = cycle.scope
+                scope.setdefault("extensions", {})[events.DETACH] = self._detach_stream
+        super()._start_asgi_task(cycle, app)
+
+    def data_received(self, data: bytes) -> None:
+        if self._stream is not None:
+            return  # an event stream's client has nothing more to say; ignore it
+        super().data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        held, self._held = self._held, None
+        if held is not None and held.waiter is not None:
+            held.waiter.cancel()
+            self._record(held.cycle, held.request_id, read.CLIENT_GONE, held.started_at, soon=False)
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.subscription.close()
+            self.streams.discard(self)
+        super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        # The server is stopping: a parked long poll is answered now (304, or the newer
+        # version) and an event stream ended, each closing its connection, instead of
+        # holding the shutdown until they end.
+        self._stopping = True
+        held = self._held
+        if held is not None:
+            held.cycle.keep_alive = False
+            self._wake(None)
+        streaming = self._stream is not None
+        # Then every other parked long poll, those the application holds too (a document not
+        # yet in memory, one that does not exist yet): their time is up now. (Closing the
+        # subscriptions ends the event streams too.)
+        self.hub.stop()
+        if held is not None:
+            return
+        if streaming:
+            self._end_stream()
+            return
+        super().shutdown()
+
+    # -- the hot path ------------------------------------------------------------
+
+    def _take(self, cycle: RequestResponseCycle) -> bool:
+        """Answer or park a read of a current config if it can be done from memory; False to
+        leave the request to ASGI (with the read already parsed, when it is one)."""
+        scope: Any = cycle.scope
+        if scope["method"] != "GET":
+            return False
+        document = read.document_of(scope["path"])
+        if document is None:
+            return False
+        started_at = time.perf_counter()
+        core = self.core
+        request_id = self.telemetry.request_id(scope["headers"])
+        try:
+            request = read.parse(core, scope, *document)
+            # Only now look at the document: out of scope, an existing document and a missing
+            # one take the same steps to their 403, so the time taken says nothing of which.
+            current = core.versions.cached(*document)
+            if current is None:
+                # It must be read from the store first, in a worker thread: ASGI does that.
+                scope.setdefault("extensions", {})[read.PARSED] = request
+                return False
+            decision = read.decide(request, current)
+        except Refused as refused:
+            decision = read.refusal_reply(refused)
+        if isinstance(decision, read.Reply):
+            self._reply(cycle, decision, request_id, started_at, soon=False)
+            return True
+        hub = self.hub
+        service, environment = document
+        rendered = decision.rendered
+        assert rendered is not None  # held from memory only when the document is there
+        # Teach the hub the version we know of (after a restart it knows none).
+        hub.publish(service, environment, rendered.version, rendered)
+        held = _Held(cycle, decision, request_id, started_at)
+        self._held = held
+        changed = hub.changed(service, environment, rendered.version)
+        if changed is not None:
+            self._wake(changed)
+        elif self._stopping:
+            # It waited in the pipeline while the server began to stop: answered at once, as
+            # `shutdown` answers the polls it finds parked.
+            cycle.keep_alive = False
+            self._wake(None)
+        else:
+            # Owned by the token: revoking it ends the wait at once, answered 401 (`_wake`).
+            held.waiter = hub.park(
+                service, environment, request.wait, self._wake, request.principal.token_id
+            )
+        return True
+
+    def _wake(self, result: tuple[int, Any] | None) -> None:
+        """The hub's call: a newer version (`(version, payload)`), or None when the time is up."""
+        held, self._held = self._held, None
+        if held is None:
+            return
+        if held.waiter is not None:
+            held.waiter.cancel()  # nothing if the hub already ended it
+        if self.transport.is_closing():
+            self._record(held.cycle, held.request_id, read.CLIENT_GONE, held.started_at, soon=True)
+            return
+        try:
+            newer = None
+            if result is not None:
+                newer = read.newer_version(self.core, held.hold, result[1])
+            elif self.hub.stopping:
+                held.cycle.keep_alive = False  # answered because the server is stopping
+            try:
+                reply = read.after_hold(self.core, held.hold, newer)
+            except Refused as refused:  # the token was revoked while the request waited
+                reply = read.refusal_reply(refused)
+            self._reply(held.cycle, reply, held.request_id, held.started_at, soon=True)
+        except Exception:
+            logger.exception("a held long poll failed to take its answer; its connection is closed")
+            self.transport.close()
+
+    def _reply(
+        self,
+        cycle: RequestResponseCycle,
+        reply: read.Reply,
+        request_id: bytes,
+        started_at: float,
+        *,
+        soon: bool,
+    ) -> None:
+        """Write the whole answer and finish the request, as uvicorn's own `send` would."""
+        transport = self.transport
+        parts = [
+            STATUS_LINE[reply.status],
+            self._default_head(),
+            reply.head,
+            b"x-request-id: ",
+            request_id,
+            b"\r\n",
+        ]
+        if not cycle.keep_alive:
+            parts.append(b"connection: close\r\n")
+        parts.append(b"\r\n")
+        body = reply.body
+        if body:
+            # One system call for head and body (each `write` is one), with the shared rendered
+            # body passed as it is, not copied.
+            transport.writelines((b"".join(parts), body))
+        else:
+            transport.write(b"".join(parts))
+        cycle.response_started = True
+        cycle.response_complete = True
+        if not cycle.keep_alive:
+            transport.close()
+        self._record(cycle, request_id, reply.status, started_at, soon=soon)
+        # uvicorn's own bookkeeping: the keep-alive timer, or the next pipelined request.
+        cycle.on_response()
+
+    def _record(
+        self, cycle: RequestResponseCycle, request_id: bytes, status: int, started_at: float, *, soon: bool
+    ) -> None:
+        seconds = time.perf_counter() - started_at
+        record = self.telemetry.finish_soon if soon else self.telemetry.finish
+        record(request_id, "GET", cycle.scope["path"], ROUTE, status, seconds)
+
+    # -- event streams -----------------------------------------------------------
+
+    def _detach_stream(
+        self, subscription: Subscription, sent: int, still_allowed: Callable[[], bool]
+    ) -> bool:
+        """Take over the live event stream of the current request; False if it cannot.
+
+        Called by the `/v1/events` route once its head and replay are sent. From here the hub
+        hands each event to `_stream_event`, and uvicorn's task for the request ends.
+        """
+        cycle = self.cycle
+        if self._stopping:
+            # The server is stopping: the route ends the stream (a closed subscription ends
+            # its loop) rather than streaming until the graceful shutdown gives up on it.
+            subscription.close()
+            return False
+        if (
+            cycle is None
+            or not cycle.response_started
+            or cycle.response_complete
+            or cycle.disconnected
+            or not cycle.keep_alive  # HTTP/1.0, or Connection: close
+            or self.pipeline
+            or self.transport.is_closing()
+        ):
+            return False
+        # uvicorn takes the response as finished (its task may end without a final chunk),
+        # and it neither arms a keep-alive timer nor starts a pipelined request: the stream
+        # owns the connection until it closes.
+        cycle.response_complete = True
+        self._stream = _Stream(subscription, sent, still_allowed)
+        self.streams.add(self)
+        # However the subscription ends (the token revoked, the client too slow), so does the stream.
+        subscription.redirect(self._stream_event, self._end_stream)
+        return True
+
+    def _stream_event(self, event: ChangeEvent) -> bool:
+        """The hub's call with an event this stream accepts; False drops the subscription."""
+        stream = self._stream
+        if stream is None or self.transport.is_closing():
+            return False
+        if event.sequence <= stream.sent:
+            return True  # already sent during the replay
+        if self.flow.write_paused:
+            # The client reads too slowly: end the stream; it resumes with Last-Event-ID.
+            self._end_stream()
+            return False
+        stream.sent = event.sequence
+        self.transport.write(event_chunk(event))
+        return True
+
+    def _ping(self) -> None:
+        stream = self._stream
+        if stream is None:
+            return
+        if not stream.still_allowed():
+            self._end_stream()  # the token was revoked
+        elif not self.flow.write_paused:
+            self.transport.write(PING)
+
+    def _end_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        stream.subscription.close()
+        self.streams.discard(self)
+        if not self.transport.is_closing():
+            self.transport.write(END_OF_STREAM)
+            self.transport.close()
+
+    def _default_head(self) -> bytes:
+        # Kept on the class `protocol_for` made for this server, shared by its connections only.
+        bound = type(self)
+        headers = self.server_state.default_headers
+        cached = bound._default_headers
+        if cached[0] is not headers:
+            joined = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+            cached = bound._default_headers = (headers, joined)
+        return cached[1]
+
+
+# What this protocol and `BoundedHttpToolsProtocol` override or read of uvicorn's, which is not
+# a public interface. uvicorn renames such things between minor versions: before 0.45 there was
+# no `_start_asgi_task`, and the hot path was then never asked.
+_PROTOCOL_METHODS = (
+    "_start_asgi_task",
+    "_unset_keepalive_if_required",
+    "connection_lost",
+    "connection_made",
+    "data_received",
+    "on_headers_complete",
+    "on_message_begin",
+    "on_message_complete",
+    "on_response_complete",
+    "send_400_response",
+    "shutdown",
+    "timeout_keep_alive_handler",
+)
+_PROTOCOL_FIELDS = ("connections", "cycle", "pipeline", "timeout_keep_alive", "timeout_keep_alive_task")
+_CYCLE_FIELDS = (
+    "disconnected",
+    "keep_alive",
+    "message_event",
+    "on_response",
+    "response_complete",
+    "response_started",
+)
+_FLOW_FIELDS = ("read_paused", "write_paused")
+_SERVER_STATE_FIELDS = ("default_headers",)
+
+
+def missing_uvicorn_internals() -> list[str]:
+    """The uvicorn internals this protocol needs that the installed uvicorn lacks ([]: none)."""
+    from uvicorn.protocols.http.flow_control import FlowControl
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.server import ServerState
+
+    def assigned(function: Any) -> tuple[str, ...]:
+        code = getattr(function, "__code__", None)
+        return () if code is None else code.co_names + code.co_varnames
+
+    missing = [
+        f"HttpToolsProtocol.{name}"
+        for name in _PROTOCOL_METHODS
+        if not callable(getattr(HttpToolsProtocol, name, None))
+    ]
+    for owner, fields in (
+        (HttpToolsProtocol, _PROTOCOL_FIELDS),
+        (RequestResponseCycle, _CYCLE_FIELDS),
+        (FlowControl, _FLOW_FIELDS),
+        (ServerState, _SERVER_STATE_FIELDS),
+    ):
+        names = assigned(owner.__init__)
+        missing.extend(f"{owner.__name__}.{name}" for name in fields if name not in names)
+    if not isinstance(STATUS_LINE, dict) or 200 not in STATUS_LINE:
+        missing.append("httptools_impl.STATUS_LINE")
+    return missing
+
+
+def protocol_for(app: Any) -> type[HotPathProtocol]:
+    """The protocol class for uvicorn's `http=`, bound to the server, hub and telemetry of `app`
+    (an app made by `create_app`)."""
+    state = app.state
+    settings = state.settings
+    return type(
+        "ConfigHttpProtocol",
+        (HotPathProtocol,),
+        {
+            "core": state.core,
+            "hub": state.hub,
+            "telemetry": state.telemetry,
+            "streams": _Streams(),
+            "_default_headers": (None, b""),
+            "body_seconds": settings.body_timeout,
+            "max_connections": settings.max_connections,
+            "refusals": Refusals(),
+        },
+    )

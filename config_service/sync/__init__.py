@@ -1,0 +1,1 @@
+"""File sync: `environments/` and `schemas/` folders imported and watched, each file through the rules."""

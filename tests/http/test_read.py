@@ -1,0 +1,90 @@
+"""The one read decision (`config_service/http/read.py`), without a server: what a read of a
+current config is answered, given the version in memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config_service.core.access import Principal
+from config_service.core.refusals import Refused
+from config_service.core.rendered import Rendered, render
+from config_service.core.wiring import Core
+from config_service.http import read
+from config_service.settings import Settings
+from config_service.store import VersionRecord
+
+READER = Principal(None, "file:test", "reader", ("*",), ("*",))
+
+
+def _rendered(version: int) -> Rendered:
+    return render(
+        VersionRecord(
+            version, "api", "staging", version, f"n: {version}\n", f'{{"n":{version}}}', "h",
+            "test", None, "", "2026-01-01T00:00:00Z", "push",
+        )
+    )
+
+
+def _request(
+    if_none_match: str | None = None, wait: float = 0.0, source: bool = False
+) -> read.ReadRequest:
+    tags = None if if_none_match is None else read.etags(if_none_match)
+    return read.ReadRequest(READER, "api", "staging", wait, if_none_match is not None, tags, source)
+
+
+def test_a_plain_read_gets_the_current_version_or_404() -> None:
+    current = _rendered(3)
+    reply = read.decide(_request(), current)
+    assert isinstance(reply, read.Reply)
+    assert (reply.status, reply.body) == (200, current.json_body)
+    assert (b"etag", b'"3"') in reply.headers and b'etag: "3"\r\n' in reply.head
+    source = read.decide(_request(source=True), current)
+    assert isinstance(source, read.Reply) and source.body == b"n: 3\n"
+    with pytest.raises(Refused) as raised:
+        read.decide(_request(), None)
+    assert raised.value.code == "not_found"
+
+
+def test_a_conditional_read_is_304_for_the_current_version_and_200_for_another() -> None:
+    current = _rendered(3)
+    for header in ('"3"', '"1", "3"', "*", 'W/"3"'):
+        reply = read.decide(_request(header), current)
+        assert isinstance(reply, read.Reply) and (reply.status, reply.body) == (304, b""), header
+    stale = read.decide(_request('"2"'), current)
+    assert isinstance(stale, read.Reply) and stale.status == 200
+
+
+def test_a_long_poll_holds_only_on_the_current_version_or_on_0_for_a_missing_document() -> None:
+    current = _rendered(3)
+    held = read.decide(_request('"3"', wait=30), current)
+    assert isinstance(held, read.Hold) and (held.known, held.rendered) == (3, current)
+    stale = read.decide(_request('"2"', wait=30), current)
+    assert isinstance(stale, read.Reply) and stale.status == 200
+    waiting = read.decide(_request('"0"', wait=30), None)
+    assert isinstance(waiting, read.Hold) and waiting.rendered is None
+    with pytest.raises(Refused):
+        read.decide(_request('"5"', wait=30), None)
+    # `*` names no version to wait on: answered at once.
+    star = read.decide(_request("*", wait=30), current)
+    assert isinstance(star, read.Reply) and star.status == 304
+
+
+def test_a_hold_that_ends_gets_the_newer_version_or_304(tmp_path: Path) -> None:
+    core = Core(Settings(data_dir=tmp_path, sync=False, access_log=False))
+    current = _rendered(3)
+    held = read.decide(_request('"3"', wait=30), current)
+    assert isinstance(held, read.Hold)
+    newer = _rendered(4)
+    assert read.after_hold(core, held, newer).body == newer.json_body
+    timed_out = read.after_hold(core, held, None)
+    assert (timed_out.status, timed_out.head) == (304, b'etag: "3"\r\n')
+    missing = read.decide(_request('"0"', wait=30), None)
+    assert isinstance(missing, read.Hold)
+    nothing = read.after_hold(core, missing, None)
+    assert nothing.status == 304 and nothing.headers == [(b"etag", b'"0"')]
+    # Committed just before the time ran out, its wake-up not yet here: the new version.
+    core.versions.remember(newer)
+    assert read.after_hold(core, held, None).body == newer.json_body
+    assert read.after_hold(core, missing, None).body == newer.json_body
