@@ -34,9 +34,6 @@ from config_service.store import (
     VersionRecord,
 )
 
-# Above this many bytes, parsing is worth moving off the event loop.
-LARGE_DOCUMENT = 64 * 1024
-
 Operation = Callable[[Transaction], tuple[VersionRecord, bool]]
 
 
@@ -157,14 +154,12 @@ class Documents:
         *,
         request_id: str | None = None,
     ) -> tuple[Rendered, bool]:
-        """`push` for the event loop: parse and validate here (in a thread when large), then
-        wait for the writer thread without holding a thread of our own.
+        """`push` for the event loop: parse and validate in a worker thread (a schema can make
+        even a small document cost a second of checking, which the loop serving every read must
+        not spend), then wait for the writer thread without holding a thread of our own.
         """
         arguments = (principal, service, environment, source, message, if_match)
-        if len(source) > LARGE_DOCUMENT:
-            operation = await asyncio.to_thread(self.prepare_push, *arguments, request_id=request_id)
-        else:
-            operation = self.prepare_push(*arguments, request_id=request_id)
+        operation = await asyncio.to_thread(self.prepare_push, *arguments, request_id=request_id)
         future = self._store.submit(operation)
         try:
             await asyncio.wrap_future(future)

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from config_service import tsk
@@ -114,6 +115,15 @@ class Schemas:
         digest = schema_hash(schema)
         stored_text = text if text is not None else json.dumps(schema, ensure_ascii=False, indent=2)
 
+        # The costly part (compiling the schema, checking every document it governs) runs here,
+        # before the store's writer is taken: a large schema over many documents may take
+        # seconds, and the writer serves every team's pushes. The writer then checks only the
+        # documents that moved on meanwhile.
+        checked: _Check | None = None
+        unchanged = self._store.current_schema(name)
+        if unchanged is None or unchanged.hash != digest:
+            checked = self._check(principal, name, schema, self._store.current_documents())
+
         # Runs on the store's writer thread, alone in its transaction: the documents it
         # checks are exactly the current ones, and no push can pass it.
         def operation(transaction: Transaction) -> tuple[SchemaRecord, bool]:
@@ -121,15 +131,21 @@ class Schemas:
             current = transaction.current_schema(name)
             if current is not None and current.hash == digest:
                 return current, False
-            today = self.current
-            others = {key: value for key, value in today.schemas.items() if key != name}
-            try:
-                check_schema(name, schema, others, self.settings.sections)
-            except SchemaInvalid as error:
-                self._refused("invalid_schema")
-                raise Refused("invalid_schema", str(error), error.details) from None
-            candidate = SchemaSet({**others, name: schema}, today.generation + 1)
-            conflicts = self.conflicts(candidate, name, transaction.current_versions())
+            documents = transaction.current_versions()
+            check = checked
+            if check is None or check.schemas is not self.current:
+                check = self._check(principal, name, schema, [])  # the schemas moved on: anew
+            moved = [
+                record
+                for record in documents
+                if check.versions.get((record.service, record.environment)) != record.version
+            ]
+            standing = {(record.service, record.environment, record.version) for record in documents}
+            conflicts = [
+                conflict
+                for conflict in check.conflicts
+                if (conflict["service"], conflict["environment"], conflict["version"]) in standing
+            ] + self.conflicts(check.candidate, name, moved)
             if conflicts and not force:
                 _refuse_conflicts(principal, name, conflicts)
             audit = AuditEntry(
@@ -144,10 +160,31 @@ class Schemas:
                 name, stored_text, digest, principal.name, principal.token_id, audit
             )
             if created:
+                candidate = check.candidate
                 transaction.after_commit(lambda: self._use(candidate))
             return record, created
 
         return self._store.write(operation, exclusive=True)
+
+    def _check(
+        self, principal: Principal, name: str, schema: Any, documents: list[VersionRecord]
+    ) -> _Check:
+        """`schema` checked against today's schemas (`invalid_schema` when it is not a valid
+        one), and the conflicts it has with `documents`."""
+        today = self.current
+        others = {key: value for key, value in today.schemas.items() if key != name}
+        try:
+            check_schema(name, schema, others, self.settings.sections)
+        except SchemaInvalid as error:
+            self._refused("invalid_schema")
+            raise Refused("invalid_schema", str(error), error.details) from None
+        candidate = SchemaSet({**others, name: schema}, today.generation + 1)
+        return _Check(
+            schemas=today,
+            candidate=candidate,
+            versions={(record.service, record.environment): record.version for record in documents},
+            conflicts=self.conflicts(candidate, name, documents),
+        )
 
     def _use(self, schemas: SchemaSet) -> None:
         self.current = schemas
@@ -174,6 +211,17 @@ class Schemas:
         """The text of the last version of schema `name` that `author` put (file sync's last import)."""
         record = self._store.last_schema_by_author(name, author)
         return record.schema if record is not None else None
+
+
+@dataclass(frozen=True)
+class _Check:
+    """A schema checked before the store's writer is taken: against which schemas, and what it
+    found among which document versions."""
+
+    schemas: SchemaSet
+    candidate: SchemaSet
+    versions: dict[tuple[str, str], int]
+    conflicts: list[dict[str, Any]]
 
 
 def _refuse_conflicts(principal: Principal, name: str, conflicts: list[dict[str, Any]]) -> None:

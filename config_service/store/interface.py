@@ -140,6 +140,11 @@ class Store(Protocol):
         """The current version of every document, metadata only."""
         ...
 
+    def current_documents(self) -> list[VersionRecord]:
+        """The current version of every document with `source` and `config`, read outside any
+        write (a check that must not hold the writer, confirmed inside it afterwards)."""
+        ...
+
     def last_version_of_kind(
         self, service: str, environment: str, kind: str
     ) -> VersionRecord | None: ...

@@ -650,6 +650,9 @@ class SqliteStore(Store):
     def current_versions(self) -> list[VersionRecord]:
         return [_version(row) for row in self._query(_CURRENT_VERSIONS_LISTED)]
 
+    def current_documents(self) -> list[VersionRecord]:
+        return [_version(row) for row in self._query(_CURRENT_VERSIONS)]
+
     def last_version_of_kind(self, service: str, environment: str, kind: str) -> VersionRecord | None:
         rows = self._query(
             f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = ? AND environment = ? AND kind = ? "

@@ -231,3 +231,19 @@ def test_a_store_made_before_failed_versions_gets_the_new_columns(tmp_path: Path
         assert store.list_instances("svc", "staging")[0].failed_version == 5
     finally:
         store.close()
+
+
+def test_current_documents_carry_their_config_and_listings_do_not(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "config.db")
+    store.open()
+    try:
+        _append(store, _new("documents", "a"), None, None)
+        _append(store, _new("documents", "b"), None, None)
+        [document] = store.current_documents()
+        assert (document.version, document.source, document.config) == (2, "b", "{}")
+        inside = store.write(lambda transaction: transaction.current_versions())
+        assert [(record.version, record.config) for record in inside] == [(2, "{}")]
+        [listed] = store.current_versions()
+        assert listed.version == 2 and not listed.config
+    finally:
+        store.close()
