@@ -16,11 +16,14 @@ from config_service import tsk
 from tskcfg import ApplyFailed, Config, ConfigClient, HashMismatch, InvalidConfig, RetryPolicy
 from tskcfg._answers import Received, SchemaAnswer
 from tskcfg._core import ClientCore
+from tskcfg._documents import build
 from tskcfg._effects import Offload, Report, drive
 from tskcfg._events import EventStreamParser, ServerEvent
 from tskcfg._lkg import read_lkg, write_lkg
-from tskcfg._settings import make_settings
+from tskcfg._schemas import sections_to_fetch
+from tskcfg._settings import Settings, make_settings
 from tskcfg._transaction import plan
+from tskcfg._watching import announces_news, pause_after_check
 
 DOCUMENT = (ROOT / "environments" / "development" / f"{SERVICE}.tsk").read_text(encoding="utf-8")
 
@@ -46,11 +49,14 @@ def run_apply(flow: Any) -> list[Report]:
     return reports
 
 
-def core_for(tmp_path: Path, **kwargs: Any) -> ClientCore:
-    settings = make_settings(
+def settings_for(tmp_path: Path, **kwargs: Any) -> Settings:
+    return make_settings(
         SERVICE, "development", cache_dir=tmp_path / "cache", environments_dir=tmp_path, **kwargs
     )
-    return ClientCore(settings)
+
+
+def core_for(tmp_path: Path, **kwargs: Any) -> ClientCore:
+    return ClientCore(settings_for(tmp_path, **kwargs))
 
 
 def received(source: str, version: int = 1) -> Received:
@@ -68,7 +74,8 @@ def test_build_resolves_env_with_the_type_of_the_default(
     monkeypatch.setenv("SIGNUP", "no")
     monkeypatch.setenv("ORIGINS", '["https://a.example", "https://b.example"]')
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    config = core_for(tmp_path).build(
+    config = build(
+        settings_for(tmp_path),
         received(
             'port: @env("PORT", 8001)\n'
             'signup: @env("SIGNUP", true)\n'
@@ -90,7 +97,7 @@ def test_build_names_a_variable_that_does_not_convert(
 ) -> None:
     monkeypatch.setenv("PORT", "eighty")
     with pytest.raises(InvalidConfig, match="PORT") as caught:
-        core_for(tmp_path).build(received('port: @env("PORT", 8001)\n'), "server")
+        build(settings_for(tmp_path), received('port: @env("PORT", 8001)\n'), "server")
     assert caught.value.details[0]["variable"] == "PORT"
 
 
@@ -105,7 +112,7 @@ def test_an_apply_failure_quoting_a_secret_from_the_environment_is_reported_with
     monkeypatch.setenv("TSKCFG_TEST_DB_URL", "postgresql://app:pa55word@db.internal/app")
     settings = make_settings(SERVICE, "development", cache_dir=tmp_path, environments_dir=tmp_path)
     core = ClientCore(settings, database=DatabaseApplier(connect))
-    config = core.build(received('[database]\nurl: @env("TSKCFG_TEST_DB_URL")\n'), "server")
+    config = build(core.settings, received('[database]\nurl: @env("TSKCFG_TEST_DB_URL")\n'), "server")
     reports: list[Report] = []
 
     def perform(effect: Any) -> Any:
@@ -127,7 +134,7 @@ def test_a_variable_that_does_not_convert_is_named_without_its_value(
 ) -> None:
     monkeypatch.setenv("TSKCFG_TEST_KEYS", '["s3cret-one", "s3cret-two"')  # the ] is missing
     with pytest.raises(InvalidConfig, match="TSKCFG_TEST_KEYS") as caught:
-        core_for(tmp_path).build(received('keys: @env("TSKCFG_TEST_KEYS", [])\n'), "server")
+        build(settings_for(tmp_path), received('keys: @env("TSKCFG_TEST_KEYS", [])\n'), "server")
     assert "s3cret" not in str(caught.value) + repr(caught.value.details)
     assert "expected an array" in str(caught.value)
 
@@ -137,7 +144,7 @@ def test_build_refuses_an_unset_variable_without_default(
 ) -> None:
     monkeypatch.delenv("TSKCFG_TEST_SECRET", raising=False)
     with pytest.raises(InvalidConfig, match="TSKCFG_TEST_SECRET"):
-        core_for(tmp_path).build(received('secret: @env("TSKCFG_TEST_SECRET")\n'), "server")
+        build(settings_for(tmp_path), received('secret: @env("TSKCFG_TEST_SECRET")\n'), "server")
 
 
 def test_a_schema_failure_does_not_repeat_a_value_that_came_from_the_environment(
@@ -158,7 +165,8 @@ def test_a_schema_failure_does_not_repeat_a_value_that_came_from_the_environment
     }
     schemas = SchemaSet({SERVICE: schema}, generation=0)
     with pytest.raises(InvalidConfig) as caught:
-        core_for(tmp_path).build(
+        build(
+            settings_for(tmp_path),
             received(
                 'token: @env("TSKCFG_TEST_TOKEN")\n'
                 'keys: @env("TSKCFG_TEST_KEYS", [])\n'
@@ -179,11 +187,11 @@ def test_build_rejects_data_that_does_not_match_its_hash(tmp_path: Path) -> None
     good = received("pool_size: 20\n")
     tampered = Received(version=1, hash=good.hash, wire={"pool_size": 2000})
     with pytest.raises(HashMismatch):
-        core_for(tmp_path).build(tampered, "server")
+        build(settings_for(tmp_path), tampered, "server")
 
 
 def test_config_never_changes_through_what_it_returns(tmp_path: Path) -> None:
-    config = core_for(tmp_path).build(received(DOCUMENT), "server")
+    config = build(settings_for(tmp_path), received(DOCUMENT), "server")
     section = config.section("security")
     section["allowed_origins"].append("https://evil.example")
     config.to_dict()["cache"]["ttl"] = 1
@@ -220,7 +228,8 @@ def test_first_apply_runs_everything_then_only_changed_sections(tmp_path: Path) 
     recorder = Recorder()
     for section in ("features", "port", "cache", "gone"):
         core.on(section)(recorder.handler(section))
-    first = core.build(
+    first = build(
+        core.settings,
         received("port: 1\ngone: 1\n[features]\nflag: true\n[cache]\nttl: 5\n", 1), "server"
     )
     run_calls(core.transaction(first))
@@ -229,7 +238,8 @@ def test_first_apply_runs_everything_then_only_changed_sections(tmp_path: Path) 
     assert all(call[2] is None for call in recorder.calls)  # first load: old is None
 
     recorder.calls.clear()
-    second = core.build(
+    second = build(
+        core.settings,
         received("port: 1\n[features]\nflag: false\n[cache]\nttl: 5\n", 2), "server"
     )
     steps = plan(core.config, second, core.appliers, core.handlers)
@@ -244,7 +254,7 @@ def test_first_apply_runs_everything_then_only_changed_sections(tmp_path: Path) 
 def test_builtins_run_in_fixed_order_before_handlers(tmp_path: Path) -> None:
     core = core_for(tmp_path)
     core.on("logging")(lambda new, old: None)
-    config = core.build(received(DOCUMENT), "server")
+    config = build(core.settings, received(DOCUMENT), "server")
     labels = [step.label for step in plan(core.config, config, core.appliers, core.handlers)]
     builtins = [label for label in labels if label.startswith("the built-in")]
     assert builtins == [
@@ -261,12 +271,12 @@ def test_a_failing_handler_reverts_every_step_before_it_in_reverse_order(tmp_pat
     core.on("b")(recorder.handler("b"))
     core.on("c")(recorder.handler("c", fail_on=3))
     core.on("d")(recorder.handler("d"))
-    first = core.build(received("a: 0\nb: 0\nc: 0\nd: 0\n", 1), "server")
+    first = build(core.settings, received("a: 0\nb: 0\nc: 0\nd: 0\n", 1), "server")
     run_calls(core.transaction(first))
     core.config = first
     recorder.calls.clear()
 
-    second = core.build(received("a: 1\nb: 2\nc: 3\nd: 4\n", 2), "server")
+    second = build(core.settings, received("a: 1\nb: 2\nc: 3\nd: 4\n", 2), "server")
     with pytest.raises(ApplyFailed, match="version 2") as caught:
         run_calls(core.transaction(second))
     assert caught.value.section == "c" and isinstance(caught.value.__cause__, RuntimeError)
@@ -287,11 +297,11 @@ def test_a_handler_that_raises_while_reverting_does_not_stop_the_other_reverts(
     core.on("a")(recorder.handler("a"))
     core.on("b")(recorder.handler("b"))
     core.on("c")(recorder.handler("c", fail_on=2))
-    first = core.build(received("a: 1\nb: 3\nc: 1\n[cache]\nttl: 5\n", 1), "server")
+    first = build(core.settings, received("a: 1\nb: 3\nc: 1\n[cache]\nttl: 5\n", 1), "server")
     run_apply(core.apply_flow(first, None))
     recorder.calls.clear()
     core.handlers[1] = ("b", recorder.handler("b", fail_on=3))
-    second = core.build(received("a: 2\nb: 2\nc: 2\n[cache]\nttl: 9\n", 2), "server")
+    second = build(core.settings, received("a: 2\nb: 2\nc: 2\n[cache]\nttl: 9\n", 2), "server")
     with pytest.raises(ApplyFailed) as caught:
         run_apply(core.apply_flow(second, first))
     assert caught.value.section == "c"
@@ -313,11 +323,11 @@ def test_an_interruption_while_reverting_finishes_the_revert_and_is_not_swallowe
             raise asyncio.CancelledError  # an interruption, like Ctrl-C: not an Exception
 
     core.on("c")(recorder.handler("c", fail_on=1))
-    first = core.build(received("a: 0\nb: 0\nc: 0\n", 1), "server")
+    first = build(core.settings, received("a: 0\nb: 0\nc: 0\n", 1), "server")
     run_apply(core.apply_flow(first, None))
     recorder.calls.clear()
     with pytest.raises(asyncio.CancelledError):
-        run_apply(core.apply_flow(core.build(received("a: 1\nb: 1\nc: 1\n", 2), "server"), first))
+        run_apply(core.apply_flow(build(core.settings, received("a: 1\nb: 1\nc: 1\n", 2), "server"), first))
     assert recorder.calls == [("a", 1, 0), ("c", 1, 0), ("a", 0, 1)]
     assert core.config is first
 
@@ -333,7 +343,7 @@ def test_an_interruption_inside_a_handler_reverts_and_goes_on_as_itself(tmp_path
         raise asyncio.CancelledError  # an interruption, like Ctrl-C: not an Exception
 
     core.on("c")(recorder.handler("c"))
-    config = core.build(received("a: 1\nb: 1\nc: 1\n[cache]\nttl: 5\n", 1), "server")
+    config = build(core.settings, received("a: 1\nb: 1\nc: 1\n[cache]\nttl: 5\n", 1), "server")
     ttl = core.cache.memory.ttl
     with pytest.raises(asyncio.CancelledError):
         run_apply(core.apply_flow(config, None))
@@ -346,7 +356,7 @@ def test_a_failing_builtin_reverts_the_builtins_before_it(tmp_path: Path) -> Non
 
     core = core_for(tmp_path)
     logging.getLogger().setLevel(logging.WARNING)
-    config = core.build(received('[logging]\nlevel: "DEBUG"\n[cache]\nttl: -5\n', 1), "server")
+    config = build(core.settings, received('[logging]\nlevel: "DEBUG"\n[cache]\nttl: -5\n', 1), "server")
     with pytest.raises(ApplyFailed, match="cache"):
         run_calls(core.transaction(config))
     assert logging.getLogger().level == logging.WARNING
@@ -394,7 +404,8 @@ def test_a_failed_first_load_puts_every_builtin_and_handler_back(tmp_path: Path)
         logging.getLogger("tests.mixed").setLevel(logging.CRITICAL)
         security = core.security.state
         ttl, size = core.cache.memory.ttl, core.cache.memory.max_size
-        config = core.build(
+        config = build(
+            core.settings,
             received(
                 'port: 1\n[logging]\nlevel: "DEBUG"\nformat: "%(levelname)s %(message)s"\n'
                 'loggers {\n  "tests.mixed" = "INFO"\n}\n'
@@ -441,10 +452,10 @@ def test_a_changed_variable_is_applied_with_the_next_version(
     core.on("port")(lambda new, old: seen.append((new, old)))
     document = 'port: @env("TSKCFG_TEST_PORT", 8001)\nrelease: {n}\n'
     monkeypatch.setenv("TSKCFG_TEST_PORT", "9000")
-    first = core.build(received(document.format(n=1), 1), "server")
+    first = build(core.settings, received(document.format(n=1), 1), "server")
     run_apply(core.apply_flow(first, None))
     monkeypatch.setenv("TSKCFG_TEST_PORT", "9001")
-    second = core.build(received(document.format(n=2), 2), "server")
+    second = build(core.settings, received(document.format(n=2), 2), "server")
     assert second.wire["port"] == first.wire["port"]
     run_apply(core.apply_flow(second, first))
     assert seen == [(9000, None), (9001, 9000)] and core.config is second
@@ -596,7 +607,7 @@ def test_event_stream_parser_reads_events_and_remembers_the_id() -> None:
 
 
 def test_config_repr_names_the_version(tmp_path: Path) -> None:
-    config = core_for(tmp_path).build(received("a: 1\n", 4), "cache")
+    config = build(settings_for(tmp_path), received("a: 1\n", 4), "cache")
     assert isinstance(config, Config) and "version=4" in repr(config) and config.source == "cache"
 
 
@@ -614,16 +625,16 @@ SECTIONS = ("cache", "database", "logging", "security")
 def test_section_schemas_are_fetched_by_name_even_when_a_schema_carries_copies(tmp_path: Path) -> None:
     core = core_for(tmp_path)
     plain = SchemaAnswer(SERVICE, 1, schema_file(SERVICE))
-    assert core.sections_to_fetch(plain) == list(SECTIONS)
+    assert sections_to_fetch(plain) == list(SECTIONS)
     # A schema is known by its name only: copies under their own `$id` (which a server no
     # longer stores) do not stand in for the section schemas, on the server or here.
     inlined = {**schema_file(SERVICE), "$defs": {name: schema_file(name) for name in SECTIONS}}
-    assert core.sections_to_fetch(SchemaAnswer(SERVICE, 2, inlined)) == list(SECTIONS)
+    assert sections_to_fetch(SchemaAnswer(SERVICE, 2, inlined)) == list(SECTIONS)
     sections = {name: schema_file(name) for name in SECTIONS}
-    compiled = core.compile_schemas(SchemaAnswer(SERVICE, 2, inlined), sections)
+    compiled = core.compiler.compile(SchemaAnswer(SERVICE, 2, inlined), sections)
     assert compiled is not None
     with pytest.raises(InvalidConfig) as caught:
-        core.build(received(DOCUMENT.replace("pool_size: 2", "pool_size: 0")), "server", compiled)
+        build(core.settings, received(DOCUMENT.replace("pool_size: 2", "pool_size: 0")), "server", compiled)
     assert caught.value.details[0]["path"] == "/database/pool_size"
 
 
@@ -632,15 +643,15 @@ def test_a_schema_whose_sections_cannot_be_had_is_skipped_once_with_a_warning(
 ) -> None:
     core = core_for(tmp_path)
     answer = SchemaAnswer(SERVICE, 3, schema_file(SERVICE))
-    assert core.compile_schemas(answer, {}) is None
+    assert core.compiler.compile(answer, {}) is None
     assert "cache.json, database.json, logging.json, security.json" in caplog.text
     assert "validating on the server only" in caplog.text
-    assert core.cached_schemas(answer) == (True, None)
-    complete = core.compile_schemas(
+    assert core.compiler.cached(answer) == (True, None)
+    complete = core.compiler.compile(
         SchemaAnswer(SERVICE, 4, schema_file(SERVICE)),
         {name: schema_file(name) for name in SECTIONS},
     )
-    assert complete is not None and core.cached_schemas(SchemaAnswer(SERVICE, 4, {}))[0]
+    assert complete is not None and core.compiler.cached(SchemaAnswer(SERVICE, 4, {}))[0]
 
 
 def test_the_thread_client_refuses_coroutine_handlers() -> None:
@@ -659,20 +670,20 @@ def test_the_thread_client_refuses_coroutine_handlers() -> None:
 
 def test_a_quick_answer_without_news_is_followed_by_a_pause(tmp_path: Path) -> None:
     watch = core_for(tmp_path)
-    assert watch.pause_after_check(changed=True, elapsed=0.01) == 0.0
-    assert watch.pause_after_check(changed=False, elapsed=0.25) == pytest.approx(0.75)
-    assert watch.pause_after_check(changed=False, elapsed=60.0) == 0.0  # a long poll that ran out
+    assert pause_after_check(watch.settings, watch.retry, changed=True, elapsed=0.01) == 0.0
+    assert pause_after_check(watch.settings, watch.retry, changed=False, elapsed=0.25) == pytest.approx(0.75)
+    assert pause_after_check(watch.settings, watch.retry, changed=False, elapsed=60.0) == 0.0  # a long poll that ran out
     poll = core_for(tmp_path, mode="poll", poll_interval=7)
-    assert poll.pause_after_check(changed=True, elapsed=0.01) == 7.0
+    assert pause_after_check(poll.settings, poll.retry, changed=True, elapsed=0.01) == 7.0
 
 
 def test_only_events_naming_an_unseen_version_trigger_a_fetch(tmp_path: Path) -> None:
     core = core_for(tmp_path)
     core.seen_version = 3
-    assert core.announces_news(ServerEvent(id="9", event="version", data='{"version": 4}'))
-    assert not core.announces_news(ServerEvent(id="9", event="version", data='{"version": 3}'))
-    assert not core.announces_news(ServerEvent(id="9", event="version", data="not json"))
-    assert not core.announces_news(ServerEvent(id=None, event="message", data='{"version": 4}'))
+    assert announces_news(ServerEvent(id="9", event="version", data='{"version": 4}'), core.seen_version)
+    assert not announces_news(ServerEvent(id="9", event="version", data='{"version": 3}'), core.seen_version)
+    assert not announces_news(ServerEvent(id="9", event="version", data="not json"), core.seen_version)
+    assert not announces_news(ServerEvent(id=None, event="message", data='{"version": 4}'), core.seen_version)
 
 
 LKG_WRITER = """
