@@ -1,4 +1,4 @@
-"""Reading what arrives: a server's answer (bounded, JSON, refusals as exceptions) or a local TSK file."""
+"""Reading what arrives: a server's answer (bounded, JSON, refusals as exceptions, a document, a schema) or a local TSK file."""
 
 from __future__ import annotations
 
@@ -160,3 +160,42 @@ class SchemaAnswer:
     name: str
     version: Any
     schema: dict[str, Any]
+
+
+def config_answer(response: httpx.Response, url: str) -> Received | None:
+    """The document in the answer to `GET url`, or None for 304 (nothing new)."""
+    if response.status_code == 304:
+        return None
+    raise_for_status(response, f"GET {url}")
+    body = json_body(response)
+    try:
+        version = body["version"]
+        digest = body["hash"]
+        wire = body["config"]
+        if (
+            isinstance(version, bool)
+            or not isinstance(version, int)
+            or not isinstance(digest, str)
+            or not isinstance(wire, dict)
+        ):
+            raise TypeError
+    except (KeyError, TypeError) as error:
+        raise exceptions.ServerUnavailable(
+            f"GET {url}: the answer is not a config document"
+        ) from error
+    return Received(version=version, hash=digest, wire=wire)
+
+
+def schema_answer(response: httpx.Response, name: str) -> SchemaAnswer | None:
+    """The schema in a `GET /v1/schemas/{name}` answer, or None when there is none (404)."""
+    if response.status_code == 404:
+        return None
+    raise_for_status(response, f"GET /v1/schemas/{name}")
+    body = json_body(response)
+    if not isinstance(body, dict) or not isinstance(body.get("schema"), dict):
+        raise exceptions.ServerUnavailable(
+            f"GET /v1/schemas/{name}: the answer is not {{service, version, schema}}"
+        )
+    # The hash names the schema's content; the version alone would do on one server.
+    key = (body.get("version"), body.get("hash"))
+    return SchemaAnswer(name=name, version=key, schema=body["schema"])

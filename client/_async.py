@@ -27,7 +27,9 @@ from tskcfg._effects import (
     Send,
     drive_async,
 )
+from tskcfg._requests import seconds_allowed
 from tskcfg._settings import WATCH_WAIT, tls_verification
+from tskcfg._watching import announces_news, pause_after_check, pause_after_failure
 
 logger = logging.getLogger("tskcfg")
 
@@ -179,12 +181,12 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
         only the head is bounded so (an event stream goes on for as long as it is useful)."""
         started = time.monotonic()
         try:
-            async with asyncio.timeout(self._core.seconds_allowed(request)):
+            async with asyncio.timeout(seconds_allowed(request)):
                 response = await self._http.send(request, stream=True)
                 if stream:
                     return response
                 try:
-                    body = self._core.bounded_body(request, response, started)
+                    body = self._core.requests.bounded_body(request, response, started)
                     async for chunk in response.aiter_bytes():
                         body.add(chunk)
                 finally:
@@ -247,17 +249,19 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
                     changed = False
                 else:
                     changed = await self.refresh(wait=WATCH_WAIT if mode == "watch" else None)
-                pause = self._core.pause_after_check(changed, time.monotonic() - started)
+                pause = pause_after_check(
+                    self.settings, self.retry, changed, time.monotonic() - started
+                )
             except Exception as error:
                 if self._stopping:
                     return
-                pause = self._core.pause_after_failure(error)
+                pause = pause_after_failure(self.settings, self.retry, error)
             if pause:
                 await asyncio.sleep(pause)
 
     async def _follow_events(self) -> None:
         response = await self._send(
-            self._core.events_request(self._events.last_event_id), stream=True
+            self._core.requests.events(self._events.last_event_id), stream=True
         )
         try:
             if response.status_code >= 400:
@@ -269,7 +273,7 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
             self._core.retry.success()
             async for line in response.aiter_lines():
                 event = self._events.feed(line)
-                if self._core.announces_news(event):
+                if announces_news(event, self._core.seen_version):
                     await self.refresh()
         except httpx.TransportError as error:
             raise exceptions.ServerUnavailable(
@@ -288,7 +292,7 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
             rust_timeout=250,
             yield_on_timeout=True,
         ):
-            if any(Path(changed) == path for _, changed in changes) or self._core.file_changed():
+            if any(Path(changed) == path for _, changed in changes) or self._core.local.file_changed():
                 await self._reload_file()
 
     async def _reload_file(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from config_service import tsk
@@ -82,3 +83,21 @@ def resolve(
         section_hashes=tsk.section_hashes(resolved),
         schemas=schemas.schemas if schemas is not None else None,
     )
+
+
+def build(
+    settings: Settings, received: Received, source: Source, schemas: SchemaSet | None = None
+) -> Config:
+    """Check the hash, resolve `@env` in this process, validate: a Config ready to apply."""
+    return resolve(settings, received, decode(received), source, schemas)
+
+
+def describe(config: Config | None, file_path: Path) -> str:
+    """How messages name a config: its version, or where it came from when it has none."""
+    if config is None:
+        return "no config"
+    if config.source == "file":
+        return f"file {file_path}"
+    if config.source == "cache":
+        return f"last-known-good version {config.version}"
+    return f"version {config.version}"

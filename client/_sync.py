@@ -25,8 +25,10 @@ from tskcfg._answers import raise_for_status
 from tskcfg._base import BaseClient
 from tskcfg._config import Config
 from tskcfg._effects import REENTRANT_APPLY, Blocking, Call, Exclusive, Offload, Report, Send, drive
+from tskcfg._requests import seconds_allowed
 from tskcfg._settings import WATCH_WAIT, tls_verification
 from tskcfg._transaction import Handler
+from tskcfg._watching import announces_news, pause_after_check, pause_after_failure
 
 logger = logging.getLogger("tskcfg")
 
@@ -280,14 +282,14 @@ class ConfigClient(BaseClient[httpx.BaseTransport]):
         """Send and read the whole answer within its deadline and the size limit; `stream`:
         only the head is bounded so (an event stream goes on for as long as it is useful)."""
         started = time.monotonic()
-        deadline = started + self._core.seconds_allowed(request)
+        deadline = started + seconds_allowed(request)
         try:
             with self._deadline(deadline):
                 response = self._http.send(request, stream=True)
                 if stream:
                     return response
                 try:
-                    body = self._core.bounded_body(request, response, started)
+                    body = self._core.requests.bounded_body(request, response, started)
                     for chunk in response.iter_bytes():
                         body.add(chunk)
                 finally:
@@ -365,16 +367,18 @@ class ConfigClient(BaseClient[httpx.BaseTransport]):
                     changed = False
                 else:
                     changed = self.refresh(wait=WATCH_WAIT if mode == "watch" else None)
-                pause = self._core.pause_after_check(changed, time.monotonic() - started)
+                pause = pause_after_check(
+                    self.settings, self.retry, changed, time.monotonic() - started
+                )
             except Exception as error:
                 if self._stop.is_set():
                     return
-                pause = self._core.pause_after_failure(error)
+                pause = pause_after_failure(self.settings, self.retry, error)
             if pause:
                 self._stop.wait(pause)
 
     def _follow_events(self) -> None:
-        response = self._send(self._core.events_request(self._events.last_event_id), stream=True)
+        response = self._send(self._core.requests.events(self._events.last_event_id), stream=True)
         try:
             if response.status_code >= 400:
                 response.read()
@@ -387,7 +391,7 @@ class ConfigClient(BaseClient[httpx.BaseTransport]):
                 event = self._events.feed(line)
                 if self._stop.is_set():
                     return
-                if self._core.announces_news(event):
+                if announces_news(event, self._core.seen_version):
                     self.refresh()
         except httpx.TransportError as error:
             raise exceptions.ServerUnavailable(
@@ -410,7 +414,7 @@ class ConfigClient(BaseClient[httpx.BaseTransport]):
             ):
                 if (
                     any(Path(changed) == path for _, changed in changes)
-                    or self._core.file_changed()
+                    or self._core.local.file_changed()
                 ):
                     self._reload_file()
         except Exception:

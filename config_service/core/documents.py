@@ -18,7 +18,6 @@ from typing import Any
 from config_service import tsk
 from config_service.core import listings
 from config_service.core.access import Principal
-from config_service.core.diff import diff_document
 from config_service.core.listings import page
 from config_service.core.refusals import Refused, not_found, precondition_failed, too_large
 from config_service.core.rendered import Rendered, RenderedVersions
@@ -33,6 +32,7 @@ from config_service.store import (
     Transaction,
     VersionRecord,
 )
+from config_service.tsk import diff_document
 
 Operation = Callable[[Transaction], tuple[VersionRecord, bool]]
 

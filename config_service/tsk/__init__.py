@@ -1,4 +1,5 @@
-"""TSK, the configuration language: parse, write, `@env` references, wire form, hashes, JSON pointers.
+"""TSK, the configuration language: parse, write, `@env` references, wire form, hashes, JSON pointers,
+the differences between two versions.
 
 Standard library only: the server and the client both stand on this package.
 
@@ -7,6 +8,7 @@ Standard library only: the server and the client both stand on this package.
     {'port': EnvRef('PORT', 8001)}
 """
 
+from config_service.tsk._diff import diff_document, structural_diff, unified_diff
 from config_service.tsk._document import TSK
 from config_service.tsk._format import CannotFormat, reformat
 from config_service.tsk._parser import MAX_CHARS, MAX_DEPTH, MAX_VALUES, decode, load, loads
@@ -42,6 +44,7 @@ __all__ = [
     "TSKResolveError",
     "canonical_json",
     "decode",
+    "diff_document",
     "document_hash",
     "dumps",
     "from_wire",
@@ -53,7 +56,9 @@ __all__ = [
     "reformat",
     "resolve",
     "section_hashes",
+    "structural_diff",
     "to_wire",
+    "unified_diff",
     "validation_view",
     "wire_hash",
 ]

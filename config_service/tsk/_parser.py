@@ -2,7 +2,7 @@
 
 Every function takes the source and a position and returns the new position
 (and a value); every error is built by `_error` so it carries line and column
-the same way. The grammar is TSK.md; anything outside it is an error that
+the same way. The grammar is docs/tsk.md; anything outside it is an error that
 names the construct, never a silent guess.
 """
 

@@ -103,7 +103,7 @@ def validation_view(data: Any, skipped: list[str] | None = None) -> Any:
 
     A reference without a default is left out (of its object, or of its array),
     and its JSON pointer is appended to `skipped` when given, so that a validator
-    can skip that path, a missing required key included (TSK.md section 4).
+    can skip that path, a missing required key included (docs/tsk.md, `@env`).
     """
     return _validation_view(data, "", skipped)
 

@@ -62,7 +62,7 @@ def from_wire(obj: Any) -> Any:
 
 
 def canonical_json(data: Any) -> bytes:
-    """Wire JSON with sorted keys and no insignificant whitespace, UTF-8 (TSK.md section 5)."""
+    """Wire JSON with sorted keys and no insignificant whitespace, UTF-8 (docs/server.md, "Get")."""
     return _canonical(to_wire(data))
 
 

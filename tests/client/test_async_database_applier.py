@@ -46,7 +46,7 @@ def test_a_failing_connect_or_check_is_an_apply_failure_and_the_old_connection_s
         if connection.pool_size == 6 and failing == "check":
             raise TimeoutError("select 1 timed out")
 
-    service = f"review-db-{failing}"
+    service = f"database-applier-{failing}"
 
     async def scenario() -> None:
         await asyncio.to_thread(server.push, DEVELOPMENT, "staging", service)
@@ -94,14 +94,14 @@ def test_repeated_cancels_during_connect_and_its_undo_undo_it_once(
 
     async def scenario() -> None:
         loop_thread = threading.get_ident()
-        await asyncio.to_thread(server.push, DEVELOPMENT, "staging", "review-db-cancels")
+        await asyncio.to_thread(server.push, DEVELOPMENT, "staging", "database-applier-cancels")
         database = DatabaseApplier(connect, close=close)
         client = AsyncConfigClient(
-            "review-db-cancels", "staging", server=server.url, token=server.token,
+            "database-applier-cancels", "staging", server=server.url, token=server.token,
             cache_dir=tmp_path, database=database,
         )
         first = await client.load()
-        await asyncio.to_thread(server.push, BIGGER, "staging", "review-db-cancels")
+        await asyncio.to_thread(server.push, BIGGER, "staging", "database-applier-cancels")
         applying = asyncio.create_task(client.refresh())
         assert await asyncio.to_thread(connecting.wait, 5)
         for _ in range(3):
@@ -144,10 +144,10 @@ def test_a_cancel_during_the_database_revert_waits_for_it(server: LiveServer, tm
         connection.close()
 
     async def scenario() -> None:
-        await asyncio.to_thread(server.push, DEVELOPMENT, "staging", "review-db-revert")
+        await asyncio.to_thread(server.push, DEVELOPMENT, "staging", "database-applier-revert")
         database = DatabaseApplier(connect, close=close)
         client = AsyncConfigClient(
-            "review-db-revert", "staging", server=server.url, token=server.token,
+            "database-applier-revert", "staging", server=server.url, token=server.token,
             cache_dir=tmp_path, database=database,
         )
 
@@ -157,8 +157,8 @@ def test_a_cancel_during_the_database_revert_waits_for_it(server: LiveServer, tm
                 raise RuntimeError("features refused")
 
         first = await client.load()
-        changed = BIGGER.replace("[features]", "[features]\nreview_flag: true")
-        await asyncio.to_thread(server.push, changed, "staging", "review-db-revert")
+        changed = BIGGER.replace("[features]", "[features]\nchanged_flag: true")
+        await asyncio.to_thread(server.push, changed, "staging", "database-applier-revert")
         applying = asyncio.create_task(client.refresh())
         assert await asyncio.to_thread(closing.wait, 5)  # the handler failed: reverting the database
         applying.cancel()
@@ -181,10 +181,10 @@ def test_the_sync_client_connects_in_the_calling_thread(server: LiveServer, tmp_
         made.append(Connection(section))
         return made[-1]
 
-    server.push(DEVELOPMENT, "staging", "review-db-sync")
+    server.push(DEVELOPMENT, "staging", "database-applier-sync")
     database = DatabaseApplier(connect)
     with ConfigClient(
-        "review-db-sync", "staging", server=server.url, token=server.token,
+        "database-applier-sync", "staging", server=server.url, token=server.token,
         cache_dir=tmp_path, database=database, mode="poll",
     ) as client:
         assert client.config is not None

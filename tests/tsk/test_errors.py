@@ -10,7 +10,7 @@ from config_service import tsk
 
 # (document, line, column, words the message holds)
 CASES = [
-    # bare words, operators, expressions, ranges (TSK.md section 3)
+    # bare words, operators, expressions, ranges (docs/tsk.md, "Constructs TSK here does not have")
     ("env: production\n", 1, 6, 'quote the string ("production"), or use $production'),
     ("debug: True\n", 1, 8, "booleans are written true or false"),
     ("x: None\n", 1, 4, "written null"),

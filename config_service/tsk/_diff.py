@@ -29,13 +29,7 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from config_service.tsk import pointer_token
-
-__all__ = [
-    "diff_document",
-    "structural_diff",
-    "unified_diff",
-]
+from config_service.tsk._types import pointer_token
 
 Change = dict[str, Any]
 

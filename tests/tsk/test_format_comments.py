@@ -1,4 +1,4 @@
-"""Review of `tsk.reformat`: documents with comments in every legal place keep their data and
+"""`tsk.reformat` on random documents with comments in every legal place: they keep their data and
 every comment, comments stay on (or directly above) the line of what they belong to, and
 formatting twice changes nothing more."""
 

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config_service import tsk
-from config_service.core.diff import (
+from config_service.tsk import (
     diff_document,
     structural_diff,
     unified_diff,
