@@ -71,7 +71,18 @@ def json_response(
 
 
 def media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    """The body's media type, lowercased; a charset other than UTF-8 is refused (415), since
+    every body this server reads, TSK or JSON, is UTF-8."""
+    kind, _, parameters = request.headers.get("content-type", "").partition(";")
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        charset = value.strip().strip('"').lower()
+        if name.strip().lower() == "charset" and charset not in ("utf-8", "utf8"):
+            raise Refused(
+                "unsupported_media_type",
+                f"the body is declared as {charset!r}: send it as UTF-8 (charset=utf-8, or no charset)",
+            )
+    return kind.strip().lower()
 
 
 async def read_body(request: Request) -> bytes:

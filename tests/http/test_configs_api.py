@@ -165,6 +165,17 @@ def test_body_limits_and_content_types(admin: httpx.Client) -> None:
         "unsupported_media_type",
     )
     assert_error(admin.put("/v1/configs/big/staging", content=b"a: 1\n"), 415, "unsupported_media_type")
+    # Bodies are UTF-8: one declared in another charset is refused, not misread.
+    for declared in ("text/x-tsk; charset=latin-1", 'application/json; charset="iso-8859-1"'):
+        refused = assert_error(
+            admin.put("/v1/configs/big/staging", content="a: \"é\"\n".encode("latin-1"), headers={"Content-Type": declared}),
+            415,
+            "unsupported_media_type",
+        )
+        assert "UTF-8" in refused["message"]
+    for declared in ("text/x-tsk; charset=UTF-8", "text/x-tsk;charset=utf8"):
+        headers = {"Content-Type": declared}
+        assert admin.put("/v1/configs/charset/staging", content="a: \"é\"\n".encode(), headers=headers).status_code in (200, 201)
     assert_error(
         admin.put("/v1/configs/big/staging", content=b"{not json", headers={"Content-Type": "application/json"}),
         400,
