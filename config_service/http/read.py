@@ -125,9 +125,14 @@ def parse(core: Core, scope: Scope, service: str, environment: str) -> ReadReque
         elif name == b"accept":
             if accept is None:
                 accept = value
-    principal = authenticate_header(
-        core.tokens, None if authorization is None else authorization.decode("latin-1")
-    )
+    tokens = core.tokens
+    principal = None if authorization is None else tokens.recall(authorization)
+    if principal is None:
+        principal = authenticate_header(
+            tokens, None if authorization is None else authorization.decode("latin-1")
+        )
+        if authorization is not None:
+            tokens.remember(authorization, principal)
     core.access.check_document(principal, "reader", service, environment)
     wait = _wait(scope["query_string"], core.settings.max_wait)
     tags: list[str] | None = None
