@@ -35,6 +35,7 @@ from config_service.http.requests import authenticate_header, etags, parse_numbe
 from config_service.hub import ChangeHub
 
 PREFIX = "/v1/configs/"
+PREFIX_BYTES = PREFIX.encode("ascii")
 # Logged and counted when a long-polling client leaves before its answer; nothing is sent.
 CLIENT_GONE = 499
 # The scope extension that carries a request the protocol already parsed (`ReadRequest`).

@@ -102,6 +102,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._head_began = False  # a later request's head began in the chunk being read
         self._head_timer: asyncio.TimerHandle | None = None
+        self._answered_at_once = False  # the current request (`_answer_at_once`)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -134,8 +135,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if not self._in_head:
             cycle = self.cycle
             if (
-                cycle is not None
-                and cycle.response_complete
+                (cycle is None or cycle.response_complete)
                 and self.timeout_keep_alive_task is None
                 and not self.pipeline
             ):
@@ -180,12 +180,25 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.refusals.awaiting_head.pop(self, None)
         self._stop_head_timer()
         self._in_body = True
-        super().on_headers_complete()
+        self._answered_at_once = self._answer_at_once()
+        if not self._answered_at_once:
+            super().on_headers_complete()
+
+    def _answer_at_once(self) -> bool:
+        """Answer the request whose head was just parsed, before uvicorn makes a request cycle
+        for it: True when it is answered (its body, if any, is then ignored). Subclasses do
+        (`protocol.py`); here nothing is."""
+        return False
+
+    def on_body(self, body: bytes) -> None:
+        if not self._answered_at_once:
+            super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._in_body = False
         self._stop_body_timer()
-        super().on_message_complete()
+        if not self._answered_at_once:
+            super().on_message_complete()
 
     def _start_head_timer(self) -> None:
         if self._head_timer is None:
