@@ -12,10 +12,12 @@ import asyncio
 import json
 import sys
 import time
+from functools import lru_cache
 from typing import TextIO
 
 FLUSH_SECONDS = 0.1
 MAX_PENDING = 4096
+MAX_FIELDS = 4096
 
 
 # (when, request id, method, path, route template, status, seconds)
@@ -31,6 +33,10 @@ class AccessLog:
         self._scheduled = False
         self._second = -1
         self._prefix = ""
+        self._millisecond = -1
+        self._at = ""
+        # (method, path, route) -> their part of a line: a busy server logs the same few paths.
+        self._fields: dict[tuple[str, str, str], str] = {}
 
     def add(self, request_id: bytes, method: str, path: str, route: str, status: int, seconds: float) -> None:
         """Log one answered request; its line is built with the rest of its batch, at `flush`."""
@@ -48,19 +54,26 @@ class AccessLog:
 
     def _line(self, entry: _Entry) -> str:
         now, request_id, method, path, route, status, seconds = entry
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        at = f"{self._prefix}.{int((now - second) * 1000):03d}Z"
-        identifier = request_id.decode("ascii")
-        # The request id and route template need no escaping (both are checked patterns);
-        # method and path only when they hold something JSON must escape.
-        return (
-            f'{{"at": "{at}", "request_id": "{identifier}", "method": {_string(method)}, '
-            f'"path": {_string(path)}, "route": "{route}", '
-            f'"status": {status}, "ms": {seconds * 1000:.2f}}}\n'
-        )
+        millisecond = int(now * 1000)
+        if millisecond != self._millisecond:
+            # Requests answered within the same millisecond share its text.
+            self._millisecond = millisecond
+            second, thousandths = divmod(millisecond, 1000)
+            if second != self._second:
+                self._second = second
+                self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._at = f"{self._prefix}.{thousandths:03d}Z"
+        fields = self._fields.get((method, path, route))
+        if fields is None:
+            if len(self._fields) >= MAX_FIELDS:
+                self._fields.clear()
+            # The route template needs no escaping (it is ours); method and path only when
+            # they hold something JSON must escape.
+            fields = f'"method": {_string(method)}, "path": {_string(path)}, "route": "{route}"'
+            self._fields[(method, path, route)] = fields
+        # The request id needs no escaping either: it is a checked pattern.
+        at, identifier, milliseconds = self._at, request_id.decode("ascii"), _milliseconds(seconds)
+        return f'{{"at": "{at}", "request_id": "{identifier}", {fields}, "status": {status}, "ms": {milliseconds}}}\n'
 
     def flush(self) -> None:
         self._scheduled = False
@@ -80,3 +93,14 @@ def _string(text: str) -> str:
     if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
         return f'"{text}"'
     return json.dumps(text, ensure_ascii=False)
+
+
+@lru_cache(maxsize=100_000)
+def _hundredths(hundredths: int) -> str:
+    whole, fraction = divmod(hundredths, 100)
+    return f"{whole}.{fraction:02d}"
+
+
+def _milliseconds(seconds: float) -> str:
+    """`seconds` in milliseconds with two decimals (the texts of the common ones are kept)."""
+    return _hundredths(round(seconds * 100_000))
