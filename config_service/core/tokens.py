@@ -2,7 +2,8 @@
 
 A token reads `tskcfg_<id>_<secret>`. Only the SHA-256 of the secret is stored; the id finds
 the record, and the hashes are compared in constant time. Tokens are kept in memory and
-the copy is updated whenever this process creates or revokes one.
+the copy is updated whenever this process creates or revokes one; credentials found valid
+are remembered for the hot read path, and count only while their token is unchanged.
 """
 
 from __future__ import annotations

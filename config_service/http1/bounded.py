@@ -11,7 +11,9 @@ body is not complete `body_seconds` after its head, closes one that queues more 
 `MAX_PIPELINE` requests behind an unfinished answer, and, while `max_connections` are open,
 makes room for a new connection by closing the one that has waited longest for a request head
 (a connection that never sends one only holds its place until somebody needs it), or closes
-the new one when every open connection is busy with a request.
+the new one when every open connection is busy with a request. It also keeps one
+keep-alive timer per idle connection rather than one per request, and lets a subclass answer
+a request as soon as its head is parsed (`_answer_at_once`).
 """
 
 from __future__ import annotations

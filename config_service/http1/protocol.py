@@ -6,7 +6,10 @@ handler, hub) and two `send` calls; waking 10,000 parked long polls at once mean
 task steps before the last answer left. Here the protocol runs the one read path
 (config_service/http/read.py: `parse`, `decide`, `after_hold`) on each read of a current
 config before starting an ASGI task: an answer (or a refusal) is written out at once, and
-a long poll is parked in the change hub as a callback on its connection. When the
+a long poll is parked in the change hub as a callback on its connection. A read on a
+connection with nothing else under way is answered as soon as its head is parsed, before
+uvicorn makes a request cycle for it (`_answer_at_once`); the head of each answer up to its
+request id is made once per rendered version and shared. When the
 document changes, the hub's publish calls every parked connection, which writes the
 shared, already rendered answer; counting and logging them waits for the next turn of the
 event loop, after the answers are on their way. A read whose document is not in memory
