@@ -114,9 +114,16 @@ def parse(core: Core, scope: Scope, service: str, environment: str) -> ReadReque
     """The read request in `scope`, checked: 401, then 403 (before the document is looked at,
     so out of scope an existing and a missing document take the same steps), then names and
     parameters (400, 404, 422)."""
+    return parse_head(core, scope["headers"], scope["query_string"], service, environment)
+
+
+def parse_head(
+    core: Core, headers: RawHeaders, query: bytes, service: str, environment: str
+) -> ReadRequest:
+    """`parse`, from the request's headers and query string."""
     # A repeated header counts once, by its first value, as everywhere else in the server.
     authorization = if_none_match = accept = None
-    for name, value in scope["headers"]:
+    for name, value in headers:
         if name == b"authorization":
             if authorization is None:
                 authorization = value
@@ -135,7 +142,7 @@ def parse(core: Core, scope: Scope, service: str, environment: str) -> ReadReque
         if authorization is not None:
             tokens.remember(authorization, principal)
     core.access.check_document(principal, "reader", service, environment)
-    wait = _wait(scope["query_string"], core.settings.max_wait)
+    wait = _wait(query, core.settings.max_wait)
     tags: list[str] | None = None
     if if_none_match is not None:
         header = if_none_match.decode("latin-1")

@@ -200,7 +200,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._idle_from_now()
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        # uvicorn's, but the ASGI scope is made at the end of the head (`_make_scope`), and
+        # only for a request that goes to uvicorn: one answered at once needs none.
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+        self.scope = None  # type: ignore[assignment]
         if not self._in_head:
             self._in_head = True
             self._head_began = True
@@ -221,7 +226,23 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_body = True
         self._answered_at_once = self._answer_at_once()
         if not self._answered_at_once:
+            if self.scope is None:
+                self._make_scope()
             super().on_headers_complete()
+
+    def _make_scope(self) -> None:
+        """The ASGI scope of the current request, as uvicorn's `on_message_begin` makes it."""
+        self.scope = {  # type: ignore[typeddict-item]
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+            "http_version": "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,  # type: ignore[typeddict-item]
+            "root_path": self.root_path,
+            "headers": self.headers,
+            "state": self.app_state.copy(),
+        }
 
     def _answer_at_once(self) -> bool:
         """Answer the request whose head was just parsed, before uvicorn makes a request cycle

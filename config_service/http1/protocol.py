@@ -292,7 +292,7 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         request_id = self.telemetry.request_id(headers)
         core = self.core
         try:
-            request = read.parse(core, {"headers": headers, "query_string": query}, *document)
+            request = read.parse_head(core, headers, query, *document)
             current = core.versions.cached(*document)
             decision = None if current is None else read.decide(request, current)
         except Refused as refused:
@@ -302,6 +302,7 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
             return False
         if not isinstance(decision, read.Reply):
             # Held, or not in memory yet: uvicorn makes the cycle, and `_take` goes on.
+            self._make_scope()
             scope: Any = self.scope
             scope.setdefault("extensions", {})[_PARSED] = (request, request_id, started_at)
             return False
@@ -518,7 +519,23 @@ _PROTOCOL_METHODS = (
     "shutdown",
     "timeout_keep_alive_handler",
 )
-_PROTOCOL_FIELDS = ("connections", "cycle", "pipeline", "timeout_keep_alive", "timeout_keep_alive_task")
+_PROTOCOL_FIELDS = (
+    "app_state",
+    "asgi_version",
+    "client",
+    "connections",
+    "cycle",
+    "expect_100_continue",
+    "headers",
+    "limit_concurrency",
+    "pipeline",
+    "root_path",
+    "scheme",
+    "scope",
+    "server",
+    "timeout_keep_alive",
+    "timeout_keep_alive_task",
+)
 _CYCLE_FIELDS = (
     "disconnected",
     "keep_alive",
