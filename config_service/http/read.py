@@ -16,10 +16,10 @@ See docs/lifecycle.md ("Long poll") for what a client sees.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
-from weakref import WeakKeyDictionary
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -209,16 +209,25 @@ def _missing(request: ReadRequest) -> Refused:
 class _Framed:
     """A rendered version's headers, as ASGI raw headers and as HTTP/1.1 lines, made once."""
 
-    __slots__ = ("json", "source", "not_modified")
+    __slots__ = ("json", "source", "not_modified", "rendered")
 
     def __init__(self, rendered: Rendered) -> None:
         etag = rendered.etag.encode("ascii")
         self.json = _reply(200, b"application/json", etag, rendered.json_body)
         self.source = _reply(200, b"text/x-tsk; charset=utf-8", etag, rendered.source_body)
         self.not_modified = _not_modified(etag)
+        key = id(rendered)
+
+        def forget(reference: weakref.ref[Rendered]) -> None:
+            if (framed := _framed.get(key)) is not None and framed.rendered is reference:
+                del _framed[key]
+
+        self.rendered = weakref.ref(rendered, forget)
 
 
-_framed: WeakKeyDictionary[Rendered, _Framed] = WeakKeyDictionary()
+# id(rendered) -> its framing, dropped with the rendered version. (A WeakKeyDictionary made a
+# weak reference per lookup: measurable on the hot path.)
+_framed: dict[int, _Framed] = {}
 
 
 def _header_lines(headers: RawHeaders) -> bytes:
@@ -240,9 +249,9 @@ def _not_modified(etag: bytes) -> Reply:
 
 
 def _frames(rendered: Rendered) -> _Framed:
-    framed = _framed.get(rendered)
-    if framed is None:
-        framed = _framed[rendered] = _Framed(rendered)
+    framed = _framed.get(id(rendered))
+    if framed is None or framed.rendered() is not rendered:
+        framed = _framed[id(rendered)] = _Framed(rendered)
     return framed
 
 

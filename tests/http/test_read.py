@@ -3,6 +3,7 @@ current config is answered, given the version in memory."""
 
 from __future__ import annotations
 
+import gc
 from dataclasses import replace
 from pathlib import Path
 
@@ -135,3 +136,15 @@ def test_a_remembered_token_whose_record_changed_is_checked_afresh(tmp_path: Pat
         assert core.tokens.recall(credentials) is None
     finally:
         core.stop()
+
+
+def test_the_framing_of_a_version_is_made_once_and_dropped_with_the_version() -> None:
+    current = _rendered(7)
+    first = read.document_reply(current, False)
+    assert read.document_reply(current, False) is first
+    assert read.not_modified(current) is read.not_modified(current)
+    reference = read._framed[id(current)].rendered
+    del current, first
+    gc.collect()
+    assert reference() is None
+    assert all(framed.rendered is not reference for framed in read._framed.values())
