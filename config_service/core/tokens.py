@@ -2,7 +2,8 @@
 
 A token reads `tskcfg_<id>_<secret>`. Only the SHA-256 of the secret is stored; the id finds
 the record, and the hashes are compared in constant time. Tokens are kept in memory and
-the copy is updated whenever this process creates or revokes one.
+the copy is updated whenever this process creates or revokes one; credentials found valid
+are remembered for the hot read path, and count only while their token is unchanged.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from config_service.store.data_folder import make_private_folder
 logger = logging.getLogger("config_service")
 
 TOKEN_PREFIX = "tskcfg_"
+# Credentials recently found valid, kept so that a hot read checks its token with a lookup
+# instead of a hash (`recall`): at most this many, the oldest dropped first.
+RECENT_CREDENTIALS = 4096
 
 
 def hash_secret(secret: str) -> str:
@@ -57,22 +61,30 @@ class TokenBook:
 
     Revocation listeners (`add_revocation_listener`) are told the id of each token revoked,
     so that what a token holds open (long polls, event streams) ends at once.
+
+    Credentials found valid are remembered (`remember`, `recall`) with the record they matched;
+    a remembered principal counts only while that record is still the token's current one, so
+    a revocation (a new record) ends it at once.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_id: dict[str, TokenRecord] = {}
         self._revocation_listeners: list[Callable[[str], None]] = []
+        self._recent: dict[bytes, tuple[TokenRecord, Principal]] = {}
 
     def replace(self, records: Sequence[TokenRecord]) -> None:
         by_id = {record.id: record for record in records}
         with self._lock:
             self._by_id = by_id
+            self._recent = {}
 
     def put(self, record: TokenRecord) -> None:
         with self._lock:
             before = self._by_id.get(record.id)
             self._by_id = {**self._by_id, record.id: record}
+            if record.revoked_at is not None:
+                self._recent = {}
             listeners = list(self._revocation_listeners)
         revoked = record.revoked_at is not None and (before is None or before.revoked_at is None)
         if revoked:
@@ -100,6 +112,27 @@ class TokenBook:
             return True
         record = self._by_id.get(principal.token_id)
         return record is not None and record.revoked_at is None
+
+    def recall(self, credentials: bytes) -> Principal | None:
+        """The principal of `credentials` (the bytes presented, as presented) when they were
+        `remember`ed and their token is unchanged since; None to check them afresh."""
+        recent = self._recent.get(credentials)
+        if recent is None:
+            return None
+        record, principal = recent
+        return principal if self._by_id.get(record.id) is record else None
+
+    def remember(self, credentials: bytes, principal: Principal) -> None:
+        """Remember that `credentials` authenticated as `principal` (from `authenticate`)."""
+        if principal.token_id is None:
+            return
+        record = self._by_id.get(principal.token_id)
+        if record is None or record.revoked_at is not None:
+            return
+        recent = self._recent
+        if len(recent) >= RECENT_CREDENTIALS:
+            recent.pop(next(iter(recent)), None)
+        recent[credentials] = (record, principal)
 
     def authenticate(self, presented: str) -> Principal | None:
         """The principal of a presented token, or None when it is unknown, revoked or wrong."""

@@ -16,10 +16,10 @@ See docs/lifecycle.md ("Long poll") for what a client sees.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
-from weakref import WeakKeyDictionary
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -35,6 +35,7 @@ from config_service.http.requests import authenticate_header, etags, parse_numbe
 from config_service.hub import ChangeHub
 
 PREFIX = "/v1/configs/"
+PREFIX_BYTES = PREFIX.encode("ascii")
 # Logged and counted when a long-polling client leaves before its answer; nothing is sent.
 CLIENT_GONE = 499
 # The scope extension that carries a request the protocol already parsed (`ReadRequest`).
@@ -113,9 +114,16 @@ def parse(core: Core, scope: Scope, service: str, environment: str) -> ReadReque
     """The read request in `scope`, checked: 401, then 403 (before the document is looked at,
     so out of scope an existing and a missing document take the same steps), then names and
     parameters (400, 404, 422)."""
+    return parse_head(core, scope["headers"], scope["query_string"], service, environment)
+
+
+def parse_head(
+    core: Core, headers: RawHeaders, query: bytes, service: str, environment: str
+) -> ReadRequest:
+    """`parse`, from the request's headers and query string."""
     # A repeated header counts once, by its first value, as everywhere else in the server.
     authorization = if_none_match = accept = None
-    for name, value in scope["headers"]:
+    for name, value in headers:
         if name == b"authorization":
             if authorization is None:
                 authorization = value
@@ -125,11 +133,16 @@ def parse(core: Core, scope: Scope, service: str, environment: str) -> ReadReque
         elif name == b"accept":
             if accept is None:
                 accept = value
-    principal = authenticate_header(
-        core.tokens, None if authorization is None else authorization.decode("latin-1")
-    )
+    tokens = core.tokens
+    principal = None if authorization is None else tokens.recall(authorization)
+    if principal is None:
+        principal = authenticate_header(
+            tokens, None if authorization is None else authorization.decode("latin-1")
+        )
+        if authorization is not None:
+            tokens.remember(authorization, principal)
     core.access.check_document(principal, "reader", service, environment)
-    wait = _wait(scope["query_string"], core.settings.max_wait)
+    wait = _wait(query, core.settings.max_wait)
     tags: list[str] | None = None
     if if_none_match is not None:
         header = if_none_match.decode("latin-1")
@@ -196,16 +209,25 @@ def _missing(request: ReadRequest) -> Refused:
 class _Framed:
     """A rendered version's headers, as ASGI raw headers and as HTTP/1.1 lines, made once."""
 
-    __slots__ = ("json", "source", "not_modified")
+    __slots__ = ("json", "source", "not_modified", "rendered")
 
     def __init__(self, rendered: Rendered) -> None:
         etag = rendered.etag.encode("ascii")
         self.json = _reply(200, b"application/json", etag, rendered.json_body)
         self.source = _reply(200, b"text/x-tsk; charset=utf-8", etag, rendered.source_body)
         self.not_modified = _not_modified(etag)
+        key = id(rendered)
+
+        def forget(reference: weakref.ref[Rendered]) -> None:
+            if (framed := _framed.get(key)) is not None and framed.rendered is reference:
+                del _framed[key]
+
+        self.rendered = weakref.ref(rendered, forget)
 
 
-_framed: WeakKeyDictionary[Rendered, _Framed] = WeakKeyDictionary()
+# id(rendered) -> its framing, dropped with the rendered version. (A WeakKeyDictionary made a
+# weak reference per lookup: measurable on the hot path.)
+_framed: dict[int, _Framed] = {}
 
 
 def _header_lines(headers: RawHeaders) -> bytes:
@@ -227,9 +249,9 @@ def _not_modified(etag: bytes) -> Reply:
 
 
 def _frames(rendered: Rendered) -> _Framed:
-    framed = _framed.get(rendered)
-    if framed is None:
-        framed = _framed[rendered] = _Framed(rendered)
+    framed = _framed.get(id(rendered))
+    if framed is None or framed.rendered() is not rendered:
+        framed = _framed[id(rendered)] = _Framed(rendered)
     return framed
 
 

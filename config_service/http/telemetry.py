@@ -12,7 +12,6 @@ import itertools
 import re
 import secrets
 from collections.abc import Iterable
-from typing import Any
 
 from config_service.http.access_log import AccessLog
 from config_service.http.metrics import Metrics
@@ -27,9 +26,6 @@ class Telemetry:
     def __init__(self, metrics: Metrics, access_log: AccessLog | None) -> None:
         self.metrics = metrics
         self.access_log = access_log
-        # Labelled children are looked up once per (route, method, status), not per request.
-        self._counters: dict[tuple[str, str, int], Any] = {}
-        self._histograms: dict[str, Any] = {}
         # Request ids must be unique, not secret: a random prefix per process and a counter
         # (reading the system's random source per request was measurable on the hot path).
         self._id_prefix = secrets.token_hex(4)
@@ -49,18 +45,9 @@ class Telemetry:
         self, request_id: bytes, method: str, path: str, route: str, status: int, seconds: float
     ) -> None:
         """Count and log one answered request (`seconds`: from its head to its answer)."""
-        key = (route, method, status)
-        counter = self._counters.get(key)
-        if counter is None:
-            counter = self.metrics.requests.labels(route=route, method=method, status=str(status))
-            self._counters[key] = counter
-        counter.inc()
-        histogram = self._histograms.get(route)
-        if histogram is None:
-            histogram = self._histograms[route] = self.metrics.latency.labels(route=route)
-        histogram.observe(seconds)
+        self.metrics.requests.count(route, method, status, seconds)
         if self.access_log is not None:
-            self.access_log.add(request_id.decode("ascii"), method, path, route, status, seconds)
+            self.access_log.add(request_id, method, path, route, status, seconds)
 
     def finish_soon(
         self, request_id: bytes, method: str, path: str, route: str, status: int, seconds: float

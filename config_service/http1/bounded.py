@@ -11,7 +11,9 @@ body is not complete `body_seconds` after its head, closes one that queues more 
 `MAX_PIPELINE` requests behind an unfinished answer, and, while `max_connections` are open,
 makes room for a new connection by closing the one that has waited longest for a request head
 (a connection that never sends one only holds its place until somebody needs it), or closes
-the new one when every open connection is busy with a request.
+the new one when every open connection is busy with a request. It also keeps one
+keep-alive timer per idle connection rather than one per request, and lets a subclass answer
+a request as soon as its head is parsed (`_answer_at_once`).
 """
 
 from __future__ import annotations
@@ -102,6 +104,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._head_began = False  # a later request's head began in the chunk being read
         self._head_timer: asyncio.TimerHandle | None = None
+        self._answered_at_once = False  # the current request (`_answer_at_once`)
+        self._idle_since: float | None = None  # when the connection last became idle (keep-alive)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -118,6 +122,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.refusals.awaiting_head.pop(self, None)
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
         self._stop_head_timer()
         self._stop_body_timer()
         super().connection_lost(exc)
@@ -133,19 +140,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._start_body_timer()
         if not self._in_head:
             cycle = self.cycle
-            if (
-                cycle is not None
-                and cycle.response_complete
-                and self.timeout_keep_alive_task is None
-                and not self.pipeline
-            ):
+            if (cycle is None or cycle.response_complete) and self._idle_since is None and not self.pipeline:
                 # Everything asked is answered, yet these bytes began no request (the rest of
-                # the body of a request answered without it): uvicorn's keep-alive timer was
-                # stopped by their arrival and would not start again, so one byte would hold
-                # the connection open forever. The idle time counts from here.
-                self.timeout_keep_alive_task = self.loop.call_later(
-                    self.timeout_keep_alive, self.timeout_keep_alive_handler
-                )
+                # the body of a request answered without it): their arrival made the connection
+                # busy, and no answer will make it idle again, so one byte would hold the
+                # connection open forever. The idle time counts from here.
+                self._idle_from_now()
             return
         # Part of a head is here and the rest is not: time it. (A head that arrives whole in
         # one read, as nearly all do, never starts a timer.)
@@ -160,8 +160,52 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._head_bytes > MAX_HEAD:
             self._refuse_head()
 
+    # uvicorn arms a keep-alive timer after each answer and cancels it when the next request's
+    # bytes arrive: a timer made and dropped per request. Here one timer is armed for an idle
+    # connection and, when it fires, either closes the connection (idle for the whole
+    # timeout), sets itself for the rest of the timeout (busy meanwhile, idle again since), or
+    # lapses (busy now; the next answer arms it again).
+
+    def _unset_keepalive_if_required(self) -> None:
+        self._idle_since = None
+
+    def _idle_from_now(self) -> None:
+        self._idle_since = self.loop.time()
+        if self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self._keep_alive_expired
+            )
+
+    def _keep_alive_expired(self) -> None:
+        self.timeout_keep_alive_task = None
+        if self._idle_since is None:
+            return
+        remaining = self._idle_since + self.timeout_keep_alive - self.loop.time()
+        if remaining > 0:
+            self.timeout_keep_alive_task = self.loop.call_later(remaining, self._keep_alive_expired)
+            return
+        self.timeout_keep_alive_handler()
+
+    def on_response_complete(self) -> None:
+        # uvicorn's, with the keep-alive timer above.
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._idle_since = None
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self._idle_from_now()
+
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        # uvicorn's, but the ASGI scope is made at the end of the head (`_make_scope`), and
+        # only for a request that goes to uvicorn: one answered at once needs none.
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+        self.scope = None  # type: ignore[assignment]
         if not self._in_head:
             self._in_head = True
             self._head_began = True
@@ -180,12 +224,41 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.refusals.awaiting_head.pop(self, None)
         self._stop_head_timer()
         self._in_body = True
-        super().on_headers_complete()
+        self._answered_at_once = self._answer_at_once()
+        if not self._answered_at_once:
+            if self.scope is None:
+                self._make_scope()
+            super().on_headers_complete()
+
+    def _make_scope(self) -> None:
+        """The ASGI scope of the current request, as uvicorn's `on_message_begin` makes it."""
+        self.scope = {  # type: ignore[typeddict-item]
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+            "http_version": "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,  # type: ignore[typeddict-item]
+            "root_path": self.root_path,
+            "headers": self.headers,
+            "state": self.app_state.copy(),
+        }
+
+    def _answer_at_once(self) -> bool:
+        """Answer the request whose head was just parsed, before uvicorn makes a request cycle
+        for it: True when it is answered (its body, if any, is then ignored). Subclasses do
+        (`protocol.py`); here nothing is."""
+        return False
+
+    def on_body(self, body: bytes) -> None:
+        if not self._answered_at_once:
+            super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._in_body = False
         self._stop_body_timer()
-        super().on_message_complete()
+        if not self._answered_at_once:
+            super().on_message_complete()
 
     def _start_head_timer(self) -> None:
         if self._head_timer is None:

@@ -6,7 +6,10 @@ handler, hub) and two `send` calls; waking 10,000 parked long polls at once mean
 task steps before the last answer left. Here the protocol runs the one read path
 (config_service/http/read.py: `parse`, `decide`, `after_hold`) on each read of a current
 config before starting an ASGI task: an answer (or a refusal) is written out at once, and
-a long poll is parked in the change hub as a callback on its connection. When the
+a long poll is parked in the change hub as a callback on its connection. A read on a
+connection with nothing else under way is answered as soon as its head is parsed, before
+uvicorn makes a request cycle for it (`_answer_at_once`); the head of each answer up to its
+request id is made once per rendered version and shared. When the
 document changes, the hub's publish calls every parked connection, which writes the
 shared, already rendered answer; counting and logging them waits for the next turn of the
 event loop, after the answers are on their way. A read whose document is not in memory
@@ -51,6 +54,8 @@ def chunk(data: bytes) -> bytes:
 
 
 PING = chunk(events.PING)  # an SSE comment
+# The scope extension that carries what `_answer_at_once` parsed to `_take`.
+_PARSED = "tskcfg.hot_path"
 
 
 @lru_cache(maxsize=256)
@@ -109,6 +114,39 @@ class _Held:
         self.waiter: Waiter | None = None
 
 
+class _Heads:
+    """The first bytes of each answer's head, up to its request id, for one server."""
+
+    __slots__ = ("default_headers", "made")
+
+    def __init__(self) -> None:
+        self.default_headers: object = None
+        # id(reply) -> (reply, head): the reply is held, so its id is not reused meanwhile.
+        self.made: dict[int, tuple[read.Reply, bytes]] = {}
+
+    def of(self, reply: read.Reply, default_headers: list[tuple[bytes, bytes]]) -> bytes:
+        if default_headers is not self.default_headers or len(self.made) >= MAX_HEADS:
+            self.default_headers = default_headers
+            self.made = {}
+        made = self.made.get(id(reply))
+        if made is not None and made[0] is reply:
+            return made[1]
+        head = b"".join(
+            (
+                STATUS_LINE[reply.status],
+                *(name + b": " + value + b"\r\n" for name, value in default_headers),
+                reply.head,
+                b"x-request-id: ",
+            )
+        )
+        self.made[id(reply)] = (reply, head)
+        return head
+
+
+# Heads kept at most (a refusal is a new reply each time; renders of the versions read are few).
+MAX_HEADS = 1024
+
+
 class HotPathProtocol(BoundedHttpToolsProtocol):
     """The bounded httptools protocol, answering hot config reads before they reach ASGI.
 
@@ -119,9 +157,11 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
     hub: ClassVar[ChangeHub[Rendered]]
     telemetry: ClassVar[Telemetry]
     streams: ClassVar[_Streams]
-    # uvicorn renews its default headers (date, server) once a second; their bytes are
-    # joined once per renewal, for every connection.
-    _default_headers: ClassVar[tuple[object, bytes]] = (None, b"")
+    # The head of each answer up to its request id (status line, uvicorn's default headers,
+    # the reply's own), made once per reply and shared by every connection of this server.
+    # uvicorn renews its default headers (date, server) once a second; the heads are then
+    # made anew.
+    heads: ClassVar[_Heads]
 
     def __init__(self, *arguments: Any, **options: Any) -> None:
         super().__init__(*arguments, **options)
@@ -183,7 +223,9 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         held, self._held = self._held, None
         if held is not None and held.waiter is not None:
             held.waiter.cancel()
-            self._record(held.cycle, held.request_id, read.CLIENT_GONE, held.started_at, soon=False)
+            self._record(
+                held.cycle.scope["path"], held.request_id, read.CLIENT_GONE, held.started_at, soon=False
+            )
         stream, self._stream = self._stream, None
         if stream is not None:
             stream.subscription.close()
@@ -213,6 +255,68 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
 
     # -- the hot path ------------------------------------------------------------
 
+    def _answer_at_once(self) -> bool:
+        """Answer a read of a current config from memory as soon as its head is parsed, before
+        uvicorn makes a request cycle (and its timers and events) for it.
+
+        Only a plain GET of a config path on a connection with nothing else under way is
+        taken here; a read that must wait (a long poll) or go to the store is left to uvicorn
+        with what was parsed kept in its scope, and `_take` goes on from there.
+        """
+        cycle = self.cycle
+        url = self.url
+        if (
+            not url.startswith(read.PREFIX_BYTES)
+            or (cycle is not None and not cycle.response_complete)
+            or self.pipeline
+            or self.flow.write_paused
+            or self._stopping
+            or self.limit_concurrency is not None
+            or self.root_path
+            or b"%" in url
+            or b"#" in url
+            or not url.isascii()
+        ):
+            return False
+        parser = self.parser
+        if parser.get_method() != b"GET" or parser.should_upgrade():
+            return False
+        raw_path, _, query = url.partition(b"?")
+        path = raw_path.decode("ascii")
+        document = read.document_of(path)
+        if document is None:
+            return False
+        self._unset_keepalive_if_required()
+        started_at = time.perf_counter()
+        headers = self.headers
+        request_id = self.telemetry.request_id(headers)
+        core = self.core
+        try:
+            request = read.parse_head(core, headers, query, *document)
+            current = core.versions.cached(*document)
+            decision = None if current is None else read.decide(request, current)
+        except Refused as refused:
+            decision = read.refusal_reply(refused)
+        except Exception:
+            logger.exception("the hot path failed; the request goes to the application")
+            return False
+        if not isinstance(decision, read.Reply):
+            # Held, or not in memory yet: uvicorn makes the cycle, and `_take` goes on.
+            self._make_scope()
+            scope: Any = self.scope
+            scope.setdefault("extensions", {})[_PARSED] = (request, request_id, started_at)
+            return False
+        try:
+            keep_alive = parser.should_keep_alive() and parser.get_http_version() != "1.0"
+            self._write(decision, request_id, keep_alive)
+            self._record(path, request_id, decision.status, started_at, soon=False)
+            # As uvicorn does once an answer is complete: count it, arm the keep-alive timer.
+            self.on_response_complete()
+        except Exception:
+            logger.exception("the hot path failed to answer; its connection is closed")
+            self.transport.close()
+        return True
+
     def _take(self, cycle: RequestResponseCycle) -> bool:
         """Answer or park a read of a current config if it can be done from memory; False to
         leave the request to ASGI (with the read already parsed, when it is one)."""
@@ -222,11 +326,15 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         document = read.document_of(scope["path"])
         if document is None:
             return False
-        started_at = time.perf_counter()
         core = self.core
-        request_id = self.telemetry.request_id(scope["headers"])
+        parsed = scope.get("extensions", {}).pop(_PARSED, None)
         try:
-            request = read.parse(core, scope, *document)
+            if parsed is not None:
+                request, request_id, started_at = parsed
+            else:
+                started_at = time.perf_counter()
+                request_id = self.telemetry.request_id(scope["headers"])
+                request = read.parse(core, scope, *document)
             # Only now look at the document: out of scope, an existing document and a missing
             # one take the same steps to their 403, so the time taken says nothing of which.
             current = core.versions.cached(*document)
@@ -234,7 +342,7 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
                 # It must be read from the store first, in a worker thread: ASGI does that.
                 scope.setdefault("extensions", {})[read.PARSED] = request
                 return False
-            decision = read.decide(request, current)
+            decision: read.Reply | read.Hold = read.decide(request, current)
         except Refused as refused:
             decision = read.refusal_reply(refused)
         if isinstance(decision, read.Reply):
@@ -271,7 +379,9 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         if held.waiter is not None:
             held.waiter.cancel()  # nothing if the hub already ended it
         if self.transport.is_closing():
-            self._record(held.cycle, held.request_id, read.CLIENT_GONE, held.started_at, soon=True)
+            self._record(
+                held.cycle.scope["path"], held.request_id, read.CLIENT_GONE, held.started_at, soon=True
+            )
             return
         try:
             newer = None
@@ -298,39 +408,28 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         soon: bool,
     ) -> None:
         """Write the whole answer and finish the request, as uvicorn's own `send` would."""
-        transport = self.transport
-        parts = [
-            STATUS_LINE[reply.status],
-            self._default_head(),
-            reply.head,
-            b"x-request-id: ",
-            request_id,
-            b"\r\n",
-        ]
-        if not cycle.keep_alive:
-            parts.append(b"connection: close\r\n")
-        parts.append(b"\r\n")
-        body = reply.body
-        if body:
-            # One system call for head and body (each `write` is one), with the shared rendered
-            # body passed as it is, not copied.
-            transport.writelines((b"".join(parts), body))
-        else:
-            transport.write(b"".join(parts))
+        self._write(reply, request_id, cycle.keep_alive)
         cycle.response_started = True
         cycle.response_complete = True
-        if not cycle.keep_alive:
-            transport.close()
-        self._record(cycle, request_id, reply.status, started_at, soon=soon)
+        self._record(cycle.scope["path"], request_id, reply.status, started_at, soon=soon)
         # uvicorn's own bookkeeping: the keep-alive timer, or the next pipelined request.
         cycle.on_response()
 
-    def _record(
-        self, cycle: RequestResponseCycle, request_id: bytes, status: int, started_at: float, *, soon: bool
-    ) -> None:
+    def _write(self, reply: read.Reply, request_id: bytes, keep_alive: bool) -> None:
+        """Write the whole answer in one system call (closing the connection after it unless
+        `keep_alive`)."""
+        head = self.heads.of(reply, self.server_state.default_headers)
+        transport = self.transport
+        if keep_alive:
+            transport.write(b"".join((head, request_id, b"\r\n\r\n", reply.body)))
+        else:
+            transport.write(b"".join((head, request_id, b"\r\nconnection: close\r\n\r\n", reply.body)))
+            transport.close()
+
+    def _record(self, path: str, request_id: bytes, status: int, started_at: float, *, soon: bool) -> None:
         seconds = time.perf_counter() - started_at
         record = self.telemetry.finish_soon if soon else self.telemetry.finish
-        record(request_id, "GET", cycle.scope["path"], ROUTE, status, seconds)
+        record(request_id, "GET", path, ROUTE, status, seconds)
 
     # -- event streams -----------------------------------------------------------
 
@@ -402,16 +501,6 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
             self.transport.write(END_OF_STREAM)
             self.transport.close()
 
-    def _default_head(self) -> bytes:
-        # Kept on the class `protocol_for` made for this server, shared by its connections only.
-        bound = type(self)
-        headers = self.server_state.default_headers
-        cached = bound._default_headers
-        if cached[0] is not headers:
-            joined = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
-            cached = bound._default_headers = (headers, joined)
-        return cached[1]
-
 
 # What this protocol and `BoundedHttpToolsProtocol` override or read of uvicorn's, which is not
 # a public interface. uvicorn renames such things between minor versions: before 0.45 there was
@@ -430,7 +519,23 @@ _PROTOCOL_METHODS = (
     "shutdown",
     "timeout_keep_alive_handler",
 )
-_PROTOCOL_FIELDS = ("connections", "cycle", "pipeline", "timeout_keep_alive", "timeout_keep_alive_task")
+_PROTOCOL_FIELDS = (
+    "app_state",
+    "asgi_version",
+    "client",
+    "connections",
+    "cycle",
+    "expect_100_continue",
+    "headers",
+    "limit_concurrency",
+    "pipeline",
+    "root_path",
+    "scheme",
+    "scope",
+    "server",
+    "timeout_keep_alive",
+    "timeout_keep_alive_task",
+)
 _CYCLE_FIELDS = (
     "disconnected",
     "keep_alive",
@@ -484,7 +589,7 @@ def protocol_for(app: Any) -> type[HotPathProtocol]:
             "hub": state.hub,
             "telemetry": state.telemetry,
             "streams": _Streams(),
-            "_default_headers": (None, b""),
+            "heads": _Heads(),
             "body_seconds": settings.body_timeout,
             "max_connections": settings.max_connections,
             "refusals": Refusals(),

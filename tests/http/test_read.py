@@ -3,6 +3,8 @@ current config is answered, given the version in memory."""
 
 from __future__ import annotations
 
+import gc
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -88,3 +90,61 @@ def test_a_hold_that_ends_gets_the_newer_version_or_304(tmp_path: Path) -> None:
     core.versions.remember(newer)
     assert read.after_hold(core, held, None).body == newer.json_body
     assert read.after_hold(core, missing, None).body == newer.json_body
+
+
+def _scope(token: str) -> dict[str, object]:
+    return {"headers": [(b"authorization", f"Bearer {token}".encode())], "query_string": b""}
+
+
+def test_a_token_read_again_is_recalled_until_it_is_revoked(tmp_path: Path) -> None:
+    core = Core(Settings(data_dir=tmp_path, sync=False, access_log=False))
+    core.start()
+    try:
+        admin = core.tokens.authenticate(core.settings.admin_token_path.read_text().strip())
+        assert admin is not None
+        record, token = core.tokens.create(admin, "reader", "reader", ["api"], ["*"])
+        first = read.parse(core, _scope(token), "api", "staging")
+        credentials = f"Bearer {token}".encode()
+        assert core.tokens.recall(credentials) == first.principal
+        assert read.parse(core, _scope(token), "api", "staging").principal is first.principal
+        # A wrong secret is never remembered.
+        with pytest.raises(Refused):
+            read.parse(core, _scope(token + "x"), "api", "staging")
+        assert core.tokens.recall(f"Bearer {token}x".encode()) is None
+        core.tokens.revoke(admin, record.id)
+        assert core.tokens.recall(credentials) is None
+        with pytest.raises(Refused) as raised:
+            read.parse(core, _scope(token), "api", "staging")
+        assert raised.value.code == "unauthorized"
+    finally:
+        core.stop()
+
+
+def test_a_remembered_token_whose_record_changed_is_checked_afresh(tmp_path: Path) -> None:
+    core = Core(Settings(data_dir=tmp_path, sync=False, access_log=False))
+    core.start()
+    try:
+        admin = core.tokens.authenticate(core.settings.admin_token_path.read_text().strip())
+        assert admin is not None
+        record, token = core.tokens.create(admin, "reader", "reader", ["api"], ["*"])
+        read.parse(core, _scope(token), "api", "staging")
+        credentials = f"Bearer {token}".encode()
+        # Revoked by another path than `put` clearing the remembered ones (a reload from the
+        # store): the remembered record is no longer the token's, so it does not count.
+        core.tokens.replace([replace(record, revoked_at="2026-01-01T00:00:00Z")])
+        core.tokens._recent[credentials] = (record, Principal.from_record(record))
+        assert core.tokens.recall(credentials) is None
+    finally:
+        core.stop()
+
+
+def test_the_framing_of_a_version_is_made_once_and_dropped_with_the_version() -> None:
+    current = _rendered(7)
+    first = read.document_reply(current, False)
+    assert read.document_reply(current, False) is first
+    assert read.not_modified(current) is read.not_modified(current)
+    reference = read._framed[id(current)].rendered
+    del current, first
+    gc.collect()
+    assert reference() is None
+    assert all(framed.rendered is not reference for framed in read._framed.values())

@@ -79,6 +79,24 @@ def test_a_long_poll_pipelined_after_an_answered_read_is_not_cut_by_the_keep_ali
     run(tmp_path, scenario)
 
 
+def test_an_idle_connection_closes_a_whole_keep_alive_timeout_after_its_last_answer(tmp_path: Path) -> None:
+    # One keep-alive timer serves many requests: a connection kept busy is not cut when the
+    # timer armed after its first answer fires, and one left idle is closed in time.
+    async def scenario(harness: Harness) -> None:
+        harness.config.timeout_keep_alive = 0.2
+        connection = harness.connect()
+        for _ in range(6):
+            connection.send(harness.request())
+            await asyncio.sleep(0.05)
+        assert len(connection.responses()) == 6 and not connection.transport.closed
+        await asyncio.sleep(0.1)
+        assert not connection.transport.closed  # idle for half the timeout only
+        await until(lambda: connection.transport.closed, timeout=1)
+        assert connection.protocol.timeout_keep_alive_task is None  # no timer left behind
+
+    run(tmp_path, scenario)
+
+
 # -- repeated headers: the first one counts, as in the regular handler ---------------------------
 
 
