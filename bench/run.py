@@ -327,8 +327,11 @@ drives it) name what each figure is bound by:
   event loop, after the answers are on their way. Before this (every answer through
   uvicorn's `RequestResponseCycle.send`, two writes, and the ASGI middleware stack),
   the same run took about 50 ms at 1,000 watchers and 460 ms at 10,000.
-- **Reads**: the goal is met with room; the 304 is cheaper than the 200 (no body). Both
-  are answered in the HTTP protocol from the rendered bytes, without an ASGI task.
+- **Reads**: the requests/s goals are met with room. Both answers are written by the HTTP
+  protocol from the rendered bytes as soon as the request head is parsed, with no request
+  cycle and no ASGI task. The server's CPU per request stands at 2.3x to 3.3x the floor's
+  from run to run; what is left above the floor is the token check, the read decision, the
+  access-log record and uvicorn's parser callbacks.
 - **Start-up**: imports and the SSL context, as above.""",
 }
 
