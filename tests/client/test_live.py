@@ -583,20 +583,26 @@ class ReportRecorder(httpx.HTTPTransport):
         return super().handle_request(request)
 
 
-def test_reports_say_what_runs_what_failed_and_that_the_instance_stopped(
-    server: LiveServer, tmp_path: Path
-) -> None:
-    running = server.push(with_features(4), "development", service="report-check")
+def recorded_client(server: LiveServer, tmp_path: Path, service: str) -> tuple[ConfigClient, ReportRecorder]:
+    """A client of `service` in development whose instance reports are kept by its transport."""
     transport = ReportRecorder()
     client = ConfigClient(
-        "report-check",
+        service,
         "development",
         server=server.url,
         token=server.token,
         cache_dir=tmp_path / "cache",
-        instance_id="test:report-check",
+        instance_id=f"test:{service}",
         transport=transport,
     )
+    return client, transport
+
+
+def test_reports_say_what_runs_what_failed_and_that_the_instance_stopped(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    running = server.push(with_features(4), "development", service="report-check")
+    client, transport = recorded_client(server, tmp_path, "report-check")
 
     @client.on("features")
     def refuse_zero(new: Any, old: Any) -> None:
@@ -639,16 +645,7 @@ def test_a_quiet_instance_reports_its_state_again_every_interval(
 ) -> None:
     running = server.push(with_features(4), "development", service="report-again")
     monkeypatch.setenv("CONFIG_REPORT_INTERVAL", "0.3")
-    transport = ReportRecorder()
-    client = ConfigClient(
-        "report-again",
-        "development",
-        server=server.url,
-        token=server.token,
-        cache_dir=tmp_path / "cache",
-        instance_id="test:report-again",
-        transport=transport,
-    )
+    client, transport = recorded_client(server, tmp_path, "report-again")
     with client:
         wait_for(lambda: len(transport.reports) >= 4)
         seen = server.instance("test:report-again", "development", service="report-again")
