@@ -30,6 +30,7 @@ from tskcfg._sync import ConfigClient
 from tskcfg.exceptions import (
     ApplyFailed,
     ConfigError,
+    ConfigRetired,
     Forbidden,
     HashMismatch,
     InvalidConfig,
@@ -49,6 +50,7 @@ __all__ = [
     "Config",
     "ConfigClient",
     "ConfigError",
+    "ConfigRetired",
     "DatabaseApplier",
     "Forbidden",
     "HashMismatch",
