@@ -258,7 +258,12 @@ class Documents:
                 failures = schema_failures(today, service, document.data)
                 if failures:
                     self._refuse_invalid(service, failures)
-            return transaction.append_version(new, if_match, audit)
+            record, created = transaction.append_version(new, if_match, audit)
+            if created and kind == "sync" and principal.name.startswith("file:"):
+                # The document's sync state: which file backs it, and the version it last gave.
+                file = principal.name.removeprefix("file:")
+                transaction.set_sync_state(service, environment, file, record.version, False)
+            return record, created
 
         return operation
 
