@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from config_service.core.access import Principal
+from config_service.core.file_sync import sync_state
 from config_service.store import Store, VersionRecord
 
 T = TypeVar("T")
@@ -46,8 +47,10 @@ def services(
     store: Store, pipeline: Sequence[str], principal: Principal, names: Sequence[str]
 ) -> dict[str, Any]:
     """Every service the token may see (`visible`; `names`: those that exist), with its current
-    version per covered environment; a service without documents has no environments."""
+    version per covered environment and, where a file backs the document, its `sync` state
+    (core/file_sync.py); a service without documents has no environments."""
     by_service, records = visible(store, pipeline, principal, names)
+    states = {(document.service, document.environment): document for document in store.documents()}
     for record in records:
         entry: dict[str, Any] = {
             "version": record.version,
@@ -56,6 +59,10 @@ def services(
         }
         if record.retired:
             entry["retired"] = True
+        document = states.get((record.service, record.environment))
+        sync = sync_state(document) if document is not None else None
+        if sync is not None:
+            entry["sync"] = sync
         by_service[record.service][record.environment] = entry
     return {
         "services": [

@@ -1,7 +1,7 @@
 """`Core`: the rules of one server process wired to its store, for any number of HTTP apps or none.
 
 It holds one object per concept (access, tokens, rendered versions, schemas, services,
-documents, instances, audit); handlers, file sync and tests call them. It opens and closes the store,
+documents, file sync's rules, instances, audit); handlers, file sync and tests call them. It opens and closes the store,
 and tells listeners of every commit and of every document or schema the rules refuse.
 """
 
@@ -13,6 +13,7 @@ from collections.abc import Callable
 from config_service.core.access import Access
 from config_service.core.audit import Audit
 from config_service.core.documents import Documents
+from config_service.core.file_sync import FileSyncRules
 from config_service.core.instances import Instances
 from config_service.core.rendered import Rendered, RenderedVersions, render
 from config_service.core.schemas import Schemas
@@ -43,6 +44,7 @@ class Core:
         self.documents = Documents(
             settings, self.store, self.versions, self.schemas, self.services, self._refused
         )
+        self.file_sync = FileSyncRules(settings, self.store, self.versions, self.documents)
         self.instances = Instances(settings, self.store, self.versions)
         self.audit = Audit(self.store)
         self._commit_listeners: list[CommitListener] = []

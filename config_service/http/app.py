@@ -61,6 +61,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", DOCUMENT + "/diff", configs.diff_versions, "Structural and unified diff of two versions (?from=N&to=M)", "reader", (200, 400, 404, 422), parameters=("from_version", "to_version")),
     Endpoint("POST", DOCUMENT + "/rollback", configs.rollback, "A new version with an older version's source", "writer", (200, 201, 400, 404, 413, 415, 422), "json"),
     Endpoint("POST", DOCUMENT + "/promote", configs.promote, "A new version with the previous environment's source", "writer", (200, 201, 400, 404, 409, 413, 415, 422), "json"),
+    Endpoint("POST", DOCUMENT + "/sync", configs.take_file, "End a sync conflict: {\"take\": \"file\"} makes the file under environments/ the next version, validated like a push; 409 when there is no conflict, 404 when there is no file", "writer", (200, 201, 400, 403, 404, 409, 413, 415, 422), "json"),
     Endpoint("GET", DOCUMENT + "/instances", instances.list_instances, "Instances of the document, with staleness and drift", "reader", (200, 404, 422)),
     Endpoint("GET", "/v1/diff/{service}", configs.diff_environments, "Diff of the current versions of two environments (?from=&to=)", "reader", (200, 400, 404, 422), parameters=("from_environment", "to_environment")),
     Endpoint("POST", "/v1/instances", instances.report_instance, "An instance reports the version it runs", "reader", (204, 400, 404, 415, 422, 429), "json"),
