@@ -32,6 +32,7 @@ from config_service.store.records import (
     NewVersion,
     PreconditionFailed,
     SchemaRecord,
+    SessionRecord,
     TokenRecord,
     TooManyInstances,
     VersionRecord,
@@ -113,6 +114,14 @@ CREATE TABLE IF NOT EXISTS audit (
     detail TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS audit_service ON audit (service, environment, id);
+CREATE TABLE IF NOT EXISTS sessions (
+    id_hash TEXT PRIMARY KEY,
+    token_id TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    last_seen TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_token ON sessions (token_id);
 """
 
 
@@ -409,6 +418,35 @@ class SqliteTransaction(Transaction):
                 json.dumps(entry.detail, ensure_ascii=False),
             ),
         )
+
+    # -- console sessions (docs/console.md, "Sessions") ----------------------------------
+
+    def insert_session(self, session: SessionRecord) -> None:
+        self.connection.execute(
+            "INSERT INTO sessions (id_hash, token_id, csrf, created_at, last_seen) VALUES (?, ?, ?, ?, ?)",
+            (session.id_hash, session.token_id, session.csrf, session.created_at, session.last_seen),
+        )
+
+    def touch_session(self, id_hash: str, last_seen: str) -> None:
+        self.connection.execute(
+            "UPDATE sessions SET last_seen = ? WHERE id_hash = ? AND last_seen < ?",
+            (last_seen, id_hash, last_seen),
+        )
+
+    def delete_session(self, id_hash: str) -> None:
+        self.connection.execute("DELETE FROM sessions WHERE id_hash = ?", (id_hash,))
+
+    def delete_sessions(self, token_id: str | None = None, idle_before: str | None = None) -> int:
+        removed = 0
+        if token_id is not None:
+            removed += self.connection.execute(
+                "DELETE FROM sessions WHERE token_id = ?", (token_id,)
+            ).rowcount
+        if idle_before is not None:
+            removed += self.connection.execute(
+                "DELETE FROM sessions WHERE last_seen < ?", (idle_before,)
+            ).rowcount
+        return removed
 
 
 _CURRENT_VERSIONS = (
@@ -753,3 +791,12 @@ class SqliteStore(Store):
             tuple(params),
         )
         return [_audit(row) for row in rows]
+
+    # -- console sessions (docs/console.md, "Sessions") ------------------------------
+
+    def get_session(self, id_hash: str) -> SessionRecord | None:
+        rows = self._query(
+            "SELECT id_hash, token_id, csrf, created_at, last_seen FROM sessions WHERE id_hash = ?",
+            (id_hash,),
+        )
+        return SessionRecord(**rows[0]) if rows else None
