@@ -260,7 +260,8 @@ async def push(request: Request, session: Session, form: dict[str, str]) -> Resp
         if refused.code == "forbidden":
             raise
         return _edit_page(request, session, service, environment, source, base, message, refused)
-    return RedirectResponse(_doc_url(service, environment, f"?pushed={rendered.record.version}"), 303)
+    outcome = "pushed" if created else "unchanged"
+    return RedirectResponse(_doc_url(service, environment, f"?{outcome}={rendered.record.version}"), 303)
 
 
 @page
@@ -303,7 +304,7 @@ async def promote(request: Request, session: Session, form: dict[str, str]) -> R
     core.access.check_document(session.principal, "reader", service, source_environment)
     version = _version_field(form)
     message = field(form, "message", MAX_MESSAGE_FIELD, required=False)
-    rendered, _ = await run_in_threadpool(
+    rendered, created = await run_in_threadpool(
         core.documents.promote,
         session.principal,
         service,
@@ -313,7 +314,8 @@ async def promote(request: Request, session: Session, form: dict[str, str]) -> R
         message,
         request_id(request),
     )
-    return RedirectResponse(_doc_url(service, environment, f"?promoted={rendered.record.version}"), 303)
+    outcome = "promoted" if created else "unchanged"
+    return RedirectResponse(_doc_url(service, environment, f"?{outcome}={rendered.record.version}"), 303)
 
 
 @page
@@ -340,10 +342,11 @@ async def rollback(request: Request, session: Session, form: dict[str, str]) -> 
     core.access.check_document(session.principal, "writer", service, environment)
     version = _version_field(form)
     message = field(form, "message", MAX_MESSAGE_FIELD, required=False)
-    rendered, _ = await run_in_threadpool(
+    rendered, created = await run_in_threadpool(
         core.documents.rollback, session.principal, service, environment, version, message, request_id(request)
     )
-    return RedirectResponse(_doc_url(service, environment, f"?rolled_back={rendered.record.version}"), 303)
+    outcome = "rolled_back" if created else "unchanged"
+    return RedirectResponse(_doc_url(service, environment, f"?{outcome}={rendered.record.version}"), 303)
 
 
 def _patterns(text: str, name: str) -> list[str]:
