@@ -5,6 +5,7 @@ then a valid push, promote after the dry run, roll back, scopes, CSRF, escaping,
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -41,12 +42,17 @@ def documents(server: ServerProcess, admin: httpx.Client) -> None:
 
 
 @pytest.fixture
-def page(chromium: Callable[[], Any], server: ServerProcess, documents: None) -> Iterator[Any]:
-    """A fresh browser (its own empty profile) signed in as the admin."""
+def page(
+    chromium: Callable[[], Any], server: ServerProcess, documents: None, tmp_path: Path
+) -> Iterator[Any]:
+    """A fresh browser (its own empty profile) signed in as the admin; what it shows last is
+    saved as a screenshot in the test's temporary folder (docs/console/ is `make screenshots`')."""
     context = chromium()
     tab = context.new_page()
     _sign_in(tab, server, server.admin_token)
     yield tab
+    tab.screenshot(path=tmp_path / "last.png")
+    assert (tmp_path / "last.png").stat().st_size > 0
     context.close()
 
 

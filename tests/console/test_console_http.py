@@ -249,6 +249,22 @@ def test_revoking_the_token_ends_its_sessions(server: ServerProcess, admin: http
     assert answer.status_code == 303 and answer.headers["location"] == "/ui/login"
 
 
+def test_signing_in_again_ends_the_browsers_previous_session(server: ServerProcess) -> None:
+    client = sign_in(server, server.admin_token)
+    first = client.cookies["tskcfg_session"]
+    page = client.get("/ui/login", follow_redirects=False)
+    assert page.status_code == 303  # already signed in
+    login = httpx.get(server.url + "/ui/login")
+    again = httpx.post(
+        server.url + "/ui/login",
+        data={"token": server.admin_token, "login": login_field(login.text)},
+        cookies={"tskcfg_login": login.cookies["tskcfg_login"], "tskcfg_session": first},
+    )
+    assert again.status_code == 303 and again.cookies["tskcfg_session"] != first
+    replay = httpx.get(server.url + "/ui/", cookies={"tskcfg_session": first}, follow_redirects=False)
+    assert replay.status_code == 303
+
+
 def test_signing_out_ends_the_session_on_the_server(server: ServerProcess) -> None:
     client = sign_in(server, server.admin_token)
     secret = client.cookies["tskcfg_session"]

@@ -83,6 +83,8 @@ async def login(request: Request) -> Response:
         form = await read_form(request)
         check_login_token(request, form.get("login"))
         secret, _ = await run_in_threadpool(core.sessions.sign_in, form.get("token", ""))
+        # A session this browser held before ends: one browser, one session.
+        await run_in_threadpool(core.sessions.sign_out, request.cookies.get(SESSION_COOKIE))
     except Refused as refused:
         return _login_page(request, refused.message, status_of(refused))
     response = RedirectResponse("/ui/", status_code=303)
