@@ -79,7 +79,9 @@ class Console:
             current = {
                 **record.metadata(),
                 "source": record.source,
-                "config": json.loads(record.config),
+                # A retired document's current version has no config.
+                "config": None if record.retired else json.loads(record.config),
+                "retired": record.retired,
             }
         history = self._documents.history(service, environment, HISTORY_PAGE, before)
         instances = self._instances.listing(service, environment)["instances"]
