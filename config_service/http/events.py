@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
+from config_service.core.access import Principal
 from config_service.core.documents import Documents
 from config_service.core.refusals import bad_request
 from config_service.core.rendered import Rendered
@@ -66,11 +67,17 @@ async def _disconnected(receive: Receive) -> None:
             return
 
 
-async def _stream(scope: Scope, receive: Receive, send: Send) -> None:
-    """The event stream; refusals (401, 403, 400, 404, 422) are raised before it starts."""
+async def stream(
+    scope: Scope, receive: Receive, send: Send, principal: Principal | None = None
+) -> None:
+    """The event stream; refusals (401, 403, 400, 404, 422) are raised before it starts.
+
+    The caller is the bearer token of the request, or `principal` when the caller is known
+    another way (the console's session, config_service/http/console).
+    """
     request = Request(scope, receive)
     core = core_of(request)
-    principal = authenticate(request)
+    principal = principal if principal is not None else authenticate(request)
     service = request.query_params.get("service") or None
     environment = request.query_params.get("environment") or None
     core.access.check_event_filter(principal, service, environment)
@@ -175,7 +182,7 @@ class EventStream:
     __name__ = "events"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await _stream(scope, receive, send)
+        await stream(scope, receive, send)
 
 
 events = EventStream()
