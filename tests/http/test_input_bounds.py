@@ -431,7 +431,7 @@ def test_a_request_head_that_never_ends_is_closed(monkeypatch: pytest.MonkeyPatc
         app,
         host="127.0.0.1",
         port=port,
-        http=bounded_http.BoundedHttpToolsProtocol,
+        http=bounded_http.bounded_protocol(),
         lifespan="off",
         log_level="error",
     )

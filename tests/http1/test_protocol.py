@@ -549,3 +549,23 @@ def test_an_event_is_written_as_one_chunk_built_once() -> None:
     event = ChangeEvent(7, "api", "staging", 1, "a")
     assert hot_protocol.event_chunk(event) == b"%x\r\n" % len(frame(event)) + frame(event) + b"\r\n"
     assert hot_protocol.event_chunk(event) is hot_protocol.event_chunk(ChangeEvent(7, "api", "staging", 1, "a"))
+
+
+def test_two_apps_in_one_process_keep_their_own_protocol_state(tmp_path: Path) -> None:
+    """One protocol class; each app's core, hub, streams and bounds live on its connections."""
+
+    async def main() -> None:
+        async with running(tmp_path / "one") as one, running(tmp_path / "two") as two:
+            first, second = one.connect(), two.connect()
+            assert type(first.protocol) is type(second.protocol) is HotPathProtocol
+            assert first.protocol.shared.core is one.server and second.protocol.shared.core is two.server
+            assert first.protocol.shared.streams is not second.protocol.shared.streams
+            assert first.protocol.bounds.refusals is not second.protocol.bounds.refusals
+            assert not hasattr(HotPathProtocol, "core") and not hasattr(HotPathProtocol, "refusals")
+            await two.push(2)
+            first.send(one.request())
+            second.send(two.request())
+            assert first.responses()[0].json()["config"] == {"n": 1}
+            assert second.responses()[0].json()["config"] == {"n": 2}
+
+    asyncio.run(main())
