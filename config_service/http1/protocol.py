@@ -40,7 +40,7 @@ from config_service.core.wiring import Core
 from config_service.http import events, read
 from config_service.http.telemetry import Telemetry
 from config_service.http1.bounded import BoundedHttpToolsProtocol, ConnectionBounds
-from config_service.hub import ChangeEvent, ChangeHub, Subscription, Waiter
+from config_service.hub import ChangeEvent, ChangeHub, Waiter
 
 logger = logging.getLogger("config_service")
 
@@ -65,15 +65,8 @@ def event_chunk(event: ChangeEvent) -> bytes:
     return chunk(events.frame(event))
 
 
-class _Stream:
-    """A live event stream owned by its connection: its subscription and the last id sent."""
-
-    __slots__ = ("subscription", "sent", "still_allowed")
-
-    def __init__(self, subscription: Subscription, sent: int, still_allowed: Callable[[], bool]) -> None:
-        self.subscription = subscription
-        self.sent = sent
-        self.still_allowed = still_allowed
+# A stream this protocol took over is written as HTTP/1.1 chunks, each made once for all.
+CHUNKED = events.Framing(event=event_chunk, ping=PING)
 
 
 class _Streams:
@@ -176,7 +169,7 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         super().__init__(*arguments, bounds=shared.bounds, **options)
         self.shared = shared
         self._held: _Held | None = None
-        self._stream: _Stream | None = None
+        self._stream: events.LiveStream | None = None
         # A hot answer starts the next pipelined request from inside `_start_asgi_task`
         # (its `on_response`); that request waits here for the loop there, rather than
         # recursing once per pipelined request until the stack runs out.
@@ -443,9 +436,7 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
 
     # -- event streams -----------------------------------------------------------
 
-    def _detach_stream(
-        self, subscription: Subscription, sent: int, still_allowed: Callable[[], bool]
-    ) -> bool:
+    def _detach_stream(self, stream: events.LiveStream) -> bool:
         """Take over the live event stream of the current request; False if it cannot.
 
         Called by the `/v1/events` route once its head and replay are sent. From here the hub
@@ -455,7 +446,7 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         if self._stopping:
             # The server is stopping: the route ends the stream (a closed subscription ends
             # its loop) rather than streaming until the graceful shutdown gives up on it.
-            subscription.close()
+            stream.subscription.close()
             return False
         if (
             cycle is None
@@ -471,10 +462,11 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         # and it neither arms a keep-alive timer nor starts a pipelined request: the stream
         # owns the connection until it closes.
         cycle.response_complete = True
-        self._stream = _Stream(subscription, sent, still_allowed)
+        stream.framing = CHUNKED  # from here on the chunks are written here, not by uvicorn
+        self._stream = stream
         self.shared.streams.add(self)
         # However the subscription ends (the token revoked, the client too slow), so does the stream.
-        subscription.redirect(self._stream_event, self._end_stream)
+        stream.subscription.redirect(self._stream_event, self._end_stream)
         return True
 
     def _stream_event(self, event: ChangeEvent) -> bool:
@@ -482,24 +474,25 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         stream = self._stream
         if stream is None or self.transport.is_closing():
             return False
-        if event.sequence <= stream.sent:
+        data = stream.event(event)
+        if data is None:
             return True  # already sent during the replay
         if self.flow.write_paused:
             # The client reads too slowly: end the stream; it resumes with Last-Event-ID.
             self._end_stream()
             return False
-        stream.sent = event.sequence
-        self.transport.write(event_chunk(event))
+        self.transport.write(data)
         return True
 
     def _ping(self) -> None:
         stream = self._stream
         if stream is None:
             return
-        if not stream.still_allowed():
+        data = stream.ping()
+        if data is None:
             self._end_stream()  # the token was revoked
         elif not self.flow.write_paused:
-            self.transport.write(PING)
+            self.transport.write(data)
 
     def _end_stream(self) -> None:
         stream, self._stream = self._stream, None
