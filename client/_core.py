@@ -18,19 +18,13 @@ import httpx
 from config_service import tsk
 from config_service.schema import SchemaSet
 from tskcfg import exceptions
-from tskcfg._answers import (
-    Received,
-    config_answer,
-    raise_for_status,
-    schema_answer,
-    server_message,
-)
+from tskcfg._answers import Received, config_answer, raise_for_status, schema_answer
 from tskcfg._appliers import Applier
 from tskcfg._cache import CacheApplier, CacheFactory
 from tskcfg._config import Config, Source
 from tskcfg._database import DatabaseApplier
 from tskcfg._documents import decode, describe, resolve
-from tskcfg._effects import Exclusive, Flow, Offload, Report, Send
+from tskcfg._effects import Exclusive, Flow, Offload, Report
 from tskcfg._fallback import LocalSources
 from tskcfg._lkg import write_lkg
 from tskcfg._logging_applier import LoggingApplier
@@ -39,7 +33,7 @@ from tskcfg._requests import Requests
 from tskcfg._retry import RetryPolicy
 from tskcfg._schemas import SchemaCompiler, sections_to_fetch
 from tskcfg._security import SecurityPolicy
-from tskcfg._servers import Servers, moves_on
+from tskcfg._servers import Servers, send_in_turn
 from tskcfg._settings import Settings
 from tskcfg._transaction import Handler, Transaction, plan, transaction
 
@@ -120,31 +114,8 @@ class ClientCore:
     def send_flow(
         self, build: Callable[[str], httpx.Request], *, stream: bool = False
     ) -> Flow[httpx.Response]:
-        """Send the request `build(server)` makes to the current server; when no answer comes
-        (no connection, a timeout, a broken answer) or a 5xx, to the next server at once, each
-        server once. The answer of the server that answered comes back (a 4xx too: it is the
-        answer); when none answered, `ServerUnavailable` saying what each did."""
-        failures: list[str] = []
-        servers = self.servers.in_turn()
-        for server in servers:
-            request = build(server)
-            try:
-                response: httpx.Response = yield Send(request, stream=stream)
-            except exceptions.ServerUnavailable as error:
-                self.servers.failed(server, str(error))
-                if len(servers) == 1:
-                    raise
-                failures.append(str(error))
-                continue
-            if not moves_on(response.status_code) or len(servers) == 1:
-                return response
-            why = (
-                f"{request.method} {request.url.copy_with(query=None)}: the server answered "
-                f"{response.status_code}: {server_message(response)}"
-            )
-            self.servers.failed(server, why)
-            failures.append(why)
-        raise exceptions.ServerUnavailable("no config server answered: " + "; ".join(failures))
+        """`build(server)`'s request to the current server, else the next ones (`send_in_turn`)."""
+        return (yield from send_in_turn(self.servers, build, stream=stream))
 
     def schemas_flow(self) -> Flow[SchemaSet | None]:
         """The service's compiled schema: fetched each time, compiled once per schema version."""

@@ -1,4 +1,5 @@
-"""Which of a client's config servers it asks now, and when it moves to the next one; no I/O.
+"""Which of a client's config servers it asks now, when it moves to the next one, and the flow
+that asks them in turn; no I/O.
 
 A client given several servers (`CONFIG_STORE=http://a:8005,http://b:8005`, or a list for
 `server=`) asks one at a time and stays on the one that answers. A request that gets no
@@ -11,7 +12,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+import httpx
+
+from tskcfg import exceptions
+from tskcfg._answers import server_message
+from tskcfg._effects import Flow, Send
 
 logger = logging.getLogger("tskcfg")
 
@@ -101,3 +108,34 @@ class Servers:
         if len(self.urls) == 1:
             return f"server {self.urls[0]}"
         return "servers " + ", ".join(self.urls)
+
+
+def send_in_turn(
+    servers: Servers, build: Callable[[str], httpx.Request], *, stream: bool = False
+) -> Flow[httpx.Response]:
+    """Send the request `build(server)` makes to the current server; when no answer comes (no
+    connection, a timeout, a broken answer) or a 5xx, to the next server at once, each server
+    once. The answer of the server that answered comes back (a 4xx too: it is the answer);
+    when none answered, `ServerUnavailable` saying what each did. With one server, its
+    answer or its failure comes back as it is."""
+    failures: list[str] = []
+    turn = servers.in_turn()
+    for server in turn:
+        request = build(server)
+        try:
+            response: httpx.Response = yield Send(request, stream=stream)
+        except exceptions.ServerUnavailable as error:
+            if len(turn) == 1:
+                raise
+            servers.failed(server, str(error))
+            failures.append(str(error))
+            continue
+        if len(turn) == 1 or not moves_on(response.status_code):
+            return response
+        why = (
+            f"{request.method} {request.url.copy_with(query=None)}: the server answered "
+            f"{response.status_code}: {server_message(response)}"
+        )
+        servers.failed(server, why)
+        failures.append(why)
+    raise exceptions.ServerUnavailable("no config server answered: " + "; ".join(failures))
