@@ -232,8 +232,9 @@ def _warn_if_open_to_others(folder: Path) -> None:
 
 
 def _http_protocol(app: Any) -> Any:
-    """The protocol class of `config_service/http1/protocol.py`, or uvicorn's plain httptools protocol when this
-    uvicorn lacks the internals it builds on (said loudly: bounds and the hot path are off)."""
+    """The protocol factory of `config_service/http1/protocol.py` for `app`, or uvicorn's plain
+    httptools protocol when this uvicorn lacks the internals it builds on (said loudly: bounds
+    and the hot path are off)."""
     try:
         from config_service.http1.protocol import missing_uvicorn_internals, protocol_for
 
