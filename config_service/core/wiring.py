@@ -12,12 +12,14 @@ from collections.abc import Callable
 
 from config_service.core.access import Access
 from config_service.core.audit import Audit
+from config_service.core.console import Console
 from config_service.core.documents import Documents
 from config_service.core.file_sync import FileSyncRules
 from config_service.core.instances import Instances
 from config_service.core.rendered import Rendered, RenderedVersions, render
 from config_service.core.schemas import Schemas
 from config_service.core.services import Services
+from config_service.core.sessions import Sessions
 from config_service.core.tokens import Tokens
 from config_service.settings import Settings
 from config_service.store import SqliteStore, Store, VersionRecord
@@ -47,6 +49,8 @@ class Core:
         self.file_sync = FileSyncRules(settings, self.store, self.versions, self.documents)
         self.instances = Instances(settings, self.store, self.versions)
         self.audit = Audit(self.store)
+        self.sessions = Sessions(self.store, self.tokens, settings.session_idle)
+        self.console = Console(settings, self.access, self.versions, self.documents, self.instances)
         self._commit_listeners: list[CommitListener] = []
         self._refusal_listeners: list[RefusalListener] = []
         self.store.add_commit_listener(self._committed)
