@@ -111,16 +111,15 @@ class FileChange:
     def conflict(self, service: str, environment: str) -> Refused:
         """The conflict as a refusal, for the log and file sync's reports."""
         since = (
-            f"version {self.file_version}, the one last synced from it"
+            f"the file last gave it a version (file_version {self.file_version})"
             if self.file_version is not None
-            else "no version synced from it"
+            else "before the file gave it any version (file_version None)"
         )
         return Refused(
             "sync_conflict",
-            f"{service}/{environment} moved on through the API to version {self.version} since "
-            f"{since}; the file's change is not applied (file_version {self.file_version}, "
-            f"current_version {self.version}). Make the file equal the current source, or take "
-            f"the file: tskcfg sync take-file {service} {environment}",
+            f"{service}/{environment} moved on through the API (current_version {self.version}) "
+            f"since {since}: a sync conflict, the file's change waits. Make the file equal the "
+            f"current source, or take the file: tskcfg sync take-file {service} {environment}",
             [{"file": self.file, "file_version": self.file_version, "current_version": self.version}],
         )
 

@@ -67,7 +67,8 @@ def test_an_api_write_makes_the_next_file_change_a_conflict(core: Core) -> None:
     change = core.file_sync.apply("api", "staging", "a: 2\n")
     assert (change.status, change.version, change.file_version) == ("conflict", 2, 1)
     refusal = change.conflict("api", "staging")
-    assert refusal.code == "sync_conflict" and "file_version 1, current_version 2" in refusal.message
+    assert refusal.code == "sync_conflict"
+    assert "(current_version 2) since the file last gave it a version (file_version 1)" in refusal.message
     assert core.documents.current("api", "staging").record.source == "a: 5\n"
     assert _sync(core)["state"] == "conflict"
     (entry,) = _audit(core, "sync_conflict")

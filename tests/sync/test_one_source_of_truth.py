@@ -99,7 +99,7 @@ def test_a_file_edit_after_an_api_push_is_a_conflict_that_ends_when_the_file_equ
         (entry,) = _audit(admin, "sync_conflict")
         assert entry["actor"] == f"file:{FILE}" and entry["service"] == "user-service"
         assert entry["detail"] == {"file": FILE, "file_version": 1, "current_version": 2}
-        assert "file_version 1, current_version 2" in server.log()
+        assert "(current_version 2) since the file last gave it a version (file_version 1)" in server.log()
         # `tskcfg services` shows it.
         listed = _tskcfg(server, "services")
         assert listed.returncode == 0, listed.stderr
