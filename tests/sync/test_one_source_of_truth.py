@@ -193,6 +193,9 @@ def test_taking_the_file_ends_a_conflict_with_a_new_version(synced: tuple[Server
         assert "sync" not in production
         missing = assert_error(admin.post("/v1/configs/user-service/production/sync", json={"take": "file"}), 404, "not_found")
         assert "production/user-service.tsk" in missing["message"]
+        # Names are checked before any file is looked for.
+        assert_error(admin.post("/v1/configs/user-service/qa/sync", json={"take": "file"}), 404, "unknown_environment")
+        assert_error(admin.post("/v1/configs/User..Service/staging/sync", json={"take": "file"}), 422, "invalid_name")
 
 
 def test_tskcfg_sync_take_file_and_its_refusals(synced: tuple[ServerProcess, Path]) -> None:
