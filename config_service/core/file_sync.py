@@ -9,8 +9,9 @@ document is marked, and the audit log names both versions (`sync_conflict`). The
 ends when the file's source equals the current source, when the file is put back as it was
 last synced, or when a writer takes the file (`take_file`, audited `sync_take_file`).
 
-`FileSyncRules` never reads the store's tables for itself beyond what a write needs: every
-decision is made inside the write that acts on it, on the store's writer thread.
+Every decision is made inside the write that acts on it, on the store's writer thread; the
+version last synced from the file, read before, is checked again there (and the decision made
+again when it moved).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ if TYPE_CHECKING:  # documents.py lists services through listings.py, which uses
 
 logger = logging.getLogger("config_service.sync")
 
-CONFIG_SUFFIX = ".tsk"
+CONFIG_SUFFIX = ".tsk"  # environments/<environment>/<service>.tsk
 # How often a file change is decided again when the document's sync state moved under it.
 _ATTEMPTS = 3
 
@@ -193,7 +194,7 @@ class FileSyncRules:
         `not_found` when there is no file, `conflict` when the document is not in conflict.
         """
         file = file_of(service, environment)
-        path = Path(self.settings.environments_dir) / environment / f"{service}{CONFIG_SUFFIX}"
+        path = Path(self.settings.environments_dir) / file
         if not path.is_file():
             raise not_found(
                 f"there is no file {file} in the environments folder, so there is nothing to take"
