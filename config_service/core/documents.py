@@ -19,7 +19,13 @@ from config_service import tsk
 from config_service.core import listings
 from config_service.core.access import Principal
 from config_service.core.listings import page
-from config_service.core.refusals import Refused, not_found, precondition_failed, too_large
+from config_service.core.refusals import (
+    Refused,
+    not_found,
+    precondition_failed,
+    rollout_in_progress,
+    too_large,
+)
 from config_service.core.rendered import Rendered, RenderedVersions
 from config_service.core.schemas import Schemas, schema_failures
 from config_service.settings import Settings
@@ -180,8 +186,14 @@ class Documents:
         request_id: str | None = None,
         promoted_from: tuple[str, int] | None = None,
         rolled_back_to: int | None = None,
+        action: str | None = None,
     ) -> Operation:
-        """Parse and validate `source` (raising Refused when refused); the write operation."""
+        """Parse and validate `source` (raising Refused when refused); the write operation.
+
+        The operation refuses `rollout_in_progress` while the document is in a rollout (only
+        the rollout's own candidate, kind `rollout`, is written then). `action` names the
+        audit entry (default: the kind).
+        """
         if service in self.settings.sections:
             # A service named like a section would be validated against, and could rewrite,
             # the schema every service shares.
@@ -217,7 +229,7 @@ class Documents:
         audit = AuditEntry(
             actor=principal.name,
             token_id=principal.token_id,
-            action=kind,
+            action=action or kind,
             service=service,
             environment=environment,
             request_id=request_id,
@@ -226,6 +238,10 @@ class Documents:
 
         # Runs on the store's writer thread, in commit order with every other write.
         def operation(transaction: Transaction) -> tuple[VersionRecord, bool]:
+            if kind != "rollout":
+                rollout = transaction.active_rollout(service, environment)
+                if rollout is not None:
+                    raise rollout_in_progress(service, environment, rollout)
             today = self._schemas.current
             if today is not schemas:
                 # A schema changed after we validated: validate against today's schema.

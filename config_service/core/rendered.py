@@ -7,12 +7,14 @@ frames) is decided at the edge.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from config_service.store import Store, VersionRecord
+from config_service import cohorts
+from config_service.store import RolloutRecord, Store, VersionRecord
 
 # Old versions rendered for `versions/{n}` are kept in a small LRU, bounded in count and in
 # bytes (512 documents near the body limit would otherwise hold more than a GiB); current
@@ -29,6 +31,8 @@ class Rendered:
     etag: str  # the quoted version, `"3"`
     json_body: bytes  # metadata plus "config"
     source_body: bytes  # the TSK source as stored
+    # `X-Config-Rollout` of an answer during a rollout (`<id>; cohort=candidate`), else b"".
+    rollout: bytes = b""
 
     @property
     def version(self) -> int:
@@ -52,13 +56,38 @@ def render(record: VersionRecord) -> Rendered:
     )
 
 
+@dataclass(frozen=True, eq=False)
+class RolloutView:
+    """What a document in a rollout answers: the candidate to buckets below `percent`, the
+    stable version to every other read, each rendered once with its `X-Config-Rollout`."""
+
+    rollout: RolloutRecord
+    stable: Rendered
+    candidate: Rendered
+
+    @property
+    def percent(self) -> int:
+        return self.rollout.percent
+
+
+def rollout_view(rollout: RolloutRecord, stable: Rendered, candidate: Rendered) -> RolloutView:
+    """The view of an active rollout; the bodies are shared with `stable` and `candidate`."""
+    return RolloutView(
+        rollout,
+        dataclasses.replace(stable, rollout=b"%d; cohort=stable" % rollout.id),
+        dataclasses.replace(candidate, rollout=b"%d; cohort=candidate" % rollout.id),
+    )
+
+
 class RenderedVersions:
-    """The rendered versions of one server: every current one, and an LRU of old ones."""
+    """The rendered versions of one server: every current one, the two answers of each document
+    in a rollout, and an LRU of old ones."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
         self._lock = threading.Lock()
         self._current: dict[tuple[str, str], Rendered] = {}
+        self._rollouts: dict[tuple[str, str], RolloutView] = {}
         self._old: OrderedDict[tuple[str, str, int], Rendered] = OrderedDict()
         self._old_bytes = 0
 
@@ -76,6 +105,33 @@ class RenderedVersions:
     def cached(self, service: str, environment: str) -> Rendered | None:
         """The current version if this process already holds it rendered; never reads the store."""
         return self._current.get((service, environment))
+
+    def cached_for(self, service: str, environment: str, cohort: bytes | None) -> Rendered | None:
+        """`cached`, as the instance of `cohort` reads it (docs/rollouts.md): during a rollout
+        the candidate when its bucket is below the step's percent, else the stable version."""
+        key = (service, environment)
+        view = self._rollouts.get(key)
+        if view is None:
+            return self._current.get(key)
+        if cohorts.reads_candidate(cohorts.bucket(service, environment, cohort), view.percent):
+            return view.candidate
+        return view.stable
+
+    def current_for(self, service: str, environment: str, cohort: bytes | None) -> Rendered | None:
+        """`current`, as the instance of `cohort` reads it."""
+        rendered = self.cached_for(service, environment, cohort)
+        return rendered if rendered is not None else self.current(service, environment)
+
+    def rollout(self, service: str, environment: str) -> RolloutView | None:
+        """The document's active rollout as reads see it, or None."""
+        return self._rollouts.get((service, environment))
+
+    def set_rollout(self, service: str, environment: str, view: RolloutView | None) -> None:
+        """Answer the document's reads through `view` from now on (None: no rollout)."""
+        if view is None:
+            self._rollouts.pop((service, environment), None)
+        else:
+            self._rollouts[(service, environment)] = view
 
     def current(self, service: str, environment: str) -> Rendered | None:
         """The current version, rendered; served from memory after the first read."""

@@ -1,7 +1,7 @@
 """`Core`: the rules of one server process wired to its store, for any number of HTTP apps or none.
 
 It holds one object per concept (access, tokens, rendered versions, schemas, documents,
-instances, audit); handlers, file sync and tests call them. It opens and closes the store,
+rollouts, instances, audit); handlers, file sync and tests call them. It opens and closes the store,
 and tells listeners of every commit and of every document or schema the rules refuse.
 """
 
@@ -15,6 +15,7 @@ from config_service.core.audit import Audit
 from config_service.core.documents import Documents
 from config_service.core.instances import Instances
 from config_service.core.rendered import Rendered, RenderedVersions, render
+from config_service.core.rollouts import Rollouts, RolloutTimer
 from config_service.core.schemas import Schemas
 from config_service.core.tokens import Tokens
 from config_service.settings import Settings
@@ -37,20 +38,29 @@ class Core:
         self.versions = RenderedVersions(self.store)
         self.schemas = Schemas(settings, self.store, self.access, self._refused)
         self.documents = Documents(settings, self.store, self.versions, self.schemas, self._refused)
-        self.instances = Instances(settings, self.store, self.versions)
+        self.rollouts = Rollouts(self.store, self.versions, self.documents)
+        self.rollout_timer: RolloutTimer | None = None
+        self.instances = Instances(settings, self.store, self.versions, self.rollouts.check_report)
         self.audit = Audit(self.store)
         self._commit_listeners: list[CommitListener] = []
         self._refusal_listeners: list[RefusalListener] = []
         self.store.add_commit_listener(self._committed)
 
     def start(self) -> None:
-        """Open the store, load tokens and schemas, and make the first admin token if needed."""
+        """Open the store, load tokens, schemas and rollouts (whose timer starts), and make the
+        first admin token if needed."""
         self.store.open()
         self.tokens.load()
         self.schemas.load()
+        self.rollouts.load()
         self.tokens.ensure_admin_token()
+        self.rollout_timer = RolloutTimer(self.rollouts)
+        self.rollout_timer.start()
 
     def stop(self) -> None:
+        if self.rollout_timer is not None:
+            self.rollout_timer.stop()
+            self.rollout_timer = None
         self.store.close()
 
     def check_store(self) -> None:
@@ -73,6 +83,8 @@ class Core:
 
     def _committed(self, records: list[VersionRecord]) -> None:
         for record in records:
+            if record.kind == "rollout":
+                continue  # a candidate is not current: its rollout's listeners hear of it
             rendered = render(record)
             self.versions.remember(rendered)
             for listener in self._commit_listeners:

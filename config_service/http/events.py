@@ -42,10 +42,31 @@ PING = b": ping\n\n"
 
 
 @lru_cache(maxsize=256)
-def frame(event: ChangeEvent) -> bytes:
-    """The event framed for Server-Sent Events, built once and shared by every stream."""
+def frame(event: ChangeEvent, moved: bool = False) -> bytes:
+    """The event framed for Server-Sent Events, built once and shared by every stream.
+
+    A rollout's change is `event: rollout` with the rollout object; for a stream it moves
+    (`moved`, see `ChangeEvent.moves`) the version it now reads comes first, as an
+    `event: version` with the same id.
+    """
     data = json.dumps(event.to_dict(), separators=(",", ":"), ensure_ascii=False)
-    return f"id: {event.sequence}\nevent: version\ndata: {data}\n\n".encode()
+    version = f"id: {event.sequence}\nevent: version\ndata: {data}\n\n"
+    if event.rollout is None:
+        return version.encode()
+    rollout = f"id: {event.sequence}\nevent: rollout\ndata: {event.rollout}\n\n"
+    return ((version if moved else "") + rollout).encode()
+
+
+def stream_frame(event: ChangeEvent, subscription: Subscription) -> bytes:
+    """`frame` as the stream of `subscription` gets it."""
+    return frame(event, event.rollout is not None and event.moves(subscription.cohort))
+
+
+def cohort(request: Request) -> bytes | None:
+    """What rollouts bucket the stream's instance by: `X-Config-Cohort`, else `X-Instance-ID`."""
+    headers = request.headers
+    value = headers.get("x-config-cohort") or headers.get("x-instance-id")
+    return value.encode("latin-1") if value else None
 
 
 def _last_event_id(request: Request) -> int | None:
@@ -83,6 +104,7 @@ async def _stream(scope: Scope, receive: Receive, send: Send) -> None:
     pipeline = core.settings.pipeline
     tokens = core.tokens
     hub: ChangeHub[Rendered] = request.app.state.hub
+    stream_cohort = cohort(request)
     del request
 
     def accepts(event: ChangeEvent) -> bool:
@@ -96,7 +118,7 @@ async def _stream(scope: Scope, receive: Receive, send: Send) -> None:
 
     # Subscribe before replaying, so nothing published during the replay is lost.
     # Owned by the token: revoking it closes the subscription, which ends the stream.
-    subscription = hub.subscribe(accepts, principal.token_id)
+    subscription = hub.subscribe(accepts, principal.token_id, stream_cohort)
     listener = asyncio.ensure_future(_disconnected(receive))
     detached = False
 
@@ -129,7 +151,7 @@ async def _stream(scope: Scope, receive: Receive, send: Send) -> None:
                 chunk = PING
             elif event.sequence > sent:
                 sent = event.sequence
-                chunk = frame(event)
+                chunk = stream_frame(event, subscription)
             else:
                 continue
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -156,6 +178,10 @@ async def _replay(
     while not subscription.closed:
         records = await run_in_threadpool(documents.versions_after, sent, REPLAY_PAGE)
         for record in records:
+            if record.kind == "rollout":
+                # A candidate reaches streams through its rollout's events, per cohort.
+                sent = record.sequence
+                continue
             replayed = ChangeEvent(
                 record.sequence, record.service, record.environment, record.version, record.hash
             )
