@@ -424,7 +424,17 @@ class Documents:
         """`{"versions": [metadata, ...], "next_before"}`, newest first."""
         records = self._store.list_versions(service, environment, limit + 1, before)
         shown, next_before = page(records, limit, lambda record: record.version)
-        return {"versions": [record.metadata() for record in shown], "next_before": next_before}
+        candidates = [record.version for record in shown if record.kind == "rollout"]
+        rollouts = self._store.rollouts_of_versions(service, environment, candidates)
+        listed = []
+        for record in shown:
+            metadata = record.metadata()
+            rollout = rollouts.get(record.version)
+            if rollout is not None:
+                # What can change is listed, never in versions/{n} (docs/rollouts.md).
+                metadata["rollout"] = {"id": rollout.id, "state": rollout.state}
+            listed.append(metadata)
+        return {"versions": listed, "next_before": next_before}
 
     def diff_versions(self, service: str, environment: str, first: int, second: int) -> dict[str, Any]:
         """The diff from version `first` to version `second` of one document."""

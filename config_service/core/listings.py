@@ -19,18 +19,29 @@ def page(records: Sequence[T], limit: int, key: Callable[[T], int]) -> tuple[Seq
 
 
 def services(store: Store, pipeline: Sequence[str], principal: Principal) -> dict[str, Any]:
-    """Every service the token covers, with its current version per covered environment."""
+    """Every service the token covers, with its current version per covered environment (and
+    its running or paused rollout, docs/rollouts.md)."""
+    rollouts = {(rollout.service, rollout.environment): rollout for rollout in store.active_rollouts()}
     by_service: dict[str, dict[str, Any]] = {}
     for record in store.current_versions():
         if record.environment not in pipeline:
             continue
         if not principal.covers(record.service, record.environment):
             continue
-        by_service.setdefault(record.service, {})[record.environment] = {
+        entry: dict[str, Any] = {
             "version": record.version,
             "hash": record.hash,
             "created_at": record.created_at,
         }
+        rollout = rollouts.get((record.service, record.environment))
+        if rollout is not None:
+            entry["rollout"] = {
+                "id": rollout.id,
+                "state": rollout.state,
+                "percent": rollout.percent,
+                "candidate": rollout.candidate_version,
+            }
+        by_service.setdefault(record.service, {})[record.environment] = entry
     return {
         "services": [
             {

@@ -323,27 +323,6 @@ class Rollouts:
                 pending += 1
         return {"applied": applied, "failed": len(failed), "pending": pending}
 
-    def states_of_versions(
-        self, service: str, environment: str, versions: list[int]
-    ) -> dict[int, dict[str, Any]]:
-        """`{id, state}` of the rollout of each candidate among `versions` (for listings)."""
-        found = self._store.rollouts_of_versions(service, environment, versions)
-        return {
-            number: {"id": rollout.id, "state": rollout.state} for number, rollout in found.items()
-        }
-
-    def active_states(self) -> dict[tuple[str, str], dict[str, Any]]:
-        """`{id, state, percent, candidate}` of every active rollout, by document."""
-        return {
-            key: {
-                "id": rollout.id,
-                "state": rollout.state,
-                "percent": rollout.percent,
-                "candidate": rollout.candidate_version,
-            }
-            for key, rollout in list(self._active.items())
-        }
-
     # -- changing -----------------------------------------------------------------------
 
     def pause(
