@@ -64,10 +64,27 @@ class RolloutView:
     rollout: RolloutRecord
     stable: Rendered
     candidate: Rendered
+    # cohort -> its answer, so a read that was answered before costs one lookup; bounded, and
+    # gone with the view when the rollout changes.
+    answers: dict[bytes | None, Rendered] = dataclasses.field(default_factory=dict)
 
     @property
     def percent(self) -> int:
         return self.rollout.percent
+
+    def answer(self, cohort: bytes | None) -> Rendered:
+        """What the instance of `cohort` reads."""
+        found = self.answers.get(cohort)
+        if found is None:
+            if cohort is not None and len(cohort) > cohorts.MAX_COHORT:
+                return self.stable  # names no cohort, and is not kept (a bound on memory)
+            record = self.rollout
+            number = cohorts.bucket(record.service, record.environment, cohort)
+            found = self.candidate if cohorts.reads_candidate(number, record.percent) else self.stable
+            if len(self.answers) >= cohorts.MAX_CACHED:
+                self.answers.clear()
+            self.answers[cohort] = found
+        return found
 
 
 def rollout_view(rollout: RolloutRecord, stable: Rendered, candidate: Rendered) -> RolloutView:
@@ -113,9 +130,7 @@ class RenderedVersions:
         view = self._rollouts.get(key)
         if view is None:
             return self._current.get(key)
-        if cohorts.reads_candidate(cohorts.bucket(service, environment, cohort), view.percent):
-            return view.candidate
-        return view.stable
+        return view.answer(cohort)
 
     def current_for(self, service: str, environment: str, cohort: bytes | None) -> Rendered | None:
         """`current`, as the instance of `cohort` reads it."""
