@@ -88,6 +88,7 @@ class ChangeEvent:
     environment: str
     version: int
     hash: str
+    retired: bool = False  # the version is a retire: the document has no config from here on
     # A rollout's change: its object as JSON text (the event's `data`), and whether the
     # version above goes with it to the streams it moves: those whose bucket is in
     # [low, high), and those without a cohort when the flag is set. None: a plain version.
@@ -104,13 +105,14 @@ class ChangeEvent:
             return moved[2]
         return moved[0] <= number < moved[1]
 
-    def to_dict(self) -> dict[str, str | int]:
-        """The event's `data` object: `{service, environment, version, hash}`."""
+    def to_dict(self) -> dict[str, str | int | None]:
+        """The event's `data` object: `{service, environment, version, hash}` (hash None for
+        a retire)."""
         return {
             "service": self.service,
             "environment": self.environment,
             "version": self.version,
-            "hash": self.hash,
+            "hash": None if self.retired else self.hash,
         }
 
 
@@ -426,6 +428,7 @@ class ChangeHub(Generic[PayloadT]):
         *,
         sequence: int | None = None,
         hash: str | None = None,
+        retired: bool = False,
     ) -> bool:
         """Record that `version` is now current, wake its waiters, and announce it.
 
@@ -460,7 +463,7 @@ class ChangeHub(Generic[PayloadT]):
             if hash is None:
                 raise ValueError("publish with a sequence needs the document hash")
             document.announced = version
-            self._announce(ChangeEvent(sequence, service, environment, version, hash))
+            self._announce(ChangeEvent(sequence, service, environment, version, hash, retired))
         return newer
 
     def publish_threadsafe(
@@ -473,11 +476,12 @@ class ChangeHub(Generic[PayloadT]):
         *,
         sequence: int | None = None,
         hash: str | None = None,
+        retired: bool = False,
     ) -> None:
         """`publish` from another thread: scheduled on `loop`, in call order."""
         loop.call_soon_threadsafe(
             lambda: self.publish(
-                service, environment, version, payload, sequence=sequence, hash=hash
+                service, environment, version, payload, sequence=sequence, hash=hash, retired=retired
             )
         )
 

@@ -194,13 +194,16 @@ class Rollouts:
         if sum(chosen) > 1 or (plan.source is not None and plan.version is not None):
             raise bad_request("give the candidate as one of 'source', 'version' or 'from'")
         promoted_from: tuple[str, int] | None = None
+        kept_local: tuple[str, ...] | None = None
         if plan.source is not None:
             source = plan.source
         elif plan.from_environment is not None:
             record = self._documents.promotion_source(
                 service, environment, plan.from_environment, plan.version
             )
-            source, promoted_from = record.source, (plan.from_environment, record.version)
+            # As a promotion: the target's environment-local values are kept.
+            source, kept_local = self._documents.promoted_source(service, environment, record)
+            promoted_from = (plan.from_environment, record.version)
         elif plan.version is not None:
             found = self._store.get_version(service, environment, plan.version)
             if found is None:
@@ -220,6 +223,7 @@ class Rollouts:
             action="rollout_start",
             request_id=request_id,
             promoted_from=promoted_from,
+            kept_local=kept_local,
         )
 
         def operation(transaction: Transaction) -> RolloutRecord:
