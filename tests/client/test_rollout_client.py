@@ -14,6 +14,7 @@ from clienttest import DEVELOPMENT, SERVICE, LiveServer, wait_for
 
 from tskcfg import ConfigClient
 from tskcfg._requests import Requests
+from tskcfg._servers import Servers
 from tskcfg._settings import make_settings
 
 ENVIRONMENT = "production"
@@ -43,7 +44,7 @@ def test_settings_take_the_instance_id_and_cohort_from_the_environment(
     monkeypatch.setenv("CONFIG_COHORT", "canary-hosts")
     settings = make_settings(SERVICE, ENVIRONMENT, server="http://127.0.0.1:9")
     assert (settings.instance_id, settings.cohort) == ("web-7", "canary-hosts")
-    request = Requests(settings).config(3, wait=30)
+    request = Requests(settings, Servers(settings.servers)).config(settings.servers[0], 3, wait=30)
     assert request.headers["X-Instance-ID"] == "web-7"
     assert request.headers["X-Config-Cohort"] == "canary-hosts"
     # Arguments win over the environment.
@@ -53,7 +54,7 @@ def test_settings_take_the_instance_id_and_cohort_from_the_environment(
     monkeypatch.delenv("CONFIG_INSTANCE_ID")
     plain = make_settings(SERVICE, ENVIRONMENT, server="http://127.0.0.1:9")
     assert plain.cohort is None and ":" in plain.instance_id  # host:pid
-    assert "X-Config-Cohort" not in Requests(plain).config(None).headers
+    assert "X-Config-Cohort" not in Requests(plain, Servers(plain.servers)).config(plain.servers[0], None).headers
 
 
 @pytest.mark.parametrize("value", ["", "x" * 201, "caf\u00e9", "tab\there"])
