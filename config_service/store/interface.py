@@ -115,6 +115,10 @@ class Transaction(Protocol):
         now. None when another change came first (nothing is written)."""
         ...
 
+    def rollout_candidates(self) -> list[VersionRecord]:
+        """The candidate version of every running or paused rollout, with `source` and `config`."""
+        ...
+
     def record_rollout_failure(self, rollout_id: int, instance_id: str, error: str | None) -> int:
         """Remember that `instance_id` failed to apply the rollout's candidate; the number of
         distinct instances that did, over the whole rollout."""
@@ -275,6 +279,11 @@ class Store(Protocol):
 
     def active_rollouts(self) -> list[RolloutRecord]:
         """Every running or paused rollout, by service and environment."""
+        ...
+
+    def rollout_candidates(self) -> list[VersionRecord]:
+        """The candidate version of every running or paused rollout, with `source` and `config`
+        (read outside any write, as `current_documents`)."""
         ...
 
     def latest_rollout(self, service: str, environment: str) -> RolloutRecord | None:

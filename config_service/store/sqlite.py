@@ -114,6 +114,14 @@ def _active_rollout(
     return _rollout(rows[0]) if rows else None
 
 
+_ROLLOUT_CANDIDATES = (
+    f"SELECT {_VERSION_COLUMNS} FROM versions WHERE sequence IN ("
+    "SELECT v.sequence FROM rollouts AS r JOIN versions AS v ON v.service = r.service "
+    f"AND v.environment = r.environment AND v.version = r.candidate_version WHERE r.{_ACTIVE}) "
+    "ORDER BY service, environment"
+)
+
+
 def _last_sequence(connection: sqlite3.Connection) -> int:
     # Versions take sequences by AUTOINCREMENT; rollout changes take them from the same
     # counter (`SqliteTransaction.next_sequence`), so both share one order.
@@ -370,6 +378,9 @@ class SqliteTransaction(Transaction):
             self.append_audit(audit, version=rollout.candidate_version, at=now)
         rows = self.rows(f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE id = ?", (rollout.id,))
         return _rollout(rows[0])
+
+    def rollout_candidates(self) -> list[VersionRecord]:
+        return [_version(row) for row in self.rows(_ROLLOUT_CANDIDATES)]
 
     def record_rollout_failure(self, rollout_id: int, instance_id: str, error: str | None) -> int:
         self.connection.execute(
@@ -911,6 +922,9 @@ class SqliteStore(Store):
             f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE {_ACTIVE} ORDER BY service, environment"
         )
         return [_rollout(row) for row in rows]
+
+    def rollout_candidates(self) -> list[VersionRecord]:
+        return [_version(row) for row in self._query(_ROLLOUT_CANDIDATES)]
 
     def latest_rollout(self, service: str, environment: str) -> RolloutRecord | None:
         rows = self._query(

@@ -506,3 +506,20 @@ def test_a_rollout_survives_a_restart_in_the_middle_of_a_bake(tmp_path: Path) ->
             assert read(admin, service, {"X-Instance-ID": outside}).json()["version"] == 2
     finally:
         server.stop()
+
+
+def test_a_schema_change_must_accept_the_candidate_too(admin: httpx.Client) -> None:
+    service = "schemed"
+    document(admin, service)
+    start(admin, service, bake_seconds=SLOW)  # candidate: level = 2
+    strict = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "properties": {"level": {"type": "integer", "maximum": 1}},
+    }
+    refused = assert_error(admin.put(f"/v1/schemas/{service}", json=strict), 409, "schema_conflict")
+    assert [(item["environment"], item["version"]) for item in refused["details"]] == [(ENVIRONMENT, 2)]
+    assert refused["details"][0]["path"] == "/level"
+    admin.post(f"/v1/configs/{service}/{ENVIRONMENT}/rollout/abort")
+    # Aborted: the candidate is no document's answer any more, so the schema is taken.
+    assert admin.put(f"/v1/schemas/{service}", json=strict).status_code == 201

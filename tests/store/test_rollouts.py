@@ -138,3 +138,16 @@ def test_rollouts_survive_reopening(tmp_path: Path) -> None:
         assert second.last_sequence() == rollout.sequence
     finally:
         second.close()
+
+
+def test_the_candidates_of_active_rollouts_are_listed_whole(store: Store) -> None:
+    _start(store)
+    (candidate,) = store.rollout_candidates()
+    assert (candidate.version, candidate.kind, candidate.source) == (2, "rollout", "a = 2")
+    inside = store.write(lambda transaction: transaction.rollout_candidates())
+    assert [record.version for record in inside] == [2]
+    rollout = store.latest_rollout("svc", "production")
+    assert rollout is not None
+    ended = dataclasses.replace(rollout, state="aborted")
+    store.write(lambda transaction: transaction.update_rollout(ended, rollout.sequence, None))
+    assert store.rollout_candidates() == []
