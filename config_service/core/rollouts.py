@@ -490,34 +490,47 @@ class Rollouts:
             remaining = rollout.bake_seconds - bake_elapsed(rollout, now)
             if remaining <= 0:
                 try:
-                    self._store.write(
+                    changed = self._store.write(
                         functools.partial(self._advance, key=(rollout.service, rollout.environment))
                     )
+                except Refused:
+                    changed = False
                 except Exception:
                     logger.exception("rollout %d could not advance; it is tried again", rollout.id)
                     remaining = TIMER_SECONDS
                 else:
+                    if not changed:
+                        # Another process changed it first (the store's row moved on, or its
+                        # compare-and-set won): take what the store holds now.
+                        self._catch_up(rollout)
                     continue  # its next step's time is known after the change
             soonest = remaining if soonest is None else min(soonest, remaining)
         return soonest
 
-    def _advance(self, transaction: Transaction, key: tuple[str, str]) -> None:
+    def _catch_up(self, known: RolloutRecord) -> None:
+        latest = self._store.latest_rollout(known.service, known.environment)
+        if latest is not None and latest.id == known.id and latest.sequence != known.sequence:
+            self._apply(latest)
+
+    def _advance(self, transaction: Transaction, key: tuple[str, str]) -> bool:
+        """Move the document's rollout on if its step has baked; False when it did nothing."""
         service, environment = key
         rollout = transaction.active_rollout(service, environment)
         if rollout is None or rollout.state != "running":
-            return
+            return False
         now = transaction.now()
         if bake_elapsed(rollout, now) < rollout.bake_seconds:
-            return  # by the store's clock, not yet
+            return False  # by the store's clock, not yet
         audit = ("rollout", None, None)
         if rollout.step + 1 >= len(rollout.steps):
             self._finish(transaction, rollout, "every step baked", audit)
-            return
+            return True
         changed = dataclasses.replace(
             rollout, step=rollout.step + 1, step_started_at=now, baked_seconds=0.0
         )
         moved = (rollout.percent, changed.percent, False)
         self._transition(transaction, rollout, changed, "rollout_step", audit, moved)
+        return True
 
     def check_report(self, transaction: Transaction, report: InstanceReport) -> None:
         """Inside the write of an instance report: a failure of the candidate by an instance
@@ -573,14 +586,21 @@ class Rollouts:
         self._active[key] = rollout
         return view
 
-    def _changed(self, rollout: RolloutRecord, moved: tuple[int, int, bool] | None) -> None:
-        key = (rollout.service, rollout.environment)
+    def _apply(self, rollout: RolloutRecord) -> tuple[RolloutView | None, Rendered | None]:
+        """Make reads answer as `rollout` says; its view, and on completion the candidate as
+        the new current version."""
         current = None
         if rollout.state == "completed":
-            record = self._store.get_version(*key, rollout.candidate_version)
+            record = self._store.get_version(
+                rollout.service, rollout.environment, rollout.candidate_version
+            )
             if record is not None:
                 current = self._versions.remember(render(record))
-        view = self._show(rollout)
+        return self._show(rollout), current
+
+    def _changed(self, rollout: RolloutRecord, moved: tuple[int, int, bool] | None) -> None:
+        key = (rollout.service, rollout.environment)
+        view, current = self._apply(rollout)
         if view is not None:
             moved_to: Rendered | None = view.candidate
         elif current is not None:
