@@ -493,17 +493,17 @@ class Rollouts:
                     changed = self._store.write(
                         functools.partial(self._advance, key=(rollout.service, rollout.environment))
                     )
-                except Refused:
+                except Refused:  # its compare-and-set lost to another process's change
                     changed = False
                 except Exception:
                     logger.exception("rollout %d could not advance; it is tried again", rollout.id)
-                    remaining = TIMER_SECONDS
-                else:
-                    if not changed:
-                        # Another process changed it first (the store's row moved on, or its
-                        # compare-and-set won): take what the store holds now.
-                        self._catch_up(rollout)
-                    continue  # its next step's time is known after the change
+                    soonest = TIMER_SECONDS if soonest is None else min(soonest, TIMER_SECONDS)
+                    continue
+                if not changed:
+                    # Another process changed it first (the store's row moved on, or its
+                    # compare-and-set won): take what the store holds now.
+                    self._catch_up(rollout)
+                continue  # its next step's time is known after the change
             soonest = remaining if soonest is None else min(soonest, remaining)
         return soonest
 
