@@ -3,9 +3,10 @@ through, the sync state `GET /v1/services` shows, and taking the file in a confl
 (docs/lifecycle.md, "One source of truth per document").
 
 A changed file is applied only when the document does not exist yet or its current version
-is the one last synced from that file. Otherwise the document moved on through the API since
-(push, promote, rollback, retire) and the change is a conflict: nothing is applied, the
-document is marked, and the audit log names both versions (`sync_conflict`). The conflict
+is the one last synced from that file, and no rollout of it runs. Otherwise the document
+moved on through the API since (push, promote, rollback, retire, rollout) or is in a rollout,
+and the change is a conflict: nothing is applied, the document is marked, and the audit log
+names both versions (`sync_conflict`; a rollout's id too). The conflict
 ends when the file's source equals the current source, when the file is put back as it was
 last synced, or when a writer takes the file (`take_file`, audited `sync_take_file`).
 
@@ -108,9 +109,23 @@ class FileChange:
     version: int
     file_version: int | None = None
     file: str = ""
+    rollout: int | None = None  # a conflict held because the document is in this rollout
 
     def conflict(self, service: str, environment: str) -> Refused:
         """The conflict as a refusal, for the log and file sync's reports."""
+        details = {"file": self.file, "file_version": self.file_version, "current_version": self.version}
+        take = (
+            f"Make the file equal the current source, or take the file: "
+            f"tskcfg sync take-file {service} {environment}"
+        )
+        if self.rollout is not None:
+            return Refused(
+                "sync_conflict",
+                f"{service}/{environment} is in rollout {self.rollout} (current_version "
+                f"{self.version}, file_version {self.file_version}): a sync conflict, the file's "
+                f"change is held until the rollout ends. {take} once it has",
+                [{**details, "rollout": self.rollout}],
+            )
         since = (
             f"the file last gave it a version (file_version {self.file_version})"
             if self.file_version is not None
@@ -119,9 +134,8 @@ class FileChange:
         return Refused(
             "sync_conflict",
             f"{service}/{environment} moved on through the API (current_version {self.version}) "
-            f"since {since}: a sync conflict, the file's change waits. Make the file equal the "
-            f"current source, or take the file: tskcfg sync take-file {service} {environment}",
-            [{"file": self.file, "file_version": self.file_version, "current_version": self.version}],
+            f"since {since}: a sync conflict, the file's change waits. {take}",
+            [details],
         )
 
 
@@ -281,15 +295,24 @@ def _decide(
         ):
             transaction.set_sync_state(service, environment, file, current.version, False)
         return FileChange("unchanged", current.version, current.version, file)
-    if expected is not None and expected == current.version:
-        record, _ = operation(transaction)
-        return FileChange("created", record.version, record.version, file)
-    if expected is not None and synced_source == source:
+    if expected is not None and expected != current.version and synced_source == source:
         # The file is as it was last synced: the API is ahead, which is no conflict.
         if state.sync_conflict:
             transaction.set_sync_state(service, environment, file, expected, False)
         return FileChange("unchanged", current.version, expected, file)
+    # A document in a rollout takes no plain write: the file's change is held until it ends.
+    rollout = transaction.active_rollout(service, environment)
+    if rollout is None and expected is not None and expected == current.version:
+        record, _ = operation(transaction)
+        return FileChange("created", record.version, record.version, file)
     transaction.set_sync_state(service, environment, file, expected, True)
+    detail: dict[str, Any] = {
+        "file": file,
+        "file_version": expected,
+        "current_version": current.version,
+    }
+    if rollout is not None:
+        detail["rollout"] = rollout.id
     transaction.append_audit(
         AuditEntry(
             actor=author,
@@ -297,11 +320,9 @@ def _decide(
             service=service,
             environment=environment,
             version=current.version,
-            detail={
-                "file": file,
-                "file_version": expected,
-                "current_version": current.version,
-            },
+            detail=detail,
         )
     )
-    return FileChange("conflict", current.version, expected, file)
+    return FileChange(
+        "conflict", current.version, expected, file, rollout.id if rollout is not None else None
+    )

@@ -47,9 +47,11 @@ def services(
     store: Store, pipeline: Sequence[str], principal: Principal, names: Sequence[str]
 ) -> dict[str, Any]:
     """Every service the token may see (`visible`; `names`: those that exist), with its current
-    version per covered environment and, where a file backs the document, its `sync` state
-    (core/file_sync.py); a service without documents has no environments."""
+    version per covered environment (its running or paused rollout, docs/rollouts.md, and,
+    where a file backs the document, its `sync` state, core/file_sync.py); a service without
+    documents has no environments."""
     by_service, records = visible(store, pipeline, principal, names)
+    rollouts = {(rollout.service, rollout.environment): rollout for rollout in store.active_rollouts()}
     states = {(document.service, document.environment): document for document in store.documents()}
     for record in records:
         entry: dict[str, Any] = {
@@ -63,6 +65,14 @@ def services(
         sync = sync_state(document) if document is not None else None
         if sync is not None:
             entry["sync"] = sync
+        rollout = rollouts.get((record.service, record.environment))
+        if rollout is not None:
+            entry["rollout"] = {
+                "id": rollout.id,
+                "state": rollout.state,
+                "percent": rollout.percent,
+                "candidate": rollout.candidate_version,
+            }
         by_service[record.service][record.environment] = entry
     return {
         "services": [

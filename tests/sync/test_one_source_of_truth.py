@@ -273,3 +273,34 @@ def test_deleting_a_file_changes_nothing(synced: tuple[ServerProcess, Path]) -> 
     with server.client(server.admin_token) as admin:
         assert _current(admin)["version"] == 2
         assert _sync(admin)["state"] == "conflict"
+
+
+def test_a_file_change_during_a_rollout_is_held_as_a_conflict_until_it_ends(
+    synced: tuple[ServerProcess, Path],
+) -> None:
+    server, document = synced
+    base = "/v1/configs/user-service/staging"
+    with server.client(server.admin_token) as admin:
+        started = admin.post(
+            base + "/rollouts",
+            json={"source": USER_SERVICE.replace("pool_size: 20", "pool_size: 5"), "steps": [50, 100],
+                  "bake_seconds": 3600},
+        )
+        assert started.status_code == 201, started.text
+        rollout = started.json()["id"]
+        # The file is the stable version's source, but a rollout runs: its change is held.
+        document.write_text(USER_SERVICE.replace("pool_size: 20", "pool_size: 10"), encoding="utf-8")
+        _wait_for(lambda: (_sync(admin) or {}).get("state") == "conflict")
+        (entry,) = _audit(admin, "sync_conflict")
+        assert entry["detail"] == {"file": FILE, "file_version": 1, "current_version": 1, "rollout": rollout}
+        assert f"is in rollout {rollout}" in server.log()
+        assert admin.get(base).json()["config"]["database"]["pool_size"] == 20
+        # Taking the file is a plain write: refused while the rollout runs.
+        assert_error(admin.post(base + "/sync", json={"take": "file"}), 409, "rollout_in_progress")
+        assert admin.post(base + "/rollout/abort").status_code == 200
+        # The rollout over, the conflict stays until someone ends it: taking the file does.
+        assert _sync(admin)["state"] == "conflict"
+        taken = admin.post(base + "/sync", json={"take": "file"})
+        assert taken.status_code == 201, taken.text
+        assert admin.get(base).json()["config"]["database"]["pool_size"] == 10
+        assert _sync(admin) == {"state": "in_sync", "file": FILE, "file_version": taken.json()["version"]}
