@@ -360,11 +360,12 @@ def services(state: State) -> None:
         for env in environments:
             sync = per_env.get(env, {}).get("sync") or {}
             if sync.get("state") == "conflict":
-                conflicts.append((entry.get("service"), env, sync))
+                conflicts.append((entry.get("service"), env, sync, per_env[env].get("rollout")))
     table(["SERVICE", *[env.upper() for env in environments]], rows)
-    for service, env, sync in conflicts:
+    for service, env, sync, rollout in conflicts:
+        why = f"during rollout {rollout.get('id')}" if rollout else "after the API moved on"
         say(
-            f"{service}/{env}: sync conflict: {sync.get('file')} changed after the API moved on "
+            f"{service}/{env}: sync conflict: {sync.get('file')} changed {why} "
             f"(file_version {sync.get('file_version')}, current_version {sync.get('current_version')}); "
             f"take the file (tskcfg sync take-file {service} {env}) or make it equal the current "
             f"source (tskcfg get {service} {env} > the file)"

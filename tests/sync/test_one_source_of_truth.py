@@ -294,6 +294,9 @@ def test_a_file_change_during_a_rollout_is_held_as_a_conflict_until_it_ends(
         (entry,) = _audit(admin, "sync_conflict")
         assert entry["detail"] == {"file": FILE, "file_version": 1, "current_version": 1, "rollout": rollout}
         assert f"is in rollout {rollout}" in server.log()
+        assert f"user-service/staging: sync conflict: {FILE} changed during rollout {rollout}" in (
+            _tskcfg(server, "services").stdout
+        )
         assert admin.get(base).json()["config"]["database"]["pool_size"] == 20
         # Taking the file is a plain write: refused while the rollout runs.
         assert_error(admin.post(base + "/sync", json={"take": "file"}), 409, "rollout_in_progress")
