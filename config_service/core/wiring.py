@@ -2,7 +2,9 @@
 
 It holds one object per concept (access, tokens, rendered versions, schemas, documents,
 instances, audit); handlers, file sync and tests call them. It opens and closes the store,
-and tells listeners of every commit and of every document or schema the rules refuse.
+and tells listeners of every commit, of every new version (this process's or, when several
+processes share the store, another's: `add_change_listener`) and of every document or schema
+the rules refuse.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable
 from config_service.core.access import Access
 from config_service.core.audit import Audit
 from config_service.core.documents import Documents
+from config_service.core.following import Follower
 from config_service.core.instances import Instances
 from config_service.core.rendered import Rendered, RenderedVersions, render
 from config_service.core.schemas import Schemas
@@ -23,6 +26,7 @@ from config_service.store import SqliteStore, Store, VersionRecord
 logger = logging.getLogger("config_service")
 
 CommitListener = Callable[[Rendered], None]
+ChangeListener = Callable[[Rendered], None]
 RefusalListener = Callable[[str], None]
 
 
@@ -40,7 +44,13 @@ class Core:
         self.instances = Instances(settings, self.store, self.versions)
         self.audit = Audit(self.store)
         self._commit_listeners: list[CommitListener] = []
+        self._change_listeners: list[ChangeListener] = []
         self._refusal_listeners: list[RefusalListener] = []
+        # Other processes write to the same store (workers, or replicas on PostgreSQL): follow
+        # its sequence, so their versions, tokens and schemas reach this process too.
+        self.follower: Follower | None = None
+        if settings.workers > 1 or not isinstance(self.store, SqliteStore):
+            self.follower = Follower(self.store, self.versions, self._changed, self._refresh_state)
         self.store.add_commit_listener(self._committed)
 
     def start(self) -> None:
@@ -49,8 +59,12 @@ class Core:
         self.tokens.load()
         self.schemas.load()
         self.tokens.ensure_admin_token()
+        if self.follower is not None:
+            self.follower.start()
 
     def stop(self) -> None:
+        if self.follower is not None:
+            self.follower.stop()
         self.store.close()
 
     def check_store(self) -> None:
@@ -66,6 +80,28 @@ class Core:
         """
         self._commit_listeners.append(listener)
 
+    def add_change_listener(self, listener: ChangeListener) -> None:
+        """Call `listener(rendered)` once for every new version of any document, in the store's
+        sequence order: this process's commits and, when other processes share the store,
+        theirs. It runs on a store thread and must be quick (the change hub hands it to the
+        event loop)."""
+        self._change_listeners.append(listener)
+
+    def catch_up(self) -> None:
+        """Read what other processes committed that this one has not handed on yet (a request
+        named something newer than this process has seen). Raises when the store is away."""
+        if self.follower is not None:
+            self.follower.catch_up()
+
+    def read_through(self, service: str, environment: str) -> Rendered | None:
+        """The document's current version read from the store, not memory (a request named a
+        version newer than the one this process holds); the others catch up too."""
+        record = self.store.current_version(service, environment)
+        rendered = None if record is None else self.versions.remember(render(record))
+        if self.follower is not None:
+            self.follower.poke()
+        return rendered
+
     def add_refusal_listener(self, listener: RefusalListener) -> None:
         """Call `listener(code)` for each document or schema the rules refuse as invalid
         (`invalid_tsk`, `schema_violation`, `invalid_schema`), on the refusing thread."""
@@ -80,6 +116,23 @@ class Core:
                     listener(rendered)
                 except Exception:  # a listener must never undo an acknowledged write
                     logger.exception("commit listener failed")
+            if self.follower is None:
+                self._changed(rendered)
+        if self.follower is not None:
+            # Handed on by the follower, in sequence order with the other processes' versions.
+            self.follower.poke()
+
+    def _changed(self, rendered: Rendered) -> None:
+        for listener in self._change_listeners:
+            try:
+                listener(rendered)
+            except Exception:
+                logger.exception("change listener failed")
+
+    def _refresh_state(self) -> None:
+        """Take in tokens and schemas other processes changed."""
+        self.tokens.reload()
+        self.schemas.reload()
 
     def _refused(self, code: str) -> None:
         for listener in self._refusal_listeners:

@@ -180,7 +180,6 @@ def create_app(settings: Settings, core: Core | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, core.start)
 
         def publish(rendered: Rendered) -> None:
             record = rendered.record
@@ -194,7 +193,9 @@ def create_app(settings: Settings, core: Core | None = None) -> Starlette:
                 hash=record.hash,
             )
 
-        core.add_commit_listener(publish)
+        # Before the start: a process that follows a shared store hands on versions from then.
+        core.add_change_listener(publish)
+        await loop.run_in_executor(None, core.start)
 
         def revoked(token_id: str) -> None:
             # Called on the thread that revoked the token; what it holds ends on the loop.

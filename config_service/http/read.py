@@ -71,6 +71,16 @@ class Reply:
     body: bytes
 
 
+class Behind:
+    """The request names a version newer than the one this process holds: read the store
+    first (another process committed it), then `decide` again with `fresh=True`."""
+
+    __slots__ = ()
+
+
+BEHIND = Behind()
+
+
 @dataclass(slots=True)
 class Hold:
     """Wait up to `request.wait` seconds for a version other than `known`, then `after_hold`."""
@@ -155,14 +165,24 @@ def parse_head(
     )
 
 
-def decide(request: ReadRequest, current: Rendered | None) -> Reply | Hold:
-    """How to answer `request` when `current` is the document's current version (None: none)."""
+def decide(request: ReadRequest, current: Rendered | None, fresh: bool = False) -> Reply | Hold | Behind:
+    """How to answer `request` when `current` is the document's current version (None: none).
+
+    `BEHIND` when `If-None-Match` names a version newer than `current` and `current` was not
+    just read from the store (`fresh`): this process has not seen that version yet, so it
+    must not answer 304 or an older version before it reads the store.
+    """
     if not request.conditional:
         if current is None:
             raise _missing(request)
         return document_reply(current, request.source)
     tags = request.tags
     matches = current is not None and (tags is None or current.etag[1:-1] in tags)
+    if not matches and not fresh and tags is not None and current is not None:
+        for tag in tags:
+            number = parse_number(tag)
+            if number is not None and number > current.version:
+                return BEHIND
     if request.wait > 0 and tags is not None and len(tags) == 1:
         known = parse_number(tags[0])
         if known is not None and ((current is None and known == 0) or matches):
@@ -359,10 +379,18 @@ async def get_config(request: Request) -> Response:
     if not isinstance(read, ReadRequest):
         read = parse(core, scope, request.path_params["service"], request.path_params["environment"])
     current = core.versions.cached(read.service, read.environment)
+    fresh = current is None
     if current is None:
         # Not in memory yet: read from the store in a worker thread, off the event loop.
         current = await run_in_threadpool(core.versions.current, read.service, read.environment)
-    decision = decide(read, current)
+    decision = decide(read, current, fresh)
+    if isinstance(decision, Behind):
+        # Read your notification: the client saw a version another process committed.
+        current = await run_in_threadpool(core.read_through, read.service, read.environment)
+        if current is not None:
+            request.app.state.hub.publish(read.service, read.environment, current.version, current)
+        decision = decide(read, current, fresh=True)
+        assert not isinstance(decision, Behind)
     if isinstance(decision, Hold):
         try:
             newer = await hold(core, request.app.state.hub, decision, request.receive)

@@ -342,7 +342,11 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
                 # It must be read from the store first, in a worker thread: ASGI does that.
                 scope.setdefault("extensions", {})[read.PARSED] = request
                 return False
-            decision: read.Reply | read.Hold = read.decide(request, current)
+            decision = read.decide(request, current)
+            if isinstance(decision, read.Behind):
+                # It names a version this process has not seen: ASGI reads the store first.
+                scope.setdefault("extensions", {})[read.PARSED] = request
+                return False
         except Refused as refused:
             decision = read.refusal_reply(refused)
         if isinstance(decision, read.Reply):

@@ -4,7 +4,7 @@
 one file, `data_folder` the private folder that file lives in and the lock on it.
 """
 
-from config_service.store.interface import CommitListener, Store, Transaction
+from config_service.store.interface import ChangeSignal, CommitListener, Store, Transaction
 from config_service.store.records import (
     AUDIT_ACTIONS,
     MAX_INSTANCES_PER_DOCUMENT,
@@ -29,6 +29,7 @@ __all__ = [
     "MAX_INSTANCES_PER_DOCUMENT",
     "AuditEntry",
     "AuditRecord",
+    "ChangeSignal",
     "CommitListener",
     "IfMatch",
     "InstanceRecord",

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from config_service.store.data_folder import create_private_file, make_private_folder
-from config_service.store.interface import CommitListener, Store, Transaction
+from config_service.store.interface import ChangeSignal, CommitListener, Store, Transaction
 from config_service.store.records import (
     MAX_INSTANCES_PER_DOCUMENT,
     AuditEntry,
@@ -426,6 +426,47 @@ def _add_missing_columns(connection: sqlite3.Connection) -> None:
                 connection.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
+class SqliteChanges(ChangeSignal):
+    """Commits to one SQLite file by any connection, seen through `PRAGMA data_version`.
+
+    The pragma reads a counter in the file's shared memory (WAL index): it changes whenever
+    another connection, in this process or another, committed. Checking it costs no disk
+    read, so a worker may check it every 50 ms.
+    """
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection: sqlite3.Connection | None = connection
+        self._lock = threading.Lock()
+        self._seen = self._data_version()
+
+    def _data_version(self) -> int:
+        connection = self._connection
+        if connection is None:
+            return 0
+        return int(connection.execute("PRAGMA data_version").fetchone()[0])
+
+    def start(self, poke: Callable[[], None]) -> None:
+        """Nothing to listen to: `changed` is asked."""
+
+    def changed(self) -> bool:
+        with self._lock:
+            if self._connection is None:
+                return False
+            try:
+                now = self._data_version()
+            except sqlite3.Error:
+                return True  # could not tell: read the store, which says what it can
+            changed = now != self._seen
+            self._seen = now
+            return changed
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+
 @dataclass
 class _Write:
     operation: Callable[[Transaction], Any]
@@ -526,6 +567,13 @@ class SqliteStore(Store):
 
     def add_commit_listener(self, listener: CommitListener) -> None:
         self._listeners.append(listener)
+
+    def change_signal(self) -> SqliteChanges:
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        connection = self._connect()
+        connection.execute("PRAGMA query_only = ON")
+        return SqliteChanges(connection)
 
     # -- the writer ------------------------------------------------------------------
 
