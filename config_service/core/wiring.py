@@ -10,6 +10,7 @@ the rules refuse.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from config_service.core.access import Access
@@ -26,6 +27,8 @@ from config_service.store import SqliteStore, Store, VersionRecord
 logger = logging.getLogger("config_service")
 
 CommitListener = Callable[[Rendered], None]
+# How long a process that shares the store waits for another to make the first admin token.
+FIRST_TOKEN_WAIT = 30.0
 ChangeListener = Callable[[Rendered], None]
 RefusalListener = Callable[[str], None]
 
@@ -58,9 +61,25 @@ class Core:
         self.store.open()
         self.tokens.load()
         self.schemas.load()
-        self.tokens.ensure_admin_token()
+        # Of processes sharing the store, the one holding its lease makes the first admin
+        # token, so two starting together make one.
+        if self.follower is None or self.store.lead():
+            self.tokens.ensure_admin_token()
+        else:
+            self._wait_for_first_token()
         if self.follower is not None:
             self.follower.start()
+
+    def _wait_for_first_token(self, within: float = FIRST_TOKEN_WAIT) -> None:
+        """Another process makes the first admin token: serve once it exists, so the token it
+        writes out works here too."""
+        deadline = time.monotonic() + within
+        while len(self.tokens) == 0:
+            if time.monotonic() > deadline:
+                logger.warning("no token exists yet; serving anyway (the admin token will follow)")
+                return
+            time.sleep(0.05)
+            self.tokens.load()
 
     def stop(self) -> None:
         if self.follower is not None:

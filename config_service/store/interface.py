@@ -144,6 +144,12 @@ class Store(Protocol):
 
     def add_commit_listener(self, listener: CommitListener) -> None: ...
 
+    def lead(self) -> bool:
+        """True while this process holds the store's lease on work that must run in one
+        process only (file sync); takes it when it is free. Held until the store closes or
+        the process ends (kill -9 too), then another process takes it."""
+        ...
+
     def change_signal(self) -> ChangeSignal:
         """A new signal of the commits of every process sharing this store (open the store first)."""
         ...

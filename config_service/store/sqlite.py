@@ -20,7 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from config_service.store.data_folder import create_private_file, make_private_folder
+from config_service.store.data_folder import (
+    DataFolderLock,
+    create_private_file,
+    make_private_folder,
+    try_lock_file,
+)
 from config_service.store.interface import ChangeSignal, CommitListener, Store, Transaction
 from config_service.store.records import (
     MAX_INSTANCES_PER_DOCUMENT,
@@ -42,6 +47,8 @@ T = TypeVar("T")
 
 # Most writes a group commit gathers into one transaction (one fsync).
 MAX_BATCH = 256
+# Beside the database: held by the one worker that runs what must run once (file sync).
+LEADER_LOCK = "leader.lock"
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -494,6 +501,7 @@ class SqliteStore(Store):
         self._readers_lock = threading.Lock()
         self._listeners: list[CommitListener] = []
         self._closed = True
+        self._leader: DataFolderLock | None = None
 
     # -- connections -----------------------------------------------------------------
 
@@ -540,6 +548,9 @@ class SqliteStore(Store):
                     pass
             self._readers.clear()
         self._local = threading.local()
+        if self._leader is not None:
+            self._leader.release()
+            self._leader = None
 
     def _reader(self) -> sqlite3.Connection:
         if self._closed:
@@ -567,6 +578,12 @@ class SqliteStore(Store):
 
     def add_commit_listener(self, listener: CommitListener) -> None:
         self._listeners.append(listener)
+
+    def lead(self) -> bool:
+        # A lock file beside the database: the kernel frees it when its holder ends.
+        if self._leader is None and not self._closed:
+            self._leader = try_lock_file(self.path.parent / LEADER_LOCK)
+        return self._leader is not None
 
     def change_signal(self) -> SqliteChanges:
         if self._closed:
