@@ -25,7 +25,7 @@ from config_service.store import ChangeSignal, Store, VersionRecord
 logger = logging.getLogger("config_service")
 
 # How often the store's cheap change check runs (SQLite: `PRAGMA data_version`).
-FOLLOW_INTERVAL = 0.05
+FOLLOW_INTERVAL = 0.02
 # Tokens and schemas are re-read at most this often, when the store changed.
 STATE_INTERVAL = 0.25
 # Versions read per query while catching up.

@@ -438,7 +438,7 @@ class SqliteChanges(ChangeSignal):
 
     The pragma reads a counter in the file's shared memory (WAL index): it changes whenever
     another connection, in this process or another, committed. Checking it costs no disk
-    read, so a worker may check it every 50 ms.
+    read, so a worker may check it every few tens of milliseconds.
     """
 
     def __init__(self, connection: sqlite3.Connection) -> None:
