@@ -57,6 +57,11 @@ class Follower:
         self._thread: threading.Thread | None = None
         self._signal: ChangeSignal | None = None
         self._failing = False
+        # Times this process may have missed a change (a lost connection, a failed read), and
+        # how many of those a catch-up has covered since: lagging while they differ.
+        self._missed = 0
+        self._covered = 0
+        self._counting = threading.Lock()
         self._state_due = False
         self._state_read_at = 0.0
 
@@ -69,6 +74,20 @@ class Follower:
     def failing(self) -> bool:
         """True while the last attempt to read the store failed (it is away)."""
         return self._failing
+
+    @property
+    def lagging(self) -> bool:
+        """True from a lost connection (or a failed read) until a catch-up started after it
+        has read everything: until then this process may not know the latest versions, so it
+        must not answer a long poll with "no change" if it can wait for the catch-up."""
+        return self._covered < self._missed
+
+    def missed(self) -> None:
+        """Changes may have been missed (the store's notifications stopped): catch up soon,
+        and count as lagging until then. Any thread may call it."""
+        with self._counting:
+            self._missed += 1
+        self._poked.set()
 
     def start(self) -> None:
         """Begin following from the store's last sequence (older events are in the store, for
@@ -98,13 +117,20 @@ class Follower:
         sequence order; returns the last sequence handed on. Raises what the store raises
         (what was handed on before stays handed on)."""
         with self._lock:
+            missed = self._missed
             while True:
-                records = self._store.versions_after(self._last, CATCH_UP_PAGE)
-                for record in records:
-                    rendered = self._rendered(record)
-                    self._last = record.sequence
-                    self._deliver(rendered)
+                try:
+                    records = self._store.versions_after(self._last, CATCH_UP_PAGE)
+                    for record in records:
+                        rendered = self._rendered(record)
+                        self._last = record.sequence
+                        self._deliver(rendered)
+                except Exception:
+                    with self._counting:
+                        self._missed += 1
+                    raise
                 if len(records) < CATCH_UP_PAGE:
+                    self._covered = max(self._covered, missed)
                     return self._last
 
     def _rendered(self, record: VersionRecord) -> Rendered:

@@ -106,6 +106,12 @@ class Core:
         event loop)."""
         self._change_listeners.append(listener)
 
+    @property
+    def lagging(self) -> bool:
+        """True while this process may have missed versions other processes committed (it
+        lost the store's notifications and has not caught up yet)."""
+        return self.follower is not None and self.follower.lagging
+
     def catch_up(self) -> None:
         """Read what other processes committed that this one has not handed on yet (a request
         named something newer than this process has seen). Raises when the store is away."""

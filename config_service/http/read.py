@@ -40,6 +40,10 @@ PREFIX_BYTES = PREFIX.encode("ascii")
 CLIENT_GONE = 499
 # The scope extension that carries a request the protocol already parsed (`ReadRequest`).
 PARSED = "tskcfg.read_request"
+# A long poll whose time ran out while this process was catching up with the store (after a
+# lost connection) waits this long more, up to `LAG_CHECKS` times, before "no change".
+LAG_CHECK_SECONDS = 0.1
+LAG_CHECKS = 30
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -358,6 +362,14 @@ async def hold(core: Core, hub: ChangeHub[Rendered], held: Hold, receive: Receiv
         result = await hub.wait_for_change(
             request.service, request.environment, held.known, request.wait, principal.token_id
         )
+        checks = 0
+        while result is None and core.lagging and checks < LAG_CHECKS and not hub.stopping:
+            # Not "no change" before this process has caught up with the store.
+            checks += 1
+            result = await hub.wait_for_change(
+                request.service, request.environment, held.known, LAG_CHECK_SECONDS,
+                principal.token_id,
+            )
     except asyncio.CancelledError:
         if not gone or handler is None:
             raise

@@ -102,7 +102,7 @@ class _Streams:
 class _Held:
     """A long poll parked on its connection: what it waits for, and what to log when it ends."""
 
-    __slots__ = ("cycle", "hold", "request_id", "started_at", "waiter")
+    __slots__ = ("cycle", "hold", "lag_checks", "request_id", "started_at", "waiter")
 
     def __init__(
         self, cycle: RequestResponseCycle, hold: read.Hold, request_id: bytes, started_at: float
@@ -112,6 +112,7 @@ class _Held:
         self.request_id = request_id
         self.started_at = started_at
         self.waiter: Waiter | None = None
+        self.lag_checks = 0  # extra waits while the process caught up with the store
 
 
 class _Heads:
@@ -382,6 +383,23 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
             return
         if held.waiter is not None:
             held.waiter.cancel()  # nothing if the hub already ended it
+        if (
+            result is None
+            and held.lag_checks < read.LAG_CHECKS
+            and self.core.lagging
+            and not self.hub.stopping
+            and not self.transport.is_closing()
+            and self.core.tokens.is_live(held.hold.request.principal)
+        ):
+            # Not "no change" before this process has caught up with the store.
+            held.lag_checks += 1
+            self._held = held
+            request = held.hold.request
+            held.waiter = self.hub.park(
+                request.service, request.environment, read.LAG_CHECK_SECONDS, self._wake,
+                request.principal.token_id,
+            )
+            return
         if self.transport.is_closing():
             self._record(
                 held.cycle.scope["path"], held.request_id, read.CLIENT_GONE, held.started_at, soon=True
