@@ -17,6 +17,7 @@ from config_service.cli._group import main
 from config_service.cli._workers import MAX_WORKERS, bind, supervise
 from config_service.settings import Settings, parse_pipeline, parse_sections
 from config_service.store.data_folder import DataFolderInUse, lock_data_folder, open_to_others
+from config_service.store.sqlite_schema import StoreTooNew, refuse_newer
 
 logger = logging.getLogger("config_service")
 
@@ -156,6 +157,10 @@ def serve(
     try:
         data_lock = lock_data_folder(settings.data_dir)
     except DataFolderInUse as error:
+        raise click.ClickException(str(error)) from None
+    try:
+        refuse_newer(settings.database_path)
+    except StoreTooNew as error:
         raise click.ClickException(str(error)) from None
     _warn_if_open_to_others(settings.data_dir)
 

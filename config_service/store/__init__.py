@@ -1,7 +1,8 @@
 """Durable storage: the `Store` interface, its records, and the SQLite store.
 
 `interface` lists what a store does, `records` what it keeps, `sqlite` the embedded store on
-one file, `data_folder` the private folder that file lives in and the lock on it.
+one file (`sqlite_schema`: its tables and their upgrades), `data_folder` the private folder
+that file lives in and the lock on it.
 """
 
 from config_service.store.interface import ChangeSignal, CommitListener, Store, Transaction
@@ -10,19 +11,23 @@ from config_service.store.records import (
     MAX_INSTANCES_PER_DOCUMENT,
     AuditEntry,
     AuditRecord,
+    DocumentState,
     IfMatch,
     InstanceRecord,
     InstanceReport,
     NewVersion,
     PreconditionFailed,
     SchemaRecord,
+    ServiceRecord,
     TokenRecord,
     TooManyInstances,
     VersionRecord,
+    retirement,
     utc_now,
     utc_timestamp,
 )
 from config_service.store.sqlite import SqliteStore
+from config_service.store.sqlite_schema import StoreTooNew
 
 __all__ = [
     "AUDIT_ACTIONS",
@@ -31,18 +36,22 @@ __all__ = [
     "AuditRecord",
     "ChangeSignal",
     "CommitListener",
+    "DocumentState",
     "IfMatch",
     "InstanceRecord",
     "InstanceReport",
     "NewVersion",
     "PreconditionFailed",
     "SchemaRecord",
+    "ServiceRecord",
     "SqliteStore",
     "Store",
+    "StoreTooNew",
     "TokenRecord",
     "TooManyInstances",
     "Transaction",
     "VersionRecord",
+    "retirement",
     "utc_now",
     "utc_timestamp",
 ]

@@ -88,12 +88,13 @@ def lock_data_folder(folder: Path) -> DataFolderLock:
     return DataFolderLock(path, descriptor)
 
 
-def try_lock_file(path: Path) -> DataFolderLock | None:
+def try_lock_file(path: Path, wait: bool = False) -> DataFolderLock | None:
     """An exclusive `flock` on `path` (made 0600, the holder's pid written in it), or None when
-    another process holds it. Released by `release` or when the process ends."""
+    another process holds it (`wait`: once it is released). Released by `release` or when the
+    process ends."""
     descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(descriptor, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
     except BlockingIOError:
         os.close(descriptor)
         return None
