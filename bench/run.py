@@ -313,9 +313,10 @@ serving the same 2 KB document, driven by the same wrk (2 threads, 64 connection
 alternating runs. Server CPU per request counts the supervisor and both workers. On this
 2-core machine wrk needs about one core itself, so a second worker mostly competes with
 wrk for the other: the gain in requests/s is what is left once the load generator has its
-share, and would be larger with the load coming from other machines. The CPU per request
-should stay about the same (each worker does the same work per request; following the
-store costs a `PRAGMA data_version` every 20 ms per worker).""",
+share, and would be larger with the load coming from other machines. Each worker does the
+same work per request (following the store costs a `PRAGMA data_version` every 20 ms per
+worker, a few microseconds), yet the CPU per request measured about 1.2x one process's:
+three busy processes (two workers and wrk) on two cores switch more and share the caches.""",
     "limits": """\
 Profiles of the server (py-spy, sampling the `tskcfg serve` process while a benchmark
 drives it) name what each figure is bound by:
