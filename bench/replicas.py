@@ -52,7 +52,7 @@ class Replica:
         self.command = [
             str(TSKCFG), "serve", "--host", "127.0.0.1", "--port", str(self.port),
             "--data-dir", str(self.data), "--environments", str(empty), "--schemas", str(empty),
-            "--no-sync", "--no-access-log", "--store", dsn,
+            "--no-sync", "--no-access-log", "--open-services", "--store", dsn,
         ]  # fmt: skip
         self.process: subprocess.Popen[bytes] | None = None
 

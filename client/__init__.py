@@ -26,6 +26,7 @@ from tskcfg._sync import ConfigClient
 from tskcfg.exceptions import (
     ApplyFailed,
     ConfigError,
+    ConfigRetired,
     Forbidden,
     HashMismatch,
     InvalidConfig,
@@ -45,6 +46,7 @@ __all__ = [
     "Config",
     "ConfigClient",
     "ConfigError",
+    "ConfigRetired",
     "DatabaseApplier",
     "Forbidden",
     "HashMismatch",

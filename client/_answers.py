@@ -116,7 +116,7 @@ def error_for(response: httpx.Response, message: str) -> exceptions.ConfigError:
     kind: type[exceptions.RequestRejected] = {
         401: exceptions.Unauthorized,
         403: exceptions.Forbidden,
-        404: exceptions.NotFound,
+        404: exceptions.ConfigRetired if code == "retired" else exceptions.NotFound,
     }.get(status, exceptions.RequestRejected)
     return kind(message, status=status, code=code, details=body.get("details"), body=body)
 

@@ -290,7 +290,21 @@ class ClientCore:
         """Ask the server once for a newer version and apply it; True when one arrived."""
         fetched_over = self.config
         request = self.requests.config(self.seen_version, wait=wait)
-        received = config_answer((yield Send(request)), self.settings.config_url)
+        try:
+            received = config_answer((yield Send(request)), self.settings.config_url)
+        except exceptions.ConfigRetired as retired:
+            # Keep running on what we have; the next long poll names the retire, so the
+            # server holds it until the document is revived.
+            if retired.retired_version is not None and retired.retired_version != self.seen_version:
+                logger.warning(
+                    "%s was retired on the server (version %s); %s stays current until it is "
+                    "pushed again",
+                    self.settings.service,
+                    retired.retired_version,
+                    self.describe(self.config),
+                )
+                self.seen_version = retired.retired_version
+            return False
         if self.fallback_pending:
             self.fallback_pending = False
             yield Report("fallback", self.config)

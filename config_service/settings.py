@@ -48,6 +48,8 @@ class Settings:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     # A request body not complete this many seconds after its head is answered 408.
     body_timeout: float = DEFAULT_BODY_TIMEOUT
+    # A push to a service that does not exist creates it (else 404 unknown_service).
+    open_services: bool = False
 
     @property
     def database_path(self) -> Path:

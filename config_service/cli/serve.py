@@ -98,6 +98,11 @@ def _option(*names: str, envvar: str, **kwargs: Any) -> Any:
     "--access-log/--no-access-log", envvar="TSKCFG_ACCESS_LOG", default=True,
     help="Log one line per request (default: on).",
 )
+@_option(
+    "--open-services/--closed-services", envvar="TSKCFG_OPEN_SERVICES", default=False,
+    help="Let a push create the service it names (local work; default: off, an admin creates "
+    "services).",
+)
 def serve(
     host: str | None,
     port: int | None,
@@ -117,6 +122,7 @@ def serve(
     instance_reports_per_minute: int | None,
     log_level: str | None,
     access_log: bool,
+    open_services: bool,
 ) -> None:
     """Run the config server (Ctrl-C stops it)."""
     try:
@@ -139,6 +145,7 @@ def serve(
             instance_reports_per_minute=instance_reports_per_minute,
             log_level=log_level.lower() if log_level is not None else None,
             access_log=access_log,
+            open_services=open_services,
         )
     except ValueError as error:
         raise click.UsageError(str(error)) from None

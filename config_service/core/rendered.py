@@ -11,7 +11,10 @@ import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
+from config_service import tsk
+from config_service.core.refusals import not_found
 from config_service.store import Store, VersionRecord
 
 # Old versions rendered for `versions/{n}` are kept in a small LRU, bounded in count and in
@@ -42,14 +45,29 @@ class Rendered:
 
 def render(record: VersionRecord) -> Rendered:
     metadata = json.dumps(record.metadata(), ensure_ascii=False, separators=(",", ":"))
-    # The stored wire JSON is spliced in as it is, not parsed and dumped again.
-    json_body = (metadata[:-1] + ',"config":' + record.config + "}").encode("utf-8")
+    # The stored wire JSON is spliced in as it is, not parsed and dumped again. A retire has
+    # none: readers are answered `retired` (config_service/http/read.py).
+    config = record.config if not record.retired else "null"
+    json_body = (metadata[:-1] + ',"config":' + config + "}").encode("utf-8")
     return Rendered(
         record=record,
         etag=f'"{record.version}"',
         json_body=json_body,
         source_body=record.source.encode("utf-8"),
     )
+
+
+def key_at(rendered: Rendered, pointer: str) -> dict[str, Any]:
+    """One key of a version: `{"path", "value", "version"}` (value in wire form, an `@env` as
+    `{"$env", "default"}`); `not_found` naming the path when the version has none there."""
+    found, value = tsk.value_at(json.loads(rendered.record.config), tsk.pointer_parts(pointer))
+    if not found:
+        record = rendered.record
+        raise not_found(
+            f"version {record.version} of {record.service!r} in {record.environment!r} has "
+            f"nothing at {pointer}"
+        )
+    return {"path": pointer, "value": value, "version": rendered.version}
 
 
 class RenderedVersions:

@@ -1,10 +1,10 @@
 """`Core`: the rules of one server process wired to its store, for any number of HTTP apps or none.
 
-It holds one object per concept (access, tokens, rendered versions, schemas, documents,
-instances, audit); handlers, file sync and tests call them. It opens and closes the store,
-and tells listeners of every commit, of every new version (this process's or, when several
-processes share the store, another's: `add_change_listener`) and of every document or schema
-the rules refuse.
+It holds one object per concept (access, tokens, rendered versions, schemas, services,
+documents, instances, audit); handlers, file sync and tests call them. It opens and closes the
+store, and tells listeners of every commit, of every new version (this process's or, when
+several processes share the store, another's: `add_change_listener`) and of every document or
+schema the rules refuse.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from config_service.core.following import Follower
 from config_service.core.instances import Instances
 from config_service.core.rendered import Rendered, RenderedVersions, render
 from config_service.core.schemas import Schemas
+from config_service.core.services import Services
 from config_service.core.tokens import Tokens
 from config_service.settings import Settings
 from config_service.store import SqliteStore, Store, VersionRecord
@@ -43,7 +44,12 @@ class Core:
         self.tokens = Tokens(self.store, settings.admin_token_path)
         self.versions = RenderedVersions(self.store)
         self.schemas = Schemas(settings, self.store, self.access, self._refused)
-        self.documents = Documents(settings, self.store, self.versions, self.schemas, self._refused)
+        self.services = Services(
+            self.store, self.access, settings.sections, settings.pipeline, settings.open_services
+        )
+        self.documents = Documents(
+            settings, self.store, self.versions, self.schemas, self.services, self._refused
+        )
         self.instances = Instances(settings, self.store, self.versions)
         self.audit = Audit(self.store)
         self._commit_listeners: list[CommitListener] = []

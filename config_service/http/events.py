@@ -45,7 +45,8 @@ PING = b": ping\n\n"
 def frame(event: ChangeEvent) -> bytes:
     """The event framed for Server-Sent Events, built once and shared by every stream."""
     data = json.dumps(event.to_dict(), separators=(",", ":"), ensure_ascii=False)
-    return f"id: {event.sequence}\nevent: version\ndata: {data}\n\n".encode()
+    kind = "retired" if event.retired else "version"
+    return f"id: {event.sequence}\nevent: {kind}\ndata: {data}\n\n".encode()
 
 
 def _last_event_id(request: Request) -> int | None:
@@ -157,7 +158,8 @@ async def _replay(
         records = await run_in_threadpool(documents.versions_after, sent, REPLAY_PAGE)
         for record in records:
             replayed = ChangeEvent(
-                record.sequence, record.service, record.environment, record.version, record.hash
+                record.sequence, record.service, record.environment, record.version, record.hash,
+                record.retired,
             )
             sent = record.sequence
             if accepts(replayed):

@@ -53,7 +53,7 @@ class Worker:
 
 @pytest.fixture
 def workers(tmp_path: Path) -> Iterator[tuple[Worker, Worker]]:
-    settings = Settings(data_dir=tmp_path / "data", sync=False, workers=2)
+    settings = Settings(data_dir=tmp_path / "data", sync=False, workers=2, open_services=True)
     made = []
     for _ in range(2):
         store = CountingStore(settings.database_path)
@@ -179,7 +179,7 @@ def test_a_version_a_reader_taught_first_is_still_handed_on_in_its_place(
 def test_catch_up_reads_what_was_committed_while_a_worker_was_not_looking(
     tmp_path: Path,
 ) -> None:
-    settings = Settings(data_dir=tmp_path / "data", sync=False, workers=2)
+    settings = Settings(data_dir=tmp_path / "data", sync=False, workers=2, open_services=True)
     first_store = CountingStore(settings.database_path)
     first = Worker(Core(settings, first_store), first_store)
     first.core.start()

@@ -29,7 +29,7 @@ Check = Callable[[Core, Core, httpx.AsyncClient], Awaitable[None]]
 
 
 def with_pair(tmp_path: Path, check: Check) -> None:
-    settings = Settings(data_dir=tmp_path / "data", sync=False, workers=2, access_log=False)
+    settings = Settings(data_dir=tmp_path / "data", sync=False, workers=2, access_log=False, open_services=True)
     first = Core(settings)
     first.start()
     second = Core(settings)

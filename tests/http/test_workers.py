@@ -133,7 +133,7 @@ class Workers:
 
 @pytest.fixture
 def workers(tmp_path: Path) -> Iterator[Workers]:
-    server = ServerProcess(make_root(tmp_path), "--workers", "2", "--no-sync").start()
+    server = ServerProcess(make_root(tmp_path), "--workers", "2", "--no-sync", "--open-services").start()
     try:
         yield Workers(server)
     finally:
@@ -309,7 +309,7 @@ def test_a_second_server_on_the_same_folder_still_refuses_to_start(workers: Work
 
 
 def test_the_supervisor_stops_its_workers(tmp_path: Path) -> None:
-    server = ServerProcess(make_root(tmp_path), "--workers", "2", "--no-sync").start()
+    server = ServerProcess(make_root(tmp_path), "--workers", "2", "--no-sync", "--open-services").start()
     assert server.process is not None
     pids = wait_for(lambda: (lambda found: found if len(found) == 2 else None)(children_of(server.process.pid)))  # type: ignore[union-attr]
     server.stop()
@@ -326,7 +326,7 @@ def _zombie(pid: int) -> bool:
 
 def test_file_sync_runs_in_one_worker_and_moves_when_it_ends(tmp_path: Path) -> None:
     root = make_root(tmp_path)
-    server = ServerProcess(root, "--workers", "2").start()
+    server = ServerProcess(root, "--workers", "2", "--open-services").start()
     try:
         workers = Workers(server)
         document = root / "environments" / "development" / "synced.tsk"

@@ -186,7 +186,7 @@ class Harness:
 async def running(root: Path) -> AsyncIterator[Harness]:
     settings = Settings(
         data_dir=root / "data", environments_dir=root / "none", schemas_dir=root / "none",
-        sync=False, access_log=False,
+        sync=False, access_log=False, open_services=True,
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):

@@ -13,7 +13,7 @@ from tests.serving import ServerProcess, make_root, push
 
 
 def test_acknowledged_pushes_survive_sigkill(tmp_path: Path) -> None:
-    server = ServerProcess(make_root(tmp_path), "--no-access-log").start()
+    server = ServerProcess(make_root(tmp_path), "--no-access-log", open_services=True).start()
     token = server.admin_token
     acknowledged: list[tuple[str, int, str]] = []
     lock = threading.Lock()

@@ -341,3 +341,21 @@ def test_services_sync_state_and_kept_local_are_kept(tmp_path: Path) -> None:
         assert reread is not None and reread.kept_local == ("/database/url", "/cache")
     finally:
         store.close()
+
+
+def test_a_version_synced_from_a_file_records_the_sync_state(tmp_path: Path) -> None:
+    from config_service.core.access import file_principal
+    from config_service.core.wiring import Core
+    from config_service.settings import Settings
+
+    core = Core(Settings(data_dir=tmp_path, sync=False, access_log=False))
+    core.start()
+    try:
+        author = "file:staging/api.tsk"
+        core.documents.push(file_principal(author), "api", "staging", "a: 1\n", kind="sync")
+        assert core.store.document("api", "staging") == DocumentState("api", "staging", 1, "staging/api.tsk", 1)
+        core.documents.push(file_principal("admin"), "api", "staging", "a: 2\n")
+        # The API moved on: the file still last gave version 1.
+        assert core.store.document("api", "staging") == DocumentState("api", "staging", 2, "staging/api.tsk", 1)
+    finally:
+        core.stop()
