@@ -40,7 +40,8 @@ class AdminClient(AdminRequests):
     JSON. A refused request raises `RequestRejected` (`Unauthorized`, `Forbidden`, `NotFound`)
     carrying the server's `code`, message and `details`; no answer, a 5xx or an answer that is
     not the API's raises `ServerUnavailable`; a name that is not valid raises `ValueError`
-    before anything is sent. `server` defaults to `CONFIG_STORE`, else http://localhost:8005.
+    before anything is sent. `server` defaults to `CONFIG_STORE`, else http://localhost:8005;
+    several servers (a list, or URLs separated by commas) are asked in turn, see docs/client.md.
     """
 
     def __enter__(self) -> AdminClient:

@@ -19,7 +19,7 @@ from pathlib import Path
 from config_service.atomic_file import replacing
 from config_service.core.access import Principal
 from config_service.core.refusals import not_found
-from config_service.store import AuditEntry, Store, TokenRecord, utc_now
+from config_service.store import AuditEntry, Store, TokenRecord, Transaction, utc_now
 from config_service.store.data_folder import make_private_folder
 
 logger = logging.getLogger("config_service")
@@ -124,6 +124,13 @@ class TokenBook:
             return True
         record = self._by_id.get(principal.token_id)
         return record is not None and record.revoked_at is None
+
+    def principal_of(self, token_id: str) -> Principal | None:
+        """The principal of a live token by its id (a console session acts for one), or None."""
+        record = self._by_id.get(token_id)
+        if record is None or record.revoked_at is not None:
+            return None
+        return Principal.from_record(record)
 
     def recall(self, credentials: bytes) -> Principal | None:
         """The principal of `credentials` (the bytes presented, as presented) when they were
@@ -235,7 +242,14 @@ class Tokens(TokenBook):
             request_id=request_id,
             detail={"id": token_id},
         )
-        record = self._store.write(lambda transaction: transaction.revoke_token(token_id, audit))
+
+        def revoke(transaction: Transaction) -> TokenRecord | None:
+            revoked = transaction.revoke_token(token_id, audit)
+            if revoked is not None:
+                transaction.delete_sessions(token_id=token_id)  # its console sessions end with it
+            return revoked
+
+        record = self._store.write(revoke)
         if record is None:
             raise not_found(f"there is no token {token_id!r}")
         self.put(record)

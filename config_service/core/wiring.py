@@ -15,12 +15,14 @@ from collections.abc import Callable
 
 from config_service.core.access import Access
 from config_service.core.audit import Audit
+from config_service.core.console import Console
 from config_service.core.documents import Documents
 from config_service.core.following import Follower
 from config_service.core.instances import Instances
 from config_service.core.rendered import Rendered, RenderedVersions, render
 from config_service.core.schemas import Schemas
 from config_service.core.services import Services
+from config_service.core.sessions import Sessions
 from config_service.core.tokens import Tokens
 from config_service.settings import Settings
 from config_service.store import SqliteStore, Store, VersionRecord
@@ -52,6 +54,8 @@ class Core:
         )
         self.instances = Instances(settings, self.store, self.versions)
         self.audit = Audit(self.store)
+        self.sessions = Sessions(self.store, self.tokens, settings.session_idle)
+        self.console = Console(settings, self.access, self.versions, self.documents, self.instances)
         self._commit_listeners: list[CommitListener] = []
         self._change_listeners: list[ChangeListener] = []
         self._refusal_listeners: list[RefusalListener] = []

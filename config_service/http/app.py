@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config_service.core.refusals import Refused
@@ -30,6 +30,8 @@ from config_service.http import (
     tokens,
 )
 from config_service.http.access_log import AccessLog
+from config_service.http.console.routes import console_app
+from config_service.http.console.routes import route_names as console_route_names
 from config_service.http.errors import error_body, refusal_body, refusal_headers, status_of
 from config_service.http.metrics import Metrics
 from config_service.http.openapi import Endpoint, build_openapi
@@ -277,9 +279,11 @@ def create_app(settings: Settings, core: Core | None = None) -> Starlette:
             if access_log is not None:
                 access_log.flush()
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route(endpoint.path, endpoint.handler, methods=[endpoint.method]) for endpoint in ENDPOINTS
     ]
+    # The web console (docs/console.md): pages and forms over the same core calls.
+    routes.append(Mount("/ui", app=console_app()))
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
@@ -292,5 +296,6 @@ def create_app(settings: Settings, core: Core | None = None) -> Starlette:
     app.state.openapi = build_openapi(ENDPOINTS)
     app.state.telemetry = telemetry
     route_names = {endpoint.handler: endpoint.path for endpoint in ENDPOINTS}
+    route_names.update(console_route_names())
     app.add_middleware(RequestContext, routes=route_names, telemetry=telemetry)
     return app
