@@ -389,16 +389,16 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         if (
             result is None
             and held.lag_checks < read.LAG_CHECKS
-            and self.core.lagging
-            and not self.hub.stopping
+            and self.shared.core.lagging
+            and not self.shared.hub.stopping
             and not self.transport.is_closing()
-            and self.core.tokens.is_live(held.hold.request.principal)
+            and self.shared.core.tokens.is_live(held.hold.request.principal)
         ):
             # Not "no change" before this process has caught up with the store.
             held.lag_checks += 1
             self._held = held
             request = held.hold.request
-            held.waiter = self.hub.park(
+            held.waiter = self.shared.hub.park(
                 request.service, request.environment, read.LAG_CHECK_SECONDS, self._wake,
                 request.principal.token_id,
             )
