@@ -16,7 +16,7 @@ from config_service.core.access import Principal
 from config_service.core.wiring import Core
 from config_service.http.app import create_app
 from config_service.settings import Settings
-from tests.http1.test_protocol import ENVIRONMENT, PATH, SERVICE, Harness
+from tests.http1.test_protocol import ENVIRONMENT, SERVICE, Harness
 
 ADMIN = Principal(None, "tests", "admin", ("*",), ("*",))
 
