@@ -31,7 +31,9 @@ STATE_INTERVAL = 0.25
 # Versions read per query while catching up.
 CATCH_UP_PAGE = 500
 
-Deliver = Callable[[Rendered], None]
+# (the version's record, metadata only; it rendered whole, or None when this process already
+# holds a newer version of that document, so only the event is left to hand on)
+Deliver = Callable[[VersionRecord, Rendered | None], None]
 
 
 class Follower:
@@ -124,7 +126,7 @@ class Follower:
                     for record in records:
                         rendered = self._rendered(record)
                         self._last = record.sequence
-                        self._deliver(rendered)
+                        self._deliver(record, rendered)
                 except Exception:
                     with self._counting:
                         self._missed += 1
@@ -133,26 +135,22 @@ class Follower:
                     self._covered = max(self._covered, missed)
                     return self._last
 
-    def _rendered(self, record: VersionRecord) -> Rendered:
+    def _rendered(self, record: VersionRecord) -> Rendered | None:
         """`record` (metadata only) rendered whole: from memory when this process holds that
-        version (its own commit), else read once from the store."""
+        version (its own commit), else read once from the store; None when this process
+        already holds a newer version (its event is still handed on, in its place)."""
         service, environment, number = record.service, record.environment, record.version
         cached = self._versions.cached(service, environment)
         if cached is not None and cached.version == number:
             return cached
-        if cached is None or cached.version < number:
-            full = self._store.get_version(service, environment, number)
-            if full is None:
-                raise RuntimeError(f"version {number} of {service}/{environment} vanished")
-            rendered = render(full)
-            self._versions.remember(rendered)
-            return rendered
-        # This process already holds a newer version (a request read it first): the older
-        # one is still announced, in its place in the sequence.
-        older = self._versions.version(service, environment, number)
-        if older is None:
+        if cached is not None and cached.version > number:
+            return None
+        full = self._store.get_version(service, environment, number)
+        if full is None:
             raise RuntimeError(f"version {number} of {service}/{environment} vanished")
-        return older
+        rendered = render(full)
+        self._versions.remember(rendered)
+        return rendered
 
     def _run(self) -> None:
         signal = self._signal

@@ -1,10 +1,10 @@
 """`Core`: the rules of one server process wired to its store, for any number of HTTP apps or none.
 
 It holds one object per concept (access, tokens, rendered versions, schemas, services,
-documents, instances, audit); handlers, file sync and tests call them. It opens and closes the
-store, and tells listeners of every commit, of every new version (this process's or, when
-several processes share the store, another's: `add_change_listener`) and of every document or
-schema the rules refuse.
+documents, rollouts, instances, audit); handlers, file sync and tests call them. It opens
+and closes the store, and tells listeners of every commit, of every new version (this
+process's or, when several processes share the store, another's: `add_change_listener`) and
+of every document or schema the rules refuse.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from config_service.core.documents import Documents
 from config_service.core.following import Follower
 from config_service.core.instances import Instances
 from config_service.core.rendered import Rendered, RenderedVersions, render
+from config_service.core.rollouts import Rollouts, RolloutTimer
 from config_service.core.schemas import Schemas
 from config_service.core.services import Services
 from config_service.core.sessions import Sessions
@@ -32,7 +33,8 @@ logger = logging.getLogger("config_service")
 CommitListener = Callable[[Rendered], None]
 # How long a process that shares the store waits for another to make the first admin token.
 FIRST_TOKEN_WAIT = 30.0
-ChangeListener = Callable[[Rendered], None]
+# (a new version's record; it rendered, or None when this process holds a newer one already)
+ChangeListener = Callable[[VersionRecord, Rendered | None], None]
 RefusalListener = Callable[[str], None]
 
 
@@ -52,7 +54,9 @@ class Core:
         self.documents = Documents(
             settings, self.store, self.versions, self.schemas, self.services, self._refused
         )
-        self.instances = Instances(settings, self.store, self.versions)
+        self.rollouts = Rollouts(self.store, self.versions, self.documents)
+        self.rollout_timer: RolloutTimer | None = None
+        self.instances = Instances(settings, self.store, self.versions, self.rollouts.check_report)
         self.audit = Audit(self.store)
         self.sessions = Sessions(self.store, self.tokens, settings.session_idle)
         self.console = Console(settings, self.access, self.versions, self.documents, self.instances)
@@ -67,16 +71,20 @@ class Core:
         self.store.add_commit_listener(self._committed)
 
     def start(self) -> None:
-        """Open the store, load tokens and schemas, and make the first admin token if needed."""
+        """Open the store, load tokens, schemas and rollouts (whose timer starts), and make the
+        first admin token if needed."""
         self.store.open()
         self.tokens.load()
         self.schemas.load()
+        self.rollouts.load()
         # Of processes sharing the store, the one holding its lease makes the first admin
         # token, so two starting together make one.
         if self.follower is None or self.store.lead():
             self.tokens.ensure_admin_token()
         else:
             self._wait_for_first_token()
+        self.rollout_timer = RolloutTimer(self.rollouts)
+        self.rollout_timer.start()
         if self.follower is not None:
             self.follower.start()
 
@@ -92,6 +100,9 @@ class Core:
             self.tokens.load()
 
     def stop(self) -> None:
+        if self.rollout_timer is not None:
+            self.rollout_timer.stop()
+            self.rollout_timer = None
         if self.follower is not None:
             self.follower.stop()
         self.store.close()
@@ -110,10 +121,11 @@ class Core:
         self._commit_listeners.append(listener)
 
     def add_change_listener(self, listener: ChangeListener) -> None:
-        """Call `listener(rendered)` once for every new version of any document, in the store's
-        sequence order: this process's commits and, when other processes share the store,
-        theirs. It runs on a store thread and must be quick (the change hub hands it to the
-        event loop)."""
+        """Call `listener(record, rendered)` once for every new version of any document, in the
+        store's sequence order: this process's commits and, when other processes share the
+        store, theirs (`rendered` is None for a version older than one this process already
+        holds: only its event is left to announce). It runs on a store thread and must be
+        quick (the change hub hands it to the event loop)."""
         self._change_listeners.append(listener)
 
     @property
@@ -144,6 +156,8 @@ class Core:
 
     def _committed(self, records: list[VersionRecord]) -> None:
         for record in records:
+            if record.kind == "rollout":
+                continue  # a candidate is not current: its rollout's listeners hear of it
             rendered = render(record)
             self.versions.remember(rendered)
             for listener in self._commit_listeners:
@@ -152,15 +166,15 @@ class Core:
                 except Exception:  # a listener must never undo an acknowledged write
                     logger.exception("commit listener failed")
             if self.follower is None:
-                self._changed(rendered)
+                self._changed(record, rendered)
         if self.follower is not None:
             # Handed on by the follower, in sequence order with the other processes' versions.
             self.follower.poke()
 
-    def _changed(self, rendered: Rendered) -> None:
+    def _changed(self, record: VersionRecord, rendered: Rendered | None) -> None:
         for listener in self._change_listeners:
             try:
-                listener(rendered)
+                listener(record, rendered)
             except Exception:
                 logger.exception("change listener failed")
 

@@ -38,17 +38,17 @@ class Worker:
     def __init__(self, core: Core, store: CountingStore) -> None:
         self.core = core
         self.store = store
-        self.seen: list[Rendered] = []
+        self.seen: list[VersionRecord] = []
         self.lock = threading.Lock()
         core.add_change_listener(self._seen)
 
-    def _seen(self, rendered: Rendered) -> None:
+    def _seen(self, record: VersionRecord, rendered: Rendered | None) -> None:
         with self.lock:
-            self.seen.append(rendered)
+            self.seen.append(record)
 
     def sequences(self) -> list[int]:
         with self.lock:
-            return [rendered.record.sequence for rendered in self.seen]
+            return [record.sequence for record in self.seen]
 
 
 @pytest.fixture
@@ -173,7 +173,7 @@ def test_a_version_a_reader_taught_first_is_still_handed_on_in_its_place(
     read = second.core.read_through("orders", "development")
     assert read is not None and read.version == 2
     eventually(lambda: second.sequences() == [one.record.sequence, two.record.sequence])
-    assert [rendered.version for rendered in second.seen] == [1, 2]
+    assert [record.version for record in second.seen] == [1, 2]
 
 
 def test_catch_up_reads_what_was_committed_while_a_worker_was_not_looking(
