@@ -1,0 +1,902 @@
+"""The store on PostgreSQL (psycopg 3): the same tables and rules as the SQLite store, shared by
+any number of server replicas (docs/replicas.md).
+
+Consistency rules:
+
+- Every write transaction starts by taking one transaction-level advisory lock
+  (`pg_advisory_xact_lock(WRITE_LOCK)`), held until it commits. So writes are serialised across
+  every replica: a document's next version number is read and written without a race, and the
+  global `sequence` (the SSE event id) is `MAX(sequence) + 1`, allocated in commit order. The
+  lock is released only once the commit is visible, so no replica can ever see a sequence
+  number after a larger one was visible.
+- A commit that created versions sends `NOTIFY tskcfg, '<its last sequence>'` (channel
+  `CHANNEL`), delivered to every listener when, and only if, the transaction commits. A
+  replica follows with `PostgresStore.listen`, reading `versions_after(the last sequence it saw)`.
+- Writes are operations handed to one writer thread per store, as in the SQLite store: the
+  operations waiting together share one transaction and one commit (group commit), each in
+  its own savepoint, so one that raises undoes only its own changes.
+- When PostgreSQL cannot be reached, reads and writes raise `StoreUnavailable` (the server
+  answers 503 `store_unavailable`); the store reconnects by itself once it is back.
+- The tables carry a schema version (table `schema_version`); `open` migrates them under a
+  session advisory lock, so replicas starting together migrate once, and refuses tables made by
+  a newer server (`StoreNewerThanServer`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from config_service.store.interface import CommitListener, Store, Transaction
+from config_service.store.records import (
+    MAX_INSTANCES_PER_DOCUMENT,
+    AuditEntry,
+    AuditRecord,
+    IfMatch,
+    InstanceRecord,
+    InstanceReport,
+    NewVersion,
+    PreconditionFailed,
+    SchemaRecord,
+    StoreNewerThanServer,
+    StoreUnavailable,
+    TokenRecord,
+    TooManyInstances,
+    VersionRecord,
+    utc_now,
+)
+
+T = TypeVar("T")
+
+logger = logging.getLogger("config_service")
+
+# The channel every commit that created versions notifies, with its last sequence as payload.
+CHANNEL = "tskcfg"
+# Advisory lock keys ("tskc" and the next): every write transaction, and migrations at start.
+WRITE_LOCK = 0x74736B63
+MIGRATION_LOCK = WRITE_LOCK + 1
+# Most writes a group commit gathers into one transaction.
+MAX_BATCH = 256
+# Seconds to wait for a connection before a read or write is StoreUnavailable.
+CONNECT_TIMEOUT = 5
+
+# Each step takes the tables from the version before it to its own number.
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+CREATE TABLE versions (
+    sequence BIGINT PRIMARY KEY,
+    service TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    config TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    author TEXT NOT NULL,
+    token_id TEXT,
+    message TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    promoted_from_environment TEXT,
+    promoted_from_version INTEGER,
+    rolled_back_to INTEGER,
+    UNIQUE (service, environment, version)
+);
+CREATE INDEX versions_kind ON versions (service, environment, kind, version);
+CREATE TABLE schemas (
+    sequence BIGINT PRIMARY KEY,
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    schema TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    author TEXT NOT NULL,
+    token_id TEXT,
+    created_at TEXT NOT NULL,
+    UNIQUE (name, version)
+);
+CREATE TABLE tokens (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    services TEXT NOT NULL,
+    environments TEXT NOT NULL,
+    secret_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_by TEXT,
+    revoked_at TEXT
+);
+CREATE TABLE instances (
+    service TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    instance_id TEXT NOT NULL,
+    version INTEGER,
+    hash TEXT,
+    status TEXT NOT NULL,
+    error TEXT,
+    first_seen TEXT NOT NULL,
+    last_seen TEXT NOT NULL,
+    failed_version INTEGER,
+    failed_hash TEXT,
+    cohort TEXT,
+    PRIMARY KEY (service, environment, instance_id)
+);
+CREATE TABLE audit (
+    id BIGINT PRIMARY KEY,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    token_id TEXT,
+    action TEXT NOT NULL,
+    service TEXT,
+    environment TEXT,
+    version INTEGER,
+    request_id TEXT,
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX audit_service ON audit (service, environment, id);
+""",
+    ),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+_VERSION_COLUMNS = (
+    "sequence, service, environment, version, source, config, hash, author, token_id, message, "
+    "created_at, kind, promoted_from_environment, promoted_from_version, rolled_back_to"
+)
+_LISTED_VERSION_COLUMNS = _VERSION_COLUMNS.replace("source, config,", "'' AS source, '' AS config,")
+_SCHEMA_COLUMNS = "sequence, name, version, schema, hash, author, token_id, created_at"
+_LISTED_SCHEMA_COLUMNS = _SCHEMA_COLUMNS.replace("schema,", "'' AS schema,")
+_CURRENT_VERSIONS = (
+    f"SELECT DISTINCT ON (service, environment) {_VERSION_COLUMNS} FROM versions "
+    "ORDER BY service, environment, version DESC"
+)
+_CURRENT_VERSIONS_LISTED = _CURRENT_VERSIONS.replace(_VERSION_COLUMNS, _LISTED_VERSION_COLUMNS, 1)
+_INSTANCE_COLUMNS = (
+    "service, environment, instance_id, version, hash, status, error, first_seen, last_seen, "
+    "failed_version, failed_hash, cohort"
+)
+
+# The errors that mean "PostgreSQL is away" (a lost or refused connection, a pool timeout).
+_UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+def _unavailable(error: BaseException) -> StoreUnavailable:
+    return StoreUnavailable(f"the PostgreSQL store cannot be reached ({str(error).strip() or type(error).__name__})")
+
+
+def _version(row: dict[str, Any]) -> VersionRecord:
+    return VersionRecord(**row)
+
+
+def _schema(row: dict[str, Any]) -> SchemaRecord:
+    return SchemaRecord(**row)
+
+
+def _token(row: dict[str, Any]) -> TokenRecord:
+    return TokenRecord(
+        id=row["id"],
+        name=row["name"],
+        role=row["role"],
+        services=tuple(json.loads(row["services"])),
+        environments=tuple(json.loads(row["environments"])),
+        secret_hash=row["secret_hash"],
+        created_at=row["created_at"],
+        created_by=row["created_by"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+def _audit(row: dict[str, Any]) -> AuditRecord:
+    values = dict(row)
+    values["detail"] = json.loads(values["detail"] or "{}")
+    return AuditRecord(**values)
+
+
+def _rows(connection: psycopg.Connection[Any], sql: str, params: Any = ()) -> list[dict[str, Any]]:
+    with connection.cursor(row_factory=dict_row) as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description is not None else []
+
+
+class PostgresTransaction(Transaction):
+    """`Transaction` on the writer's connection, inside the batch's transaction (which holds
+    the write lock), each operation in its own savepoint."""
+
+    def __init__(self, connection: psycopg.Connection[Any]) -> None:
+        self.connection = connection
+        self.created: list[VersionRecord] = []
+        self.callbacks: list[Callable[[], None]] = []
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        self.callbacks.append(callback)
+
+    def rows(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        return _rows(self.connection, sql, params)
+
+    def execute(self, sql: str, params: Any = ()) -> int:
+        """Run a statement; the number of rows it changed."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.rowcount
+
+    # -- versions --------------------------------------------------------------------
+
+    def current_version(self, service: str, environment: str) -> VersionRecord | None:
+        rows = self.rows(
+            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = %s AND environment = %s "
+            "ORDER BY version DESC LIMIT 1",
+            (service, environment),
+        )
+        return _version(rows[0]) if rows else None
+
+    def current_versions(self) -> list[VersionRecord]:
+        return [_version(row) for row in self.rows(_CURRENT_VERSIONS)]
+
+    def append_version(
+        self, new: NewVersion, if_match: IfMatch, audit: AuditEntry | None
+    ) -> tuple[VersionRecord, bool]:
+        current = self.current_version(new.service, new.environment)
+        current_number = current.version if current else 0
+        if if_match == "*" and current is None:
+            raise PreconditionFailed(None)
+        if isinstance(if_match, int) and if_match != current_number:
+            raise PreconditionFailed(current.version if current else None)
+        if current is not None and current.source == new.source:
+            return current, False
+        values: dict[str, Any] = {
+            "service": new.service,
+            "environment": new.environment,
+            "version": current_number + 1,
+            "source": new.source,
+            "config": new.config,
+            "hash": new.hash,
+            "author": new.author,
+            "token_id": new.token_id,
+            "message": new.message,
+            "created_at": utc_now(),
+            "kind": new.kind,
+            "promoted_from_environment": new.promoted_from_environment,
+            "promoted_from_version": new.promoted_from_version,
+            "rolled_back_to": new.rolled_back_to,
+        }
+        # The write lock is held: MAX + 1 is the next sequence in commit order.
+        (row,) = self.rows(
+            "INSERT INTO versions (sequence, service, environment, version, source, config, hash, "
+            "author, token_id, message, created_at, kind, promoted_from_environment, "
+            "promoted_from_version, rolled_back_to) VALUES ("
+            "(SELECT COALESCE(MAX(sequence), 0) + 1 FROM versions), %(service)s, %(environment)s, "
+            "%(version)s, %(source)s, %(config)s, %(hash)s, %(author)s, %(token_id)s, %(message)s, "
+            "%(created_at)s, %(kind)s, %(promoted_from_environment)s, %(promoted_from_version)s, "
+            "%(rolled_back_to)s) RETURNING sequence",
+            values,
+        )
+        record = VersionRecord(sequence=int(row["sequence"]), **values)
+        if audit is not None:
+            self.append_audit(audit, version=record.version, at=record.created_at)
+        self.created.append(record)
+        return record, True
+
+    # -- schemas ---------------------------------------------------------------------
+
+    def current_schema(self, name: str) -> SchemaRecord | None:
+        rows = self.rows(
+            f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE name = %s ORDER BY version DESC LIMIT 1",
+            (name,),
+        )
+        return _schema(rows[0]) if rows else None
+
+    def append_schema(
+        self,
+        name: str,
+        schema: str,
+        hash: str,
+        author: str,
+        token_id: str | None,
+        audit: AuditEntry | None,
+    ) -> tuple[SchemaRecord, bool]:
+        current = self.current_schema(name)
+        if current is not None and current.hash == hash:
+            return current, False
+        values: dict[str, Any] = {
+            "name": name,
+            "version": (current.version if current else 0) + 1,
+            "schema": schema,
+            "hash": hash,
+            "author": author,
+            "token_id": token_id,
+            "created_at": utc_now(),
+        }
+        (row,) = self.rows(
+            "INSERT INTO schemas (sequence, name, version, schema, hash, author, token_id, created_at) "
+            "VALUES ((SELECT COALESCE(MAX(sequence), 0) + 1 FROM schemas), %(name)s, %(version)s, "
+            "%(schema)s, %(hash)s, %(author)s, %(token_id)s, %(created_at)s) RETURNING sequence",
+            values,
+        )
+        if audit is not None:
+            self.append_audit(audit, version=values["version"], at=values["created_at"])
+        return SchemaRecord(sequence=int(row["sequence"]), **values), True
+
+    # -- tokens, instances, audit ----------------------------------------------------
+
+    def has_tokens(self) -> bool:
+        return bool(self.rows("SELECT 1 AS found FROM tokens LIMIT 1"))
+
+    def insert_token(self, token: TokenRecord, audit: AuditEntry | None) -> None:
+        self.execute(
+            "INSERT INTO tokens (id, name, role, services, environments, secret_hash, created_at, "
+            "created_by, revoked_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                token.id,
+                token.name,
+                token.role,
+                json.dumps(list(token.services)),
+                json.dumps(list(token.environments)),
+                token.secret_hash,
+                token.created_at,
+                token.created_by,
+                token.revoked_at,
+            ),
+        )
+        if audit is not None:
+            self.append_audit(audit, at=token.created_at)
+
+    def revoke_token(self, token_id: str, audit: AuditEntry | None) -> TokenRecord | None:
+        rows = self.rows("SELECT * FROM tokens WHERE id = %s", (token_id,))
+        if not rows:
+            return None
+        token = _token(rows[0])
+        if token.revoked_at is None:
+            at = utc_now()
+            self.execute("UPDATE tokens SET revoked_at = %s WHERE id = %s", (at, token_id))
+            token = _token({**rows[0], "revoked_at": at})
+            if audit is not None:
+                self.append_audit(audit, at=at)
+        return token
+
+    def record_instance(
+        self,
+        report: InstanceReport,
+        limit: int = MAX_INSTANCES_PER_DOCUMENT,
+        forget_before: str | None = None,
+    ) -> None:
+        document = (report.service, report.environment)
+        known = self.rows(
+            "SELECT version, hash FROM instances WHERE service = %s AND environment = %s "
+            "AND instance_id = %s",
+            (*document, report.instance_id),
+        )
+        version, digest = report.version, report.hash
+        failed_version, failed_hash = report.failed_version, report.failed_hash
+        if report.status != "failed":
+            failed_version = failed_hash = None
+        elif failed_version is None:
+            failed_version, failed_hash = version, digest
+            version, digest = (known[0]["version"], known[0]["hash"]) if known else (None, None)
+        if not known:
+            self._make_room(report.service, report.environment, limit, forget_before)
+        now = utc_now()
+        self.execute(
+            f"INSERT INTO instances ({_INSTANCE_COLUMNS}) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (service, environment, instance_id) DO UPDATE SET version = excluded.version, "
+            "hash = excluded.hash, status = excluded.status, error = excluded.error, "
+            "last_seen = excluded.last_seen, failed_version = excluded.failed_version, "
+            "failed_hash = excluded.failed_hash, cohort = excluded.cohort",
+            (
+                *document,
+                report.instance_id,
+                version,
+                digest,
+                report.status,
+                report.error,
+                now,
+                now,
+                failed_version,
+                failed_hash,
+                report.cohort,
+            ),
+        )
+
+    def _make_room(
+        self, service: str, environment: str, limit: int, forget_before: str | None
+    ) -> None:
+        (row,) = self.rows(
+            "SELECT COUNT(*) AS count FROM instances WHERE service = %s AND environment = %s",
+            (service, environment),
+        )
+        count = int(row["count"])
+        if count < limit:
+            return
+        if forget_before is not None:
+            count -= self.execute(
+                "DELETE FROM instances WHERE service = %s AND environment = %s AND instance_id IN "
+                "(SELECT instance_id FROM instances WHERE service = %s AND environment = %s "
+                "AND last_seen < %s ORDER BY last_seen, instance_id LIMIT %s)",
+                (service, environment, service, environment, forget_before, count - limit + 1),
+            )
+        if count >= limit:
+            raise TooManyInstances(limit)
+
+    def append_audit(self, entry: AuditEntry, version: int | None = None, at: str | None = None) -> None:
+        self.execute(
+            "INSERT INTO audit (id, at, actor, token_id, action, service, environment, version, "
+            "request_id, detail) VALUES ((SELECT COALESCE(MAX(id), 0) + 1 FROM audit), "
+            "%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                at or utc_now(),
+                entry.actor,
+                entry.token_id,
+                entry.action,
+                entry.service,
+                entry.environment,
+                entry.version if entry.version is not None else version,
+                entry.request_id,
+                json.dumps(entry.detail, ensure_ascii=False),
+            ),
+        )
+
+
+@dataclass
+class _Write:
+    operation: Callable[[Transaction], Any]
+    exclusive: bool
+    future: Future[Any]
+
+
+class Listening:
+    """A running `PostgresStore.listen`: `stop()` ends it."""
+
+    def __init__(self, thread: threading.Thread, stopping: threading.Event) -> None:
+        self._thread = thread
+        self._stopping = stopping
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        self._thread.join(timeout)
+
+
+def migrate(connection: psycopg.Connection[Any]) -> int:
+    """Bring the tables to `SCHEMA_VERSION` (create them in an empty database); the version found.
+
+    Runs under a session advisory lock, so replicas starting together migrate once; refuses
+    tables newer than this server with `StoreNewerThanServer`.
+    """
+    connection.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+    try:
+        with connection.transaction():
+            connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = connection.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            found = int(row[0]) if row is not None and row[0] is not None else 0
+            if found > SCHEMA_VERSION:
+                raise StoreNewerThanServer(found, SCHEMA_VERSION)
+            for number, sql in MIGRATIONS:
+                if number > found:
+                    connection.execute(sql.encode())  # our own DDL, no parameters
+                    connection.execute("DELETE FROM schema_version")
+                    connection.execute("INSERT INTO schema_version (version) VALUES (%s)", (number,))
+                    logger.info("PostgreSQL store: tables migrated to schema version %d", number)
+        return found
+    finally:
+        connection.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+
+class PostgresStore(Store):
+    """The store on a PostgreSQL database, shared by any number of server replicas.
+
+    `dsn` is a libpq URL (`postgresql://user@host:5432/db`). Reads use a small connection pool
+    (autocommit: each sees every committed write); writes go through one writer thread and
+    its own connection (see the module's docstring for the consistency rules).
+    """
+
+    def __init__(self, dsn: str, *, pool_size: int = 8, connect_timeout: float = CONNECT_TIMEOUT) -> None:
+        self.dsn = dsn
+        self.pool_size = pool_size
+        self.connect_timeout = connect_timeout
+        self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+        self._writer: psycopg.Connection[Any] | None = None
+        self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._listeners: list[CommitListener] = []
+        self._closed = True
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.dsn!r})"
+
+    # -- connections -----------------------------------------------------------------
+
+    def connect(self) -> psycopg.Connection[Any]:
+        """A new autocommit connection to the store's database (StoreUnavailable when away)."""
+        try:
+            return psycopg.connect(
+                self.dsn, autocommit=True, connect_timeout=max(1, int(self.connect_timeout)),
+                application_name="tskcfg",
+            )
+        except _UNREACHABLE as error:
+            raise _unavailable(error) from error
+
+    def open(self) -> None:
+        with self.connect() as connection:
+            try:
+                migrate(connection)
+            except _UNREACHABLE as error:
+                raise _unavailable(error) from error
+        self._pool = ConnectionPool(
+            self.dsn,
+            min_size=1,
+            max_size=self.pool_size,
+            kwargs={"autocommit": True, "application_name": "tskcfg"},
+            # A connection is checked before it is handed out, so one broken by a restart of
+            # PostgreSQL is replaced instead of failing a read.
+            check=ConnectionPool.check_connection,
+            timeout=self.connect_timeout,
+            reconnect_timeout=0,
+            open=False,
+            name="tskcfg-store",
+        )
+        try:
+            self._pool.open(wait=True, timeout=self.connect_timeout)
+        except _UNREACHABLE as error:
+            self._pool.close()
+            self._pool = None
+            raise _unavailable(error) from error
+        self._writer = self.connect()
+        self._closed = False
+        self._thread = threading.Thread(target=self._write_loop, name="tskcfg-store-writer", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        pool = self._pool
+        if self._closed or pool is None:
+            raise RuntimeError("the store is closed")
+        try:
+            with pool.connection() as connection:
+                yield connection
+        except _UNREACHABLE as error:
+            raise _unavailable(error) from error
+
+    def _query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        with self._connection() as connection:
+            return _rows(connection, sql, params)
+
+    def check(self) -> None:
+        self._query("SELECT 1 AS ok")
+        if self._thread is None or not self._thread.is_alive():
+            raise RuntimeError("the store's writer is not running")
+
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        """`listener(created)` after each of this store's commits that created versions, in
+        commit order, on the writer thread. Other replicas' commits: see `listen`."""
+        self._listeners.append(listener)
+
+    def listen(
+        self,
+        on_sequence: Callable[[int], None],
+        on_connected: Callable[[], None],
+        retry_every: float = 0.5,
+    ) -> Listening:
+        """Follow every replica's commits: LISTEN on `CHANNEL` on a connection of its own.
+
+        `on_sequence(s)` runs (on the listening thread) for each commit that created versions,
+        `s` its last sequence; read `versions_after(last seen)` to catch up. `on_connected()`
+        runs each time the connection is made (again), after LISTEN: notifications may have
+        been missed while it was down, so catch up from the last sequence seen. While
+        PostgreSQL is away it tries again every `retry_every` seconds. Returns a handle whose
+        `stop()` ends it.
+        """
+        stopping = threading.Event()
+
+        def run() -> None:
+            while not stopping.is_set():
+                try:
+                    with psycopg.connect(
+                        self.dsn, autocommit=True, connect_timeout=max(1, int(self.connect_timeout)),
+                        application_name="tskcfg-listen",
+                    ) as connection:
+                        connection.execute(f"LISTEN {CHANNEL}")
+                        on_connected()
+                        while not stopping.is_set():
+                            for notify in connection.notifies(timeout=0.5):
+                                if notify.payload.isdigit():
+                                    on_sequence(int(notify.payload))
+                except _UNREACHABLE as error:
+                    logger.warning("PostgreSQL store: listening for changes failed (%s); retrying", error)
+                    stopping.wait(retry_every)
+                except Exception:
+                    logger.exception("PostgreSQL store: a change listener failed; retrying")
+                    stopping.wait(retry_every)
+
+        thread = threading.Thread(target=run, name="tskcfg-store-listen", daemon=True)
+        thread.start()
+        return Listening(thread, stopping)
+
+    # -- the writer ------------------------------------------------------------------
+
+    def write(self, operation: Callable[[Transaction], T], exclusive: bool = False) -> T:
+        return self.submit(operation, exclusive).result()
+
+    def submit(self, operation: Callable[[Transaction], T], exclusive: bool = False) -> Future[T]:
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        future: Future[T] = Future()
+        self._queue.put(_Write(operation, exclusive, future))
+        return future
+
+    def _write_loop(self) -> None:
+        held: _Write | None = None
+        while True:
+            first = held if held is not None else self._queue.get()
+            held = None
+            if first is None:
+                return
+            batch = [first]
+            stopping = False
+            while not first.exclusive and len(batch) < MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                if item.exclusive:
+                    held = item
+                    break
+                batch.append(item)
+            self._commit(batch)
+            if stopping:
+                while True:
+                    try:
+                        late = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if late is not None:
+                        late.future.set_exception(RuntimeError("the store is closed"))
+                if held is not None:
+                    held.future.set_exception(RuntimeError("the store is closed"))
+                return
+
+    def _begin(self) -> psycopg.Connection[Any]:
+        """The writer's connection inside a new transaction holding the write lock; a lost
+        connection (PostgreSQL restarted) is made again once before giving up."""
+        for attempt in (1, 2):
+            connection = self._writer
+            try:
+                if connection is None or connection.closed or connection.broken:
+                    if connection is not None:
+                        connection.close()
+                    self._writer = None
+                    connection = self._writer = self.connect()
+                connection.execute("BEGIN")
+                connection.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                return connection
+            except (StoreUnavailable, *_UNREACHABLE) as error:
+                if self._writer is not None:
+                    self._writer.close()
+                    self._writer = None
+                if attempt == 2:
+                    raise error if isinstance(error, StoreUnavailable) else _unavailable(error) from error
+        raise AssertionError("unreachable")
+
+    def _commit(self, batch: list[_Write]) -> None:
+        outcomes: list[tuple[bool, Any]] = []
+        transaction: PostgresTransaction | None = None
+        try:
+            connection = self._begin()
+            transaction = PostgresTransaction(connection)
+            for item in batch:
+                created, callbacks = len(transaction.created), len(transaction.callbacks)
+                connection.execute("SAVEPOINT operation")
+                try:
+                    result = item.operation(transaction)
+                except _UNREACHABLE:
+                    raise  # the connection is gone: the whole batch fails below
+                except BaseException as error:  # the caller gets it; the batch goes on
+                    connection.execute("ROLLBACK TO SAVEPOINT operation")
+                    connection.execute("RELEASE SAVEPOINT operation")
+                    del transaction.created[created:]
+                    del transaction.callbacks[callbacks:]
+                    outcomes.append((False, error))
+                else:
+                    connection.execute("RELEASE SAVEPOINT operation")
+                    outcomes.append((True, result))
+            if transaction.created:
+                connection.execute(
+                    "SELECT pg_notify(%s, %s)", (CHANNEL, str(transaction.created[-1].sequence))
+                )
+            connection.execute("COMMIT")
+        except BaseException as error:
+            failure: BaseException = error
+            if isinstance(error, _UNREACHABLE):
+                failure = _unavailable(error)
+            writer = self._writer
+            if writer is not None:
+                try:
+                    if not writer.broken:
+                        writer.execute("ROLLBACK")
+                except _UNREACHABLE:
+                    pass
+                if writer.broken:
+                    writer.close()
+                    self._writer = None
+            for item in batch:
+                item.future.set_exception(failure)
+            return
+        for callback in transaction.callbacks:
+            try:
+                callback()
+            except Exception:
+                logger.exception("after-commit callback failed")
+        if transaction.created:
+            for listener in self._listeners:
+                try:
+                    listener(transaction.created)
+                except Exception:
+                    logger.exception("commit listener failed")
+        for item, (succeeded, value) in zip(batch, outcomes, strict=True):
+            if succeeded:
+                item.future.set_result(value)
+            else:
+                item.future.set_exception(value)
+
+    # -- versions --------------------------------------------------------------------
+
+    def current_version(self, service: str, environment: str) -> VersionRecord | None:
+        rows = self._query(
+            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = %s AND environment = %s "
+            "ORDER BY version DESC LIMIT 1",
+            (service, environment),
+        )
+        return _version(rows[0]) if rows else None
+
+    def get_version(self, service: str, environment: str, version: int) -> VersionRecord | None:
+        rows = self._query(
+            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = %s AND environment = %s "
+            "AND version = %s",
+            (service, environment, version),
+        )
+        return _version(rows[0]) if rows else None
+
+    def list_versions(
+        self, service: str, environment: str, limit: int, before: int | None
+    ) -> list[VersionRecord]:
+        rows = self._query(
+            f"SELECT {_LISTED_VERSION_COLUMNS} FROM versions WHERE service = %s AND environment = %s "
+            "AND version < %s ORDER BY version DESC LIMIT %s",
+            (service, environment, before if before is not None else 2**62, limit),
+        )
+        return [_version(row) for row in rows]
+
+    def current_versions(self) -> list[VersionRecord]:
+        return [_version(row) for row in self._query(_CURRENT_VERSIONS_LISTED)]
+
+    def current_documents(self) -> list[VersionRecord]:
+        return [_version(row) for row in self._query(_CURRENT_VERSIONS)]
+
+    def last_version_of_kind(self, service: str, environment: str, kind: str) -> VersionRecord | None:
+        rows = self._query(
+            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = %s AND environment = %s "
+            "AND kind = %s ORDER BY version DESC LIMIT 1",
+            (service, environment, kind),
+        )
+        return _version(rows[0]) if rows else None
+
+    def versions_after(self, sequence: int, limit: int) -> list[VersionRecord]:
+        rows = self._query(
+            f"SELECT {_LISTED_VERSION_COLUMNS} FROM versions WHERE sequence > %s "
+            "ORDER BY sequence LIMIT %s",
+            (sequence, limit),
+        )
+        return [_version(row) for row in rows]
+
+    def last_sequence(self) -> int:
+        rows = self._query("SELECT COALESCE(MAX(sequence), 0) AS last FROM versions")
+        return int(rows[0]["last"])
+
+    def has_versions(self, service: str) -> bool:
+        return bool(self._query("SELECT 1 AS found FROM versions WHERE service = %s LIMIT 1", (service,)))
+
+    # -- schemas ---------------------------------------------------------------------
+
+    def current_schema(self, name: str) -> SchemaRecord | None:
+        rows = self._query(
+            f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE name = %s ORDER BY version DESC LIMIT 1",
+            (name,),
+        )
+        return _schema(rows[0]) if rows else None
+
+    def get_schema(self, name: str, version: int) -> SchemaRecord | None:
+        rows = self._query(
+            f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE name = %s AND version = %s", (name, version)
+        )
+        return _schema(rows[0]) if rows else None
+
+    def last_schema_by_author(self, name: str, author: str) -> SchemaRecord | None:
+        rows = self._query(
+            f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE name = %s AND author = %s "
+            "ORDER BY version DESC LIMIT 1",
+            (name, author),
+        )
+        return _schema(rows[0]) if rows else None
+
+    def list_schemas(self, name: str, limit: int, before: int | None) -> list[SchemaRecord]:
+        rows = self._query(
+            f"SELECT {_LISTED_SCHEMA_COLUMNS} FROM schemas WHERE name = %s AND version < %s "
+            "ORDER BY version DESC LIMIT %s",
+            (name, before if before is not None else 2**62, limit),
+        )
+        return [_schema(row) for row in rows]
+
+    def current_schemas(self) -> list[SchemaRecord]:
+        rows = self._query(
+            f"SELECT DISTINCT ON (name) {_SCHEMA_COLUMNS} FROM schemas ORDER BY name, version DESC"
+        )
+        return [_schema(row) for row in rows]
+
+    # -- tokens, instances, audit ----------------------------------------------------
+
+    def list_tokens(self) -> list[TokenRecord]:
+        return [_token(row) for row in self._query("SELECT * FROM tokens ORDER BY created_at, id")]
+
+    def list_instances(self, service: str, environment: str) -> list[InstanceRecord]:
+        rows = self._query(
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE service = %s AND environment = %s "
+            "ORDER BY instance_id",
+            (service, environment),
+        )
+        return [InstanceRecord(**row) for row in rows]
+
+    def list_audit(
+        self,
+        limit: int,
+        before: int | None,
+        service: str | None = None,
+        environment: str | None = None,
+        action: str | None = None,
+        actor: str | None = None,
+    ) -> list[AuditRecord]:
+        clauses = ["id < %s"]
+        params: list[Any] = [before if before is not None else 2**62]
+        for column, value in (
+            ("service", service),
+            ("environment", environment),
+            ("action", action),
+            ("actor", actor),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = %s")
+                params.append(value)
+        params.append(limit)
+        rows = self._query(
+            "SELECT id, at, actor, token_id, action, service, environment, version, request_id, detail "
+            f"FROM audit WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT %s",
+            tuple(params),
+        )
+        return [_audit(row) for row in rows]
+
