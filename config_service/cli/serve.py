@@ -15,6 +15,7 @@ import click
 from config_service.cli._group import main
 from config_service.settings import Settings, parse_pipeline, parse_sections
 from config_service.store.data_folder import DataFolderInUse, lock_data_folder, open_to_others
+from config_service.store.urls import parse_store_url
 
 logger = logging.getLogger("config_service")
 
@@ -41,7 +42,12 @@ def _option(*names: str, envvar: str, **kwargs: Any) -> Any:
 @_option("--port", envvar="TSKCFG_PORT", type=int, default=None, help="Port (default 8005).")
 @_option(
     "--data-dir", envvar="TSKCFG_DATA_DIR", type=click.Path(path_type=Path), default=None,
-    help="Where config.db and admin.token live (default ./data).",
+    help="Where config.db and admin.token live (default ./data); with a PostgreSQL --store, only admin.token.",
+)
+@_option(
+    "--store", envvar="TSKCFG_STORE", default=None,
+    help="Store URL: postgresql://user@host/db for replicas sharing PostgreSQL, or "
+    "sqlite:///path/config.db (default: SQLite in --data-dir).",
 )
 @_option(
     "--environments", "environments_dir", envvar="TSKCFG_ENVIRONMENTS", type=click.Path(path_type=Path),
@@ -99,6 +105,7 @@ def serve(
     host: str | None,
     port: int | None,
     data_dir: Path | None,
+    store: str | None,
     environments_dir: Path | None,
     schemas_dir: Path | None,
     pipeline: str | None,
@@ -121,6 +128,7 @@ def serve(
             host=host,
             port=port,
             data_dir=data_dir,
+            store=store,
             environments_dir=environments_dir,
             schemas_dir=schemas_dir,
             pipeline=parse_pipeline(pipeline) if pipeline is not None else None,
@@ -146,6 +154,12 @@ def serve(
             "and event streams held by the others. Run one process (it serves many thousands of "
             "watchers), or several servers behind a load balancer once a shared store exists."
         )
+    store_url = None
+    if settings.store is not None:
+        try:
+            store_url = parse_store_url(settings.store)
+        except ValueError as error:
+            raise click.UsageError(str(error)) from None
     if settings.max_body < 1:
         raise click.UsageError("--max-body must be a positive number of bytes")
     if settings.max_connections < 1:
@@ -170,7 +184,8 @@ def serve(
     http = _http_protocol(app)
     _tune_garbage_collector()
     logger.info(
-        "serving on http://%s:%d (data in %s)", settings.host, settings.port, settings.data_dir
+        "serving on http://%s:%d (store %s, data in %s)", settings.host, settings.port,
+        store_url.shown() if store_url is not None else settings.database_path, settings.data_dir,
     )
     uvicorn.run(
         app,

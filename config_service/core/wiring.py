@@ -19,6 +19,7 @@ from config_service.core.schemas import Schemas
 from config_service.core.tokens import Tokens
 from config_service.settings import Settings
 from config_service.store import SqliteStore, Store, VersionRecord
+from config_service.store.urls import parse_store_url
 
 logger = logging.getLogger("config_service")
 
@@ -26,12 +27,19 @@ CommitListener = Callable[[Rendered], None]
 RefusalListener = Callable[[str], None]
 
 
+def _store_of(settings: Settings) -> Store:
+    """The store `settings` name: `--store`'s URL, else SQLite in the data folder."""
+    if settings.store is not None:
+        return parse_store_url(settings.store).open_store()
+    return SqliteStore(settings.database_path)
+
+
 class Core:
     """Everything one server process knows and does about documents, schemas and tokens."""
 
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
-        self.store: Store = store if store is not None else SqliteStore(settings.database_path)
+        self.store: Store = store if store is not None else _store_of(settings)
         self.access = Access(settings.pipeline, settings.sections)
         self.tokens = Tokens(self.store, settings.admin_token_path)
         self.versions = RenderedVersions(self.store)

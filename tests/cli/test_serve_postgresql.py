@@ -1,0 +1,79 @@
+"""`tskcfg serve --store postgresql://...`: servers sharing one PostgreSQL, the first admin token
+made once, and writes refused with 503 (reads still served) while PostgreSQL is stopped."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.postgres import PostgresServer, start_postgres
+from tests.serving import USER_SERVICE, ServerProcess, assert_error, make_root, push
+
+
+def _document(version: str) -> str:
+    return USER_SERVICE.replace('version: "1.0.0"', f'version: "{version}"')
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
+def test_two_servers_share_one_postgresql_store(own_postgres: PostgresServer, tmp_path: Path) -> None:
+    dsn = own_postgres.create_database()
+    first = ServerProcess(make_root(tmp_path / "a"), "--store", dsn, "--no-access-log").start()
+    second: ServerProcess | None = None
+    try:
+        token = first.admin_token
+        # Only local files in the data folder: no SQLite file.
+        assert not (first.data_dir / "config.db").exists()
+        with first.client(token) as client:
+            for number in (1, 2):
+                response = push(client, "user-service", "staging", _document(f"1.0.{number}"))
+                assert response.status_code == 201, response.text
+        # A second server on the same store (through TSKCFG_STORE) makes no admin token of its
+        # own, takes the first one's, and sees what it stored.
+        second = ServerProcess(
+            make_root(tmp_path / "b"), "--no-access-log", environ={"TSKCFG_STORE": dsn}
+        ).start()
+        assert not (second.data_dir / "admin.token").exists()
+        with second.client(token) as client:
+            current = client.get("/v1/configs/user-service/staging")
+            assert current.status_code == 200 and current.json()["version"] == 2
+            history = client.get("/v1/configs/user-service/staging/versions").json()
+            assert [item["version"] for item in history["versions"]] == [2, 1]
+            tokens = client.get("/v1/tokens").json()["tokens"]
+            assert [item["name"] for item in tokens] == ["admin"]
+
+        own_postgres.stop()
+        with first.client(token) as client:
+            refused = push(client, "user-service", "staging", _document("2.0.0-away"))
+            body = assert_error(refused, 503, "store_unavailable")
+            assert "cannot reach its store (PostgreSQL)" in body["message"]
+            assert refused.headers["retry-after"] == "1"
+            # Reads are answered from memory meanwhile.
+            served = client.get("/v1/configs/user-service/staging")
+            assert served.status_code == 200 and served.json()["version"] == 2
+        own_postgres.start()
+        with first.client(token) as client:
+            resumed = push(client, "user-service", "staging", _document("2.0.0-back"))
+            assert resumed.status_code == 201, resumed.text
+            assert resumed.json()["version"] == 3
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+
+
+def test_a_server_whose_postgresql_is_away_does_not_start(own_postgres: PostgresServer, tmp_path: Path) -> None:
+    dsn = own_postgres.create_database()
+    own_postgres.stop()
+    server = ServerProcess(make_root(tmp_path), "--store", dsn)
+    with pytest.raises(RuntimeError, match="PostgreSQL store cannot be reached"):
+        server.start(timeout=30)
