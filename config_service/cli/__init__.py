@@ -9,6 +9,7 @@ from __future__ import annotations
 from config_service.cli import (  # noqa: F401  (registers commands)
     configs,
     local,
+    migrate,
     schema,
     serve,  # noqa: F401
     token,
