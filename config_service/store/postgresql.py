@@ -203,6 +203,28 @@ def _audit(row: dict[str, Any]) -> AuditRecord:
     return AuditRecord(**values)
 
 
+_AUDIT_INSERT = (
+    "INSERT INTO audit (id, at, actor, token_id, action, service, environment, version, "
+    "request_id, detail) VALUES ((SELECT COALESCE(MAX(id), 0) + 1 FROM audit), %(audit_at)s, "
+    "%(audit_actor)s, %(audit_token_id)s, %(audit_action)s, %(audit_service)s, "
+    "%(audit_environment)s, %(audit_version)s, %(audit_request_id)s, %(audit_detail)s)"
+)
+
+
+def _audit_params(entry: AuditEntry, version: int | None, at: str | None) -> dict[str, Any]:
+    return {
+        "audit_at": at or utc_now(),
+        "audit_actor": entry.actor,
+        "audit_token_id": entry.token_id,
+        "audit_action": entry.action,
+        "audit_service": entry.service,
+        "audit_environment": entry.environment,
+        "audit_version": entry.version if entry.version is not None else version,
+        "audit_request_id": entry.request_id,
+        "audit_detail": json.dumps(entry.detail, ensure_ascii=False),
+    }
+
+
 def _rows(connection: psycopg.Connection[Any], sql: str, params: Any = ()) -> list[dict[str, Any]]:
     with connection.cursor(row_factory=dict_row) as cursor:
         cursor.execute(sql, params)
@@ -270,20 +292,26 @@ class PostgresTransaction(Transaction):
             "promoted_from_version": new.promoted_from_version,
             "rolled_back_to": new.rolled_back_to,
         }
-        # The write lock is held: MAX + 1 is the next sequence in commit order.
-        (row,) = self.rows(
+        # The write lock is held: MAX + 1 is the next sequence in commit order. The audit
+        # entry goes in the same statement (one round trip).
+        insert = (
             "INSERT INTO versions (sequence, service, environment, version, source, config, hash, "
             "author, token_id, message, created_at, kind, promoted_from_environment, "
             "promoted_from_version, rolled_back_to) VALUES ("
             "(SELECT COALESCE(MAX(sequence), 0) + 1 FROM versions), %(service)s, %(environment)s, "
             "%(version)s, %(source)s, %(config)s, %(hash)s, %(author)s, %(token_id)s, %(message)s, "
             "%(created_at)s, %(kind)s, %(promoted_from_environment)s, %(promoted_from_version)s, "
-            "%(rolled_back_to)s) RETURNING sequence",
-            values,
+            "%(rolled_back_to)s) RETURNING sequence"
         )
-        record = VersionRecord(sequence=int(row["sequence"]), **values)
+        params = dict(values)
         if audit is not None:
-            self.append_audit(audit, version=record.version, at=record.created_at)
+            insert = (
+                f"WITH added AS ({insert}), audited AS ({_AUDIT_INSERT}"
+                ") SELECT sequence FROM added"
+            )
+            params.update(_audit_params(audit, values["version"], values["created_at"]))
+        (row,) = self.rows(insert, params)
+        record = VersionRecord(sequence=int(row["sequence"]), **values)
         self.created.append(record)
         return record, True
 
@@ -429,22 +457,7 @@ class PostgresTransaction(Transaction):
             raise TooManyInstances(limit)
 
     def append_audit(self, entry: AuditEntry, version: int | None = None, at: str | None = None) -> None:
-        self.execute(
-            "INSERT INTO audit (id, at, actor, token_id, action, service, environment, version, "
-            "request_id, detail) VALUES ((SELECT COALESCE(MAX(id), 0) + 1 FROM audit), "
-            "%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                at or utc_now(),
-                entry.actor,
-                entry.token_id,
-                entry.action,
-                entry.service,
-                entry.environment,
-                entry.version if entry.version is not None else version,
-                entry.request_id,
-                json.dumps(entry.detail, ensure_ascii=False),
-            ),
-        )
+        self.execute(_AUDIT_INSERT, _audit_params(entry, version, at))
 
 
 @dataclass
@@ -693,8 +706,8 @@ class PostgresStore(Store):
                         connection.close()
                     self._writer = None
                     connection = self._writer = self.connect()
-                connection.execute("BEGIN")
-                connection.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                # One round trip (no parameters: our own constant).
+                connection.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})".encode())
                 return connection
             except (StoreUnavailable, *_UNREACHABLE) as error:
                 if self._writer is not None:
@@ -710,27 +723,28 @@ class PostgresStore(Store):
         try:
             connection = self._begin()
             transaction = PostgresTransaction(connection)
+            # Statements with no parameters ride along with the next round trip.
+            pending = ""
             for item in batch:
                 created, callbacks = len(transaction.created), len(transaction.callbacks)
-                connection.execute("SAVEPOINT operation")
+                connection.execute(f"{pending}SAVEPOINT operation".encode())
+                pending = ""
                 try:
                     result = item.operation(transaction)
                 except _UNREACHABLE:
                     raise  # the connection is gone: the whole batch fails below
                 except BaseException as error:  # the caller gets it; the batch goes on
-                    connection.execute("ROLLBACK TO SAVEPOINT operation")
-                    connection.execute("RELEASE SAVEPOINT operation")
+                    connection.execute(b"ROLLBACK TO SAVEPOINT operation; RELEASE SAVEPOINT operation")
                     del transaction.created[created:]
                     del transaction.callbacks[callbacks:]
                     outcomes.append((False, error))
                 else:
-                    connection.execute("RELEASE SAVEPOINT operation")
+                    pending = "RELEASE SAVEPOINT operation; "
                     outcomes.append((True, result))
             if transaction.created:
-                connection.execute(
-                    "SELECT pg_notify(%s, %s)", (CHANNEL, str(transaction.created[-1].sequence))
-                )
-            connection.execute("COMMIT")
+                # Delivered to every listener when (and only if) this transaction commits.
+                pending += f"SELECT pg_notify('{CHANNEL}', '{int(transaction.created[-1].sequence)}'); "
+            connection.execute(f"{pending}COMMIT".encode())
         except BaseException as error:
             failure: BaseException = error
             if isinstance(error, _UNREACHABLE):
