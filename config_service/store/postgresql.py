@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from config_service.store.interface import CommitListener, Store, Transaction
 from config_service.store.records import (
@@ -66,6 +66,8 @@ CHANNEL = "tskcfg"
 # Advisory lock keys ("tskc" and the next): every write transaction, and migrations at start.
 WRITE_LOCK = 0x74736B63
 MIGRATION_LOCK = WRITE_LOCK + 1
+# Seconds a read waits for a pooled connection before checking whether PostgreSQL is away.
+QUICK_POOL_WAIT = 0.25
 # Most writes a group commit gathers into one transaction.
 MAX_BATCH = 256
 # Seconds to wait for a connection before a read or write is StoreUnavailable.
@@ -522,6 +524,8 @@ class PostgresStore(Store):
         self._thread: threading.Thread | None = None
         self._listeners: list[CommitListener] = []
         self._closed = True
+        # Set when a read found PostgreSQL away, cleared by the next one that reaches it.
+        self._away = False
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.dsn!r})"
@@ -588,11 +592,31 @@ class PostgresStore(Store):
         pool = self._pool
         if self._closed or pool is None:
             raise RuntimeError("the store is closed")
+        if self._away:
+            # Known to be away: one direct attempt fails at once (connection refused) where
+            # the pool would wait its whole timeout for a connection.
+            self.connect().close()
+            self._away = False
         try:
-            with pool.connection() as connection:
-                yield connection
+            try:
+                connection = pool.getconn(timeout=QUICK_POOL_WAIT)
+            except PoolTimeout:
+                # Busy, or PostgreSQL away: a direct attempt tells which, at once.
+                self.connect().close()
+                connection = pool.getconn()
+        except StoreUnavailable:
+            self._away = True
+            raise
         except _UNREACHABLE as error:
+            self._away = True
             raise _unavailable(error) from error
+        try:
+            yield connection
+        except _UNREACHABLE as error:
+            self._away = True
+            raise _unavailable(error) from error
+        finally:
+            pool.putconn(connection)
 
     def _query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
         with self._connection() as connection:
