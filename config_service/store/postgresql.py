@@ -241,18 +241,28 @@ class PostgresTransaction(Transaction):
         self.connection = connection
         self.created: list[VersionRecord] = []
         self.callbacks: list[Callable[[], None]] = []
+        self.pipeline: psycopg.Pipeline | None = None
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         self.callbacks.append(callback)
 
     def rows(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
-        return _rows(self.connection, sql, params)
+        with self.connection.cursor(row_factory=dict_row) as cursor:
+            cursor.execute(sql, params)
+            self._sync()
+            return cursor.fetchall() if cursor.description is not None else []
 
     def execute(self, sql: str, params: Any = ()) -> int:
         """Run a statement; the number of rows it changed."""
         with self.connection.cursor() as cursor:
             cursor.execute(sql, params)
+            self._sync()
             return cursor.rowcount
+
+    def _sync(self) -> None:
+        # In pipeline mode, send what is queued (savepoints too) and wait for the results.
+        if self.pipeline is not None:
+            self.pipeline.sync()
 
     # -- versions --------------------------------------------------------------------
 
@@ -747,28 +757,32 @@ class PostgresStore(Store):
         try:
             connection = self._begin()
             transaction = PostgresTransaction(connection)
-            # Statements with no parameters ride along with the next round trip.
-            pending = ""
-            for item in batch:
-                created, callbacks = len(transaction.created), len(transaction.callbacks)
-                connection.execute(f"{pending}SAVEPOINT operation".encode())
-                pending = ""
-                try:
-                    result = item.operation(transaction)
-                except _UNREACHABLE:
-                    raise  # the connection is gone: the whole batch fails below
-                except BaseException as error:  # the caller gets it; the batch goes on
-                    connection.execute(b"ROLLBACK TO SAVEPOINT operation; RELEASE SAVEPOINT operation")
-                    del transaction.created[created:]
-                    del transaction.callbacks[callbacks:]
-                    outcomes.append((False, error))
-                else:
-                    pending = "RELEASE SAVEPOINT operation; "
-                    outcomes.append((True, result))
-            if transaction.created:
-                # Delivered to every listener when (and only if) this transaction commits.
-                pending += f"SELECT pg_notify('{CHANNEL}', '{int(transaction.created[-1].sequence)}'); "
-            connection.execute(f"{pending}COMMIT".encode())
+            # Pipeline mode: statements whose results are not needed yet (savepoints) are
+            # sent with the next one whose result is, in one round trip.
+            with connection.pipeline() as pipeline:
+                transaction.pipeline = pipeline
+                for item in batch:
+                    created, callbacks = len(transaction.created), len(transaction.callbacks)
+                    connection.execute("SAVEPOINT operation")
+                    try:
+                        result = item.operation(transaction)
+                    except _UNREACHABLE:
+                        raise  # the connection is gone: the whole batch fails below
+                    except BaseException as error:  # the caller gets it; the batch goes on
+                        connection.execute("ROLLBACK TO SAVEPOINT operation")
+                        connection.execute("RELEASE SAVEPOINT operation")
+                        del transaction.created[created:]
+                        del transaction.callbacks[callbacks:]
+                        outcomes.append((False, error))
+                    else:
+                        connection.execute("RELEASE SAVEPOINT operation")
+                        outcomes.append((True, result))
+                if transaction.created:
+                    # Delivered to every listener when (and only if) this transaction commits.
+                    connection.execute(
+                        "SELECT pg_notify(%s, %s)", (CHANNEL, str(transaction.created[-1].sequence))
+                    )
+                connection.execute("COMMIT")
         except BaseException as error:
             failure: BaseException = error
             if isinstance(error, _UNREACHABLE):

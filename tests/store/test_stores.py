@@ -298,3 +298,26 @@ def test_tokens_schemas_and_audit_round_trip(store: Store) -> None:
     [entry] = store.list_audit(10, None, actor="admin")
     assert (entry.action, entry.detail) == ("token_create", {"ü": [1, None]})
     assert store.list_audit(10, entry.id) == []
+
+
+def test_an_operation_the_database_refuses_undoes_only_its_own_changes(store: Store) -> None:
+    """A statement that fails in the database (a token id taken twice) fails its operation
+    alone, even in a batch with others."""
+    store.write(lambda transaction: transaction.insert_token(_token("taken"), None))
+    release = threading.Event()
+    blocking = store.submit(lambda transaction: release.wait(10))
+
+    def twice(transaction: Transaction) -> None:
+        transaction.append_version(_new("half", "a"), None, None)
+        transaction.insert_token(_token("taken"), None)
+
+    failing = store.submit(twice)
+    fine = store.submit(lambda transaction: transaction.append_version(_new("whole", "a"), None, None))
+    release.set()
+    assert blocking.result(timeout=10) is True
+    with pytest.raises(Exception, match="(?i)unique|duplicate"):
+        failing.result(timeout=10)
+    assert fine.result(timeout=10)[1]
+    assert store.current_version("half", "staging") is None
+    assert store.current_version("whole", "staging") is not None
+    assert [token.id for token in store.list_tokens()] == ["taken"]
