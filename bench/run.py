@@ -286,7 +286,7 @@ check and no fallback.
 
 Where the time goes (`python -X importtime -c "import tskcfg"` and cProfile of one
 call): importing the client takes about 150 ms, mostly httpx (about 40 ms), jsonschema
-with referencing (about 35 ms), asyncio (about 18 ms) and `tskcfg._appliers` (about
+with referencing (about 35 ms), asyncio (about 18 ms) and the built-in appliers (about
 17 ms). Of the 20 to 40 ms of the call, about 26 ms is httpx building an SSL context
 (`ssl.create_default_context`, loading the CA bundle) when the client opens its
 transport, even for an `http://` server; the request, the hash check and `@env`

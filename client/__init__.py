@@ -14,18 +14,14 @@ import os
 
 from tskcfg import exceptions
 from tskcfg._admin import AdminClient, Written
-from tskcfg._appliers import (
-    Applier,
-    CacheApplier,
-    DatabaseApplier,
-    LoggingApplier,
-    SecurityPolicy,
-    SecurityState,
-)
+from tskcfg._appliers import Applier
 from tskcfg._async import AsyncConfigClient
-from tskcfg._cache import TTLCache
+from tskcfg._cache import CacheApplier, TTLCache
 from tskcfg._config import Config
+from tskcfg._database import DatabaseApplier
+from tskcfg._logging_applier import LoggingApplier
 from tskcfg._retry import RetryPolicy
+from tskcfg._security import SecurityPolicy, SecurityState
 from tskcfg._sync import ConfigClient
 from tskcfg.exceptions import (
     ApplyFailed,

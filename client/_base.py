@@ -6,11 +6,13 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
-from tskcfg._appliers import CacheFactory, DatabaseApplier, SecurityPolicy
+from tskcfg._cache import CacheFactory
 from tskcfg._config import Config
 from tskcfg._core import ClientCore
+from tskcfg._database import DatabaseApplier
 from tskcfg._events import EventStreamParser
 from tskcfg._retry import RetryPolicy
+from tskcfg._security import SecurityPolicy
 from tskcfg._settings import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Settings, make_settings
 from tskcfg._transaction import Handler
 

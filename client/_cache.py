@@ -1,12 +1,15 @@
-"""A thread-safe in-process TTL cache whose time to live and size change while it is in use."""
+"""A thread-safe in-process TTL cache whose time to live and size change while it is in use, and
+the built-in `cache` applier that keeps the service's cache in step with the `cache` section."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from tskcfg._appliers import section_mapping
 
 _MISSING: Any = object()
 
@@ -100,3 +103,49 @@ class TTLCache:
 
     def __contains__(self, key: object) -> bool:
         return self.get(key, _MISSING) is not _MISSING
+
+
+CacheFactory = Callable[[Mapping[str, Any]], Any]
+
+
+class CacheApplier:
+    """Keeps `current`, the service's cache: an in-process `TTLCache` for `backend: "memory"`.
+
+    `ttl` and `max_size` change the memory cache live (shrinking evicts). Any other backend
+    name calls the factory the service gave for it (`factories={"redis": make_redis}`) with
+    the section, and its result becomes `current`.
+    """
+
+    def __init__(self, factories: Mapping[str, CacheFactory] | None = None) -> None:
+        self.memory = TTLCache()
+        self.current: Any = self.memory
+        self._factories = dict(factories or {})
+        self._undo: list[tuple[Any, float, int]] = []
+
+    def apply(self, new: Any, old: Any) -> None:
+        section = section_mapping(new, "cache")
+        backend = section.get("backend", "memory")
+        snapshot = (self.current, self.memory.ttl, self.memory.max_size)
+        if backend == "memory":
+            # A key left out means the schema's default, not "keep what the last version said".
+            self.memory.configure(
+                ttl=section.get("ttl", 300), max_size=section.get("max_size", 1000)
+            )
+            replacement: Any = self.memory
+        else:
+            factory = self._factories.get(backend)
+            if factory is None:
+                raise ValueError(
+                    f"cache backend {backend!r} has no factory; give one with cache_backends={{{backend!r}: ...}}"
+                )
+            replacement = factory(section)
+        self._undo.append(snapshot)
+        self.current = replacement
+
+    def revert(self, new: Any, old: Any) -> None:
+        current, ttl, max_size = self._undo.pop()
+        self.memory.configure(ttl=ttl, max_size=max_size)
+        self.current = current
+
+    def commit(self) -> None:
+        self._undo.clear()

@@ -18,23 +18,20 @@ from config_service import tsk
 from config_service.schema import SchemaSet
 from tskcfg import exceptions
 from tskcfg._answers import Received, config_answer, schema_answer
-from tskcfg._appliers import (
-    Applier,
-    CacheApplier,
-    CacheFactory,
-    DatabaseApplier,
-    LoggingApplier,
-    SecurityPolicy,
-)
+from tskcfg._appliers import Applier
+from tskcfg._cache import CacheApplier, CacheFactory
 from tskcfg._config import Config, Source
+from tskcfg._database import DatabaseApplier
 from tskcfg._documents import decode, describe, resolve
 from tskcfg._effects import Exclusive, Flow, Offload, Report, Send
 from tskcfg._fallback import LocalSources
 from tskcfg._lkg import write_lkg
+from tskcfg._logging_applier import LoggingApplier
 from tskcfg._redaction import environment_texts, hide_environment_text
 from tskcfg._requests import Requests
 from tskcfg._retry import RetryPolicy
 from tskcfg._schemas import SchemaCompiler, sections_to_fetch
+from tskcfg._security import SecurityPolicy
 from tskcfg._settings import Settings
 from tskcfg._transaction import Handler, Transaction, plan, transaction
 

@@ -86,66 +86,60 @@ def make_settings(
     check_name(environment, "environment")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    if (
-        isinstance(poll_interval, bool)
-        or not isinstance(poll_interval, int | float)
-        or poll_interval <= 0
-    ):
-        raise ValueError(
-            f"poll_interval must be a positive number of seconds, not {poll_interval!r}"
-        )
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not math.isfinite(timeout)
-        or timeout <= 0
-    ):
-        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
-    if (
-        isinstance(max_response_bytes, bool)
-        or not isinstance(max_response_bytes, int)
-        or max_response_bytes <= 0
-    ):
-        raise ValueError(
-            f"max_response_bytes must be a positive whole number, not {max_response_bytes!r}"
-        )
-    if report_interval is None:
-        text = os.environ.get("CONFIG_REPORT_INTERVAL", "").strip()
-        try:
-            report_interval = float(text) if text else DEFAULT_REPORT_INTERVAL
-        except ValueError:
-            raise ValueError(
-                f"CONFIG_REPORT_INTERVAL must be a number of seconds, not {text!r}"
-            ) from None
-    if (
-        isinstance(report_interval, bool)
-        or not isinstance(report_interval, int | float)
-        or not math.isfinite(report_interval)
-        or report_interval <= 0
-    ):
-        raise ValueError(
-            f"report_interval must be a positive number of seconds, not {report_interval!r}"
-        )
-    server = (server or os.environ.get("CONFIG_STORE") or DEFAULT_SERVER).rstrip("/")
-    if not server.startswith(("http://", "https://")):
-        raise ValueError(f"server must be an http:// or https:// URL, not {server!r}")
     environments = Path(environments_dir) if environments_dir is not None else Path("environments")
     return Settings(
         service=service,
         environment=environment,
-        server=server,
+        server=server_url(server),
         token=token if token is not None else os.environ.get("CONFIG_TOKEN") or None,
         cache_dir=Path(cache_dir) if cache_dir is not None else default_cache_dir(),
         environments_dir=environments,
         mode=mode,  # type: ignore[arg-type]
-        poll_interval=float(poll_interval),
+        poll_interval=positive_seconds(poll_interval, "poll_interval"),
         instance_id=instance_id or f"{socket.gethostname()}:{os.getpid()}",
         # The layout of this repository: schemas/ beside environments/.
         schemas_dir=Path(schemas_dir) if schemas_dir is not None else environments.parent / "schemas",
-        timeout=float(timeout),
-        max_response_bytes=max_response_bytes,
-        report_interval=float(report_interval),
+        timeout=positive_seconds(timeout, "timeout"),
+        max_response_bytes=positive_count(max_response_bytes, "max_response_bytes"),
+        report_interval=positive_seconds(_report_interval(report_interval), "report_interval"),
     )
+
+
+def positive_seconds(value: float, name: str) -> float:
+    """`value` as a float, or `ValueError` naming `name` when it is not a finite number > 0."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
+def positive_count(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive whole number, not {value!r}")
+    return value
+
+
+def _report_interval(given: float | None) -> float:
+    """The interval given, else `CONFIG_REPORT_INTERVAL`, else the default."""
+    if given is not None:
+        return given
+    text = os.environ.get("CONFIG_REPORT_INTERVAL", "").strip()
+    try:
+        return float(text) if text else DEFAULT_REPORT_INTERVAL
+    except ValueError:
+        raise ValueError(f"CONFIG_REPORT_INTERVAL must be a number of seconds, not {text!r}") from None
+
+
+def server_url(server: str | None) -> str:
+    """The server given, else `CONFIG_STORE`, else the default; an http:// or https:// URL."""
+    url = (server or os.environ.get("CONFIG_STORE") or DEFAULT_SERVER).rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"server must be an http:// or https:// URL, not {url!r}")
+    return url
 
 
 def tls_verification(server: str) -> ssl.SSLContext | bool:

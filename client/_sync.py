@@ -6,17 +6,13 @@ import contextlib
 import inspect
 import logging
 import queue
-import socket
 import threading
 import time
-import weakref
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import httpcore
 import httpx
 import watchfiles
 
@@ -25,119 +21,13 @@ from tskcfg._answers import raise_for_status
 from tskcfg._base import BaseClient
 from tskcfg._config import Config
 from tskcfg._effects import REENTRANT_APPLY, Blocking, Call, Exclusive, Offload, Report, Send, drive
+from tskcfg._interruptible import interruptible
 from tskcfg._requests import seconds_allowed
 from tskcfg._settings import WATCH_WAIT, tls_verification
 from tskcfg._transaction import Handler
 from tskcfg._watching import announces_news, pause_after_check, pause_after_failure
 
 logger = logging.getLogger("tskcfg")
-
-
-class _DeadlineStream(httpcore.NetworkStream):
-    """A connection whose reads and writes end at the deadline of the request using it.
-
-    httpx times each read on its own, so an answer sent a byte a second never times out;
-    here every read waits at most until the deadline that `_InterruptibleBackend.deadline`
-    set for the thread sending the request.
-    """
-
-    def __init__(self, stream: httpcore.NetworkStream, deadlines: threading.local) -> None:
-        self._stream = stream
-        self._deadlines = deadlines
-
-    def _timeout(self, timeout: float | None, error: type[Exception]) -> float | None:
-        deadline: float | None = getattr(self._deadlines, "at", None)
-        if deadline is None:
-            return timeout
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise error("the answer did not arrive in full within the client's timeout")
-        return remaining if timeout is None else min(timeout, remaining)
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._stream.read(max_bytes, self._timeout(timeout, httpcore.ReadTimeout))
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._stream.write(buffer, self._timeout(timeout, httpcore.WriteTimeout))
-
-    def close(self) -> None:
-        self._stream.close()
-
-    def start_tls(
-        self,
-        ssl_context: Any,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.NetworkStream:
-        stream = self._stream.start_tls(ssl_context, server_hostname, timeout)
-        return _DeadlineStream(stream, self._deadlines)
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._stream.get_extra_info(info)
-
-
-class _InterruptibleBackend(httpcore.SyncBackend):
-    """Remembers the sockets it opens, so `stop()` can end a long poll the server is holding,
-    and holds each request to its overall deadline (`_DeadlineStream`).
-
-    Closing a socket does not wake a thread blocked reading it; shutting it down does. Once
-    interrupted it opens no more connections: a long poll sent just after `stop()` looked
-    would otherwise be held by the server for a minute.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._interrupted = False
-        self._streams: weakref.WeakSet[httpcore.NetworkStream] = weakref.WeakSet()
-        self._deadlines = threading.local()
-
-    @contextmanager
-    def deadline(self, at: float) -> Iterator[None]:
-        """Requests this thread sends meanwhile end at `at` (time.monotonic())."""
-        self._deadlines.at = at
-        try:
-            yield
-        finally:
-            self._deadlines.at = None
-
-    def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
-        if self._interrupted:
-            raise httpcore.ConnectError("the client is stopping")
-        stream: httpcore.NetworkStream = _DeadlineStream(
-            super().connect_tcp(*args, **kwargs), self._deadlines
-        )
-        with self._lock:
-            self._streams.add(stream)
-            interrupted = self._interrupted
-        if interrupted:  # stop() came while this one was connecting
-            self._shut(stream)
-        return stream
-
-    def interrupt(self) -> None:
-        with self._lock:
-            self._interrupted = True
-            streams = list(self._streams)
-        for stream in streams:
-            self._shut(stream)
-
-    @staticmethod
-    def _shut(stream: httpcore.NetworkStream) -> None:
-        raw = stream.get_extra_info("socket")
-        if isinstance(raw, socket.socket):
-            try:
-                raw.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-
-def _interruptible(transport: httpx.BaseTransport) -> _InterruptibleBackend | None:
-    """Fit an httpx.HTTPTransport (or subclass) with sockets `stop()` can shut down."""
-    pool = getattr(transport, "_pool", None) if isinstance(transport, httpx.HTTPTransport) else None
-    if pool is None or not hasattr(pool, "_network_backend"):
-        return None  # another transport: stop() then waits for a long poll to end (at most 5 s)
-    backend = _InterruptibleBackend()
-    pool._network_backend = backend
-    return backend
 
 
 class ConfigClient(BaseClient[httpx.BaseTransport]):
@@ -156,7 +46,7 @@ class ConfigClient(BaseClient[httpx.BaseTransport]):
     def _open(self, transport: httpx.BaseTransport | None) -> None:
         if transport is None:
             transport = httpx.HTTPTransport(verify=tls_verification(self.settings.server))
-        self._interruptible = _interruptible(transport)
+        self._interruptible = interruptible(transport)
         self._http = httpx.Client(transport=transport)
         self._apply_lock = threading.Lock()
         self._applying: int | None = None  # the thread holding _apply_lock

@@ -15,6 +15,7 @@ import click
 from config_service.cli._group import main
 from config_service.settings import Settings, parse_pipeline, parse_sections
 from config_service.store.data_folder import DataFolderInUse, lock_data_folder, open_to_others
+from config_service.store.sqlite_schema import StoreTooNew, refuse_newer
 from config_service.store.urls import parse_store_url
 
 logger = logging.getLogger("config_service")
@@ -171,6 +172,13 @@ def serve(
     try:
         data_lock = lock_data_folder(settings.data_dir)
     except DataFolderInUse as error:
+        raise click.ClickException(str(error)) from None
+    try:
+        if store_url is None:
+            refuse_newer(settings.database_path)
+        elif store_url.path is not None:
+            refuse_newer(store_url.path)
+    except StoreTooNew as error:
         raise click.ClickException(str(error)) from None
     _warn_if_open_to_others(settings.data_dir)
 

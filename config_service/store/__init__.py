@@ -1,7 +1,8 @@
 """Durable storage: the `Store` interface, its records, and the SQLite store.
 
 `interface` lists what a store does, `records` what it keeps, `sqlite` the embedded store on
-one file, `data_folder` the private folder that file lives in and the lock on it.
+one file (`sqlite_schema`: its tables and their upgrades), `data_folder` the private folder
+that file lives in and the lock on it.
 """
 
 from config_service.store.interface import CommitListener, Store, Transaction
@@ -10,21 +11,25 @@ from config_service.store.records import (
     MAX_INSTANCES_PER_DOCUMENT,
     AuditEntry,
     AuditRecord,
+    DocumentState,
     IfMatch,
     InstanceRecord,
     InstanceReport,
     NewVersion,
     PreconditionFailed,
     SchemaRecord,
+    ServiceRecord,
     StoreNewerThanServer,
     StoreUnavailable,
     TokenRecord,
     TooManyInstances,
     VersionRecord,
+    retirement,
     utc_now,
     utc_timestamp,
 )
 from config_service.store.sqlite import SqliteStore
+from config_service.store.sqlite_schema import StoreTooNew
 
 __all__ = [
     "AUDIT_ACTIONS",
@@ -32,20 +37,24 @@ __all__ = [
     "AuditEntry",
     "AuditRecord",
     "CommitListener",
+    "DocumentState",
     "IfMatch",
     "InstanceRecord",
     "InstanceReport",
     "NewVersion",
     "PreconditionFailed",
     "SchemaRecord",
+    "ServiceRecord",
     "SqliteStore",
     "Store",
     "StoreNewerThanServer",
     "StoreUnavailable",
+    "StoreTooNew",
     "TokenRecord",
     "TooManyInstances",
     "Transaction",
     "VersionRecord",
+    "retirement",
     "utc_now",
     "utc_timestamp",
 ]

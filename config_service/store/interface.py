@@ -19,11 +19,13 @@ from config_service.store.records import (
     MAX_INSTANCES_PER_DOCUMENT,
     AuditEntry,
     AuditRecord,
+    DocumentState,
     IfMatch,
     InstanceRecord,
     InstanceReport,
     NewVersion,
     SchemaRecord,
+    ServiceRecord,
     TokenRecord,
     VersionRecord,
 )
@@ -46,7 +48,15 @@ class Transaction(Protocol):
 
     # -- reads a write decides on ---------------------------------------------------------
 
-    def current_version(self, service: str, environment: str) -> VersionRecord | None: ...
+    def current_version(self, service: str, environment: str) -> VersionRecord | None:
+        """The version the document's current pointer names (a `retire` one too), or None."""
+        ...
+
+    def document(self, service: str, environment: str) -> DocumentState | None:
+        """The document's current pointer and sync state, or None when it has no version."""
+        ...
+
+    def service(self, name: str) -> ServiceRecord | None: ...
 
     def current_versions(self) -> list[VersionRecord]:
         """The current version of every document, with `source` and `config`."""
@@ -59,9 +69,31 @@ class Transaction(Protocol):
     def append_version(
         self, new: NewVersion, if_match: IfMatch, audit: AuditEntry | None
     ) -> tuple[VersionRecord, bool]:
-        """Store `new` as the next version, unless the precondition fails (PreconditionFailed)
-        or its source is identical to the current version's (then that version, created=False).
+        """Store `new` as the next version and make it current, unless the precondition fails
+        (PreconditionFailed) or its source is identical to the current version's (then that
+        version, created=False).
+
+        The number is one past the highest the document ever had (a revived document goes
+        on from its retire). `If-Match`: a number names the current version (0: the document
+        has none), "*" needs a current version that is not a retire. `new.kind == "retire"`
+        (records.retirement) on a retired document answers that retire, created=False; on a
+        document without versions it raises ValueError. A first version of a service that
+        has no row yet records it (origin "file" for sync, else "push").
         """
+        ...
+
+    def set_sync_state(
+        self, service: str, environment: str, file: str | None, file_version: int | None, conflict: bool
+    ) -> None:
+        """Record which file backs the document, the version last synced from it, and whether
+        a change of that file waits refused (a conflict). ValueError when it has no version."""
+        ...
+
+    def create_service(
+        self, name: str, origin: str, created_by: str | None, audit: AuditEntry | None
+    ) -> tuple[ServiceRecord, bool]:
+        """Record that `name` exists (origin: records.SERVICE_ORIGINS); an existing one is
+        answered as it is, created=False, and nothing is audited."""
         ...
 
     def append_schema(
@@ -161,6 +193,20 @@ class Store(Protocol):
 
     def has_versions(self, service: str) -> bool:
         """True when `service` has a version in any environment (it is a service, not a section)."""
+        ...
+
+    def document(self, service: str, environment: str) -> DocumentState | None: ...
+
+    def documents(self) -> list[DocumentState]:
+        """Every document's current pointer and sync state, by service and environment."""
+        ...
+
+    # -- services ---------------------------------------------------------------------------
+
+    def service(self, name: str) -> ServiceRecord | None: ...
+
+    def list_services(self) -> list[ServiceRecord]:
+        """Every service that exists, by name (section schemas too: the store cannot tell)."""
         ...
 
     # -- schemas ----------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import psycopg
 
 from config_service.store.data_folder import lock_data_folder
 from config_service.store.postgresql import WRITE_LOCK, PostgresStore
+from config_service.store.sqlite import SqliteStore
 from config_service.store.urls import StoreUrl
 
 # Bookkeeping of each store that is not data: never copied.
@@ -93,6 +94,11 @@ def migrate_sqlite_to_postgresql(source: StoreUrl, target: StoreUrl) -> list[Tab
     # Held as a server holds it: no server may write to the source while it is copied.
     lock = lock_data_folder(path.parent)
     try:
+        # Opened as a server opens it: a file from an older release is upgraded first (and
+        # backed up beside itself), one from a newer release refused (StoreTooNew).
+        sqlite_store = SqliteStore(path)
+        sqlite_store.open()
+        sqlite_store.close()
         reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
             return _copy(reader, target.dsn, target.shown())

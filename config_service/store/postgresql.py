@@ -43,12 +43,14 @@ from config_service.store.records import (
     MAX_INSTANCES_PER_DOCUMENT,
     AuditEntry,
     AuditRecord,
+    DocumentState,
     IfMatch,
     InstanceRecord,
     InstanceReport,
     NewVersion,
     PreconditionFailed,
     SchemaRecord,
+    ServiceRecord,
     StoreNewerThanServer,
     StoreUnavailable,
     TokenRecord,
@@ -84,8 +86,8 @@ CREATE TABLE versions (
     environment TEXT NOT NULL,
     version INTEGER NOT NULL,
     source TEXT NOT NULL,
-    config TEXT NOT NULL,
-    hash TEXT NOT NULL,
+    config TEXT,
+    hash TEXT,
     author TEXT NOT NULL,
     token_id TEXT,
     message TEXT NOT NULL DEFAULT '',
@@ -94,9 +96,25 @@ CREATE TABLE versions (
     promoted_from_environment TEXT,
     promoted_from_version INTEGER,
     rolled_back_to INTEGER,
+    kept_local TEXT,
     UNIQUE (service, environment, version)
 );
 CREATE INDEX versions_kind ON versions (service, environment, kind, version);
+CREATE TABLE documents (
+    service TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    current_version INTEGER NOT NULL,
+    file TEXT,
+    file_version INTEGER,
+    sync_conflict INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (service, environment)
+);
+CREATE TABLE services (
+    name TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    created_by TEXT
+);
 CREATE TABLE schemas (
     sequence BIGINT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -154,15 +172,23 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _VERSION_COLUMNS = (
     "sequence, service, environment, version, source, config, hash, author, token_id, message, "
-    "created_at, kind, promoted_from_environment, promoted_from_version, rolled_back_to"
+    "created_at, kind, promoted_from_environment, promoted_from_version, rolled_back_to, kept_local"
 )
 _LISTED_VERSION_COLUMNS = _VERSION_COLUMNS.replace("source, config,", "'' AS source, '' AS config,")
 _SCHEMA_COLUMNS = "sequence, name, version, schema, hash, author, token_id, created_at"
 _LISTED_SCHEMA_COLUMNS = _SCHEMA_COLUMNS.replace("schema,", "'' AS schema,")
+# Each document's current version is the one its pointer (table documents) names.
 _CURRENT_VERSIONS = (
-    f"SELECT DISTINCT ON (service, environment) {_VERSION_COLUMNS} FROM versions "
-    "ORDER BY service, environment, version DESC"
+    f"SELECT {_VERSION_COLUMNS} FROM versions WHERE (service, environment, version) IN ("
+    "SELECT service, environment, current_version FROM documents) ORDER BY service, environment"
 )
+_CURRENT_VERSION = (
+    f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = %(service)s AND "
+    "environment = %(environment)s AND version = (SELECT current_version FROM documents WHERE "
+    "service = %(service)s AND environment = %(environment)s)"
+)
+_DOCUMENT_COLUMNS = "service, environment, current_version, file, file_version, sync_conflict"
+_SERVICE_COLUMNS = "name, created_at, origin, created_by"
 _CURRENT_VERSIONS_LISTED = _CURRENT_VERSIONS.replace(_VERSION_COLUMNS, _LISTED_VERSION_COLUMNS, 1)
 _INSTANCE_COLUMNS = (
     "service, environment, instance_id, version, hash, status, error, first_seen, last_seen, "
@@ -178,7 +204,21 @@ def _unavailable(error: BaseException) -> StoreUnavailable:
 
 
 def _version(row: dict[str, Any]) -> VersionRecord:
-    return VersionRecord(**row)
+    values = dict(row)
+    # A retire row has NULL config and hash; records carry "" (records.VersionRecord).
+    values["config"] = values["config"] or ""
+    values["hash"] = values["hash"] or ""
+    kept = values["kept_local"]
+    values["kept_local"] = tuple(json.loads(kept)) if kept is not None else None
+    return VersionRecord(**values)
+
+
+def _document(row: dict[str, Any]) -> DocumentState:
+    return DocumentState(**{**row, "sync_conflict": bool(row["sync_conflict"])})
+
+
+def _service(row: dict[str, Any]) -> ServiceRecord:
+    return ServiceRecord(**row)
 
 
 def _schema(row: dict[str, Any]) -> SchemaRecord:
@@ -205,6 +245,14 @@ def _audit(row: dict[str, Any]) -> AuditRecord:
     return AuditRecord(**values)
 
 
+# The audit entry of a version written in the same statement: its number comes from `added`.
+_AUDIT_INSERT_RETURNED = (
+    "INSERT INTO audit (id, at, actor, token_id, action, service, environment, version, "
+    "request_id, detail) SELECT (SELECT COALESCE(MAX(id), 0) + 1 FROM audit), %(audit_at)s, "
+    "%(audit_actor)s, %(audit_token_id)s, %(audit_action)s, %(audit_service)s, "
+    "%(audit_environment)s, COALESCE(%(audit_version)s, added.version), %(audit_request_id)s, "
+    "%(audit_detail)s FROM added"
+)
 _AUDIT_INSERT = (
     "INSERT INTO audit (id, at, actor, token_id, action, service, environment, version, "
     "request_id, detail) VALUES ((SELECT COALESCE(MAX(id), 0) + 1 FROM audit), %(audit_at)s, "
@@ -267,34 +315,74 @@ class PostgresTransaction(Transaction):
     # -- versions --------------------------------------------------------------------
 
     def current_version(self, service: str, environment: str) -> VersionRecord | None:
-        rows = self.rows(
-            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = %s AND environment = %s "
-            "ORDER BY version DESC LIMIT 1",
-            (service, environment),
-        )
+        rows = self.rows(_CURRENT_VERSION, {"service": service, "environment": environment})
         return _version(rows[0]) if rows else None
 
     def current_versions(self) -> list[VersionRecord]:
         return [_version(row) for row in self.rows(_CURRENT_VERSIONS)]
+
+    def document(self, service: str, environment: str) -> DocumentState | None:
+        rows = self.rows(
+            f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE service = %s AND environment = %s",
+            (service, environment),
+        )
+        return _document(rows[0]) if rows else None
+
+    def set_sync_state(
+        self, service: str, environment: str, file: str | None, file_version: int | None, conflict: bool
+    ) -> None:
+        changed = self.execute(
+            "UPDATE documents SET file = %s, file_version = %s, sync_conflict = %s "
+            "WHERE service = %s AND environment = %s",
+            (file, file_version, int(conflict), service, environment),
+        )
+        if changed != 1:
+            raise ValueError(f"{service}/{environment} has no version to sync")
+
+    # -- services --------------------------------------------------------------------
+
+    def service(self, name: str) -> ServiceRecord | None:
+        rows = self.rows(f"SELECT {_SERVICE_COLUMNS} FROM services WHERE name = %s", (name,))
+        return _service(rows[0]) if rows else None
+
+    def create_service(
+        self, name: str, origin: str, created_by: str | None, audit: AuditEntry | None
+    ) -> tuple[ServiceRecord, bool]:
+        known = self.service(name)
+        if known is not None:
+            return known, False
+        record = ServiceRecord(name=name, created_at=utc_now(), origin=origin, created_by=created_by)
+        self.execute(
+            "INSERT INTO services (name, created_at, origin, created_by) VALUES (%s, %s, %s, %s)",
+            (record.name, record.created_at, record.origin, record.created_by),
+        )
+        if audit is not None:
+            self.append_audit(audit, at=record.created_at)
+        return record, True
 
     def append_version(
         self, new: NewVersion, if_match: IfMatch, audit: AuditEntry | None
     ) -> tuple[VersionRecord, bool]:
         current = self.current_version(new.service, new.environment)
         current_number = current.version if current else 0
-        if if_match == "*" and current is None:
-            raise PreconditionFailed(None)
+        if if_match == "*" and (current is None or current.retired):
+            raise PreconditionFailed(current.version if current else None)
         if isinstance(if_match, int) and if_match != current_number:
             raise PreconditionFailed(current.version if current else None)
-        if current is not None and current.source == new.source:
+        if new.kind == "retire":
+            if current is None:
+                raise ValueError(f"{new.service}/{new.environment} has no version to retire")
+            if current.retired:
+                return current, False
+        elif current is not None and not current.retired and current.source == new.source:
             return current, False
+        retire = new.kind == "retire"
         values: dict[str, Any] = {
             "service": new.service,
             "environment": new.environment,
-            "version": current_number + 1,
-            "source": new.source,
-            "config": new.config,
-            "hash": new.hash,
+            "source": "" if retire else new.source,
+            "config": None if retire else new.config,
+            "hash": None if retire else new.hash,
             "author": new.author,
             "token_id": new.token_id,
             "message": new.message,
@@ -303,27 +391,38 @@ class PostgresTransaction(Transaction):
             "promoted_from_environment": new.promoted_from_environment,
             "promoted_from_version": new.promoted_from_version,
             "rolled_back_to": new.rolled_back_to,
+            "kept_local": json.dumps(list(new.kept_local)) if new.kept_local is not None else None,
+            # A service with a version exists; one that did not yet came from this write.
+            "origin": "file" if new.kind == "sync" else "push",
         }
-        # The write lock is held: MAX + 1 is the next sequence in commit order. The audit
-        # entry goes in the same statement (one round trip).
+        # The write lock is held: MAX + 1 is the next sequence in commit order, and the number
+        # is one past the highest the document ever had (a revived document goes on from its
+        # retire). The pointer, the service and the audit entry go in the same statement (one
+        # round trip).
         insert = (
-            "INSERT INTO versions (sequence, service, environment, version, source, config, hash, "
-            "author, token_id, message, created_at, kind, promoted_from_environment, "
-            "promoted_from_version, rolled_back_to) VALUES ("
+            "WITH added AS (INSERT INTO versions (sequence, service, environment, version, source, "
+            "config, hash, author, token_id, message, created_at, kind, promoted_from_environment, "
+            "promoted_from_version, rolled_back_to, kept_local) VALUES ("
             "(SELECT COALESCE(MAX(sequence), 0) + 1 FROM versions), %(service)s, %(environment)s, "
-            "%(version)s, %(source)s, %(config)s, %(hash)s, %(author)s, %(token_id)s, %(message)s, "
-            "%(created_at)s, %(kind)s, %(promoted_from_environment)s, %(promoted_from_version)s, "
-            "%(rolled_back_to)s) RETURNING sequence"
+            "(SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE service = %(service)s "
+            "AND environment = %(environment)s), %(source)s, %(config)s, %(hash)s, %(author)s, "
+            "%(token_id)s, %(message)s, %(created_at)s, %(kind)s, %(promoted_from_environment)s, "
+            "%(promoted_from_version)s, %(rolled_back_to)s, %(kept_local)s) "
+            "RETURNING sequence, version), "
+            "pointed AS (INSERT INTO documents (service, environment, current_version) "
+            "SELECT %(service)s, %(environment)s, version FROM added "
+            "ON CONFLICT (service, environment) DO UPDATE SET current_version = excluded.current_version), "
+            "known AS (INSERT INTO services (name, created_at, origin, created_by) "
+            "VALUES (%(service)s, %(created_at)s, %(origin)s, %(author)s) ON CONFLICT (name) DO NOTHING)"
         )
         params = dict(values)
         if audit is not None:
-            insert = (
-                f"WITH added AS ({insert}), audited AS ({_AUDIT_INSERT}"
-                ") SELECT sequence FROM added"
-            )
-            params.update(_audit_params(audit, values["version"], values["created_at"]))
+            insert += f", audited AS ({_AUDIT_INSERT_RETURNED})"
+            params.update(_audit_params(audit, None, values["created_at"]))
+        insert += " SELECT sequence, version FROM added"
         (row,) = self.rows(insert, params)
-        record = VersionRecord(sequence=int(row["sequence"]), **values)
+        del values["origin"]
+        record = _version({"sequence": int(row["sequence"]), "version": int(row["version"]), **values})
         self.created.append(record)
         return record, True
 
@@ -820,11 +919,7 @@ class PostgresStore(Store):
     # -- versions --------------------------------------------------------------------
 
     def current_version(self, service: str, environment: str) -> VersionRecord | None:
-        rows = self._query(
-            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = %s AND environment = %s "
-            "ORDER BY version DESC LIMIT 1",
-            (service, environment),
-        )
+        rows = self._query(_CURRENT_VERSION, {"service": service, "environment": environment})
         return _version(rows[0]) if rows else None
 
     def get_version(self, service: str, environment: str, version: int) -> VersionRecord | None:
@@ -873,6 +968,27 @@ class PostgresStore(Store):
 
     def has_versions(self, service: str) -> bool:
         return bool(self._query("SELECT 1 AS found FROM versions WHERE service = %s LIMIT 1", (service,)))
+
+    def document(self, service: str, environment: str) -> DocumentState | None:
+        rows = self._query(
+            f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE service = %s AND environment = %s",
+            (service, environment),
+        )
+        return _document(rows[0]) if rows else None
+
+    def documents(self) -> list[DocumentState]:
+        rows = self._query(f"SELECT {_DOCUMENT_COLUMNS} FROM documents ORDER BY service, environment")
+        return [_document(row) for row in rows]
+
+    # -- services --------------------------------------------------------------------
+
+    def service(self, name: str) -> ServiceRecord | None:
+        rows = self._query(f"SELECT {_SERVICE_COLUMNS} FROM services WHERE name = %s", (name,))
+        return _service(rows[0]) if rows else None
+
+    def list_services(self) -> list[ServiceRecord]:
+        rows = self._query(f"SELECT {_SERVICE_COLUMNS} FROM services ORDER BY name")
+        return [_service(row) for row in rows]
 
     # -- schemas ---------------------------------------------------------------------
 

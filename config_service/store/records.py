@@ -52,6 +52,9 @@ class StoreNewerThanServer(Exception):
         )
         self.found = found
         self.known = known
+# The kinds of version a document can have. A `retire` version has no config: its source is
+# empty and its config and hash are "" here (NULL in the tables).
+VERSION_KINDS = ("push", "sync", "rollback", "promote", "retire", "rollout")
 
 
 @dataclass(frozen=True)
@@ -63,8 +66,8 @@ class VersionRecord:
     environment: str
     version: int
     source: str
-    config: str  # the wire JSON of the data, as text
-    hash: str
+    config: str  # the wire JSON of the data, as text ("" for a retire)
+    hash: str  # "" for a retire
     author: str
     token_id: str | None
     message: str
@@ -73,6 +76,13 @@ class VersionRecord:
     promoted_from_environment: str | None = None
     promoted_from_version: int | None = None
     rolled_back_to: int | None = None
+    # The environment-local paths a promotion kept from the target (docs/lifecycle.md).
+    kept_local: tuple[str, ...] | None = None
+
+    @property
+    def retired(self) -> bool:
+        """True for a `retire` version: the document has no config from here on."""
+        return self.kind == "retire"
 
     def metadata(self) -> dict[str, Any]:
         """The version metadata of the API (docs/server.md, "History and one version")."""
@@ -86,13 +96,14 @@ class VersionRecord:
             "service": self.service,
             "environment": self.environment,
             "version": self.version,
-            "hash": self.hash,
+            "hash": None if self.retired else self.hash,
             "created_at": self.created_at,
             "author": self.author,
             "message": self.message,
             "kind": self.kind,
             "promoted_from": promoted_from,
             "rolled_back_to": self.rolled_back_to,
+            "kept_local": list(self.kept_local) if self.kept_local is not None else None,
         }
 
 
@@ -112,6 +123,60 @@ class NewVersion:
     promoted_from_environment: str | None = None
     promoted_from_version: int | None = None
     rolled_back_to: int | None = None
+    kept_local: tuple[str, ...] | None = None
+
+
+def retirement(
+    service: str, environment: str, author: str, token_id: str | None, message: str
+) -> NewVersion:
+    """The `retire` version of a document: no source, no config, no hash."""
+    return NewVersion(service, environment, "", "", "", author, token_id, message, kind="retire")
+
+
+# How a service came to exist (ServiceRecord.origin).
+SERVICE_ORIGINS = ("api", "schema", "file", "push")
+
+
+@dataclass(frozen=True)
+class ServiceRecord:
+    """A service that exists on purpose (docs/lifecycle.md, "Services exist on purpose").
+
+    `origin`: "api" (created by an admin), "schema" (its schema came first), "file" (a file
+    under environments/ came first), "push" (a push created it: a server with open services,
+    or a store upgraded from before services were recorded).
+    """
+
+    name: str
+    created_at: str
+    origin: str
+    created_by: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "service": self.name,
+            "created_at": self.created_at,
+            "origin": self.origin,
+            "created_by": self.created_by,
+        }
+
+
+@dataclass(frozen=True)
+class DocumentState:
+    """What changes about one document (service + environment) beside its immutable versions.
+
+    `current_version`: the version readers get (a pointer: a retire or a rollout's candidate
+    is not simply the highest number). `file` and `file_version`: the file under
+    environments/ that backs it (relative path) and the version last synced from that file,
+    or None when no file backs it; `sync_conflict` is True while a change of that file waits
+    refused because the document moved on through the API.
+    """
+
+    service: str
+    environment: str
+    current_version: int
+    file: str | None = None
+    file_version: int | None = None
+    sync_conflict: bool = False
 
 
 @dataclass(frozen=True)
@@ -209,7 +274,7 @@ class InstanceRecord:
 # Every `action` the server writes to the audit log; `tskcfg audit --action` offers exactly these.
 AUDIT_ACTIONS = (
     "push", "sync", "rollback", "promote", "schema", "token_create", "token_revoke", "schema_refused",
-    "sync_failed",
+    "sync_failed", "retire", "service_create", "service_retire", "sync_conflict", "sync_take_file",
 )
 
 

@@ -1,4 +1,5 @@
-"""The store on one SQLite file: its tables, the group-commit writer thread, and the reads.
+"""The store on one SQLite file: the group-commit writer thread, the writes, and the reads
+(the tables and their upgrades are in `sqlite_schema`).
 
 Durability: WAL with `synchronous=FULL`, so a commit is on disk (WAL fsynced) before the
 method returns and the server answers. Writes are operations run by one writer thread on one
@@ -26,106 +27,29 @@ from config_service.store.records import (
     MAX_INSTANCES_PER_DOCUMENT,
     AuditEntry,
     AuditRecord,
+    DocumentState,
     IfMatch,
     InstanceRecord,
     InstanceReport,
     NewVersion,
     PreconditionFailed,
     SchemaRecord,
+    ServiceRecord,
     TokenRecord,
     TooManyInstances,
     VersionRecord,
     utc_now,
 )
+from config_service.store.sqlite_schema import upgrade
 
 T = TypeVar("T")
 
 # Most writes a group commit gathers into one transaction (one fsync).
 MAX_BATCH = 256
 
-SCHEMA_SQL = """
-CREATE TABLE IF NOT EXISTS versions (
-    sequence INTEGER PRIMARY KEY AUTOINCREMENT,
-    service TEXT NOT NULL,
-    environment TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    source TEXT NOT NULL,
-    config TEXT NOT NULL,
-    hash TEXT NOT NULL,
-    author TEXT NOT NULL,
-    token_id TEXT,
-    message TEXT NOT NULL DEFAULT '',
-    created_at TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    promoted_from_environment TEXT,
-    promoted_from_version INTEGER,
-    rolled_back_to INTEGER,
-    UNIQUE (service, environment, version)
-);
-CREATE INDEX IF NOT EXISTS versions_kind ON versions (service, environment, kind, version);
-CREATE TABLE IF NOT EXISTS schemas (
-    sequence INTEGER PRIMARY KEY AUTOINCREMENT,
-    name TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    schema TEXT NOT NULL,
-    hash TEXT NOT NULL,
-    author TEXT NOT NULL,
-    token_id TEXT,
-    created_at TEXT NOT NULL,
-    UNIQUE (name, version)
-);
-CREATE TABLE IF NOT EXISTS tokens (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    role TEXT NOT NULL,
-    services TEXT NOT NULL,
-    environments TEXT NOT NULL,
-    secret_hash TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    created_by TEXT,
-    revoked_at TEXT
-);
-CREATE TABLE IF NOT EXISTS instances (
-    service TEXT NOT NULL,
-    environment TEXT NOT NULL,
-    instance_id TEXT NOT NULL,
-    version INTEGER,
-    hash TEXT,
-    status TEXT NOT NULL,
-    error TEXT,
-    first_seen TEXT NOT NULL,
-    last_seen TEXT NOT NULL,
-    failed_version INTEGER,
-    failed_hash TEXT,
-    cohort TEXT,
-    PRIMARY KEY (service, environment, instance_id)
-);
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    token_id TEXT,
-    action TEXT NOT NULL,
-    service TEXT,
-    environment TEXT,
-    version INTEGER,
-    request_id TEXT,
-    detail TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS audit_service ON audit (service, environment, id);
-"""
-
-
-# Columns added after the first release, with their types: a file made before them gets
-# them at open (ALTER TABLE ... ADD COLUMN, which keeps every row, the new columns NULL).
-ADDED_COLUMNS = {
-    "instances": (("failed_version", "INTEGER"), ("failed_hash", "TEXT"), ("cohort", "TEXT")),
-}
-
-
 _VERSION_COLUMNS = (
     "sequence, service, environment, version, source, config, hash, author, token_id, message, "
-    "created_at, kind, promoted_from_environment, promoted_from_version, rolled_back_to"
+    "created_at, kind, promoted_from_environment, promoted_from_version, rolled_back_to, kept_local"
 )
 # Listings (history, event replay) need no source or config; a page of 500 versions near the
 # body limit would otherwise read a GiB into memory.
@@ -143,7 +67,24 @@ def _rows(
 
 
 def _version(row: dict[str, Any]) -> VersionRecord:
-    return VersionRecord(**row)
+    values = dict(row)
+    # A retire row has NULL config and hash; records carry "" (records.VersionRecord).
+    values["config"] = values["config"] or ""
+    values["hash"] = values["hash"] or ""
+    kept = values["kept_local"]
+    values["kept_local"] = tuple(json.loads(kept)) if kept is not None else None
+    return VersionRecord(**values)
+
+
+def _service(row: dict[str, Any]) -> ServiceRecord:
+    return ServiceRecord(**row)
+
+
+_DOCUMENT_COLUMNS = "service, environment, current_version, file, file_version, sync_conflict"
+
+
+def _document(row: dict[str, Any]) -> DocumentState:
+    return DocumentState(**{**row, "sync_conflict": bool(row["sync_conflict"])})
 
 
 def _schema(row: dict[str, Any]) -> SchemaRecord:
@@ -169,11 +110,29 @@ def _current_version(
 ) -> VersionRecord | None:
     rows = _rows(
         connection,
-        f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = ? AND environment = ? "
-        "ORDER BY version DESC LIMIT 1",
-        (service, environment),
+        f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = ? AND environment = ? AND version = "
+        "(SELECT current_version FROM documents WHERE service = ? AND environment = ?)",
+        (service, environment, service, environment),
     )
     return _version(rows[0]) if rows else None
+
+
+def _document_state(
+    connection: sqlite3.Connection, service: str, environment: str
+) -> DocumentState | None:
+    rows = _rows(
+        connection,
+        f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE service = ? AND environment = ?",
+        (service, environment),
+    )
+    return _document(rows[0]) if rows else None
+
+
+def _get_service(connection: sqlite3.Connection, name: str) -> ServiceRecord | None:
+    rows = _rows(
+        connection, "SELECT name, created_at, origin, created_by FROM services WHERE name = ?", (name,)
+    )
+    return _service(rows[0]) if rows else None
 
 
 def _current_schema(connection: sqlite3.Connection, name: str) -> SchemaRecord | None:
@@ -223,19 +182,29 @@ class SqliteTransaction(Transaction):
     ) -> tuple[VersionRecord, bool]:
         current = self.current_version(new.service, new.environment)
         current_number = current.version if current else 0
-        if if_match == "*" and current is None:
-            raise PreconditionFailed(None)
+        if if_match == "*" and (current is None or current.retired):
+            raise PreconditionFailed(current.version if current else None)
         if isinstance(if_match, int) and if_match != current_number:
             raise PreconditionFailed(current.version if current else None)
-        if current is not None and current.source == new.source:
+        if new.kind == "retire":
+            if current is None:
+                raise ValueError(f"{new.service}/{new.environment} has no version to retire")
+            if current.retired:
+                return current, False
+        elif current is not None and not current.retired and current.source == new.source:
             return current, False
+        (last,) = self.connection.execute(
+            "SELECT COALESCE(MAX(version), 0) FROM versions WHERE service = ? AND environment = ?",
+            (new.service, new.environment),
+        ).fetchone()
+        retire = new.kind == "retire"
         values: dict[str, Any] = {
             "service": new.service,
             "environment": new.environment,
-            "version": current_number + 1,
-            "source": new.source,
-            "config": new.config,
-            "hash": new.hash,
+            "version": int(last) + 1,
+            "source": "" if retire else new.source,
+            "config": None if retire else new.config,
+            "hash": None if retire else new.hash,
             "author": new.author,
             "token_id": new.token_id,
             "message": new.message,
@@ -244,19 +213,65 @@ class SqliteTransaction(Transaction):
             "promoted_from_environment": new.promoted_from_environment,
             "promoted_from_version": new.promoted_from_version,
             "rolled_back_to": new.rolled_back_to,
+            "kept_local": json.dumps(list(new.kept_local)) if new.kept_local is not None else None,
         }
         cursor = self.connection.execute(
             "INSERT INTO versions (service, environment, version, source, config, hash, author, "
             "token_id, message, created_at, kind, promoted_from_environment, "
-            "promoted_from_version, rolled_back_to) VALUES (:service, :environment, :version, "
-            ":source, :config, :hash, :author, :token_id, :message, :created_at, :kind, "
-            ":promoted_from_environment, :promoted_from_version, :rolled_back_to)",
+            "promoted_from_version, rolled_back_to, kept_local) VALUES (:service, :environment, "
+            ":version, :source, :config, :hash, :author, :token_id, :message, :created_at, :kind, "
+            ":promoted_from_environment, :promoted_from_version, :rolled_back_to, :kept_local)",
             values,
         )
-        record = VersionRecord(sequence=int(cursor.lastrowid or 0), **values)
+        self.connection.execute(
+            "INSERT INTO documents (service, environment, current_version) VALUES (?, ?, ?) "
+            "ON CONFLICT (service, environment) DO UPDATE SET current_version = excluded.current_version",
+            (new.service, new.environment, values["version"]),
+        )
+        # A service with a version exists; one that did not yet came from this write.
+        self.connection.execute(
+            "INSERT INTO services (name, created_at, origin, created_by) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (name) DO NOTHING",
+            (new.service, values["created_at"], "file" if new.kind == "sync" else "push", new.author),
+        )
+        record = _version({"sequence": int(cursor.lastrowid or 0), **values})
         if audit is not None:
             self.append_audit(audit, version=record.version, at=record.created_at)
         self.created.append(record)
+        return record, True
+
+    def document(self, service: str, environment: str) -> DocumentState | None:
+        return _document_state(self.connection, service, environment)
+
+    def set_sync_state(
+        self, service: str, environment: str, file: str | None, file_version: int | None, conflict: bool
+    ) -> None:
+        cursor = self.connection.execute(
+            "UPDATE documents SET file = ?, file_version = ?, sync_conflict = ? "
+            "WHERE service = ? AND environment = ?",
+            (file, file_version, int(conflict), service, environment),
+        )
+        if cursor.rowcount != 1:
+            raise ValueError(f"{service}/{environment} has no version to sync")
+
+    # -- services --------------------------------------------------------------------
+
+    def service(self, name: str) -> ServiceRecord | None:
+        return _get_service(self.connection, name)
+
+    def create_service(
+        self, name: str, origin: str, created_by: str | None, audit: AuditEntry | None
+    ) -> tuple[ServiceRecord, bool]:
+        known = self.service(name)
+        if known is not None:
+            return known, False
+        record = ServiceRecord(name=name, created_at=utc_now(), origin=origin, created_by=created_by)
+        self.connection.execute(
+            "INSERT INTO services (name, created_at, origin, created_by) VALUES (?, ?, ?, ?)",
+            (record.name, record.created_at, record.origin, record.created_by),
+        )
+        if audit is not None:
+            self.append_audit(audit, at=record.created_at)
         return record, True
 
     # -- schemas ---------------------------------------------------------------------
@@ -416,17 +431,11 @@ class SqliteTransaction(Transaction):
 
 _CURRENT_VERSIONS = (
     f"SELECT {_VERSION_COLUMNS} FROM versions WHERE sequence IN ("
-    "SELECT MAX(sequence) FROM versions GROUP BY service, environment) ORDER BY service, environment"
+    "SELECT v.sequence FROM documents AS d JOIN versions AS v ON v.service = d.service "
+    "AND v.environment = d.environment AND v.version = d.current_version) "
+    "ORDER BY service, environment"
 )
 _CURRENT_VERSIONS_LISTED = _CURRENT_VERSIONS.replace(_VERSION_COLUMNS, _LISTED_VERSION_COLUMNS, 1)
-
-
-def _add_missing_columns(connection: sqlite3.Connection) -> None:
-    for table, columns in ADDED_COLUMNS.items():
-        present = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
-        for name, kind in columns:
-            if name not in present:
-                connection.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
 @dataclass
@@ -476,8 +485,11 @@ class SqliteStore(Store):
         create_private_file(self.path)
         connection = self._connect()
         connection.execute("PRAGMA journal_mode = WAL")
-        connection.executescript(SCHEMA_SQL)
-        _add_missing_columns(connection)
+        try:
+            upgrade(connection, self.path)
+        except BaseException:
+            connection.close()
+            raise
         self._writer = connection
         self._closed = False
         self._thread = threading.Thread(target=self._write_loop, name="tskcfg-store-writer", daemon=True)
@@ -677,6 +689,22 @@ class SqliteStore(Store):
 
     def has_versions(self, service: str) -> bool:
         return bool(self._query("SELECT 1 AS found FROM versions WHERE service = ? LIMIT 1", (service,)))
+
+    def document(self, service: str, environment: str) -> DocumentState | None:
+        return _document_state(self._reader(), service, environment)
+
+    def documents(self) -> list[DocumentState]:
+        rows = self._query(f"SELECT {_DOCUMENT_COLUMNS} FROM documents ORDER BY service, environment")
+        return [_document(row) for row in rows]
+
+    # -- services --------------------------------------------------------------------
+
+    def service(self, name: str) -> ServiceRecord | None:
+        return _get_service(self._reader(), name)
+
+    def list_services(self) -> list[ServiceRecord]:
+        rows = self._query("SELECT name, created_at, origin, created_by FROM services ORDER BY name")
+        return [_service(row) for row in rows]
 
     # -- schemas ---------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ DEVELOPMENT = (ROOT / "environments" / "development" / "user-service.tsk").read_
 PRODUCTION = (ROOT / "environments" / "production" / "user-service.tsk").read_text("utf-8")
 METADATA_KEYS = {
     "service", "environment", "version", "hash", "created_at", "author", "message", "kind",
-    "promoted_from", "rolled_back_to",
+    "promoted_from", "rolled_back_to", "kept_local",
 }
 
 

@@ -13,6 +13,7 @@ import pytest
 from config_service.store import (
     MAX_INSTANCES_PER_DOCUMENT,
     AuditEntry,
+    DocumentState,
     IfMatch,
     InstanceReport,
     NewVersion,
@@ -23,6 +24,7 @@ from config_service.store import (
     TooManyInstances,
     Transaction,
     VersionRecord,
+    retirement,
     utc_timestamp,
 )
 
@@ -321,3 +323,62 @@ def test_an_operation_the_database_refuses_undoes_only_its_own_changes(store: St
     assert store.current_version("half", "staging") is None
     assert store.current_version("whole", "staging") is not None
     assert [token.id for token in store.list_tokens()] == ["taken"]
+
+
+def test_retire_keeps_history_and_the_next_push_revives_the_document(store: Store) -> None:
+    first = NewVersion("api", "staging", "a: 1\n", '{"a":1}', "h1", "ci", None, "")
+    store.write(lambda t: t.append_version(first, 0, None))
+    with pytest.raises(ValueError):
+        store.write(lambda t: t.append_version(retirement("api", "production", "ci", None, ""), None, None))
+    retire = retirement("api", "staging", "ci", "t1", "gone")
+    audit = AuditEntry(actor="ci", action="retire", service="api", environment="staging")
+    with pytest.raises(PreconditionFailed):
+        store.write(lambda t: t.append_version(retire, 7, audit))
+    record, created = store.write(lambda t: t.append_version(retire, 1, audit))
+    assert created and (record.version, record.kind, record.retired) == (2, "retire", True)
+    assert (record.source, record.config, record.hash) == ("", "", "")
+    assert record.metadata()["hash"] is None
+    again, created = store.write(lambda t: t.append_version(retire, None, None))
+    assert not created and again.version == 2
+    current = store.current_version("api", "staging")
+    assert current is not None and current.retired
+    stored = store.get_version("api", "staging", 2)
+    assert stored is not None and (stored.source, stored.config, stored.hash) == ("", "", "")
+    assert [(e.action, e.version) for e in store.list_audit(10, None)] == [("retire", 2)]
+    # "*" needs a live document; the same source as before the retire is a new version.
+    with pytest.raises(PreconditionFailed):
+        store.write(lambda t: t.append_version(first, "*", None))
+    revived, created = store.write(lambda t: t.append_version(first, None, None))
+    assert created and revived.version == 3 and not revived.retired
+    assert [r.version for r in store.list_versions("api", "staging", 10, None)] == [3, 2, 1]
+
+
+def test_services_sync_state_and_kept_local_are_kept(store: Store) -> None:
+    audit = AuditEntry(actor="admin", action="service_create", service="billing")
+    made, created = store.write(lambda t: t.create_service("billing", "api", "admin", audit))
+    assert created and made.origin == "api" and store.service("billing") == made
+    same, created = store.write(lambda t: t.create_service("billing", "schema", "x", audit))
+    assert not created and same == made
+    assert [e.action for e in store.list_audit(10, None)] == ["service_create"]
+
+    synced = NewVersion("api", "staging", "a: 1\n", "{}", "h", "file:staging/api.tsk", None, "", kind="sync")
+    store.write(lambda t: t.append_version(synced, None, None))
+    service = store.service("api")
+    assert service is not None and (service.origin, service.created_by) == ("file", "file:staging/api.tsk")
+    assert store.document("api", "staging") == DocumentState("api", "staging", 1)
+    store.write(lambda t: t.set_sync_state("api", "staging", "staging/api.tsk", 1, False))
+    with pytest.raises(ValueError):
+        store.write(lambda t: t.set_sync_state("api", "production", "production/api.tsk", 1, False))
+    promoted = NewVersion(
+        "api", "staging", "a: 2\n", "{}", "h2", "ci", None, "", kind="promote",
+        promoted_from_environment="development", promoted_from_version=4,
+        kept_local=("/database/url", "/cache"),
+    )
+    record, _ = store.write(lambda t: t.append_version(promoted, None, None))
+    assert record.kept_local == ("/database/url", "/cache")
+    store.write(lambda t: t.set_sync_state("api", "staging", "staging/api.tsk", 1, True))
+    assert store.document("api", "staging") == DocumentState("api", "staging", 2, "staging/api.tsk", 1, True)
+    listed = store.list_versions("api", "staging", 10, None)[0]
+    assert listed.metadata()["kept_local"] == ["/database/url", "/cache"]
+    reread = store.get_version("api", "staging", 2)
+    assert reread is not None and reread.kept_local == ("/database/url", "/cache")
