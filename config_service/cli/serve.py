@@ -168,9 +168,15 @@ def serve(
     if not 0 < settings.body_timeout < float("inf"):
         raise click.UsageError("--body-timeout must be a positive number of seconds")
     _configure_logging(settings.log_level)
+    store_lock = None
     # Held until this process ends: a second server on the same folder would diverge silently.
     try:
         data_lock = lock_data_folder(settings.data_dir)
+        # A SQLite file named by --store elsewhere is held the same way.
+        if store_url is not None and store_url.path is not None:
+            folder = store_url.path.parent
+            if folder.resolve() != settings.data_dir.resolve():
+                store_lock = lock_data_folder(folder)
     except DataFolderInUse as error:
         raise click.ClickException(str(error)) from None
     try:
@@ -211,6 +217,8 @@ def serve(
         timeout_graceful_shutdown=5,
     )
     data_lock.release()
+    if store_lock is not None:
+        store_lock.release()
 
 
 def _warn_if_open_to_others(folder: Path) -> None:

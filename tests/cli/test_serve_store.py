@@ -1,5 +1,6 @@
-"""`tskcfg serve --store postgresql://...`: servers sharing one PostgreSQL, the first admin token
-made once, and writes refused with 503 (reads still served) while PostgreSQL is stopped."""
+"""`tskcfg serve --store URL`: servers sharing one PostgreSQL, the first admin token made once,
+writes refused with 503 (reads still served) while PostgreSQL is stopped; a SQLite file named
+by URL is held like the data folder."""
 
 from __future__ import annotations
 
@@ -77,3 +78,20 @@ def test_a_server_whose_postgresql_is_away_does_not_start(own_postgres: Postgres
     server = ServerProcess(make_root(tmp_path), "--store", dsn)
     with pytest.raises(RuntimeError, match="PostgreSQL store cannot be reached"):
         server.start(timeout=30)
+
+
+def test_a_sqlite_url_names_the_file_and_its_folder_is_held(tmp_path: Path) -> None:
+    root = make_root(tmp_path / "root")
+    (tmp_path / "store").mkdir()
+    url = f"sqlite:///{tmp_path}/store/config.db"  # four slashes in all: an absolute path
+    first = ServerProcess(root, "--store", url, "--no-access-log").start()
+    try:
+        with first.client(first.admin_token) as client:
+            assert push(client, "user-service", "staging", _document("1.0.1")).status_code == 201
+        assert (tmp_path / "store" / "config.db").is_file()
+        assert not (first.data_dir / "config.db").exists()
+        second = ServerProcess(make_root(tmp_path / "other"), "--store", url)
+        with pytest.raises(RuntimeError, match="is in use by process"):
+            second.start()
+    finally:
+        first.stop()
