@@ -235,7 +235,10 @@ class Tokens(TokenBook):
 
     def ensure_admin_token(self) -> Path | None:
         """On first start (no tokens at all), create an admin token and write it, mode 0600."""
-        if self._store.list_tokens():
+        existing = self._store.list_tokens()
+        if existing:
+            # Another server on a shared store may have made them since `load`.
+            self.replace(existing)
             return None
         record, secret = make_token("admin", "admin", ["*"], ["*"], "first start")
         path = self._admin_token_path

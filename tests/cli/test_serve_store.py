@@ -4,6 +4,7 @@ by URL is held like the data folder."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,3 +96,29 @@ def test_a_sqlite_url_names_the_file_and_its_folder_is_held(tmp_path: Path) -> N
             second.start()
     finally:
         first.stop()
+
+
+def test_two_servers_starting_together_on_an_empty_store_make_one_admin_token(
+    postgres_dsn: str, tmp_path: Path
+) -> None:
+    servers = [
+        ServerProcess(make_root(tmp_path / name), "--store", postgres_dsn, "--no-access-log", "--no-sync")
+        for name in ("a", "b", "c")
+    ]
+    threads = [threading.Thread(target=server.start, kwargs={"timeout": 60}) for server in servers]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=90)
+        written = [server for server in servers if (server.data_dir / "admin.token").exists()]
+        assert len(written) == 1
+        token = written[0].admin_token
+        for server in servers:
+            with server.client(token) as client:
+                listed = client.get("/v1/tokens")
+                assert listed.status_code == 200, server.log()
+                assert [item["name"] for item in listed.json()["tokens"]] == ["admin"]
+    finally:
+        for server in servers:
+            server.stop()
