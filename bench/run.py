@@ -441,7 +441,9 @@ def section_stores(record: dict[str, Any]) -> str:
         goal = row.get("goal_pushes_per_s")
         rows.append([
             row["store"], str(row["writers"]), spread(row["pushes_per_s"]),
-            f"{row['p50_ms']:.2f} / {row['p99_ms']:.2f}", f">= {goal:.0f}" if goal else "-",
+            f"{row['p50_ms']:.2f} / {row['p99_ms']:.2f}", f"{row['server_cpu_ms']:.2f}",
+            f"{row['postgres_cpu_ms']:.2f}" if row["store"] == "PostgreSQL" else "-",
+            f">= {goal:.0f}" if goal else "-",
             verdict(row["pushes_per_s"]["median"] >= goal) if goal else "-",
         ])
     first = record["result"][0]
@@ -449,7 +451,11 @@ def section_stores(record: dict[str, Any]) -> str:
         f"\n\n{first['document_bytes']:,} byte document; {first['rounds']} alternating runs of"
         f" {first['duration_s']:g} s per store, both servers running at once."
     )
-    return table(["store", "writers", "pushes/s", "p50 / p99 ms", "goal", ""], rows) + note
+    return table(
+        ["store", "writers", "pushes/s", "p50 / p99 ms", "server CPU ms / push", "PostgreSQL CPU ms / push",
+         "goal", ""],
+        rows,
+    ) + note
 
 
 def section_propagation(record: dict[str, Any]) -> str:

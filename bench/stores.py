@@ -9,7 +9,9 @@ default), one with `--store postgresql://...` on a PostgreSQL started for the ru
 temporary folder on 127.0.0.1 (fsync on, synchronous_commit on: a 201 is on disk, as with
 SQLite). Each round drives both in turn with wrk: 8 connections, each sending its next push
 (a ~2 KB schema-validated user-service document with a different source) as soon as the last
-is answered. The figure is versions created per second. Needs PostgreSQL installed (the
+is answered. The figure is versions created per second, with the CPU time (user + system,
+from /proc) the server process and PostgreSQL's processes spent per version created: those
+hold when the machine is shared, where the rate does not. Needs PostgreSQL installed (the
 same binaries the tests use: `pg_config --bindir` or /usr/lib/postgresql/*/bin); as root,
 PostgreSQL runs as the `postgres` user.
 """
@@ -28,6 +30,7 @@ from _common import (
     PUSH_SCRIPT,
     REPOSITORY,
     Server,
+    cpu_seconds,
     ensure_wrk,
     load_average,
     lua_string,
@@ -82,9 +85,20 @@ def main(argv: list[str] | None = None) -> int:
                             raise SystemExit(f"the first push was refused: {pushed.status_code} {pushed.text}")
                         scripts[name] = work / f"push-{name}.lua"
                         scripts[name].write_text(f"base_document = {lua_string(source)}\n{PUSH_SCRIPT}")
+                    postmaster = postgres.pid()
+                    assert postmaster is not None
                     for _ in range(rounds):
                         for name, server in servers.items():
-                            runs[name].append(push_round(client, server, scripts[name], WRITERS, duration))
+                            assert server.process is not None
+                            server_cpu, database_cpu = cpu_seconds(server.process.pid), cpu_seconds(postmaster)
+                            run = push_round(client, server, scripts[name], WRITERS, duration)
+                            created = max(run["versions"], 1)
+                            run["server_cpu_ms"] = (cpu_seconds(server.process.pid) - server_cpu) / created * 1e3
+                            run["postgres_cpu_ms"] = (
+                                (cpu_seconds(postmaster) - database_cpu) / created * 1e3
+                                if name == "PostgreSQL" else 0.0
+                            )
+                            runs[name].append(run)
             finally:
                 for server in servers.values():
                     server.stop()
@@ -101,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             "pushes_per_s": rates,
             "p50_ms": summary([run["p50"] for run in results])["median"],
             "p99_ms": summary([run["p99"] for run in results])["median"],
+            "server_cpu_ms": summary([run["server_cpu_ms"] for run in results])["median"],
+            "postgres_cpu_ms": summary([run["postgres_cpu_ms"] for run in results])["median"],
             "goal_pushes_per_s": goal,
             "goal_met": None if goal is None else rates["median"] >= goal,
             "document_bytes": len(source),
@@ -114,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         f"pushes/s with {WRITERS} writers, {len(source):,} byte document, schema-validated;"
         f" median of {rounds} alternating {duration:g} s runs [min..max]"
     )
-    print(f"{'store':<11} {'pushes/s':>9} {'[spread]':>13} {'p50 ms':>7} {'p99 ms':>7} {'goal':>6}")
+    print(
+        f"{'store':<11} {'pushes/s':>9} {'[spread]':>13} {'p50 ms':>7} {'p99 ms':>7}"
+        f" {'server CPU':>11} {'PG CPU':>8} {'goal':>6}"
+    )
     for row in rows:
         rates = row["pushes_per_s"]
         goal = f">={row['goal_pushes_per_s']:.0f}" if row["goal_pushes_per_s"] else "-"
@@ -122,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         spread = f"[{rates['min']:.0f}..{rates['max']:.0f}]"
         print(
             f"{row['store']:<11} {rates['median']:>9,.0f} {spread:>13} {row['p50_ms']:>7.2f}"
-            f" {row['p99_ms']:>7.2f} {goal:>6}{mark}"
+            f" {row['p99_ms']:>7.2f} {row['server_cpu_ms']:>8.2f} ms {row['postgres_cpu_ms']:>5.2f} ms"
+            f" {goal:>6}{mark}"
         )
     print(f"\nLoad average {load_before[0]:.2f} -> {load_average()[0]:.2f} on {sys.platform}.")
     return 0
