@@ -12,6 +12,8 @@ Consistency rules:
 - A commit that created versions sends `NOTIFY tskcfg, '<its last sequence>'` (channel
   `CHANNEL`), delivered to every listener when, and only if, the transaction commits. A
   replica follows with `PostgresStore.listen`, reading `versions_after(the last sequence it saw)`.
+  A commit that changed tokens, schemas or services also sends `NOTIFY tskcfg, '<kind>'`
+  (CHANGE_KINDS), so replicas read those again.
 - Writes are operations handed to one writer thread per store, as in the SQLite store: the
   operations waiting together share one transaction and one commit (group commit), each in
   its own savepoint, so one that raises undoes only its own changes.
@@ -65,6 +67,8 @@ logger = logging.getLogger("config_service")
 
 # The channel every commit that created versions notifies, with its last sequence as payload.
 CHANNEL = "tskcfg"
+# The other payloads on CHANNEL: a commit changed tokens (created, revoked), schemas or services.
+CHANGE_KINDS = ("tokens", "schemas", "services")
 # Advisory lock keys ("tskc" and the next): every write transaction, and migrations at start.
 WRITE_LOCK = 0x74736B63
 MIGRATION_LOCK = WRITE_LOCK + 1
@@ -289,6 +293,8 @@ class PostgresTransaction(Transaction):
         self.connection = connection
         self.created: list[VersionRecord] = []
         self.callbacks: list[Callable[[], None]] = []
+        # What else this batch changed, for other replicas (CHANGE_KINDS), per operation.
+        self.changed: list[str] = []
         self.pipeline: psycopg.Pipeline | None = None
 
     def after_commit(self, callback: Callable[[], None]) -> None:
@@ -351,6 +357,7 @@ class PostgresTransaction(Transaction):
         known = self.service(name)
         if known is not None:
             return known, False
+        self.changed.append("services")
         record = ServiceRecord(name=name, created_at=utc_now(), origin=origin, created_by=created_by)
         self.execute(
             "INSERT INTO services (name, created_at, origin, created_by) VALUES (%s, %s, %s, %s)",
@@ -447,6 +454,7 @@ class PostgresTransaction(Transaction):
         current = self.current_schema(name)
         if current is not None and current.hash == hash:
             return current, False
+        self.changed.append("schemas")
         values: dict[str, Any] = {
             "name": name,
             "version": (current.version if current else 0) + 1,
@@ -472,6 +480,7 @@ class PostgresTransaction(Transaction):
         return bool(self.rows("SELECT 1 AS found FROM tokens LIMIT 1"))
 
     def insert_token(self, token: TokenRecord, audit: AuditEntry | None) -> None:
+        self.changed.append("tokens")
         self.execute(
             "INSERT INTO tokens (id, name, role, services, environments, secret_hash, created_at, "
             "created_by, revoked_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
@@ -496,6 +505,7 @@ class PostgresTransaction(Transaction):
             return None
         token = _token(rows[0])
         if token.revoked_at is None:
+            self.changed.append("tokens")
             at = utc_now()
             self.execute("UPDATE tokens SET revoked_at = %s WHERE id = %s", (at, token_id))
             token = _token({**rows[0], "revoked_at": at})
@@ -746,11 +756,14 @@ class PostgresStore(Store):
         on_sequence: Callable[[int], None],
         on_connected: Callable[[], None],
         retry_every: float = 0.5,
+        on_change: Callable[[str], None] | None = None,
     ) -> Listening:
         """Follow every replica's commits: LISTEN on `CHANNEL` on a connection of its own.
 
         `on_sequence(s)` runs (on the listening thread) for each commit that created versions,
-        `s` its last sequence; read `versions_after(last seen)` to catch up. `on_connected()`
+        `s` its last sequence; read `versions_after(last seen)` to catch up. `on_change(kind)`
+        runs for each commit that changed tokens, schemas or services (`kind`: one of
+        CHANGE_KINDS): read them again. `on_connected()`
         runs each time the connection is made (again), after LISTEN: notifications may have
         been missed while it was down, so catch up from the last sequence seen. While
         PostgreSQL is away it tries again every `retry_every` seconds. Returns a handle whose
@@ -771,6 +784,8 @@ class PostgresStore(Store):
                             for notify in connection.notifies(timeout=0.5):
                                 if notify.payload.isdigit():
                                     on_sequence(int(notify.payload))
+                                elif on_change is not None and notify.payload in CHANGE_KINDS:
+                                    on_change(notify.payload)
                 except _UNREACHABLE as error:
                     logger.warning("PostgreSQL store: listening for changes failed (%s); retrying", error)
                     stopping.wait(retry_every)
@@ -862,6 +877,7 @@ class PostgresStore(Store):
                 transaction.pipeline = pipeline
                 for item in batch:
                     created, callbacks = len(transaction.created), len(transaction.callbacks)
+                    changed = len(transaction.changed)
                     connection.execute("SAVEPOINT operation")
                     try:
                         result = item.operation(transaction)
@@ -872,15 +888,18 @@ class PostgresStore(Store):
                         connection.execute("RELEASE SAVEPOINT operation")
                         del transaction.created[created:]
                         del transaction.callbacks[callbacks:]
+                        del transaction.changed[changed:]
                         outcomes.append((False, error))
                     else:
                         connection.execute("RELEASE SAVEPOINT operation")
                         outcomes.append((True, result))
+                # Delivered to every listener when (and only if) this transaction commits.
                 if transaction.created:
-                    # Delivered to every listener when (and only if) this transaction commits.
                     connection.execute(
                         "SELECT pg_notify(%s, %s)", (CHANNEL, str(transaction.created[-1].sequence))
                     )
+                for kind in dict.fromkeys(transaction.changed):
+                    connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, kind))
                 connection.execute("COMMIT")
         except BaseException as error:
             failure: BaseException = error

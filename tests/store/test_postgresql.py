@@ -14,6 +14,8 @@ from config_service.store import (
     NewVersion,
     StoreNewerThanServer,
     StoreUnavailable,
+    TokenRecord,
+    Transaction,
     VersionRecord,
 )
 from config_service.store.postgresql import SCHEMA_VERSION, PostgresStore
@@ -66,8 +68,9 @@ def test_every_replica_hears_each_commit_and_catches_up_after_connecting(postgre
     writer.open()
     follower.open()
     heard: list[int] = []
+    changes: list[str] = []
     connected = threading.Event()
-    listening = follower.listen(heard.append, connected.set)
+    listening = follower.listen(heard.append, connected.set, on_change=changes.append)
     try:
         assert connected.wait(10)
         records = [_push(writer, "svc", f"n{number}") for number in range(3)]
@@ -78,6 +81,22 @@ def test_every_replica_hears_each_commit_and_catches_up_after_connecting(postgre
         # A write that creates nothing (an identical source) notifies nobody.
         writer.write(lambda transaction: transaction.append_version(_new("svc", "n2"), None, None))
         time.sleep(0.5)
+        assert len(heard) == 3
+        # Tokens, schemas and services: one notification per kind a commit changed, none for
+        # an operation that was undone.
+        token = TokenRecord("t1", "ci", "writer", ("*",), ("*",), "h", "2026-01-01T00:00:00.000Z")
+        writer.write(lambda transaction: transaction.insert_token(token, None))
+        writer.write(lambda transaction: transaction.append_schema("svc", "{}", "h", "a", None, None))
+
+        def refused(transaction: Transaction) -> None:
+            transaction.create_service("other", "api", "admin", None)
+            raise ValueError("undone")
+
+        with pytest.raises(ValueError):
+            writer.write(refused)
+        writer.write(lambda transaction: transaction.create_service("billing", "api", "admin", None))
+        _wait_for(lambda: len(changes) == 3)
+        assert changes == ["tokens", "schemas", "services"]
         assert len(heard) == 3
     finally:
         listening.stop()
