@@ -60,6 +60,7 @@ from config_service.store.records import (
     VersionRecord,
     utc_now,
 )
+from config_service.store.urls import redact
 
 T = TypeVar("T")
 
@@ -647,7 +648,7 @@ class PostgresStore(Store):
         self._away = False
 
     def __repr__(self) -> str:
-        return f"PostgresStore({self.dsn!r})"
+        return f"PostgresStore({redact(self.dsn)!r})"
 
     # -- connections -----------------------------------------------------------------
 
