@@ -73,6 +73,9 @@ CHANGE_KINDS = ("tokens", "schemas", "services")
 # Advisory lock keys ("tskc" and the next): every write transaction, and migrations at start.
 WRITE_LOCK = 0x74736B63
 MIGRATION_LOCK = WRITE_LOCK + 1
+# Held (session-level, on a connection of its own) by the one process that runs what must run
+# once (file sync): PostgreSQL frees it when that connection ends, however the process ends.
+LEADER_LOCK = WRITE_LOCK + 2
 # Seconds a read waits for a pooled connection before checking whether PostgreSQL is away.
 QUICK_POOL_WAIT = 0.25
 # Most writes a group commit gathers into one transaction.
@@ -601,6 +604,35 @@ class Listening:
         self._thread.join(timeout)
 
 
+class PostgresChanges:
+    """Commits by any process on the store, heard through LISTEN (`PostgresStore.listen`):
+    `start(poke)` calls `poke()` at each notification and after each (re)connection (catch
+    up); `changed()` says whether one came since the last call."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+        self._flag = threading.Event()
+        self._listening: Listening | None = None
+
+    def start(self, poke: Callable[[], None]) -> None:
+        def heard(*_: object) -> None:
+            self._flag.set()
+            poke()
+
+        self._listening = self._store.listen(heard, heard, on_change=heard)
+
+    def changed(self) -> bool:
+        if self._flag.is_set():
+            self._flag.clear()
+            return True
+        return False
+
+    def close(self) -> None:
+        if self._listening is not None:
+            self._listening.stop()
+            self._listening = None
+
+
 def migrate(connection: psycopg.Connection[Any]) -> int:
     """Bring the tables to `SCHEMA_VERSION` (create them in an empty database); the version found.
 
@@ -646,6 +678,8 @@ class PostgresStore(Store):
         self._closed = True
         # Set when a read found PostgreSQL away, cleared by the next one that reaches it.
         self._away = False
+        self._leader: psycopg.Connection[Any] | None = None
+        self._leader_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"PostgresStore({redact(self.dsn)!r})"
@@ -696,6 +730,10 @@ class PostgresStore(Store):
         if self._closed:
             return
         self._closed = True
+        with self._leader_lock:
+            if self._leader is not None:
+                self._leader.close()
+                self._leader = None
         self._queue.put(None)
         if self._thread is not None:
             self._thread.join(timeout=30)
@@ -746,6 +784,43 @@ class PostgresStore(Store):
         self._query("SELECT 1 AS ok")
         if self._thread is None or not self._thread.is_alive():
             raise RuntimeError("the store's writer is not running")
+
+    def lead(self) -> bool:
+        """True while this process holds the store's lease on work that must run in one
+        process (LEADER_LOCK, on a connection of its own); takes it when it is free. Lost
+        with that connection (PostgreSQL restarted, this process ended): then another
+        process, or this one again, takes it."""
+        with self._leader_lock:
+            if self._closed:
+                return False
+            held = self._leader
+            if held is not None:
+                try:
+                    held.execute("SELECT 1")
+                    return True
+                except _UNREACHABLE:
+                    held.close()
+                    self._leader = None
+            try:
+                connection = self.connect()
+            except StoreUnavailable:
+                return False
+            try:
+                row = connection.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK,)).fetchone()
+            except _UNREACHABLE:
+                connection.close()
+                return False
+            if row is not None and row[0]:
+                self._leader = connection
+                return True
+            connection.close()
+            return False
+
+    def change_signal(self) -> PostgresChanges:
+        """A new signal of the commits of every process sharing this store."""
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        return PostgresChanges(self)
 
     def add_commit_listener(self, listener: CommitListener) -> None:
         """`listener(created)` after each of this store's commits that created versions, in

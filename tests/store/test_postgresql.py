@@ -162,3 +162,36 @@ def test_a_server_cannot_open_a_store_that_is_away(own_postgres: PostgresServer)
     own_postgres.stop()
     with pytest.raises(StoreUnavailable, match="cannot be reached"):
         PostgresStore(dsn, connect_timeout=1).open()
+
+
+def test_one_process_leads_and_another_takes_over_when_it_ends(postgres_dsn: str) -> None:
+    first, second = PostgresStore(postgres_dsn), PostgresStore(postgres_dsn)
+    first.open()
+    second.open()
+    try:
+        assert first.lead() and first.lead()
+        assert not second.lead()
+        first.close()  # as the process ending would: its connection, and the lease, go
+        _wait_for(second.lead)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_change_signal_hears_every_process_commit(postgres_dsn: str) -> None:
+    writer, follower = PostgresStore(postgres_dsn), PostgresStore(postgres_dsn)
+    writer.open()
+    follower.open()
+    pokes: list[int] = []
+    signal = follower.change_signal()
+    signal.start(lambda: pokes.append(1))
+    try:
+        _wait_for(lambda: len(pokes) == 1)  # connected: catch up
+        assert signal.changed() and not signal.changed()
+        _push(writer, "svc", "a")
+        _wait_for(lambda: len(pokes) == 2)
+        assert signal.changed() and not signal.changed()
+    finally:
+        signal.close()
+        writer.close()
+        follower.close()
