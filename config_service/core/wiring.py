@@ -18,7 +18,7 @@ from config_service.core.rendered import Rendered, RenderedVersions, render
 from config_service.core.schemas import Schemas
 from config_service.core.tokens import Tokens
 from config_service.settings import Settings
-from config_service.store import SqliteStore, Store, VersionRecord
+from config_service.store import SqliteStore, Store, StoreUnavailable, VersionRecord
 from config_service.store.urls import parse_store_url
 
 logger = logging.getLogger("config_service")
@@ -61,9 +61,15 @@ class Core:
     def stop(self) -> None:
         self.store.close()
 
-    def check_store(self) -> None:
-        """Raise when the store cannot be read (what `/health` reports)."""
-        self.store.check()
+    def check_store(self) -> str:
+        """What `/health` reports of the store: "ok", or "unavailable" when it cannot be
+        reached (PostgreSQL away) while this process still serves what it holds in memory.
+        Raises when the store fails otherwise."""
+        try:
+            self.store.check()
+        except StoreUnavailable:
+            return "unavailable"
+        return "ok"
 
     def add_commit_listener(self, listener: CommitListener) -> None:
         """Call `listener(rendered)` after each new version commits, in commit order.

@@ -62,11 +62,15 @@ def test_two_servers_share_one_postgresql_store(own_postgres: PostgresServer, tm
             # Reads are answered from memory meanwhile.
             served = client.get("/v1/configs/user-service/staging")
             assert served.status_code == 200 and served.json()["version"] == 2
+            health = client.get("/health")
+            assert health.status_code == 200
+            assert {k: health.json()[k] for k in ("status", "store")} == {"status": "degraded", "store": "unavailable"}
         own_postgres.start()
         with first.client(token) as client:
             resumed = push(client, "user-service", "staging", _document("2.0.0-back"))
             assert resumed.status_code == 201, resumed.text
             assert resumed.json()["version"] == 3
+            assert client.get("/health").json()["status"] == "ok"
     finally:
         first.stop()
         if second is not None:
