@@ -374,20 +374,24 @@ class PostgresTransaction(Transaction):
     def append_version(
         self, new: NewVersion, if_match: IfMatch, audit: AuditEntry | None
     ) -> tuple[VersionRecord, bool]:
-        current = self.current_version(new.service, new.environment)
-        current_number = current.version if current else 0
-        if if_match == "*" and (current is None or current.retired):
-            raise PreconditionFailed(current.version if current else None)
-        if isinstance(if_match, int) and if_match != current_number:
-            raise PreconditionFailed(current.version if current else None)
-        if new.kind == "retire":
+        retire = new.kind == "retire"
+        # The checks run in the statement that writes (one round trip): the version is written
+        # only when `guard` holds, and when it is not, what the statement read of the current
+        # version says why. A retire is checked first, in Python.
+        guard = "TRUE"
+        if retire:
+            current = self.current_version(new.service, new.environment)
+            self._check(if_match, current.version if current else None, current.retired if current else False)
             if current is None:
                 raise ValueError(f"{new.service}/{new.environment} has no version to retire")
             if current.retired:
                 return current, False
-        elif current is not None and not current.retired and current.source == new.source:
-            return current, False
-        retire = new.kind == "retire"
+        else:
+            guard = "NOT EXISTS (SELECT 1 FROM cur WHERE kind <> 'retire' AND same)"
+            if if_match == "*":
+                guard += " AND EXISTS (SELECT 1 FROM cur WHERE kind <> 'retire')"
+            elif isinstance(if_match, int):
+                guard += " AND COALESCE((SELECT version FROM cur), 0) = %(if_match)s"
         values: dict[str, Any] = {
             "service": new.service,
             "environment": new.environment,
@@ -403,39 +407,61 @@ class PostgresTransaction(Transaction):
             "promoted_from_version": new.promoted_from_version,
             "rolled_back_to": new.rolled_back_to,
             "kept_local": json.dumps(list(new.kept_local)) if new.kept_local is not None else None,
-            # A service with a version exists; one that did not yet came from this write.
-            "origin": "file" if new.kind == "sync" else "push",
         }
         # The write lock is held: MAX + 1 is the next sequence in commit order, and the number
         # is one past the highest the document ever had (a revived document goes on from its
-        # retire). The pointer, the service and the audit entry go in the same statement (one
-        # round trip).
+        # retire). The pointer, the service (a first version of one without a row: origin
+        # "file" for sync, else "push") and the audit entry go in the same statement.
         insert = (
-            "WITH added AS (INSERT INTO versions (sequence, service, environment, version, source, "
+            "WITH cur AS (SELECT v.version, v.kind, v.source = %(source)s AS same FROM documents AS d "
+            "JOIN versions AS v ON v.service = d.service AND v.environment = d.environment "
+            "AND v.version = d.current_version "
+            "WHERE d.service = %(service)s AND d.environment = %(environment)s), "
+            f"go AS (SELECT 1 AS go WHERE {guard}), "
+            "added AS (INSERT INTO versions (sequence, service, environment, version, source, "
             "config, hash, author, token_id, message, created_at, kind, promoted_from_environment, "
-            "promoted_from_version, rolled_back_to, kept_local) VALUES ("
-            "(SELECT COALESCE(MAX(sequence), 0) + 1 FROM versions), %(service)s, %(environment)s, "
-            "(SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE service = %(service)s "
-            "AND environment = %(environment)s), %(source)s, %(config)s, %(hash)s, %(author)s, "
-            "%(token_id)s, %(message)s, %(created_at)s, %(kind)s, %(promoted_from_environment)s, "
-            "%(promoted_from_version)s, %(rolled_back_to)s, %(kept_local)s) "
+            "promoted_from_version, rolled_back_to, kept_local) SELECT "
+            "(SELECT COALESCE(MAX(sequence), 0) + 1 FROM versions), %(service)s::text, "
+            "%(environment)s::text, (SELECT COALESCE(MAX(version), 0) + 1 FROM versions "
+            "WHERE service = %(service)s AND environment = %(environment)s), %(source)s::text, "
+            "%(config)s::text, %(hash)s::text, %(author)s::text, %(token_id)s::text, "
+            "%(message)s::text, %(created_at)s::text, %(kind)s::text, "
+            "%(promoted_from_environment)s::text, %(promoted_from_version)s::integer, "
+            "%(rolled_back_to)s::integer, %(kept_local)s::text FROM go "
             "RETURNING sequence, version), "
             "pointed AS (INSERT INTO documents (service, environment, current_version) "
             "SELECT %(service)s, %(environment)s, version FROM added "
             "ON CONFLICT (service, environment) DO UPDATE SET current_version = excluded.current_version), "
             "known AS (INSERT INTO services (name, created_at, origin, created_by) "
-            "VALUES (%(service)s, %(created_at)s, %(origin)s, %(author)s) ON CONFLICT (name) DO NOTHING)"
+            "SELECT %(service)s, %(created_at)s, %(origin)s, %(author)s FROM added "
+            "ON CONFLICT (name) DO NOTHING)"
         )
-        params = dict(values)
+        params = {**values, "origin": "file" if new.kind == "sync" else "push", "if_match": if_match}
         if audit is not None:
             insert += f", audited AS ({_AUDIT_INSERT_RETURNED})"
             params.update(_audit_params(audit, None, values["created_at"]))
-        insert += " SELECT sequence, version FROM added"
+        insert += (
+            " SELECT (SELECT sequence FROM added) AS sequence, (SELECT version FROM added) AS version, "
+            "(SELECT version FROM cur) AS current, (SELECT kind FROM cur) AS current_kind"
+        )
         (row,) = self.rows(insert, params)
-        del values["origin"]
+        if row["sequence"] is None:
+            # Not written: the precondition failed, or the source is the current version's.
+            self._check(if_match, row["current"], row["current_kind"] == "retire")
+            current = self.current_version(new.service, new.environment)
+            assert current is not None and not current.retired
+            return current, False
         record = _version({"sequence": int(row["sequence"]), "version": int(row["version"]), **values})
         self.created.append(record)
         return record, True
+
+    @staticmethod
+    def _check(if_match: IfMatch, current: int | None, retired: bool) -> None:
+        """PreconditionFailed unless `if_match` holds for the current version `current`."""
+        if if_match == "*" and (current is None or retired):
+            raise PreconditionFailed(current)
+        if isinstance(if_match, int) and if_match != (current or 0):
+            raise PreconditionFailed(current)
 
     # -- schemas ---------------------------------------------------------------------
 

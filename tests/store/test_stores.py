@@ -111,8 +111,15 @@ def test_an_operation_that_raises_undoes_only_its_own_changes(store: Store) -> N
 def test_writes_waiting_together_share_one_commit(store: Store) -> None:
     batches: list[int] = []
     store.add_commit_listener(lambda records: batches.append(len(records)))
-    release = threading.Event()
-    blocking = store.submit(lambda transaction: release.wait(10))
+    release, running = threading.Event(), threading.Event()
+
+    def block(transaction: Transaction) -> bool:
+        running.set()
+        return release.wait(10)
+
+    blocking = store.submit(block)
+    # The writer is inside the first operation: everything submitted now waits together.
+    assert running.wait(10)
     waiting = [
         store.submit(
             lambda transaction, number=number: transaction.append_version(
