@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck pytest run bench bench-quick clean
+.PHONY: install test lint typecheck pytest run bench bench-quick screenshots clean
 
 install: $(STAMP)
 
@@ -35,6 +35,10 @@ bench: install
 
 bench-quick: install
 	$(BIN)/python bench/run.py --quick --output bench/results/benchmarks-quick.md
+
+# PNGs of the console's pages for docs/console.md (needs /usr/bin/chromium; not part of `make test`).
+screenshots: install
+	$(BIN)/python -m tests.console.screenshots --output docs/console
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache .hypothesis

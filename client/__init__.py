@@ -11,6 +11,7 @@ Import everything from `tskcfg`; the modules starting with `_` are private.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from tskcfg import exceptions
 from tskcfg._admin import AdminClient, Written
@@ -26,6 +27,7 @@ from tskcfg._sync import ConfigClient
 from tskcfg.exceptions import (
     ApplyFailed,
     ConfigError,
+    ConfigRetired,
     Forbidden,
     HashMismatch,
     InvalidConfig,
@@ -45,6 +47,7 @@ __all__ = [
     "Config",
     "ConfigClient",
     "ConfigError",
+    "ConfigRetired",
     "DatabaseApplier",
     "Forbidden",
     "HashMismatch",
@@ -69,7 +72,7 @@ def load_config(
     service: str,
     environment: str | None = None,
     *,
-    server: str | None = None,
+    server: str | Sequence[str] | None = None,
     token: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     environments_dir: str | os.PathLike[str] | None = None,
@@ -79,7 +82,8 @@ def load_config(
     """Get a service's config once: from the server, else the last-known-good cache, else the local file.
 
     `environment` defaults to `SERVICE_ENV`, else `"development"`; `server` to `CONFIG_STORE`,
-    else `http://localhost:8005`; `token` to `CONFIG_TOKEN`. Raises `ServerUnavailable` naming
+    else `http://localhost:8005` (several servers: a list, or URLs separated by commas; the
+    next is asked when one cannot answer); `token` to `CONFIG_TOKEN`. Raises `ServerUnavailable` naming
     what was tried when nothing answers, `InvalidConfig` when this process's environment makes
     the config invalid (no fallback hides that), and the server's 4xx (`NotFound`,
     `Unauthorized`, ...) as they are.

@@ -40,7 +40,8 @@ class AdminClient(AdminRequests):
     JSON. A refused request raises `RequestRejected` (`Unauthorized`, `Forbidden`, `NotFound`)
     carrying the server's `code`, message and `details`; no answer, a 5xx or an answer that is
     not the API's raises `ServerUnavailable`; a name that is not valid raises `ValueError`
-    before anything is sent. `server` defaults to `CONFIG_STORE`, else http://localhost:8005.
+    before anything is sent. `server` defaults to `CONFIG_STORE`, else http://localhost:8005;
+    several servers (a list, or URLs separated by commas) are asked in turn, see docs/client.md.
     """
 
     def __enter__(self) -> AdminClient:
@@ -77,11 +78,19 @@ class AdminClient(AdminRequests):
         content = source.encode("utf-8") if isinstance(source, str) else source
         return self._written("PUT", self._document(service, environment), content=content, headers=headers)
 
-    def get(self, service: str, environment: str, *, version: int | None = None) -> dict[str, Any]:
-        """The current version (or `version`): its metadata and `config`, the data in wire form."""
-        path = self._document(service, environment, *(("versions", str(version)) if version else ()))
+    def get(
+        self, service: str, environment: str, *, version: int | None = None, path: str | None = None
+    ) -> dict[str, Any]:
+        """The current version (or `version`): its metadata and `config`, the data in wire form.
+
+        With `path` (a JSON pointer, `/database/pool_size`), one key of the current version:
+        `{"path", "value", "version"}`.
+        """
+        if path is not None and version is not None:
+            raise ValueError("give path or version, not both: path reads the current version")
+        where = self._document(service, environment, *(("versions", str(version)) if version else ()))
         with self._naming_unknown_service(service):
-            return self._json("GET", path)
+            return self._json("GET", where, params={"path": path})
 
     def source(self, service: str, environment: str, version: int) -> str:
         """The TSK source of one version, as it was pushed."""
@@ -170,9 +179,43 @@ class AdminClient(AdminRequests):
         with self._naming_unknown_service(service):
             return self._written("POST", self._document(service, environment, "promote"), json=body)
 
+    def retire(
+        self,
+        service: str,
+        environment: str,
+        *,
+        message: str | None = None,
+        if_version: int | None = None,
+    ) -> Written:
+        """`DELETE /v1/configs/{service}/{environment}`: retire the document (a `retire`
+        version, no config; reads answer 404 `retired` until a push revives it).
+
+        `created` is False when it was retired already; `if_version` makes it
+        compare-and-set on the current version.
+        """
+        headers: dict[str, str] = {}
+        if message:
+            headers["X-Config-Message"] = quote(message, safe="")
+        if if_version is not None:
+            headers["If-Match"] = f'"{if_version}"'
+        with self._naming_unknown_service(service):
+            return self._written("DELETE", self._document(service, environment), headers=headers)
+
+    def retire_service(self, service: str) -> dict[str, Any]:
+        """`DELETE /v1/services/{service}` (admin): retire every environment's document;
+        `{"service", "retired": [{environment, version, created}]}`."""
+        return self._json("DELETE", f"/v1/services/{check_name(service, 'service')}")
+
     def services(self) -> dict[str, Any]:
         """`{"services": [...]}`: every service the token may read, its current version per environment."""
         return self._json("GET", "/v1/services")
+
+    def create_service(self, service: str) -> Written:
+        """`POST /v1/services` (admin): make `service` exist, so pushes to it are accepted.
+
+        `created` is False when it existed already (from a schema, a file, or an earlier call).
+        """
+        return self._written("POST", "/v1/services", json={"service": check_name(service, "service")})
 
     def instances(self, service: str, environment: str) -> dict[str, Any]:
         """`{"instances": [...]}`: who runs which version, who failed, who went stale."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -16,10 +16,13 @@ from config_service import __version__
 from config_service.names import check_name
 from tskcfg import exceptions
 from tskcfg._answers import error_for, json_body, server_message
+from tskcfg._servers import Servers, may_resend, moves_on, parse_servers
 from tskcfg._settings import DEFAULT_SERVER, tls_verification
 
 # Connecting should be quick; an event stream has no read timeout (the server pings every 15 s).
 DEFAULT_ADMIN_TIMEOUT = 15.0
+# Failures that prove the request never reached the server: any request may go to the next one.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
 
 
 @dataclass(frozen=True)
@@ -49,30 +52,33 @@ class AdminRequests:
 
     def __init__(
         self,
-        server: str | None = None,
+        server: str | Sequence[str] | None = None,
         token: str | None = None,
         *,
         timeout: float = DEFAULT_ADMIN_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.server = (server or os.environ.get("CONFIG_STORE") or DEFAULT_SERVER).rstrip("/")
+        given = server or os.environ.get("CONFIG_STORE") or DEFAULT_SERVER
+        try:
+            self.servers = Servers(parse_servers(given))
+        except ValueError as error:
+            raise ValueError(f"the server URL {given!r} is not valid ({error})") from None
         self.has_token = bool(token)
-        if not self.server.startswith(("http://", "https://")):
-            raise ValueError(self._bad_url())
         headers = {"User-Agent": f"tskcfg-admin/{__version__}", "Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self._timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
-        try:
-            self._http = httpx.Client(
-                base_url=self.server,
-                headers=headers,
-                timeout=self._timeout,
-                transport=transport,
-                verify=tls_verification(self.server),
-            )
-        except httpx.InvalidURL:
-            raise ValueError(self._bad_url()) from None
+        self._http = httpx.Client(
+            headers=headers,
+            timeout=self._timeout,
+            transport=transport,
+            verify=tls_verification(self.servers.urls),
+        )
+
+    @property
+    def server(self) -> str:
+        """The server asked now: the last one that answered (see docs/client.md "Several servers")."""
+        return self.servers.current
 
     def close(self) -> None:
         self._http.close()
@@ -125,36 +131,57 @@ class AdminRequests:
         timeout: httpx.Timeout | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
-        """One request; an answer below 400 comes back, anything else is raised."""
+        """One request to the current server, else the next ones (docs/client.md "Several
+        servers"); an answer below 400 comes back, anything else is raised."""
         query = {key: value for key, value in (params or {}).items() if value is not None}
-        try:
-            request = self._http.build_request(
-                method, path, params=query, headers=headers, timeout=timeout or self._timeout, **kwargs
-            )
-            response = self._http.send(request, stream=stream)
-        except (httpx.InvalidURL, httpx.UnsupportedProtocol):
-            raise ValueError(self._bad_url()) from None
-        except httpx.HTTPError as error:
-            raise self._unreachable(path, error) from None
-        if response.status_code >= 400:
-            if stream:
+        servers = self.servers.in_turn()
+        failures: list[exceptions.ConfigError] = []
+        for server in servers:
+            try:
+                request = self._http.build_request(
+                    method, server + path, params=query, headers=headers, timeout=timeout or self._timeout, **kwargs
+                )
+                response = self._http.send(request, stream=stream)
+            except (httpx.InvalidURL, httpx.UnsupportedProtocol):
+                raise ValueError(f"the server URL {server!r} is not valid") from None
+            except httpx.HTTPError as error:
+                failures.append(self._unreachable(path, error, server))
+                self.servers.failed(server, describe_transport_error(error))
+                if not may_resend(method, sent=not isinstance(error, NOT_SENT)):
+                    break
+                continue
+            if response.status_code >= 400 and stream:
                 response.read()
                 response.close()
-            status = response.status_code
-            where = f"{method} {self.server}{path}"
-            message = server_message(response).rstrip(".")
-            if status >= 500:
-                raise error_for(response, f"the config server failed ({status} at {where}): {message}")
-            raise error_for(response, f"{message} ({status} from {where})")
-        return response
-
-    def _unreachable(self, path: str, error: httpx.HTTPError) -> exceptions.ServerUnavailable:
-        return exceptions.ServerUnavailable(
-            f"cannot reach the config server at {self.server}{path}: {describe_transport_error(error)}"
+            if moves_on(response.status_code) and server != servers[-1]:
+                failures.append(self._failed(method, server, path, response))
+                self.servers.failed(server, f"it answered {response.status_code}")
+                continue
+            if response.status_code >= 400:
+                if response.status_code >= 500:
+                    raise self._failed(method, server, path, response)
+                message = server_message(response).rstrip(".")
+                raise error_for(response, f"{message} ({response.status_code} from {method} {server}{path})")
+            return response
+        if len(failures) == 1:
+            raise failures[0]
+        raise exceptions.ServerUnavailable(
+            "no config server answered: " + "; ".join(str(failure) for failure in failures)
         )
 
-    def _bad_url(self) -> str:
-        return f"the server URL {self.server!r} is not valid"
+    @staticmethod
+    def _failed(method: str, server: str, path: str, response: httpx.Response) -> exceptions.ConfigError:
+        """The error of a 5xx answer."""
+        message = server_message(response).rstrip(".")
+        where = f"{method} {server}{path}"
+        return error_for(response, f"the config server failed ({response.status_code} at {where}): {message}")
+
+    def _unreachable(
+        self, path: str, error: httpx.HTTPError, server: str | None = None
+    ) -> exceptions.ServerUnavailable:
+        return exceptions.ServerUnavailable(
+            f"cannot reach the config server at {server or self.server}{path}: {describe_transport_error(error)}"
+        )
 
     # -- naming a service that does not exist
 

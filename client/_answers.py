@@ -116,7 +116,7 @@ def error_for(response: httpx.Response, message: str) -> exceptions.ConfigError:
     kind: type[exceptions.RequestRejected] = {
         401: exceptions.Unauthorized,
         403: exceptions.Forbidden,
-        404: exceptions.NotFound,
+        404: exceptions.ConfigRetired if code == "retired" else exceptions.NotFound,
     }.get(status, exceptions.RequestRejected)
     return kind(message, status=status, code=code, details=body.get("details"), body=body)
 
@@ -162,8 +162,9 @@ class SchemaAnswer:
     schema: dict[str, Any]
 
 
-def config_answer(response: httpx.Response, url: str) -> Received | None:
-    """The document in the answer to `GET url`, or None for 304 (nothing new)."""
+def config_answer(response: httpx.Response) -> Received | None:
+    """The document in the answer to `GET /v1/configs/...`, or None for 304 (nothing new)."""
+    url = response.request.url.copy_with(query=None)
     if response.status_code == 304:
         return None
     raise_for_status(response, f"GET {url}")

@@ -14,7 +14,6 @@ import httpx
 import watchfiles
 
 from tskcfg import exceptions
-from tskcfg._answers import raise_for_status
 from tskcfg._base import BaseClient
 from tskcfg._config import Config
 from tskcfg._effects import (
@@ -46,7 +45,7 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
 
     def _open(self, transport: httpx.AsyncBaseTransport | None) -> None:
         self._http = httpx.AsyncClient(
-            transport=transport, verify=tls_verification(self.settings.server)
+            transport=transport, verify=tls_verification(self.settings.servers)
         )
         self._apply_lock = asyncio.Lock()
         self._applying: asyncio.Task[Any] | None = None  # the task holding _apply_lock
@@ -142,7 +141,7 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
 
     async def _perform(self, effect: Any) -> Any:
         if isinstance(effect, Send):
-            return await self._send(effect.request)
+            return await self._send(effect.request, stream=effect.stream)
         if isinstance(effect, Report):
             self._report(effect)
             return None
@@ -178,12 +177,13 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
 
     async def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
         """Send and read the whole answer within its deadline and the size limit; `stream`:
-        only the head is bounded so (an event stream goes on for as long as it is useful)."""
+        only the head of a success is bounded so (an event stream goes on for as long as it is
+        useful), an error answer is read whole."""
         started = time.monotonic()
         try:
             async with asyncio.timeout(seconds_allowed(request)):
                 response = await self._http.send(request, stream=True)
-                if stream:
+                if stream and response.status_code < 400:
                     return response
                 try:
                     body = self._core.requests.bounded_body(request, response, started)
@@ -260,13 +260,10 @@ class AsyncConfigClient(BaseClient[httpx.AsyncBaseTransport]):
                 await asyncio.sleep(pause)
 
     async def _follow_events(self) -> None:
-        response = await self._send(
-            self._core.requests.events(self._events.last_event_id), stream=True
+        response = await drive_async(
+            self._core.events_flow(self._events.last_event_id), self._perform
         )
         try:
-            if response.status_code >= 400:
-                await response.aread()
-                raise_for_status(response, "GET /v1/events")
             # The server subscribed us before answering: catching up now misses nothing,
             # a version pushed meanwhile also arrives as an event.
             await self.refresh()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from tskcfg._cache import CacheFactory
@@ -27,7 +27,7 @@ class BaseClient(Generic[TransportT]):
         service: str,
         environment: str | None = None,
         *,
-        server: str | None = None,
+        server: str | Sequence[str] | None = None,
         token: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         environments_dir: str | os.PathLike[str] | None = None,

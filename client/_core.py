@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from functools import partial
 
 import httpx
 
 from config_service import tsk
 from config_service.schema import SchemaSet
 from tskcfg import exceptions
-from tskcfg._answers import Received, config_answer, schema_answer
+from tskcfg._answers import Received, config_answer, raise_for_status, schema_answer
 from tskcfg._appliers import Applier
 from tskcfg._cache import CacheApplier, CacheFactory
 from tskcfg._config import Config, Source
 from tskcfg._database import DatabaseApplier
 from tskcfg._documents import decode, describe, resolve
-from tskcfg._effects import Exclusive, Flow, Offload, Report, Send
+from tskcfg._effects import Exclusive, Flow, Offload, Report
 from tskcfg._fallback import LocalSources
 from tskcfg._lkg import write_lkg
 from tskcfg._logging_applier import LoggingApplier
@@ -32,6 +33,7 @@ from tskcfg._requests import Requests
 from tskcfg._retry import RetryPolicy
 from tskcfg._schemas import SchemaCompiler, sections_to_fetch
 from tskcfg._security import SecurityPolicy
+from tskcfg._servers import Servers, send_in_turn
 from tskcfg._settings import Settings
 from tskcfg._transaction import Handler, Transaction, plan, transaction
 
@@ -70,7 +72,8 @@ class ClientCore:
         # served again, say by a proxy that drops If-None-Match, it is not tried again.
         self.refused: tuple[int | None, str] | None = None
         self.fallback_pending = False
-        self.requests = Requests(settings)
+        self.servers = Servers(settings.servers)
+        self.requests = Requests(settings, self.servers)
         self.compiler = SchemaCompiler()
         self.local = LocalSources(settings)
 
@@ -108,10 +111,18 @@ class ClientCore:
 
     # -- flows
 
+    def send_flow(
+        self, build: Callable[[str], httpx.Request], *, stream: bool = False
+    ) -> Flow[httpx.Response]:
+        """`build(server)`'s request to the current server, else the next ones (`send_in_turn`)."""
+        return (yield from send_in_turn(self.servers, build, stream=stream))
+
     def schemas_flow(self) -> Flow[SchemaSet | None]:
         """The service's compiled schema: fetched each time, compiled once per schema version."""
         service = self.settings.service
-        answer = schema_answer((yield Send(self.requests.schema())), service)
+        answer = schema_answer(
+            (yield from self.send_flow(lambda server: self.requests.schema(server))), service
+        )
         if answer is None:
             return None
         known, compiled = self.compiler.cached(answer)
@@ -121,7 +132,8 @@ class ClientCore:
         try:
             for name in sections_to_fetch(answer):
                 try:
-                    section = schema_answer((yield Send(self.requests.schema(name))), name)
+                    fetch = partial(self.requests.schema, name=name)
+                    section = schema_answer((yield from self.send_flow(fetch)), name)
                 except exceptions.RequestRejected:
                     continue  # compile says what is missing
                 if section is not None:
@@ -213,23 +225,23 @@ class ClientCore:
         tried: list[str] = []
         refused = False
         try:
-            request = self.requests.config(None)
-            received = config_answer((yield Send(request)), self.settings.config_url)
+            response = yield from self.send_flow(lambda server: self.requests.config(server, None))
+            received = config_answer(response)
             if received is None:  # a request that named no version cannot be "not modified"
                 raise exceptions.ServerUnavailable(
-                    f"GET {self.settings.config_url}: 304 to a request without If-None-Match"
+                    f"GET {response.request.url}: 304 to a request without If-None-Match"
                 )
         except exceptions.ServerUnavailable as error:
-            tried.append(f"server {self.settings.server}: {error}")
+            tried.append(f"{self.servers.describe()}: {error}")
         else:
             try:
                 data = decode(received)
                 schemas = yield from self.schemas_flow()
             except exceptions.ServerUnavailable as error:
-                tried.append(f"server {self.settings.server}: {error}")
+                tried.append(f"{self.servers.describe()}: {error}")
             except exceptions.InvalidConfig as error:  # damaged on its way: a bad answer
                 yield from self.refuse_first(received, error)
-                tried.append(f"server {self.settings.server}: {error}")
+                tried.append(f"{self.servers.describe()}: {error}")
                 refused = True
             else:
                 try:
@@ -289,8 +301,28 @@ class ClientCore:
     def refresh_flow(self, wait: float | None) -> Flow[bool]:
         """Ask the server once for a newer version and apply it; True when one arrived."""
         fetched_over = self.config
-        request = self.requests.config(self.seen_version, wait=wait)
-        received = config_answer((yield Send(request)), self.settings.config_url)
+        seen = self.seen_version
+        try:
+            received = config_answer(
+                (
+                    yield from self.send_flow(
+                        lambda server: self.requests.config(server, seen, wait=wait)
+                    )
+                )
+            )
+        except exceptions.ConfigRetired as retired:
+            # Keep running on what we have; the next long poll names the retire, so the
+            # server holds it until the document is revived.
+            if retired.retired_version is not None and retired.retired_version != self.seen_version:
+                logger.warning(
+                    "%s was retired on the server (version %s); %s stays current until it is "
+                    "pushed again",
+                    self.settings.service,
+                    retired.retired_version,
+                    self.describe(self.config),
+                )
+                self.seen_version = retired.retired_version
+            return False
         if self.fallback_pending:
             self.fallback_pending = False
             yield Report("fallback", self.config)
@@ -314,6 +346,15 @@ class ClientCore:
             pass  # logged, reverted and reported by apply_flow
         self.seen_version = received.version
         return True
+
+    def events_flow(self, last_event_id: str | None) -> Flow[httpx.Response]:
+        """Open the server's event stream for this document (on the first server that answers),
+        resumed after `last_event_id`; a refusal raises. The open response comes back."""
+        response = yield from self.send_flow(
+            partial(self.requests.events, last_event_id=last_event_id), stream=True
+        )
+        raise_for_status(response, "GET /v1/events")
+        return response
 
     def reload_file_flow(self) -> Flow[None]:
         """Files mode: apply the local file if it changed and parses; else log why not."""

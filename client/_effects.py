@@ -25,9 +25,14 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Send:
-    """An HTTP request to send; the flow receives the whole answer, read within its bounds."""
+    """An HTTP request to send; the flow receives the whole answer, read within its bounds.
+
+    With `stream`, only the head is read (an event stream): the flow receives the open
+    response, or, for a status of 400 or more, the whole answer, read and closed.
+    """
 
     request: httpx.Request
+    stream: bool = False
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from config_service import __version__
 from tskcfg._answers import BoundedBody
 from tskcfg._config import Config
 from tskcfg._effects import Report
+from tskcfg._servers import Servers
 from tskcfg._settings import DEFAULT_TIMEOUT, REPORT_TIMEOUT, Settings
 
 
@@ -26,8 +27,9 @@ def seconds_allowed(request: httpx.Request) -> float:
 class Requests:
     """Builds the requests of one client, and remembers the last report it made."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, servers: Servers) -> None:
         self.settings = settings
+        self.servers = servers
         # What this instance last told the server (sent again after quiet intervals).
         self.last_report: Report | None = None
         self._headers = {"User-Agent": f"tskcfg-client/{__version__}", "Accept": "application/json"}
@@ -53,8 +55,10 @@ class Requests:
             deadline=started + seconds_allowed(request),
         )
 
-    def config(self, seen_version: int | None, *, wait: float | None = None) -> httpx.Request:
-        """GET the current document; with `seen_version`, only when newer (If-None-Match), and
+    def config(
+        self, server: str, seen_version: int | None, *, wait: float | None = None
+    ) -> httpx.Request:
+        """GET the current document from `server`; with `seen_version`, only when newer (If-None-Match), and
         with `wait` too, a long poll held until a version after it."""
         headers = {}
         params = {}
@@ -64,27 +68,27 @@ class Requests:
                 params["wait"] = str(int(wait))
         request = self._request(
             "GET",
-            self.settings.config_url,
+            server + self.settings.config_path,
             params=params,
             timeout=(wait or 0) + self.settings.timeout,
         )
         request.headers.update(headers)
         return request
 
-    def schema(self, name: str | None = None) -> httpx.Request:
+    def schema(self, server: str, name: str | None = None) -> httpx.Request:
         """GET a schema by name, the service's own by default."""
         return self._request(
             "GET",
-            f"{self.settings.server}/v1/schemas/{name or self.settings.service}",
+            f"{server}/v1/schemas/{name or self.settings.service}",
             timeout=self.settings.timeout,
         )
 
-    def events(self, last_event_id: str | None) -> httpx.Request:
+    def events(self, server: str, last_event_id: str | None) -> httpx.Request:
         """GET the server's event stream for this document, resumed after `last_event_id`."""
         params = {"service": self.settings.service, "environment": self.settings.environment}
         # The read timeout outlasts the server's 15 s pings, so a silent stream means a dead one.
         request = self._request(
-            "GET", f"{self.settings.server}/v1/events", params=params, timeout=45.0
+            "GET", f"{server}/v1/events", params=params, timeout=45.0
         )
         request.headers["Accept"] = "text/event-stream"
         if last_event_id is not None:
@@ -110,9 +114,9 @@ class Requests:
             failed = report.subject
             body["failed_version"] = failed.version if failed is not None else None
             body["failed_hash"] = failed.hash if failed is not None else None
-        return self._request(
-            "POST", f"{self.settings.server}/v1/instances", json=body, timeout=REPORT_TIMEOUT
-        )
+        # To the server the client asks now: the one that last answered.
+        url = f"{self.servers.current}/v1/instances"
+        return self._request("POST", url, json=body, timeout=REPORT_TIMEOUT)
 
     def repeated_report(self, current: Config | None) -> httpx.Request | None:
         """The last report again (None before the first, and after `stopped`): the clients send

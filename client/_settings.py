@@ -6,12 +6,14 @@ import math
 import os
 import socket
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from config_service.names import check_name
 from tskcfg._lkg import default_cache_dir, lkg_path
+from tskcfg._servers import parse_servers
 
 DEFAULT_SERVER = "http://localhost:8005"
 DEFAULT_ENVIRONMENT = "development"
@@ -36,7 +38,8 @@ class Settings:
 
     service: str
     environment: str
-    server: str
+    # Asked one at a time, the current one kept in `Servers` (client/_servers.py).
+    servers: tuple[str, ...]
     token: str | None
     cache_dir: Path
     environments_dir: Path
@@ -59,15 +62,15 @@ class Settings:
         return self.environments_dir / self.environment / f"{self.service}.tsk"
 
     @property
-    def config_url(self) -> str:
-        return f"{self.server}/v1/configs/{self.service}/{self.environment}"
+    def config_path(self) -> str:
+        return f"/v1/configs/{self.service}/{self.environment}"
 
 
 def make_settings(
     service: str,
     environment: str | None = None,
     *,
-    server: str | None = None,
+    server: str | Sequence[str] | None = None,
     token: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     environments_dir: str | os.PathLike[str] | None = None,
@@ -90,7 +93,7 @@ def make_settings(
     return Settings(
         service=service,
         environment=environment,
-        server=server_url(server),
+        servers=server_urls(server),
         token=token if token is not None else os.environ.get("CONFIG_TOKEN") or None,
         cache_dir=Path(cache_dir) if cache_dir is not None else default_cache_dir(),
         environments_dir=environments,
@@ -134,22 +137,21 @@ def _report_interval(given: float | None) -> float:
         raise ValueError(f"CONFIG_REPORT_INTERVAL must be a number of seconds, not {text!r}") from None
 
 
-def server_url(server: str | None) -> str:
-    """The server given, else `CONFIG_STORE`, else the default; an http:// or https:// URL."""
-    url = (server or os.environ.get("CONFIG_STORE") or DEFAULT_SERVER).rstrip("/")
-    if not url.startswith(("http://", "https://")):
-        raise ValueError(f"server must be an http:// or https:// URL, not {url!r}")
-    return url
+def server_urls(server: str | Sequence[str] | None) -> tuple[str, ...]:
+    """The servers given, else `CONFIG_STORE`, else the default: one URL, several separated by
+    commas, or a list; each an http:// or https:// URL."""
+    return parse_servers(server or os.environ.get("CONFIG_STORE") or DEFAULT_SERVER)
 
 
-def tls_verification(server: str) -> ssl.SSLContext | bool:
-    """How the HTTP client verifies TLS: the default CA bundle for an https:// server.
+def tls_verification(servers: str | Sequence[str]) -> ssl.SSLContext | bool:
+    """How the HTTP client verifies TLS: the default CA bundle when a server is https://.
 
-    For a plain http:// server, an SSL context holding no certificate authority at all: it
+    For plain http:// servers only, an SSL context holding no certificate authority at all: it
     costs nothing to build, where loading the bundle took 20 to 35 ms of every start, and it
     refuses any TLS connection rather than trusting it (none is ever made: the client only
-    sends requests to the server's own URL and follows no redirects).
+    sends requests to the servers' own URLs and follows no redirects).
     """
-    if server.startswith("https://"):
+    urls = [servers] if isinstance(servers, str) else servers
+    if any(url.startswith("https://") for url in urls):
         return True
     return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

@@ -17,7 +17,6 @@ import httpx
 import watchfiles
 
 from tskcfg import exceptions
-from tskcfg._answers import raise_for_status
 from tskcfg._base import BaseClient
 from tskcfg._config import Config
 from tskcfg._effects import REENTRANT_APPLY, Blocking, Call, Exclusive, Offload, Report, Send, drive
@@ -45,7 +44,7 @@ class ConfigClient(BaseClient[httpx.BaseTransport]):
 
     def _open(self, transport: httpx.BaseTransport | None) -> None:
         if transport is None:
-            transport = httpx.HTTPTransport(verify=tls_verification(self.settings.server))
+            transport = httpx.HTTPTransport(verify=tls_verification(self.settings.servers))
         self._interruptible = interruptible(transport)
         self._http = httpx.Client(transport=transport)
         self._apply_lock = threading.Lock()
@@ -148,7 +147,7 @@ class ConfigClient(BaseClient[httpx.BaseTransport]):
 
     def _perform(self, effect: Any) -> Any:
         if isinstance(effect, Send):
-            return self._send(effect.request)
+            return self._send(effect.request, stream=effect.stream)
         if isinstance(effect, Report):
             self._report(effect)
             return None
@@ -170,13 +169,14 @@ class ConfigClient(BaseClient[httpx.BaseTransport]):
 
     def _send(self, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
         """Send and read the whole answer within its deadline and the size limit; `stream`:
-        only the head is bounded so (an event stream goes on for as long as it is useful)."""
+        only the head of a success is bounded so (an event stream goes on for as long as it is
+        useful), an error answer is read whole."""
         started = time.monotonic()
         deadline = started + seconds_allowed(request)
         try:
             with self._deadline(deadline):
                 response = self._http.send(request, stream=True)
-                if stream:
+                if stream and response.status_code < 400:
                     return response
                 try:
                     body = self._core.requests.bounded_body(request, response, started)
@@ -268,11 +268,8 @@ class ConfigClient(BaseClient[httpx.BaseTransport]):
                 self._stop.wait(pause)
 
     def _follow_events(self) -> None:
-        response = self._send(self._core.requests.events(self._events.last_event_id), stream=True)
+        response = drive(self._core.events_flow(self._events.last_event_id), self._perform)
         try:
-            if response.status_code >= 400:
-                response.read()
-                raise_for_status(response, "GET /v1/events")
             # The server subscribed us before answering: catching up now misses nothing,
             # a version pushed meanwhile also arrives as an event.
             self.refresh()

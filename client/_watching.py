@@ -37,7 +37,7 @@ def pause_after_failure(settings: Settings, retry: RetryPolicy, error: Exception
 
 def announces_news(event: ServerEvent | None, seen_version: int | None) -> bool:
     """Whether a server-sent event names a version of the document other than `seen_version`."""
-    if event is None or event.event != "version":
+    if event is None or event.event not in ("version", "retired"):
         return False
     try:
         announced = json.loads(event.data)

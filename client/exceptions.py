@@ -6,6 +6,7 @@ ConfigError
 │   ├── Unauthorized       401: no token, or a wrong or revoked one
 │   ├── Forbidden          403: the token does not cover this service or environment
 │   └── NotFound           404: no such service, environment or document
+│       └── ConfigRetired  404: the document was retired (the next push revives it)
 ├── NoPreviousVersion      a diff without a range on a document with one version
 ├── InvalidConfig          a document that must not be applied
 │   └── HashMismatch       the received data does not match its announced hash
@@ -78,6 +79,31 @@ class Forbidden(RequestRejected):
 
 class NotFound(RequestRejected):
     """The service, environment or document does not exist on the server (404)."""
+
+
+class ConfigRetired(NotFound):
+    """The document was retired (404 `retired`, docs/lifecycle.md "Retiring").
+
+    Raised when a client starts on a retired document. A running client keeps its config
+    and waits for the document to be revived; it does not raise this. `retired_version` is
+    the retire's version number, `last_version` the last one with a config.
+    """
+
+    @property
+    def retired_version(self) -> int | None:
+        return _detail(self.details, "retired_version")
+
+    @property
+    def last_version(self) -> int | None:
+        return _detail(self.details, "last_version")
+
+
+def _detail(details: Any, key: str) -> int | None:
+    if isinstance(details, list) and details and isinstance(details[0], dict):
+        value = details[0].get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
 
 
 class NoPreviousVersion(ConfigError):

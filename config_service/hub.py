@@ -79,14 +79,16 @@ class ChangeEvent:
     environment: str
     version: int
     hash: str
+    retired: bool = False  # the version is a retire: the document has no config from here on
 
-    def to_dict(self) -> dict[str, str | int]:
-        """The event's `data` object: `{service, environment, version, hash}`."""
+    def to_dict(self) -> dict[str, str | int | None]:
+        """The event's `data` object: `{service, environment, version, hash}` (hash None for
+        a retire)."""
         return {
             "service": self.service,
             "environment": self.environment,
             "version": self.version,
-            "hash": self.hash,
+            "hash": None if self.retired else self.hash,
         }
 
 
@@ -385,6 +387,7 @@ class ChangeHub(Generic[PayloadT]):
         *,
         sequence: int | None = None,
         hash: str | None = None,
+        retired: bool = False,
     ) -> bool:
         """Record that `version` is now current, wake its waiters, and announce it.
 
@@ -426,7 +429,7 @@ class ChangeHub(Generic[PayloadT]):
             if hash is None:
                 raise ValueError("publish with a sequence needs the document hash")
             document.announced = version
-            self._announce(ChangeEvent(sequence, service, environment, version, hash))
+            self._announce(ChangeEvent(sequence, service, environment, version, hash, retired))
         return newer
 
     def publish_threadsafe(
@@ -439,11 +442,12 @@ class ChangeHub(Generic[PayloadT]):
         *,
         sequence: int | None = None,
         hash: str | None = None,
+        retired: bool = False,
     ) -> None:
         """`publish` from another thread: scheduled on `loop`, in call order."""
         loop.call_soon_threadsafe(
             lambda: self.publish(
-                service, environment, version, payload, sequence=sequence, hash=hash
+                service, environment, version, payload, sequence=sequence, hash=hash, retired=retired
             )
         )
 

@@ -16,6 +16,7 @@ DEFAULT_BODY_TIMEOUT = 30.0
 # The section schemas every service schema may `$ref` (docs/server.md, "Schemas").
 DEFAULT_SECTIONS = ("database", "cache", "logging", "security")
 DEFAULT_MAX_MESSAGE = 4 * 1024
+DEFAULT_SESSION_IDLE = 30 * 60.0
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,13 @@ class Settings:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     # A request body not complete this many seconds after its head is answered 408.
     body_timeout: float = DEFAULT_BODY_TIMEOUT
+    # A push to a service that does not exist creates it (else 404 unknown_service).
+    open_services: bool = False
+    # A console session unused for this many seconds ends (docs/console.md, "Sessions").
+    session_idle: float = DEFAULT_SESSION_IDLE
+    # Addresses of reverse proxies whose X-Forwarded-Proto counts (a console cookie is Secure
+    # over HTTPS, as the browser sees it).
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def database_path(self) -> Path:

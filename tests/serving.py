@@ -46,14 +46,25 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """`tskcfg serve` as a child process: start, wait until healthy, stop or kill -9, restart."""
+    """`tskcfg serve` as a child process: start, wait until healthy, stop or kill -9, restart.
 
-    def __init__(self, root: Path, *arguments: str, environ: dict[str, str] | None = None) -> None:
+    `open_services=True` starts it with `--open-services`, so a push creates the service it
+    names: for tests about something else that push to services of their own. Without it,
+    services exist on purpose (a schema, `create_service`, a file), as on a default server.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *arguments: str,
+        environ: dict[str, str] | None = None,
+        open_services: bool = False,
+    ) -> None:
         self.root = root
         self.data_dir = root / "data"
         self.environments_dir = root / "environments"
         self.schemas_dir = root / "schemas"
-        self.arguments = arguments
+        self.arguments = (*arguments, "--open-services") if open_services else arguments
         self.environ = environ or {}
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
@@ -131,6 +142,12 @@ class ServerProcess:
         options.setdefault("timeout", 10.0)
         return httpx.Client(base_url=self.url, headers=headers, **options)
 
+    def create_service(self, name: str) -> None:
+        """Make service `name` exist (`POST /v1/services` with the admin token)."""
+        with self.client(self.admin_token) as admin:
+            response = admin.post("/v1/services", json={"service": name})
+            assert response.status_code in (200, 201), response.text
+
     def create_token(
         self, role: str, services: list[str], environments: list[str], name: str | None = None
     ) -> str:
@@ -166,9 +183,10 @@ def make_root(root: Path, *, service_schema: bool = True) -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One server per test module, with the standard schemas and no documents."""
+    """One server per test module, with the standard schemas and no documents; open services
+    (a push creates its service), since most tests are about something else."""
     root = make_root(tmp_path_factory.mktemp("server"))
-    process = ServerProcess(root).start()
+    process = ServerProcess(root, open_services=True).start()
     try:
         yield process
     finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from config_service.cli import (  # noqa: F401  (registers commands)
     configs,
+    lifecycle,
     local,
     migrate,
     schema,

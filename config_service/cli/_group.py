@@ -63,7 +63,7 @@ class State:
         return failure_for(error, json_output=self.json, has_token=self.has_token)
 
 
-SERVER_HELP = "The config server (env TSKCFG_SERVER)."
+SERVER_HELP = "The config server, or several as URL,URL (env TSKCFG_SERVER)."
 TOKEN_HELP = (
     "Bearer token (env TSKCFG_TOKEN; else ./data/admin.token, or $TSKCFG_DATA_DIR/admin.token, when it exists)."
 )

@@ -109,18 +109,20 @@ def echo_unified_diff(text: str) -> None:
 
 
 def change_lines(changes: Iterable[dict[str, Any]]) -> list[str]:
-    """Structural changes as `+ path: new`, `- path: old`, `~ path: old -> new`."""
+    """Structural changes as `+ path: new`, `- path: old`, `~ path: old -> new`; a change at an
+    environment-local path (`"local": true`, docs/lifecycle.md) ends with `(local)`."""
     lines = []
     for change in changes:
         path = change.get("path") or "/"
         op = change.get("op")
+        mark = "  (local)" if change.get("local") is True else ""
         if op == "add":
-            lines.append(f"+ {path}: {value_text(change.get('new'))}")
+            lines.append(f"+ {path}: {value_text(change.get('new'))}{mark}")
         elif op == "remove":
-            lines.append(f"- {path}: {value_text(change.get('old'))}")
+            lines.append(f"- {path}: {value_text(change.get('old'))}{mark}")
         else:
             old, new = value_text(change.get("old")), value_text(change.get("new"))
-            lines.append(f"~ {path}: {old} -> {new}")
+            lines.append(f"~ {path}: {old} -> {new}{mark}")
     return lines
 
 

@@ -85,9 +85,13 @@ def push(
               help="An older version instead of the current one.")
 @click.option("--format", "output_format", type=click.Choice(["tsk", "json"]), default="tsk",
               show_default=True, help="The TSK source, or the data as JSON (@env kept as {\"$env\": ...}).")
+@click.option("--path", "pointer", default=None, metavar="POINTER",
+              help="Only the value at this JSON pointer of the current version, like /database/pool_size.")
 @global_options
 @pass_state
-def get(state: State, service: str, environment: str, version: int | None, output_format: str) -> None:
+def get(
+    state: State, service: str, environment: str, version: int | None, output_format: str, pointer: str | None
+) -> None:
     """Print the current (or --version N) document of SERVICE in ENVIRONMENT.
 
     \b
@@ -99,8 +103,19 @@ def get(state: State, service: str, environment: str, version: int | None, outpu
       tskcfg get user-service production > user-service.tsk
       tskcfg get user-service production --version 3 --format json
       tskcfg get user-service production --json | jq .version
+      tskcfg get user-service production --path /database/pool_size
     """
     api = state.api()
+    if pointer is not None:
+        if version is not None:
+            raise click.UsageError("--path reads the current version; leave out --version")
+        key = api.get(service, environment, path=pointer)
+        if state.json:
+            echo_json(key)
+        else:
+            say(f"{where(service, environment)}: version {key.get('version')}, {pointer}", err=True)
+            echo_json(key.get("value"))
+        return
     body = api.get(service, environment, version=version)
     if state.json:
         echo_json(body)
@@ -275,6 +290,10 @@ def promote(
     """Copy a tested document one step along the pipeline (e.g. staging to production).
 
     \b
+    Values the schema marks environment-local ("x-environment-local": true)
+    keep the target's own; --dry-run lists them apart from the changes.
+
+    \b
     Examples:
       tskcfg promote user-service --from staging --to production --dry-run
       tskcfg promote user-service --from development --to staging -m "release 1.4"
@@ -292,6 +311,9 @@ def promote(
             echo_diff(result.get("diff") or {})
         else:
             say(f"{where(service, to_env)}: nothing to promote, the source is already current")
+        kept = result.get("kept_local") or []
+        if kept:
+            say(f"kept from {to_env} (environment-local): {', '.join(str(path) for path in kept)}")
         return
     if written.created:
         say(f"{where(service, to_env)}: {version_word(result)} created from {describe_origin(result, from_env)}")

@@ -96,11 +96,25 @@ def _option(*names: str, envvar: str, **kwargs: Any) -> Any:
     "--instance-reports-per-minute", envvar="TSKCFG_INSTANCE_REPORTS_PER_MINUTE", type=int, default=None,
     help="Instance reports one token may send in a minute (default 6000).",
 )
+@_option(
+    "--session-idle", envvar="TSKCFG_SESSION_IDLE", type=float, default=None,
+    help="Seconds a console session may stay unused before it ends (default 1800).",
+)
+@_option(
+    "--trusted-proxy", "trusted_proxies", envvar="TSKCFG_TRUSTED_PROXY", multiple=True,
+    help="Address of a reverse proxy whose X-Forwarded-Proto counts (repeatable; the console's "
+    "cookie is Secure when it says https).",
+)
 @_option("--log-level", envvar="TSKCFG_LOG_LEVEL", default=None,
          help="debug, info, warning or error (default info).")
 @_option(
     "--access-log/--no-access-log", envvar="TSKCFG_ACCESS_LOG", default=True,
     help="Log one line per request (default: on).",
+)
+@_option(
+    "--open-services/--closed-services", envvar="TSKCFG_OPEN_SERVICES", default=False,
+    help="Let a push create the service it names (local work; default: off, an admin creates "
+    "services).",
 )
 def serve(
     host: str | None,
@@ -120,8 +134,11 @@ def serve(
     instance_report_interval: float | None,
     max_instances: int | None,
     instance_reports_per_minute: int | None,
+    session_idle: float | None,
+    trusted_proxies: tuple[str, ...],
     log_level: str | None,
     access_log: bool,
+    open_services: bool,
 ) -> None:
     """Run the config server (Ctrl-C stops it)."""
     try:
@@ -143,8 +160,11 @@ def serve(
             instance_report_interval=instance_report_interval,
             max_instances_per_document=max_instances,
             instance_reports_per_minute=instance_reports_per_minute,
+            session_idle=session_idle,
+            trusted_proxies=tuple(trusted_proxies) or None,
             log_level=log_level.lower() if log_level is not None else None,
             access_log=access_log,
+            open_services=open_services,
         )
     except ValueError as error:
         raise click.UsageError(str(error)) from None
@@ -167,6 +187,8 @@ def serve(
         raise click.UsageError("--max-connections must be a positive number of connections")
     if not 0 < settings.body_timeout < float("inf"):
         raise click.UsageError("--body-timeout must be a positive number of seconds")
+    if not 0 < settings.session_idle < float("inf"):
+        raise click.UsageError("--session-idle must be a positive number of seconds")
     _configure_logging(settings.log_level)
     store_lock = None
     # Held until this process ends: a second server on the same folder would diverge silently.
@@ -210,6 +232,9 @@ def serve(
         # config reads and parking long polls itself (config_service/http1/protocol.py).
         http=http,
         access_log=False,
+        # Only --trusted-proxy names proxies whose X-Forwarded-* count (the console reads
+        # X-Forwarded-Proto itself); uvicorn would otherwise trust any local process.
+        proxy_headers=False,
         log_level=settings.log_level,
         lifespan="on",
         # Thousands of watchers may reconnect at once after a restart.
@@ -233,8 +258,9 @@ def _warn_if_open_to_others(folder: Path) -> None:
 
 
 def _http_protocol(app: Any) -> Any:
-    """The protocol class of `config_service/http1/protocol.py`, or uvicorn's plain httptools protocol when this
-    uvicorn lacks the internals it builds on (said loudly: bounds and the hot path are off)."""
+    """The protocol factory of `config_service/http1/protocol.py` for `app`, or uvicorn's plain
+    httptools protocol when this uvicorn lacks the internals it builds on (said loudly: bounds
+    and the hot path are off)."""
     try:
         from config_service.http1.protocol import missing_uvicorn_internals, protocol_for
 

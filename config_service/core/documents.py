@@ -17,11 +17,18 @@ from typing import Any
 
 from config_service import tsk
 from config_service.core import listings
-from config_service.core.access import Principal
+from config_service.core.access import Principal, require_admin
 from config_service.core.listings import page
-from config_service.core.refusals import Refused, not_found, precondition_failed, too_large
+from config_service.core.refusals import (
+    Refused,
+    not_found,
+    precondition_failed,
+    retired,
+    too_large,
+)
 from config_service.core.rendered import Rendered, RenderedVersions
 from config_service.core.schemas import Schemas, schema_failures
+from config_service.core.services import Services
 from config_service.settings import Settings
 from config_service.store import (
     AuditEntry,
@@ -31,10 +38,21 @@ from config_service.store import (
     Store,
     Transaction,
     VersionRecord,
+    retirement,
 )
 from config_service.tsk import diff_document
 
 Operation = Callable[[Transaction], tuple[VersionRecord, bool]]
+_ABSENT = object()
+
+
+def _at(data: Any, path: tuple[str, ...]) -> Any:
+    """The value at `path` (keys from the root) of parsed data, or _ABSENT."""
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return _ABSENT
+        data = data[key]
+    return data
 
 
 @dataclass(frozen=True)
@@ -84,8 +102,8 @@ def diff_records(old: VersionRecord, new: VersionRecord) -> dict[str, Any]:
     return diff_document(
         old.metadata(),
         new.metadata(),
-        json.loads(old.config),
-        json.loads(new.config),
+        json.loads(old.config) if not old.retired else {},
+        json.loads(new.config) if not new.retired else {},
         old.source,
         new.source,
     )
@@ -100,12 +118,14 @@ class Documents:
         store: Store,
         versions: RenderedVersions,
         schemas: Schemas,
+        services: Services,
         refused: Callable[[str], None],
     ) -> None:
         self.settings = settings
         self._store = store
         self._versions = versions
         self._schemas = schemas
+        self._services = services
         self._refused = refused  # told the code of each document the rules refuse
 
     # -- writes ------------------------------------------------------------------------
@@ -123,6 +143,7 @@ class Documents:
         request_id: str | None = None,
         promoted_from: tuple[str, int] | None = None,
         rolled_back_to: int | None = None,
+        kept_local: tuple[str, ...] | None = None,
     ) -> tuple[Rendered, bool]:
         """Validate and store `source` as the next version; (rendered, created).
 
@@ -140,6 +161,7 @@ class Documents:
             request_id=request_id,
             promoted_from=promoted_from,
             rolled_back_to=rolled_back_to,
+            kept_local=kept_local,
         )
         return self.complete_push(self._store.submit(operation))
 
@@ -180,6 +202,7 @@ class Documents:
         request_id: str | None = None,
         promoted_from: tuple[str, int] | None = None,
         rolled_back_to: int | None = None,
+        kept_local: tuple[str, ...] | None = None,
     ) -> Operation:
         """Parse and validate `source` (raising Refused when refused); the write operation."""
         if service in self.settings.sections:
@@ -190,6 +213,8 @@ class Documents:
                 f"{service!r} is the name of a section schema ({', '.join(self.settings.sections)}); "
                 "a service cannot have it",
             )
+        if kind != "sync":  # a file under environments/ makes its service exist
+            self._services.require(principal, service)
         self.check_message(message)
         try:
             document = parse_document(source)
@@ -213,6 +238,7 @@ class Documents:
             promoted_from_environment=promoted_from[0] if promoted_from else None,
             promoted_from_version=promoted_from[1] if promoted_from else None,
             rolled_back_to=rolled_back_to,
+            kept_local=kept_local,
         )
         audit = AuditEntry(
             actor=principal.name,
@@ -232,7 +258,12 @@ class Documents:
                 failures = schema_failures(today, service, document.data)
                 if failures:
                     self._refuse_invalid(service, failures)
-            return transaction.append_version(new, if_match, audit)
+            record, created = transaction.append_version(new, if_match, audit)
+            if created and kind == "sync" and principal.name.startswith("file:"):
+                # The document's sync state: which file backs it, and the version it last gave.
+                file = principal.name.removeprefix("file:")
+                transaction.set_sync_state(service, environment, file, record.version, False)
+            return record, created
 
         return operation
 
@@ -290,6 +321,12 @@ class Documents:
         target = self._store.get_version(service, environment, version)
         if target is None:
             raise not_found(f"{service!r} in {environment!r} has no version {version}")
+        if target.retired:
+            raise Refused(
+                "conflict",
+                f"version {version} of {service!r} in {environment!r} is a retire, with no config "
+                "to roll back to; name a version before it",
+            )
         return self.push(
             principal,
             service,
@@ -321,7 +358,56 @@ class Documents:
             record = self._store.get_version(service, source_environment, version)
             if record is None:
                 raise not_found(f"{service!r} in {source_environment!r} has no version {version}")
+        if record.retired:
+            raise retired(record)
         return record
+
+    def promoted_source(
+        self, service: str, environment: str, record: VersionRecord
+    ) -> tuple[str, tuple[str, ...]]:
+        """The source a promotion of `record` into `environment` stores, and the local paths it
+        kept (docs/lifecycle.md, "Promotion keeps environment-local values").
+
+        `record`'s text with the target's current data written in at every local path the
+        schema marks; `missing_local_value` (details: the paths) where `record` has a local
+        value the target lacks; `conflict` when the values cannot be written into the text.
+        """
+        promoted = parse_document(record.source).data
+        target = self._versions.current(service, environment)
+        current = target.record if target is not None and not target.record.retired else None
+        kept_data = parse_document(current.source).data if current is not None else None
+        paths = self._schemas.current.local_paths(
+            service, [promoted] if kept_data is None else [promoted, kept_data]
+        )
+        if not paths:
+            return record.source, ()
+        missing = [
+            path for path in paths
+            if _at(promoted, path) is not _ABSENT and (kept_data is None or _at(kept_data, path) is _ABSENT)
+        ]
+        if missing:
+            pointers = [tsk.json_pointer(path) for path in missing]
+            raise Refused(
+                "missing_local_value",
+                f"{environment!r} has no value of its own at {', '.join(pointers)}, which the schema "
+                f"of {service!r} marks environment-local; push {environment!r} once with its own "
+                "values first",
+                [{"path": pointer} for pointer in pointers],
+            )
+        kept = [path for path in paths if kept_data is not None and _at(kept_data, path) is not _ABSENT]
+        changed = {
+            path: _at(kept_data, path)
+            for path in kept
+            if tsk.to_wire(_at(kept_data, path)) != tsk.to_wire(_at(promoted, path))
+        }
+        try:
+            source = tsk.write_values(record.source, changed) if changed else record.source
+        except ValueError as error:
+            raise Refused(
+                "conflict",
+                f"cannot write {environment!r}'s local values into the promoted text: {error}",
+            ) from None
+        return source, tuple(tsk.json_pointer(path) for path in kept)
 
     def promote(
         self,
@@ -333,17 +419,21 @@ class Documents:
         message: str = "",
         request_id: str | None = None,
     ) -> tuple[Rendered, bool]:
-        """A new version in `environment` with the source of the previous environment's version."""
+        """A new version in `environment` with the previous environment's version, keeping
+        `environment`'s local values (`promoted_source`)."""
+        self.check_message(message)
         record = self.promotion_source(service, environment, source_environment, version)
+        source, kept = self.promoted_source(service, environment, record)
         return self.push(
             principal,
             service,
             environment,
-            record.source,
+            source,
             message or f"promote {source_environment} version {record.version}",
             kind="promote",
             request_id=request_id,
             promoted_from=(source_environment, record.version),
+            kept_local=kept,
         )
 
     def preview_promotion(
@@ -354,10 +444,11 @@ class Documents:
         version: int | None,
         message: str = "",
     ) -> dict[str, Any]:
-        """What `promote` would do, refused as it would be: `{"would_create", "diff"}`."""
+        """What `promote` would do, refused as it would be: `{"would_create", "diff", "kept_local"}`."""
         self.check_message(message)
         record = self.promotion_source(service, environment, source_environment, version)
-        document = parse_document(record.source)
+        source, kept = self.promoted_source(service, environment, record)
+        document = parse_document(source)
         failures = schema_failures(self._schemas.current, service, document.data)
         if failures:
             raise Refused(
@@ -367,24 +458,105 @@ class Documents:
             )
         current = self._versions.current(service, environment)
         target = current.record if current is not None else None
-        would_create = target is None or target.source != record.source
+        would_create = target is None or target.retired or target.source != source
+        number = self._next_number(target)
         candidate = {
+            "service": service,
             "environment": environment,
-            "version": (target.version + 1 if would_create else target.version) if target else 1,
+            "version": number if would_create else number - 1,
         }
-        if target is not None:
-            changes = diff_records(target, record)
-            changes["to"] = candidate
-        else:
-            changes = diff_document(
-                {"environment": environment, "version": 0},
-                candidate,
-                {},
-                json.loads(document.wire),
-                "",
-                record.source,
-            )
-        return {"would_create": would_create, "diff": changes}
+        changes = diff_document(
+            target.metadata() if target is not None else {"environment": environment, "version": 0},
+            candidate,
+            json.loads(target.config) if target is not None and not target.retired else {},
+            json.loads(document.wire),
+            target.source if target is not None else "",
+            source,
+        )
+        return {"would_create": would_create, "diff": changes, "kept_local": list(kept)}
+
+    def _next_number(self, current: VersionRecord | None) -> int:
+        if current is None:
+            return 1
+        newest = self._store.list_versions(current.service, current.environment, 1, None)
+        return (newest[0].version if newest else current.version) + 1
+
+    def retire(
+        self,
+        principal: Principal,
+        service: str,
+        environment: str,
+        if_match: IfMatch = None,
+        message: str = "",
+        request_id: str | None = None,
+    ) -> tuple[VersionRecord, bool]:
+        """Retire a document: a `retire` version with no config (docs/lifecycle.md, "Retiring");
+        (record, created), created=False when it was retired already. `not_found` when it has
+        no version, `precondition_failed` when `if_match` does not name the current one."""
+        self.check_message(message)
+        audit = AuditEntry(
+            actor=principal.name,
+            token_id=principal.token_id,
+            action="retire",
+            service=service,
+            environment=environment,
+            request_id=request_id,
+            detail={"message": message},
+        )
+        new = retirement(service, environment, principal.name, principal.token_id, message)
+
+        def operation(transaction: Transaction) -> tuple[VersionRecord, bool]:
+            if transaction.current_version(service, environment) is None:
+                raise not_found(f"{service!r} has no version in {environment!r}")
+            return transaction.append_version(new, if_match, audit)
+
+        future = self._store.submit(operation)
+        try:
+            return future.result()
+        except PreconditionFailed as failure:
+            raise precondition_failed(
+                f"the current version is {failure.current if failure.current is not None else 'none'}, "
+                "not the one named in If-Match",
+                failure.current,
+            ) from None
+
+    def retire_service(
+        self, principal: Principal, service: str, message: str = "", request_id: str | None = None
+    ) -> dict[str, Any]:
+        """Retire every document of `service` (admin): `{"service", "retired": [{environment,
+        version, created}]}`; `unknown_service` when there is no such service."""
+        require_admin(principal)
+        self._services.require(principal, service, create_ok=False)
+        self.check_message(message)
+        pipeline = self.settings.pipeline
+
+        def operation(transaction: Transaction) -> list[tuple[VersionRecord, bool]]:
+            done = []
+            for environment in pipeline:
+                if transaction.current_version(service, environment) is None:
+                    continue
+                audit = AuditEntry(
+                    actor=principal.name, token_id=principal.token_id, action="retire",
+                    service=service, environment=environment, request_id=request_id,
+                    detail={"message": message, "service_retired": True},
+                )
+                new = retirement(service, environment, principal.name, principal.token_id, message)
+                done.append(transaction.append_version(new, None, audit))
+            transaction.append_audit(AuditEntry(
+                actor=principal.name, token_id=principal.token_id, action="service_retire",
+                service=service, request_id=request_id,
+                detail={"environments": [record.environment for record, created in done if created]},
+            ))
+            return done
+
+        done = self._store.write(operation)
+        return {
+            "service": service,
+            "retired": [
+                {"environment": record.environment, "version": record.version, "created": created}
+                for record, created in done
+            ],
+        }
 
     # -- reads -------------------------------------------------------------------------
 
@@ -396,10 +568,13 @@ class Documents:
         return rendered
 
     def current(self, service: str, environment: str) -> Rendered:
-        """The current version, rendered; `not_found` when the document has none."""
+        """The current version, rendered; `not_found` when the document has none, `retired`
+        when it is retired."""
         rendered = self._versions.current(service, environment)
         if rendered is None:
             raise not_found(f"{service!r} has no version in {environment!r}")
+        if rendered.record.retired:
+            raise retired(rendered.record)
         return rendered
 
     def history(
@@ -417,14 +592,24 @@ class Documents:
         return diff_records(old, new)
 
     def diff_environments(self, service: str, first: str, second: str) -> dict[str, Any]:
-        """The diff from the current version in `first` to the current version in `second`."""
+        """The diff from the current version in `first` to the current version in `second`;
+        a change at an environment-local path says so (`"local": true`)."""
         old = self.current(service, first).record
         new = self.current(service, second).record
-        return diff_records(old, new)
+        changes = diff_records(old, new)
+        documents = [tsk.from_wire(json.loads(record.config)) for record in (old, new)]
+        local = [tsk.json_pointer(path) for path in self._schemas.current.local_paths(service, documents)]
+        for change in changes["changes"]:
+            path = change["path"]
+            if any(path == marked or path.startswith(marked + "/") for marked in local):
+                change["local"] = True
+        return changes
 
     def services(self, principal: Principal) -> dict[str, Any]:
         """Every service the token covers, with its current version per covered environment."""
-        return listings.services(self._store, self.settings.pipeline, principal)
+        return listings.services(
+            self._store, self.settings.pipeline, principal, self._services.names()
+        )
 
     def last_sequence(self) -> int:
         """The sequence of the last version stored (0 when there is none)."""

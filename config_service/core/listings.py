@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from config_service.core.access import Principal
-from config_service.store import Store
+from config_service.store import Store, VersionRecord
 
 T = TypeVar("T")
 
@@ -18,19 +18,45 @@ def page(records: Sequence[T], limit: int, key: Callable[[T], int]) -> tuple[Seq
     return shown, next_before
 
 
-def services(store: Store, pipeline: Sequence[str], principal: Principal) -> dict[str, Any]:
-    """Every service the token covers, with its current version per covered environment."""
-    by_service: dict[str, dict[str, Any]] = {}
-    for record in store.current_versions():
-        if record.environment not in pipeline:
-            continue
-        if not principal.covers(record.service, record.environment):
-            continue
-        by_service.setdefault(record.service, {})[record.environment] = {
+def visible(
+    store: Store, pipeline: Sequence[str], principal: Principal, names: Sequence[str]
+) -> tuple[dict[str, dict[str, Any]], list[VersionRecord]]:
+    """The services the token may see, each with its current versions in covered environments.
+
+    A service with documents is seen through them (a document in an environment the token
+    covers); one without any (created, or only a schema so far) by its name alone. So a
+    token learns no name only other environments hold.
+    """
+    records = [record for record in store.current_versions() if record.environment in pipeline]
+    with_documents = {record.service for record in records}
+    by_service: dict[str, dict[str, Any]] = {
+        name: {}
+        for name in names
+        if name not in with_documents and principal.covers_service(name)
+    }
+    shown = []
+    for record in records:
+        if principal.covers(record.service, record.environment):
+            by_service.setdefault(record.service, {})
+            shown.append(record)
+    return by_service, shown
+
+
+def services(
+    store: Store, pipeline: Sequence[str], principal: Principal, names: Sequence[str]
+) -> dict[str, Any]:
+    """Every service the token may see (`visible`; `names`: those that exist), with its current
+    version per covered environment; a service without documents has no environments."""
+    by_service, records = visible(store, pipeline, principal, names)
+    for record in records:
+        entry: dict[str, Any] = {
             "version": record.version,
-            "hash": record.hash,
+            "hash": record.hash or None,
             "created_at": record.created_at,
         }
+        if record.retired:
+            entry["retired"] = True
+        by_service[record.service][record.environment] = entry
     return {
         "services": [
             {

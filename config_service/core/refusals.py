@@ -50,6 +50,17 @@ def not_found(message: str) -> Refused:
     return Refused("not_found", message)
 
 
+def retired(record: Any) -> Refused:
+    """`retired`: the document's current version is a retire (`record`, a VersionRecord)."""
+    last = record.version - 1
+    return Refused(
+        "retired",
+        f"{record.service!r} in {record.environment!r} was retired at version {record.version}; "
+        f"its last version with a config is {last} (the next push revives it)",
+        [{"retired_version": record.version, "last_version": last}],
+    )
+
+
 def precondition_failed(message: str, current: int | None) -> Refused:
     return Refused("precondition_failed", message, [{"current_version": current}])
 

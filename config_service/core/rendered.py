@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
+from cachetools import LRUCache
+
+from config_service import tsk
+from config_service.core.refusals import not_found
 from config_service.store import Store, VersionRecord
 
 # Old versions rendered for `versions/{n}` are kept in a small LRU, bounded in count and in
@@ -42,8 +46,10 @@ class Rendered:
 
 def render(record: VersionRecord) -> Rendered:
     metadata = json.dumps(record.metadata(), ensure_ascii=False, separators=(",", ":"))
-    # The stored wire JSON is spliced in as it is, not parsed and dumped again.
-    json_body = (metadata[:-1] + ',"config":' + record.config + "}").encode("utf-8")
+    # The stored wire JSON is spliced in as it is, not parsed and dumped again. A retire has
+    # none: readers are answered `retired` (config_service/http/read.py).
+    config = record.config if not record.retired else "null"
+    json_body = (metadata[:-1] + ',"config":' + config + "}").encode("utf-8")
     return Rendered(
         record=record,
         etag=f'"{record.version}"',
@@ -52,15 +58,53 @@ def render(record: VersionRecord) -> Rendered:
     )
 
 
+def key_at(rendered: Rendered, pointer: str) -> dict[str, Any]:
+    """One key of a version: `{"path", "value", "version"}` (value in wire form, an `@env` as
+    `{"$env", "default"}`); `not_found` naming the path when the version has none there."""
+    found, value = tsk.value_at(json.loads(rendered.record.config), tsk.pointer_parts(pointer))
+    if not found:
+        record = rendered.record
+        raise not_found(
+            f"version {record.version} of {record.service!r} in {record.environment!r} has "
+            f"nothing at {pointer}"
+        )
+    return {"path": pointer, "value": value, "version": rendered.version}
+
+OldKey = tuple[str, str, int]
+
+
+class OldVersions(LRUCache[OldKey, Rendered]):
+    """Least recently used old versions, bounded in bytes (each counts its rendered size) and
+    in count. Not thread-safe on its own: `RenderedVersions` holds its lock around it."""
+
+    def __init__(self, max_versions: int, max_bytes: int) -> None:
+        super().__init__(maxsize=max_bytes, getsizeof=_rendered_size)
+        self.max_versions = max_versions
+
+    def __setitem__(self, key: OldKey, value: Rendered) -> None:
+        super().__setitem__(key, value)  # evicts the least recently used past the byte bound
+        while len(self) > self.max_versions:
+            self.popitem()
+
+
+def _rendered_size(rendered: Rendered) -> int:
+    return rendered.size
+
+
 class RenderedVersions:
     """The rendered versions of one server: every current one, and an LRU of old ones."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_old_versions: int = RENDERED_CACHE_SIZE,
+        max_old_bytes: int = RENDERED_CACHE_BYTES,
+    ) -> None:
         self._store = store
         self._lock = threading.Lock()
         self._current: dict[tuple[str, str], Rendered] = {}
-        self._old: OrderedDict[tuple[str, str, int], Rendered] = OrderedDict()
-        self._old_bytes = 0
+        self._old = OldVersions(max_old_versions, max_old_bytes)
 
     def remember(self, rendered: Rendered) -> Rendered:
         """Keep `rendered` as its document's current version unless a newer one is known;
@@ -101,30 +145,21 @@ class RenderedVersions:
             return current
         key = (service, environment, number)
         with self._lock:
-            cached = self._old.get(key)
+            cached = self._old.get(key)  # a hit makes it the most recently used
             if cached is not None:
-                self._old.move_to_end(key)
                 return cached
         record = self._store.get_version(service, environment, number)
         if record is None:
             return None
         rendered = render(record)
-        size = rendered.size
-        if size > RENDERED_CACHE_BYTES:
-            return rendered
+        if rendered.size > self._old.maxsize:
+            return rendered  # larger than the whole bound: served, not kept
         with self._lock:
-            replaced = self._old.pop(key, None)
-            if replaced is not None:
-                self._old_bytes -= replaced.size
             self._old[key] = rendered
-            self._old_bytes += size
-            while len(self._old) > RENDERED_CACHE_SIZE or self._old_bytes > RENDERED_CACHE_BYTES:
-                _, evicted = self._old.popitem(last=False)
-                self._old_bytes -= evicted.size
         return rendered
 
     @property
     def old_versions_cached(self) -> tuple[int, int]:
         """(versions, bytes) of the old versions held rendered in memory."""
         with self._lock:
-            return len(self._old), self._old_bytes
+            return len(self._old), int(self._old.currsize)

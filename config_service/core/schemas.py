@@ -72,6 +72,8 @@ class Schemas:
                 continue
             if record.service not in affected or candidate.validator(record.service) is None:
                 continue
+            if record.retired:  # no config to check
+                continue
             data = tsk.from_wire(json.loads(record.config))
             for failure in schema_failures(candidate, record.service, data):
                 conflicts.append(
@@ -159,6 +161,8 @@ class Schemas:
             record, created = transaction.append_schema(
                 name, stored_text, digest, principal.name, principal.token_id, audit
             )
+            if name not in self.settings.sections:  # a service's schema makes the service exist
+                transaction.create_service(name, "schema", principal.name, None)
             if created:
                 candidate = check.candidate
                 transaction.after_commit(lambda: self._use(candidate))

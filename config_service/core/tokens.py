@@ -117,6 +117,13 @@ class TokenBook:
         record = self._by_id.get(principal.token_id)
         return record is not None and record.revoked_at is None
 
+    def principal_of(self, token_id: str) -> Principal | None:
+        """The principal of a live token by its id (a console session acts for one), or None."""
+        record = self._by_id.get(token_id)
+        if record is None or record.revoked_at is not None:
+            return None
+        return Principal.from_record(record)
+
     def recall(self, credentials: bytes) -> Principal | None:
         """The principal of `credentials` (the bytes presented, as presented) when they were
         `remember`ed and their token is unchanged since; None to check them afresh."""
@@ -223,7 +230,14 @@ class Tokens(TokenBook):
             request_id=request_id,
             detail={"id": token_id},
         )
-        record = self._store.write(lambda transaction: transaction.revoke_token(token_id, audit))
+
+        def revoke(transaction: Transaction) -> TokenRecord | None:
+            revoked = transaction.revoke_token(token_id, audit)
+            if revoked is not None:
+                transaction.delete_sessions(token_id=token_id)  # its console sessions end with it
+            return revoked
+
+        record = self._store.write(revoke)
         if record is None:
             raise not_found(f"there is no token {token_id!r}")
         self.put(record)

@@ -1,7 +1,7 @@
 """`Core`: the rules of one server process wired to its store, for any number of HTTP apps or none.
 
-It holds one object per concept (access, tokens, rendered versions, schemas, documents,
-instances, audit); handlers, file sync and tests call them. It opens and closes the store,
+It holds one object per concept (access, tokens, rendered versions, schemas, services,
+documents, instances, audit); handlers, file sync and tests call them. It opens and closes the store,
 and tells listeners of every commit and of every document or schema the rules refuse.
 """
 
@@ -12,10 +12,13 @@ from collections.abc import Callable
 
 from config_service.core.access import Access
 from config_service.core.audit import Audit
+from config_service.core.console import Console
 from config_service.core.documents import Documents
 from config_service.core.instances import Instances
 from config_service.core.rendered import Rendered, RenderedVersions, render
 from config_service.core.schemas import Schemas
+from config_service.core.services import Services
+from config_service.core.sessions import Sessions
 from config_service.core.tokens import Tokens
 from config_service.settings import Settings
 from config_service.store import SqliteStore, Store, StoreUnavailable, VersionRecord
@@ -44,9 +47,16 @@ class Core:
         self.tokens = Tokens(self.store, settings.admin_token_path)
         self.versions = RenderedVersions(self.store)
         self.schemas = Schemas(settings, self.store, self.access, self._refused)
-        self.documents = Documents(settings, self.store, self.versions, self.schemas, self._refused)
+        self.services = Services(
+            self.store, self.access, settings.sections, settings.pipeline, settings.open_services
+        )
+        self.documents = Documents(
+            settings, self.store, self.versions, self.schemas, self.services, self._refused
+        )
         self.instances = Instances(settings, self.store, self.versions)
         self.audit = Audit(self.store)
+        self.sessions = Sessions(self.store, self.tokens, settings.session_idle)
+        self.console = Console(settings, self.access, self.versions, self.documents, self.instances)
         self._commit_listeners: list[CommitListener] = []
         self._refusal_listeners: list[RefusalListener] = []
         self.store.add_commit_listener(self._committed)

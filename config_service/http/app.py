@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config_service.core.refusals import Refused, store_unavailable
@@ -30,6 +30,8 @@ from config_service.http import (
     tokens,
 )
 from config_service.http.access_log import AccessLog
+from config_service.http.console.routes import console_app
+from config_service.http.console.routes import route_names as console_route_names
 from config_service.http.errors import error_body, refusal_body, refusal_headers, status_of
 from config_service.http.metrics import Metrics
 from config_service.http.openapi import Endpoint, build_openapi
@@ -52,8 +54,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/metrics", operations.metrics, "Prometheus metrics", "public"),
     Endpoint("GET", "/openapi.json", operations.openapi, "This description", "public"),
     Endpoint("GET", "/v1/services", operations.list_services, "Every service in scope, with its current versions", "reader"),
-    Endpoint("PUT", DOCUMENT, configs.put_config, "Push a document (TSK or JSON body); If-Match for compare-and-set", "writer", (200, 201, 400, 404, 412, 413, 415, 422), "tsk-or-json", parameters=("If-Match", "X-Config-Message")),
-    Endpoint("GET", DOCUMENT, read.get_config, "The current version; If-None-Match gives 304; ?wait=N long-polls", "reader", (200, 304, 400, 404, 422), parameters=("wait", "If-None-Match")),
+    Endpoint("POST", "/v1/services", operations.create_service, "Create a service (pushes to a service that does not exist are 404 unknown_service)", "admin", (200, 201, 400, 403, 415, 422), "json"),
+    Endpoint("DELETE", "/v1/services/{service}", operations.retire_service, "Retire every document of the service", "admin", (200, 403, 404, 422)),
+    Endpoint("PUT", DOCUMENT, configs.put_config, "Push a document (TSK or JSON body); If-Match for compare-and-set; 404 unknown_service for a service that does not exist", "writer", (200, 201, 400, 404, 412, 413, 415, 422), "tsk-or-json", parameters=("If-Match", "X-Config-Message")),
+    Endpoint("DELETE", DOCUMENT, configs.retire_config, "Retire the document: a retire version, no config; reads answer 404 retired until the next push revives it", "writer", (200, 201, 400, 403, 404, 412, 422), parameters=("If-Match", "X-Config-Message")),
+    Endpoint("GET", DOCUMENT, read.get_config, "The current version; If-None-Match gives 304; ?wait=N long-polls; ?path= one key; 404 retired for a retired document", "reader", (200, 304, 400, 404, 422), parameters=("wait", "path", "If-None-Match")),
     Endpoint("GET", DOCUMENT + "/versions", configs.list_versions, "History, newest first (?limit, ?before)", "reader", (200, 400, 404, 422), parameters=("limit", "before")),
     Endpoint("GET", DOCUMENT + "/versions/{version}", configs.get_version, "One version; immutable", "reader", (200, 400, 404, 422)),
     Endpoint("GET", DOCUMENT + "/diff", configs.diff_versions, "Structural and unified diff of two versions (?from=N&to=M)", "reader", (200, 400, 404, 422), parameters=("from_version", "to_version")),
@@ -195,6 +200,7 @@ def create_app(settings: Settings, core: Core | None = None) -> Starlette:
                 rendered,
                 sequence=record.sequence,
                 hash=record.hash,
+                retired=record.retired,
             )
 
         core.add_commit_listener(publish)
@@ -229,9 +235,11 @@ def create_app(settings: Settings, core: Core | None = None) -> Starlette:
             if access_log is not None:
                 access_log.flush()
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route(endpoint.path, endpoint.handler, methods=[endpoint.method]) for endpoint in ENDPOINTS
     ]
+    # The web console (docs/console.md): pages and forms over the same core calls.
+    routes.append(Mount("/ui", app=console_app()))
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
@@ -244,5 +252,6 @@ def create_app(settings: Settings, core: Core | None = None) -> Starlette:
     app.state.openapi = build_openapi(ENDPOINTS)
     app.state.telemetry = telemetry
     route_names = {endpoint.handler: endpoint.path for endpoint in ENDPOINTS}
+    route_names.update(console_route_names())
     app.add_middleware(RequestContext, routes=route_names, telemetry=telemetry)
     return app

@@ -1,5 +1,5 @@
 """Handlers of `/v1/configs/...` besides the read of the current version (`read.py`): push,
-history, one version, diffs, rollback, promote. Each reads the request, makes one call into
+history, one version, diffs, rollback, promote, retire. Each reads the request, makes one call into
 the core, and renders what it returns."""
 
 from __future__ import annotations
@@ -202,3 +202,18 @@ async def promote(request: Request) -> Response:
         request_id(request),
     )
     return _metadata_response(rendered.record, 201 if created else 200)
+
+
+async def retire_config(request: Request) -> Response:
+    """`DELETE /v1/configs/{service}/{environment}`: 201 with the retire version's metadata,
+    200 when the document was retired already."""
+    core = core_of(request)
+    principal = authenticate(request)
+    service, environment = _document(request)
+    core.access.check_document(principal, "writer", service, environment)
+    if_match = parse_if_match(request.headers.get("if-match"))
+    message = _config_message(request.headers.get("x-config-message", ""))
+    record, created = await run_in_threadpool(
+        core.documents.retire, principal, service, environment, if_match, message, request_id(request)
+    )
+    return _metadata_response(record, 201 if created else 200)

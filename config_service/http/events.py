@@ -5,8 +5,9 @@ then one coroutine waiting on its subscription plus one small task that notices 
 leaving. Under `tskcfg serve` it is lighter still: once the refusals are checked and the
 missed events replayed, the stream is handed to the HTTP protocol (`DETACH`, offered in
 the scope's extensions by config_service/http1/protocol.py), which writes each event
-straight from the change hub's publish, with no task at all. Either way an event's bytes
-are made here, once per event (`frame`).
+straight from the change hub's publish, with no task at all. Either way one `LiveStream`
+decides what the stream writes (each event once and in order, a ping when quiet, the end
+once the token is revoked), and an event's bytes are made once per event for every stream.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
+from config_service.core.access import Principal
 from config_service.core.documents import Documents
 from config_service.core.refusals import bad_request
 from config_service.core.rendered import Rendered
@@ -29,7 +32,7 @@ from config_service.hub import ChangeEvent, ChangeHub, Subscription, Subscriptio
 HEARTBEAT_SECONDS = 15.0
 REPLAY_PAGE = 500
 # The scope extension a server offers to take over a stream once it is live:
-# `detach(subscription, sent, still_allowed) -> bool` (see config_service/http1/protocol.py).
+# `detach(stream: LiveStream) -> bool` (see config_service/http1/protocol.py).
 DETACH = "tskcfg.detach_stream"
 HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -45,7 +48,58 @@ PING = b": ping\n\n"
 def frame(event: ChangeEvent) -> bytes:
     """The event framed for Server-Sent Events, built once and shared by every stream."""
     data = json.dumps(event.to_dict(), separators=(",", ":"), ensure_ascii=False)
-    return f"id: {event.sequence}\nevent: version\ndata: {data}\n\n".encode()
+    kind = "retired" if event.retired else "version"
+    return f"id: {event.sequence}\nevent: {kind}\ndata: {data}\n\n".encode()
+
+
+@dataclass(frozen=True)
+class Framing:
+    """The bytes of a stream's events and pings as its writer puts them on the connection."""
+
+    event: Callable[[ChangeEvent], bytes]
+    ping: bytes
+
+
+# What an ASGI server frames further (HTTP/1.1 chunks) itself.
+SSE = Framing(event=frame, ping=PING)
+
+
+class LiveStream:
+    """One live event stream's writer, whoever moves its bytes: the ASGI loop below, awaiting
+    its subscription, or the HTTP protocol after it took the stream over, called from the
+    hub's publish. Each event is written once, in order (what the replay sent is skipped); a
+    quiet stream gets a ping, and the stream ends at the first ping after its token is revoked.
+    """
+
+    __slots__ = ("subscription", "still_allowed", "framing", "sent")
+
+    def __init__(
+        self,
+        subscription: Subscription,
+        still_allowed: Callable[[], bool],
+        framing: Framing = SSE,
+        sent: int = 0,
+    ) -> None:
+        self.subscription = subscription
+        self.still_allowed = still_allowed
+        self.framing = framing
+        self.sent = sent  # the sequence of the last event written (or passed over)
+
+    def event(self, event: ChangeEvent) -> bytes | None:
+        """The bytes of `event`, or None when it was written already."""
+        if event.sequence <= self.sent:
+            return None
+        self.sent = event.sequence
+        return self.framing.event(event)
+
+    def passed(self, sequence: int) -> None:
+        """An event this stream does not accept was read: resume after it."""
+        if sequence > self.sent:
+            self.sent = sequence
+
+    def ping(self) -> bytes | None:
+        """The bytes of a ping, or None when the token was revoked: the stream ends."""
+        return self.framing.ping if self.still_allowed() else None
 
 
 def _last_event_id(request: Request) -> int | None:
@@ -65,11 +119,17 @@ async def _disconnected(receive: Receive) -> None:
             return
 
 
-async def _stream(scope: Scope, receive: Receive, send: Send) -> None:
-    """The event stream; refusals (401, 403, 400, 404, 422) are raised before it starts."""
+async def stream(
+    scope: Scope, receive: Receive, send: Send, principal: Principal | None = None
+) -> None:
+    """The event stream; refusals (401, 403, 400, 404, 422) are raised before it starts.
+
+    The caller is the bearer token of the request, or `principal` when the caller is known
+    another way (the console's session, config_service/http/console).
+    """
     request = Request(scope, receive)
     core = core_of(request)
-    principal = authenticate(request)
+    principal = principal if principal is not None else authenticate(request)
     service = request.query_params.get("service") or None
     environment = request.query_params.get("environment") or None
     core.access.check_event_filter(principal, service, environment)
@@ -96,7 +156,8 @@ async def _stream(scope: Scope, receive: Receive, send: Send) -> None:
 
     # Subscribe before replaying, so nothing published during the replay is lost.
     # Owned by the token: revoking it closes the subscription, which ends the stream.
-    subscription = hub.subscribe(accepts, principal.token_id)
+    stream = LiveStream(hub.subscribe(accepts, principal.token_id), lambda: tokens.is_live(principal))
+    subscription = stream.subscription
     listener = asyncio.ensure_future(_disconnected(receive))
     detached = False
 
@@ -108,29 +169,24 @@ async def _stream(scope: Scope, receive: Receive, send: Send) -> None:
     try:
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
         await send({"type": "http.response.body", "body": b"retry: 2000\n\n", "more_body": True})
-        sent = 0
         if last_id is not None:
-            sent = await _replay(send, core.documents, subscription, accepts, last_id)
+            await _replay(send, core.documents, stream, accepts, last_id)
         detach = scope.get("extensions", {}).get(DETACH)
         if detach is not None and not subscription.closed:
-            detached = detach(subscription, sent, lambda: tokens.is_live(principal))
+            detached = detach(stream)
             if detached:
                 return  # the protocol streams from here on; this task ends
         while True:
             try:
                 event = await subscription.next(timeout=HEARTBEAT_SECONDS)
             except SubscriptionClosed:
-                # Closed: the client left, or it fell too far behind and should resume
-                # with Last-Event-ID. Either way the stream ends here.
+                # Closed: the client left, the token was revoked, or the client fell too far
+                # behind and should resume with Last-Event-ID. Either way the stream ends here.
                 break
-            if not tokens.is_live(principal):
-                break  # revoked (the revocation closes the subscription too)
-            if event is None:
-                chunk = PING
-            elif event.sequence > sent:
-                sent = event.sequence
-                chunk = frame(event)
-            else:
+            chunk = stream.ping() if event is None else stream.event(event)
+            if chunk is None:
+                if event is None:
+                    break  # revoked
                 continue
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         if not listener.done():
@@ -144,27 +200,30 @@ async def _stream(scope: Scope, receive: Receive, send: Send) -> None:
 async def _replay(
     send: Send,
     documents: Documents,
-    subscription: Subscription,
+    stream: LiveStream,
     accepts: Callable[[ChangeEvent], bool],
     last_id: int,
-) -> int:
-    """Send what was stored after `last_id` that the stream accepts; the last sequence read."""
+) -> None:
+    """Send what was stored after `last_id` that the stream accepts."""
     # An id past the store's last event (one from a restored or fresh store) means the client
     # has seen everything there is; without this, live events would be skipped until the
     # sequence caught up with it.
-    sent = min(last_id, await run_in_threadpool(documents.last_sequence))
-    while not subscription.closed:
-        records = await run_in_threadpool(documents.versions_after, sent, REPLAY_PAGE)
+    stream.passed(min(last_id, await run_in_threadpool(documents.last_sequence)))
+    while not stream.subscription.closed:
+        records = await run_in_threadpool(documents.versions_after, stream.sent, REPLAY_PAGE)
         for record in records:
             replayed = ChangeEvent(
-                record.sequence, record.service, record.environment, record.version, record.hash
+                record.sequence, record.service, record.environment, record.version, record.hash,
+                record.retired,
             )
-            sent = record.sequence
-            if accepts(replayed):
-                await send({"type": "http.response.body", "body": frame(replayed), "more_body": True})
+            if not accepts(replayed):
+                stream.passed(record.sequence)
+                continue
+            chunk = stream.event(replayed)
+            if chunk is not None:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
         if len(records) < REPLAY_PAGE:
             break
-    return sent
 
 
 class EventStream:
@@ -173,7 +232,7 @@ class EventStream:
     __name__ = "events"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await _stream(scope, receive, send)
+        await stream(scope, receive, send)
 
 
 events = EventStream()

@@ -88,6 +88,7 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     "action": _query("action", {"type": "string"}, "Only this action"),
     "actor": _query("actor", {"type": "string"}, "Only this actor (token name)"),
     "last_event_id": _query("last_event_id", {"type": "integer", "minimum": 0}, "Resume after this event id"),
+    "path": _query("path", {"type": "string", "maxLength": 1024}, "One key: a JSON pointer like /database/pool_size; answers {path, value, version}"),
     "If-Match": _header("If-Match", 'Compare-and-set: a quoted version ("3"), "0" (must not exist) or *'),
     "If-None-Match": _header("If-None-Match", 'A quoted version: 304 while it is current (with wait, a long poll)'),
     "X-Config-Message": _header("X-Config-Message", "The version's message, percent-encoded UTF-8"),

@@ -1,4 +1,4 @@
-"""Handlers that need no document: health, metrics, the OpenAPI description, the service list."""
+"""Handlers that need no document: health, metrics, the OpenAPI description, the services."""
 
 from __future__ import annotations
 
@@ -9,8 +9,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from config_service import __version__
+from config_service.core.access import require_admin
+from config_service.core.refusals import bad_request
 from config_service.http.metrics import CONTENT_TYPE_LATEST
-from config_service.http.requests import authenticate, core_of, json_response
+from config_service.http.requests import (
+    authenticate,
+    core_of,
+    json_response,
+    read_json_object,
+    request_id,
+)
 
 logger = logging.getLogger("config_service")
 
@@ -42,3 +50,29 @@ async def openapi(request: Request) -> Response:
 async def list_services(request: Request) -> Response:
     principal = authenticate(request)
     return json_response(await run_in_threadpool(core_of(request).documents.services, principal))
+
+
+async def create_service(request: Request) -> Response:
+    """`POST /v1/services {"service": name}` (admin): 201 with the service, 200 when it exists."""
+    core = core_of(request)
+    principal = authenticate(request)
+    require_admin(principal)
+    body = await read_json_object(request)
+    name = body.get("service")
+    if not isinstance(name, str):
+        raise bad_request("'service' is required: the name of the service to create")
+    record, created = await run_in_threadpool(core.services.create, principal, name, request_id(request))
+    return json_response(record.public(), 201 if created else 200)
+
+
+async def retire_service(request: Request) -> Response:
+    """`DELETE /v1/services/{service}` (admin): retire every document of the service."""
+    core = core_of(request)
+    principal = authenticate(request)
+    require_admin(principal)
+    service = request.path_params["service"]
+    core.access.check_names(service)
+    result = await run_in_threadpool(
+        core.documents.retire_service, principal, service, "", request_id(request)
+    )
+    return json_response(result)

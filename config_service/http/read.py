@@ -16,6 +16,7 @@ See docs/lifecycle.md ("Long poll") for what a client sees.
 from __future__ import annotations
 
 import asyncio
+import json
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -26,9 +27,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope
 
+from config_service import tsk
 from config_service.core.access import Principal
-from config_service.core.refusals import Refused, bad_request, not_found, unauthorized
-from config_service.core.rendered import Rendered
+from config_service.core.refusals import Refused, bad_request, not_found, retired, unauthorized
+from config_service.core.rendered import Rendered, key_at
 from config_service.core.wiring import Core
 from config_service.http.errors import refusal_body, refusal_headers, status_of
 from config_service.http.requests import authenticate_header, etags, parse_number, parse_seconds
@@ -59,6 +61,7 @@ class ReadRequest:
     conditional: bool
     tags: list[str] | None
     source: bool  # Accept: text/x-tsk
+    path: str | None = None  # ?path=/a/b: one key (`{path, value, version}`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,8 +154,29 @@ def parse_head(
             raise bad_request(f"If-None-Match must hold quoted versions like '\"3\"', not {header!r}")
     source = accept is not None and b"text/x-tsk" in accept
     return ReadRequest(
-        principal, service, environment, wait, if_none_match is not None, tags, source
+        principal, service, environment, wait, if_none_match is not None, tags, source,
+        _path(query) if b"path=" in query else None,
     )
+
+
+# Longest `?path=` pointer read (a key is at most a line of a document anyway).
+MAX_PATH = 1024
+
+
+def _path(query: bytes) -> str | None:
+    """`?path=` (a JSON pointer), checked; None when absent."""
+    text = dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True)).get("path")
+    if text is None:
+        return None
+    if len(text) > MAX_PATH:
+        raise bad_request(f"the parameter 'path' is {len(text)} characters; at most {MAX_PATH}")
+    try:
+        tsk.pointer_parts(text)
+    except ValueError as error:
+        raise bad_request(f"the parameter 'path': {error}") from None
+    if not text:
+        raise bad_request("the parameter 'path' names the whole document; leave it out for that")
+    return text
 
 
 def decide(request: ReadRequest, current: Rendered | None) -> Reply | Hold:
@@ -160,7 +184,7 @@ def decide(request: ReadRequest, current: Rendered | None) -> Reply | Hold:
     if not request.conditional:
         if current is None:
             raise _missing(request)
-        return document_reply(current, request.source)
+        return answer(request, current)
     tags = request.tags
     matches = current is not None and (tags is None or current.etag[1:-1] in tags)
     if request.wait > 0 and tags is not None and len(tags) == 1:
@@ -171,7 +195,15 @@ def decide(request: ReadRequest, current: Rendered | None) -> Reply | Hold:
         raise _missing(request)
     if matches:
         return not_modified(current)
-    return document_reply(current, request.source)
+    return answer(request, current)
+
+
+def answer(request: ReadRequest, rendered: Rendered) -> Reply:
+    """200 with the document (or, for `?path=`, the one key) the request asks for."""
+    if request.path is None or rendered.record.retired:
+        return document_reply(rendered, request.source)
+    body = json.dumps(key_at(rendered, request.path), ensure_ascii=False, separators=(",", ":"))
+    return _reply(200, b"application/json", rendered.etag.encode("ascii"), body.encode("utf-8"))
 
 
 def after_hold(core: Core, hold: Hold, newer: Rendered | None) -> Reply:
@@ -181,14 +213,14 @@ def after_hold(core: Core, hold: Hold, newer: Rendered | None) -> Reply:
     if not core.tokens.is_live(request.principal):
         raise unauthorized("the token was revoked while the request waited")
     if newer is not None:
-        return document_reply(newer, request.source)
+        return answer(request, newer)
     latest = core.versions.cached(request.service, request.environment) or hold.rendered
     if latest is None:
         return not_modified(None)
     if latest.version != hold.known:
         # Committed just before the time ran out, its wake-up not yet here: the client's
         # version is stale, so it gets the new one (a 304 must not name a version it lacks).
-        return document_reply(latest, request.source)
+        return answer(request, latest)
     return not_modified(latest)
 
 
@@ -213,8 +245,14 @@ class _Framed:
 
     def __init__(self, rendered: Rendered) -> None:
         etag = rendered.etag.encode("ascii")
-        self.json = _reply(200, b"application/json", etag, rendered.json_body)
-        self.source = _reply(200, b"text/x-tsk; charset=utf-8", etag, rendered.source_body)
+        if rendered.record.retired:
+            # A retired document answers 404 `retired`, with the retire's ETag to long-poll on.
+            gone = refusal_reply(retired(rendered.record))
+            headers = [*gone.headers, (b"etag", etag)]
+            self.json = self.source = Reply(gone.status, headers, _header_lines(headers), gone.body)
+        else:
+            self.json = _reply(200, b"application/json", etag, rendered.json_body)
+            self.source = _reply(200, b"text/x-tsk; charset=utf-8", etag, rendered.source_body)
         self.not_modified = _not_modified(etag)
         key = id(rendered)
 

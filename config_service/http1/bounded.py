@@ -21,7 +21,10 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from typing import Any, ClassVar
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -77,22 +80,29 @@ class Refusals:
         self.logged_at = now
 
 
+@dataclass
+class ConnectionBounds:
+    """The bounds of one server, shared by all its connections: how long a body may take after
+    its head, how many connections may be open, and the connections awaiting a head."""
+
+    body_seconds: float = 30.0
+    max_connections: int = 16_384
+    refusals: Refusals = field(default_factory=Refusals)
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """`HttpToolsProtocol` that refuses a request head larger than `MAX_HEAD` bytes with 431,
     closes the connection when a head takes longer than `HEAD_SECONDS`, answers 408 when a
-    body takes longer than `body_seconds` after its head, and closes connections past
-    `max_connections` as soon as they are accepted.
+    body takes longer than `bounds.body_seconds` after its head, and closes connections past
+    `bounds.max_connections` as soon as they are accepted.
 
-    Subclass it to set `body_seconds` and `max_connections` (`protocol_for` in
-    `protocol.py` does, from the settings).
+    uvicorn makes each connection's protocol with its own arguments; `bounded_protocol`
+    makes the factory that adds one server's `bounds` to them.
     """
 
-    body_seconds: ClassVar[float] = 30.0
-    max_connections: ClassVar[int] = 16_384
-    refusals: ClassVar[Refusals] = Refusals()
-
-    def __init__(self, *arguments: Any, **options: Any) -> None:
+    def __init__(self, *arguments: Any, bounds: ConnectionBounds, **options: Any) -> None:
         super().__init__(*arguments, **options)
+        self.bounds = bounds
         # True from the end of a request's head to the end of its body (or the connection's).
         self._in_body = False
         self._body_timer: asyncio.TimerHandle | None = None
@@ -113,15 +123,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # made by closing the connection that has waited longest for a request head; with none
         # waiting, this one is closed before a byte is read or a timer set, so a flood of
         # connections costs little either way.
-        if len(self.connections) > self.max_connections and not self._make_room():
+        if len(self.connections) > self.bounds.max_connections and not self._make_room():
             self._in_head = False
             self._refuse_connection()
             return
-        self.refusals.awaiting_head[self] = None
+        self.bounds.refusals.awaiting_head[self] = None
         self._start_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.refusals.awaiting_head.pop(self, None)
+        self.bounds.refusals.awaiting_head.pop(self, None)
         if self.timeout_keep_alive_task is not None:
             self.timeout_keep_alive_task.cancel()
             self.timeout_keep_alive_task = None
@@ -210,7 +220,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._in_head = True
             self._head_began = True
             self._head_bytes = 0
-            self.refusals.awaiting_head[self] = None
+            self.bounds.refusals.awaiting_head[self] = None
 
     def on_headers_complete(self) -> None:
         if len(self.pipeline) >= MAX_PIPELINE:
@@ -221,7 +231,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = False
         self._head_began = False
         self._head_bytes = 0
-        self.refusals.awaiting_head.pop(self, None)
+        self.bounds.refusals.awaiting_head.pop(self, None)
         self._stop_head_timer()
         self._in_body = True
         self._answered_at_once = self._answer_at_once()
@@ -283,7 +293,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _start_body_timer(self) -> None:
         if self._body_timer is None:
-            self._body_timer = self.loop.call_later(self.body_seconds, self._body_too_slow)
+            self._body_timer = self.loop.call_later(self.bounds.body_seconds, self._body_too_slow)
 
     def _stop_body_timer(self) -> None:
         if self._body_timer is not None:
@@ -305,17 +315,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             # An answer is under way (one that did not wait for the body, or an earlier
             # request's): a 408 now would be read as part of it, so the connection only closes.
             self.logger.warning(
-                "closed a connection whose request body took over %.0f s", self.body_seconds
+                "closed a connection whose request body took over %.0f s", self.bounds.body_seconds
             )
             self.transport.close()
             return
         body = error_body(
             "request_timeout",
-            f"the request body did not arrive within {self.body_seconds:g} s of its head",
+            f"the request body did not arrive within {self.bounds.body_seconds:g} s of its head",
         )
         self.logger.warning(
             "answered 408 to a request whose body took over %.0f s: %s %r",
-            self.body_seconds,
+            self.bounds.body_seconds,
             cycle.scope["method"],
             cycle.scope["path"],
         )
@@ -328,7 +338,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # The application, waiting for the rest of the body, is told the client left (and its
         # own answer, if it tries one, goes nowhere); the scope says why.
         scope: Any = cycle.scope
-        scope.setdefault("extensions", {})[BODY_TIMED_OUT] = self.body_seconds
+        scope.setdefault("extensions", {})[BODY_TIMED_OUT] = self.bounds.body_seconds
         cycle.response_started = True
         cycle.disconnected = True
         cycle.message_event.set()
@@ -341,22 +351,22 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _make_room(self) -> bool:
         """Close the connection that has waited longest for a request head, if one has and is
         not answering an earlier request: True when room was made."""
-        waiting = self.refusals.awaiting_head
+        waiting = self.bounds.refusals.awaiting_head
         for oldest in list(waiting):
             del waiting[oldest]
             if oldest.transport.is_closing() or oldest._answering() or oldest.pipeline:
                 continue
             oldest._stop_head_timer()
             oldest.transport.close()
-            self.refusals.evicted += 1
-            self.refusals.log(self.logger, self.max_connections)
+            self.bounds.refusals.evicted += 1
+            self.bounds.refusals.log(self.logger, self.bounds.max_connections)
             return True
         return False
 
     def _refuse_connection(self) -> None:
         self.transport.close()
-        self.refusals.count += 1
-        self.refusals.log(self.logger, self.max_connections)
+        self.bounds.refusals.count += 1
+        self.bounds.refusals.log(self.logger, self.bounds.max_connections)
 
     def _answering(self) -> bool:
         """True while an earlier request on this connection is still being answered."""
@@ -391,3 +401,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             b"connection: close\r\n\r\n" + body
         )
         self.transport.close()
+
+
+def bounded_protocol(bounds: ConnectionBounds | None = None) -> Callable[..., BoundedHttpToolsProtocol]:
+    """What uvicorn's `http=` takes: makes each connection's protocol with one server's bounds."""
+    return partial(BoundedHttpToolsProtocol, bounds=bounds or ConnectionBounds())

@@ -28,8 +28,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from functools import lru_cache
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from functools import lru_cache, partial
+from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
 
@@ -38,8 +39,8 @@ from config_service.core.rendered import Rendered
 from config_service.core.wiring import Core
 from config_service.http import events, read
 from config_service.http.telemetry import Telemetry
-from config_service.http1.bounded import BoundedHttpToolsProtocol, Refusals
-from config_service.hub import ChangeEvent, ChangeHub, Subscription, Waiter
+from config_service.http1.bounded import BoundedHttpToolsProtocol, ConnectionBounds
+from config_service.hub import ChangeEvent, ChangeHub, Waiter
 
 logger = logging.getLogger("config_service")
 
@@ -64,15 +65,8 @@ def event_chunk(event: ChangeEvent) -> bytes:
     return chunk(events.frame(event))
 
 
-class _Stream:
-    """A live event stream owned by its connection: its subscription and the last id sent."""
-
-    __slots__ = ("subscription", "sent", "still_allowed")
-
-    def __init__(self, subscription: Subscription, sent: int, still_allowed: Callable[[], bool]) -> None:
-        self.subscription = subscription
-        self.sent = sent
-        self.still_allowed = still_allowed
+# A stream this protocol took over is written as HTTP/1.1 chunks, each made once for all.
+CHUNKED = events.Framing(event=event_chunk, ping=PING)
 
 
 class _Streams:
@@ -147,26 +141,35 @@ class _Heads:
 MAX_HEADS = 1024
 
 
-class HotPathProtocol(BoundedHttpToolsProtocol):
-    """The bounded httptools protocol, answering hot config reads before they reach ASGI.
+@dataclass(eq=False)
+class ServerShared:
+    """What every connection of one server shares: the app's core, hub and telemetry, the live
+    event streams, the answer heads, and the connection bounds."""
 
-    Make a class bound to one app with `protocol_for(app)`.
-    """
-
-    core: ClassVar[Core]
-    hub: ClassVar[ChangeHub[Rendered]]
-    telemetry: ClassVar[Telemetry]
-    streams: ClassVar[_Streams]
+    core: Core
+    hub: ChangeHub[Rendered]
+    telemetry: Telemetry
+    bounds: ConnectionBounds
+    streams: _Streams = field(default_factory=_Streams)
     # The head of each answer up to its request id (status line, uvicorn's default headers,
     # the reply's own), made once per reply and shared by every connection of this server.
     # uvicorn renews its default headers (date, server) once a second; the heads are then
     # made anew.
-    heads: ClassVar[_Heads]
+    heads: _Heads = field(default_factory=_Heads)
 
-    def __init__(self, *arguments: Any, **options: Any) -> None:
-        super().__init__(*arguments, **options)
+
+class HotPathProtocol(BoundedHttpToolsProtocol):
+    """The bounded httptools protocol, answering hot config reads before they reach ASGI.
+
+    uvicorn makes one per connection; `protocol_for(app)` makes the factory that gives each
+    the `ServerShared` of one app.
+    """
+
+    def __init__(self, *arguments: Any, shared: ServerShared, **options: Any) -> None:
+        super().__init__(*arguments, bounds=shared.bounds, **options)
+        self.shared = shared
         self._held: _Held | None = None
-        self._stream: _Stream | None = None
+        self._stream: events.LiveStream | None = None
         # A hot answer starts the next pipelined request from inside `_start_asgi_task`
         # (its `on_response`); that request waits here for the loop there, rather than
         # recursing once per pipelined request until the stack runs out.
@@ -229,7 +232,7 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         stream, self._stream = self._stream, None
         if stream is not None:
             stream.subscription.close()
-            self.streams.discard(self)
+            self.shared.streams.discard(self)
         super().connection_lost(exc)
 
     def shutdown(self) -> None:
@@ -245,7 +248,7 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         # Then every other parked long poll, those the application holds too (a document not
         # yet in memory, one that does not exist yet): their time is up now. (Closing the
         # subscriptions ends the event streams too.)
-        self.hub.stop()
+        self.shared.hub.stop()
         if held is not None:
             return
         if streaming:
@@ -289,8 +292,8 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         self._unset_keepalive_if_required()
         started_at = time.perf_counter()
         headers = self.headers
-        request_id = self.telemetry.request_id(headers)
-        core = self.core
+        request_id = self.shared.telemetry.request_id(headers)
+        core = self.shared.core
         try:
             request = read.parse_head(core, headers, query, *document)
             current = core.versions.cached(*document)
@@ -326,14 +329,14 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         document = read.document_of(scope["path"])
         if document is None:
             return False
-        core = self.core
+        core = self.shared.core
         parsed = scope.get("extensions", {}).pop(_PARSED, None)
         try:
             if parsed is not None:
                 request, request_id, started_at = parsed
             else:
                 started_at = time.perf_counter()
-                request_id = self.telemetry.request_id(scope["headers"])
+                request_id = self.shared.telemetry.request_id(scope["headers"])
                 request = read.parse(core, scope, *document)
             # Only now look at the document: out of scope, an existing document and a missing
             # one take the same steps to their 403, so the time taken says nothing of which.
@@ -348,7 +351,7 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         if isinstance(decision, read.Reply):
             self._reply(cycle, decision, request_id, started_at, soon=False)
             return True
-        hub = self.hub
+        hub = self.shared.hub
         service, environment = document
         rendered = decision.rendered
         assert rendered is not None  # held from memory only when the document is there
@@ -386,11 +389,11 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         try:
             newer = None
             if result is not None:
-                newer = read.newer_version(self.core, held.hold, result[1])
-            elif self.hub.stopping:
+                newer = read.newer_version(self.shared.core, held.hold, result[1])
+            elif self.shared.hub.stopping:
                 held.cycle.keep_alive = False  # answered because the server is stopping
             try:
-                reply = read.after_hold(self.core, held.hold, newer)
+                reply = read.after_hold(self.shared.core, held.hold, newer)
             except Refused as refused:  # the token was revoked while the request waited
                 reply = read.refusal_reply(refused)
             self._reply(held.cycle, reply, held.request_id, held.started_at, soon=True)
@@ -418,7 +421,7 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
     def _write(self, reply: read.Reply, request_id: bytes, keep_alive: bool) -> None:
         """Write the whole answer in one system call (closing the connection after it unless
         `keep_alive`)."""
-        head = self.heads.of(reply, self.server_state.default_headers)
+        head = self.shared.heads.of(reply, self.server_state.default_headers)
         transport = self.transport
         if keep_alive:
             transport.write(b"".join((head, request_id, b"\r\n\r\n", reply.body)))
@@ -428,14 +431,12 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
 
     def _record(self, path: str, request_id: bytes, status: int, started_at: float, *, soon: bool) -> None:
         seconds = time.perf_counter() - started_at
-        record = self.telemetry.finish_soon if soon else self.telemetry.finish
+        record = self.shared.telemetry.finish_soon if soon else self.shared.telemetry.finish
         record(request_id, "GET", path, ROUTE, status, seconds)
 
     # -- event streams -----------------------------------------------------------
 
-    def _detach_stream(
-        self, subscription: Subscription, sent: int, still_allowed: Callable[[], bool]
-    ) -> bool:
+    def _detach_stream(self, stream: events.LiveStream) -> bool:
         """Take over the live event stream of the current request; False if it cannot.
 
         Called by the `/v1/events` route once its head and replay are sent. From here the hub
@@ -445,7 +446,7 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         if self._stopping:
             # The server is stopping: the route ends the stream (a closed subscription ends
             # its loop) rather than streaming until the graceful shutdown gives up on it.
-            subscription.close()
+            stream.subscription.close()
             return False
         if (
             cycle is None
@@ -461,10 +462,11 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         # and it neither arms a keep-alive timer nor starts a pipelined request: the stream
         # owns the connection until it closes.
         cycle.response_complete = True
-        self._stream = _Stream(subscription, sent, still_allowed)
-        self.streams.add(self)
+        stream.framing = CHUNKED  # from here on the chunks are written here, not by uvicorn
+        self._stream = stream
+        self.shared.streams.add(self)
         # However the subscription ends (the token revoked, the client too slow), so does the stream.
-        subscription.redirect(self._stream_event, self._end_stream)
+        stream.subscription.redirect(self._stream_event, self._end_stream)
         return True
 
     def _stream_event(self, event: ChangeEvent) -> bool:
@@ -472,31 +474,32 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         stream = self._stream
         if stream is None or self.transport.is_closing():
             return False
-        if event.sequence <= stream.sent:
+        data = stream.event(event)
+        if data is None:
             return True  # already sent during the replay
         if self.flow.write_paused:
             # The client reads too slowly: end the stream; it resumes with Last-Event-ID.
             self._end_stream()
             return False
-        stream.sent = event.sequence
-        self.transport.write(event_chunk(event))
+        self.transport.write(data)
         return True
 
     def _ping(self) -> None:
         stream = self._stream
         if stream is None:
             return
-        if not stream.still_allowed():
+        data = stream.ping()
+        if data is None:
             self._end_stream()  # the token was revoked
         elif not self.flow.write_paused:
-            self.transport.write(PING)
+            self.transport.write(data)
 
     def _end_stream(self) -> None:
         stream, self._stream = self._stream, None
         if stream is None:
             return
         stream.subscription.close()
-        self.streams.discard(self)
+        self.shared.streams.discard(self)
         if not self.transport.is_closing():
             self.transport.write(END_OF_STREAM)
             self.transport.close()
@@ -576,22 +579,13 @@ def missing_uvicorn_internals() -> list[str]:
     return missing
 
 
-def protocol_for(app: Any) -> type[HotPathProtocol]:
-    """The protocol class for uvicorn's `http=`, bound to the server, hub and telemetry of `app`
-    (an app made by `create_app`)."""
+def protocol_for(app: Any) -> Callable[..., HotPathProtocol]:
+    """What uvicorn's `http=` takes for `app` (an app made by `create_app`): makes each
+    connection's protocol with the app's core, hub and telemetry and the server's bounds."""
     state = app.state
     settings = state.settings
-    return type(
-        "ConfigHttpProtocol",
-        (HotPathProtocol,),
-        {
-            "core": state.core,
-            "hub": state.hub,
-            "telemetry": state.telemetry,
-            "streams": _Streams(),
-            "heads": _Heads(),
-            "body_seconds": settings.body_timeout,
-            "max_connections": settings.max_connections,
-            "refusals": Refusals(),
-        },
+    bounds = ConnectionBounds(
+        body_seconds=settings.body_timeout, max_connections=settings.max_connections
     )
+    shared = ServerShared(core=state.core, hub=state.hub, telemetry=state.telemetry, bounds=bounds)
+    return partial(HotPathProtocol, shared=shared)

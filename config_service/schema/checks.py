@@ -25,6 +25,7 @@ from config_service.schema.keywords import (
     Validator,
     pattern_failures,
 )
+from config_service.schema.local import MARKER, local_paths, marker_failures
 from config_service.schema.references import (
     build_registry,
     identifier_failures,
@@ -102,6 +103,11 @@ def check_schema(
     if foreign:
         raise SchemaInvalid(
             f"the schema would be known by another name than {schema_file_name(name)!r}", foreign
+        )
+    misplaced = marker_failures(schema, root_allowed=name in sections)
+    if misplaced:
+        raise SchemaInvalid(
+            f"the schema has an {MARKER} marker where it cannot count", misplaced
         )
     outside = reference_failures(name, schema, sections)
     if outside:
@@ -182,6 +188,13 @@ class SchemaSet:
                     users.add(user)
                     pending.append(user)
         return users
+
+    def local_paths(self, name: str, documents: Iterable[Any]) -> list[tuple[str, ...]]:
+        """The environment-local paths of service `name` present in any of `documents`
+        (config_service/schema/local.py); none without a schema."""
+        if name not in self.schemas:
+            return []
+        return local_paths(self._registry, name, documents)
 
     def validator(self, name: str) -> Any | None:
         """The compiled validator of schema `name` (built on first use), or None without a schema."""

@@ -26,6 +26,7 @@ from config_service.store.records import (
     NewVersion,
     SchemaRecord,
     ServiceRecord,
+    SessionRecord,
     TokenRecord,
     VersionRecord,
 )
@@ -135,6 +136,20 @@ class Transaction(Protocol):
 
     def append_audit(self, entry: AuditEntry) -> None: ...
 
+    # -- console sessions (docs/console.md, "Sessions"; every store implements this block) -
+
+    def insert_session(self, session: SessionRecord) -> None: ...
+
+    def touch_session(self, id_hash: str, last_seen: str) -> None:
+        """Move a session's `last_seen` forward (never back)."""
+        ...
+
+    def delete_session(self, id_hash: str) -> None: ...
+
+    def delete_sessions(self, token_id: str | None = None, idle_before: str | None = None) -> int:
+        """End the sessions of `token_id`, and those last seen before `idle_before`; how many."""
+        ...
+
 
 class Store(Protocol):
     """What the server needs from durable storage."""
@@ -237,3 +252,7 @@ class Store(Protocol):
     ) -> list[AuditRecord]:
         """Newest first, filtered by the fields given."""
         ...
+
+    # -- console sessions (docs/console.md, "Sessions"; every store implements this block) -
+
+    def get_session(self, id_hash: str) -> SessionRecord | None: ...

@@ -53,6 +53,7 @@ from config_service.store.records import (
     PreconditionFailed,
     SchemaRecord,
     ServiceRecord,
+    SessionRecord,
     StoreNewerThanServer,
     StoreUnavailable,
     TokenRecord,
@@ -173,6 +174,15 @@ CREATE TABLE audit (
     detail TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX audit_service ON audit (service, environment, id);
+CREATE TABLE sessions (
+    id_hash TEXT PRIMARY KEY,
+    token_id TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    last_seen TEXT NOT NULL
+);
+CREATE INDEX sessions_token ON sessions (token_id);
+CREATE INDEX sessions_last_seen ON sessions (last_seen);
 """,
     ),
 ]
@@ -609,6 +619,32 @@ class PostgresTransaction(Transaction):
 
     def append_audit(self, entry: AuditEntry, version: int | None = None, at: str | None = None) -> None:
         self.execute(_AUDIT_INSERT, _audit_params(entry, version, at))
+
+    # -- console sessions (docs/console.md, "Sessions") ----------------------------------
+
+    def insert_session(self, session: SessionRecord) -> None:
+        self.execute(
+            "INSERT INTO sessions (id_hash, token_id, csrf, created_at, last_seen) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            (session.id_hash, session.token_id, session.csrf, session.created_at, session.last_seen),
+        )
+
+    def touch_session(self, id_hash: str, last_seen: str) -> None:
+        self.execute(
+            "UPDATE sessions SET last_seen = %s WHERE id_hash = %s AND last_seen < %s",
+            (last_seen, id_hash, last_seen),
+        )
+
+    def delete_session(self, id_hash: str) -> None:
+        self.execute("DELETE FROM sessions WHERE id_hash = %s", (id_hash,))
+
+    def delete_sessions(self, token_id: str | None = None, idle_before: str | None = None) -> int:
+        removed = 0
+        if token_id is not None:
+            removed += self.execute("DELETE FROM sessions WHERE token_id = %s", (token_id,))
+        if idle_before is not None:
+            removed += self.execute("DELETE FROM sessions WHERE last_seen < %s", (idle_before,))
+        return removed
 
 
 @dataclass
@@ -1189,3 +1225,11 @@ class PostgresStore(Store):
         )
         return [_audit(row) for row in rows]
 
+    # -- console sessions (docs/console.md, "Sessions") ------------------------------
+
+    def get_session(self, id_hash: str) -> SessionRecord | None:
+        rows = self._query(
+            "SELECT id_hash, token_id, csrf, created_at, last_seen FROM sessions WHERE id_hash = %s",
+            (id_hash,),
+        )
+        return SessionRecord(**rows[0]) if rows else None

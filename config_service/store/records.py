@@ -226,6 +226,23 @@ class TokenRecord:
         }
 
 
+# -- console sessions ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """A console session (docs/console.md, "Sessions"): kept in the store so any replica serves
+    it. `id_hash` is the SHA-256 of the cookie's secret (the secret itself is never stored);
+    `csrf` is the token every form of the session carries; `last_seen` moves with use and
+    ends the session once it is older than the server's idle limit."""
+
+    id_hash: str
+    token_id: str
+    csrf: str
+    created_at: str
+    last_seen: str
+
+
 class TooManyInstances(Exception):
     """A report from a new instance of a document that already has as many as allowed, none stale."""
 

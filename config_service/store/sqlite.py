@@ -35,6 +35,7 @@ from config_service.store.records import (
     PreconditionFailed,
     SchemaRecord,
     ServiceRecord,
+    SessionRecord,
     TokenRecord,
     TooManyInstances,
     VersionRecord,
@@ -428,6 +429,35 @@ class SqliteTransaction(Transaction):
             ),
         )
 
+    # -- console sessions (docs/console.md, "Sessions") ----------------------------------
+
+    def insert_session(self, session: SessionRecord) -> None:
+        self.connection.execute(
+            "INSERT INTO sessions (id_hash, token_id, csrf, created_at, last_seen) VALUES (?, ?, ?, ?, ?)",
+            (session.id_hash, session.token_id, session.csrf, session.created_at, session.last_seen),
+        )
+
+    def touch_session(self, id_hash: str, last_seen: str) -> None:
+        self.connection.execute(
+            "UPDATE sessions SET last_seen = ? WHERE id_hash = ? AND last_seen < ?",
+            (last_seen, id_hash, last_seen),
+        )
+
+    def delete_session(self, id_hash: str) -> None:
+        self.connection.execute("DELETE FROM sessions WHERE id_hash = ?", (id_hash,))
+
+    def delete_sessions(self, token_id: str | None = None, idle_before: str | None = None) -> int:
+        removed = 0
+        if token_id is not None:
+            removed += self.connection.execute(
+                "DELETE FROM sessions WHERE token_id = ?", (token_id,)
+            ).rowcount
+        if idle_before is not None:
+            removed += self.connection.execute(
+                "DELETE FROM sessions WHERE last_seen < ?", (idle_before,)
+            ).rowcount
+        return removed
+
 
 _CURRENT_VERSIONS = (
     f"SELECT {_VERSION_COLUMNS} FROM versions WHERE sequence IN ("
@@ -784,3 +814,12 @@ class SqliteStore(Store):
             tuple(params),
         )
         return [_audit(row) for row in rows]
+
+    # -- console sessions (docs/console.md, "Sessions") ------------------------------
+
+    def get_session(self, id_hash: str) -> SessionRecord | None:
+        rows = self._query(
+            "SELECT id_hash, token_id, csrf, created_at, last_seen FROM sessions WHERE id_hash = ?",
+            (id_hash,),
+        )
+        return SessionRecord(**rows[0]) if rows else None

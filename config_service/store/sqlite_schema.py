@@ -182,8 +182,27 @@ def _to_v2(connection: sqlite3.Connection) -> None:
     _statements(connection, _VERSIONS_V2)
 
 
+# Version 3: console sessions (docs/console.md, "Sessions"): the SHA-256 of each session's
+# cookie secret, the token it acts for, its CSRF token and when it was last used.
+_SESSIONS_V3 = """
+CREATE TABLE sessions (
+    id_hash TEXT PRIMARY KEY,
+    token_id TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    last_seen TEXT NOT NULL
+);
+CREATE INDEX sessions_token ON sessions (token_id);
+CREATE INDEX sessions_last_seen ON sessions (last_seen)
+"""
+
+
+def _to_v3(connection: sqlite3.Connection) -> None:
+    _statements(connection, _SESSIONS_V3)
+
+
 # MIGRATIONS[n - 1] takes a file from schema version n to n + 1, in order.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_to_v2]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_to_v2, _to_v3]
 LATEST = len(MIGRATIONS) + 1
 
 

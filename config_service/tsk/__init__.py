@@ -1,5 +1,5 @@
 """TSK, the configuration language: parse, write, `@env` references, wire form, hashes, JSON pointers,
-the differences between two versions.
+values written into a text in place, the differences between two versions.
 
 Standard library only: the server and the client both stand on this package.
 
@@ -13,6 +13,7 @@ from config_service.tsk._document import TSK
 from config_service.tsk._format import CannotFormat, reformat
 from config_service.tsk._parser import MAX_CHARS, MAX_DEPTH, MAX_VALUES, decode, load, loads
 from config_service.tsk._resolve import resolve, validation_view
+from config_service.tsk._splice import write_values
 from config_service.tsk._types import (
     MISSING,
     EnvRef,
@@ -20,7 +21,9 @@ from config_service.tsk._types import (
     TSKResolveError,
     json_pointer,
     pointer_key,
+    pointer_parts,
     pointer_token,
+    value_at,
 )
 from config_service.tsk._wire import (
     canonical_json,
@@ -52,6 +55,7 @@ __all__ = [
     "load",
     "loads",
     "pointer_key",
+    "pointer_parts",
     "pointer_token",
     "reformat",
     "resolve",
@@ -60,5 +64,7 @@ __all__ = [
     "to_wire",
     "unified_diff",
     "validation_view",
+    "value_at",
     "wire_hash",
+    "write_values",
 ]

@@ -81,17 +81,19 @@ class Layout:
     variable definition's path is its table's followed by `$name` (no key starts with `$`).
     `comments`: (position of the `#`, where), in the order they appear.
     `variables`: each variable's value, with the variables it uses kept as `VariableUse`.
+    `spans`: where each pair's value stands in the text, (start, end), by the pair's path.
 
     A parse that records a layout returns each use of a variable as a `VariableUse`, so
     that `reformat` can write `$name` back where it stood.
     """
 
-    __slots__ = ("statements", "comments", "variables")
+    __slots__ = ("statements", "comments", "variables", "spans")
 
     def __init__(self) -> None:
         self.statements: list[tuple[int, tuple[str, ...], str]] = []
         self.comments: list[tuple[int, str]] = []
         self.variables: dict[str, Any] = {}
+        self.spans: dict[tuple[str, ...], tuple[int, int]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,10 +330,12 @@ class _Parser:
                     pos = self.skip_ws(pos + 1)
                     if pos >= end or src[pos] in END_OF_LINE:
                         raise self.error(pos, f"missing value after {key!r}{c}")
+                    value_pos = pos
                     value, pos = self.parse_value(pos, section_depth + len(blocks))
                     self.define(table, key, value, key_pos)
                     if layout is not None:
                         layout.statements.append((key_pos, (*path, key), PAIR))
+                        layout.spans[(*path, key)] = (value_pos, pos)
                     pos = self.end_of_line(pos, "value", terminator=True)
                 elif c == "{" or c == ">":
                     depth = section_depth + len(blocks) + 1

@@ -111,6 +111,37 @@ def pointer_key(token: str) -> str:
     return token.replace("~1", "/").replace("~0", "~")
 
 
+def pointer_parts(pointer: str) -> list[str]:
+    """The reference tokens of a JSON pointer (RFC 6901), each as the key it stands for;
+    ValueError (saying why) for text that is not a pointer: it must be "" or start with "/",
+    and `~` must be followed by 0 or 1."""
+    if pointer == "":
+        return []
+    if not pointer.startswith("/"):
+        raise ValueError(f"a JSON pointer starts with '/', like /database/pool_size, not {pointer!r}")
+    tokens = pointer[1:].split("/")
+    for token in tokens:
+        if "~" in token.replace("~0", "").replace("~1", ""):
+            raise ValueError(f"in a JSON pointer '~' must be followed by 0 or 1 ({pointer!r})")
+    return [pointer_key(token) for token in tokens]
+
+
+def value_at(data: Any, parts: Iterable[str]) -> tuple[bool, Any]:
+    """(True, the value) at the pointer `parts` of JSON-like data, or (False, None) when it
+    has none; list items by index (`0`, `12`; no sign or leading zero)."""
+    for part in parts:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and part.isdigit() and part.isascii() and (part == "0" or part[0] != "0"):
+            index = int(part)
+            if index >= len(data):
+                return False, None
+            data = data[index]
+        else:
+            return False, None
+    return True, data
+
+
 def json_pointer(parts: Iterable[str | int]) -> str:
     """The JSON pointer (RFC 6901) of a path of keys and indexes; `""` for the document itself."""
     return "".join(f"/{pointer_token(part) if isinstance(part, str) else part}" for part in parts)

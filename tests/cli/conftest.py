@@ -51,8 +51,9 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One server per test module, with the repository's schemas and no documents."""
-    process = ServerProcess(make_root(tmp_path_factory.mktemp("tskcfg-cli"))).start()
+    """One server per test module, with the repository's schemas and no documents; open
+    services (a push creates its service), since most tests are about something else."""
+    process = ServerProcess(make_root(tmp_path_factory.mktemp("tskcfg-cli")), open_services=True).start()
     try:
         yield Server(process)
     finally:

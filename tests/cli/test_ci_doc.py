@@ -64,14 +64,18 @@ def test_the_documented_pipeline_runs_as_written(server: Server, checkout: Path)
     development = json.loads(server.cli("get", "user-service", "development", "--json").stdout)
     staging = json.loads(server.cli("get", "user-service", "staging", "--json").stdout)
     assert development["message"] == "3f2a9c1"
-    assert staging["hash"] == development["hash"]
     assert staging["promoted_from"] == {"environment": "development", "version": development["version"]}
+    # Staging got development's document with its own environment-local values kept.
+    assert staging["kept_local"] and "/database/url" in staging["kept_local"]
+    assert "db.staging.internal" in staging["config"]["database"]["url"]["default"]
+    assert staging["config"]["version"] == development["config"]["version"]
 
-    # Running the merge and promote stages again creates nothing new.
+    # Running the merge and promote stages again creates nothing new: staging has its first
+    # push (its own values) and the promotion.
     for name in ("merge", "promote-staging"):
         assert run_stage(scripts[name], checkout, server, token).returncode == 0
     history = json.loads(server.cli("history", "user-service", "staging", "--json").stdout)
-    assert len(history["versions"]) == 1
+    assert [version["kind"] for version in history["versions"]] == ["promote", "push"]
 
     # The CI token cannot reach production.
     refused = server.cli("promote", "user-service", "--from", "staging", "--to", "production", token=token)

@@ -209,41 +209,42 @@ def test_token_discovery_from_the_environment_and_data_admin_token(server: Serve
 
 
 def test_the_pipeline_promote_diff_and_rollback(server: Server) -> None:
-    assert server.cli("push", "user-service", "development", "-", input=DEVELOPMENT).exit_code == 0
-    dry = server.cli("promote", "user-service", "--from", "development", "--to", "staging", "--dry-run")
+    assert server.cli("push", "pipeline-svc", "development", "-", input=DEVELOPMENT).exit_code == 0
+    dry = server.cli("promote", "pipeline-svc", "--from", "development", "--to", "staging", "--dry-run")
     assert dry.exit_code == 0, dry.output
-    assert dry.stdout.startswith("user-service/staging: promoting from development would create a new version:\n")
-    # Staging has no document yet: every top-level key is an addition, in document order.
+    assert dry.stdout.startswith("pipeline-svc/staging: promoting from development would create a new version:\n")
+    # A service without a schema (so nothing is environment-local): staging has no document
+    # yet, so every top-level key is an addition, in document order.
     assert dry.stdout.splitlines()[1:4] == [
         '+ /name: "user-service"', '+ /version: "1.0.0"', '+ /port: @env("PORT", 8001)'
     ]
     assert '+ /health_check: {"endpoint": "/health", "interval": 10, "timeout": 2}' in dry.stdout
     dry_json = json.loads(server.cli(
-        "promote", "user-service", "--from", "development", "--to", "staging", "--dry-run", "--json"
+        "promote", "pipeline-svc", "--from", "development", "--to", "staging", "--dry-run", "--json"
     ).stdout)
     assert dry_json["would_create"] is True and {"changes", "unified"} <= set(dry_json["diff"])
-    assert server.cli("get", "user-service", "staging").exit_code == 1  # the dry run created nothing
+    assert server.cli("get", "pipeline-svc", "staging").exit_code == 1  # the dry run created nothing
 
-    promoted = server.cli("promote", "user-service", "--from", "development", "--to", "staging", "-m", "r1")
+    promoted = server.cli("promote", "pipeline-svc", "--from", "development", "--to", "staging", "-m", "r1")
     assert promoted.exit_code == 0
-    assert promoted.stdout.startswith("user-service/staging: version 1 (hash ")
+    assert promoted.stdout.startswith("pipeline-svc/staging: version 1 (hash ")
     assert promoted.stdout.endswith("created from development version 1\n")
-    skipping = server.cli("promote", "user-service", "--from", "development", "--to", "production")
+    skipping = server.cli("promote", "pipeline-svc", "--from", "development", "--to", "production")
     assert skipping.exit_code == 1 and "(409 from POST " in skipping.stderr
     production = json.loads(server.cli(
-        "promote", "user-service", "--from", "staging", "--to", "production", "--json"
+        "promote", "pipeline-svc", "--from", "staging", "--to", "production", "--json"
     ).stdout)
     assert production["kind"] == "promote"
     assert production["promoted_from"] == {"environment": "staging", "version": 1}
-    same = server.cli("promote", "user-service", "--from", "staging", "--to", "production")
+    same = server.cli("promote", "pipeline-svc", "--from", "staging", "--to", "production")
     assert same.exit_code == 0 and "unchanged" in same.stdout
 
-    none = server.cli("diff", "user-service", "--from-env", "staging", "--to-env", "production")
+    none = server.cli("diff", "pipeline-svc", "--from-env", "staging", "--to-env", "production")
     assert none.exit_code == 0 and none.stdout == "no differences\n"
 
     bigger = DEVELOPMENT.replace("pool_size: 2", "pool_size: 40")
-    assert server.cli("push", "user-service", "production", "-", input=bigger).exit_code == 0
-    changed = server.cli("diff", "user-service", "production", "--from", "1", "--to", "2")
+    assert server.cli("push", "pipeline-svc", "production", "-", input=bigger).exit_code == 0
+    changed = server.cli("diff", "pipeline-svc", "production", "--from", "1", "--to", "2")
     assert changed.exit_code == 0
     lines = changed.stdout.splitlines()
     assert lines[0] == "~ /database/pool_size: 2 -> 40"
@@ -255,32 +256,32 @@ def test_the_pipeline_promote_diff_and_rollback(server: Server) -> None:
 
     coloured = CliRunner().invoke(
         main,
-        ["--server", server.url, "--token", server.admin_token, "diff", "user-service", "production",
+        ["--server", server.url, "--token", server.admin_token, "diff", "pipeline-svc", "production",
          "--from", "1", "--to", "2"],
         color=True,  # as on a terminal
     )
     assert "\x1b[32m+pool_size: 40\x1b[0m" in coloured.stdout
     assert "\x1b[31m-pool_size: 2\x1b[0m" in coloured.stdout
     across = json.loads(server.cli(
-        "diff", "user-service", "--from-env", "staging", "--to-env", "production", "--json"
+        "diff", "pipeline-svc", "--from-env", "staging", "--to-env", "production", "--json"
     ).stdout)
     assert across["from"] == {"environment": "staging", "version": 1}
     assert across["to"] == {"environment": "production", "version": 2}
     assert across["changes"] == [{"op": "change", "path": "/database/pool_size", "old": 2, "new": 40}]
     assert "+pool_size: 40" in across["unified"]
 
-    rolled = server.cli("rollback", "user-service", "production", "1", "-m", "too many connections")
+    rolled = server.cli("rollback", "pipeline-svc", "production", "1", "-m", "too many connections")
     assert rolled.exit_code == 0
-    assert rolled.stdout.startswith("user-service/production: version 3 (hash ")
+    assert rolled.stdout.startswith("pipeline-svc/production: version 3 (hash ")
     assert rolled.stdout.endswith("created from version 1\n")
-    history = json.loads(server.cli("history", "user-service", "production", "--json").stdout)
+    history = json.loads(server.cli("history", "pipeline-svc", "production", "--json").stdout)
     assert [(meta["version"], meta["kind"], meta["rolled_back_to"]) for meta in history["versions"]] == [
         (3, "rollback", 1), (2, "push", None), (1, "promote", None),
     ]
-    assert server.cli("get", "user-service", "production").stdout == DEVELOPMENT
-    table = server.cli("history", "user-service", "production").stdout
+    assert server.cli("get", "pipeline-svc", "production").stdout == DEVELOPMENT
+    table = server.cli("history", "pipeline-svc", "production").stdout
     assert "rollback to v1" in table and "promote from staging v1" in table
-    missing = server.cli("rollback", "user-service", "production", "99")
+    missing = server.cli("rollback", "pipeline-svc", "production", "99")
     assert missing.exit_code == 1
 
 
@@ -515,7 +516,7 @@ def test_a_server_that_is_not_the_config_api_exits_3(failing_server: str) -> Non
 def test_watch_reconnects_after_the_server_restarts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import tests.serving as shared
 
-    process = ServerProcess(make_root(tmp_path)).start()
+    process = ServerProcess(make_root(tmp_path), open_services=True).start()
     url, token = process.url, process.admin_token
     command = [
         sys.executable, "-c", "from config_service.cli import main; main()",

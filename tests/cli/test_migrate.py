@@ -38,7 +38,7 @@ def test_a_store_with_history_moves_to_postgresql_and_serves_the_same(
     postgres: PostgresServer, tmp_path: Path
 ) -> None:
     root = make_root(tmp_path / "old")
-    old = ServerProcess(root, "--no-access-log").start()
+    old = ServerProcess(root, "--no-access-log", open_services=True).start()
     token = old.admin_token
     try:
         reader = old.create_token("reader", ["fleet"], ["*"], name="fleet-reader")

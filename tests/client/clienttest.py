@@ -71,6 +71,7 @@ class LiveServer:
             schemas_dir=ROOT / "schemas",
             access_log=False,
             log_level="warning",
+            open_services=True,
         )
         config = uvicorn.Config(
             create_app(settings),

@@ -18,16 +18,16 @@ def test_settings_come_from_the_seed_variables(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("CONFIG_STORE", "http://config.internal:9000/")
     monkeypatch.setenv("CONFIG_TOKEN", "secret-token")
     settings = make_settings(SERVICE)
-    assert (settings.environment, settings.server, settings.token) == (
+    assert (settings.environment, settings.servers, settings.token) == (
         "staging",
-        "http://config.internal:9000",
+        ("http://config.internal:9000",),
         "secret-token",
     )
     assert settings.instance_id == f"{os.uname().nodename}:{os.getpid()}"
     monkeypatch.delenv("SERVICE_ENV")
     monkeypatch.delenv("CONFIG_STORE")
     assert make_settings(SERVICE).environment == "development"
-    assert make_settings(SERVICE).server == "http://localhost:8005"
+    assert make_settings(SERVICE).servers == ("http://localhost:8005",)
 
 
 @pytest.mark.parametrize("name", ["../etc", "User-Service", "", "a" * 64, "user-service\n"])

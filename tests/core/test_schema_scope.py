@@ -251,7 +251,7 @@ def test_schema_files_that_break_the_rules_are_refused_at_start(tmp_path: Path) 
     (schemas / "user-evil.json").write_text('{"$id": "database.json", "type": "object"}')
     (schemas / "user-infinite.json").write_text('{"type": "number", "maximum": 1e999}')
     (schemas / "user-squat.json").write_text('{"$ref": "user-service.json"}')
-    process = ServerProcess(root).start()
+    process = ServerProcess(root, open_services=True).start()
     try:
         with process.client(process.admin_token) as admin:
             for name in ("user-evil", "user-infinite", "user-squat"):
@@ -279,7 +279,7 @@ def sectioned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProces
     """A server whose section list adds `tracing` (its schema in schemas/)."""
     root = make_root(tmp_path_factory.mktemp("sectioned"))
     (root / "schemas" / "tracing.json").write_text(json.dumps(TRACING_SCHEMA))
-    process = ServerProcess(root, "--sections", "tracing").start()
+    process = ServerProcess(root, "--sections", "tracing", open_services=True).start()
     try:
         yield process
     finally:
@@ -361,7 +361,7 @@ def _store_as_before(server: Core, name: str, schema: dict[str, Any]) -> None:
 
 
 def _started(data_dir: Path, **settings: Any) -> Core:
-    server = Core(Settings(data_dir=data_dir / "data", sync=False, access_log=False, **settings))
+    server = Core(Settings(data_dir=data_dir / "data", sync=False, access_log=False, **settings, open_services=True))
     server.start()
     return server
 

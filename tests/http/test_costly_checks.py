@@ -53,7 +53,7 @@ def _admin(core: Core) -> Principal:
 
 @pytest.fixture
 def core(tmp_path: Path) -> Any:
-    started = Core(Settings(data_dir=tmp_path / "data", sync=False, access_log=False))
+    started = Core(Settings(data_dir=tmp_path / "data", sync=False, access_log=False, open_services=True))
     started.start()
     try:
         yield started

@@ -127,7 +127,7 @@ def _read_events(lines: Iterator[str], wanted: int, timeout: float = 10) -> list
 
 @pytest.fixture
 def own_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    process = ServerProcess(make_root(tmp_path), "--no-access-log").start()
+    process = ServerProcess(make_root(tmp_path), "--no-access-log", open_services=True).start()
     try:
         yield process
     finally:
@@ -252,7 +252,7 @@ def test_promotion_rules(server: ServerProcess, admin: httpx.Client) -> None:
 
 
 def test_instances_show_drift_and_staleness(tmp_path: Path) -> None:
-    server = ServerProcess(make_root(tmp_path), "--no-sync", environ={"TSKCFG_INSTANCE_REPORT_INTERVAL": "0.3"}).start()
+    server = ServerProcess(make_root(tmp_path), "--no-sync", environ={"TSKCFG_INSTANCE_REPORT_INTERVAL": "0.3"}, open_services=True).start()
     try:
         reader = server.create_token("reader", ["fleet"], ["staging"])
         with server.client(server.admin_token) as admin, server.client(reader) as client:
@@ -293,7 +293,7 @@ def test_file_sync_watches_documents(tmp_path: Path) -> None:
     root = make_root(tmp_path)
     document = root / "environments" / "staging" / "user-service.tsk"
     shutil.copy(REPOSITORY / "environments" / "staging" / "user-service.tsk", document)
-    server = ServerProcess(root, "--no-access-log").start()
+    server = ServerProcess(root, "--no-access-log", open_services=True).start()
     try:
         with server.client(server.admin_token) as admin:
             def version() -> int:
@@ -371,7 +371,7 @@ def test_event_stream_refusals_are_json_errors(server: ServerProcess, admin: htt
 def test_stopping_the_server_answers_held_long_polls_and_ends_streams_at_once(tmp_path: Path) -> None:
     import socket
 
-    server = ServerProcess(make_root(tmp_path)).start()
+    server = ServerProcess(make_root(tmp_path), open_services=True).start()
     try:
         with server.client(server.admin_token) as admin:
             assert push(admin, "stopping", "staging", "n: 1\n").status_code == 201

@@ -26,6 +26,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
             "TSKCFG_INSTANCE_REPORTS_PER_MINUTE": str(PER_MINUTE),
             "TSKCFG_INSTANCE_REPORT_INTERVAL": "0.2",  # stale after 0.6 s
         },
+        open_services=True,
     ).start()
     try:
         yield process

@@ -70,6 +70,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, GatedS
         sync=False,
         access_log=False,
         log_level="warning",
+        open_services=True,
     )
     store = GatedStore(settings.database_path)
     app = create_app(settings, Core(settings, store))

@@ -142,7 +142,7 @@ def test_a_writer_cannot_reach_another_service_schema_through_ref(
 def test_the_read_path_checks_scope_before_it_looks_at_the_document(tmp_path: Path) -> None:
     """Out of scope, an existing and a missing document must take the same steps to their 403
     (the time taken would otherwise tell them apart): the document is not even looked up."""
-    settings = Settings(data_dir=tmp_path, sync=False, access_log=False)
+    settings = Settings(data_dir=tmp_path, sync=False, access_log=False, open_services=True)
     config_server = Core(settings)
     config_server.start()
     try:

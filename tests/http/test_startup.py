@@ -23,7 +23,7 @@ from tests.serving import (
 
 
 def test_first_start_writes_an_admin_token_0600_and_logs_only_its_path(tmp_path: Path) -> None:
-    server = ServerProcess(make_root(tmp_path), "--no-sync").start()
+    server = ServerProcess(make_root(tmp_path), "--no-sync", open_services=True).start()
     try:
         path = server.data_dir / "admin.token"
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -53,7 +53,7 @@ def test_environment_files_are_imported_once_and_never_overwrite_later_pushes(tm
     (root / "environments" / "qa").mkdir()
     (root / "environments" / "qa" / "user-service.tsk").write_text(USER_SERVICE)
     (root / "environments" / "staging" / "broken.tsk").write_text('a: 1\nb: "unclosed\n')
-    server = ServerProcess(root).start()
+    server = ServerProcess(root, open_services=True).start()
     try:
         with server.client(server.admin_token) as admin:
             staging = admin.get("/v1/configs/user-service/staging").json()
@@ -98,7 +98,7 @@ def test_environment_files_are_imported_once_and_never_overwrite_later_pushes(tm
 
 def test_schema_file_that_breaks_documents_is_refused_not_forced(tmp_path: Path) -> None:
     root = make_root(tmp_path)
-    server = ServerProcess(root).start()
+    server = ServerProcess(root, open_services=True).start()
     try:
         with server.client(server.admin_token) as admin:
             assert push(admin, "user-service", "staging", USER_SERVICE).status_code == 201
@@ -122,7 +122,7 @@ def test_schema_file_that_breaks_documents_is_refused_not_forced(tmp_path: Path)
 def test_no_sync_imports_nothing_and_settings_come_from_the_environment(tmp_path: Path) -> None:
     root = make_root(tmp_path)
     shutil.copy(REPOSITORY / "environments" / "staging" / "user-service.tsk", root / "environments" / "staging")
-    server = ServerProcess(root, "--no-sync", environ={"TSKCFG_MAX_BODY": "100"}).start()
+    server = ServerProcess(root, "--no-sync", environ={"TSKCFG_MAX_BODY": "100"}, open_services=True).start()
     try:
         with server.client(server.admin_token) as admin:
             assert_error(admin.get("/v1/configs/user-service/staging"), 404, "not_found")
@@ -134,7 +134,7 @@ def test_no_sync_imports_nothing_and_settings_come_from_the_environment(tmp_path
 
 
 def test_custom_pipeline(tmp_path: Path) -> None:
-    server = ServerProcess(make_root(tmp_path), "--no-sync", "--pipeline", "dev,prod").start()
+    server = ServerProcess(make_root(tmp_path), "--no-sync", "--pipeline", "dev,prod", open_services=True).start()
     try:
         with server.client(server.admin_token) as admin:
             assert push(admin, "piped", "prod", "a: 1\n").status_code == 201
@@ -171,7 +171,7 @@ def test_two_apps_with_two_databases_in_one_process(tmp_path: Path) -> None:
 
     async def main() -> None:
         apps = [
-            create_app(Settings(data_dir=tmp_path / name, sync=False, access_log=False))
+            create_app(Settings(data_dir=tmp_path / name, sync=False, access_log=False, open_services=True))
             for name in ("one", "two")
         ]
         lifespans = [app.router.lifespan_context(app) for app in apps]
@@ -223,7 +223,7 @@ def test_health_is_503_when_the_store_fails(tmp_path: Path) -> None:
     from config_service.settings import Settings
 
     async def main() -> None:
-        app = create_app(Settings(data_dir=tmp_path, sync=False, access_log=False))
+        app = create_app(Settings(data_dir=tmp_path, sync=False, access_log=False, open_services=True))
         context = app.router.lifespan_context(app)
         await context.__aenter__()
         try:
@@ -267,7 +267,7 @@ def test_missing_private_internals_fall_back_loudly_and_the_server_still_serves(
     (root / "schemas" / "strict.json").write_text(
         json.dumps({"type": "object", "properties": {"a": {}}, "unevaluatedProperties": False})
     )
-    server = ServerProcess(root, environ={"PYTHONPATH": str(hooks)}).start()
+    server = ServerProcess(root, environ={"PYTHONPATH": str(hooks)}, open_services=True).start()
     try:
         log = server.log()
         uvicorn_version = importlib.metadata.version("uvicorn")

@@ -38,7 +38,7 @@ def _read_until(connection: socket.socket, done: bytes, deadline: float) -> tupl
 def test_revoking_a_token_ends_its_long_polls_with_401_and_its_streams_within_a_second(
     tmp_path: Path,
 ) -> None:
-    server = ServerProcess(make_root(tmp_path), "--no-sync").start()
+    server = ServerProcess(make_root(tmp_path), "--no-sync", open_services=True).start()
     try:
         with server.client(server.admin_token) as admin:
             assert push(admin, "user-service", "staging", USER_SERVICE).status_code == 201

@@ -68,7 +68,8 @@ def _access_lines(server: ServerProcess) -> list[dict[str, object]]:
 def quick(tmp_path: Path) -> Iterator[ServerProcess]:
     """A server that gives a request body 1 s and takes 4 connections at most."""
     server = ServerProcess(
-        make_root(tmp_path), "--no-sync", "--max-connections", "4", environ={"TSKCFG_BODY_TIMEOUT": "1"}
+        make_root(tmp_path), "--no-sync", "--max-connections", "4", environ={"TSKCFG_BODY_TIMEOUT": "1"},
+        open_services=True,
     ).start()
     try:
         yield server
@@ -196,7 +197,7 @@ def test_connections_that_send_no_request_give_way_to_new_ones(quick: ServerProc
 
 
 def test_a_client_that_leaves_mid_body_is_logged_as_such_not_as_a_failure(tmp_path: Path) -> None:
-    server = ServerProcess(make_root(tmp_path), "--no-sync").start()
+    server = ServerProcess(make_root(tmp_path), "--no-sync", open_services=True).start()
     try:
         with _connect(server) as connection:
             connection.sendall(_put_head(1000, server.admin_token) + b"0123456789")

@@ -186,7 +186,7 @@ class Harness:
 async def running(root: Path) -> AsyncIterator[Harness]:
     settings = Settings(
         data_dir=root / "data", environments_dir=root / "none", schemas_dir=root / "none",
-        sync=False, access_log=False,
+        sync=False, access_log=False, open_services=True,
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
@@ -486,6 +486,31 @@ def test_an_event_stream_is_handed_to_the_protocol_after_its_replay(tmp_path: Pa
     run(tmp_path, scenario)
 
 
+def test_a_stream_the_protocol_cannot_take_is_written_by_the_asgi_loop_the_same_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`Connection: close` keeps the stream in ASGI; its events, pings and end follow the same rules."""
+    monkeypatch.setattr(events, "HEARTBEAT_SECONDS", 0.05)
+
+    async def scenario(harness: Harness) -> None:
+        record, secret = harness.server.tokens.create(harness.admin, "watcher", "reader", ["*"], ["*"])
+        connection = harness.connect()
+        connection.send(harness.request("/v1/events", {"Connection": "close", "Last-Event-ID": "0"}, token=secret))
+        await until(lambda: len(stream_events(connection.transport.data)) == 1)  # the replay
+        assert connection.protocol._stream is None and harness.state.tasks  # not taken over
+        await harness.push(2)
+        await until(lambda: len(stream_events(connection.transport.data)) == 2)
+        assert [event["version"] for event in stream_events(connection.transport.data)] == [1, 2]
+        await until(lambda: connection.transport.data.count(events.PING) >= 1)
+        harness.server.tokens.revoke(harness.admin, record.id)
+        await until(lambda: connection.transport.closed, timeout=2)
+        assert connection.transport.data.endswith(hot_protocol.END_OF_STREAM)
+        await harness.push(3)
+        assert len(stream_events(connection.transport.data)) == 2
+
+    run(tmp_path, scenario)
+
+
 def test_streams_are_pinged_and_a_revoked_token_is_ended_at_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -549,3 +574,23 @@ def test_an_event_is_written_as_one_chunk_built_once() -> None:
     event = ChangeEvent(7, "api", "staging", 1, "a")
     assert hot_protocol.event_chunk(event) == b"%x\r\n" % len(frame(event)) + frame(event) + b"\r\n"
     assert hot_protocol.event_chunk(event) is hot_protocol.event_chunk(ChangeEvent(7, "api", "staging", 1, "a"))
+
+
+def test_two_apps_in_one_process_keep_their_own_protocol_state(tmp_path: Path) -> None:
+    """One protocol class; each app's core, hub, streams and bounds live on its connections."""
+
+    async def main() -> None:
+        async with running(tmp_path / "one") as one, running(tmp_path / "two") as two:
+            first, second = one.connect(), two.connect()
+            assert type(first.protocol) is type(second.protocol) is HotPathProtocol
+            assert first.protocol.shared.core is one.server and second.protocol.shared.core is two.server
+            assert first.protocol.shared.streams is not second.protocol.shared.streams
+            assert first.protocol.bounds.refusals is not second.protocol.bounds.refusals
+            assert not hasattr(HotPathProtocol, "core") and not hasattr(HotPathProtocol, "refusals")
+            await two.push(2)
+            first.send(one.request())
+            second.send(two.request())
+            assert first.responses()[0].json()["config"] == {"n": 1}
+            assert second.responses()[0].json()["config"] == {"n": 2}
+
+    asyncio.run(main())

@@ -17,7 +17,7 @@ def _mode(path: Path) -> int:
 
 
 def test_a_new_data_folder_and_its_files_are_private(tmp_path: Path) -> None:
-    server = ServerProcess(make_root(tmp_path), "--no-sync").start()
+    server = ServerProcess(make_root(tmp_path), "--no-sync", open_services=True).start()
     try:
         with server.client(server.admin_token) as admin:
             assert push(admin, "user-service", "staging", USER_SERVICE).status_code == 201
@@ -33,7 +33,7 @@ def test_a_folder_the_operator_made_keeps_its_mode_and_is_warned_about(tmp_path:
     root = make_root(tmp_path)
     (root / "data").mkdir(mode=0o755)
     (root / "data").chmod(0o755)
-    server = ServerProcess(root, "--no-sync").start()
+    server = ServerProcess(root, "--no-sync", open_services=True).start()
     try:
         assert _mode(server.data_dir) == 0o755
         assert _mode(server.data_dir / "config.db") == 0o600
@@ -58,7 +58,7 @@ def _serve(root: Path) -> subprocess.CompletedProcess[str]:
 
 def test_a_second_server_on_the_same_data_folder_refuses_to_start(tmp_path: Path) -> None:
     root = make_root(tmp_path)
-    first = ServerProcess(root, "--no-sync").start()
+    first = ServerProcess(root, "--no-sync", open_services=True).start()
     try:
         assert first.process is not None
         holder = first.process.pid
@@ -68,7 +68,7 @@ def test_a_second_server_on_the_same_data_folder_refuses_to_start(tmp_path: Path
         assert httpx.get(first.url + "/health").status_code == 200
         # kill -9 runs no shutdown code; the kernel still drops the lock with the process.
         first.kill()
-        again = ServerProcess(root, "--no-sync").start()
+        again = ServerProcess(root, "--no-sync", open_services=True).start()
         try:
             with again.client(again.admin_token) as admin:
                 assert admin.get("/v1/services").status_code == 200

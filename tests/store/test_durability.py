@@ -15,7 +15,7 @@ from tests.serving import ServerProcess, make_root, push
 
 
 def test_acknowledged_pushes_survive_sigkill(tmp_path: Path) -> None:
-    server = ServerProcess(make_root(tmp_path), "--no-access-log").start()
+    server = ServerProcess(make_root(tmp_path), "--no-access-log", open_services=True).start()
     token = server.admin_token
     acknowledged: list[tuple[str, int, str]] = []
     lock = threading.Lock()
@@ -78,7 +78,7 @@ def test_pushes_acknowledged_before_postgresql_is_killed_survive_and_the_server_
     store_unavailable (never 500), and the same server takes pushes again without a restart."""
     postgres = start_postgres()
     server = ServerProcess(
-        make_root(tmp_path), "--no-access-log", "--store", postgres.create_database()
+        make_root(tmp_path), "--no-access-log", "--store", postgres.create_database(), open_services=True
     )
     try:
         server.start()

@@ -266,3 +266,21 @@ def test_a_failed_step_leaves_the_file_at_its_version(tmp_path: Path) -> None:
     columns = {row[1] for row in connection.execute("PRAGMA table_info(versions)")}
     connection.close()
     assert "kept_local" not in columns
+
+
+def test_a_version_synced_from_a_file_records_the_sync_state(tmp_path: Path) -> None:
+    from config_service.core.access import file_principal
+    from config_service.core.wiring import Core
+    from config_service.settings import Settings
+
+    core = Core(Settings(data_dir=tmp_path, sync=False, access_log=False))
+    core.start()
+    try:
+        author = "file:staging/api.tsk"
+        core.documents.push(file_principal(author), "api", "staging", "a: 1\n", kind="sync")
+        assert core.store.document("api", "staging") == DocumentState("api", "staging", 1, "staging/api.tsk", 1)
+        core.documents.push(file_principal("admin"), "api", "staging", "a: 2\n")
+        # The API moved on: the file still last gave version 1.
+        assert core.store.document("api", "staging") == DocumentState("api", "staging", 2, "staging/api.tsk", 1)
+    finally:
+        core.stop()

@@ -1,0 +1,103 @@
+"""What the console's pages show, gathered from the rules the API uses (docs/console.md).
+
+Each method answers one page in one call, under the token's scopes exactly as the API: the
+matrix is `GET /v1/services` with each document's instances counted; a document is its
+current version, a page of its history and its instances. Actions are not here: the
+console's forms call the same `Documents` and `Tokens` methods as the API's handlers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from config_service.core.access import Access, Principal
+from config_service.core.documents import Documents
+from config_service.core.instances import Instances
+from config_service.core.rendered import RenderedVersions
+from config_service.settings import Settings
+
+HISTORY_PAGE = 25
+
+
+def instance_counts(instances: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """How many instances of a document applied, failed, are behind, or went stale."""
+    return {
+        "total": len(instances),
+        "applied": sum(1 for item in instances if item["status"] == "applied"),
+        "failed": sum(1 for item in instances if item["status"] == "failed"),
+        "behind": sum(1 for item in instances if item["behind"]),
+        "stale": sum(1 for item in instances if item["stale"]),
+    }
+
+
+class Console:
+    """The pages of the console, each one call."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        access: Access,
+        versions: RenderedVersions,
+        documents: Documents,
+        instances: Instances,
+    ) -> None:
+        self.settings = settings
+        self._access = access
+        self._versions = versions
+        self._documents = documents
+        self._instances = instances
+
+    def environments(self, principal: Principal) -> list[str]:
+        """The pipeline's environments the token covers, in pipeline order."""
+        return [env for env in self.settings.pipeline if principal.covers_environment(env)]
+
+    def matrix(self, principal: Principal) -> dict[str, Any]:
+        """Services x environments the token may read: each current version (as `GET
+        /v1/services` lists it) with its instances counted."""
+        listing = self._documents.services(principal)
+        rows = []
+        for item in listing["services"]:
+            cells = {}
+            for environment, current in item["environments"].items():
+                instances = self._instances.listing(item["service"], environment)["instances"]
+                cells[environment] = {**current, "instances": instance_counts(instances)}
+            rows.append({"service": item["service"], "cells": cells})
+        return {"environments": self.environments(principal), "services": rows}
+
+    def document(
+        self, principal: Principal, service: str, environment: str, before: int | None = None
+    ) -> dict[str, Any]:
+        """One document as the token may see it: current version (or None), a page of history,
+        instances, and what the token may do with it."""
+        self._access.check_document(principal, "reader", service, environment)
+        rendered = self._versions.current(service, environment)
+        current = None
+        if rendered is not None:
+            record = rendered.record
+            current = {
+                **record.metadata(),
+                "source": record.source,
+                # A retired document's current version has no config.
+                "config": None if record.retired else json.loads(record.config),
+                "retired": record.retired,
+            }
+        history = self._documents.history(service, environment, HISTORY_PAGE, before)
+        instances = self._instances.listing(service, environment)["instances"]
+        previous = self.settings.previous_environment(environment)
+        return {
+            "service": service,
+            "environment": environment,
+            "current": current,
+            "history": history,
+            "instances": instances,
+            "counts": instance_counts(instances),
+            "may_write": principal.may("writer", service, environment),
+            "promote_from": previous
+            if previous is not None and principal.may("reader", service, previous)
+            else None,
+            "environments": [
+                env for env in self.environments(principal) if principal.covers(service, env)
+            ],
+        }

@@ -1,0 +1,76 @@
+"""`tsk.write_values`: new values written into a text in place, the rest of it as it was."""
+
+from __future__ import annotations
+
+import pytest
+
+from config_service import tsk
+from config_service.tsk import EnvRef
+
+TEXT = """\
+# head comment
+$region: "eu-west-1"
+
+name: "api"  # the name
+limits: { burst: 5, per_minute: 60 }
+
+[database]
+# where it lives
+url: @env("DATABASE_URL", "postgresql://db.a:5432/x")
+pool_size: 2
+
+[security]
+region: $region
+origins: ["https://a"]
+loggers {
+    http: "DEBUG"
+}
+"""
+
+
+def test_a_pair_gets_its_value_replaced_and_everything_else_stays() -> None:
+    out = tsk.write_values(TEXT, {("database", "pool_size"): 20, ("database", "url"): EnvRef("DATABASE_URL", "pg://b")})
+    assert out == TEXT.replace("pool_size: 2", "pool_size: 20").replace(
+        '"postgresql://db.a:5432/x"', '"pg://b"'
+    )
+
+
+def test_a_variable_use_is_replaced_and_its_definition_kept() -> None:
+    out = tsk.write_values(TEXT, {("security", "region"): "us-east-1"})
+    assert 'region: "us-east-1"' in out and '$region: "eu-west-1"' in out
+    assert tsk.loads(out)["security"]["region"] == "us-east-1"
+
+
+def test_missing_keys_are_added_at_the_end_of_their_table() -> None:
+    out = tsk.write_values(
+        TEXT,
+        {("database", "timeout"): 5.0, ("owner",): "team-a", ("security", "loggers", "sql"): "ERROR",
+         ("cache",): {"ttl": 30}},
+    )
+    lines = out.splitlines()
+    assert lines[lines.index("pool_size: 2") + 1] == "timeout: 5.0"
+    # A new top-level key goes after the last top-level pair
+    # (in the order of their paths), before the first [section].
+    after = lines.index("limits: { burst: 5, per_minute: 60 }")
+    assert lines[after + 1 : after + 3] == ["cache: { ttl: 30 }", 'owner: "team-a"']
+    assert lines[lines.index('    http: "DEBUG"') + 1] == '    sql: "ERROR"'
+    data = tsk.loads(out)
+    assert data["cache"] == {"ttl": 30} and data["security"]["loggers"]["sql"] == "ERROR"
+    assert out.startswith("# head comment\n")
+
+
+def test_an_object_is_written_key_by_key_and_keys_it_lacks_go() -> None:
+    out = tsk.write_values(TEXT, {("database",): {"url": "sqlite://", "echo": True}})
+    assert tsk.loads(out)["database"] == {"url": "sqlite://", "echo": True}
+    assert "# where it lives\nurl: \"sqlite://\"\necho: true\n" in out
+    inline = tsk.write_values(TEXT, {("limits", "burst"): 9})
+    assert "limits: { burst: 9, per_minute: 60 }" in inline
+    block = tsk.write_values(TEXT, {("security", "loggers"): {"sql": "INFO"}})
+    assert tsk.loads(block)["security"]["loggers"] == {"sql": "INFO"}
+    gone = tsk.write_values(TEXT, {("security",): {"region": "x"}})
+    assert tsk.loads(gone)["security"] == {"region": "x"} and "loggers" not in gone
+
+
+def test_a_value_that_cannot_be_written_is_refused() -> None:
+    with pytest.raises(ValueError):
+        tsk.write_values(TEXT, {("database", "pool_size"): float("inf")})
