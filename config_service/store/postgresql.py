@@ -217,6 +217,10 @@ _INSTANCE_COLUMNS = (
 _UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError)
 
 
+class _StaleConnection(Exception):
+    """A pooled connection that broke before this use; another may work."""
+
+
 def _unavailable(error: BaseException) -> StoreUnavailable:
     return StoreUnavailable(f"the PostgreSQL store cannot be reached ({str(error).strip() or type(error).__name__})")
 
@@ -769,9 +773,6 @@ class PostgresStore(Store):
             min_size=1,
             max_size=self.pool_size,
             kwargs={"autocommit": True, "application_name": "tskcfg"},
-            # A connection is checked before it is handed out, so one broken by a restart of
-            # PostgreSQL is replaced instead of failing a read.
-            check=ConnectionPool.check_connection,
             timeout=self.connect_timeout,
             reconnect_timeout=0,
             open=False,
@@ -833,14 +834,26 @@ class PostgresStore(Store):
         try:
             yield connection
         except _UNREACHABLE as error:
+            if connection.broken and not self._closed:
+                # The connection broke (PostgreSQL restarted since it was made, or went away):
+                # the pool drops it when it comes back; the caller may try another.
+                raise _StaleConnection(error) from error
             self._away = True
             raise _unavailable(error) from error
         finally:
             pool.putconn(connection)
 
     def _query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
-        with self._connection() as connection:
-            return _rows(connection, sql, params)
+        # Pooled connections are not checked before use (a round trip per read): one that a
+        # restart of PostgreSQL broke fails, is dropped, and the read tries the next one.
+        for _ in range(self.pool_size + 1):
+            try:
+                with self._connection() as connection:
+                    return _rows(connection, sql, params)
+            except _StaleConnection:
+                continue
+        self._away = True
+        raise StoreUnavailable("the PostgreSQL store cannot be reached (every connection failed)")
 
     def check(self) -> None:
         self._query("SELECT 1 AS ok")
