@@ -1026,32 +1026,41 @@ class PostgresStore(Store):
             # sent with the next one whose result is, in one round trip.
             with connection.pipeline() as pipeline:
                 transaction.pipeline = pipeline
+                # An operation alone in its transaction needs no savepoint: if it fails, the
+                # whole transaction is rolled back instead.
+                alone = len(batch) == 1
                 for item in batch:
                     created, callbacks = len(transaction.created), len(transaction.callbacks)
                     changed = len(transaction.changed)
-                    connection.execute("SAVEPOINT operation")
+                    if not alone:
+                        connection.execute("SAVEPOINT operation")
                     try:
                         result = item.operation(transaction)
                     except _UNREACHABLE:
                         raise  # the connection is gone: the whole batch fails below
                     except BaseException as error:  # the caller gets it; the batch goes on
-                        connection.execute("ROLLBACK TO SAVEPOINT operation")
-                        connection.execute("RELEASE SAVEPOINT operation")
+                        if not alone:
+                            connection.execute("ROLLBACK TO SAVEPOINT operation")
+                            connection.execute("RELEASE SAVEPOINT operation")
                         del transaction.created[created:]
                         del transaction.callbacks[callbacks:]
                         del transaction.changed[changed:]
                         outcomes.append((False, error))
                     else:
-                        connection.execute("RELEASE SAVEPOINT operation")
+                        if not alone:
+                            connection.execute("RELEASE SAVEPOINT operation")
                         outcomes.append((True, result))
-                # Delivered to every listener when (and only if) this transaction commits.
-                if transaction.created:
-                    connection.execute(
-                        "SELECT pg_notify(%s, %s)", (CHANNEL, str(transaction.created[-1].sequence))
-                    )
-                for kind in dict.fromkeys(transaction.changed):
-                    connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, kind))
-                connection.execute("COMMIT")
+                if alone and not outcomes[0][0]:
+                    connection.execute("ROLLBACK")  # nothing of it is kept; nothing to tell
+                else:
+                    # Delivered to every listener when (and only if) this transaction commits.
+                    if transaction.created:
+                        connection.execute(
+                            "SELECT pg_notify(%s, %s)", (CHANNEL, str(transaction.created[-1].sequence))
+                        )
+                    for kind in dict.fromkeys(transaction.changed):
+                        connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, kind))
+                    connection.execute("COMMIT")
         except BaseException as error:
             failure: BaseException = error
             if isinstance(error, _UNREACHABLE):

@@ -389,3 +389,20 @@ def test_services_sync_state_and_kept_local_are_kept(store: Store) -> None:
     assert listed.metadata()["kept_local"] == ["/database/url", "/cache"]
     reread = store.get_version("api", "staging", 2)
     assert reread is not None and reread.kept_local == ("/database/url", "/cache")
+
+
+def test_an_operation_alone_that_the_database_refuses_changes_nothing(store: Store) -> None:
+    store.write(lambda transaction: transaction.insert_token(_token("taken"), None))
+
+    def twice(transaction: Transaction) -> None:
+        transaction.append_version(_new("alone", "a"), None, None)
+        transaction.insert_token(_token("taken"), None)
+
+    with pytest.raises(Exception, match="(?i)unique|duplicate"):
+        store.write(twice)
+    assert store.current_version("alone", "staging") is None
+    record, created = _append(store, _new("alone", "b"), None, None)
+    assert created and record.version == 1
+    with pytest.raises(PreconditionFailed):
+        _append(store, _new("alone", "c"), 0, None)
+    assert store.current_version("alone", "staging").source == "b"  # type: ignore[union-attr]
