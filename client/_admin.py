@@ -206,6 +206,63 @@ class AdminClient(AdminRequests):
         `{"service", "retired": [{environment, version, created}]}`."""
         return self._json("DELETE", f"/v1/services/{check_name(service, 'service')}")
 
+    # -- rollouts (docs/rollouts.md)
+
+    def start_rollout(
+        self,
+        service: str,
+        environment: str,
+        *,
+        source: str | None = None,
+        version: int | None = None,
+        from_environment: str | None = None,
+        steps: Sequence[int] = (10, 50, 100),
+        bake_seconds: float = 300,
+        max_failed: int = 0,
+        message: str | None = None,
+    ) -> dict[str, Any]:
+        """`POST .../rollouts`: a candidate reaches `steps` percent of the instances in turn, each
+        for `bake_seconds`, and is rolled back when more than `max_failed` of them fail to apply
+        it. The candidate is TSK `source`, an existing `version`, or a promotion from
+        `from_environment` (of its `version`, default its current one). The rollout object.
+        """
+        body: dict[str, Any] = {"steps": list(steps), "bake_seconds": bake_seconds, "max_failed": max_failed}
+        if source is not None:
+            body["source"] = source
+        if from_environment is not None:
+            body["from"] = check_name(from_environment, "environment")
+        if version is not None:
+            body["version"] = version
+        if message:
+            body["message"] = message
+        with self._naming_unknown_service(service):
+            return self._json("POST", self._document(service, environment, "rollouts"), json=body)
+
+    def rollout(self, service: str, environment: str) -> dict[str, Any]:
+        """The document's latest rollout: state, step, percent, counts, reason."""
+        with self._naming_unknown_service(service):
+            return self._json("GET", self._document(service, environment, "rollout"))
+
+    def pause_rollout(self, service: str, environment: str) -> dict[str, Any]:
+        """Stop the running rollout's bake clock; its cohort keeps the candidate."""
+        return self._rollout_action(service, environment, "pause")
+
+    def resume_rollout(self, service: str, environment: str) -> dict[str, Any]:
+        """Start a paused rollout's bake clock again."""
+        return self._rollout_action(service, environment, "resume")
+
+    def abort_rollout(self, service: str, environment: str) -> dict[str, Any]:
+        """End the rollout: every instance reads the stable version again."""
+        return self._rollout_action(service, environment, "abort")
+
+    def complete_rollout(self, service: str, environment: str) -> dict[str, Any]:
+        """End the rollout now, the candidate current for everyone."""
+        return self._rollout_action(service, environment, "complete")
+
+    def _rollout_action(self, service: str, environment: str, action: str) -> dict[str, Any]:
+        with self._naming_unknown_service(service):
+            return self._json("POST", self._document(service, environment, "rollout", action))
+
     def services(self) -> dict[str, Any]:
         """`{"services": [...]}`: every service the token may read, its current version per environment."""
         return self._json("GET", "/v1/services")

@@ -42,6 +42,7 @@ class BaseClient(Generic[TransportT]):
         timeout: float = DEFAULT_TIMEOUT,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         report_interval: float | None = None,
+        cohort: str | None = None,
     ) -> None:
         settings = make_settings(
             service,
@@ -57,6 +58,7 @@ class BaseClient(Generic[TransportT]):
             timeout=timeout,
             max_response_bytes=max_response_bytes,
             report_interval=report_interval,
+            cohort=cohort,
         )
         self._core = ClientCore(
             settings, database=database, cache_backends=cache_backends, retry=retry

@@ -32,7 +32,15 @@ class Requests:
         self.servers = servers
         # What this instance last told the server (sent again after quiet intervals).
         self.last_report: Report | None = None
-        self._headers = {"User-Agent": f"tskcfg-client/{__version__}", "Accept": "application/json"}
+        self._headers = {
+            "User-Agent": f"tskcfg-client/{__version__}",
+            "Accept": "application/json",
+            # Every request says which instance asks: a rollout answers it by these
+            # (docs/rollouts.md), and its reports name it the same way.
+            "X-Instance-ID": settings.instance_id,
+        }
+        if settings.cohort:
+            self._headers["X-Config-Cohort"] = settings.cohort
         if settings.token:
             self._headers["Authorization"] = f"Bearer {settings.token}"
 
@@ -110,6 +118,8 @@ class Requests:
             "status": report.status,
             "error": report.error,
         }
+        if self.settings.cohort:
+            body["cohort"] = self.settings.cohort
         if report.status == "failed":
             failed = report.subject
             body["failed_version"] = failed.version if failed is not None else None

@@ -52,6 +52,8 @@ class Settings:
     # The last report is sent again after this many quiet seconds, so the server can tell a
     # running instance from a gone one (it marks one stale after three missed intervals).
     report_interval: float = DEFAULT_REPORT_INTERVAL
+    # What a rollout buckets this instance by (docs/rollouts.md), when not its instance id.
+    cohort: str | None = None
 
     @property
     def lkg_path(self) -> Path:
@@ -81,9 +83,10 @@ def make_settings(
     timeout: float = DEFAULT_TIMEOUT,
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     report_interval: float | None = None,
+    cohort: str | None = None,
 ) -> Settings:
-    """Fill in defaults (`SERVICE_ENV`, `CONFIG_STORE`, `CONFIG_TOKEN`, `CONFIG_REPORT_INTERVAL`)
-    and check every argument."""
+    """Fill in defaults (`SERVICE_ENV`, `CONFIG_STORE`, `CONFIG_TOKEN`, `CONFIG_REPORT_INTERVAL`,
+    `CONFIG_INSTANCE_ID`, `CONFIG_COHORT`) and check every argument."""
     environment = environment or os.environ.get("SERVICE_ENV") or DEFAULT_ENVIRONMENT
     check_name(service, "service")
     check_name(environment, "environment")
@@ -99,13 +102,36 @@ def make_settings(
         environments_dir=environments,
         mode=mode,  # type: ignore[arg-type]
         poll_interval=positive_seconds(poll_interval, "poll_interval"),
-        instance_id=instance_id or f"{socket.gethostname()}:{os.getpid()}",
+        instance_id=_label(
+            instance_id or os.environ.get("CONFIG_INSTANCE_ID") or f"{socket.gethostname()}:{os.getpid()}",
+            "instance_id (CONFIG_INSTANCE_ID)",
+        ),
         # The layout of this repository: schemas/ beside environments/.
         schemas_dir=Path(schemas_dir) if schemas_dir is not None else environments.parent / "schemas",
         timeout=positive_seconds(timeout, "timeout"),
         max_response_bytes=positive_count(max_response_bytes, "max_response_bytes"),
         report_interval=positive_seconds(_report_interval(report_interval), "report_interval"),
+        cohort=_cohort(cohort),
     )
+
+
+def _cohort(given: str | None) -> str | None:
+    """The cohort given, else `CONFIG_COHORT`, else None (the instance id buckets it)."""
+    value = given or os.environ.get("CONFIG_COHORT") or None
+    return None if value is None else _label(value, "cohort (CONFIG_COHORT)")
+
+
+# Longest instance id or cohort: what the server keeps of a report's `instance_id` and `cohort`.
+MAX_LABEL = 200
+
+
+def _label(value: str, name: str) -> str:
+    """An instance id or cohort as sent in a header: printable ASCII, at most MAX_LABEL long."""
+    if not value or len(value) > MAX_LABEL or not value.isascii() or not value.isprintable():
+        raise ValueError(
+            f"{name} must be 1 to {MAX_LABEL} printable ASCII characters, not {value[:MAX_LABEL + 1]!r}"
+        )
+    return value
 
 
 def positive_seconds(value: float, name: str) -> float:

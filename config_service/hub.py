@@ -39,6 +39,13 @@ and an event stream that resumes (config_service/http/events.py)::
         ...                                     # send it; nothing is sent twice
 
 How an event is framed on the wire is the HTTP edge's business, not the hub's.
+
+During a rollout (docs/rollouts.md) a document answers two versions: the candidate to the
+buckets below the step's percent, the stable one to every other read. The hub then keeps the
+candidate beside the current version (`set_rollout`), each waiter remembers the version it
+has and its bucket, and a change wakes exactly the waiters whose answer it changes. An event
+of a rollout (`ChangeEvent.rollout`) goes to every stream of the document; the version it
+may carry (`moved`) only to the streams whose bucket it moves.
 """
 
 from __future__ import annotations
@@ -49,6 +56,8 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
+
+from config_service import cohorts
 
 __all__ = [
     "ChangeEvent",
@@ -80,6 +89,21 @@ class ChangeEvent:
     version: int
     hash: str
     retired: bool = False  # the version is a retire: the document has no config from here on
+    # A rollout's change: its object as JSON text (the event's `data`), and whether the
+    # version above goes with it to the streams it moves: those whose bucket is in
+    # [low, high), and those without a cohort when the flag is set. None: a plain version.
+    rollout: str | None = None
+    moved: tuple[int, int, bool] | None = None
+
+    def moves(self, cohort: bytes | None) -> bool:
+        """True when a stream of `cohort` gets the version this rollout event carries."""
+        moved = self.moved
+        if moved is None:
+            return False
+        number = cohorts.bucket(self.service, self.environment, cohort)
+        if number == cohorts.NO_BUCKET:
+            return moved[2]
+        return moved[0] <= number < moved[1]
 
     def to_dict(self) -> dict[str, str | int | None]:
         """The event's `data` object: `{service, environment, version, hash}` (hash None for
@@ -120,11 +144,14 @@ class Subscription:
         accepts: EventFilter,
         max_queue: int,
         owner: Hashable | None = None,
+        cohort: bytes | None = None,
     ) -> None:
         self._forget = forget
         self._accepts = accepts
         self._max_queue = max_queue
         self.owner = owner
+        # What rollouts bucket this stream's instance by (docs/rollouts.md), or None.
+        self.cohort = cohort
         self._events: deque[ChangeEvent] = deque()
         self._getter: asyncio.Future[None] | None = None
         self._closed_reason: str | None = None
@@ -262,7 +289,7 @@ class Waiter:
     connection and answer all of them from inside `publish`.
     """
 
-    __slots__ = ("_hub", "_key", "_document", "_wake", "_timer", "owner")
+    __slots__ = ("_hub", "_key", "_document", "_wake", "_timer", "owner", "known", "bucket")
 
     def __init__(
         self,
@@ -271,6 +298,8 @@ class Waiter:
         document: _Document[Any],
         wake: Wake,
         owner: Hashable | None = None,
+        known: int | None = None,
+        bucket: int = cohorts.NO_BUCKET,
     ) -> None:
         self._hub = hub
         self._key = key
@@ -278,6 +307,9 @@ class Waiter:
         self._wake: Wake | None = wake
         self._timer: asyncio.TimerHandle | None = None
         self.owner = owner
+        # The version the waiting client has (None: any newer one wakes it), and its bucket.
+        self.known = known
+        self.bucket = bucket
 
     @property
     def parked(self) -> bool:
@@ -322,6 +354,15 @@ class _Document(Generic[PayloadT]):
     announced: int = 0
     # A dict, not a set: waiters are woken in the order they came.
     waiters: dict[Waiter, None] = field(default_factory=dict)
+    # During a rollout: (percent, candidate version, its payload), read by buckets below percent.
+    rollout: tuple[int, int, PayloadT | None] | None = None
+
+    def answer(self, bucket: int) -> tuple[int | None, PayloadT | None]:
+        """(version, payload) a reader in `bucket` gets."""
+        rollout = self.rollout
+        if rollout is not None and cohorts.reads_candidate(bucket, rollout[0]):
+            return rollout[1], rollout[2]
+        return self.version, self.payload
 
 
 class ChangeHub(Generic[PayloadT]):
@@ -413,14 +454,7 @@ class ChangeHub(Generic[PayloadT]):
         if newer:
             document.version = version
             document.payload = payload
-            # The slot's waiters are swapped out whole, so none is forgotten one by one.
-            waiters, document.waiters = document.waiters, {}
-            self._waiter_count -= len(waiters)
-            shared = (version, payload)
-            for waiter in waiters:
-                wake = waiter._take()
-                if wake is not None:
-                    self._call(wake, shared)
+            self._settle(document)
         elif version == document.version and payload is not None:
             document.payload = payload
         # Announced once per version, by the write's own publish (one with a sequence), even
@@ -451,14 +485,68 @@ class ChangeHub(Generic[PayloadT]):
             )
         )
 
+    def _settle(self, document: _Document[PayloadT]) -> None:
+        """Wake every waiter of `document` whose answer is no longer the version it has."""
+        # The slot's waiters are swapped out whole, so none is forgotten one by one; those
+        # kept go back (with any parked by a wake-up meanwhile).
+        waiters, document.waiters = document.waiters, {}
+        stable = (document.version, document.payload)
+        rollout = document.rollout
+        woken: list[tuple[Waiter, tuple[int, Any]]] = []
+        kept: list[Waiter] = []
+        for waiter in waiters:
+            answer = stable
+            if rollout is not None and cohorts.reads_candidate(waiter.bucket, rollout[0]):
+                answer = (rollout[1], rollout[2])
+            if answer[0] is None or answer[0] == waiter.known:
+                kept.append(waiter)
+            else:
+                woken.append((waiter, answer))  # type: ignore[arg-type]
+        for waiter in kept:
+            document.waiters[waiter] = None
+        self._waiter_count -= len(woken)
+        for waiter, answer in woken:
+            wake = waiter._take()
+            if wake is not None:
+                self._call(wake, answer)
+
+    def set_rollout(
+        self,
+        service: str,
+        environment: str,
+        rollout: tuple[int, int, PayloadT | None] | None,
+    ) -> None:
+        """The document is in a rollout: buckets below `percent` read `(percent, version,
+        payload)`'s candidate; None ends it. Wakes exactly the waiters whose answer moves."""
+        key = (service, environment)
+        document = self._documents.get(key)
+        if document is None:
+            if rollout is None:
+                return
+            document = self._documents[key] = _Document()
+        document.rollout = rollout
+        self._settle(document)
+
+    def announce(self, event: ChangeEvent) -> None:
+        """Send a rollout's event to every stream that accepts it (in sequence order)."""
+        self._announce(event)
+
     def changed(
-        self, service: str, environment: str, known_version: int
+        self,
+        service: str,
+        environment: str,
+        known_version: int,
+        bucket: int = cohorts.NO_BUCKET,
     ) -> tuple[int, PayloadT | None] | None:
-        """`(version, payload)` when the hub holds a version other than `known_version`, else None."""
+        """`(version, payload)` when the hub holds, for `bucket`, a version other than
+        `known_version`; else None."""
         document = self._documents.get((service, environment))
-        if document is None or document.version is None or document.version == known_version:
+        if document is None:
             return None
-        return document.version, document.payload
+        version, payload = document.answer(bucket)
+        if version is None or version == known_version:
+            return None
+        return version, payload
 
     def park(
         self,
@@ -467,18 +555,23 @@ class ChangeHub(Generic[PayloadT]):
         timeout: float,
         wake: Wake,
         owner: Hashable | None = None,
+        *,
+        known: int | None = None,
+        bucket: int = cohorts.NO_BUCKET,
     ) -> Waiter:
         """Park a long poll on the document until its next publish, for at most `timeout` seconds.
 
         `wake` is called on the event loop with the published `(version, payload)`, or with
         None when the time is up (or `end_for(owner)` ended it). Check `changed` first: `park`
-        waits for the *next* version even if the caller's is already stale.
+        waits for the *next* version even if the caller's is already stale. With `known` (the
+        version the client has) and its rollout `bucket`, only a change of what that bucket
+        reads wakes it; without, any newer version does.
         """
         key = (service, environment)
         document = self._documents.get(key)
         if document is None:
             document = self._documents[key] = _Document()
-        waiter = Waiter(self, key, document, wake, owner)
+        waiter = Waiter(self, key, document, wake, owner, known, bucket)
         if self._stopping:
             timeout = 0  # the server is stopping: the time is up at once
         waiter._timer = asyncio.get_running_loop().call_later(timeout, waiter._expire)
@@ -534,6 +627,7 @@ class ChangeHub(Generic[PayloadT]):
         known_version: int,
         timeout: float,
         owner: Hashable | None = None,
+        bucket: int = cohorts.NO_BUCKET,
     ) -> tuple[int, PayloadT | None] | None:
         """Wait until the document's version differs from `known_version`, for at most `timeout` s.
 
@@ -545,7 +639,7 @@ class ChangeHub(Generic[PayloadT]):
         document holds until its first version. A cancelled wait (the client
         went away) leaves nothing behind; `end_for(owner)` ends it with None.
         """
-        result = self.changed(service, environment, known_version)
+        result = self.changed(service, environment, known_version, bucket)
         if result is not None or timeout <= 0:
             return result
         future: asyncio.Future[tuple[int, PayloadT | None] | None] = (
@@ -556,7 +650,9 @@ class ChangeHub(Generic[PayloadT]):
             if not future.done():
                 future.set_result(result)
 
-        waiter = self.park(service, environment, timeout, wake, owner)
+        waiter = self.park(
+            service, environment, timeout, wake, owner, known=known_version, bucket=bucket
+        )
         try:
             return await future
         finally:
@@ -568,7 +664,7 @@ class ChangeHub(Generic[PayloadT]):
             self._waiter_count -= 1
         # A slot made only for waiting on a document that never appeared goes away with its
         # last waiter, so unknown names cannot pile up.
-        if document.version is None and not document.waiters:
+        if document.version is None and document.rollout is None and not document.waiters:
             if self._documents.get(waiter._key) is document:
                 del self._documents[waiter._key]
 
@@ -583,7 +679,10 @@ class ChangeHub(Generic[PayloadT]):
     # -- event streams --------------------------------------------------------
 
     def subscribe(
-        self, accepts: EventFilter | None = None, owner: Hashable | None = None
+        self,
+        accepts: EventFilter | None = None,
+        owner: Hashable | None = None,
+        cohort: bytes | None = None,
     ) -> Subscription:
         """A new subscription to every future event that `accepts(event)` allows.
 
@@ -596,6 +695,7 @@ class ChangeHub(Generic[PayloadT]):
             accepts if accepts is not None else _accept_all,
             self._max_subscriber_queue,
             owner,
+            cohort,
         )
         self._subscriptions.add(subscription)
         if self._stopping:

@@ -416,3 +416,83 @@ def test_a_redirected_subscription_says_when_it_ends_however_it_ends() -> None:
     closed.close()  # once only
     hub.stop()
     assert ended == ["dropped", "closed", "stopped"]
+
+
+# -- rollouts: two answers per document, waiters woken only when their answer moves ------------
+
+
+def test_a_rollout_wakes_exactly_the_waiters_whose_answer_moves() -> None:
+    async def scenario() -> None:
+        hub: ChangeHub[bytes] = ChangeHub()
+        hub.publish("api", "production", 1, b"stable")
+        answers: dict[str, tuple[int, object] | None] = {}
+
+        def park(name: str, known: int, bucket: int) -> None:
+            hub.park(
+                "api", "production", 30, lambda result: answers.setdefault(name, result),
+                known=known, bucket=bucket,
+            )
+
+        park("low", 1, 5)  # will read the candidate at 10 %
+        park("middle", 1, 30)  # at 50 %
+        park("high", 1, 80)  # never, until completion
+        park("anonymous", 1, -1)  # no cohort: always stable
+        hub.set_rollout("api", "production", (10, 2, b"candidate"))
+        assert answers == {"low": (2, b"candidate")}
+        assert hub.changed("api", "production", 1, 5) == (2, b"candidate")
+        assert hub.changed("api", "production", 2, 5) is None
+        assert hub.changed("api", "production", 1, 80) is None
+        park("low", 2, 5)  # it has the candidate now and waits again
+        answers.clear()
+        hub.set_rollout("api", "production", (50, 2, b"candidate"))
+        assert answers == {"middle": (2, b"candidate")}
+        answers.clear()
+        # Rolled back: the cohort gets the stable version; the others wait on.
+        hub.set_rollout("api", "production", None)
+        assert answers == {"low": (1, b"stable")}
+        assert hub.waiter_count == 2
+        answers.clear()
+        # A plain new version wakes the rest, each once.
+        hub.publish("api", "production", 3, b"three")
+        assert answers == {"high": (3, b"three"), "anonymous": (3, b"three")}
+        assert hub.waiter_count == 0
+
+    asyncio.run(scenario())
+
+
+def test_completion_leaves_the_cohort_that_has_the_candidate_waiting() -> None:
+    async def scenario() -> None:
+        hub: ChangeHub[bytes] = ChangeHub()
+        hub.publish("api", "production", 1, b"stable")
+        hub.set_rollout("api", "production", (50, 2, b"candidate"))
+        answers: dict[str, tuple[int, object] | None] = {}
+        for name, known, bucket in (("cohort", 2, 10), ("rest", 1, 70)):
+            hub.park(
+                "api", "production", 30, lambda result, name=name: answers.setdefault(name, result),
+                known=known, bucket=bucket,
+            )
+        # As the server completes a rollout: the candidate is published, then the rollout ends.
+        hub.publish("api", "production", 2, b"current")
+        hub.set_rollout("api", "production", None)
+        assert answers == {"rest": (2, b"current")}
+        assert hub.waiter_count == 1
+
+    asyncio.run(scenario())
+
+
+def test_rollout_events_carry_the_version_only_to_the_streams_they_move() -> None:
+    import hashlib
+
+    def bucket(cohort: str) -> int:
+        digest = hashlib.sha256(f"api\0production\0{cohort}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") % 100
+
+    inside = next(f"i{n}" for n in range(1000) if bucket(f"i{n}") < 50)
+    outside = next(f"o{n}" for n in range(1000) if bucket(f"o{n}") >= 50)
+    event = ChangeEvent(7, "api", "production", 2, "h", rollout="{}", moved=(0, 50, False))
+    assert event.moves(inside.encode()) and not event.moves(outside.encode())
+    assert not event.moves(None)
+    completion = ChangeEvent(8, "api", "production", 2, "h", rollout="{}", moved=(50, 100, True))
+    assert completion.moves(None) and completion.moves(outside.encode())
+    assert not completion.moves(inside.encode())
+    assert not ChangeEvent(9, "api", "production", 2, "h", rollout="{}").moves(inside.encode())

@@ -11,6 +11,7 @@ from config_service.cli import (  # noqa: F401  (registers commands)
     lifecycle,
     local,
     migrate,
+    rollout,
     schema,
     serve,  # noqa: F401
     token,

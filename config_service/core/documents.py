@@ -24,6 +24,7 @@ from config_service.core.refusals import (
     not_found,
     precondition_failed,
     retired,
+    rollout_in_progress,
     too_large,
 )
 from config_service.core.rendered import Rendered, RenderedVersions
@@ -203,8 +204,14 @@ class Documents:
         promoted_from: tuple[str, int] | None = None,
         rolled_back_to: int | None = None,
         kept_local: tuple[str, ...] | None = None,
+        action: str | None = None,
     ) -> Operation:
-        """Parse and validate `source` (raising Refused when refused); the write operation."""
+        """Parse and validate `source` (raising Refused when refused); the write operation.
+
+        The operation refuses `rollout_in_progress` while the document is in a rollout (only
+        the rollout's own candidate, kind `rollout`, is written then). `action` names the
+        audit entry (default: the kind).
+        """
         if service in self.settings.sections:
             # A service named like a section would be validated against, and could rewrite,
             # the schema every service shares.
@@ -243,7 +250,7 @@ class Documents:
         audit = AuditEntry(
             actor=principal.name,
             token_id=principal.token_id,
-            action=kind,
+            action=action or kind,
             service=service,
             environment=environment,
             request_id=request_id,
@@ -252,6 +259,10 @@ class Documents:
 
         # Runs on the store's writer thread, in commit order with every other write.
         def operation(transaction: Transaction) -> tuple[VersionRecord, bool]:
+            if kind != "rollout":
+                rollout = transaction.active_rollout(service, environment)
+                if rollout is not None:
+                    raise rollout_in_progress(service, environment, rollout)
             today = self._schemas.current
             if today is not schemas:
                 # A schema changed after we validated: validate against today's schema.
@@ -508,6 +519,9 @@ class Documents:
         def operation(transaction: Transaction) -> tuple[VersionRecord, bool]:
             if transaction.current_version(service, environment) is None:
                 raise not_found(f"{service!r} has no version in {environment!r}")
+            rollout = transaction.active_rollout(service, environment)
+            if rollout is not None:
+                raise rollout_in_progress(service, environment, rollout)
             return transaction.append_version(new, if_match, audit)
 
         future = self._store.submit(operation)
@@ -532,6 +546,10 @@ class Documents:
 
         def operation(transaction: Transaction) -> list[tuple[VersionRecord, bool]]:
             done = []
+            for environment in pipeline:
+                rollout = transaction.active_rollout(service, environment)
+                if rollout is not None:
+                    raise rollout_in_progress(service, environment, rollout)
             for environment in pipeline:
                 if transaction.current_version(service, environment) is None:
                     continue
@@ -583,7 +601,17 @@ class Documents:
         """`{"versions": [metadata, ...], "next_before"}`, newest first."""
         records = self._store.list_versions(service, environment, limit + 1, before)
         shown, next_before = page(records, limit, lambda record: record.version)
-        return {"versions": [record.metadata() for record in shown], "next_before": next_before}
+        candidates = [record.version for record in shown if record.kind == "rollout"]
+        rollouts = self._store.rollouts_of_versions(service, environment, candidates)
+        listed = []
+        for record in shown:
+            metadata = record.metadata()
+            rollout = rollouts.get(record.version)
+            if rollout is not None:
+                # What can change is listed, never in versions/{n} (docs/rollouts.md).
+                metadata["rollout"] = {"id": rollout.id, "state": rollout.state}
+            listed.append(metadata)
+        return {"versions": listed, "next_before": next_before}
 
     def diff_versions(self, service: str, environment: str, first: int, second: int) -> dict[str, Any]:
         """The diff from version `first` to version `second` of one document."""

@@ -14,7 +14,16 @@ from config_service.core.access import Principal
 from config_service.core.refusals import Refused, not_found
 from config_service.core.rendered import RenderedVersions
 from config_service.settings import Settings
-from config_service.store import InstanceReport, Store, TooManyInstances, utc_timestamp
+from config_service.store import (
+    InstanceReport,
+    Store,
+    TooManyInstances,
+    Transaction,
+    utc_timestamp,
+)
+
+# Told of each report inside its write (a rollout counts the failures of its candidate).
+ReportCheck = Callable[[Transaction, InstanceReport], None]
 
 
 class RateWindow:
@@ -52,10 +61,17 @@ class RateWindow:
 class Instances:
     """The instance reports of one server."""
 
-    def __init__(self, settings: Settings, store: Store, versions: RenderedVersions) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        versions: RenderedVersions,
+        check: ReportCheck | None = None,
+    ) -> None:
         self.settings = settings
         self._store = store
         self._versions = versions
+        self._check = check
         self._reports = RateWindow(settings.instance_reports_per_minute)
 
     def report(self, principal: Principal, report: InstanceReport) -> None:
@@ -84,9 +100,13 @@ class Instances:
         limit = self.settings.max_instances_per_document
         try:
             forget_before = utc_timestamp(self._stale_since())
-            self._store.write(
-                lambda transaction: transaction.record_instance(report, limit, forget_before)
-            )
+
+            def operation(transaction: Transaction) -> None:
+                transaction.record_instance(report, limit, forget_before)
+                if self._check is not None:
+                    self._check(transaction, report)
+
+            self._store.write(operation)
         except TooManyInstances:
             raise Refused(
                 "too_many_instances",

@@ -46,8 +46,10 @@ def services(
     store: Store, pipeline: Sequence[str], principal: Principal, names: Sequence[str]
 ) -> dict[str, Any]:
     """Every service the token may see (`visible`; `names`: those that exist), with its current
-    version per covered environment; a service without documents has no environments."""
+    version per covered environment (and its running or paused rollout, docs/rollouts.md); a
+    service without documents has no environments."""
     by_service, records = visible(store, pipeline, principal, names)
+    rollouts = {(rollout.service, rollout.environment): rollout for rollout in store.active_rollouts()}
     for record in records:
         entry: dict[str, Any] = {
             "version": record.version,
@@ -56,6 +58,14 @@ def services(
         }
         if record.retired:
             entry["retired"] = True
+        rollout = rollouts.get((record.service, record.environment))
+        if rollout is not None:
+            entry["rollout"] = {
+                "id": rollout.id,
+                "state": rollout.state,
+                "percent": rollout.percent,
+                "candidate": rollout.candidate_version,
+            }
         by_service[record.service][record.environment] = entry
     return {
         "services": [

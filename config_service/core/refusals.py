@@ -7,7 +7,10 @@ the same refusal to the audit log. The codes are listed in docs/server.md ("Erro
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from config_service.store import RolloutRecord
 
 
 class Refused(Exception):
@@ -83,3 +86,13 @@ def too_large(message: str) -> Refused:
 
 def unsupported_media_type(kinds: str) -> Refused:
     return Refused("unsupported_media_type", f"send the body as {kinds}")
+
+
+def rollout_in_progress(service: str, environment: str, rollout: RolloutRecord) -> Refused:
+    """A plain write (push, promote, rollback, retire) to a document in a rollout."""
+    return Refused(
+        "rollout_in_progress",
+        f"{service!r} in {environment!r} is in rollout {rollout.id} (version "
+        f"{rollout.candidate_version}, {rollout.state}); complete or abort it first",
+        [{"rollout": rollout.id, "state": rollout.state}],
+    )

@@ -7,6 +7,7 @@ frames) is decided at the edge.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from dataclasses import dataclass
@@ -14,9 +15,9 @@ from typing import Any
 
 from cachetools import LRUCache
 
-from config_service import tsk
+from config_service import cohorts, tsk
 from config_service.core.refusals import not_found
-from config_service.store import Store, VersionRecord
+from config_service.store import RolloutRecord, Store, VersionRecord
 
 # Old versions rendered for `versions/{n}` are kept in a small LRU, bounded in count and in
 # bytes (512 documents near the body limit would otherwise hold more than a GiB); current
@@ -33,6 +34,8 @@ class Rendered:
     etag: str  # the quoted version, `"3"`
     json_body: bytes  # metadata plus "config"
     source_body: bytes  # the TSK source as stored
+    # `X-Config-Rollout` of an answer during a rollout (`<id>; cohort=candidate`), else b"".
+    rollout: bytes = b""
 
     @property
     def version(self) -> int:
@@ -91,8 +94,49 @@ def _rendered_size(rendered: Rendered) -> int:
     return rendered.size
 
 
+@dataclass(frozen=True, eq=False)
+class RolloutView:
+    """What a document in a rollout answers: the candidate to buckets below `percent`, the
+    stable version to every other read, each rendered once with its `X-Config-Rollout`."""
+
+    rollout: RolloutRecord
+    stable: Rendered
+    candidate: Rendered
+    # cohort -> its answer, so a read that was answered before costs one lookup; bounded, and
+    # gone with the view when the rollout changes.
+    answers: dict[bytes | None, Rendered] = dataclasses.field(default_factory=dict)
+
+    @property
+    def percent(self) -> int:
+        return self.rollout.percent
+
+    def answer(self, cohort: bytes | None) -> Rendered:
+        """What the instance of `cohort` reads."""
+        found = self.answers.get(cohort)
+        if found is None:
+            if cohort is not None and len(cohort) > cohorts.MAX_COHORT:
+                return self.stable  # names no cohort, and is not kept (a bound on memory)
+            record = self.rollout
+            number = cohorts.bucket(record.service, record.environment, cohort)
+            found = self.candidate if cohorts.reads_candidate(number, record.percent) else self.stable
+            if len(self.answers) >= cohorts.MAX_CACHED:
+                self.answers.clear()
+            self.answers[cohort] = found
+        return found
+
+
+def rollout_view(rollout: RolloutRecord, stable: Rendered, candidate: Rendered) -> RolloutView:
+    """The view of an active rollout; the bodies are shared with `stable` and `candidate`."""
+    return RolloutView(
+        rollout,
+        dataclasses.replace(stable, rollout=b"%d; cohort=stable" % rollout.id),
+        dataclasses.replace(candidate, rollout=b"%d; cohort=candidate" % rollout.id),
+    )
+
+
 class RenderedVersions:
-    """The rendered versions of one server: every current one, and an LRU of old ones."""
+    """The rendered versions of one server: every current one, the two answers of each document
+    in a rollout, and an LRU of old ones."""
 
     def __init__(
         self,
@@ -104,6 +148,7 @@ class RenderedVersions:
         self._store = store
         self._lock = threading.Lock()
         self._current: dict[tuple[str, str], Rendered] = {}
+        self._rollouts: dict[tuple[str, str], RolloutView] = {}
         self._old = OldVersions(max_old_versions, max_old_bytes)
 
     def remember(self, rendered: Rendered) -> Rendered:
@@ -120,6 +165,31 @@ class RenderedVersions:
     def cached(self, service: str, environment: str) -> Rendered | None:
         """The current version if this process already holds it rendered; never reads the store."""
         return self._current.get((service, environment))
+
+    def cached_for(self, service: str, environment: str, cohort: bytes | None) -> Rendered | None:
+        """`cached`, as the instance of `cohort` reads it (docs/rollouts.md): during a rollout
+        the candidate when its bucket is below the step's percent, else the stable version."""
+        key = (service, environment)
+        view = self._rollouts.get(key)
+        if view is None:
+            return self._current.get(key)
+        return view.answer(cohort)
+
+    def current_for(self, service: str, environment: str, cohort: bytes | None) -> Rendered | None:
+        """`current`, as the instance of `cohort` reads it."""
+        rendered = self.cached_for(service, environment, cohort)
+        return rendered if rendered is not None else self.current(service, environment)
+
+    def rollout(self, service: str, environment: str) -> RolloutView | None:
+        """The document's active rollout as reads see it, or None."""
+        return self._rollouts.get((service, environment))
+
+    def set_rollout(self, service: str, environment: str, view: RolloutView | None) -> None:
+        """Answer the document's reads through `view` from now on (None: no rollout)."""
+        if view is None:
+            self._rollouts.pop((service, environment), None)
+        else:
+            self._rollouts[(service, environment)] = view
 
     def current(self, service: str, environment: str) -> Rendered | None:
         """The current version, rendered; served from memory after the first read."""

@@ -124,7 +124,9 @@ class Schemas:
         checked: _Check | None = None
         unchanged = self._store.current_schema(name)
         if unchanged is None or unchanged.hash != digest:
-            checked = self._check(principal, name, schema, self._store.current_documents())
+            # A rollout's candidate counts as current: a schema must accept it too.
+            documents = self._store.current_documents() + self._store.rollout_candidates()
+            checked = self._check(principal, name, schema, documents)
 
         # Runs on the store's writer thread, alone in its transaction: the documents it
         # checks are exactly the current ones, and no push can pass it.
@@ -133,14 +135,14 @@ class Schemas:
             current = transaction.current_schema(name)
             if current is not None and current.hash == digest:
                 return current, False
-            documents = transaction.current_versions()
+            documents = transaction.current_versions() + transaction.rollout_candidates()
             check = checked
             if check is None or check.schemas is not self.current:
                 check = self._check(principal, name, schema, [])  # the schemas moved on: anew
             moved = [
                 record
                 for record in documents
-                if check.versions.get((record.service, record.environment)) != record.version
+                if (record.service, record.environment, record.version) not in check.versions
             ]
             standing = {(record.service, record.environment, record.version) for record in documents}
             conflicts = [
@@ -186,7 +188,7 @@ class Schemas:
         return _Check(
             schemas=today,
             candidate=candidate,
-            versions={(record.service, record.environment): record.version for record in documents},
+            versions={(record.service, record.environment, record.version) for record in documents},
             conflicts=self.conflicts(candidate, name, documents),
         )
 
@@ -224,7 +226,7 @@ class _Check:
 
     schemas: SchemaSet
     candidate: SchemaSet
-    versions: dict[tuple[str, str], int]
+    versions: set[tuple[str, str, int]]
     conflicts: list[dict[str, Any]]
 
 

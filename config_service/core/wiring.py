@@ -1,7 +1,7 @@
 """`Core`: the rules of one server process wired to its store, for any number of HTTP apps or none.
 
 It holds one object per concept (access, tokens, rendered versions, schemas, services,
-documents, instances, audit); handlers, file sync and tests call them. It opens and closes the store,
+documents, rollouts, instances, audit); handlers, file sync and tests call them. It opens and closes the store,
 and tells listeners of every commit and of every document or schema the rules refuse.
 """
 
@@ -16,6 +16,7 @@ from config_service.core.console import Console
 from config_service.core.documents import Documents
 from config_service.core.instances import Instances
 from config_service.core.rendered import Rendered, RenderedVersions, render
+from config_service.core.rollouts import Rollouts, RolloutTimer
 from config_service.core.schemas import Schemas
 from config_service.core.services import Services
 from config_service.core.sessions import Sessions
@@ -53,7 +54,9 @@ class Core:
         self.documents = Documents(
             settings, self.store, self.versions, self.schemas, self.services, self._refused
         )
-        self.instances = Instances(settings, self.store, self.versions)
+        self.rollouts = Rollouts(self.store, self.versions, self.documents)
+        self.rollout_timer: RolloutTimer | None = None
+        self.instances = Instances(settings, self.store, self.versions, self.rollouts.check_report)
         self.audit = Audit(self.store)
         self.sessions = Sessions(self.store, self.tokens, settings.session_idle)
         self.console = Console(settings, self.access, self.versions, self.documents, self.instances)
@@ -62,13 +65,20 @@ class Core:
         self.store.add_commit_listener(self._committed)
 
     def start(self) -> None:
-        """Open the store, load tokens and schemas, and make the first admin token if needed."""
+        """Open the store, load tokens, schemas and rollouts (whose timer starts), and make the
+        first admin token if needed."""
         self.store.open()
         self.tokens.load()
         self.schemas.load()
+        self.rollouts.load()
         self.tokens.ensure_admin_token()
+        self.rollout_timer = RolloutTimer(self.rollouts)
+        self.rollout_timer.start()
 
     def stop(self) -> None:
+        if self.rollout_timer is not None:
+            self.rollout_timer.stop()
+            self.rollout_timer = None
         self.store.close()
 
     def check_store(self) -> str:
@@ -97,6 +107,8 @@ class Core:
 
     def _committed(self, records: list[VersionRecord]) -> None:
         for record in records:
+            if record.kind == "rollout":
+                continue  # a candidate is not current: its rollout's listeners hear of it
             rendered = render(record)
             self.versions.remember(rendered)
             for listener in self._commit_listeners:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config_service.core.refusals import Refused, store_unavailable
 from config_service.core.rendered import Rendered
+from config_service.core.rollouts import RolloutChange
 from config_service.core.wiring import Core
 from config_service.http import (
     audit,
@@ -26,6 +28,7 @@ from config_service.http import (
     instances,
     operations,
     read,
+    rollouts,
     schemas,
     tokens,
 )
@@ -37,7 +40,7 @@ from config_service.http.metrics import Metrics
 from config_service.http.openapi import Endpoint, build_openapi
 from config_service.http.read import CLIENT_GONE
 from config_service.http.telemetry import Telemetry
-from config_service.hub import ChangeHub
+from config_service.hub import ChangeEvent, ChangeHub
 from config_service.settings import Settings
 from config_service.store.records import StoreUnavailable
 
@@ -64,6 +67,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", DOCUMENT + "/diff", configs.diff_versions, "Structural and unified diff of two versions (?from=N&to=M)", "reader", (200, 400, 404, 422), parameters=("from_version", "to_version")),
     Endpoint("POST", DOCUMENT + "/rollback", configs.rollback, "A new version with an older version's source", "writer", (200, 201, 400, 404, 413, 415, 422), "json"),
     Endpoint("POST", DOCUMENT + "/promote", configs.promote, "A new version with the previous environment's source", "writer", (200, 201, 400, 404, 409, 413, 415, 422), "json"),
+    Endpoint("POST", DOCUMENT + "/rollouts", rollouts.start_rollout, "Start a rollout: a candidate version reaches a growing share of instances", "writer", (201, 400, 404, 409, 413, 415, 422), "json"),
+    Endpoint("GET", DOCUMENT + "/rollout", rollouts.get_rollout, "The document's latest rollout, with its counts", "reader", (200, 404, 422)),
+    Endpoint("POST", DOCUMENT + "/rollout/pause", rollouts.pause_rollout, "Pause the rollout (its bake clock stops)", "writer", (200, 404, 409, 422)),
+    Endpoint("POST", DOCUMENT + "/rollout/resume", rollouts.resume_rollout, "Resume a paused rollout", "writer", (200, 404, 409, 422)),
+    Endpoint("POST", DOCUMENT + "/rollout/abort", rollouts.abort_rollout, "Abort the rollout: everyone reads the stable version", "writer", (200, 404, 409, 422)),
+    Endpoint("POST", DOCUMENT + "/rollout/complete", rollouts.complete_rollout, "Complete the rollout now: the candidate is current for everyone", "writer", (200, 404, 409, 422)),
     Endpoint("GET", DOCUMENT + "/instances", instances.list_instances, "Instances of the document, with staleness and drift", "reader", (200, 404, 422)),
     Endpoint("GET", "/v1/diff/{service}", configs.diff_environments, "Diff of the current versions of two environments (?from=&to=)", "reader", (200, 400, 404, 422), parameters=("from_environment", "to_environment")),
     Endpoint("POST", "/v1/instances", instances.report_instance, "An instance reports the version it runs", "reader", (204, 400, 404, 415, 422, 429), "json"),
@@ -159,6 +168,33 @@ async def _send_error(send: Send, status: int, body: bytes, headers: dict[str, s
     await send({"type": "http.response.body", "body": body})
 
 
+def _announce_rollout(hub: ChangeHub[Rendered], change: RolloutChange) -> None:
+    """On the event loop: make the hub answer as the rollout now says (waking exactly the
+    waiters whose answer moved), then send its `event: rollout`."""
+    rollout = change.rollout
+    service, environment = rollout.service, rollout.environment
+    if change.current is not None:  # completed: the candidate is current for everyone
+        hub.publish(service, environment, change.current.version, change.current)
+    view = change.view
+    hub.set_rollout(
+        service,
+        environment,
+        None if view is None else (view.percent, view.candidate.version, view.candidate),
+    )
+    moved_to = change.moved_to
+    hub.announce(
+        ChangeEvent(
+            rollout.sequence,
+            service,
+            environment,
+            moved_to.version if moved_to is not None else rollout.stable_version,
+            moved_to.record.hash if moved_to is not None else "",
+            rollout=json.dumps(change.public, ensure_ascii=False, separators=(",", ":")),
+            moved=change.moved if moved_to is not None else None,
+        )
+    )
+
+
 async def _http_exception(request: Request, exc: Exception) -> Response:
     """Starlette's own 404/405 (no such route, wrong method) in the JSON error shape."""
     assert isinstance(exc, HTTPException)
@@ -188,7 +224,21 @@ def create_app(settings: Settings, core: Core | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
+
+        def rollout_changed(change: RolloutChange) -> None:
+            # Called on the writer's thread once the change is durable; the hub is the loop's.
+            loop.call_soon_threadsafe(_announce_rollout, hub, change)
+
+        core.rollouts.add_listener(rollout_changed)
         await loop.run_in_executor(None, core.start)
+        for view in core.rollouts.views():
+            # After a restart: the hub answers each document in a rollout per cohort again.
+            record = view.stable.record
+            document = (record.service, record.environment)
+            stable = core.versions.cached(*document)
+            if stable is not None:
+                hub.publish(*document, stable.version, stable)
+            hub.set_rollout(*document, (view.percent, view.candidate.version, view.candidate))
 
         def publish(rendered: Rendered) -> None:
             record = rendered.record

@@ -45,18 +45,35 @@ PING = b": ping\n\n"
 
 
 @lru_cache(maxsize=256)
-def frame(event: ChangeEvent) -> bytes:
-    """The event framed for Server-Sent Events, built once and shared by every stream."""
+def frame(event: ChangeEvent, moved: bool = False) -> bytes:
+    """The event framed for Server-Sent Events, built once and shared by every stream.
+
+    A rollout's change is `event: rollout` with the rollout object; for a stream it moves
+    (`moved`, see `ChangeEvent.moves`) the version it now reads comes first, as an
+    `event: version` with the same id.
+    """
     data = json.dumps(event.to_dict(), separators=(",", ":"), ensure_ascii=False)
     kind = "retired" if event.retired else "version"
-    return f"id: {event.sequence}\nevent: {kind}\ndata: {data}\n\n".encode()
+    version = f"id: {event.sequence}\nevent: {kind}\ndata: {data}\n\n"
+    if event.rollout is None:
+        return version.encode()
+    rollout = f"id: {event.sequence}\nevent: rollout\ndata: {event.rollout}\n\n"
+    return ((version if moved else "") + rollout).encode()
+
+
+def cohort(request: Request) -> bytes | None:
+    """What rollouts bucket the stream's instance by: `X-Config-Cohort`, else `X-Instance-ID`."""
+    headers = request.headers
+    value = headers.get("x-config-cohort") or headers.get("x-instance-id")
+    return value.encode("latin-1") if value else None
 
 
 @dataclass(frozen=True)
 class Framing:
     """The bytes of a stream's events and pings as its writer puts them on the connection."""
 
-    event: Callable[[ChangeEvent], bytes]
+    # (event, moved): see `frame`.
+    event: Callable[[ChangeEvent, bool], bytes]
     ping: bytes
 
 
@@ -90,7 +107,8 @@ class LiveStream:
         if event.sequence <= self.sent:
             return None
         self.sent = event.sequence
-        return self.framing.event(event)
+        moved = event.rollout is not None and event.moves(self.subscription.cohort)
+        return self.framing.event(event, moved)
 
     def passed(self, sequence: int) -> None:
         """An event this stream does not accept was read: resume after it."""
@@ -143,6 +161,7 @@ async def stream(
     pipeline = core.settings.pipeline
     tokens = core.tokens
     hub: ChangeHub[Rendered] = request.app.state.hub
+    stream_cohort = cohort(request)
     del request
 
     def accepts(event: ChangeEvent) -> bool:
@@ -156,7 +175,7 @@ async def stream(
 
     # Subscribe before replaying, so nothing published during the replay is lost.
     # Owned by the token: revoking it closes the subscription, which ends the stream.
-    stream = LiveStream(hub.subscribe(accepts, principal.token_id), lambda: tokens.is_live(principal))
+    stream = LiveStream(hub.subscribe(accepts, principal.token_id, stream_cohort), lambda: tokens.is_live(principal))
     subscription = stream.subscription
     listener = asyncio.ensure_future(_disconnected(receive))
     detached = False
@@ -212,6 +231,10 @@ async def _replay(
     while not stream.subscription.closed:
         records = await run_in_threadpool(documents.versions_after, stream.sent, REPLAY_PAGE)
         for record in records:
+            if record.kind == "rollout":
+                # A candidate reaches streams through its rollout's events, per cohort.
+                stream.passed(record.sequence)
+                continue
             replayed = ChangeEvent(
                 record.sequence, record.service, record.environment, record.version, record.hash,
                 record.retired,

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope
 
-from config_service import tsk
+from config_service import cohorts, tsk
 from config_service.core.access import Principal
 from config_service.core.refusals import Refused, bad_request, not_found, retired, unauthorized
 from config_service.core.rendered import Rendered, key_at
@@ -51,7 +51,8 @@ class ReadRequest:
     """A read of a current config, checked: who asks, for what, and how.
 
     `tags` holds the versions named by `If-None-Match` (None for `*`); `conditional` says
-    whether that header was sent at all.
+    whether that header was sent at all. `cohort` is what a rollout buckets the instance by
+    (`X-Config-Cohort`, else `X-Instance-ID`; docs/rollouts.md), None when it sent neither.
     """
 
     principal: Principal
@@ -62,6 +63,12 @@ class ReadRequest:
     tags: list[str] | None
     source: bool  # Accept: text/x-tsk
     path: str | None = None  # ?path=/a/b: one key (`{path, value, version}`)
+    cohort: bytes | None = None
+
+    @property
+    def bucket(self) -> int:
+        """The instance's rollout bucket for this document (cohorts.NO_BUCKET: none)."""
+        return cohorts.bucket(self.service, self.environment, self.cohort)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +132,7 @@ def parse_head(
 ) -> ReadRequest:
     """`parse`, from the request's headers and query string."""
     # A repeated header counts once, by its first value, as everywhere else in the server.
-    authorization = if_none_match = accept = None
+    authorization = if_none_match = accept = instance = cohort = None
     for name, value in headers:
         if name == b"authorization":
             if authorization is None:
@@ -136,6 +143,12 @@ def parse_head(
         elif name == b"accept":
             if accept is None:
                 accept = value
+        elif name == b"x-instance-id":
+            if instance is None:
+                instance = value
+        elif name == b"x-config-cohort":
+            if cohort is None:
+                cohort = value
     tokens = core.tokens
     principal = None if authorization is None else tokens.recall(authorization)
     if principal is None:
@@ -156,6 +169,7 @@ def parse_head(
     return ReadRequest(
         principal, service, environment, wait, if_none_match is not None, tags, source,
         _path(query) if b"path=" in query else None,
+        cohort or instance or None,
     )
 
 
@@ -203,7 +217,10 @@ def answer(request: ReadRequest, rendered: Rendered) -> Reply:
     if request.path is None or rendered.record.retired:
         return document_reply(rendered, request.source)
     body = json.dumps(key_at(rendered, request.path), ensure_ascii=False, separators=(",", ":"))
-    return _reply(200, b"application/json", rendered.etag.encode("ascii"), body.encode("utf-8"))
+    rollout = [(b"x-config-rollout", rendered.rollout)] if rendered.rollout else []
+    return _reply(
+        200, b"application/json", rendered.etag.encode("ascii"), body.encode("utf-8"), rollout
+    )
 
 
 def after_hold(core: Core, hold: Hold, newer: Rendered | None) -> Reply:
@@ -214,7 +231,8 @@ def after_hold(core: Core, hold: Hold, newer: Rendered | None) -> Reply:
         raise unauthorized("the token was revoked while the request waited")
     if newer is not None:
         return answer(request, newer)
-    latest = core.versions.cached(request.service, request.environment) or hold.rendered
+    latest = core.versions.cached_for(request.service, request.environment, request.cohort)
+    latest = latest or hold.rendered
     if latest is None:
         return not_modified(None)
     if latest.version != hold.known:
@@ -228,7 +246,8 @@ def newer_version(core: Core, hold: Hold, payload: Any) -> Rendered | None:
     """The rendered version a hub wake-up carries (or the current one if it carries none)."""
     if isinstance(payload, Rendered):
         return payload
-    return core.versions.current(hold.request.service, hold.request.environment)
+    request = hold.request
+    return core.versions.current_for(request.service, request.environment, request.cohort)
 
 
 def _missing(request: ReadRequest) -> Refused:
@@ -245,15 +264,18 @@ class _Framed:
 
     def __init__(self, rendered: Rendered) -> None:
         etag = rendered.etag.encode("ascii")
+        rollout = [(b"x-config-rollout", rendered.rollout)] if rendered.rollout else []
         if rendered.record.retired:
             # A retired document answers 404 `retired`, with the retire's ETag to long-poll on.
             gone = refusal_reply(retired(rendered.record))
             headers = [*gone.headers, (b"etag", etag)]
             self.json = self.source = Reply(gone.status, headers, _header_lines(headers), gone.body)
         else:
-            self.json = _reply(200, b"application/json", etag, rendered.json_body)
-            self.source = _reply(200, b"text/x-tsk; charset=utf-8", etag, rendered.source_body)
-        self.not_modified = _not_modified(etag)
+            self.json = _reply(200, b"application/json", etag, rendered.json_body, rollout)
+            self.source = _reply(
+                200, b"text/x-tsk; charset=utf-8", etag, rendered.source_body, rollout
+            )
+        self.not_modified = _not_modified(etag, rollout)
         key = id(rendered)
 
         def forget(reference: weakref.ref[Rendered]) -> None:
@@ -272,17 +294,20 @@ def _header_lines(headers: RawHeaders) -> bytes:
     return b"".join(name + b": " + value + b"\r\n" for name, value in headers)
 
 
-def _reply(status: int, content_type: bytes, etag: bytes, body: bytes) -> Reply:
+def _reply(
+    status: int, content_type: bytes, etag: bytes, body: bytes, extra: RawHeaders
+) -> Reply:
     headers = [
         (b"content-type", content_type),
         (b"content-length", str(len(body)).encode("ascii")),
         (b"etag", etag),
+        *extra,
     ]
     return Reply(status, headers, _header_lines(headers), body)
 
 
-def _not_modified(etag: bytes) -> Reply:
-    headers = [(b"etag", etag)]
+def _not_modified(etag: bytes, extra: RawHeaders | None = None) -> Reply:
+    headers = [(b"etag", etag), *(extra or ())]
     return Reply(304, headers, _header_lines(headers), b"")
 
 
@@ -358,9 +383,11 @@ async def hold(core: Core, hub: ChangeHub[Rendered], held: Hold, receive: Receiv
     # Revoked before the wait began, or (the hub's `end_for`) while it lasts.
     if not core.tokens.is_live(principal):
         return None
-    if held.rendered is not None:
-        # Teach the hub the version we know of (after a restart it knows none).
-        hub.publish(request.service, request.environment, held.rendered.version, held.rendered)
+    stable = core.versions.cached(request.service, request.environment)
+    if stable is not None:
+        # Teach the hub the version we know of (after a restart it knows none): the stable
+        # one, which a rollout's candidate is not.
+        hub.publish(request.service, request.environment, stable.version, stable)
     handler = asyncio.current_task()
     listener = asyncio.ensure_future(_disconnected(receive))
     gone = False
@@ -374,7 +401,12 @@ async def hold(core: Core, hub: ChangeHub[Rendered], held: Hold, receive: Receiv
     listener.add_done_callback(client_gone)
     try:
         result = await hub.wait_for_change(
-            request.service, request.environment, held.known, request.wait, principal.token_id
+            request.service,
+            request.environment,
+            held.known,
+            request.wait,
+            principal.token_id,
+            request.bucket,
         )
     except asyncio.CancelledError:
         if not gone or handler is None:
@@ -396,10 +428,12 @@ async def get_config(request: Request) -> Response:
     read = scope.get("extensions", {}).get(PARSED)
     if not isinstance(read, ReadRequest):
         read = parse(core, scope, request.path_params["service"], request.path_params["environment"])
-    current = core.versions.cached(read.service, read.environment)
+    current = core.versions.cached_for(read.service, read.environment, read.cohort)
     if current is None:
         # Not in memory yet: read from the store in a worker thread, off the event loop.
-        current = await run_in_threadpool(core.versions.current, read.service, read.environment)
+        current = await run_in_threadpool(
+            core.versions.current_for, read.service, read.environment, read.cohort
+        )
     decision = decide(read, current)
     if isinstance(decision, Hold):
         try:

@@ -60,9 +60,9 @@ _PARSED = "tskcfg.hot_path"
 
 
 @lru_cache(maxsize=256)
-def event_chunk(event: ChangeEvent) -> bytes:
+def event_chunk(event: ChangeEvent, moved: bool = False) -> bytes:
     """The event's frame as one chunk, built once and shared by every stream."""
-    return chunk(events.frame(event))
+    return chunk(events.frame(event, moved))
 
 
 # A stream this protocol took over is written as HTTP/1.1 chunks, each made once for all.
@@ -296,7 +296,7 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         core = self.shared.core
         try:
             request = read.parse_head(core, headers, query, *document)
-            current = core.versions.cached(*document)
+            current = core.versions.cached_for(*document, request.cohort)
             decision = None if current is None else read.decide(request, current)
         except Refused as refused:
             decision = read.refusal_reply(refused)
@@ -340,7 +340,7 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
                 request = read.parse(core, scope, *document)
             # Only now look at the document: out of scope, an existing document and a missing
             # one take the same steps to their 403, so the time taken says nothing of which.
-            current = core.versions.cached(*document)
+            current = core.versions.cached_for(*document, request.cohort)
             if current is None:
                 # It must be read from the store first, in a worker thread: ASGI does that.
                 scope.setdefault("extensions", {})[read.PARSED] = request
@@ -355,11 +355,15 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         service, environment = document
         rendered = decision.rendered
         assert rendered is not None  # held from memory only when the document is there
-        # Teach the hub the version we know of (after a restart it knows none).
-        hub.publish(service, environment, rendered.version, rendered)
+        stable = core.versions.cached(service, environment)
+        if stable is not None:
+            # Teach the hub the version we know of (after a restart it knows none): the
+            # stable one, which a rollout's candidate is not.
+            hub.publish(service, environment, stable.version, stable)
         held = _Held(cycle, decision, request_id, started_at)
         self._held = held
-        changed = hub.changed(service, environment, rendered.version)
+        bucket = request.bucket
+        changed = hub.changed(service, environment, rendered.version, bucket)
         if changed is not None:
             self._wake(changed)
         elif self._stopping:
@@ -370,7 +374,13 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         else:
             # Owned by the token: revoking it ends the wait at once, answered 401 (`_wake`).
             held.waiter = hub.park(
-                service, environment, request.wait, self._wake, request.principal.token_id
+                service,
+                environment,
+                request.wait,
+                self._wake,
+                request.principal.token_id,
+                known=rendered.version,
+                bucket=bucket,
             )
         return True
 

@@ -7,16 +7,20 @@ that file lives in and the lock on it.
 
 from config_service.store.interface import CommitListener, Store, Transaction
 from config_service.store.records import (
+    ACTIVE_ROLLOUT_STATES,
     AUDIT_ACTIONS,
     MAX_INSTANCES_PER_DOCUMENT,
+    ROLLOUT_STATES,
     AuditEntry,
     AuditRecord,
     DocumentState,
     IfMatch,
     InstanceRecord,
     InstanceReport,
+    NewRollout,
     NewVersion,
     PreconditionFailed,
+    RolloutRecord,
     SchemaRecord,
     ServiceRecord,
     SessionRecord,
@@ -33,6 +37,7 @@ from config_service.store.sqlite import SqliteStore
 from config_service.store.sqlite_schema import StoreTooNew
 
 __all__ = [
+    "ACTIVE_ROLLOUT_STATES",
     "AUDIT_ACTIONS",
     "MAX_INSTANCES_PER_DOCUMENT",
     "AuditEntry",
@@ -42,8 +47,11 @@ __all__ = [
     "IfMatch",
     "InstanceRecord",
     "InstanceReport",
+    "NewRollout",
     "NewVersion",
     "PreconditionFailed",
+    "ROLLOUT_STATES",
+    "RolloutRecord",
     "SchemaRecord",
     "ServiceRecord",
     "SessionRecord",

@@ -23,7 +23,9 @@ from config_service.store.records import (
     IfMatch,
     InstanceRecord,
     InstanceReport,
+    NewRollout,
     NewVersion,
+    RolloutRecord,
     SchemaRecord,
     ServiceRecord,
     SessionRecord,
@@ -80,7 +82,46 @@ class Transaction(Protocol):
         (records.retirement) on a retired document answers that retire, created=False; on a
         document without versions it raises ValueError. A first version of a service that
         has no row yet records it (origin "file" for sync, else "push").
+
+        `new.kind == "rollout"` (a rollout's candidate) is stored as the next version but the
+        current pointer stays where it is, and there is no identical-source shortcut.
         """
+        ...
+
+    def set_current_version(self, service: str, environment: str, version: int) -> None:
+        """Point the document at `version`, one of its versions (a rollout completes so)."""
+        ...
+
+    # -- rollouts (docs/rollouts.md) --------------------------------------------------------
+
+    def now(self) -> str:
+        """The store's clock (`utc_timestamp` form): the one clock every bake is timed by."""
+        ...
+
+    def active_rollout(self, service: str, environment: str) -> RolloutRecord | None:
+        """The document's running or paused rollout, or None."""
+        ...
+
+    def insert_rollout(self, new: NewRollout, audit: AuditEntry | None) -> RolloutRecord:
+        """Record a running rollout at its first step, its bake clock started now; it takes
+        the next global sequence."""
+        ...
+
+    def update_rollout(
+        self, rollout: RolloutRecord, expected_sequence: int, audit: AuditEntry | None
+    ) -> RolloutRecord | None:
+        """Compare-and-set: store `rollout`'s state, step, bake clock and reason if the row
+        still has `expected_sequence`; it takes the next global sequence and `updated_at` is
+        now. None when another change came first (nothing is written)."""
+        ...
+
+    def rollout_candidates(self) -> list[VersionRecord]:
+        """The candidate version of every running or paused rollout, with `source` and `config`."""
+        ...
+
+    def record_rollout_failure(self, rollout_id: int, instance_id: str, error: str | None) -> int:
+        """Remember that `instance_id` failed to apply the rollout's candidate; the number of
+        distinct instances that did, over the whole rollout."""
         ...
 
     def set_sync_state(
@@ -204,7 +245,9 @@ class Store(Protocol):
         """In commit order, metadata only."""
         ...
 
-    def last_sequence(self) -> int: ...
+    def last_sequence(self) -> int:
+        """The last global sequence taken, by a version or a rollout change."""
+        ...
 
     def has_versions(self, service: str) -> bool:
         """True when `service` has a version in any environment (it is a service, not a section)."""
@@ -235,6 +278,31 @@ class Store(Protocol):
         ...
 
     def current_schemas(self) -> list[SchemaRecord]: ...
+
+    # -- rollouts ---------------------------------------------------------------------------
+
+    def active_rollouts(self) -> list[RolloutRecord]:
+        """Every running or paused rollout, by service and environment."""
+        ...
+
+    def rollout_candidates(self) -> list[VersionRecord]:
+        """The candidate version of every running or paused rollout, with `source` and `config`
+        (read outside any write, as `current_documents`)."""
+        ...
+
+    def latest_rollout(self, service: str, environment: str) -> RolloutRecord | None:
+        """The document's most recent rollout, whatever its state."""
+        ...
+
+    def rollouts_of_versions(
+        self, service: str, environment: str, versions: list[int]
+    ) -> dict[int, RolloutRecord]:
+        """The rollouts whose candidate is one of `versions`, by candidate version."""
+        ...
+
+    def rollout_failures(self, rollout_id: int) -> list[str]:
+        """The instances that failed to apply the rollout's candidate, by id."""
+        ...
 
     # -- tokens, instances, audit -----------------------------------------------------------
 

@@ -23,8 +23,10 @@ from config_service.store.postgresql import WRITE_LOCK, PostgresStore
 from config_service.store.sqlite import SqliteStore
 from config_service.store.urls import StoreUrl
 
-# Bookkeeping of each store that is not data: never copied.
-_NOT_COPIED = {"sqlite_sequence", "schema_version"}
+# Bookkeeping of each store that is not data: never copied as rows. The global sequence
+# (SQLite: sqlite_sequence's row for versions; PostgreSQL: sequence_counter) is carried over
+# on its own, so event ids go on where they were.
+_NOT_COPIED = {"sqlite_sequence", "schema_version", "sequence_counter"}
 
 
 class MigrationRefused(Exception):
@@ -76,6 +78,14 @@ def _postgres_tables(target: psycopg.Connection[Any]) -> dict[str, list[str]]:
         if name not in _NOT_COPIED:
             tables.setdefault(name, []).append(column)
     return tables
+
+
+def _last_sqlite_sequence(reader: sqlite3.Connection) -> int:
+    """The last global sequence the SQLite store took (versions and rollout changes share it)."""
+    row = reader.execute("SELECT seq FROM sqlite_sequence WHERE name = 'versions'").fetchone()
+    taken = int(row[0]) if row is not None else 0
+    (highest,) = reader.execute("SELECT COALESCE(MAX(sequence), 0) FROM versions").fetchone()
+    return max(taken, int(highest))
 
 
 def migrate_sqlite_to_postgresql(source: StoreUrl, target: StoreUrl) -> list[TableCopy]:
@@ -151,6 +161,13 @@ def _copy(reader: sqlite3.Connection, dsn: str, shown: str) -> list[TableCopy]:
                     connection.execute(f'SELECT {listed} FROM "{name}"')
                 )
                 copies.append(TableCopy(name, rows, source_hash, target_rows, target_hash))
+            last = _last_sqlite_sequence(reader)
+            connection.execute("UPDATE sequence_counter SET last = %s", (last,))
+            row = connection.execute("SELECT last FROM sequence_counter").fetchone()
+            copied_last = int(row[0]) if row is not None else -1
+            copies.append(
+                TableCopy("(sequence)", last, str(last), copied_last, str(copied_last))
+            )
             failed = [copy for copy in copies if not copy.verified]
             if failed:
                 raise MigrationRefused(
@@ -170,6 +187,9 @@ def describe(copies: list[TableCopy]) -> list[str]:
     width = max((len(copy.table) for copy in copies), default=5)
     lines = [f"{'table':<{width}}  {'rows':>8}  sha256 of the rows (source = target)"]
     for copy in copies:
-        lines.append(f"{copy.table:<{width}}  {copy.rows:>8}  {copy.source_hash}")
+        if copy.table == "(sequence)":
+            lines.append(f"{'sequence':<{width}}  {copy.rows:>8}  (the last event id; the next one follows it)")
+        else:
+            lines.append(f"{copy.table:<{width}}  {copy.rows:>8}  {copy.source_hash}")
     return lines
 

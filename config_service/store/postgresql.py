@@ -6,7 +6,8 @@ Consistency rules:
 - Every write transaction starts by taking one transaction-level advisory lock
   (`pg_advisory_xact_lock(WRITE_LOCK)`), held until it commits. So writes are serialised across
   every replica: a document's next version number is read and written without a race, and the
-  global `sequence` (the SSE event id) is `MAX(sequence) + 1`, allocated in commit order. The
+  global `sequence` (the SSE event id, taken by versions and rollout changes alike) comes from
+  the one-row table `sequence_counter`, so it is allocated in commit order. The
   lock is released only once the commit is visible, so no replica can ever see a sequence
   number after a larger one was visible.
 - A commit that created versions sends `NOTIFY tskcfg, '<its last sequence>'` (channel
@@ -49,8 +50,10 @@ from config_service.store.records import (
     IfMatch,
     InstanceRecord,
     InstanceReport,
+    NewRollout,
     NewVersion,
     PreconditionFailed,
+    RolloutRecord,
     SchemaRecord,
     ServiceRecord,
     SessionRecord,
@@ -69,8 +72,9 @@ logger = logging.getLogger("config_service")
 
 # The channel every commit that created versions notifies, with its last sequence as payload.
 CHANNEL = "tskcfg"
-# The other payloads on CHANNEL: a commit changed tokens (created, revoked), schemas or services.
-CHANGE_KINDS = ("tokens", "schemas", "services")
+# The other payloads on CHANNEL: a commit changed tokens (created, revoked), schemas, services
+# or rollouts.
+CHANGE_KINDS = ("tokens", "schemas", "services", "rollouts")
 # Advisory lock keys ("tskc" and the next): every write transaction, and migrations at start.
 WRITE_LOCK = 0x74736B63
 MIGRATION_LOCK = WRITE_LOCK + 1
@@ -183,6 +187,35 @@ CREATE TABLE sessions (
 );
 CREATE INDEX sessions_token ON sessions (token_id);
 CREATE INDEX sessions_last_seen ON sessions (last_seen);
+CREATE TABLE sequence_counter (last BIGINT NOT NULL);
+INSERT INTO sequence_counter (last) VALUES (0);
+CREATE TABLE rollouts (
+    id BIGINT PRIMARY KEY,
+    service TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    candidate_version INTEGER NOT NULL,
+    stable_version INTEGER NOT NULL,
+    steps TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    bake_seconds DOUBLE PRECISION NOT NULL,
+    max_failed INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    step_started_at TEXT,
+    baked_seconds DOUBLE PRECISION NOT NULL DEFAULT 0,
+    reason TEXT NOT NULL DEFAULT '',
+    author TEXT NOT NULL,
+    sequence BIGINT NOT NULL
+);
+CREATE INDEX rollouts_document ON rollouts (service, environment, candidate_version);
+CREATE TABLE rollout_failures (
+    rollout_id BIGINT NOT NULL,
+    instance_id TEXT NOT NULL,
+    at TEXT NOT NULL,
+    error TEXT,
+    PRIMARY KEY (rollout_id, instance_id)
+);
 """,
     ),
 ]
@@ -206,6 +239,19 @@ _CURRENT_VERSION = (
     "service = %(service)s AND environment = %(environment)s)"
 )
 _DOCUMENT_COLUMNS = "service, environment, current_version, file, file_version, sync_conflict"
+_ROLLOUT_COLUMNS = (
+    "id, service, environment, candidate_version, stable_version, steps, step, bake_seconds, "
+    "max_failed, state, started_at, updated_at, step_started_at, baked_seconds, reason, author, "
+    "sequence"
+)
+_ACTIVE = "state IN ('running', 'paused')"
+_ROLLOUT_CANDIDATES = (
+    f"SELECT {_VERSION_COLUMNS} FROM versions WHERE (service, environment, version) IN ("
+    f"SELECT service, environment, candidate_version FROM rollouts WHERE {_ACTIVE}) "
+    "ORDER BY service, environment"
+)
+# The database's clock as the store writes times (records.utc_timestamp: milliseconds, `Z`).
+_NOW = "to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 _SERVICE_COLUMNS = "name, created_at, origin, created_by"
 _CURRENT_VERSIONS_LISTED = _CURRENT_VERSIONS.replace(_VERSION_COLUMNS, _LISTED_VERSION_COLUMNS, 1)
 _INSTANCE_COLUMNS = (
@@ -241,6 +287,10 @@ def _document(row: dict[str, Any]) -> DocumentState:
 
 def _service(row: dict[str, Any]) -> ServiceRecord:
     return ServiceRecord(**row)
+
+
+def _rollout(row: dict[str, Any]) -> RolloutRecord:
+    return RolloutRecord(**{**row, "steps": tuple(json.loads(row["steps"]))})
 
 
 def _schema(row: dict[str, Any]) -> SchemaRecord:
@@ -363,6 +413,113 @@ class PostgresTransaction(Transaction):
         if changed != 1:
             raise ValueError(f"{service}/{environment} has no version to sync")
 
+    def set_current_version(self, service: str, environment: str, version: int) -> None:
+        self.execute(
+            "INSERT INTO documents (service, environment, current_version) VALUES (%s, %s, %s) "
+            "ON CONFLICT (service, environment) DO UPDATE SET current_version = excluded.current_version",
+            (service, environment, version),
+        )
+
+    # -- rollouts --------------------------------------------------------------------
+
+    def now(self) -> str:
+        # The database's clock: one clock for every replica's bake timers.
+        (row,) = self.rows(f"SELECT {_NOW} AS now")
+        return str(row["now"])
+
+    def next_sequence(self) -> int:
+        """Take the next global sequence for a change that is not a version row."""
+        (row,) = self.rows("UPDATE sequence_counter SET last = last + 1 RETURNING last")
+        return int(row["last"])
+
+    def active_rollout(self, service: str, environment: str) -> RolloutRecord | None:
+        rows = self.rows(
+            f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE service = %s AND environment = %s "
+            f"AND {_ACTIVE} ORDER BY id DESC LIMIT 1",
+            (service, environment),
+        )
+        return _rollout(rows[0]) if rows else None
+
+    def insert_rollout(self, new: NewRollout, audit: AuditEntry | None) -> RolloutRecord:
+        now = self.now()
+        values: dict[str, Any] = {
+            "service": new.service,
+            "environment": new.environment,
+            "candidate_version": new.candidate_version,
+            "stable_version": new.stable_version,
+            "steps": json.dumps(list(new.steps)),
+            "step": 0,
+            "bake_seconds": float(new.bake_seconds),
+            "max_failed": new.max_failed,
+            "state": "running",
+            "started_at": now,
+            "updated_at": now,
+            "step_started_at": now,
+            "baked_seconds": 0.0,
+            "reason": "",
+            "author": new.author,
+            "sequence": self.next_sequence(),
+        }
+        (row,) = self.rows(
+            f"INSERT INTO rollouts ({_ROLLOUT_COLUMNS}) VALUES ((SELECT COALESCE(MAX(id), 0) + 1 "
+            "FROM rollouts), %(service)s, %(environment)s, %(candidate_version)s, "
+            "%(stable_version)s, %(steps)s, %(step)s, %(bake_seconds)s, %(max_failed)s, %(state)s, "
+            "%(started_at)s, %(updated_at)s, %(step_started_at)s, %(baked_seconds)s, %(reason)s, "
+            "%(author)s, %(sequence)s) RETURNING id",
+            values,
+        )
+        self.changed.append("rollouts")
+        record = _rollout({"id": int(row["id"]), **values})
+        if audit is not None:
+            self.append_audit(audit, version=record.candidate_version, at=now)
+        return record
+
+    def update_rollout(
+        self, rollout: RolloutRecord, expected_sequence: int, audit: AuditEntry | None
+    ) -> RolloutRecord | None:
+        now = self.now()
+        # The sequence is taken only when the row still has the expected one: a lost
+        # compare-and-set takes none, so it makes no event.
+        rows = self.rows(
+            "WITH matched AS (SELECT id FROM rollouts WHERE id = %(id)s AND sequence = %(expected)s), "
+            "taken AS (UPDATE sequence_counter SET last = last + 1 "
+            "WHERE EXISTS (SELECT 1 FROM matched) RETURNING last) "
+            "UPDATE rollouts SET step = %(step)s, state = %(state)s, "
+            "step_started_at = %(step_started_at)s, baked_seconds = %(baked_seconds)s, "
+            "reason = %(reason)s, updated_at = %(now)s, sequence = (SELECT last FROM taken) "
+            f"WHERE id IN (SELECT id FROM matched) RETURNING {_ROLLOUT_COLUMNS}",
+            {
+                "id": rollout.id,
+                "expected": expected_sequence,
+                "step": rollout.step,
+                "state": rollout.state,
+                "step_started_at": rollout.step_started_at,
+                "baked_seconds": float(rollout.baked_seconds),
+                "reason": rollout.reason,
+                "now": now,
+            },
+        )
+        if not rows:
+            return None
+        self.changed.append("rollouts")
+        if audit is not None:
+            self.append_audit(audit, version=rollout.candidate_version, at=now)
+        return _rollout(rows[0])
+
+    def rollout_candidates(self) -> list[VersionRecord]:
+        return [_version(row) for row in self.rows(_ROLLOUT_CANDIDATES)]
+
+    def record_rollout_failure(self, rollout_id: int, instance_id: str, error: str | None) -> int:
+        self.execute(
+            "INSERT INTO rollout_failures (rollout_id, instance_id, at, error) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (rollout_id, instance_id) DO NOTHING",
+            (rollout_id, instance_id, self.now(), error),
+        )
+        (row,) = self.rows(
+            "SELECT COUNT(*) AS count FROM rollout_failures WHERE rollout_id = %s", (rollout_id,)
+        )
+        return int(row["count"])
+
     # -- services --------------------------------------------------------------------
 
     def service(self, name: str) -> ServiceRecord | None:
@@ -401,7 +558,9 @@ class PostgresTransaction(Transaction):
             if current.retired:
                 return current, False
         else:
-            guard = "NOT EXISTS (SELECT 1 FROM cur WHERE kind <> 'retire' AND same)"
+            # A rollout's candidate is a new version even with the current source.
+            candidate = new.kind == "rollout"
+            guard = "TRUE" if candidate else "NOT EXISTS (SELECT 1 FROM cur WHERE kind <> 'retire' AND same)"
             if if_match == "*":
                 guard += " AND EXISTS (SELECT 1 FROM cur WHERE kind <> 'retire')"
             elif isinstance(if_match, int):
@@ -422,20 +581,23 @@ class PostgresTransaction(Transaction):
             "rolled_back_to": new.rolled_back_to,
             "kept_local": json.dumps(list(new.kept_local)) if new.kept_local is not None else None,
         }
-        # The write lock is held: MAX + 1 is the next sequence in commit order, and the number
-        # is one past the highest the document ever had (a revived document goes on from its
-        # retire). The pointer, the service (a first version of one without a row: origin
-        # "file" for sync, else "push") and the audit entry go in the same statement.
+        # The write lock is held: the counter's next value is the next sequence in commit
+        # order, and the number is one past the highest the document ever had (a revived
+        # document goes on from its retire). The pointer (not for a rollout's candidate, which
+        # is current only for its cohort), the service (a first version of one without a row:
+        # origin "file" for sync, else "push") and the audit entry go in the same statement.
         insert = (
             "WITH cur AS (SELECT v.version, v.kind, v.source = %(source)s AS same FROM documents AS d "
             "JOIN versions AS v ON v.service = d.service AND v.environment = d.environment "
             "AND v.version = d.current_version "
             "WHERE d.service = %(service)s AND d.environment = %(environment)s), "
             f"go AS (SELECT 1 AS go WHERE {guard}), "
+            "taken AS (UPDATE sequence_counter SET last = last + 1 WHERE EXISTS (SELECT 1 FROM go) "
+            "RETURNING last), "
             "added AS (INSERT INTO versions (sequence, service, environment, version, source, "
             "config, hash, author, token_id, message, created_at, kind, promoted_from_environment, "
             "promoted_from_version, rolled_back_to, kept_local) SELECT "
-            "(SELECT COALESCE(MAX(sequence), 0) + 1 FROM versions), %(service)s::text, "
+            "(SELECT last FROM taken), %(service)s::text, "
             "%(environment)s::text, (SELECT COALESCE(MAX(version), 0) + 1 FROM versions "
             "WHERE service = %(service)s AND environment = %(environment)s), %(source)s::text, "
             "%(config)s::text, %(hash)s::text, %(author)s::text, %(token_id)s::text, "
@@ -443,10 +605,11 @@ class PostgresTransaction(Transaction):
             "%(promoted_from_environment)s::text, %(promoted_from_version)s::integer, "
             "%(rolled_back_to)s::integer, %(kept_local)s::text FROM go "
             "RETURNING sequence, version), "
-            "pointed AS (INSERT INTO documents (service, environment, current_version) "
-            "SELECT %(service)s, %(environment)s, version FROM added "
-            "ON CONFLICT (service, environment) DO UPDATE SET current_version = excluded.current_version), "
-            "known AS (INSERT INTO services (name, created_at, origin, created_by) "
+            + ("" if new.kind == "rollout" else
+               "pointed AS (INSERT INTO documents (service, environment, current_version) "
+               "SELECT %(service)s, %(environment)s, version FROM added ON CONFLICT (service, "
+               "environment) DO UPDATE SET current_version = excluded.current_version), ")
+            + "known AS (INSERT INTO services (name, created_at, origin, created_by) "
             "SELECT %(service)s, %(created_at)s, %(origin)s, %(author)s FROM added "
             "ON CONFLICT (name) DO NOTHING)"
         )
@@ -1142,8 +1305,7 @@ class PostgresStore(Store):
         return [_version(row) for row in rows]
 
     def last_sequence(self) -> int:
-        rows = self._query("SELECT COALESCE(MAX(sequence), 0) AS last FROM versions")
-        return int(rows[0]["last"])
+        return int(self._query("SELECT last FROM sequence_counter")[0]["last"])
 
     def has_versions(self, service: str) -> bool:
         return bool(self._query("SELECT 1 AS found FROM versions WHERE service = %s LIMIT 1", (service,)))
@@ -1205,6 +1367,44 @@ class PostgresStore(Store):
             f"SELECT DISTINCT ON (name) {_SCHEMA_COLUMNS} FROM schemas ORDER BY name, version DESC"
         )
         return [_schema(row) for row in rows]
+
+    # -- rollouts --------------------------------------------------------------------
+
+    def active_rollouts(self) -> list[RolloutRecord]:
+        rows = self._query(
+            f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE {_ACTIVE} ORDER BY service, environment"
+        )
+        return [_rollout(row) for row in rows]
+
+    def rollout_candidates(self) -> list[VersionRecord]:
+        return [_version(row) for row in self._query(_ROLLOUT_CANDIDATES)]
+
+    def latest_rollout(self, service: str, environment: str) -> RolloutRecord | None:
+        rows = self._query(
+            f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE service = %s AND environment = %s "
+            "ORDER BY id DESC LIMIT 1",
+            (service, environment),
+        )
+        return _rollout(rows[0]) if rows else None
+
+    def rollouts_of_versions(
+        self, service: str, environment: str, versions: list[int]
+    ) -> dict[int, RolloutRecord]:
+        if not versions:
+            return {}
+        rows = self._query(
+            f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE service = %s AND environment = %s "
+            "AND candidate_version = ANY(%s)",
+            (service, environment, list(versions)),
+        )
+        return {record.candidate_version: record for record in map(_rollout, rows)}
+
+    def rollout_failures(self, rollout_id: int) -> list[str]:
+        rows = self._query(
+            "SELECT instance_id FROM rollout_failures WHERE rollout_id = %s ORDER BY instance_id",
+            (rollout_id,),
+        )
+        return [str(row["instance_id"]) for row in rows]
 
     # -- tokens, instances, audit ----------------------------------------------------
 

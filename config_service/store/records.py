@@ -179,6 +179,65 @@ class DocumentState:
     sync_conflict: bool = False
 
 
+# The states of a rollout (docs/rollouts.md); the first two are "active": the document has a
+# candidate that some instances read, and plain writes to it are refused.
+ROLLOUT_STATES = ("running", "paused", "completed", "rolled_back", "aborted")
+ACTIVE_ROLLOUT_STATES = ("running", "paused")
+
+
+@dataclass(frozen=True)
+class RolloutRecord:
+    """One rollout of a candidate version to a growing share of a document's instances.
+
+    `step` indexes `steps` (percents, increasing, the last 100). The bake clock of the current
+    step: `baked_seconds` counted before `step_started_at` (a pause adds what had run and
+    clears `step_started_at`; resume sets it again), so a pause freezes it and a restart
+    resumes it from the stored times. `sequence` is the global event sequence of its last
+    change (its SSE id).
+    """
+
+    id: int
+    service: str
+    environment: str
+    candidate_version: int
+    stable_version: int
+    steps: tuple[int, ...]
+    step: int
+    bake_seconds: float
+    max_failed: int
+    state: str
+    started_at: str
+    updated_at: str
+    step_started_at: str | None
+    baked_seconds: float
+    reason: str
+    author: str
+    sequence: int
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_ROLLOUT_STATES
+
+    @property
+    def percent(self) -> int:
+        """The share of instances (by bucket, 0-99) reading the candidate at this step."""
+        return self.steps[self.step]
+
+
+@dataclass(frozen=True)
+class NewRollout:
+    """What a rollout starts with; the store adds id, times and sequence."""
+
+    service: str
+    environment: str
+    candidate_version: int
+    stable_version: int
+    steps: tuple[int, ...]
+    bake_seconds: float
+    max_failed: int
+    author: str
+
+
 @dataclass(frozen=True)
 class SchemaRecord:
     sequence: int
@@ -292,6 +351,8 @@ class InstanceRecord:
 AUDIT_ACTIONS = (
     "push", "sync", "rollback", "promote", "schema", "token_create", "token_revoke", "schema_refused",
     "sync_failed", "retire", "service_create", "service_retire", "sync_conflict", "sync_take_file",
+    "rollout_start", "rollout_step", "rollout_pause", "rollout_resume", "rollout_abort",
+    "rollout_complete", "rollout_rolled_back",
 )
 
 

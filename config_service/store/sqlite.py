@@ -31,8 +31,10 @@ from config_service.store.records import (
     IfMatch,
     InstanceRecord,
     InstanceReport,
+    NewRollout,
     NewVersion,
     PreconditionFailed,
+    RolloutRecord,
     SchemaRecord,
     ServiceRecord,
     SessionRecord,
@@ -86,6 +88,47 @@ _DOCUMENT_COLUMNS = "service, environment, current_version, file, file_version, 
 
 def _document(row: dict[str, Any]) -> DocumentState:
     return DocumentState(**{**row, "sync_conflict": bool(row["sync_conflict"])})
+
+
+_ROLLOUT_COLUMNS = (
+    "id, service, environment, candidate_version, stable_version, steps, step, bake_seconds, "
+    "max_failed, state, started_at, updated_at, step_started_at, baked_seconds, reason, author, "
+    "sequence"
+)
+_ACTIVE = "state IN ('running', 'paused')"
+
+
+def _rollout(row: dict[str, Any]) -> RolloutRecord:
+    return RolloutRecord(**{**row, "steps": tuple(json.loads(row["steps"]))})
+
+
+def _active_rollout(
+    connection: sqlite3.Connection, service: str, environment: str
+) -> RolloutRecord | None:
+    rows = _rows(
+        connection,
+        f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE service = ? AND environment = ? AND {_ACTIVE} "
+        "ORDER BY id DESC LIMIT 1",
+        (service, environment),
+    )
+    return _rollout(rows[0]) if rows else None
+
+
+_ROLLOUT_CANDIDATES = (
+    f"SELECT {_VERSION_COLUMNS} FROM versions WHERE sequence IN ("
+    "SELECT v.sequence FROM rollouts AS r JOIN versions AS v ON v.service = r.service "
+    f"AND v.environment = r.environment AND v.version = r.candidate_version WHERE r.{_ACTIVE}) "
+    "ORDER BY service, environment"
+)
+
+
+def _last_sequence(connection: sqlite3.Connection) -> int:
+    # Versions take sequences by AUTOINCREMENT; rollout changes take them from the same
+    # counter (`SqliteTransaction.next_sequence`), so both share one order.
+    (last,) = connection.execute(
+        "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'versions'), 0)"
+    ).fetchone()
+    return int(last)
 
 
 def _schema(row: dict[str, Any]) -> SchemaRecord:
@@ -192,7 +235,12 @@ class SqliteTransaction(Transaction):
                 raise ValueError(f"{new.service}/{new.environment} has no version to retire")
             if current.retired:
                 return current, False
-        elif current is not None and not current.retired and current.source == new.source:
+        elif (
+            new.kind != "rollout"
+            and current is not None
+            and not current.retired
+            and current.source == new.source
+        ):
             return current, False
         (last,) = self.connection.execute(
             "SELECT COALESCE(MAX(version), 0) FROM versions WHERE service = ? AND environment = ?",
@@ -224,11 +272,8 @@ class SqliteTransaction(Transaction):
             ":promoted_from_environment, :promoted_from_version, :rolled_back_to, :kept_local)",
             values,
         )
-        self.connection.execute(
-            "INSERT INTO documents (service, environment, current_version) VALUES (?, ?, ?) "
-            "ON CONFLICT (service, environment) DO UPDATE SET current_version = excluded.current_version",
-            (new.service, new.environment, values["version"]),
-        )
+        if new.kind != "rollout":  # a candidate is current only for its cohort
+            self.set_current_version(new.service, new.environment, values["version"])
         # A service with a version exists; one that did not yet came from this write.
         self.connection.execute(
             "INSERT INTO services (name, created_at, origin, created_by) VALUES (?, ?, ?, ?) "
@@ -241,8 +286,112 @@ class SqliteTransaction(Transaction):
         self.created.append(record)
         return record, True
 
+    def set_current_version(self, service: str, environment: str, version: int) -> None:
+        self.connection.execute(
+            "INSERT INTO documents (service, environment, current_version) VALUES (?, ?, ?) "
+            "ON CONFLICT (service, environment) DO UPDATE SET current_version = excluded.current_version",
+            (service, environment, version),
+        )
+
     def document(self, service: str, environment: str) -> DocumentState | None:
         return _document_state(self.connection, service, environment)
+
+    # -- rollouts --------------------------------------------------------------------
+
+    def now(self) -> str:
+        return utc_now()
+
+    def next_sequence(self) -> int:
+        """Take the next global sequence for a change that is not a version row."""
+        self.connection.execute(
+            "INSERT INTO sqlite_sequence (name, seq) SELECT 'versions', 0 "
+            "WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'versions')"
+        )
+        (taken,) = self.connection.execute(
+            "UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = 'versions' RETURNING seq"
+        ).fetchone()
+        return int(taken)
+
+    def active_rollout(self, service: str, environment: str) -> RolloutRecord | None:
+        return _active_rollout(self.connection, service, environment)
+
+    def insert_rollout(self, new: NewRollout, audit: AuditEntry | None) -> RolloutRecord:
+        now = self.now()
+        values: dict[str, Any] = {
+            "service": new.service,
+            "environment": new.environment,
+            "candidate_version": new.candidate_version,
+            "stable_version": new.stable_version,
+            "steps": json.dumps(list(new.steps)),
+            "step": 0,
+            "bake_seconds": new.bake_seconds,
+            "max_failed": new.max_failed,
+            "state": "running",
+            "started_at": now,
+            "updated_at": now,
+            "step_started_at": now,
+            "baked_seconds": 0.0,
+            "reason": "",
+            "author": new.author,
+            "sequence": self.next_sequence(),
+        }
+        cursor = self.connection.execute(
+            f"INSERT INTO rollouts ({_ROLLOUT_COLUMNS.removeprefix('id, ')}) VALUES "
+            "(:service, :environment, :candidate_version, :stable_version, :steps, :step, "
+            ":bake_seconds, :max_failed, :state, :started_at, :updated_at, :step_started_at, "
+            ":baked_seconds, :reason, :author, :sequence)",
+            values,
+        )
+        record = _rollout({"id": int(cursor.lastrowid or 0), **values})
+        if audit is not None:
+            self.append_audit(audit, version=record.candidate_version, at=now)
+        return record
+
+    def update_rollout(
+        self, rollout: RolloutRecord, expected_sequence: int, audit: AuditEntry | None
+    ) -> RolloutRecord | None:
+        now = self.now()
+        sequence = self.next_sequence()
+        cursor = self.connection.execute(
+            "UPDATE rollouts SET step = ?, state = ?, step_started_at = ?, baked_seconds = ?, "
+            "reason = ?, updated_at = ?, sequence = ? WHERE id = ? AND sequence = ?",
+            (
+                rollout.step,
+                rollout.state,
+                rollout.step_started_at,
+                rollout.baked_seconds,
+                rollout.reason,
+                now,
+                sequence,
+                rollout.id,
+                expected_sequence,
+            ),
+        )
+        if cursor.rowcount != 1:
+            # Undo the sequence taken: nothing changed, so no event.
+            self.connection.execute(
+                "UPDATE sqlite_sequence SET seq = seq - 1 WHERE name = 'versions' AND seq = ?",
+                (sequence,),
+            )
+            return None
+        if audit is not None:
+            self.append_audit(audit, version=rollout.candidate_version, at=now)
+        rows = self.rows(f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE id = ?", (rollout.id,))
+        return _rollout(rows[0])
+
+    def rollout_candidates(self) -> list[VersionRecord]:
+        return [_version(row) for row in self.rows(_ROLLOUT_CANDIDATES)]
+
+    def record_rollout_failure(self, rollout_id: int, instance_id: str, error: str | None) -> int:
+        self.connection.execute(
+            "INSERT INTO rollout_failures (rollout_id, instance_id, at, error) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (rollout_id, instance_id) DO NOTHING",
+            (rollout_id, instance_id, self.now(), error),
+        )
+        (count,) = self.connection.execute(
+            "SELECT COUNT(*) FROM rollout_failures WHERE rollout_id = ?", (rollout_id,)
+        ).fetchone()
+        return int(count)
 
     def set_sync_state(
         self, service: str, environment: str, file: str | None, file_version: int | None, conflict: bool
@@ -714,8 +863,7 @@ class SqliteStore(Store):
         return [_version(row) for row in rows]
 
     def last_sequence(self) -> int:
-        rows = self._query("SELECT COALESCE(MAX(sequence), 0) AS last FROM versions")
-        return int(rows[0]["last"])
+        return _last_sequence(self._reader())
 
     def has_versions(self, service: str) -> bool:
         return bool(self._query("SELECT 1 AS found FROM versions WHERE service = ? LIMIT 1", (service,)))
@@ -769,6 +917,49 @@ class SqliteStore(Store):
             "SELECT MAX(sequence) FROM schemas GROUP BY name) ORDER BY name"
         )
         return [_schema(row) for row in rows]
+
+    # -- rollouts --------------------------------------------------------------------
+
+    def active_rollouts(self) -> list[RolloutRecord]:
+        rows = self._query(
+            f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE {_ACTIVE} ORDER BY service, environment"
+        )
+        return [_rollout(row) for row in rows]
+
+    def rollout_candidates(self) -> list[VersionRecord]:
+        return [_version(row) for row in self._query(_ROLLOUT_CANDIDATES)]
+
+    def latest_rollout(self, service: str, environment: str) -> RolloutRecord | None:
+        rows = self._query(
+            f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE service = ? AND environment = ? "
+            "ORDER BY id DESC LIMIT 1",
+            (service, environment),
+        )
+        return _rollout(rows[0]) if rows else None
+
+    def rollouts_of_versions(
+        self, service: str, environment: str, versions: list[int]
+    ) -> dict[int, RolloutRecord]:
+        if not versions:
+            return {}
+        rows = self._query(
+            f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE service = ? AND environment = ? "
+            "AND candidate_version BETWEEN ? AND ?",
+            (service, environment, min(versions), max(versions)),
+        )
+        wanted = set(versions)
+        return {
+            record.candidate_version: record
+            for record in map(_rollout, rows)
+            if record.candidate_version in wanted
+        }
+
+    def rollout_failures(self, rollout_id: int) -> list[str]:
+        rows = self._query(
+            "SELECT instance_id FROM rollout_failures WHERE rollout_id = ? ORDER BY instance_id",
+            (rollout_id,),
+        )
+        return [str(row["instance_id"]) for row in rows]
 
     # -- tokens ----------------------------------------------------------------------
 

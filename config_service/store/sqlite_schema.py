@@ -201,8 +201,44 @@ def _to_v3(connection: sqlite3.Connection) -> None:
     _statements(connection, _SESSIONS_V3)
 
 
+# Version 4: rollouts (docs/rollouts.md), each with the instances that failed its candidate.
+_ROLLOUTS_V4 = """
+CREATE TABLE rollouts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    service TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    candidate_version INTEGER NOT NULL,
+    stable_version INTEGER NOT NULL,
+    steps TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    bake_seconds REAL NOT NULL,
+    max_failed INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    step_started_at TEXT,
+    baked_seconds REAL NOT NULL DEFAULT 0,
+    reason TEXT NOT NULL DEFAULT '',
+    author TEXT NOT NULL,
+    sequence INTEGER NOT NULL
+);
+CREATE INDEX rollouts_document ON rollouts (service, environment, candidate_version);
+CREATE TABLE rollout_failures (
+    rollout_id INTEGER NOT NULL,
+    instance_id TEXT NOT NULL,
+    at TEXT NOT NULL,
+    error TEXT,
+    PRIMARY KEY (rollout_id, instance_id)
+);
+"""
+
+
+def _to_v4(connection: sqlite3.Connection) -> None:
+    _statements(connection, _ROLLOUTS_V4)
+
+
 # MIGRATIONS[n - 1] takes a file from schema version n to n + 1, in order.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_to_v2, _to_v3]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_to_v2, _to_v3, _to_v4]
 LATEST = len(MIGRATIONS) + 1
 
 

@@ -65,7 +65,7 @@ def test_a_store_with_history_moves_to_postgresql_and_serves_the_same(
     counts = {line.split()[0]: int(line.split()[1]) for line in lines[2:-1]}
     assert counts["versions"] == 6 and counts["tokens"] == 2 and counts["instances"] == 1
     assert counts["audit"] >= 8 and counts["schemas"] >= 4
-    assert counts["documents"] == 2 and counts["services"] >= 1
+    assert counts["documents"] == 2 and counts["services"] >= 1 and counts["sequence"] == 6
     assert lines[-1].startswith("verified: ") and "every count and hash matches" in lines[-1]
 
     # Served from PostgreSQL by a new server (a new data folder), with the old token.

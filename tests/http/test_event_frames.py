@@ -37,7 +37,7 @@ def test_one_live_stream_decides_what_is_written_whoever_writes_it() -> None:
     stream.passed(9)  # an event this stream does not accept
     assert stream.sent == 9 and stream.event(ChangeEvent(8, "s", "e", 1, "h")) is None
     assert stream.ping() == PING
-    stream.framing = Framing(event=lambda event: b"<%d>" % event.sequence, ping=b"<ping>")
+    stream.framing = Framing(event=lambda event, moved: b"<%d>" % event.sequence, ping=b"<ping>")
     assert stream.event(ChangeEvent(10, "s", "e", 1, "h")) == b"<10>"
     assert stream.ping() == b"<ping>"
     allowed[0] = False  # revoked

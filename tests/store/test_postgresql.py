@@ -195,3 +195,20 @@ def test_a_change_signal_hears_every_process_commit(postgres_dsn: str) -> None:
         signal.close()
         writer.close()
         follower.close()
+
+
+def test_the_store_clock_is_the_database_clock_written_as_the_store_writes_times(
+    postgres_dsn: str,
+) -> None:
+    import re
+    from datetime import UTC, datetime
+
+    store = PostgresStore(postgres_dsn)
+    store.open()
+    try:
+        now = store.write(lambda transaction: transaction.now())
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", now), now
+        moment = datetime.strptime(now, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        assert abs((datetime.now(UTC) - moment).total_seconds()) < 5
+    finally:
+        store.close()
