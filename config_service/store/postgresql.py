@@ -83,6 +83,8 @@ MIGRATION_LOCK = WRITE_LOCK + 1
 LEADER_LOCK = WRITE_LOCK + 2
 # Seconds a read waits for a pooled connection before checking whether PostgreSQL is away.
 QUICK_POOL_WAIT = 0.25
+# Services whose rows a store remembers (`PostgresStore.service`); past it, it reads again.
+MAX_REMEMBERED_SERVICES = 10_000
 # Most writes a group commit gathers into one transaction.
 MAX_BATCH = 256
 # Seconds to wait for a connection before a read or write is StoreUnavailable.
@@ -908,6 +910,7 @@ class PostgresStore(Store):
         # Set when a read found PostgreSQL away, cleared by the next one that reaches it.
         self._away = False
         self._leader: psycopg.Connection[Any] | None = None
+        self._services: dict[str, ServiceRecord] = {}
         self._leader_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -1324,8 +1327,18 @@ class PostgresStore(Store):
     # -- services --------------------------------------------------------------------
 
     def service(self, name: str) -> ServiceRecord | None:
+        # A service's row never changes and is never deleted (retiring a service retires its
+        # documents), so one found is remembered: a push asks for its service every time.
+        known = self._services.get(name)
+        if known is not None:
+            return known
         rows = self._query(f"SELECT {_SERVICE_COLUMNS} FROM services WHERE name = %s", (name,))
-        return _service(rows[0]) if rows else None
+        if not rows:
+            return None
+        record = _service(rows[0])
+        if len(self._services) < MAX_REMEMBERED_SERVICES:
+            self._services[name] = record
+        return record
 
     def list_services(self) -> list[ServiceRecord]:
         rows = self._query(f"SELECT {_SERVICE_COLUMNS} FROM services ORDER BY name")
