@@ -251,13 +251,13 @@ write waiting at that moment in one transaction), but each transaction first tak
 store's advisory write lock, so that version numbers and the global sequence stay
 race-free across replicas, and each statement is a round trip to another process.
 
-Where a push's extra cost goes on PostgreSQL: the write itself is one statement (the
+Where a push's extra cost goes on PostgreSQL: five round trips when it commits alone
+(`BEGIN` with the advisory lock; the check for an active rollout; one statement for the
 `If-Match` and identical-source checks, the version with its global sequence, the
-document's current pointer, the service and the audit entry), plus `BEGIN` with the
-advisory lock, `NOTIFY` and `COMMIT` per transaction (and a savepoint per write when
-several share one); the push also reads the store once before it (does the service
-exist), a round trip that SQLite answers in-process. The server's CPU per push is a little
-higher than on SQLite, and PostgreSQL spends about as much again (its CPU per push
+document's current pointer, the service and the audit entry; `NOTIFY`; `COMMIT`), fewer
+per push when several share a transaction (they add a savepoint each). Whether the service
+exists is read once per service and remembered. The server's CPU per push is a little
+higher than on SQLite, and PostgreSQL spends about half as much again (its CPU per push
 includes the WAL flush of every commit) on the same 2 cores as the server and the load
 generator. On this shared machine that puts the PostgreSQL figure under the 500/s goal;
 the CPU columns, not the rates, are what carries over to a machine where PostgreSQL has
