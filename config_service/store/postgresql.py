@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -918,13 +919,25 @@ class PostgresStore(Store):
 
     # -- connections -----------------------------------------------------------------
 
+    def _options(self, name: str) -> dict[str, Any]:
+        """libpq options for every connection, unless the DSN sets them: a connect timeout,
+        and TCP keepalives, so a connection to a PostgreSQL that vanished (a network cut, a
+        powered-off machine) fails within about half a minute instead of hanging a write."""
+        options: dict[str, Any] = {
+            "application_name": name,
+            "connect_timeout": max(1, int(self.connect_timeout)),
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+        }
+        given = conninfo_to_dict(self.dsn)
+        return {key: value for key, value in options.items() if key not in given}
+
     def connect(self) -> psycopg.Connection[Any]:
         """A new autocommit connection to the store's database (StoreUnavailable when away)."""
         try:
-            return psycopg.connect(
-                self.dsn, autocommit=True, connect_timeout=max(1, int(self.connect_timeout)),
-                application_name="tskcfg",
-            )
+            return psycopg.connect(self.dsn, autocommit=True, **self._options("tskcfg"))
         except _UNREACHABLE as error:
             raise _unavailable(error) from error
 
@@ -938,7 +951,7 @@ class PostgresStore(Store):
             self.dsn,
             min_size=1,
             max_size=self.pool_size,
-            kwargs={"autocommit": True, "application_name": "tskcfg"},
+            kwargs={"autocommit": True, **self._options("tskcfg")},
             timeout=self.connect_timeout,
             reconnect_timeout=0,
             open=False,
@@ -1092,8 +1105,7 @@ class PostgresStore(Store):
             while not stopping.is_set():
                 try:
                     with psycopg.connect(
-                        self.dsn, autocommit=True, connect_timeout=max(1, int(self.connect_timeout)),
-                        application_name="tskcfg-listen",
+                        self.dsn, autocommit=True, **self._options("tskcfg-listen")
                     ) as connection:
                         connection.execute(f"LISTEN {CHANNEL}")
                         on_connected()
