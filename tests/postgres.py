@@ -31,6 +31,19 @@ from tests.serving import free_port
 SOCKET_FOLDER = "sockets"
 
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc: no pgrep needed)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def find_binaries() -> Path | None:
     """The folder holding initdb, pg_ctl and postgres, or None when PostgreSQL is not installed."""
     candidates: list[Path] = []
@@ -158,10 +171,7 @@ class PostgresServer:
         pid = self.pid()
         if pid is None:
             return
-        children = subprocess.run(
-            ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
-        ).stdout.split()
-        for target in (pid, *map(int, children)):
+        for target in (pid, *_children(pid)):
             try:
                 os.kill(target, signal.SIGKILL)
             except ProcessLookupError:
