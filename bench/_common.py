@@ -85,7 +85,7 @@ class Server:
         *,
         synchronous: str = "FULL",
         access_log: bool = True,
-        arguments: Sequence[str] = (),
+        extra: Sequence[str] = (),
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(synchronous)
@@ -113,7 +113,7 @@ class Server:
             "--schemas",
             str(REPOSITORY / "schemas"),
             *([] if access_log else ["--no-access-log"]),
-            *arguments,
+            *extra,
         ]
         self.log = work / f"server-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                 "SQLite": Server(work / "sqlite", access_log=False),
                 "PostgreSQL": Server(
                     work / "postgresql", access_log=False,
-                    arguments=("--store", postgres.create_database("tskcfg_bench")),
+                    extra=("--store", postgres.create_database("tskcfg_bench")),
                 ),
             }
             try:

@@ -838,8 +838,10 @@ class Listening:
 
 class PostgresChanges:
     """Commits by any process on the store, heard through LISTEN (`PostgresStore.listen`):
-    `start(poke)` calls `poke()` at each notification and after each (re)connection (catch
-    up); `changed()` says whether one came since the last call."""
+    `start(poke)` calls `poke()` at each notification, when the connection is lost (a
+    catch-up then fails while PostgreSQL is away, which marks the process as possibly
+    behind) and after each (re)connection (the catch-up that covers what was missed);
+    `changed()` says whether one came since the last call."""
 
     def __init__(self, store: PostgresStore) -> None:
         self._store = store
@@ -851,7 +853,7 @@ class PostgresChanges:
             self._flag.set()
             poke()
 
-        self._listening = self._store.listen(heard, heard, on_change=heard)
+        self._listening = self._store.listen(heard, heard, on_change=heard, on_lost=heard)
 
     def changed(self) -> bool:
         if self._flag.is_set():
@@ -1087,6 +1089,7 @@ class PostgresStore(Store):
         on_connected: Callable[[], None],
         retry_every: float = 0.5,
         on_change: Callable[[str], None] | None = None,
+        on_lost: Callable[[], None] | None = None,
     ) -> Listening:
         """Follow every replica's commits: LISTEN on `CHANNEL` on a connection of its own.
 
@@ -1095,11 +1098,19 @@ class PostgresStore(Store):
         runs for each commit that changed tokens, schemas or services (`kind`: one of
         CHANGE_KINDS): read them again. `on_connected()`
         runs each time the connection is made (again), after LISTEN: notifications may have
-        been missed while it was down, so catch up from the last sequence seen. While
+        been missed while it was down, so catch up from the last sequence seen. `on_lost()` runs
+        as soon as the connection is lost (notifications may be missed from then on). While
         PostgreSQL is away it tries again every `retry_every` seconds. Returns a handle whose
         `stop()` ends it.
         """
         stopping = threading.Event()
+
+        def lost() -> None:
+            if on_lost is not None:
+                try:
+                    on_lost()
+                except Exception:
+                    logger.exception("PostgreSQL store: on_lost failed")
 
         def run() -> None:
             while not stopping.is_set():
@@ -1116,10 +1127,15 @@ class PostgresStore(Store):
                                 elif on_change is not None and notify.payload in CHANGE_KINDS:
                                     on_change(notify.payload)
                 except _UNREACHABLE as error:
-                    logger.warning("PostgreSQL store: listening for changes failed (%s); retrying", error)
+                    if not stopping.is_set():
+                        logger.warning(
+                            "PostgreSQL store: listening for changes failed (%s); retrying", error
+                        )
+                        lost()
                     stopping.wait(retry_every)
                 except Exception:
                     logger.exception("PostgreSQL store: a change listener failed; retrying")
+                    lost()
                     stopping.wait(retry_every)
 
         thread = threading.Thread(target=run, name="tskcfg-store-listen", daemon=True)

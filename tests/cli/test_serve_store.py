@@ -5,9 +5,11 @@ by URL is held like the data folder."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.postgres import PostgresServer, start_postgres
@@ -126,3 +128,57 @@ def test_two_servers_starting_together_on_an_empty_store_make_one_admin_token(
     finally:
         for server in servers:
             server.stop()
+
+
+def test_a_push_through_one_server_wakes_a_long_poll_on_the_other(
+    postgres_dsn: str, tmp_path: Path
+) -> None:
+    """Replicas follow each other through the store's notifications: a long poll held by B
+    wakes with the version pushed through A, and a token revoked through A stops working on B."""
+    first = ServerProcess(make_root(tmp_path / "a"), "--store", postgres_dsn, "--no-access-log").start()
+    second = ServerProcess(
+        make_root(tmp_path / "b"), "--store", postgres_dsn, "--no-access-log", "--no-sync"
+    ).start()
+    try:
+        token = first.admin_token
+        with first.client(token) as a:
+            assert push(a, "user-service", "staging", _document("1.0.1")).status_code == 201
+            reader = a.post(
+                "/v1/tokens",
+                json={"name": "r", "role": "reader", "services": ["*"], "environments": ["*"]},
+            ).json()
+        answers: list[httpx.Response] = []
+
+        def wait_on_second() -> None:
+            with second.client(token, timeout=30) as b:
+                answers.append(
+                    b.get(
+                        "/v1/configs/user-service/staging",
+                        params={"wait": 20},
+                        headers={"If-None-Match": '"1"'},
+                    )
+                )
+
+        waiter = threading.Thread(target=wait_on_second)
+        waiter.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        with first.client(token) as a:
+            assert push(a, "user-service", "staging", _document("1.0.2")).status_code == 201
+        waiter.join(timeout=30)
+        assert answers and answers[0].status_code == 200, answers
+        assert answers[0].json()["version"] == 2
+        assert time.monotonic() - started < 5
+        # A token revoked through A stops working on B within a few seconds.
+        with second.client(reader["token"]) as b:
+            assert b.get("/v1/configs/user-service/staging").status_code == 200
+        with first.client(token) as a:
+            assert a.delete(f"/v1/tokens/{reader['id']}").status_code == 204
+        deadline = time.monotonic() + 5
+        with second.client(reader["token"]) as b:
+            while b.get("/v1/configs/user-service/staging").status_code != 401:
+                assert time.monotonic() < deadline, "B still accepts the revoked token"
+                time.sleep(0.1)
+    finally:
+        first.stop()
+        second.stop()
