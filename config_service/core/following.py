@@ -6,7 +6,15 @@ whenever the store may have changed (its own commit, a `ChangeSignal` from the s
 request that names something newer than this process has seen), reads the versions
 committed after it (`Store.versions_after`), each changed document once per process (never
 once per waiter), renders it once, and hands every version on in sequence order: so an
-event stream on any process sends event ids in increasing order with no gaps.
+event stream on any process sends event ids in increasing order with no gaps. Rollout
+changes take sequence numbers too (`Store.rollouts_after`): they are handed on in the same
+order, so a rollout started, stepped, paused or ended through one process changes what
+every process answers each cohort. A rollout's candidate version is not current: it is
+handed on only as part of its rollout.
+
+Nothing later than the store's last sequence read at the start of a catch-up is handed on
+(every sequence up to it is committed), so a version is never skipped for a rollout change
+that committed after it but was read first.
 
 Tokens and schemas that another process created, revoked or changed are re-read after the
 store changed, at most every `STATE_INTERVAL` seconds. See docs/replicas.md.
@@ -20,7 +28,7 @@ import time
 from collections.abc import Callable
 
 from config_service.core.rendered import Rendered, RenderedVersions, render
-from config_service.store import ChangeSignal, Store, VersionRecord
+from config_service.store import ChangeSignal, RolloutRecord, Store, VersionRecord
 
 logger = logging.getLogger("config_service")
 
@@ -34,6 +42,8 @@ CATCH_UP_PAGE = 500
 # (the version's record, metadata only; it rendered whole, or None when this process already
 # holds a newer version of that document, so only the event is left to hand on)
 Deliver = Callable[[VersionRecord, Rendered | None], None]
+# A rollout another process changed, as the store holds it now.
+DeliverRollout = Callable[[RolloutRecord], None]
 
 
 class Follower:
@@ -46,10 +56,12 @@ class Follower:
         deliver: Deliver,
         refresh_state: Callable[[], None],
         interval: float = FOLLOW_INTERVAL,
+        deliver_rollout: DeliverRollout | None = None,
     ) -> None:
         self._store = store
         self._versions = versions
         self._deliver = deliver
+        self._deliver_rollout = deliver_rollout
         self._refresh_state = refresh_state
         self._interval = interval
         self._last = 0
@@ -91,12 +103,14 @@ class Follower:
             self._missed += 1
         self._poked.set()
 
-    def start(self) -> None:
-        """Begin following from the store's last sequence (older events are in the store, for
-        a client that resumes with Last-Event-ID)."""
-        self._last = self._store.last_sequence()
+    def start(self, since: int | None = None) -> None:
+        """Begin following after sequence `since` (default: the store's last sequence; older
+        events are in the store, for a client that resumes with Last-Event-ID). A process
+        passes the sequence it read before loading its state, so nothing committed while it
+        loaded is missed."""
+        self._last = self._store.last_sequence() if since is None else since
         self._signal = self._store.change_signal()
-        self._signal.start(self.poke)
+        self._signal.start(self.poke, self.missed)
         self._thread = threading.Thread(target=self._run, name="tskcfg-follower", daemon=True)
         self._thread.start()
 
@@ -120,20 +134,40 @@ class Follower:
         (what was handed on before stays handed on)."""
         with self._lock:
             missed = self._missed
-            while True:
-                try:
+            try:
+                # Every sequence up to it is committed: nothing later is handed on this time.
+                bound = self._store.last_sequence()
+                while self._last < bound:
                     records = self._store.versions_after(self._last, CATCH_UP_PAGE)
-                    for record in records:
-                        rendered = self._rendered(record)
-                        self._last = record.sequence
-                        self._deliver(record, rendered)
-                except Exception:
-                    with self._counting:
-                        self._missed += 1
-                    raise
-                if len(records) < CATCH_UP_PAGE:
-                    self._covered = max(self._covered, missed)
-                    return self._last
+                    rollouts: list[RolloutRecord] = []
+                    if self._deliver_rollout is not None:
+                        rollouts = self._store.rollouts_after(self._last, CATCH_UP_PAGE)
+                    page_end = bound
+                    if len(records) == CATCH_UP_PAGE:
+                        page_end = min(page_end, records[-1].sequence)
+                    if len(rollouts) == CATCH_UP_PAGE:
+                        page_end = min(page_end, rollouts[-1].sequence)
+                    events: list[VersionRecord | RolloutRecord] = [
+                        *(record for record in records if record.sequence <= page_end),
+                        *(rollout for rollout in rollouts if rollout.sequence <= page_end),
+                    ]
+                    events.sort(key=lambda event: event.sequence)
+                    for event in events:
+                        if isinstance(event, RolloutRecord):
+                            assert self._deliver_rollout is not None
+                            self._deliver_rollout(event)
+                        elif event.kind != "rollout":  # a candidate: its rollout tells
+                            rendered = self._rendered(event)
+                            self._deliver(event, rendered)
+                        self._last = event.sequence
+                    # Sequences taken by writes that failed leave gaps: none is waited for.
+                    self._last = max(self._last, page_end)
+            except Exception:
+                with self._counting:
+                    self._missed += 1
+                raise
+            self._covered = max(self._covered, missed)
+            return self._last
 
     def _rendered(self, record: VersionRecord) -> Rendered | None:
         """`record` (metadata only) rendered whole: from memory when this process holds that

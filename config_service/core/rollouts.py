@@ -156,6 +156,10 @@ class Rollouts:
         self._active: dict[tuple[str, str], RolloutRecord] = {}
         self._listeners: list[Listener] = []
         self._changed_event = threading.Event()
+        # The sequence of each rollout's last change this process took in (its own, or one
+        # another process sharing the store made), so each is applied and announced once.
+        self._applied: dict[int, int] = {}
+        self._changing = threading.Lock()
 
     def add_listener(self, listener: Listener) -> None:
         """Call `listener(change)` after each committed change, in commit order, on the
@@ -165,6 +169,7 @@ class Rollouts:
     def load(self) -> None:
         """Show every active rollout to reads (at start; the bake clocks go on by themselves)."""
         for rollout in self._store.active_rollouts():
+            self._applied[rollout.id] = rollout.sequence
             self._show(rollout)
 
     def views(self) -> list[RolloutView]:
@@ -510,7 +515,7 @@ class Rollouts:
     def _catch_up(self, known: RolloutRecord) -> None:
         latest = self._store.latest_rollout(known.service, known.environment)
         if latest is not None and latest.id == known.id and latest.sequence != known.sequence:
-            self._apply(latest)
+            self._changed(latest, None, heard=True)
 
     def _advance(self, transaction: Transaction, key: tuple[str, str]) -> bool:
         """Move the document's rollout on if its step has baked; False when it did nothing."""
@@ -598,7 +603,39 @@ class Rollouts:
                 current = self._versions.remember(render(record))
         return self._show(rollout), current
 
-    def _changed(self, rollout: RolloutRecord, moved: tuple[int, int, bool] | None) -> None:
+    def heard(self, rollout: RolloutRecord) -> None:
+        """Another process sharing the store changed `rollout` (read as the store holds it
+        now): answer and announce as it says, once, as for a change of this process. Which
+        cohorts moved is worked out from the state this process held before."""
+        self._changed(rollout, None, heard=True)
+
+    @staticmethod
+    def _moved_since(known: RolloutRecord | None, rollout: RolloutRecord) -> tuple[int, int, bool] | None:
+        """The buckets whose answer moved from `known` (what this process held of the same
+        rollout, None when it held nothing of it) to `rollout`, as the changes here say."""
+        before = known.percent if known is not None and known.active else 0
+        if rollout.state == "completed":
+            return (before, 100, True)
+        if not rollout.active:
+            return (0, before, False) if before else None
+        if rollout.percent != before:
+            return (before, rollout.percent, False)
+        return None
+
+    def _changed(
+        self, rollout: RolloutRecord, moved: tuple[int, int, bool] | None, heard: bool = False
+    ) -> None:
+        with self._changing:
+            if self._applied.get(rollout.id, -1) >= rollout.sequence:
+                return  # taken in already (this process's change, heard back, or the reverse)
+            self._applied[rollout.id] = rollout.sequence
+            key = (rollout.service, rollout.environment)
+            if heard:
+                known = self._active.get(key)
+                moved = self._moved_since(known if known is not None and known.id == rollout.id else None, rollout)
+            self._announce(rollout, moved)
+
+    def _announce(self, rollout: RolloutRecord, moved: tuple[int, int, bool] | None) -> None:
         key = (rollout.service, rollout.environment)
         view, current = self._apply(rollout)
         if view is not None:

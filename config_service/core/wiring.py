@@ -77,13 +77,21 @@ class Core:
         # its sequence, so their versions, tokens and schemas reach this process too.
         self.follower: Follower | None = None
         if settings.workers > 1 or not isinstance(self.store, SqliteStore):
-            self.follower = Follower(self.store, self.versions, self._changed, self._refresh_state)
+            self.follower = Follower(
+                self.store,
+                self.versions,
+                self._changed,
+                self._refresh_state,
+                deliver_rollout=self.rollouts.heard,
+            )
         self.store.add_commit_listener(self._committed)
 
     def start(self) -> None:
         """Open the store, load tokens, schemas and rollouts (whose timer starts), and make the
         first admin token if needed."""
         self.store.open()
+        # Followed from before the state is loaded: nothing committed meanwhile is missed.
+        since = self.store.last_sequence() if self.follower is not None else 0
         self.tokens.load()
         self.schemas.load()
         self.rollouts.load()
@@ -96,7 +104,7 @@ class Core:
         self.rollout_timer = RolloutTimer(self.rollouts)
         self.rollout_timer.start()
         if self.follower is not None:
-            self.follower.start()
+            self.follower.start(since)
 
     def _wait_for_first_token(self, within: float = FIRST_TOKEN_WAIT) -> None:
         """Another process makes the first admin token: serve once it exists, so the token it

@@ -46,9 +46,11 @@ class ChangeSignal(Protocol):
     (`Store.versions_after`). See docs/replicas.md.
     """
 
-    def start(self, poke: Callable[[], None]) -> None:
+    def start(self, poke: Callable[[], None], missed: Callable[[], None] | None = None) -> None:
         """Begin listening; `poke()` may be called from any thread when the store changed
-        (a notification), or after a lost connection came back (catch up)."""
+        (a notification), or after a lost connection came back (catch up). `missed()` is
+        called when changes may have gone unheard (the connection was lost, or made again):
+        the process counts as possibly behind until a catch-up started after it is done."""
         ...
 
     def changed(self) -> bool:
@@ -321,6 +323,11 @@ class Store(Protocol):
 
     def latest_rollout(self, service: str, environment: str) -> RolloutRecord | None:
         """The document's most recent rollout, whatever its state."""
+        ...
+
+    def rollouts_after(self, sequence: int, limit: int) -> list[RolloutRecord]:
+        """The rollouts whose last change took a sequence after `sequence`, as they are now, in
+        sequence order (how a process that shares the store hears of another's rollout changes)."""
         ...
 
     def rollouts_of_versions(

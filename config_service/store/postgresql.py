@@ -838,28 +838,39 @@ class Listening:
 
 class PostgresChanges:
     """Commits by any process on the store, heard through LISTEN (`PostgresStore.listen`):
-    `start(poke)` calls `poke()` at each notification, when the connection is lost (a
-    catch-up then fails while PostgreSQL is away, which marks the process as possibly
-    behind) and after each (re)connection (the catch-up that covers what was missed);
-    `changed()` says whether one came since the last call."""
+    `start(poke, missed)` calls `poke()` at each notification; when the listening connection
+    is lost and each time it is made (again) it calls `missed()` then `poke()` (the catch-up
+    that covers what went unheard; it fails while PostgreSQL is away, which keeps the process
+    counted as possibly behind). `changed()` says whether one came since the last call, and
+    says so at every call while the connection is down: the process then reads the store at
+    every check instead of waiting for a notification that cannot come."""
 
     def __init__(self, store: PostgresStore) -> None:
         self._store = store
         self._flag = threading.Event()
+        self._connected = False
         self._listening: Listening | None = None
 
-    def start(self, poke: Callable[[], None]) -> None:
+    def start(self, poke: Callable[[], None], missed: Callable[[], None] | None = None) -> None:
         def heard(*_: object) -> None:
             self._flag.set()
             poke()
 
-        self._listening = self._store.listen(heard, heard, on_change=heard, on_lost=heard)
+        def connected(now: bool) -> None:
+            self._connected = now
+            if missed is not None:
+                missed()
+            heard()
+
+        self._listening = self._store.listen(
+            heard, lambda: connected(True), on_change=heard, on_lost=lambda: connected(False)
+        )
 
     def changed(self) -> bool:
         if self._flag.is_set():
             self._flag.clear()
             return True
-        return False
+        return not self._connected
 
     def close(self) -> None:
         if self._listening is not None:
@@ -1419,6 +1430,13 @@ class PostgresStore(Store):
 
     def rollout_candidates(self) -> list[VersionRecord]:
         return [_version(row) for row in self._query(_ROLLOUT_CANDIDATES)]
+
+    def rollouts_after(self, sequence: int, limit: int) -> list[RolloutRecord]:
+        rows = self._query(
+            f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE sequence > %s ORDER BY sequence LIMIT %s",
+            (sequence, limit),
+        )
+        return [_rollout(row) for row in rows]
 
     def latest_rollout(self, service: str, environment: str) -> RolloutRecord | None:
         rows = self._query(

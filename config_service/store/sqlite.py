@@ -645,8 +645,8 @@ class SqliteChanges(ChangeSignal):
             return 0
         return int(connection.execute("PRAGMA data_version").fetchone()[0])
 
-    def start(self, poke: Callable[[], None]) -> None:
-        """Nothing to listen to: `changed` is asked."""
+    def start(self, poke: Callable[[], None], missed: Callable[[], None] | None = None) -> None:
+        """Nothing to listen to (and no connection to lose): `changed` is asked."""
 
     def changed(self) -> bool:
         with self._lock:
@@ -1001,6 +1001,13 @@ class SqliteStore(Store):
 
     def rollout_candidates(self) -> list[VersionRecord]:
         return [_version(row) for row in self._query(_ROLLOUT_CANDIDATES)]
+
+    def rollouts_after(self, sequence: int, limit: int) -> list[RolloutRecord]:
+        rows = self._query(
+            f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE sequence > ? ORDER BY sequence LIMIT ?",
+            (sequence, limit),
+        )
+        return [_rollout(row) for row in rows]
 
     def latest_rollout(self, service: str, environment: str) -> RolloutRecord | None:
         rows = self._query(

@@ -208,3 +208,63 @@ def test_catch_up_reads_what_was_committed_while_a_worker_was_not_looking(
 def test_one_process_on_sqlite_does_not_follow(tmp_path: Path) -> None:
     core = Core(Settings(data_dir=tmp_path / "data", sync=False))
     assert core.follower is None
+
+
+def _cohort_reading(core: Core, version: int) -> bytes:
+    """A cohort whose instances read `version`'s side of the rollout now running on `core`'s
+    document orders/development (the candidate's side when `version` is the candidate)."""
+    for number in range(1000):
+        cohort = f"instance-{number}".encode()
+        answer = core.versions.cached_for("orders", "development", cohort)
+        if answer is not None and answer.version == version:
+            return cohort
+    raise AssertionError(f"no cohort reads version {version}")
+
+
+def test_a_rollout_changed_on_one_worker_changes_what_the_other_answers(
+    workers: tuple[Worker, Worker],
+) -> None:
+    from config_service.core.rollouts import RolloutChange, RolloutPlan
+
+    first, second = workers
+    heard: list[RolloutChange] = []
+    second.core.rollouts.add_listener(heard.append)
+    push(first, 1)
+    eventually(lambda: second.core.versions.cached("orders", "development") is not None)
+    started = first.core.rollouts.start(
+        ADMIN, "orders", "development", RolloutPlan(source="value: 2\n", steps=(30, 100), bake_seconds=60)
+    )
+    # The candidate is not current on the other worker: only its cohort reads it.
+    eventually(lambda: second.core.versions.rollout("orders", "development") is not None, within=1.0)
+    held = second.core.versions.cached("orders", "development")
+    assert held is not None and held.version == 1
+    candidate_cohort = _cohort_reading(second.core, 2)
+    stable_cohort = _cohort_reading(second.core, 1)
+    assert [(change.rollout.state, change.moved) for change in heard] == [("running", (0, 30, False))]
+    assert heard[0].rollout.id == started["id"]
+
+    first.core.rollouts.pause(ADMIN, "orders", "development")
+    eventually(lambda: len(heard) == 2, within=1.0)
+    assert (heard[1].rollout.state, heard[1].moved) == ("paused", None)
+
+    first.core.rollouts.abort(ADMIN, "orders", "development")
+    eventually(lambda: second.core.versions.rollout("orders", "development") is None, within=1.0)
+    answer = second.core.versions.cached_for("orders", "development", candidate_cohort)
+    assert answer is not None and answer.version == 1  # back on the stable version
+    assert [(change.rollout.state, change.moved) for change in heard[2:]] == [("aborted", (0, 30, False))]
+    # Events in one order on both: each change's sequence once, increasing.
+    assert [change.rollout.sequence for change in heard] == sorted({c.rollout.sequence for c in heard})
+
+    # A second rollout completed on the first makes its candidate current on the other.
+    first.core.rollouts.start(
+        ADMIN, "orders", "development", RolloutPlan(source="value: 3\n", steps=(50, 100), bake_seconds=60)
+    )
+    eventually(lambda: second.core.versions.rollout("orders", "development") is not None, within=1.0)
+    first.core.rollouts.complete(ADMIN, "orders", "development")
+    eventually(lambda: second.core.versions.rollout("orders", "development") is None, within=1.0)
+    for cohort in (candidate_cohort, stable_cohort, None):
+        answer = second.core.versions.cached_for("orders", "development", cohort)
+        assert answer is not None and answer.version == 3, cohort  # the second candidate
+    assert (heard[-1].rollout.state, heard[-1].moved) == ("completed", (50, 100, True))
+    # The version events the other worker handed on: the pushes only, not the candidates.
+    assert [record.version for record in second.seen] == [1]

@@ -212,3 +212,34 @@ def test_the_store_clock_is_the_database_clock_written_as_the_store_writes_times
         assert abs((datetime.now(UTC) - moment).total_seconds()) < 5
     finally:
         store.close()
+
+
+def test_a_lost_listening_connection_counts_as_missed_and_is_polled_until_it_is_back(
+    postgres_dsn: str,
+) -> None:
+    import psycopg
+
+    store = PostgresStore(postgres_dsn)
+    store.open()
+    pokes: list[int] = []
+    missed: list[int] = []
+    signal = store.change_signal()
+    signal.start(lambda: pokes.append(1), lambda: missed.append(1))
+    try:
+        _wait_for(lambda: len(missed) == 1 and len(pokes) == 1)  # connected: catch up
+        assert signal.changed() and not signal.changed()
+        with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'tskcfg-listen' AND datname = current_database()"
+            )
+        # Lost: possibly behind, and `changed` says so at every check until it is back.
+        _wait_for(lambda: len(missed) >= 2)
+        assert signal.changed() and signal.changed() or len(missed) >= 3
+        # Back (it listens again): missed once more, so a catch-up after it is needed.
+        _wait_for(lambda: len(missed) == 3)
+        _wait_for(lambda: not signal.changed())
+        assert not signal.changed()
+    finally:
+        signal.close()
+        store.close()

@@ -133,3 +133,36 @@ def test_the_candidates_of_active_rollouts_are_listed_whole(store: Store) -> Non
     ended = dataclasses.replace(rollout, state="aborted")
     store.write(lambda transaction: transaction.update_rollout(ended, rollout.sequence, None))
     assert store.rollout_candidates() == []
+
+
+def test_rollouts_after_a_sequence_are_listed_as_they_are_now_in_sequence_order(store: Store) -> None:
+    _, rollout_id = _start(store)
+    started = store.latest_rollout("svc", "production")
+    assert started is not None
+    assert [rollout.id for rollout in store.rollouts_after(started.sequence - 1, 10)] == [rollout_id]
+    assert store.rollouts_after(started.sequence, 10) == []
+    paused = dataclasses.replace(started, state="paused", step_started_at=None)
+    store.write(lambda transaction: transaction.update_rollout(paused, started.sequence, None))
+    # Its row as it is now (one entry per rollout, whatever changes it went through).
+    [changed] = store.rollouts_after(0, 10)
+    assert (changed.id, changed.state, changed.sequence) == (rollout_id, "paused", started.sequence + 1)
+    assert store.rollouts_after(changed.sequence, 10) == []
+    # A second document's rollout comes after it, and the limit holds.
+    store.write(
+        lambda transaction: transaction.append_version(
+            dataclasses.replace(_version("b = 1"), environment="staging"), None, None
+        )
+    )
+
+    def start_other(transaction):  # type: ignore[no-untyped-def]
+        candidate, _ = transaction.append_version(
+            dataclasses.replace(_version("b = 2", "rollout"), environment="staging"), None, None
+        )
+        return transaction.insert_rollout(
+            NewRollout("svc", "staging", candidate.version, 1, (50, 100), 5.0, 0, "tester"), None
+        )
+
+    other = store.write(start_other)
+    assert [rollout.id for rollout in store.rollouts_after(0, 10)] == [rollout_id, other.id]
+    assert [rollout.id for rollout in store.rollouts_after(0, 1)] == [rollout_id]
+    assert [rollout.id for rollout in store.rollouts_after(changed.sequence, 10)] == [other.id]
