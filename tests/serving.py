@@ -78,8 +78,10 @@ class ServerProcess:
     def admin_token(self) -> str:
         return (self.data_dir / "admin.token").read_text().strip()
 
-    def start(self, timeout: float = 15.0) -> ServerProcess:
-        self.port = free_port()
+    def start(self, timeout: float = 15.0, port: int | None = None) -> ServerProcess:
+        """Start it on `port` (default: a free one; a port it had, to start it again where a
+        load balancer expects it) and wait until it answers /health."""
+        self.port = port if port is not None else free_port()
         command = [
             str(TSKCFG),
             "serve",
