@@ -117,6 +117,8 @@ class _Splice:
                 self.closers[path] = position
         self.edits: list[tuple[int, int, str]] = []
         self.rewritten: set[Path] = set()  # inline values written anew as a whole
+        self.headed: set[Path] = set()  # implicit tables given a header at the end of the text
+        self.final_newline = False  # the newline a text without one gets before a line is added
 
     # -- what to do at one path --------------------------------------------------------
 
@@ -233,7 +235,10 @@ class _Splice:
             indent = self.indent_of(members[-1][0]) if members else self.indent_of(closer) + INDENT
             return self.line_start(closer), indent
         if table and table not in self.sections:
-            # Only an implicit table: a header of its own at the end of the text.
+            # Only an implicit table: a header of its own at the end of the text (once).
+            if table in self.headed:
+                return len(self.src), ""
+            self.headed.add(table)
             return self.append_text("\n[" + ".".join(table) + "]\n"), ""
         first_section = min(
             (position for position, path, kind in self.statements if kind == SECTION), default=None
@@ -250,16 +255,22 @@ class _Splice:
                     return self.append_text(""), ""
                 return self.comments_above(first_section), ""
         if not members:
-            return self.line_end(self.sections[table]), ""
+            return self.next_line(self.sections[table]), ""
         position, path, kind = members[-1]
         if kind == PAIR:
-            after = self.line_end(self.spans[path][1])
+            after = self.next_line(self.spans[path][1])
         elif kind == VARIABLE:
-            after = self.line_end(self.variable_end(position))
+            after = self.next_line(self.variable_end(position))
         else:
-            after = self.line_end(position)
+            after = self.next_line(position)
         direct = [s for s in members if len(s[1]) == len(table) + 1 and s[2] in (PAIR, VARIABLE, BLOCK_OPEN)]
         return after, self.indent_of(direct[-1][0]) if direct else ""
+
+    def next_line(self, position: int) -> int:
+        """Where a line after the one holding `position` starts: on the last line of a text
+        without a final newline, one is added first, so what is written there is a line of its own."""
+        end = self.line_end(position)
+        return self.append_text("") if end == len(self.src) else end
 
     def variable_end(self, position: int) -> int:
         """The end of the value of the variable defined at `position` (`$name: value`)."""
@@ -277,8 +288,9 @@ class _Splice:
     def append_text(self, prefix: str) -> int:
         """Make room at the end of the text (a newline first if it lacks one); where to write."""
         end = len(self.src)
-        if self.src and not self.src.endswith("\n"):
-            prefix = "\n" + prefix
+        if self.src and not self.src.endswith("\n") and not self.final_newline:
+            self.final_newline = True  # once, however many things are written after it
+            self.edits.append((end, end, "\n"))
         if prefix:
             self.edits.append((end, end, prefix))
         return end

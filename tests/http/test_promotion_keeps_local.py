@@ -128,3 +128,15 @@ def test_a_marker_under_a_combinator_is_refused_at_put(admin: httpx.Client, keyw
     assert body["details"][0]["path"] == f"/{keyword}/0/properties/url"
     items = {"properties": {"hosts": {"type": "array", "items": {"x-environment-local": True}}}}
     assert_error(admin.put("/v1/schemas/combined", json=items), 422, "invalid_schema")
+
+
+def test_a_local_key_is_added_to_a_source_text_without_a_final_newline(admin: httpx.Client) -> None:
+    schema = {"type": "object", "properties": {"host": {"x-environment-local": True, "type": "string"}}}
+    assert admin.put("/v1/schemas/no-newline", json=schema).status_code == 201
+    assert push(admin, "no-newline", "development", "z: 1").status_code == 201
+    assert push(admin, "no-newline", "staging", 'host: "stg"\n').status_code == 201
+    promoted = admin.post("/v1/configs/no-newline/staging/promote", json={"from": "development"})
+    assert promoted.status_code == 201, promoted.text
+    assert promoted.json()["kept_local"] == ["/host"]
+    text = admin.get("/v1/configs/no-newline/staging", headers={"Accept": "text/x-tsk"}).text
+    assert text == 'z: 1\nhost: "stg"\n'

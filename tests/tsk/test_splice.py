@@ -74,3 +74,22 @@ def test_an_object_is_written_key_by_key_and_keys_it_lacks_go() -> None:
 def test_a_value_that_cannot_be_written_is_refused() -> None:
     with pytest.raises(ValueError):
         tsk.write_values(TEXT, {("database", "pool_size"): float("inf")})
+
+
+@pytest.mark.parametrize(
+    ("text", "values", "expected"),
+    [
+        ("z: 1", {("host",): "stg"}, 'z: 1\nhost: "stg"\n'),
+        ('$h: "x"\nz: $h', {("host",): "stg"}, '$h: "x"\nz: $h\nhost: "stg"\n'),
+        ("[db]\nurl: 1", {("db", "pool"): 3}, "[db]\nurl: 1\npool: 3\n"),
+        ("[db]", {("db", "pool"): 3}, "[db]\npool: 3\n"),
+        ("z: 1\n[db]\nurl: 1", {("host",): "stg"}, 'z: 1\nhost: "stg"\n[db]\nurl: 1'),
+        ("z: 1", {("a",): 1, ("b",): 2}, "z: 1\na: 1\nb: 2\n"),
+        # An implicit table gets one header, however many keys it gains.
+        ("[a.b]\nu: 1", {("a", "x"): 1, ("a", "y"): 2}, "[a.b]\nu: 1\n\n[a]\nx: 1\ny: 2\n"),
+    ],
+)
+def test_a_key_added_after_a_last_line_without_newline_goes_on_a_line_of_its_own(
+    text: str, values: dict[tuple[str, ...], object], expected: str
+) -> None:
+    assert tsk.write_values(text, values) == expected
