@@ -33,7 +33,6 @@ def migrate(source: str, target: str) -> None:
         migrate_sqlite_to_postgresql,
     )
     from config_service.store.records import StoreNewerThanServer, StoreUnavailable
-    from config_service.store.sqlite_schema import StoreTooNew
     from config_service.store.urls import parse_store_url
 
     try:
@@ -44,7 +43,7 @@ def migrate(source: str, target: str) -> None:
     try:
         copies = migrate_sqlite_to_postgresql(source_url, target_url)
     except (
-        MigrationRefused, DataFolderInUse, StoreUnavailable, StoreNewerThanServer, StoreTooNew
+        MigrationRefused, DataFolderInUse, StoreUnavailable, StoreNewerThanServer
     ) as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"copied {source_url.shown()} to {target_url.shown()}")

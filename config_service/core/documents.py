@@ -416,7 +416,7 @@ class Documents:
         except ValueError as error:
             raise Refused(
                 "conflict",
-                f"cannot write {environment!r}'s local values into the promoted text: {error}",
+                f"cannot write the local values of {environment!r} into the promoted text: {error}",
             ) from None
         return source, tuple(tsk.json_pointer(path) for path in kept)
 

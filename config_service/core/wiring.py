@@ -97,7 +97,7 @@ class Core:
         self.rollouts.load()
         # Of processes sharing the store, the one holding its lease makes the first admin
         # token, so two starting together make one.
-        if self.follower is None or self.store.lead():
+        if self.leads():
             self.tokens.ensure_admin_token()
         else:
             self._wait_for_first_token()
@@ -116,6 +116,11 @@ class Core:
                 return
             time.sleep(0.05)
             self.tokens.load()
+
+    def leads(self) -> bool:
+        """True when this process runs the work that must happen once (file sync, the first
+        admin token): it is alone on its store, or it holds the store's lease (`Store.lead`)."""
+        return self.follower is None or self.store.lead()
 
     def stop(self) -> None:
         if self.rollout_timer is not None:

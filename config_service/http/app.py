@@ -212,7 +212,7 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 
 class _RunOnce:
     """File sync, which must run in one process of those sharing the store: at once in a
-    process alone on its store; else in the one that holds the store's lease (`Store.lead`),
+    process alone on its store; else in the one that holds the store's lease (`Core.leads`),
     and the others ask for it every `LEAD_RETRY` seconds, so one takes over when it ends."""
 
     LEAD_RETRY = 1.0
@@ -225,7 +225,7 @@ class _RunOnce:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        if self.core.follower is None or await loop.run_in_executor(None, self.core.store.lead):
+        if await loop.run_in_executor(None, self.core.leads):
             await self._sync()
         else:
             self.waiting = asyncio.create_task(self._wait_for_lead())
@@ -235,7 +235,7 @@ class _RunOnce:
         while True:
             await asyncio.sleep(self.LEAD_RETRY)
             try:
-                leading = await loop.run_in_executor(None, self.core.store.lead)
+                leading = await loop.run_in_executor(None, self.core.leads)
             except Exception:
                 logger.exception("cannot ask the store who runs file sync")
                 continue
