@@ -139,14 +139,17 @@ class Follower:
                 bound = self._store.last_sequence()
                 while self._last < bound:
                     records = self._store.versions_after(self._last, CATCH_UP_PAGE)
-                    rollouts: list[RolloutRecord] = []
-                    if self._deliver_rollout is not None:
-                        rollouts = self._store.rollouts_after(self._last, CATCH_UP_PAGE)
                     page_end = bound
                     if len(records) == CATCH_UP_PAGE:
                         page_end = min(page_end, records[-1].sequence)
-                    if len(rollouts) == CATCH_UP_PAGE:
-                        page_end = min(page_end, rollouts[-1].sequence)
+                    rollouts: list[RolloutRecord] = []
+                    # A sequence up to page_end that no version took is a rollout change's
+                    # (or one since changed again): only then are rollouts read.
+                    versions = sum(1 for record in records if record.sequence <= page_end)
+                    if self._deliver_rollout is not None and versions < page_end - self._last:
+                        rollouts = self._store.rollouts_after(self._last, CATCH_UP_PAGE)
+                        if len(rollouts) == CATCH_UP_PAGE:
+                            page_end = min(page_end, rollouts[-1].sequence)
                     events: list[VersionRecord | RolloutRecord] = [
                         *(record for record in records if record.sequence <= page_end),
                         *(rollout for rollout in rollouts if rollout.sequence <= page_end),
@@ -160,7 +163,8 @@ class Follower:
                             rendered = self._rendered(event)
                             self._deliver(event, rendered)
                         self._last = event.sequence
-                    # Sequences taken by writes that failed leave gaps: none is waited for.
+                    # A rollout changed again since has left its earlier sequence unused: it
+                    # is handed on at its later one, in a later catch-up.
                     self._last = max(self._last, page_end)
             except Exception:
                 with self._counting:
