@@ -86,6 +86,12 @@ def results() -> dict[str, Any]:
                  "document_bytes": 2000, "rounds": 3, "duration_s": 1.0}
                 for store, rate, goal in (("SQLite", 650.0, None), ("PostgreSQL", 450.0, 500.0))
             ]),
+            record("replicas", [
+                {"benchmark": "replicas", "layout": layout, "replicas": count, "watchers": 1_000, "pushes": 5,
+                 "p50_ms": p99 / 2, "p99_ms": p99, "p99_ms_min": p99 - 5, "p99_ms_max": p99 + 5, "max_ms": p99 + 9,
+                 "goal_p99_ms": 50.0 if count == 3 else None}
+                for layout, count, p99 in (("1 replica", 1, 40.0), ("3 replicas", 3, 70.0))
+            ]),
             record("propagation", [
                 propagation_row("long_poll", 100, 5.0, None),
                 propagation_row("long_poll", 1_000, 50.0, 50.0),
@@ -219,3 +225,13 @@ def test_rollout_goals_are_judged_each_on_its_own(run: Any) -> None:
     summary = run.goal_summary({record["name"]: record for record in results()["records"]})
     assert "| with a rollout running, hot GET, server CPU per request | +3.3 % slower | <= 10 % | met |" in summary
     assert "| with a rollout running, propagation | +20.0 % slower | <= 10 % | **missed** |" in summary
+
+
+def test_replicas_section_sets_three_replicas_beside_one_and_judges_the_goal(run: Any) -> None:
+    page = run.render(results())
+    section = page[page.index("## Replicas"):page.index("## Scaling")]
+    assert "| 1 replica | 1,000 | 20.0 | 40.0 [35.0..45.0] | 49.0 | - | - |" in section
+    assert "| 3 replicas | 1,000 | 35.0 | 70.0 [65.0..75.0] | 79.0 | <= 50 | **missed** |" in section
+    assert "Command: `.venv/bin/python bench/replicas.py`" in section
+    summary = run.goal_summary({record["name"]: record for record in results()["records"]})
+    assert "| propagation over 3 replicas, 1,000 watchers | p99 70.0 ms from the push sent | <= 50 ms | **missed** |" in summary
