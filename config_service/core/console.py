@@ -2,8 +2,9 @@
 
 Each method answers one page in one call, under the token's scopes exactly as the API: the
 matrix is `GET /v1/services` with each document's instances counted; a document is its
-current version, a page of its history and its instances. Actions are not here: the
-console's forms call the same `Documents` and `Tokens` methods as the API's handlers.
+current version, a page of its history, its instances and its latest rollout. Actions are not
+here: the console's forms call the same `Documents`, `Rollouts` and `Tokens` methods as the
+API's handlers.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from config_service.core.access import Access, Principal
 from config_service.core.documents import Documents
 from config_service.core.instances import Instances
 from config_service.core.rendered import RenderedVersions
+from config_service.core.rollouts import Rollouts, baked_at
 from config_service.settings import Settings
+from config_service.store.records import ACTIVE_ROLLOUT_STATES, utc_now
 
 HISTORY_PAGE = 25
 
@@ -42,12 +45,14 @@ class Console:
         versions: RenderedVersions,
         documents: Documents,
         instances: Instances,
+        rollouts: Rollouts,
     ) -> None:
         self.settings = settings
         self._access = access
         self._versions = versions
         self._documents = documents
         self._instances = instances
+        self._rollouts = rollouts
 
     def environments(self, principal: Principal) -> list[str]:
         """The pipeline's environments the token covers, in pipeline order."""
@@ -85,7 +90,10 @@ class Console:
             }
         history = self._documents.history(service, environment, HISTORY_PAGE, before)
         instances = self._instances.listing(service, environment)["instances"]
-        previous = self.settings.previous_environment(environment)
+        rollout = self._rollouts.latest(service, environment)
+        if rollout is not None:
+            fields = (rollout["state"], rollout["baked_seconds"], rollout["step_started_at"])
+            rollout = {**rollout, "baked": baked_at(*fields, utc_now())}
         return {
             "service": service,
             "environment": environment,
@@ -93,11 +101,44 @@ class Console:
             "history": history,
             "instances": instances,
             "counts": instance_counts(instances),
+            "rollout": rollout,
+            "rollout_active": rollout is not None and rollout["state"] in ACTIVE_ROLLOUT_STATES,
             "may_write": principal.may("writer", service, environment),
-            "promote_from": previous
-            if previous is not None and principal.may("reader", service, previous)
-            else None,
+            "promote_from": self._promote_from(principal, service, environment),
             "environments": [
                 env for env in self.environments(principal) if principal.covers(service, env)
             ],
+        }
+
+    def _promote_from(self, principal: Principal, service: str, environment: str) -> str | None:
+        """The pipeline's previous environment, when the token may read the document there."""
+        previous = self.settings.previous_environment(environment)
+        if previous is not None and principal.may("reader", service, previous):
+            return previous
+        return None
+
+    def rollout_form(self, principal: Principal, service: str, environment: str) -> dict[str, Any]:
+        """What the form that starts a rollout offers (a writer in scope): the current
+        version's source to edit, the versions it may roll out instead, the environment it
+        may promote from, and the rollout already under way (if any)."""
+        self._access.check_document(principal, "writer", service, environment)
+        rendered = self._versions.current(service, environment)
+        current = rendered.record if rendered is not None else None
+        history = self._documents.history(service, environment, HISTORY_PAGE, None)
+        rollout = self._rollouts.latest(service, environment)
+        if rollout is not None:
+            fields = (rollout["state"], rollout["baked_seconds"], rollout["step_started_at"])
+            rollout = {**rollout, "baked": baked_at(*fields, utc_now())}
+        return {
+            "service": service,
+            "environment": environment,
+            "current": current.metadata() if current is not None else None,
+            "retired": current is not None and current.retired,
+            "source": current.source if current is not None else "",
+            "versions": [
+                version for version in history["versions"]
+                if version["kind"] != "retire" and (current is None or version["version"] != current.version)
+            ],
+            "promote_from": self._promote_from(principal, service, environment),
+            "active": rollout if rollout is not None and rollout["state"] in ACTIVE_ROLLOUT_STATES else None,
         }

@@ -51,7 +51,9 @@ class Core:
         self.instances = Instances(settings, self.store, self.versions, self.rollouts.check_report)
         self.audit = Audit(self.store)
         self.sessions = Sessions(self.store, self.tokens, settings.session_idle)
-        self.console = Console(settings, self.access, self.versions, self.documents, self.instances)
+        self.console = Console(
+            settings, self.access, self.versions, self.documents, self.instances, self.rollouts
+        )
         self._commit_listeners: list[CommitListener] = []
         self._refusal_listeners: list[RefusalListener] = []
         self.store.add_commit_listener(self._committed)
