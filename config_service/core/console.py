@@ -16,6 +16,7 @@ from typing import Any
 from config_service.core.access import Access, Principal
 from config_service.core.documents import Documents
 from config_service.core.instances import Instances
+from config_service.core.refusals import Refused, not_found
 from config_service.core.rendered import RenderedVersions
 from config_service.core.rollouts import Rollouts, baked_at
 from config_service.settings import Settings
@@ -141,4 +142,25 @@ class Console:
             ],
             "promote_from": self._promote_from(principal, service, environment),
             "active": rollout if rollout is not None and rollout["state"] in ACTIVE_ROLLOUT_STATES else None,
+        }
+
+    def rollback_preview(
+        self, principal: Principal, service: str, environment: str, target: int
+    ) -> dict[str, Any]:
+        """What rolling back to version `target` would do (a writer in scope): the diff from
+        the current version, or, for a retired document, the source that would revive it."""
+        self._access.check_document(principal, "writer", service, environment)
+        rendered = self._versions.current(service, environment)
+        if rendered is None:
+            raise not_found(f"{service!r} has no version in {environment!r}")
+        chosen = self._documents.version(service, environment, target).record
+        if chosen.retired:
+            raise Refused("conflict", f"version {target} is a retire, with no config to roll back to")
+        current = rendered.record
+        return {
+            "target": target,
+            "retired_at": current.version if current.retired else None,
+            "diff": None if current.retired
+            else self._documents.diff_versions(service, environment, current.version, target),
+            "source": chosen.source,
         }

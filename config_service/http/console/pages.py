@@ -310,18 +310,17 @@ async def promote(request: Request, session: Session, form: dict[str, str]) -> R
 
 @page
 async def rollback_preview(request: Request, session: Session) -> Response:
-    """What rolling back to a version changes: the current version beside that one."""
+    """What rolling back to a version changes: the current version beside that one (for a
+    retired document, the source that revives it)."""
     core = core_of(request)
     service, environment = document_of(request)
-    core.access.check_document(session.principal, "writer", service, environment)
     target = int_query(request, "version", None, 1)
     if target is None:
         raise bad_request("pick the version to roll back to")
-    current = await run_in_threadpool(core.documents.current, service, environment)
-    diff = await run_in_threadpool(
-        core.documents.diff_versions, service, environment, current.record.version, target
+    preview = await run_in_threadpool(
+        core.console.rollback_preview, session.principal, service, environment, target
     )
-    context = {"session": session, "service": service, "environment": environment, "target": target, "diff": diff}
+    context = {"session": session, "service": service, "environment": environment, **preview}
     return html(request, "rollback.html", context)
 
 
