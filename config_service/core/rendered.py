@@ -8,6 +8,7 @@ frames) is decided at the edge.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import threading
 from dataclasses import dataclass
@@ -41,6 +42,11 @@ class Rendered:
     def version(self) -> int:
         return self.record.version
 
+    @functools.cached_property
+    def data(self) -> Any:
+        """The config parsed from its wire JSON, once per version (one-key reads look in it)."""
+        return json.loads(self.record.config)
+
     @property
     def size(self) -> int:
         """Bytes held by the rendered bodies (what the cache of old versions counts)."""
@@ -64,7 +70,7 @@ def render(record: VersionRecord) -> Rendered:
 def key_at(rendered: Rendered, pointer: str) -> dict[str, Any]:
     """One key of a version: `{"path", "value", "version"}` (value in wire form, an `@env` as
     `{"$env", "default"}`); `not_found` naming the path when the version has none there."""
-    found, value = tsk.value_at(json.loads(rendered.record.config), tsk.pointer_parts(pointer))
+    found, value = tsk.value_at(rendered.data, tsk.pointer_parts(pointer))
     if not found:
         record = rendered.record
         raise not_found(

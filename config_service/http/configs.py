@@ -118,7 +118,15 @@ async def get_version(request: Request) -> Response:
     core.access.check_document(principal, "reader", service, environment)
     number = path_version(request)
     rendered = await run_in_threadpool(core.documents.version, service, environment, number)
-    response = ReplyResponse(document_reply(rendered, wants_tsk(request)))
+    if rendered.record.retired:
+        # A retire is a version like any other in history: its metadata, with no config.
+        response: Response = Response(
+            rendered.json_body,
+            media_type="application/json",
+            headers={"etag": rendered.etag},
+        )
+    else:
+        response = ReplyResponse(document_reply(rendered, wants_tsk(request)))
     response.raw_headers.append((b"cache-control", IMMUTABLE.encode("ascii")))
     return response
 

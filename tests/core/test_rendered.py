@@ -43,3 +43,18 @@ def test_past_the_bytes_the_least_recently_used_go_and_the_size_is_counted() -> 
         old[("user-service", "staging", number)] = rendered(number, filler=1000)
     assert sorted(key[2] for key in old) == [3, 4, 5]
     assert old.currsize == sum(value.size for value in old.values()) <= 3 * one.size
+
+
+def test_one_key_reads_parse_a_version_once(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # A `?path=` read (and every long poll it wakes) must not parse the whole config again.
+    import json
+
+    from config_service.core import rendered as module
+
+    version = rendered(1, filler=10)
+    parses = []
+    real_loads = json.loads
+    monkeypatch.setattr(module.json, "loads", lambda text: parses.append(1) or real_loads(text))
+    for _ in range(5):
+        assert module.key_at(version, "/n") == {"path": "/n", "value": 1, "version": 1}
+    assert len(parses) == 1

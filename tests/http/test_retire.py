@@ -52,6 +52,11 @@ def test_retire_then_revive(admin: httpx.Client) -> None:
     history = admin.get(document + "/versions").json()["versions"]
     assert [(v["version"], v["kind"]) for v in history] == [(3, "retire"), (2, "push"), (1, "push")]
     assert admin.get(document + "/versions/2").json()["config"] == {"a": 2}
+    # The retire is a version of the history like the others: its metadata, no config.
+    retire = admin.get(document + "/versions/3")
+    assert retire.status_code == 200, retire.text
+    assert (retire.json()["kind"], retire.json()["config"], retire.json()["hash"]) == ("retire", None, None)
+    assert "immutable" in retire.headers["cache-control"] and retire.headers["etag"] == '"3"'
     assert_error(admin.post(document + "/rollback", json={"version": 3}), 409, "conflict")
     # The next push revives it with the next number, even with the same source as before.
     revived = push(admin, "orders", "staging", "a: 2\n")
