@@ -29,6 +29,7 @@ from config_service.http.errors import status_of
 from config_service.http.requests import core_of, int_query, parse_number, request_id
 
 CANDIDATES = ("source", "version", "from")
+PLAN_FIELDS = ("steps", "bake_seconds", "max_failed")
 # What a rollout's buttons do, by the word in the path (`POST .../rollout/pause`, as the API).
 ROLLOUT_CHANGES = {"pause": "paused", "resume": "resumed", "abort": "aborted", "complete": "completed"}
 _SECONDS = re.compile(r"[0-9]{1,7}(?:\.[0-9]{1,3})?")
@@ -108,7 +109,14 @@ def _rollout_page(
     refused: Refused | None,
 ) -> Response:
     marks = {int(detail["line"]) for detail in (refused.details if refused else []) if "line" in detail}
-    context = {"session": session, "view": view, "form": form, "refused": refused, "marks": marks}
+    # A refused plan names its field ('steps', 'bake_seconds', 'max_failed'): mark that input.
+    bad_field = next(
+        (name for name in PLAN_FIELDS if refused is not None and f"'{name}'" in refused.message), None
+    )
+    context = {
+        "session": session, "view": view, "form": form, "refused": refused, "marks": marks,
+        "bad_field": bad_field,
+    }
     return html(request, "rollout.html", context, status_of(refused) if refused else 200)
 
 
