@@ -79,7 +79,14 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 class Server:
     """`tskcfg serve` in its own process on a free 127.0.0.1 port, with its data in `work`."""
 
-    def __init__(self, work: Path, *, synchronous: str = "FULL", access_log: bool = True) -> None:
+    def __init__(
+        self,
+        work: Path,
+        *,
+        synchronous: str = "FULL",
+        access_log: bool = True,
+        extra: Sequence[str] = (),
+    ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(synchronous)
         self.work = work
@@ -106,6 +113,7 @@ class Server:
             "--schemas",
             str(REPOSITORY / "schemas"),
             *([] if access_log else ["--no-access-log"]),
+            *extra,
         ]
         self.log = work / f"server-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None

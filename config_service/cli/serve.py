@@ -1,4 +1,4 @@
-"""`tskcfg serve`: run the config server with uvicorn (uvloop, httptools) on one process."""
+"""`tskcfg serve`: run the config server with uvicorn (uvloop, httptools), in one process or `--workers N`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import gc
 import importlib.metadata
 import logging
 import resource
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import click
 
 from config_service.cli._group import main
+from config_service.cli._workers import MAX_WORKERS, bind, supervise
 from config_service.settings import Settings, parse_pipeline, parse_sections
 from config_service.store.data_folder import DataFolderInUse, lock_data_folder, open_to_others
 from config_service.store.sqlite_schema import StoreTooNew, refuse_newer
@@ -77,7 +79,7 @@ def _option(*names: str, envvar: str, **kwargs: Any) -> Any:
     help="Seconds a request body may take after its head before a 408 (default 30).",
 )
 @_option("--workers", envvar="TSKCFG_WORKERS", type=int, default=None,
-         help="Worker processes; only 1 is supported.")
+         help="Server processes sharing the port and the store (default 1; docs/replicas.md).")
 @_option(
     "--instance-report-interval", envvar="TSKCFG_INSTANCE_REPORT_INTERVAL", type=float, default=None,
     help="Seconds between an instance's reports; silent for 3 intervals is stale (default 60).",
@@ -160,12 +162,9 @@ def serve(
         )
     except ValueError as error:
         raise click.UsageError(str(error)) from None
-    if settings.workers != 1:
+    if not 1 <= settings.workers <= MAX_WORKERS:
         raise click.UsageError(
-            f"--workers {settings.workers}: only one worker process is supported. Each process "
-            "has its own change hub, so a push answered by one worker would not wake long polls "
-            "and event streams held by the others. Run one process (it serves many thousands of "
-            "watchers), or several servers behind a load balancer once a shared store exists."
+            f"--workers must be a number of processes from 1 to {MAX_WORKERS}, not {settings.workers}"
         )
     if settings.max_body < 1:
         raise click.UsageError("--max-body must be a positive number of bytes")
@@ -187,19 +186,49 @@ def serve(
         raise click.ClickException(str(error)) from None
     _warn_if_open_to_others(settings.data_dir)
 
+    _raise_open_file_limit(settings.max_connections)
+    # Imported before any worker is forked, so each starts with the modules loaded.
+    from config_service.http.app import create_app  # noqa: F401
+
+    if settings.workers == 1:
+        logger.info(
+            "serving on http://%s:%d (data in %s)", settings.host, settings.port, settings.data_dir
+        )
+        status = _run(settings, None)
+    else:
+        try:
+            listener = bind(settings.host, settings.port, BACKLOG)
+        except OSError as error:
+            data_lock.release()
+            raise click.ClickException(
+                f"cannot listen on {settings.host}:{settings.port}: {error.strerror or error}"
+            ) from None
+        logger.info(
+            "serving on http://%s:%d with %d worker processes (data in %s)",
+            settings.host, settings.port, settings.workers, settings.data_dir,
+        )
+        status = supervise(settings.workers, listener, lambda index, shared: _run(settings, shared))
+    data_lock.release()
+    if status:
+        sys.exit(status)
+
+
+# Thousands of watchers may reconnect at once after a restart.
+BACKLOG = 4096
+
+
+def _run(settings: Settings, listener: socket.socket | None) -> int:
+    """Serve in this process (on `listener`, shared with the other workers, when given) until
+    told to stop; the exit status."""
     import uvicorn
 
     from config_service.http.app import create_app
 
     app = create_app(settings)
     _warn_about_missing_internals()
-    _raise_open_file_limit(settings.max_connections)
     http = _http_protocol(app)
     _tune_garbage_collector()
-    logger.info(
-        "serving on http://%s:%d (data in %s)", settings.host, settings.port, settings.data_dir
-    )
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -213,11 +242,13 @@ def serve(
         proxy_headers=False,
         log_level=settings.log_level,
         lifespan="on",
-        # Thousands of watchers may reconnect at once after a restart.
-        backlog=4096,
+        backlog=BACKLOG,
         timeout_graceful_shutdown=5,
     )
-    data_lock.release()
+    server = uvicorn.Server(config)
+    server.run(sockets=None if listener is None else [listener])
+    # As uvicorn.run: a server that never started (its lifespan failed) is a failure.
+    return 0 if server.started else 3
 
 
 def _warn_if_open_to_others(folder: Path) -> None:

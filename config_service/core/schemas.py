@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -42,10 +43,33 @@ class Schemas:
         self._access = access
         self._refused = refused  # told the code of each schema the rules refuse
         self.current = SchemaSet({}, 0)
+        self._lock = threading.Lock()
+        # (name, version) of each stored schema `current` was built from; None after this
+        # process put one (then the next `reload` builds anew).
+        self._loaded: tuple[tuple[str, int], ...] | None = None
 
     def load(self) -> None:
         """Compile the stored schemas (at start)."""
-        schemas = {record.name: json.loads(record.schema) for record in self._store.current_schemas()}
+        records = self._store.current_schemas()
+        with self._lock:
+            self._build(records)
+
+    def reload(self) -> bool:
+        """Take in schemas other server processes put since; True when the set changed.
+
+        A put by this process while the store was read wins: the next reload sees it stored.
+        """
+        before = self.current
+        records = self._store.current_schemas()
+        marks = tuple((record.name, record.version) for record in records)
+        with self._lock:
+            if marks == self._loaded or self.current is not before:
+                return False
+            self._build(records)
+            return True
+
+    def _build(self, records: list[SchemaRecord]) -> None:
+        schemas = {record.name: json.loads(record.schema) for record in records}
         for name, schema in sorted(schemas.items()):
             # Stored by a server that did not check identifiers: known by its name from now on.
             for failure in identifier_failures(name, schema) if isinstance(schema, dict) else ():
@@ -58,6 +82,7 @@ class Schemas:
                     f"{name}.json",
                 )
         self.current = SchemaSet(schemas, generation=self.current.generation + 1)
+        self._loaded = tuple((record.name, record.version) for record in records)
 
     def conflicts(
         self, candidate: SchemaSet, changed: str, current: list[VersionRecord]
@@ -193,7 +218,9 @@ class Schemas:
         )
 
     def _use(self, schemas: SchemaSet) -> None:
-        self.current = schemas
+        with self._lock:
+            self.current = schemas
+            self._loaded = None
 
     def get(self, name: str, version: int | None = None) -> SchemaRecord:
         """The current schema `name`, or its version `version`; `not_found` when there is none."""

@@ -92,6 +92,18 @@ class TokenBook:
             for listener in listeners:
                 listener(record.id)
 
+    def refresh(self, records: Sequence[TokenRecord]) -> int:
+        """Take in tokens that other server processes created or revoked (as the store lists
+        them now); returns how many changed here. It only adds and revokes, never forgets or
+        un-revokes, so a list read before this process's own change cannot undo it."""
+        changed = 0
+        for record in records:
+            known = self._by_id.get(record.id)
+            if known is None or (known.revoked_at is None and record.revoked_at is not None):
+                self.put(record)  # a revocation ends what the token holds open, as here
+                changed += 1
+        return changed
+
     def add_revocation_listener(self, listener: Callable[[str], None]) -> None:
         """Call `listener(token_id)` after each revocation, on the thread that revokes."""
         with self._lock:
@@ -194,6 +206,10 @@ class Tokens(TokenBook):
     def load(self) -> None:
         """Read every token from the store (at start)."""
         self.replace(self._store.list_tokens())
+
+    def reload(self) -> int:
+        """Take in what other server processes created or revoked since (see `refresh`)."""
+        return self.refresh(self._store.list_tokens())
 
     def create(
         self,

@@ -42,6 +42,7 @@ from config_service.http.read import CLIENT_GONE
 from config_service.http.telemetry import Telemetry
 from config_service.hub import ChangeEvent, ChangeHub
 from config_service.settings import Settings
+from config_service.store import VersionRecord
 
 logger = logging.getLogger("config_service")
 
@@ -205,6 +206,65 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     )
 
 
+class _RunOnce:
+    """File sync, which must run in one process of those sharing the store: at once in a
+    process alone on its store; else in the one that holds the store's lease (`Store.lead`),
+    and the others ask for it every `LEAD_RETRY` seconds, so one takes over when it ends."""
+
+    LEAD_RETRY = 1.0
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.file_sync: Any = None
+        self.watching: asyncio.Task[None] | None = None
+        self.waiting: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.core.follower is None or await loop.run_in_executor(None, self.core.store.lead):
+            await self._sync()
+        else:
+            self.waiting = asyncio.create_task(self._wait_for_lead())
+
+    async def _wait_for_lead(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.LEAD_RETRY)
+            try:
+                leading = await loop.run_in_executor(None, self.core.store.lead)
+            except Exception:
+                logger.exception("cannot ask the store who runs file sync")
+                continue
+            if leading:
+                logger.info("this process runs file sync from now on")
+                try:
+                    await self._sync()
+                except Exception:
+                    logger.exception("file sync failed to start in this process")
+                return
+
+    async def _sync(self) -> None:
+        from config_service.sync.apply import make_file_sync
+
+        file_sync = self.file_sync = make_file_sync(self.core)
+        watching = self.watching = asyncio.create_task(file_sync.run())
+        ready = asyncio.create_task(file_sync.wait_ready())
+        # Serve only once schemas/ and environments/ are imported; if the watcher fails
+        # before that, the start fails with its error.
+        await asyncio.wait({watching, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            ready.cancel()
+            watching.result()
+
+    async def stop(self) -> None:
+        if self.waiting is not None:
+            self.waiting.cancel()
+            await asyncio.gather(self.waiting, return_exceptions=True)
+        if self.file_sync is not None and self.watching is not None:
+            self.file_sync.stop()
+            await asyncio.gather(self.watching, return_exceptions=True)
+
+
 def create_app(settings: Settings, core: Core | None = None) -> Starlette:
     """The server's ASGI app. Nothing is opened until the app's lifespan starts."""
     core = core if core is not None else Core(settings)
@@ -227,18 +287,8 @@ def create_app(settings: Settings, core: Core | None = None) -> Starlette:
             loop.call_soon_threadsafe(_announce_rollout, hub, change)
 
         core.rollouts.add_listener(rollout_changed)
-        await loop.run_in_executor(None, core.start)
-        for view in core.rollouts.views():
-            # After a restart: the hub answers each document in a rollout per cohort again.
-            record = view.stable.record
-            document = (record.service, record.environment)
-            stable = core.versions.cached(*document)
-            if stable is not None:
-                hub.publish(*document, stable.version, stable)
-            hub.set_rollout(*document, (view.percent, view.candidate.version, view.candidate))
 
-        def publish(rendered: Rendered) -> None:
-            record = rendered.record
+        def publish(record: VersionRecord, rendered: Rendered | None) -> None:
             hub.publish_threadsafe(
                 loop,
                 record.service,
@@ -250,34 +300,31 @@ def create_app(settings: Settings, core: Core | None = None) -> Starlette:
                 retired=record.retired,
             )
 
-        core.add_commit_listener(publish)
+        # Before the start: a process that follows a shared store hands on versions from then.
+        core.add_change_listener(publish)
+        await loop.run_in_executor(None, core.start)
+        for view in core.rollouts.views():
+            # After a restart: the hub answers each document in a rollout per cohort again.
+            record = view.stable.record
+            document = (record.service, record.environment)
+            stable = core.versions.cached(*document)
+            if stable is not None:
+                hub.publish(*document, stable.version, stable)
+            hub.set_rollout(*document, (view.percent, view.candidate.version, view.candidate))
 
         def revoked(token_id: str) -> None:
             # Called on the thread that revoked the token; what it holds ends on the loop.
             loop.call_soon_threadsafe(hub.end_for, token_id)
 
         core.tokens.add_revocation_listener(revoked)
-        file_sync = None
-        watching: asyncio.Task[None] | None = None
+        once = _RunOnce(core)
         if settings.sync:
-            from config_service.sync.apply import make_file_sync
-
-            file_sync = make_file_sync(core)
-            watching = asyncio.create_task(file_sync.run())
-            ready = asyncio.create_task(file_sync.wait_ready())
-            # Serve only once schemas/ and environments/ are imported; if the watcher fails
-            # before that, the start fails with its error.
-            await asyncio.wait({watching, ready}, return_when=asyncio.FIRST_COMPLETED)
-            if not ready.done():
-                ready.cancel()
-                watching.result()
+            await once.start()
         try:
             yield
         finally:
             core.tokens.remove_revocation_listener(revoked)
-            if file_sync is not None and watching is not None:
-                file_sync.stop()
-                await asyncio.gather(watching, return_exceptions=True)
+            await once.stop()
             await loop.run_in_executor(None, core.stop)
             if access_log is not None:
                 access_log.flush()

@@ -42,6 +42,10 @@ PREFIX_BYTES = PREFIX.encode("ascii")
 CLIENT_GONE = 499
 # The scope extension that carries a request the protocol already parsed (`ReadRequest`).
 PARSED = "tskcfg.read_request"
+# A long poll whose time ran out while this process was catching up with the store (after a
+# lost connection) waits this long more, up to `LAG_CHECKS` times, before "no change".
+LAG_CHECK_SECONDS = 0.1
+LAG_CHECKS = 30
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -79,6 +83,16 @@ class Reply:
     headers: RawHeaders
     head: bytes
     body: bytes
+
+
+class Behind:
+    """The request names a version newer than the one this process holds: read the store
+    first (another process committed it), then `decide` again with `fresh=True`."""
+
+    __slots__ = ()
+
+
+BEHIND = Behind()
 
 
 @dataclass(slots=True)
@@ -193,14 +207,24 @@ def _path(query: bytes) -> str | None:
     return text
 
 
-def decide(request: ReadRequest, current: Rendered | None) -> Reply | Hold:
-    """How to answer `request` when `current` is the document's current version (None: none)."""
+def decide(request: ReadRequest, current: Rendered | None, fresh: bool = False) -> Reply | Hold | Behind:
+    """How to answer `request` when `current` is the document's current version (None: none).
+
+    `BEHIND` when `If-None-Match` names a version newer than `current` and `current` was not
+    just read from the store (`fresh`): this process has not seen that version yet, so it
+    must not answer 304 or an older version before it reads the store.
+    """
     if not request.conditional:
         if current is None:
             raise _missing(request)
         return answer(request, current)
     tags = request.tags
     matches = current is not None and (tags is None or current.etag[1:-1] in tags)
+    if not matches and not fresh and tags is not None and current is not None:
+        for tag in tags:
+            number = parse_number(tag)
+            if number is not None and number > current.version:
+                return BEHIND
     if request.wait > 0 and tags is not None and len(tags) == 1:
         known = parse_number(tags[0])
         if known is not None and ((current is None and known == 0) or matches):
@@ -408,6 +432,14 @@ async def hold(core: Core, hub: ChangeHub[Rendered], held: Hold, receive: Receiv
             principal.token_id,
             request.bucket,
         )
+        checks = 0
+        while result is None and core.lagging and checks < LAG_CHECKS and not hub.stopping:
+            # Not "no change" before this process has caught up with the store.
+            checks += 1
+            result = await hub.wait_for_change(
+                request.service, request.environment, held.known, LAG_CHECK_SECONDS,
+                principal.token_id, request.bucket,
+            )
     except asyncio.CancelledError:
         if not gone or handler is None:
             raise
@@ -429,12 +461,23 @@ async def get_config(request: Request) -> Response:
     if not isinstance(read, ReadRequest):
         read = parse(core, scope, request.path_params["service"], request.path_params["environment"])
     current = core.versions.cached_for(read.service, read.environment, read.cohort)
+    fresh = current is None
     if current is None:
         # Not in memory yet: read from the store in a worker thread, off the event loop.
         current = await run_in_threadpool(
             core.versions.current_for, read.service, read.environment, read.cohort
         )
-    decision = decide(read, current)
+    decision = decide(read, current, fresh)
+    if isinstance(decision, Behind):
+        # Read your notification: the client saw a version another process committed.
+        stored = await run_in_threadpool(core.read_through, read.service, read.environment)
+        if stored is not None:
+            request.app.state.hub.publish(read.service, read.environment, stored.version, stored)
+        current = await run_in_threadpool(
+            core.versions.current_for, read.service, read.environment, read.cohort
+        )
+        decision = decide(read, current, fresh=True)
+        assert not isinstance(decision, Behind)
     if isinstance(decision, Hold):
         try:
             newer = await hold(core, request.app.state.hub, decision, request.receive)

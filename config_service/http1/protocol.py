@@ -96,7 +96,7 @@ class _Streams:
 class _Held:
     """A long poll parked on its connection: what it waits for, and what to log when it ends."""
 
-    __slots__ = ("cycle", "hold", "request_id", "started_at", "waiter")
+    __slots__ = ("cycle", "hold", "lag_checks", "request_id", "started_at", "waiter")
 
     def __init__(
         self, cycle: RequestResponseCycle, hold: read.Hold, request_id: bytes, started_at: float
@@ -106,6 +106,7 @@ class _Held:
         self.request_id = request_id
         self.started_at = started_at
         self.waiter: Waiter | None = None
+        self.lag_checks = 0  # extra waits while the process caught up with the store
 
 
 class _Heads:
@@ -345,7 +346,11 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
                 # It must be read from the store first, in a worker thread: ASGI does that.
                 scope.setdefault("extensions", {})[read.PARSED] = request
                 return False
-            decision: read.Reply | read.Hold = read.decide(request, current)
+            decision = read.decide(request, current)
+            if isinstance(decision, read.Behind):
+                # It names a version this process has not seen: ASGI reads the store first.
+                scope.setdefault("extensions", {})[read.PARSED] = request
+                return False
         except Refused as refused:
             decision = read.refusal_reply(refused)
         if isinstance(decision, read.Reply):
@@ -391,6 +396,23 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
             return
         if held.waiter is not None:
             held.waiter.cancel()  # nothing if the hub already ended it
+        if (
+            result is None
+            and held.lag_checks < read.LAG_CHECKS
+            and self.shared.core.lagging
+            and not self.shared.hub.stopping
+            and not self.transport.is_closing()
+            and self.shared.core.tokens.is_live(held.hold.request.principal)
+        ):
+            # Not "no change" before this process has caught up with the store.
+            held.lag_checks += 1
+            self._held = held
+            request = held.hold.request
+            held.waiter = self.shared.hub.park(
+                request.service, request.environment, read.LAG_CHECK_SECONDS, self._wake,
+                request.principal.token_id, known=held.hold.known, bucket=request.bucket,
+            )
+            return
         if self.transport.is_closing():
             self._record(
                 held.cycle.scope["path"], held.request_id, read.CLIENT_GONE, held.started_at, soon=True

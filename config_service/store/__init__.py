@@ -5,7 +5,7 @@ one file (`sqlite_schema`: its tables and their upgrades), `data_folder` the pri
 that file lives in and the lock on it.
 """
 
-from config_service.store.interface import CommitListener, Store, Transaction
+from config_service.store.interface import ChangeSignal, CommitListener, Store, Transaction
 from config_service.store.records import (
     ACTIVE_ROLLOUT_STATES,
     AUDIT_ACTIONS,
@@ -40,6 +40,7 @@ __all__ = [
     "MAX_INSTANCES_PER_DOCUMENT",
     "AuditEntry",
     "AuditRecord",
+    "ChangeSignal",
     "CommitListener",
     "DocumentState",
     "IfMatch",

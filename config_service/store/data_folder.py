@@ -88,6 +88,24 @@ def lock_data_folder(folder: Path) -> DataFolderLock:
     return DataFolderLock(path, descriptor)
 
 
+def try_lock_file(path: Path, wait: bool = False) -> DataFolderLock | None:
+    """An exclusive `flock` on `path` (made 0600, the holder's pid written in it), or None when
+    another process holds it (`wait`: once it is released). Released by `release` or when the
+    process ends."""
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(descriptor)
+        return None
+    except BaseException:
+        os.close(descriptor)
+        raise
+    os.ftruncate(descriptor, 0)
+    os.pwrite(descriptor, f"{os.getpid()}\n".encode("ascii"), 0)
+    return DataFolderLock(path, descriptor)
+
+
 def _read_pid(descriptor: int) -> int | None:
     text = os.pread(descriptor, 32, 0).decode("ascii", errors="replace").strip()
     return int(text) if text.isascii() and text.isdigit() else None

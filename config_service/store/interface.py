@@ -40,6 +40,25 @@ T = TypeVar("T")
 CommitListener = Callable[[list[VersionRecord]], None]
 
 
+class ChangeSignal(Protocol):
+    """How one server process hears that any process (another worker, another replica, or
+    itself) may have committed to the store, so it reads what it has not seen yet
+    (`Store.versions_after`). See docs/replicas.md.
+    """
+
+    def start(self, poke: Callable[[], None]) -> None:
+        """Begin listening; `poke()` may be called from any thread when the store changed
+        (a notification), or after a lost connection came back (catch up)."""
+        ...
+
+    def changed(self) -> bool:
+        """A cheap check, made every few tens of milliseconds: True when the store may have
+        changed since the last call."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class Transaction(Protocol):
     """What a write operation may do. It runs inside the store's transaction: an operation that
     raises undoes only its own changes, and every change it made is durable once `Store.write`
@@ -212,6 +231,16 @@ class Store(Protocol):
         ...
 
     def add_commit_listener(self, listener: CommitListener) -> None: ...
+
+    def lead(self) -> bool:
+        """True while this process holds the store's lease on work that must run in one
+        process only (file sync); takes it when it is free. Held until the store closes or
+        the process ends (kill -9 too), then another process takes it."""
+        ...
+
+    def change_signal(self) -> ChangeSignal:
+        """A new signal of the commits of every process sharing this store (open the store first)."""
+        ...
 
     # -- versions (listings: metadata only, `source` and `config` are "") -------------------
 

@@ -21,8 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from config_service.store.data_folder import create_private_file, make_private_folder
-from config_service.store.interface import CommitListener, Store, Transaction
+from config_service.store.data_folder import (
+    DataFolderLock,
+    create_private_file,
+    make_private_folder,
+    try_lock_file,
+)
+from config_service.store.interface import ChangeSignal, CommitListener, Store, Transaction
 from config_service.store.records import (
     MAX_INSTANCES_PER_DOCUMENT,
     AuditEntry,
@@ -49,6 +54,10 @@ T = TypeVar("T")
 
 # Most writes a group commit gathers into one transaction (one fsync).
 MAX_BATCH = 256
+# Beside the database: held by the one worker that runs what must run once (file sync).
+LEADER_LOCK = "leader.lock"
+# Beside the database: held while a process opens (and perhaps upgrades) it.
+OPEN_LOCK = "open.lock"
 
 _VERSION_COLUMNS = (
     "sequence, service, environment, version, source, config, hash, author, token_id, message, "
@@ -614,6 +623,47 @@ _CURRENT_VERSIONS = (
 _CURRENT_VERSIONS_LISTED = _CURRENT_VERSIONS.replace(_VERSION_COLUMNS, _LISTED_VERSION_COLUMNS, 1)
 
 
+class SqliteChanges(ChangeSignal):
+    """Commits to one SQLite file by any connection, seen through `PRAGMA data_version`.
+
+    The pragma reads a counter in the file's shared memory (WAL index): it changes whenever
+    another connection, in this process or another, committed. Checking it costs no disk
+    read, so a worker may check it every few tens of milliseconds.
+    """
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection: sqlite3.Connection | None = connection
+        self._lock = threading.Lock()
+        self._seen = self._data_version()
+
+    def _data_version(self) -> int:
+        connection = self._connection
+        if connection is None:
+            return 0
+        return int(connection.execute("PRAGMA data_version").fetchone()[0])
+
+    def start(self, poke: Callable[[], None]) -> None:
+        """Nothing to listen to: `changed` is asked."""
+
+    def changed(self) -> bool:
+        with self._lock:
+            if self._connection is None:
+                return False
+            try:
+                now = self._data_version()
+            except sqlite3.Error:
+                return True  # could not tell: read the store, which says what it can
+            changed = now != self._seen
+            self._seen = now
+            return changed
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+
 @dataclass
 class _Write:
     operation: Callable[[Transaction], Any]
@@ -641,6 +691,7 @@ class SqliteStore(Store):
         self._readers_lock = threading.Lock()
         self._listeners: list[CommitListener] = []
         self._closed = True
+        self._leader: DataFolderLock | None = None
 
     # -- connections -----------------------------------------------------------------
 
@@ -659,13 +710,19 @@ class SqliteStore(Store):
         # its -wal and -shm files with the database file's mode.
         make_private_folder(self.path.parent)
         create_private_file(self.path)
-        connection = self._connect()
-        connection.execute("PRAGMA journal_mode = WAL")
+        # Workers of one server open the file together: one at a time, so one upgrades it.
+        opening = try_lock_file(self.path.parent / OPEN_LOCK, wait=True)
         try:
-            upgrade(connection, self.path)
-        except BaseException:
-            connection.close()
-            raise
+            connection = self._connect()
+            connection.execute("PRAGMA journal_mode = WAL")
+            try:
+                upgrade(connection, self.path)
+            except BaseException:
+                connection.close()
+                raise
+        finally:
+            if opening is not None:
+                opening.release()
         self._writer = connection
         self._closed = False
         self._thread = threading.Thread(target=self._write_loop, name="tskcfg-store-writer", daemon=True)
@@ -690,6 +747,9 @@ class SqliteStore(Store):
                     pass
             self._readers.clear()
         self._local = threading.local()
+        if self._leader is not None:
+            self._leader.release()
+            self._leader = None
 
     def _reader(self) -> sqlite3.Connection:
         if self._closed:
@@ -717,6 +777,19 @@ class SqliteStore(Store):
 
     def add_commit_listener(self, listener: CommitListener) -> None:
         self._listeners.append(listener)
+
+    def lead(self) -> bool:
+        # A lock file beside the database: the kernel frees it when its holder ends.
+        if self._leader is None and not self._closed:
+            self._leader = try_lock_file(self.path.parent / LEADER_LOCK)
+        return self._leader is not None
+
+    def change_signal(self) -> SqliteChanges:
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        connection = self._connect()
+        connection.execute("PRAGMA query_only = ON")
+        return SqliteChanges(connection)
 
     # -- the writer ------------------------------------------------------------------
 

@@ -102,6 +102,12 @@ def results() -> dict[str, Any]:
                  "restart_s": 0.5, "first_get_after_restart_ms": 20.0}
                 for count in (10, 1_000)
             ]),
+            record("workers", [{
+                "benchmark": "workers", "scenario": "GET 200", "connections": 64, "duration_s": 1.0, "rounds": 3,
+                "one": {"rate": 40_000.0, "cpu_us": 15.0}, "two": {"rate": 60_000.0, "cpu_us": 16.5},
+                "one_rates": [39_000.0, 40_000.0, 41_000.0], "two_rates": [58_000.0, 60_000.0, 61_000.0],
+                "rate_ratio": 1.5, "cpu_ratio": 1.1, "errors": 0.0,
+            }]),
             {**record("rollouts", []), "result": {
                 "reads": {
                     "plain": {"rate": 20_000.0, "cpu_us": 15.0, "p99_ms": 4.0},
@@ -165,6 +171,13 @@ def test_report_keeps_the_written_analysis_of_every_section(run: Any) -> None:
         assert f"## {title}" in page
         assert run.ANALYSIS[name].splitlines()[0] in page
     assert run.ANALYSIS["limits"].splitlines()[0] in page
+
+
+def test_workers_section_sets_two_workers_beside_one(run: Any) -> None:
+    page = run.render(results())
+    section = page[page.index("## Workers"):page.index("## Scaling")]
+    assert "| GET 200 | 40,000 [39,000..41,000] | 60,000 [58,000..61,000] | 1.50 | 15.0 | 16.5 | 1.10 |" in section
+    assert "Command: `.venv/bin/python bench/workers.py`" in section
 
 
 def test_scaling_note_states_the_shapes(run: Any) -> None:

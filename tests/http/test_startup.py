@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.serving import (
     REPOSITORY,
@@ -143,16 +144,17 @@ def test_custom_pipeline(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_more_than_one_worker_is_refused_with_a_reason(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["0", "65", "-1"])
+def test_a_number_of_workers_out_of_bounds_is_refused_with_the_bounds(tmp_path: Path, workers: str) -> None:
+    # (Several workers are served since the workers follow the store: tests/http/test_workers.py.)
     result = subprocess.run(
-        [str(TSKCFG), "serve", "--workers", "2", "--data-dir", str(tmp_path / "data")],
+        [str(TSKCFG), "serve", "--workers", workers, "--data-dir", str(tmp_path / "data")],
         capture_output=True,
         text=True,
         timeout=30,
     )
     assert result.returncode == 2
-    assert "only one worker process is supported" in result.stderr
-    assert "change hub" in result.stderr
+    assert f"--workers must be a number of processes from 1 to 64, not {workers}" in result.stderr
     assert not (tmp_path / "data").exists()
     bad = subprocess.run(
         [str(TSKCFG), "serve", "--pipeline", "dev,dev", "--data-dir", str(tmp_path / "data")],

@@ -1,0 +1,210 @@
+"""Two server processes on one store: what one commits reaches the other, in sequence order.
+
+Two `Core`s with `workers=2` share one real SQLite file, as two workers of `tskcfg serve
+--workers 2` do; each follows the store's sequence (config_service/core/following.py).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from config_service.core.access import Principal
+from config_service.core.rendered import Rendered
+from config_service.core.wiring import Core
+from config_service.settings import Settings
+from config_service.store import SqliteStore, VersionRecord
+
+ADMIN = Principal(None, "tests", "admin", ("*",), ("*",))
+
+
+class CountingStore(SqliteStore):
+    """The SQLite store, counting the whole versions it is asked for."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.versions_read = 0
+
+    def get_version(self, service: str, environment: str, version: int) -> VersionRecord | None:
+        self.versions_read += 1
+        return super().get_version(service, environment, version)
+
+
+class Worker:
+    def __init__(self, core: Core, store: CountingStore) -> None:
+        self.core = core
+        self.store = store
+        self.seen: list[VersionRecord] = []
+        self.lock = threading.Lock()
+        core.add_change_listener(self._seen)
+
+    def _seen(self, record: VersionRecord, rendered: Rendered | None) -> None:
+        with self.lock:
+            self.seen.append(record)
+
+    def sequences(self) -> list[int]:
+        with self.lock:
+            return [record.sequence for record in self.seen]
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[tuple[Worker, Worker]]:
+    settings = Settings(data_dir=tmp_path / "data", sync=False, workers=2, open_services=True)
+    made = []
+    for _ in range(2):
+        store = CountingStore(settings.database_path)
+        worker = Worker(Core(settings, store), store)
+        worker.core.start()
+        made.append(worker)
+    try:
+        yield made[0], made[1]
+    finally:
+        for worker in made:
+            worker.core.stop()
+
+
+def eventually(check: Callable[[], bool], within: float = 2.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {within} s")
+        time.sleep(0.01)
+
+
+def push(worker: Worker, number: int, service: str = "orders") -> Rendered:
+    rendered, created = worker.core.documents.push(
+        ADMIN, service, "development", f"value: {number}\n"
+    )
+    assert created
+    return rendered
+
+
+def test_a_version_pushed_through_one_worker_reaches_the_other(
+    workers: tuple[Worker, Worker],
+) -> None:
+    first, second = workers
+    pushed = push(first, 1)
+    eventually(lambda: second.sequences() == [pushed.record.sequence])
+    held = second.core.versions.cached("orders", "development")
+    assert held is not None and held.version == 1
+    assert held.json_body == pushed.json_body
+    # Its own commit reached the pusher's listeners too, once.
+    eventually(lambda: first.sequences() == [pushed.record.sequence])
+
+
+def test_concurrent_pushes_through_both_reach_both_in_one_gapless_order(
+    workers: tuple[Worker, Worker],
+) -> None:
+    def pushes(worker: Worker, service: str) -> None:
+        for number in range(25):
+            push(worker, number, service)
+
+    threads = [
+        threading.Thread(target=pushes, args=(worker, service))
+        for worker, service in zip(workers, ("orders", "billing"), strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    expected = list(range(1, 51))
+    for worker in workers:
+        eventually(lambda worker=worker: worker.sequences() == expected, within=5)  # type: ignore[misc]
+    for worker in workers:
+        versions = {("orders", 25), ("billing", 25)}
+        held = {
+            (service, rendered.version)
+            for service in ("orders", "billing")
+            if (rendered := worker.core.versions.cached(service, "development")) is not None
+        }
+        assert held == versions
+
+
+def test_each_version_is_read_once_by_the_other_worker_and_never_by_its_own(
+    workers: tuple[Worker, Worker],
+) -> None:
+    first, second = workers
+    for number in range(10):
+        push(first, number)
+    eventually(lambda: len(second.sequences()) == 10)
+    assert second.store.versions_read == 10
+    assert first.store.versions_read == 0
+
+
+def test_a_token_created_and_revoked_on_one_worker_is_known_on_the_other(
+    workers: tuple[Worker, Worker],
+) -> None:
+    first, second = workers
+    record, secret = first.core.tokens.create(ADMIN, "ci", "reader", ["*"], ["*"])
+    started = time.monotonic()
+    eventually(lambda: second.core.tokens.authenticate(secret) is not None, within=1.0)
+    principal = second.core.tokens.authenticate(secret)
+    assert principal is not None and principal.name == "ci"
+    revoked: list[str] = []
+    second.core.tokens.add_revocation_listener(revoked.append)
+    first.core.tokens.revoke(ADMIN, record.id)
+    eventually(lambda: revoked == [record.id], within=1.0)
+    assert not second.core.tokens.is_live(principal)
+    assert second.core.tokens.authenticate(secret) is None
+    assert time.monotonic() - started < 2.0
+
+
+def test_a_schema_put_on_one_worker_is_used_by_the_other(workers: tuple[Worker, Worker]) -> None:
+    first, second = workers
+    schema = {"type": "object", "properties": {"value": {"type": "integer", "maximum": 10}}}
+    first.core.schemas.put(ADMIN, "orders", schema)
+    eventually(lambda: "orders" in second.core.schemas.current.schemas, within=1.0)
+    with pytest.raises(Exception, match="schema") as refused:
+        push(second, 11)
+    assert getattr(refused.value, "code", None) == "schema_violation"
+
+
+def test_a_version_a_reader_taught_first_is_still_handed_on_in_its_place(
+    workers: tuple[Worker, Worker],
+) -> None:
+    first, second = workers
+    one = push(first, 1)
+    two = push(first, 2)
+    # A request on the second worker named version 2 before the follower got there.
+    read = second.core.read_through("orders", "development")
+    assert read is not None and read.version == 2
+    eventually(lambda: second.sequences() == [one.record.sequence, two.record.sequence])
+    assert [record.version for record in second.seen] == [1, 2]
+
+
+def test_catch_up_reads_what_was_committed_while_a_worker_was_not_looking(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", sync=False, workers=2, open_services=True)
+    first_store = CountingStore(settings.database_path)
+    first = Worker(Core(settings, first_store), first_store)
+    first.core.start()
+    try:
+        push(first, 1)
+        second_store = CountingStore(settings.database_path)
+        second = Worker(Core(settings, second_store), second_store)
+        second.core.start()
+        try:
+            assert second.core.follower is not None
+            # Started after version 1: it follows from there; the store has the rest.
+            assert second.core.follower.last_sequence == 1
+            second.core.follower.stop()  # no longer looking
+            push(first, 2)
+            push(first, 3)
+            assert second.sequences() == []
+            second.core.catch_up()
+            assert second.sequences() == [2, 3]
+            assert second.core.follower.last_sequence == 3
+        finally:
+            second.core.stop()
+    finally:
+        first.core.stop()
+
+
+def test_one_process_on_sqlite_does_not_follow(tmp_path: Path) -> None:
+    core = Core(Settings(data_dir=tmp_path / "data", sync=False))
+    assert core.follower is None
