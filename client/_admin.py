@@ -206,6 +206,19 @@ class AdminClient(AdminRequests):
         `{"service", "retired": [{environment, version, created}]}`."""
         return self._json("DELETE", f"/v1/services/{check_name(service, 'service')}")
 
+    def take_file(self, service: str, environment: str) -> Written:
+        """`POST /v1/configs/{service}/{environment}/sync {"take": "file"}`: end a sync conflict
+        by making the server's file `environments/<environment>/<service>.tsk` the next version
+        (validated like a push). `created` is False when the file equals the current source.
+
+        `RequestRejected` with code `conflict` when the document is not in conflict, `NotFound`
+        when no such file exists on the server.
+        """
+        with self._naming_unknown_service(service):
+            return self._written(
+                "POST", self._document(service, environment, "sync"), json={"take": "file"}
+            )
+
     # -- rollouts (docs/rollouts.md)
 
     def start_rollout(
@@ -264,7 +277,9 @@ class AdminClient(AdminRequests):
             return self._json("POST", self._document(service, environment, "rollout", action))
 
     def services(self) -> dict[str, Any]:
-        """`{"services": [...]}`: every service the token may read, its current version per environment."""
+        """`{"services": [...]}`: every service the token may read, its current version per
+        environment and, where a file under environments/ backs the document, its `sync` state
+        (`in_sync`, `api_ahead` or `conflict`)."""
         return self._json("GET", "/v1/services")
 
     def create_service(self, service: str) -> Written:

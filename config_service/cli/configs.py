@@ -335,6 +335,12 @@ def services(state: State) -> None:
     """List every service you may read, with its current version per environment.
 
     \b
+    A document a file under environments/ backs is marked with its sync state:
+    `file` (the file and the document agree), `api-ahead` (the API moved on and
+    the file has not changed since), `CONFLICT` (the file changed too; its change
+    waits: see `tskcfg sync take-file`).
+
+    \b
     Example:
       tskcfg services
     """
@@ -345,12 +351,40 @@ def services(state: State) -> None:
     entries = body.get("services", [])
     environments = environment_columns(entries)
     rows = []
+    conflicts = []
     for entry in entries:
         per_env = entry.get("environments", {})
         rows.append([entry.get("service")] + [
-            f"v{per_env[env]['version']}" if env in per_env else "-" for env in environments
+            document_cell(per_env[env]) if env in per_env else "-" for env in environments
         ])
+        for env in environments:
+            sync = per_env.get(env, {}).get("sync") or {}
+            if sync.get("state") == "conflict":
+                conflicts.append((entry.get("service"), env, sync, per_env[env].get("rollout")))
     table(["SERVICE", *[env.upper() for env in environments]], rows)
+    for service, env, sync, rollout in conflicts:
+        why = f"during rollout {rollout.get('id')}" if rollout else "after the API moved on"
+        say(
+            f"{service}/{env}: sync conflict: {sync.get('file')} changed {why} "
+            f"(file_version {sync.get('file_version')}, current_version {sync.get('current_version')}); "
+            f"take the file (tskcfg sync take-file {service} {env}) or make it equal the current "
+            f"source (tskcfg get {service} {env} > the file)"
+        )
+
+
+# How `tskcfg services` marks a document's sync state (docs/cli.md).
+SYNC_MARKS = {"in_sync": "file", "api_ahead": "api-ahead", "conflict": "CONFLICT"}
+
+
+def document_cell(document: dict[str, Any]) -> str:
+    """One environment's cell: `v5`, with `retired` and the file sync state when there is one."""
+    cell = f"v{document.get('version')}"
+    if document.get("retired"):
+        cell += " retired"
+    state = (document.get("sync") or {}).get("state")
+    if state in SYNC_MARKS:
+        cell += f" {SYNC_MARKS[state]}"
+    return cell
 
 
 def environment_columns(entries: list[dict[str, Any]]) -> list[str]:

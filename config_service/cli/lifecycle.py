@@ -1,4 +1,4 @@
-"""Commands on the life of services and documents: `service create`, `retire`."""
+"""Commands on the life of services and documents: `service create`, `retire`, `sync take-file`."""
 
 from __future__ import annotations
 
@@ -87,3 +87,42 @@ def retire(
         say(f"{service}/{environment}: retired at version {written.body.get('version')}")
     else:
         say(f"{service}/{environment}: already retired at version {written.body.get('version')}")
+
+
+@main.group()
+def sync() -> None:
+    """Settle a sync conflict between a file under environments/ and the API.
+
+    \b
+    Example:
+      tskcfg sync take-file user-service staging
+    """
+
+
+@sync.command("take-file")
+@click.argument("service")
+@click.argument("environment")
+@global_options
+@pass_state
+def sync_take_file(state: State, service: str, environment: str) -> None:
+    """Make the server's file for SERVICE in ENVIRONMENT the next version (writer token).
+
+    \b
+    For a document in a sync conflict: its file changed after the document moved on
+    through the API, so file sync held the change back. Taking the file validates it
+    like a push and stores it (kind sync); the other way out is to make the file equal
+    the current source (tskcfg get SERVICE ENVIRONMENT > the file). Exit 1 when the
+    document is not in conflict or the server has no such file.
+
+    \b
+    Example:
+      tskcfg sync take-file user-service staging
+    """
+    written = state.api().take_file(service, environment)
+    if state.json:
+        echo_json(written.body)
+    elif written.created:
+        say(f"{service}/{environment}: the file is now version {written.body.get('version')}")
+    else:
+        say(f"{service}/{environment}: the file equals version {written.body.get('version')}; "
+            "the conflict is over")

@@ -416,7 +416,7 @@ class Documents:
         except ValueError as error:
             raise Refused(
                 "conflict",
-                f"cannot write {environment!r}'s local values into the promoted text: {error}",
+                f"cannot write the local values of {environment!r} into the promoted text: {error}",
             ) from None
         return source, tuple(tsk.json_pointer(path) for path in kept)
 
@@ -646,8 +646,3 @@ class Documents:
     def versions_after(self, sequence: int, limit: int) -> list[VersionRecord]:
         """At most `limit` versions of every document stored after `sequence`, in order."""
         return self._store.versions_after(sequence, limit)
-
-    def last_synced_source(self, service: str, environment: str, author: str) -> str | None:
-        """The source file sync last stored from the file `author` names, if it is that file's."""
-        record = self._store.last_version_of_kind(service, environment, "sync")
-        return record.source if record is not None and record.author == author else None

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from config_service.core.access import Principal
+from config_service.core.file_sync import sync_state
 from config_service.store import Store, VersionRecord
 
 T = TypeVar("T")
@@ -46,10 +47,12 @@ def services(
     store: Store, pipeline: Sequence[str], principal: Principal, names: Sequence[str]
 ) -> dict[str, Any]:
     """Every service the token may see (`visible`; `names`: those that exist), with its current
-    version per covered environment (and its running or paused rollout, docs/rollouts.md); a
-    service without documents has no environments."""
+    version per covered environment (its running or paused rollout, docs/rollouts.md, and,
+    where a file backs the document, its `sync` state, core/file_sync.py); a service without
+    documents has no environments."""
     by_service, records = visible(store, pipeline, principal, names)
     rollouts = {(rollout.service, rollout.environment): rollout for rollout in store.active_rollouts()}
+    states = {(document.service, document.environment): document for document in store.documents()}
     for record in records:
         entry: dict[str, Any] = {
             "version": record.version,
@@ -58,6 +61,10 @@ def services(
         }
         if record.retired:
             entry["retired"] = True
+        document = states.get((record.service, record.environment))
+        sync = sync_state(document) if document is not None else None
+        if sync is not None:
+            entry["sync"] = sync
         rollout = rollouts.get((record.service, record.environment))
         if rollout is not None:
             entry["rollout"] = {

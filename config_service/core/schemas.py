@@ -210,11 +210,42 @@ class Schemas:
             self._refused("invalid_schema")
             raise Refused("invalid_schema", str(error), error.details) from None
         candidate = SchemaSet({**others, name: schema}, today.generation + 1)
+        self._refuse_wrapped_markers(principal, name, today, candidate)
         return _Check(
             schemas=today,
             candidate=candidate,
             versions={(record.service, record.environment, record.version) for record in documents},
             conflicts=self.conflicts(candidate, name, documents),
+        )
+
+    def _refuse_wrapped_markers(
+        self, principal: Principal, name: str, today: SchemaSet, candidate: SchemaSet
+    ) -> None:
+        """`invalid_schema` when schema `name` would give another schema a marker it reaches only
+        through allOf/anyOf/oneOf/items (a section gaining a marker a service wraps): promotion
+        would ignore it. Only what `candidate` adds is refused; the schemas named are those the
+        token may read, the others counted."""
+        known = {_wrapped_key(failure) for failure in today.wrapped_markers(name)}
+        added = [failure for failure in candidate.wrapped_markers(name) if _wrapped_key(failure) not in known]
+        if not added:
+            return
+        shown = [
+            failure
+            for failure in added
+            if failure["schema"] in self.settings.sections or principal.covers_service(failure["schema"])
+        ]
+        hidden = len({failure["schema"] for failure in added} - {failure["schema"] for failure in shown})
+        users = ", ".join(repr(user) for user in sorted({failure["schema"] for failure in shown}))
+        if hidden:
+            others = f"{hidden} schema{'s' if hidden != 1 else ''} outside this token's scope"
+            users = f"{users} and {others}" if users else others
+        self._refused("invalid_schema")
+        raise Refused(
+            "invalid_schema",
+            f"schema {name!r} would put an x-environment-local marker where {users} reach it only "
+            "through allOf/anyOf/oneOf/items, so promotion would ignore it; refer to "
+            f"{name}.json outside those there first, or leave the marker out",
+            shown,
         )
 
     def _use(self, schemas: SchemaSet) -> None:
@@ -244,6 +275,10 @@ class Schemas:
         """The text of the last version of schema `name` that `author` put (file sync's last import)."""
         record = self._store.last_schema_by_author(name, author)
         return record.schema if record is not None else None
+
+
+def _wrapped_key(failure: dict[str, str]) -> tuple[str, str, str, str]:
+    return failure["schema"], failure["path"], failure["combinator"], failure["marker"]
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,10 @@
 """`Core`: the rules of one server process wired to its store, for any number of HTTP apps or none.
 
 It holds one object per concept (access, tokens, rendered versions, schemas, services,
-documents, rollouts, instances, audit); handlers, file sync and tests call them. It opens
-and closes the store, and tells listeners of every commit, of every new version (this
-process's or, when several processes share the store, another's: `add_change_listener`) and
-of every document or schema the rules refuse.
+documents, file sync's rules, rollouts, instances, audit); handlers, file sync and tests call
+them. It opens and closes the store, and tells listeners of every commit, of every new version
+(this process's or, when several processes share the store, another's: `add_change_listener`)
+and of every document or schema the rules refuse.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from config_service.core.access import Access
 from config_service.core.audit import Audit
 from config_service.core.console import Console
 from config_service.core.documents import Documents
+from config_service.core.file_sync import FileSyncRules
 from config_service.core.following import Follower
 from config_service.core.instances import Instances
 from config_service.core.rendered import Rendered, RenderedVersions, render
@@ -54,6 +55,7 @@ class Core:
         self.documents = Documents(
             settings, self.store, self.versions, self.schemas, self.services, self._refused
         )
+        self.file_sync = FileSyncRules(settings, self.store, self.versions, self.documents)
         self.rollouts = Rollouts(self.store, self.versions, self.documents)
         self.rollout_timer: RolloutTimer | None = None
         self.instances = Instances(settings, self.store, self.versions, self.rollouts.check_report)
@@ -81,7 +83,7 @@ class Core:
         self.rollouts.load()
         # Of processes sharing the store, the one holding its lease makes the first admin
         # token, so two starting together make one.
-        if self.follower is None or self.store.lead():
+        if self.leads():
             self.tokens.ensure_admin_token()
         else:
             self._wait_for_first_token()
@@ -100,6 +102,11 @@ class Core:
                 return
             time.sleep(0.05)
             self.tokens.load()
+
+    def leads(self) -> bool:
+        """True when this process runs the work that must happen once (file sync, the first
+        admin token): it is alone on its store, or it holds the store's lease (`Store.lead`)."""
+        return self.follower is None or self.store.lead()
 
     def stop(self) -> None:
         if self.rollout_timer is not None:

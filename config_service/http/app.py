@@ -67,6 +67,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", DOCUMENT + "/diff", configs.diff_versions, "Structural and unified diff of two versions (?from=N&to=M)", "reader", (200, 400, 404, 422), parameters=("from_version", "to_version")),
     Endpoint("POST", DOCUMENT + "/rollback", configs.rollback, "A new version with an older version's source", "writer", (200, 201, 400, 404, 413, 415, 422), "json"),
     Endpoint("POST", DOCUMENT + "/promote", configs.promote, "A new version with the previous environment's source", "writer", (200, 201, 400, 404, 409, 413, 415, 422), "json"),
+    Endpoint("POST", DOCUMENT + "/sync", configs.take_file, "End a sync conflict: {\"take\": \"file\"} makes the file under environments/ the next version, validated like a push; 409 when there is no conflict, 404 when there is no file", "writer", (200, 201, 400, 403, 404, 409, 413, 415, 422), "json"),
     Endpoint("POST", DOCUMENT + "/rollouts", rollouts.start_rollout, "Start a rollout: a candidate version reaches a growing share of instances", "writer", (201, 400, 404, 409, 413, 415, 422), "json"),
     Endpoint("GET", DOCUMENT + "/rollout", rollouts.get_rollout, "The document's latest rollout, with its counts", "reader", (200, 404, 422)),
     Endpoint("POST", DOCUMENT + "/rollout/pause", rollouts.pause_rollout, "Pause the rollout (its bake clock stops)", "writer", (200, 404, 409, 422)),
@@ -208,7 +209,7 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 
 class _RunOnce:
     """File sync, which must run in one process of those sharing the store: at once in a
-    process alone on its store; else in the one that holds the store's lease (`Store.lead`),
+    process alone on its store; else in the one that holds the store's lease (`Core.leads`),
     and the others ask for it every `LEAD_RETRY` seconds, so one takes over when it ends."""
 
     LEAD_RETRY = 1.0
@@ -221,7 +222,7 @@ class _RunOnce:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        if self.core.follower is None or await loop.run_in_executor(None, self.core.store.lead):
+        if await loop.run_in_executor(None, self.core.leads):
             await self._sync()
         else:
             self.waiting = asyncio.create_task(self._wait_for_lead())
@@ -231,7 +232,7 @@ class _RunOnce:
         while True:
             await asyncio.sleep(self.LEAD_RETRY)
             try:
-                leading = await loop.run_in_executor(None, self.core.store.lead)
+                leading = await loop.run_in_executor(None, self.core.leads)
             except Exception:
                 logger.exception("cannot ask the store who runs file sync")
                 continue

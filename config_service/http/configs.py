@@ -225,3 +225,19 @@ async def retire_config(request: Request) -> Response:
         core.documents.retire, principal, service, environment, if_match, message, request_id(request)
     )
     return _metadata_response(record, 201 if created else 200)
+
+
+async def take_file(request: Request) -> Response:
+    """`POST /v1/configs/{service}/{environment}/sync {"take": "file"}`: end a sync conflict by
+    making the file's source the next version (201; 200 when it equals the current source)."""
+    core = core_of(request)
+    principal = authenticate(request)
+    service, environment = _document(request)
+    core.access.check_document(principal, "writer", service, environment)
+    body = await read_json_object(request)
+    if body.get("take") != "file" or set(body) != {"take"}:
+        raise bad_request('the body must be {"take": "file"}: take the file under environments/')
+    rendered, created = await run_in_threadpool(
+        core.file_sync.take_file, principal, service, environment, request_id(request)
+    )
+    return _metadata_response(rendered.record, 201 if created else 200)

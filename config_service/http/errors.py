@@ -26,6 +26,7 @@ STATUS: dict[str, int] = {
     "request_timeout": 408,
     "conflict": 409,
     "schema_conflict": 409,
+    "sync_conflict": 409,  # a file change file sync held back (audited; no request sees it)
     "rollout_in_progress": 409,
     "precondition_failed": 412,
     "too_large": 413,

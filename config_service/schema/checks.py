@@ -25,7 +25,7 @@ from config_service.schema.keywords import (
     Validator,
     pattern_failures,
 )
-from config_service.schema.local import MARKER, local_paths, marker_failures
+from config_service.schema.local import MARKER, MarkerReach, local_paths, marker_failures
 from config_service.schema.references import (
     build_registry,
     identifier_failures,
@@ -132,6 +132,11 @@ def check_schema(
             failures.append({"path": "", "message": f"$ref {reference!r} is not a valid URI"})
     if failures:
         raise SchemaInvalid("the schema refers to schemas the server does not have", failures)
+    wrapped = MarkerReach(registry, [*others, name]).failures(name)
+    if wrapped:
+        raise SchemaInvalid(
+            f"the schema reaches an {MARKER} marker through a keyword where it cannot count", wrapped
+        )
 
 
 def _recursion_panic(error: BaseException) -> bool:
@@ -188,6 +193,15 @@ class SchemaSet:
                     users.add(user)
                     pending.append(user)
         return users
+
+    def wrapped_markers(self, changed: str) -> list[dict[str, str]]:
+        """The markers every other schema that uses `changed` reaches only where they cannot
+        count (config_service/schema/local.py), each with `schema`: that schema's name."""
+        users = sorted(self.users_of(changed) - {changed})
+        if not users:
+            return []
+        reach = MarkerReach(self._registry, self.schemas)
+        return [{"schema": user, **failure} for user in users for failure in reach.failures(user)]
 
     def local_paths(self, name: str, documents: Iterable[Any]) -> list[tuple[str, ...]]:
         """The environment-local paths of service `name` present in any of `documents`

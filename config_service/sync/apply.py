@@ -1,8 +1,10 @@
 """One file through the rules: file sync's pushes go to the core exactly as the API's do.
 
-Documents are pushed with kind `sync` and author `file:<environment>/<service>.tsk`; schemas
-are put without force. A refused file is audited (`sync_failed` or `schema_refused`) with the
-refusal as the rules raised it; the versions that are created are audited by the push itself.
+Documents go through the one-source-of-truth rule (`config_service/core/file_sync.py`): stored
+with kind `sync` and author `file:<environment>/<service>.tsk` when the file may change the
+document, else a conflict (audited `sync_conflict` by the rule itself). Schemas are put without
+force. A refused file is audited (`sync_failed` or `schema_refused`) with the refusal as the
+rules raised it; the versions that are created are audited by the push itself.
 """
 
 from __future__ import annotations
@@ -28,21 +30,14 @@ def make_file_sync(core: Core) -> FileSync:
     async def push(service: str, environment: str, source: str, *, author: str, kind: str) -> PushResult:
         try:
             core.access.check_names(service, environment)
-            rendered, created = await asyncio.to_thread(
-                core.documents.push,
-                file_principal(author),
-                service,
-                environment,
-                source,
-                f"sync {author.removeprefix('file:')}",
-                None,
-                kind=kind,
-            )
+            change = await asyncio.to_thread(core.file_sync.apply, service, environment, source)
         except Refused as refused:
             return PushResult.refused(refused)
-        if created:
-            return PushResult.created(rendered.version)
-        return PushResult.unchanged(rendered.version)
+        if change.status == "conflict":
+            return PushResult.conflict(change.conflict(service, environment), change.version)
+        if change.status == "created":
+            return PushResult.created(change.version)
+        return PushResult.unchanged(change.version)
 
     async def push_schema(name: str, source: str, *, author: str) -> PushResult:
         try:
@@ -61,7 +56,7 @@ def make_file_sync(core: Core) -> FileSync:
 
     def last_synced(file: SyncFile) -> str | None:
         if file.kind == "config":
-            return core.documents.last_synced_source(file.name, file.environment or "", file.author)
+            return core.file_sync.last_synced_source(file.name, file.environment or "")
         return core.schemas.last_put_by(file.name, file.author)
 
     def report(outcome: SyncReport) -> None:

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from config_service.core.file_sync import CONFIG_SUFFIX
+
 # Imported first, in this order: a service schema may `$ref` them.
 SECTION_SCHEMAS = ("database", "cache", "logging", "security")
-CONFIG_SUFFIX = ".tsk"
 SCHEMA_SUFFIX = ".json"
 
 

@@ -12,9 +12,13 @@ validate and store exactly like the HTTP API and answer with a `PushResult`
   relative to the environments folder). Writes to one file within
   `debounce_ms` (300 ms) of each other become one push of the last content.
 * A file is pushed only when its content differs from what was last imported
-  from it. At start that is asked of the server through `last_synced`, so a
-  restart does not overwrite a version pushed over the API after the last
-  sync; while running, FileSync remembers it.
+  from it. At start that is asked of the server through `last_synced`; while
+  running, FileSync remembers it.
+* The server decides whether the file may change the document (one source of
+  truth per document, `config_service/core/file_sync.py`): when the document
+  moved on through the API since the file was last synced, `push` answers
+  `PushResult.conflict`; FileSync logs it (naming both versions) and reports it
+  as "conflict", and pushes the file's next change again.
 * A file that is not UTF-8, is too large, has a bad name, or that `push`
   refuses is logged with line and column where known and reported through
   `report` (for the audit log); the current version stays and the watcher
@@ -55,6 +59,7 @@ from typing import Any, Literal, Protocol, TypeVar
 from watchfiles import Change, awatch
 
 from config_service import tsk
+from config_service.core.file_sync import file_too_large, read_document_file
 from config_service.core.refusals import Refused
 from config_service.names import is_valid_name
 from config_service.sync.files import SyncFile, SyncFolders
@@ -101,14 +106,17 @@ class PushResult(_Refusal):
     """What the server did with one pushed file.
 
     `status`: `"created"` (a new version, `version` set), `"unchanged"` (the
-    source equals the current one; `version` is the current version), or
-    `"rejected"` (nothing stored). A rejection carries the rules' `Refused` as it
+    source equals the current one; `version` is the current version),
+    `"conflict"` (nothing stored: the document moved on through the API since the
+    file was last synced; `version` is the current version, and `refusal` says
+    so, code `sync_conflict`, details `{"file", "file_version", "current_version"}`),
+    or `"rejected"` (nothing stored). A rejection carries the rules' `Refused` as it
     was raised: its code (`invalid_tsk`, `schema_violation`, `schema_conflict`,
     `invalid_schema`, `invalid_name`, `too_large`, ...), message and details (for
     TSK errors `{"line", "column", "message"}`, for schema errors `{"path", "message"}`).
     """
 
-    status: Literal["created", "unchanged", "rejected"]
+    status: Literal["created", "unchanged", "conflict", "rejected"]
     version: int | None = None
     refusal: Refused | None = None
 
@@ -119,6 +127,10 @@ class PushResult(_Refusal):
     @classmethod
     def unchanged(cls, version: int | None = None) -> PushResult:
         return cls("unchanged", version=version)
+
+    @classmethod
+    def conflict(cls, refusal: Refused, version: int | None = None) -> PushResult:
+        return cls("conflict", version=version, refusal=refusal)
 
     @classmethod
     def refused(cls, refusal: Refused) -> PushResult:
@@ -171,16 +183,17 @@ class LastSynced(Protocol):
 
 @dataclass(frozen=True)
 class SyncReport(_Refusal):
-    """One outcome, for the audit log: `action` is "applied", "unchanged", "rejected" or "ignored".
+    """One outcome, for the audit log: `action` is "applied", "unchanged", "conflict",
+    "rejected" or "ignored".
 
     `author` is the file as `file:<relative path>` (the audit actor); for an
     ignored folder it names the folder (`file:qa/`). A server whose `push`
-    already audits the versions it stores records only "rejected" and
-    "ignored" reports; "unchanged" ones need no entry. A rejection carries the
-    `refusal` of its `PushResult`, unchanged.
+    already audits the versions it stores (and its conflicts) records only
+    "rejected" and "ignored" reports; "unchanged" ones need no entry. A
+    rejection or a conflict carries the `refusal` of its `PushResult`, unchanged.
     """
 
-    action: Literal["applied", "unchanged", "rejected", "ignored"]
+    action: Literal["applied", "unchanged", "conflict", "rejected", "ignored"]
     author: str
     kind: Literal["config", "schema"] | None = None
     name: str | None = None
@@ -370,7 +383,7 @@ class FileSync:
 
     def _on_change(self, change: Change, path: Path) -> None:
         if change == Change.deleted:
-            if path in self._imported:
+            if path in self._imported or path in self._rejected:
                 self._log.info(
                     "file sync: %s was deleted; its document keeps its current version", path
                 )
@@ -474,6 +487,11 @@ class FileSync:
         if result.status == "rejected":
             self._rejected[file.path] = source
             return self._reject(file, result)
+        if result.status == "conflict":
+            # Not imported: the file's next content (even the one last imported) is pushed again.
+            self._imported.pop(file.path, None)
+            self._rejected[file.path] = source
+            return self._conflict(file, result)
         self._imported[file.path] = source
         self._rejected.pop(file.path, None)
         action: Literal["applied", "unchanged"] = (
@@ -494,33 +512,33 @@ class FileSync:
 
     def _read(self, file: SyncFile) -> str | SyncReport | None:
         """The file's text; a rejection report when it cannot be used; None when it is gone."""
+        if file.kind == "config":
+            try:
+                return read_document_file(file.path, self._max_bytes)
+            except Refused as refused:
+                if refused.code == "not_found":
+                    return None  # deleted before its debounce ended: deleting changes nothing
+                return self._reject(file, PushResult.refused(refused))
         try:
             size = file.path.stat().st_size
             if size > self._max_bytes:
-                return self._reject(file, _too_large(size, self._max_bytes))
+                return self._reject(file, PushResult.refused(file_too_large(size, self._max_bytes)))
             data = file.path.read_bytes()
         except FileNotFoundError:
-            return None  # deleted before its debounce ended: deleting changes nothing
+            return None
         except OSError as exc:
             return self._reject(
                 file, PushResult.rejected("unreadable", f"cannot read the file: {exc.strerror}")
             )
         if len(data) > self._max_bytes:
-            return self._reject(file, _too_large(len(data), self._max_bytes))
-        if file.kind == "schema":
-            try:
-                return data.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                return self._reject(
-                    file,
-                    PushResult.rejected(
-                        "invalid_schema", f"not UTF-8: byte {exc.start} cannot be decoded"
-                    ),
-                )
+            return self._reject(file, PushResult.refused(file_too_large(len(data), self._max_bytes)))
         try:
-            return tsk.decode(data)
-        except tsk.TSKDecodeError as exc:
-            return self._reject(file, _from_decode_error(exc))
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return self._reject(
+                file,
+                PushResult.rejected("invalid_schema", f"not UTF-8: byte {exc.start} cannot be decoded"),
+            )
 
     async def _call(self, push: Callable[[], PushResult | Awaitable[PushResult]]) -> PushResult:
         try:
@@ -562,6 +580,22 @@ class FileSync:
         self._emit(report)
         return report
 
+    def _conflict(self, file: SyncFile, result: PushResult) -> SyncReport:
+        self._log.warning(
+            "file sync: %s was not applied: %s", file.author.removeprefix("file:"), result.message
+        )
+        report = SyncReport(
+            "conflict",
+            file.author,
+            file.kind,
+            file.name,
+            file.environment,
+            version=result.version,
+            refusal=result.refusal,
+        )
+        self._emit(report)
+        return report
+
     def _emit(self, report: SyncReport) -> None:
         if self._report is None:
             return
@@ -583,12 +617,6 @@ async def _maybe_await(value: T | Awaitable[T]) -> T:
     if inspect.isawaitable(value):
         return await value
     return value
-
-
-def _too_large(size: int, limit: int) -> PushResult:
-    return PushResult.rejected(
-        "too_large", f"the file has {size} bytes, more than the limit of {limit}"
-    )
 
 
 def _from_decode_error(exc: tsk.TSKDecodeError) -> PushResult:

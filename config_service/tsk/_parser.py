@@ -82,18 +82,20 @@ class Layout:
     `comments`: (position of the `#`, where), in the order they appear.
     `variables`: each variable's value, with the variables it uses kept as `VariableUse`.
     `spans`: where each pair's value stands in the text, (start, end), by the pair's path.
+    `definition_ends`: where each variable definition's value ends, by the position of its `$`.
 
     A parse that records a layout returns each use of a variable as a `VariableUse`, so
     that `reformat` can write `$name` back where it stood.
     """
 
-    __slots__ = ("statements", "comments", "variables", "spans")
+    __slots__ = ("statements", "comments", "variables", "spans", "definition_ends")
 
     def __init__(self) -> None:
         self.statements: list[tuple[int, tuple[str, ...], str]] = []
         self.comments: list[tuple[int, str]] = []
         self.variables: dict[str, Any] = {}
         self.spans: dict[tuple[str, ...], tuple[int, int]] = {}
+        self.definition_ends: dict[int, int] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,6 +487,7 @@ class _Parser:
         self.variables[name] = (value, match.start() - 1, self.values - before, _height(value))
         if self.layout is not None:
             self.layout.variables[name] = value
+            self.layout.definition_ends[match.start() - 1] = pos
         return self.end_of_line(pos, "value", terminator=True)
 
     def parse_key(self, pos: int) -> tuple[str, int]:

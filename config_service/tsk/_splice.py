@@ -5,7 +5,8 @@ What promotion needs to keep environment-local values (docs/lifecycle.md): the p
 is the source environment's, with the target's data written in at the local paths.
 
 - A key defined by a pair gets its value's text replaced (a `$name` use too: the use is
-  replaced, never the variable's definition).
+  replaced, never the variable's definition; a definition whose last use was written over
+  goes, with its line, so no value the text no longer needs stays in it).
 - A key inside a value written inline (an object, or a `$variable` standing for one) gets
   that whole value written anew, inline.
 - A key the text lacks is added at the end of its table (a new top-level key after the last
@@ -20,20 +21,21 @@ leaves here.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from config_service.tsk._parser import (
     BLOCK_OPEN,
     CLOSE,
-    IDENT_RE,
     PAIR,
     SECTION,
     VARIABLE,
     Layout,
+    VariableUse,
     _Parser,
     loads,
 )
+from config_service.tsk._types import EnvRef
 from config_service.tsk._wire import to_wire
 from config_service.tsk._writer import INDENT, _key, _Unwritable, _Writer
 
@@ -51,7 +53,7 @@ def write_values(text: str, values: Mapping[Path, Any]) -> str:
     src = src.replace("\r\n", "\n")
     data = loads(src)
     layout = Layout()
-    _Parser(src, layout).parse()
+    used = set(_uses(_Parser(src, layout).parse())).union(*map(_uses, layout.variables.values()))
     expected = copy.deepcopy(data)
     for path, value in values.items():
         _set(expected, path, value)
@@ -59,6 +61,14 @@ def write_values(text: str, values: Mapping[Path, Any]) -> str:
     for path in sorted(values):
         splice.put(path)
     result = splice.result()
+    _check(result, expected, values)
+    trimmed = _drop_unused_definitions(result, used)
+    if trimmed != result:
+        _check(trimmed, expected, values)
+    return trimmed
+
+
+def _check(result: str, expected: dict[str, Any], values: Mapping[Path, Any]) -> None:
     try:
         written = loads(result)
     except ValueError as error:
@@ -66,7 +76,43 @@ def write_values(text: str, values: Mapping[Path, Any]) -> str:
     if to_wire(written) != to_wire(expected):
         first = "/" + "/".join(sorted(values)[0]) if values else "/"
         raise ValueError(f"writing the values in did not give the expected data (near {first})")
-    return result
+
+
+def _uses(value: Any) -> Iterator[str]:
+    """The name of every variable use in a value parsed with a layout (repeated per use)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, VariableUse):
+            yield item.name
+        elif isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, EnvRef):
+            pending.append(item.default)
+
+
+def _drop_unused_definitions(text: str, used: set[str]) -> str:
+    """`text` without the definitions of the variables among `used` that nothing uses any more
+    (their last use was written over): a value the text no longer needs does not stay in it.
+    A variable the text never used is left as its author wrote it."""
+    for _ in range(len(used) + 1):  # each round drops at least one definition, or ends
+        layout = Layout()
+        data = _Parser(text, layout).parse()
+        # A use in another definition counts; once that definition goes, the next round
+        # finds the variables it used.
+        counts = set(_uses(data)).union(*(_uses(value) for value in layout.variables.values()))
+        unused = {name for name in layout.variables if name in used and name not in counts}
+        if not unused:
+            return text
+        cut = _Splice(text, layout, {}, {})
+        for position, path, kind in layout.statements:
+            if kind == VARIABLE and path[-1][1:] in unused:
+                end = cut.line_end(cut.variable_end(position))
+                cut.edits.append((cut.line_start(position), end, ""))
+        text = cut.result()
+    return text
 
 
 def _get(data: Any, path: Path) -> Any:
@@ -102,6 +148,7 @@ class _Splice:
         self.expected = expected
         self.statements = layout.statements
         self.spans = layout.spans
+        self.definition_ends = layout.definition_ends
         self.pairs: dict[Path, int] = {}
         self.sections: dict[Path, int] = {}
         self.blocks: dict[Path, int] = {}
@@ -117,6 +164,8 @@ class _Splice:
                 self.closers[path] = position
         self.edits: list[tuple[int, int, str]] = []
         self.rewritten: set[Path] = set()  # inline values written anew as a whole
+        self.headed: set[Path] = set()  # implicit tables given a header at the end of the text
+        self.final_newline = False  # the newline a text without one gets before a line is added
 
     # -- what to do at one path --------------------------------------------------------
 
@@ -233,7 +282,10 @@ class _Splice:
             indent = self.indent_of(members[-1][0]) if members else self.indent_of(closer) + INDENT
             return self.line_start(closer), indent
         if table and table not in self.sections:
-            # Only an implicit table: a header of its own at the end of the text.
+            # Only an implicit table: a header of its own at the end of the text (once).
+            if table in self.headed:
+                return len(self.src), ""
+            self.headed.add(table)
             return self.append_text("\n[" + ".".join(table) + "]\n"), ""
         first_section = min(
             (position for position, path, kind in self.statements if kind == SECTION), default=None
@@ -250,25 +302,26 @@ class _Splice:
                     return self.append_text(""), ""
                 return self.comments_above(first_section), ""
         if not members:
-            return self.line_end(self.sections[table]), ""
+            return self.next_line(self.sections[table]), ""
         position, path, kind = members[-1]
         if kind == PAIR:
-            after = self.line_end(self.spans[path][1])
+            after = self.next_line(self.spans[path][1])
         elif kind == VARIABLE:
-            after = self.line_end(self.variable_end(position))
+            after = self.next_line(self.variable_end(position))
         else:
-            after = self.line_end(position)
+            after = self.next_line(position)
         direct = [s for s in members if len(s[1]) == len(table) + 1 and s[2] in (PAIR, VARIABLE, BLOCK_OPEN)]
         return after, self.indent_of(direct[-1][0]) if direct else ""
 
+    def next_line(self, position: int) -> int:
+        """Where a line after the one holding `position` starts: on the last line of a text
+        without a final newline, one is added first, so what is written there is a line of its own."""
+        end = self.line_end(position)
+        return self.append_text("") if end == len(self.src) else end
+
     def variable_end(self, position: int) -> int:
         """The end of the value of the variable defined at `position` (`$name: value`)."""
-        parser = _Parser(self.src)
-        found = IDENT_RE.match(self.src, position + 1)
-        assert found is not None  # the text parsed: a definition has a name
-        separator = parser.skip_ws(found.end())  # at ':' or '='
-        _, end = parser.parse_value(parser.skip_ws(separator + 1), 0)
-        return end
+        return self.definition_ends[position]
 
     def indent_of(self, position: int) -> str:
         start = self.line_start(position)
@@ -277,8 +330,9 @@ class _Splice:
     def append_text(self, prefix: str) -> int:
         """Make room at the end of the text (a newline first if it lacks one); where to write."""
         end = len(self.src)
-        if self.src and not self.src.endswith("\n"):
-            prefix = "\n" + prefix
+        if self.src and not self.src.endswith("\n") and not self.final_newline:
+            self.final_newline = True  # once, however many things are written after it
+            self.edits.append((end, end, "\n"))
         if prefix:
             self.edits.append((end, end, prefix))
         return end

@@ -282,6 +282,7 @@ def test_health_metrics_and_openapi_need_no_token(server: ServerProcess, admin: 
         ("/v1/configs/{service}/{environment}", "get"),
         ("/v1/configs/{service}/{environment}/versions", "get"),
         ("/v1/configs/{service}/{environment}/versions/{version}", "get"),
+        ("/v1/configs/{service}/{environment}/sync", "post"),
         ("/v1/schemas/{service}", "put"),
         ("/v1/tokens", "post"),
         ("/v1/tokens/{token_id}", "delete"),

@@ -117,8 +117,9 @@ def test_a_local_value_the_target_lacks_refuses_the_promotion(admin: httpx.Clien
     promoted = admin.post(promote, json={"from": "development"})
     assert promoted.status_code == 201, promoted.text
     text = admin.get("/v1/configs/mailer/staging", headers={"Accept": "text/x-tsk"}).text
-    # The use of $host is replaced, its definition kept.
-    assert text == '$host: "http://dev"\nurl: "http://staging"\nflag: true\n'
+    # The use of $host is replaced, and its definition, used no more, goes: no value of
+    # development's stays in staging's text.
+    assert text == 'url: "http://staging"\nflag: true\n'
 
 
 @pytest.mark.parametrize("keyword", ["allOf", "anyOf", "oneOf"])
@@ -128,3 +129,27 @@ def test_a_marker_under_a_combinator_is_refused_at_put(admin: httpx.Client, keyw
     assert body["details"][0]["path"] == f"/{keyword}/0/properties/url"
     items = {"properties": {"hosts": {"type": "array", "items": {"x-environment-local": True}}}}
     assert_error(admin.put("/v1/schemas/combined", json=items), 422, "invalid_schema")
+
+
+def test_a_local_key_is_added_to_a_source_text_without_a_final_newline(admin: httpx.Client) -> None:
+    schema = {"type": "object", "properties": {"host": {"x-environment-local": True, "type": "string"}}}
+    assert admin.put("/v1/schemas/no-newline", json=schema).status_code == 201
+    assert push(admin, "no-newline", "development", "z: 1").status_code == 201
+    assert push(admin, "no-newline", "staging", 'host: "stg"\n').status_code == 201
+    promoted = admin.post("/v1/configs/no-newline/staging/promote", json={"from": "development"})
+    assert promoted.status_code == 201, promoted.text
+    assert promoted.json()["kept_local"] == ["/host"]
+    text = admin.get("/v1/configs/no-newline/staging", headers={"Accept": "text/x-tsk"}).text
+    assert text == 'z: 1\nhost: "stg"\n'
+
+
+def test_no_source_value_stays_behind_in_a_variable_definition(admin: httpx.Client) -> None:
+    schema = {"type": "object", "properties": {"host": {"x-environment-local": True, "type": "string"}}}
+    assert admin.put("/v1/schemas/var-host", json=schema).status_code == 201
+    development = '# hosts\n$h: "dev-SECRET-host"\nhost: $h\nworkers: 4\n'
+    assert push(admin, "var-host", "development", development).status_code == 201
+    assert push(admin, "var-host", "staging", 'host: "stg"\nworkers: 2\n').status_code == 201
+    promoted = admin.post("/v1/configs/var-host/staging/promote", json={"from": "development"})
+    assert promoted.status_code == 201, promoted.text
+    text = admin.get("/v1/configs/var-host/staging", headers={"Accept": "text/x-tsk"}).text
+    assert text == '# hosts\nhost: "stg"\nworkers: 4\n' and "SECRET" not in text

@@ -89,9 +89,17 @@ def test_environment_files_are_imported_once_and_never_overwrite_later_pushes(tm
     server.start()
     try:
         with server.client(server.admin_token) as admin:
+            # ...and a file changed after that push does not overwrite it either: one source of
+            # truth per document, so the file's change waits as a sync conflict.
             current = admin.get("/v1/configs/user-service/staging").json()
-            assert current["version"] == 3 and current["kind"] == "sync"
-            assert current["config"]["database"]["pool_size"] == 12
+            assert current["version"] == 2 and current["kind"] == "push"
+            services = admin.get("/v1/services").json()["services"]
+            assert services[0]["environments"]["staging"]["sync"] == {
+                "state": "conflict",
+                "file": "staging/user-service.tsk",
+                "file_version": 1,
+                "current_version": 2,
+            }
             assert admin.get("/v1/configs/user-service/development").json()["version"] == 1
     finally:
         server.stop()

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from config_service import tsk
+from config_service.core.refusals import Refused
 from config_service.sync.files import SyncFile
 from config_service.sync.watcher import FileSync, PushResult, SyncReport
 
@@ -637,3 +638,53 @@ def test_when_the_os_watcher_fails_sync_goes_on_by_polling(
     assert modes == [False, True]
     assert "file watch limit reached" in caplog.text
     assert "watching by polling instead" in caplog.text
+
+
+def test_a_conflict_is_logged_and_reported_and_the_files_next_content_is_pushed_again(
+    folders: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    environments, _ = folders
+    document = environments / "staging" / "api.tsk"
+    write(document, "port: 1\n")
+    server = FakeServer()
+    pushed: list[str] = []
+    held = {"port: 2\n"}  # the server holds this content back as a sync conflict
+
+    def push(service: str, environment: str, source: str, *, author: str, kind: str) -> PushResult:
+        pushed.append(source)
+        if source in held:
+            refusal = Refused(
+                "sync_conflict",
+                "api/staging moved on through the API (file_version 1, current_version 2)",
+                [{"file": "staging/api.tsk", "file_version": 1, "current_version": 2}],
+            )
+            return PushResult.conflict(refusal, 2)
+        return server.push(service, environment, source, author=author, kind=kind)
+
+    environments_dir, schemas = folders
+    sync = FileSync(
+        environments_dir, schemas, ENVIRONMENTS, push, server.push_schema,
+        report=server.reports.append, debounce_ms=DEBOUNCE_MS, watch_step_ms=20,
+    )
+
+    async def scenario() -> None:
+        async with running(sync):
+            write(document, "port: 2\n")
+            await wait_until(lambda: pushed == ["port: 1\n", "port: 2\n"])
+            # A rescan of the folder (something else moved in it) does not push the held content again.
+            write(environments / "staging" / ".hidden", "x\n")
+            await asyncio.sleep(3 * DEBOUNCE_MS / 1000)
+            assert pushed == ["port: 1\n", "port: 2\n"]
+            # The file put back as it was last imported is pushed: the server decides what it means.
+            write(document, "port: 1\n")
+            await wait_until(lambda: pushed == ["port: 1\n", "port: 2\n", "port: 1\n"])
+
+    with caplog.at_level(logging.WARNING, logger="config_service.sync"):
+        asyncio.run(scenario())
+    conflict = next(report for report in server.reports if report.action == "conflict")
+    assert (conflict.name, conflict.environment, conflict.version) == ("api", "staging", 2)
+    assert conflict.error == "sync_conflict"
+    assert conflict.details == ({"file": "staging/api.tsk", "file_version": 1, "current_version": 2},)
+    assert "staging/api.tsk was not applied" in caplog.text
+    assert "file_version 1, current_version 2" in caplog.text
+    assert server.sources("api", "staging") == ["port: 1\n"]
