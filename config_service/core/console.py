@@ -13,8 +13,10 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from config_service import tsk
 from config_service.core.access import Access, Principal
-from config_service.core.documents import Documents
+from config_service.core.documents import Documents, parse_document
+from config_service.core.file_sync import FileSyncRules
 from config_service.core.instances import Instances
 from config_service.core.refusals import Refused, not_found
 from config_service.core.rendered import RenderedVersions
@@ -47,6 +49,7 @@ class Console:
         documents: Documents,
         instances: Instances,
         rollouts: Rollouts,
+        file_sync: FileSyncRules,
     ) -> None:
         self.settings = settings
         self._access = access
@@ -54,6 +57,7 @@ class Console:
         self._documents = documents
         self._instances = instances
         self._rollouts = rollouts
+        self._file_sync = file_sync
 
     def environments(self, principal: Principal) -> list[str]:
         """The pipeline's environments the token covers, in pipeline order."""
@@ -103,6 +107,7 @@ class Console:
             "instances": instances,
             "counts": instance_counts(instances),
             "rollout": rollout,
+            "sync": self._file_sync.state(service, environment),
             "rollout_active": rollout is not None and rollout["state"] in ACTIVE_ROLLOUT_STATES,
             "may_write": principal.may("writer", service, environment),
             "promote_from": self._promote_from(principal, service, environment),
@@ -164,3 +169,45 @@ class Console:
             else self._documents.diff_versions(service, environment, current.version, target),
             "source": chosen.source,
         }
+
+    def take_file_view(self, principal: Principal, service: str, environment: str) -> dict[str, Any]:
+        """A sync conflict as the page that ends it shows it (a writer in scope): the sync
+        state, the current version, and the file beside it (its source, the diff from the
+        current version, or why it cannot be read or parsed)."""
+        self._access.check_document(principal, "writer", service, environment)
+        sync = self._file_sync.state(service, environment)
+        rendered = self._versions.current(service, environment)
+        view: dict[str, Any] = {
+            "service": service,
+            "environment": environment,
+            "sync": sync,
+            "current": rendered.record.metadata() if rendered is not None else None,
+            "file_source": None,
+            "diff": None,
+            "problem": None,
+        }
+        if sync is None or sync["state"] != "conflict" or rendered is None:
+            return view
+        try:
+            source = self._file_sync.file_source(service, environment)
+        except Refused as refused:
+            view["problem"] = refused
+            return view
+        view["file_source"] = source
+        current = rendered.record
+        try:
+            file_config = json.loads(parse_document(source).wire)
+        except Refused as refused:
+            view["problem"] = refused  # taking it would be refused the same way
+            file_config = None
+        view["diff"] = tsk.diff_document(
+            {"service": service, **current.metadata()},
+            {"service": service, "environment": sync["file"], "version": "file"},
+            {} if current.retired else json.loads(current.config),
+            file_config if file_config is not None else {},
+            current.source,
+            source,
+        )
+        if file_config is None:
+            view["diff"]["changes"] = None
+        return view

@@ -62,7 +62,8 @@ class Core:
         self.audit = Audit(self.store)
         self.sessions = Sessions(self.store, self.tokens, settings.session_idle)
         self.console = Console(
-            settings, self.access, self.versions, self.documents, self.instances, self.rollouts
+            settings, self.access, self.versions, self.documents, self.instances, self.rollouts,
+            self.file_sync,
         )
         self._commit_listeners: list[CommitListener] = []
         self._change_listeners: list[ChangeListener] = []

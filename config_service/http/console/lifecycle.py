@@ -1,7 +1,8 @@
 """The console's actions on a document's life (docs/console.md, "Actions"): retire it, start a
-rollout and pause, resume, abort or complete it. Like every console handler, each reads the
-form, makes one call into the core (`Documents.retire`, `Rollouts.start`, `Rollouts.pause`,
-...) after the same access checks as the API's handlers, and renders or redirects."""
+rollout and pause, resume, abort or complete it, take the file in a sync conflict. Like every
+console handler, each reads the form, makes one call into the core (`Documents.retire`,
+`Rollouts.start`, `Rollouts.pause`, ..., `FileSyncRules.take_file`) after the same access
+checks as the API's handlers, and renders or redirects."""
 
 from __future__ import annotations
 
@@ -178,3 +179,28 @@ async def change_rollout(request: Request, session: Session, form: dict[str, str
     act = getattr(core.rollouts, change)
     await run_in_threadpool(act, session.principal, service, environment, request_id(request))
     return RedirectResponse(doc_url(service, environment, f"?rollout={ROLLOUT_CHANGES[change]}"), 303)
+
+
+# -- file sync ----------------------------------------------------------------------------------
+
+
+@page
+async def take_file_preview(request: Request, session: Session) -> Response:
+    """A sync conflict: the current version beside the file under environments/."""
+    core = core_of(request)
+    service, environment = document_of(request)
+    view = await run_in_threadpool(core.console.take_file_view, session.principal, service, environment)
+    return html(request, "take_file.html", {"session": session, "view": view})
+
+
+@action
+async def take_file(request: Request, session: Session, form: dict[str, str]) -> Response:
+    """`POST /v1/configs/{s}/{e}/sync {"take": "file"}`: the file becomes the next version."""
+    core = core_of(request)
+    service, environment = document_of(request)
+    core.access.check_document(session.principal, "writer", service, environment)
+    rendered, created = await run_in_threadpool(
+        core.file_sync.take_file, session.principal, service, environment, request_id(request)
+    )
+    outcome = "took_file" if created else "unchanged"
+    return RedirectResponse(doc_url(service, environment, f"?{outcome}={rendered.record.version}"), 303)

@@ -30,6 +30,8 @@ ROUTES: tuple[tuple[str, str, object], ...] = (
     ("GET", DOC + "/rollout", lifecycle.rollout_form),
     ("POST", DOC + "/rollout", lifecycle.start_rollout),
     ("POST", DOC + "/rollout/{change}", lifecycle.change_rollout),
+    ("GET", DOC + "/sync", lifecycle.take_file_preview),
+    ("POST", DOC + "/sync", lifecycle.take_file),
     ("GET", "/diff/{service}", pages.diff_environments),
     ("GET", "/audit", pages.audit),
     ("GET", "/tokens", pages.tokens),
