@@ -26,6 +26,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8005
     data_dir: Path = Path("data")
+    # A store URL (`postgresql://...`, `sqlite:///...`); None: SQLite in `data_dir`.
+    store: str | None = None
     environments_dir: Path = Path("environments")
     schemas_dir: Path = Path("schemas")
     pipeline: tuple[str, ...] = DEFAULT_PIPELINE

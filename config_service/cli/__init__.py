@@ -10,6 +10,7 @@ from config_service.cli import (  # noqa: F401  (registers commands)
     configs,
     lifecycle,
     local,
+    migrate,
     rollout,
     schema,
     serve,  # noqa: F401

@@ -18,6 +18,7 @@ from config_service.cli._workers import MAX_WORKERS, bind, supervise
 from config_service.settings import Settings, parse_pipeline, parse_sections
 from config_service.store.data_folder import DataFolderInUse, lock_data_folder, open_to_others
 from config_service.store.sqlite_schema import StoreTooNew, refuse_newer
+from config_service.store.urls import parse_store_url
 
 logger = logging.getLogger("config_service")
 
@@ -44,7 +45,12 @@ def _option(*names: str, envvar: str, **kwargs: Any) -> Any:
 @_option("--port", envvar="TSKCFG_PORT", type=int, default=None, help="Port (default 8005).")
 @_option(
     "--data-dir", envvar="TSKCFG_DATA_DIR", type=click.Path(path_type=Path), default=None,
-    help="Where config.db and admin.token live (default ./data).",
+    help="Where config.db and admin.token live (default ./data); with a PostgreSQL --store, only admin.token.",
+)
+@_option(
+    "--store", envvar="TSKCFG_STORE", default=None,
+    help="Store URL: postgresql://user@host/db for replicas sharing PostgreSQL, or "
+    "sqlite:///path/config.db (default: SQLite in --data-dir).",
 )
 @_option(
     "--environments", "environments_dir", envvar="TSKCFG_ENVIRONMENTS", type=click.Path(path_type=Path),
@@ -116,6 +122,7 @@ def serve(
     host: str | None,
     port: int | None,
     data_dir: Path | None,
+    store: str | None,
     environments_dir: Path | None,
     schemas_dir: Path | None,
     pipeline: str | None,
@@ -141,6 +148,7 @@ def serve(
             host=host,
             port=port,
             data_dir=data_dir,
+            store=store,
             environments_dir=environments_dir,
             schemas_dir=schemas_dir,
             pipeline=parse_pipeline(pipeline) if pipeline is not None else None,
@@ -166,6 +174,12 @@ def serve(
         raise click.UsageError(
             f"--workers must be a number of processes from 1 to {MAX_WORKERS}, not {settings.workers}"
         )
+    store_url = None
+    if settings.store is not None:
+        try:
+            store_url = parse_store_url(settings.store)
+        except ValueError as error:
+            raise click.UsageError(str(error)) from None
     if settings.max_body < 1:
         raise click.UsageError("--max-body must be a positive number of bytes")
     if settings.max_connections < 1:
@@ -175,13 +189,22 @@ def serve(
     if not 0 < settings.session_idle < float("inf"):
         raise click.UsageError("--session-idle must be a positive number of seconds")
     _configure_logging(settings.log_level)
+    store_lock = None
     # Held until this process ends: a second server on the same folder would diverge silently.
     try:
         data_lock = lock_data_folder(settings.data_dir)
+        # A SQLite file named by --store elsewhere is held the same way.
+        if store_url is not None and store_url.path is not None:
+            folder = store_url.path.parent
+            if folder.resolve() != settings.data_dir.resolve():
+                store_lock = lock_data_folder(folder)
     except DataFolderInUse as error:
         raise click.ClickException(str(error)) from None
     try:
-        refuse_newer(settings.database_path)
+        if store_url is None:
+            refuse_newer(settings.database_path)
+        elif store_url.path is not None:
+            refuse_newer(store_url.path)
     except StoreTooNew as error:
         raise click.ClickException(str(error)) from None
     _warn_if_open_to_others(settings.data_dir)
@@ -190,9 +213,11 @@ def serve(
     # Imported before any worker is forked, so each starts with the modules loaded.
     from config_service.http.app import create_app  # noqa: F401
 
+    store = store_url.shown() if store_url is not None else str(settings.database_path)
     if settings.workers == 1:
         logger.info(
-            "serving on http://%s:%d (data in %s)", settings.host, settings.port, settings.data_dir
+            "serving on http://%s:%d (store %s, data in %s)",
+            settings.host, settings.port, store, settings.data_dir,
         )
         status = _run(settings, None)
     else:
@@ -200,15 +225,19 @@ def serve(
             listener = bind(settings.host, settings.port, BACKLOG)
         except OSError as error:
             data_lock.release()
+            if store_lock is not None:
+                store_lock.release()
             raise click.ClickException(
                 f"cannot listen on {settings.host}:{settings.port}: {error.strerror or error}"
             ) from None
         logger.info(
-            "serving on http://%s:%d with %d worker processes (data in %s)",
-            settings.host, settings.port, settings.workers, settings.data_dir,
+            "serving on http://%s:%d with %d worker processes (store %s, data in %s)",
+            settings.host, settings.port, settings.workers, store, settings.data_dir,
         )
         status = supervise(settings.workers, listener, lambda index, shared: _run(settings, shared))
     data_lock.release()
+    if store_lock is not None:
+        store_lock.release()
     if status:
         sys.exit(status)
 

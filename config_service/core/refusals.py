@@ -68,6 +68,18 @@ def precondition_failed(message: str, current: int | None) -> Refused:
     return Refused("precondition_failed", message, [{"current_version": current}])
 
 
+def store_unavailable(error: Exception) -> Refused:
+    """The store cannot be reached (PostgreSQL is away): the request was not carried out, or
+    at least not acknowledged; reads keep being served from memory meanwhile."""
+    return Refused(
+        "store_unavailable",
+        "the server cannot reach its store (PostgreSQL) right now, so it cannot take this "
+        "request; configs are still served from memory; try again shortly",
+        [{"reason": str(error)}],
+        retry_after=1,
+    )
+
+
 def too_large(message: str) -> Refused:
     return Refused("too_large", message)
 

@@ -24,6 +24,10 @@ from config_service.store.data_folder import make_private_folder
 
 logger = logging.getLogger("config_service")
 
+
+class _TokensExist(Exception):
+    """Another server made the first token meanwhile (a shared store): this one makes none."""
+
 TOKEN_PREFIX = "tskcfg_"
 # Credentials recently found valid, kept so that a hot read checks its token with a lookup
 # instead of a hash (`recall`): at most this many, the oldest dropped first.
@@ -261,7 +265,10 @@ class Tokens(TokenBook):
 
     def ensure_admin_token(self) -> Path | None:
         """On first start (no tokens at all), create an admin token and write it, mode 0600."""
-        if self._store.list_tokens():
+        existing = self._store.list_tokens()
+        if existing:
+            # Another server on a shared store may have made them since `load`.
+            self.replace(existing)
             return None
         record, secret = make_token("admin", "admin", ["*"], ["*"], "first start")
         path = self._admin_token_path
@@ -269,9 +276,20 @@ class Tokens(TokenBook):
         audit = AuditEntry(
             actor="system", action="token_create", detail={"id": record.id, "name": "admin"}
         )
+        def insert_first(transaction: Transaction) -> None:
+            # Checked again inside the write: of several servers starting together on one
+            # shared store, only the first makes a token.
+            if transaction.has_tokens():
+                raise _TokensExist
+            transaction.insert_token(record, audit)
+
         # Store first, then publish the file: a crash in between leaves no orphan secret file.
-        with replacing(path, (secret + "\n").encode("ascii"), mode=0o600):
-            self._store.write(lambda transaction: transaction.insert_token(record, audit))
+        try:
+            with replacing(path, (secret + "\n").encode("ascii"), mode=0o600):
+                self._store.write(insert_first)
+        except _TokensExist:
+            self.load()
+            return None
         self.put(record)
         logger.info("created the first admin token; it is in %s (mode 0600)", path)
         return path

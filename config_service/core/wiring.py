@@ -27,7 +27,8 @@ from config_service.core.services import Services
 from config_service.core.sessions import Sessions
 from config_service.core.tokens import Tokens
 from config_service.settings import Settings
-from config_service.store import SqliteStore, Store, VersionRecord
+from config_service.store import SqliteStore, Store, StoreUnavailable, VersionRecord
+from config_service.store.urls import parse_store_url
 
 logger = logging.getLogger("config_service")
 
@@ -39,12 +40,19 @@ ChangeListener = Callable[[VersionRecord, Rendered | None], None]
 RefusalListener = Callable[[str], None]
 
 
+def _store_of(settings: Settings) -> Store:
+    """The store `settings` name: `--store`'s URL, else SQLite in the data folder."""
+    if settings.store is not None:
+        return parse_store_url(settings.store).open_store()
+    return SqliteStore(settings.database_path)
+
+
 class Core:
     """Everything one server process knows and does about documents, schemas and tokens."""
 
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
-        self.store: Store = store if store is not None else SqliteStore(settings.database_path)
+        self.store: Store = store if store is not None else _store_of(settings)
         self.access = Access(settings.pipeline, settings.sections)
         self.tokens = Tokens(self.store, settings.admin_token_path)
         self.versions = RenderedVersions(self.store)
@@ -117,9 +125,15 @@ class Core:
             self.follower.stop()
         self.store.close()
 
-    def check_store(self) -> None:
-        """Raise when the store cannot be read (what `/health` reports)."""
-        self.store.check()
+    def check_store(self) -> str:
+        """What `/health` reports of the store: "ok", or "unavailable" when it cannot be
+        reached (PostgreSQL away) while this process still serves what it holds in memory.
+        Raises when the store fails otherwise."""
+        try:
+            self.store.check()
+        except StoreUnavailable:
+            return "unavailable"
+        return "ok"
 
     def add_commit_listener(self, listener: CommitListener) -> None:
         """Call `listener(rendered)` after each new version commits, in commit order.

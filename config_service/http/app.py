@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from config_service.core.refusals import Refused
+from config_service.core.refusals import Refused, store_unavailable
 from config_service.core.rendered import Rendered
 from config_service.core.rollouts import RolloutChange
 from config_service.core.wiring import Core
@@ -43,6 +43,7 @@ from config_service.http.telemetry import Telemetry
 from config_service.hub import ChangeEvent, ChangeHub
 from config_service.settings import Settings
 from config_service.store import VersionRecord
+from config_service.store.records import StoreUnavailable
 
 logger = logging.getLogger("config_service")
 
@@ -124,7 +125,9 @@ class RequestContext:
             # Not a failure of the server: the body stopped coming. Nothing can be answered.
             if status == 0:
                 status = self._client_left(scope, request_id)
-        except Refused as refused:
+        except (Refused, StoreUnavailable) as failure:
+            # A store that cannot be reached is the refusal `store_unavailable` (503).
+            refused = failure if isinstance(failure, Refused) else store_unavailable(failure)
             if status == 0:
                 await _send_error(
                     send_with_id, status_of(refused), refusal_body(refused), refusal_headers(refused)

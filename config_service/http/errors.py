@@ -39,6 +39,7 @@ STATUS: dict[str, int] = {
     "too_many_requests": 429,
     "too_many_instances": 429,
     "internal": 500,
+    "store_unavailable": 503,
 }
 
 

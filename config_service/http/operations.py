@@ -25,12 +25,16 @@ logger = logging.getLogger("config_service")
 
 async def health(request: Request) -> Response:
     try:
-        await run_in_threadpool(core_of(request).check_store)
+        store = await run_in_threadpool(core_of(request).check_store)
     except Exception as error:  # any store failure is "unhealthy", never a crash
         logger.error("health check: the store failed: %s", error)
         return json_response(
             {"status": "error", "store": "failed", "version": __version__}, status=503
         )
+    if store != "ok":
+        # PostgreSQL away: configs and watches are still served from memory, so a load
+        # balancer should keep this server (docs/replicas.md).
+        return json_response({"status": "degraded", "store": store, "version": __version__})
     return json_response({"status": "ok", "store": "ok", "version": __version__})
 
 

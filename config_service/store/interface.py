@@ -170,6 +170,10 @@ class Transaction(Protocol):
         (then that version, created=False)."""
         ...
 
+    def has_tokens(self) -> bool:
+        """True when any token exists (the first admin token is made only when none does)."""
+        ...
+
     def insert_token(self, token: TokenRecord, audit: AuditEntry | None) -> None: ...
 
     def revoke_token(self, token_id: str, audit: AuditEntry | None) -> TokenRecord | None:

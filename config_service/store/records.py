@@ -37,6 +37,21 @@ class PreconditionFailed(Exception):
         self.current = current
 
 
+class StoreUnavailable(Exception):
+    """The store cannot be reached (PostgreSQL is away): nothing was read, and a write may not
+    have been stored. The server answers 503 `store_unavailable`; trying again later is safe."""
+
+
+class StoreNewerThanServer(Exception):
+    """The store's tables were made by a newer server: this one refuses to run on them."""
+
+    def __init__(self, found: int, known: int) -> None:
+        super().__init__(
+            f"the store's tables are at schema version {found}, newer than this server's "
+            f"{known}: run the newer tskcfg (or restore a backup made before the upgrade)"
+        )
+        self.found = found
+        self.known = known
 # The kinds of version a document can have. A `retire` version has no config: its source is
 # empty and its config and hash are "" here (NULL in the tables).
 VERSION_KINDS = ("push", "sync", "rollback", "promote", "retire", "rollout")

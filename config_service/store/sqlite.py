@@ -470,6 +470,9 @@ class SqliteTransaction(Transaction):
 
     # -- tokens, instances, audit ----------------------------------------------------
 
+    def has_tokens(self) -> bool:
+        return bool(self.rows("SELECT 1 AS found FROM tokens LIMIT 1"))
+
     def insert_token(self, token: TokenRecord, audit: AuditEntry | None) -> None:
         self.connection.execute(
             "INSERT INTO tokens (id, name, role, services, environments, secret_hash, created_at, "

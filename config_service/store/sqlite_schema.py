@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from config_service.store.data_folder import create_private_file
+from config_service.store.records import StoreNewerThanServer
 
 logger = logging.getLogger("config_service")
 
@@ -242,17 +243,20 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_to_v2, _to_v3, _to_v4
 LATEST = len(MIGRATIONS) + 1
 
 
-class StoreTooNew(Exception):
-    """The file was made by a newer server: opening it could lose what that server keeps."""
+class StoreTooNew(StoreNewerThanServer):
+    """The SQLite file was made by a newer server: opening it could lose what that server keeps
+    (the same refusal as for PostgreSQL tables, naming the file)."""
 
     def __init__(self, path: Path, found: int) -> None:
-        super().__init__(
+        Exception.__init__(
+            self,
             f"the store {path} has schema version {found}, newer than this server knows "
             f"(up to {LATEST}): run the tskcfg that wrote it, or restore a backup made before "
-            "that upgrade"
+            "that upgrade",
         )
         self.path = path
         self.found = found
+        self.known = LATEST
 
 
 def schema_version(connection: sqlite3.Connection) -> int:

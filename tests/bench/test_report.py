@@ -80,6 +80,12 @@ def results() -> dict[str, Any]:
                 "p50_ms": 10.0, "p99_ms": 30.0, "floor_commits_per_s": summary([5000.0] * 3), "ratio_to_floor": 0.13,
                 "goal_pushes_per_s": 500.0, "document_bytes": 2000, "rounds": 3, "duration_s": 1.0,
             }]),
+            record("stores", [
+                {"store": store, "writers": 8, "pushes_per_s": summary([rate] * 3), "p50_ms": 12.0,
+                 "p99_ms": 40.0, "server_cpu_ms": 1.5, "postgres_cpu_ms": 0.5 if goal else 0.0, "goal_pushes_per_s": goal, "goal_met": None if goal is None else rate >= goal,
+                 "document_bytes": 2000, "rounds": 3, "duration_s": 1.0}
+                for store, rate, goal in (("SQLite", 650.0, None), ("PostgreSQL", 450.0, 500.0))
+            ]),
             record("propagation", [
                 propagation_row("long_poll", 100, 5.0, None),
                 propagation_row("long_poll", 1_000, 50.0, 50.0),
@@ -158,9 +164,13 @@ def test_report_judges_each_goal_and_keeps_the_commands(run: Any) -> None:
     reads = page[page.index("## Reads"):page.index("## Pushes") if "## Pushes" in page else None]
     assert "| GET 304 | 40.0 | 15.0 | 5.0 | 8.00x [7.50..8.50] | <= 3x | **missed** |" in reads
     assert "| pushes, 8 writers (FULL) | 650/s | >= 500/s | met |" in goals
+    assert "| pushes, 8 writers (PostgreSQL) | 450/s | >= 500/s | **missed** |" in goals
+    stores = page[page.index("## Stores"):page.index("## Propagation")]
+    assert "| SQLite | 8 | 650 [650..650] | 12.00 / 40.00 | 1.50 | - | - | - |" in stores
+    assert "| PostgreSQL | 8 | 450 [450..450] | 12.00 / 40.00 | 1.50 | 0.50 | >= 500 | **missed** |" in stores
     assert "1,000 watchers | p99 50.0 ms from the push sent | <= 50 ms | met |" in goals
     assert "10,000 watchers | p99 600.0 ms from the push sent | <= 500 ms | **missed** |" in goals
-    for name in ("parse", "reads", "writes", "propagation", "startup", "scaling"):
+    for name in ("parse", "reads", "writes", "stores", "propagation", "startup", "scaling"):
         assert f"Command: `.venv/bin/python bench/{name}.py`" in page
     assert "_The benchmark failed: exit status 1._" in page
 

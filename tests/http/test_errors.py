@@ -38,6 +38,7 @@ def test_every_code_the_rules_raise_has_a_status() -> None:
         refusals.precondition_failed("x", 1).code,
         refusals.too_large("x").code,
         refusals.unsupported_media_type("x").code,
+        refusals.store_unavailable(RuntimeError("x")).code,
     }
     # File sync's own refusals never reach HTTP: they are audited as they are.
     sync_only = {"unknown_environment", "unreadable", "internal_error"}
@@ -64,6 +65,7 @@ def test_the_documented_statuses() -> None:
         "too_many_requests": 429,
         "too_many_instances": 429,
         "request_timeout": 408,
+        "store_unavailable": 503,
     }
     assert {code: STATUS[code] for code in expected} == expected
 

@@ -1,25 +1,12 @@
-"""The store's rollout state: a candidate version that is not current, the rollout row with its
-compare-and-set, failures per instance, and sequences shared with versions."""
+"""The store's rollout state, on both stores: a candidate version that is not current, the
+rollout row with its compare-and-set, failures per instance, and sequences shared with versions."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 
-import pytest
-
-from config_service.store import AuditEntry, NewRollout, NewVersion, SqliteStore, Store
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = SqliteStore(tmp_path / "config.db")
-    opened.open()
-    try:
-        yield opened
-    finally:
-        opened.close()
+from config_service.store import AuditEntry, NewRollout, NewVersion, Store
 
 
 def _version(source: str, kind: str = "push") -> NewVersion:
@@ -125,19 +112,14 @@ def test_failures_count_distinct_instances(store: Store) -> None:
     assert store.rollout_failures(rollout_id + 1) == []
 
 
-def test_rollouts_survive_reopening(tmp_path: Path) -> None:
-    first = SqliteStore(tmp_path / "config.db")
-    first.open()
+def test_rollouts_survive_reopening(stores: Callable[[], Store]) -> None:
+    first = stores()
     _start(first)
     first.close()
-    second = SqliteStore(tmp_path / "config.db")
-    second.open()
-    try:
-        (rollout,) = second.active_rollouts()
-        assert rollout.candidate_version == 2 and rollout.state == "running"
-        assert second.last_sequence() == rollout.sequence
-    finally:
-        second.close()
+    second = stores()
+    (rollout,) = second.active_rollouts()
+    assert rollout.candidate_version == 2 and rollout.state == "running"
+    assert second.last_sequence() == rollout.sequence
 
 
 def test_the_candidates_of_active_rollouts_are_listed_whole(store: Store) -> None:

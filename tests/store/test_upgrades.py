@@ -12,7 +12,6 @@ from click.testing import CliRunner
 
 from config_service.cli import main
 from config_service.store import (
-    AuditEntry,
     DocumentState,
     NewVersion,
     ServiceRecord,
@@ -267,80 +266,6 @@ def test_a_failed_step_leaves_the_file_at_its_version(tmp_path: Path) -> None:
     columns = {row[1] for row in connection.execute("PRAGMA table_info(versions)")}
     connection.close()
     assert "kept_local" not in columns
-
-
-def test_retire_keeps_history_and_the_next_push_revives_the_document(tmp_path: Path) -> None:
-    from config_service.store import PreconditionFailed, retirement
-
-    store = SqliteStore(tmp_path / "config.db")
-    store.open()
-    try:
-        first = NewVersion("api", "staging", "a: 1\n", '{"a":1}', "h1", "ci", None, "")
-        store.write(lambda t: t.append_version(first, 0, None))
-        with pytest.raises(ValueError):
-            store.write(lambda t: t.append_version(retirement("api", "production", "ci", None, ""), None, None))
-        retire = retirement("api", "staging", "ci", "t1", "gone")
-        audit = AuditEntry(actor="ci", action="retire", service="api", environment="staging")
-        with pytest.raises(PreconditionFailed):
-            store.write(lambda t: t.append_version(retire, 7, audit))
-        record, created = store.write(lambda t: t.append_version(retire, 1, audit))
-        assert created and (record.version, record.kind, record.retired) == (2, "retire", True)
-        assert (record.source, record.config, record.hash) == ("", "", "")
-        assert record.metadata()["hash"] is None
-        again, created = store.write(lambda t: t.append_version(retire, None, None))
-        assert not created and again.version == 2
-        current = store.current_version("api", "staging")
-        assert current is not None and current.retired
-        raw = sqlite3.connect(str(tmp_path / "config.db"))
-        assert raw.execute("SELECT source, config, hash FROM versions WHERE version = 2").fetchone() == (
-            "", None, None,
-        )
-        raw.close()
-        assert [(e.action, e.version) for e in store.list_audit(10, None)] == [("retire", 2)]
-        # "*" needs a live document; the same source as before the retire is a new version.
-        with pytest.raises(PreconditionFailed):
-            store.write(lambda t: t.append_version(first, "*", None))
-        revived, created = store.write(lambda t: t.append_version(first, None, None))
-        assert created and revived.version == 3 and not revived.retired
-        assert [r.version for r in store.list_versions("api", "staging", 10, None)] == [3, 2, 1]
-    finally:
-        store.close()
-
-
-def test_services_sync_state_and_kept_local_are_kept(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "config.db")
-    store.open()
-    try:
-        audit = AuditEntry(actor="admin", action="service_create", service="billing")
-        made, created = store.write(lambda t: t.create_service("billing", "api", "admin", audit))
-        assert created and made.origin == "api" and store.service("billing") == made
-        same, created = store.write(lambda t: t.create_service("billing", "schema", "x", audit))
-        assert not created and same == made
-        assert [e.action for e in store.list_audit(10, None)] == ["service_create"]
-
-        synced = NewVersion("api", "staging", "a: 1\n", "{}", "h", "file:staging/api.tsk", None, "", kind="sync")
-        store.write(lambda t: t.append_version(synced, None, None))
-        service = store.service("api")
-        assert service is not None and (service.origin, service.created_by) == ("file", "file:staging/api.tsk")
-        assert store.document("api", "staging") == DocumentState("api", "staging", 1)
-        store.write(lambda t: t.set_sync_state("api", "staging", "staging/api.tsk", 1, False))
-        with pytest.raises(ValueError):
-            store.write(lambda t: t.set_sync_state("api", "production", "production/api.tsk", 1, False))
-        promoted = NewVersion(
-            "api", "staging", "a: 2\n", "{}", "h2", "ci", None, "", kind="promote",
-            promoted_from_environment="development", promoted_from_version=4,
-            kept_local=("/database/url", "/cache"),
-        )
-        record, _ = store.write(lambda t: t.append_version(promoted, None, None))
-        assert record.kept_local == ("/database/url", "/cache")
-        store.write(lambda t: t.set_sync_state("api", "staging", "staging/api.tsk", 1, True))
-        assert store.document("api", "staging") == DocumentState("api", "staging", 2, "staging/api.tsk", 1, True)
-        listed = store.list_versions("api", "staging", 10, None)[0]
-        assert listed.metadata()["kept_local"] == ["/database/url", "/cache"]
-        reread = store.get_version("api", "staging", 2)
-        assert reread is not None and reread.kept_local == ("/database/url", "/cache")
-    finally:
-        store.close()
 
 
 def test_a_version_synced_from_a_file_records_the_sync_state(tmp_path: Path) -> None:

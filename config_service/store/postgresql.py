@@ -1,0 +1,1498 @@
+"""The store on PostgreSQL (psycopg 3): the same tables and rules as the SQLite store, shared by
+any number of server replicas (docs/replicas.md).
+
+Consistency rules:
+
+- Every write transaction starts by taking one transaction-level advisory lock
+  (`pg_advisory_xact_lock(WRITE_LOCK)`), held until it commits. So writes are serialised across
+  every replica: a document's next version number is read and written without a race, and the
+  global `sequence` (the SSE event id, taken by versions and rollout changes alike) comes from
+  the one-row table `sequence_counter`, so it is allocated in commit order. The
+  lock is released only once the commit is visible, so no replica can ever see a sequence
+  number after a larger one was visible.
+- A commit that created versions sends `NOTIFY tskcfg, '<its last sequence>'` (channel
+  `CHANNEL`), delivered to every listener when, and only if, the transaction commits. A
+  replica follows with `PostgresStore.listen`, reading `versions_after(the last sequence it saw)`.
+  A commit that changed tokens, schemas or services also sends `NOTIFY tskcfg, '<kind>'`
+  (CHANGE_KINDS), so replicas read those again.
+- Writes are operations handed to one writer thread per store, as in the SQLite store: the
+  operations waiting together share one transaction and one commit (group commit), each in
+  its own savepoint, so one that raises undoes only its own changes.
+- When PostgreSQL cannot be reached, reads and writes raise `StoreUnavailable` (the server
+  answers 503 `store_unavailable`); the store reconnects by itself once it is back.
+- The tables carry a schema version (table `schema_version`); `open` migrates them under a
+  session advisory lock, so replicas starting together migrate once, and refuses tables made by
+  a newer server (`StoreNewerThanServer`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from config_service.store.interface import CommitListener, Store, Transaction
+from config_service.store.records import (
+    MAX_INSTANCES_PER_DOCUMENT,
+    AuditEntry,
+    AuditRecord,
+    DocumentState,
+    IfMatch,
+    InstanceRecord,
+    InstanceReport,
+    NewRollout,
+    NewVersion,
+    PreconditionFailed,
+    RolloutRecord,
+    SchemaRecord,
+    ServiceRecord,
+    SessionRecord,
+    StoreNewerThanServer,
+    StoreUnavailable,
+    TokenRecord,
+    TooManyInstances,
+    VersionRecord,
+    utc_now,
+)
+from config_service.store.urls import redact
+
+T = TypeVar("T")
+
+logger = logging.getLogger("config_service")
+
+# The channel every commit that created versions notifies, with its last sequence as payload.
+CHANNEL = "tskcfg"
+# The other payloads on CHANNEL: a commit changed tokens (created, revoked), schemas, services
+# or rollouts.
+CHANGE_KINDS = ("tokens", "schemas", "services", "rollouts")
+# Advisory lock keys ("tskc" and the next): every write transaction, and migrations at start.
+WRITE_LOCK = 0x74736B63
+MIGRATION_LOCK = WRITE_LOCK + 1
+# Held (session-level, on a connection of its own) by the one process that runs what must run
+# once (file sync): PostgreSQL frees it when that connection ends, however the process ends.
+LEADER_LOCK = WRITE_LOCK + 2
+# Seconds a read waits for a pooled connection before checking whether PostgreSQL is away.
+QUICK_POOL_WAIT = 0.25
+# Services whose rows a store remembers (`PostgresStore.service`); past it, it reads again.
+MAX_REMEMBERED_SERVICES = 10_000
+# Most writes a group commit gathers into one transaction.
+MAX_BATCH = 256
+# Seconds to wait for a connection before a read or write is StoreUnavailable.
+CONNECT_TIMEOUT = 5
+
+# Each step takes the tables from the version before it to its own number.
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+CREATE TABLE versions (
+    sequence BIGINT PRIMARY KEY,
+    service TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    config TEXT,
+    hash TEXT,
+    author TEXT NOT NULL,
+    token_id TEXT,
+    message TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    promoted_from_environment TEXT,
+    promoted_from_version INTEGER,
+    rolled_back_to INTEGER,
+    kept_local TEXT,
+    UNIQUE (service, environment, version)
+);
+CREATE INDEX versions_kind ON versions (service, environment, kind, version);
+CREATE TABLE documents (
+    service TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    current_version INTEGER NOT NULL,
+    file TEXT,
+    file_version INTEGER,
+    sync_conflict INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (service, environment)
+);
+CREATE TABLE services (
+    name TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    created_by TEXT
+);
+CREATE TABLE schemas (
+    sequence BIGINT PRIMARY KEY,
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    schema TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    author TEXT NOT NULL,
+    token_id TEXT,
+    created_at TEXT NOT NULL,
+    UNIQUE (name, version)
+);
+CREATE TABLE tokens (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    services TEXT NOT NULL,
+    environments TEXT NOT NULL,
+    secret_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_by TEXT,
+    revoked_at TEXT
+);
+CREATE TABLE instances (
+    service TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    instance_id TEXT NOT NULL,
+    version INTEGER,
+    hash TEXT,
+    status TEXT NOT NULL,
+    error TEXT,
+    first_seen TEXT NOT NULL,
+    last_seen TEXT NOT NULL,
+    failed_version INTEGER,
+    failed_hash TEXT,
+    cohort TEXT,
+    PRIMARY KEY (service, environment, instance_id)
+);
+CREATE TABLE audit (
+    id BIGINT PRIMARY KEY,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    token_id TEXT,
+    action TEXT NOT NULL,
+    service TEXT,
+    environment TEXT,
+    version INTEGER,
+    request_id TEXT,
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX audit_service ON audit (service, environment, id);
+CREATE TABLE sessions (
+    id_hash TEXT PRIMARY KEY,
+    token_id TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    last_seen TEXT NOT NULL
+);
+CREATE INDEX sessions_token ON sessions (token_id);
+CREATE INDEX sessions_last_seen ON sessions (last_seen);
+CREATE TABLE sequence_counter (last BIGINT NOT NULL);
+INSERT INTO sequence_counter (last) VALUES (0);
+CREATE TABLE rollouts (
+    id BIGINT PRIMARY KEY,
+    service TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    candidate_version INTEGER NOT NULL,
+    stable_version INTEGER NOT NULL,
+    steps TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    bake_seconds DOUBLE PRECISION NOT NULL,
+    max_failed INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    step_started_at TEXT,
+    baked_seconds DOUBLE PRECISION NOT NULL DEFAULT 0,
+    reason TEXT NOT NULL DEFAULT '',
+    author TEXT NOT NULL,
+    sequence BIGINT NOT NULL
+);
+CREATE INDEX rollouts_document ON rollouts (service, environment, candidate_version);
+CREATE TABLE rollout_failures (
+    rollout_id BIGINT NOT NULL,
+    instance_id TEXT NOT NULL,
+    at TEXT NOT NULL,
+    error TEXT,
+    PRIMARY KEY (rollout_id, instance_id)
+);
+""",
+    ),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+_VERSION_COLUMNS = (
+    "sequence, service, environment, version, source, config, hash, author, token_id, message, "
+    "created_at, kind, promoted_from_environment, promoted_from_version, rolled_back_to, kept_local"
+)
+_LISTED_VERSION_COLUMNS = _VERSION_COLUMNS.replace("source, config,", "'' AS source, '' AS config,")
+_SCHEMA_COLUMNS = "sequence, name, version, schema, hash, author, token_id, created_at"
+_LISTED_SCHEMA_COLUMNS = _SCHEMA_COLUMNS.replace("schema,", "'' AS schema,")
+# Each document's current version is the one its pointer (table documents) names.
+_CURRENT_VERSIONS = (
+    f"SELECT {_VERSION_COLUMNS} FROM versions WHERE (service, environment, version) IN ("
+    "SELECT service, environment, current_version FROM documents) ORDER BY service, environment"
+)
+_CURRENT_VERSION = (
+    f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = %(service)s AND "
+    "environment = %(environment)s AND version = (SELECT current_version FROM documents WHERE "
+    "service = %(service)s AND environment = %(environment)s)"
+)
+_DOCUMENT_COLUMNS = "service, environment, current_version, file, file_version, sync_conflict"
+_ROLLOUT_COLUMNS = (
+    "id, service, environment, candidate_version, stable_version, steps, step, bake_seconds, "
+    "max_failed, state, started_at, updated_at, step_started_at, baked_seconds, reason, author, "
+    "sequence"
+)
+_ACTIVE = "state IN ('running', 'paused')"
+_ROLLOUT_CANDIDATES = (
+    f"SELECT {_VERSION_COLUMNS} FROM versions WHERE (service, environment, version) IN ("
+    f"SELECT service, environment, candidate_version FROM rollouts WHERE {_ACTIVE}) "
+    "ORDER BY service, environment"
+)
+# The database's clock as the store writes times (records.utc_timestamp: milliseconds, `Z`).
+_NOW = "to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+_SERVICE_COLUMNS = "name, created_at, origin, created_by"
+_CURRENT_VERSIONS_LISTED = _CURRENT_VERSIONS.replace(_VERSION_COLUMNS, _LISTED_VERSION_COLUMNS, 1)
+_INSTANCE_COLUMNS = (
+    "service, environment, instance_id, version, hash, status, error, first_seen, last_seen, "
+    "failed_version, failed_hash, cohort"
+)
+
+# The errors that mean "PostgreSQL is away" (a lost or refused connection, a pool timeout).
+_UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+class _StaleConnection(Exception):
+    """A pooled connection that broke before this use; another may work."""
+
+
+def _unavailable(error: BaseException) -> StoreUnavailable:
+    return StoreUnavailable(f"the PostgreSQL store cannot be reached ({str(error).strip() or type(error).__name__})")
+
+
+def _version(row: dict[str, Any]) -> VersionRecord:
+    values = dict(row)
+    # A retire row has NULL config and hash; records carry "" (records.VersionRecord).
+    values["config"] = values["config"] or ""
+    values["hash"] = values["hash"] or ""
+    kept = values["kept_local"]
+    values["kept_local"] = tuple(json.loads(kept)) if kept is not None else None
+    return VersionRecord(**values)
+
+
+def _document(row: dict[str, Any]) -> DocumentState:
+    return DocumentState(**{**row, "sync_conflict": bool(row["sync_conflict"])})
+
+
+def _service(row: dict[str, Any]) -> ServiceRecord:
+    return ServiceRecord(**row)
+
+
+def _rollout(row: dict[str, Any]) -> RolloutRecord:
+    return RolloutRecord(**{**row, "steps": tuple(json.loads(row["steps"]))})
+
+
+def _schema(row: dict[str, Any]) -> SchemaRecord:
+    return SchemaRecord(**row)
+
+
+def _token(row: dict[str, Any]) -> TokenRecord:
+    return TokenRecord(
+        id=row["id"],
+        name=row["name"],
+        role=row["role"],
+        services=tuple(json.loads(row["services"])),
+        environments=tuple(json.loads(row["environments"])),
+        secret_hash=row["secret_hash"],
+        created_at=row["created_at"],
+        created_by=row["created_by"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+def _audit(row: dict[str, Any]) -> AuditRecord:
+    values = dict(row)
+    values["detail"] = json.loads(values["detail"] or "{}")
+    return AuditRecord(**values)
+
+
+# The audit entry of a version written in the same statement: its number comes from `added`.
+_AUDIT_INSERT_RETURNED = (
+    "INSERT INTO audit (id, at, actor, token_id, action, service, environment, version, "
+    "request_id, detail) SELECT (SELECT COALESCE(MAX(id), 0) + 1 FROM audit), %(audit_at)s, "
+    "%(audit_actor)s, %(audit_token_id)s, %(audit_action)s, %(audit_service)s, "
+    "%(audit_environment)s, COALESCE(%(audit_version)s, added.version), %(audit_request_id)s, "
+    "%(audit_detail)s FROM added"
+)
+_AUDIT_INSERT = (
+    "INSERT INTO audit (id, at, actor, token_id, action, service, environment, version, "
+    "request_id, detail) VALUES ((SELECT COALESCE(MAX(id), 0) + 1 FROM audit), %(audit_at)s, "
+    "%(audit_actor)s, %(audit_token_id)s, %(audit_action)s, %(audit_service)s, "
+    "%(audit_environment)s, %(audit_version)s, %(audit_request_id)s, %(audit_detail)s)"
+)
+
+
+def _audit_params(entry: AuditEntry, version: int | None, at: str | None) -> dict[str, Any]:
+    return {
+        "audit_at": at or utc_now(),
+        "audit_actor": entry.actor,
+        "audit_token_id": entry.token_id,
+        "audit_action": entry.action,
+        "audit_service": entry.service,
+        "audit_environment": entry.environment,
+        "audit_version": entry.version if entry.version is not None else version,
+        "audit_request_id": entry.request_id,
+        "audit_detail": json.dumps(entry.detail, ensure_ascii=False),
+    }
+
+
+def _rows(connection: psycopg.Connection[Any], sql: str, params: Any = ()) -> list[dict[str, Any]]:
+    with connection.cursor(row_factory=dict_row) as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description is not None else []
+
+
+class PostgresTransaction(Transaction):
+    """`Transaction` on the writer's connection, inside the batch's transaction (which holds
+    the write lock), each operation in its own savepoint."""
+
+    def __init__(self, connection: psycopg.Connection[Any]) -> None:
+        self.connection = connection
+        self.created: list[VersionRecord] = []
+        self.callbacks: list[Callable[[], None]] = []
+        # What else this batch changed, for other replicas (CHANGE_KINDS), per operation.
+        self.changed: list[str] = []
+        self.pipeline: psycopg.Pipeline | None = None
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        self.callbacks.append(callback)
+
+    def rows(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        with self.connection.cursor(row_factory=dict_row) as cursor:
+            cursor.execute(sql, params)
+            self._sync()
+            return cursor.fetchall() if cursor.description is not None else []
+
+    def execute(self, sql: str, params: Any = ()) -> int:
+        """Run a statement; the number of rows it changed."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            self._sync()
+            return cursor.rowcount
+
+    def _sync(self) -> None:
+        # In pipeline mode, send what is queued (savepoints too) and wait for the results.
+        if self.pipeline is not None:
+            self.pipeline.sync()
+
+    # -- versions --------------------------------------------------------------------
+
+    def current_version(self, service: str, environment: str) -> VersionRecord | None:
+        rows = self.rows(_CURRENT_VERSION, {"service": service, "environment": environment})
+        return _version(rows[0]) if rows else None
+
+    def current_versions(self) -> list[VersionRecord]:
+        return [_version(row) for row in self.rows(_CURRENT_VERSIONS)]
+
+    def document(self, service: str, environment: str) -> DocumentState | None:
+        rows = self.rows(
+            f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE service = %s AND environment = %s",
+            (service, environment),
+        )
+        return _document(rows[0]) if rows else None
+
+    def set_sync_state(
+        self, service: str, environment: str, file: str | None, file_version: int | None, conflict: bool
+    ) -> None:
+        changed = self.execute(
+            "UPDATE documents SET file = %s, file_version = %s, sync_conflict = %s "
+            "WHERE service = %s AND environment = %s",
+            (file, file_version, int(conflict), service, environment),
+        )
+        if changed != 1:
+            raise ValueError(f"{service}/{environment} has no version to sync")
+
+    def set_current_version(self, service: str, environment: str, version: int) -> None:
+        self.execute(
+            "INSERT INTO documents (service, environment, current_version) VALUES (%s, %s, %s) "
+            "ON CONFLICT (service, environment) DO UPDATE SET current_version = excluded.current_version",
+            (service, environment, version),
+        )
+
+    # -- rollouts --------------------------------------------------------------------
+
+    def now(self) -> str:
+        # The database's clock: one clock for every replica's bake timers.
+        (row,) = self.rows(f"SELECT {_NOW} AS now")
+        return str(row["now"])
+
+    def next_sequence(self) -> int:
+        """Take the next global sequence for a change that is not a version row."""
+        (row,) = self.rows("UPDATE sequence_counter SET last = last + 1 RETURNING last")
+        return int(row["last"])
+
+    def active_rollout(self, service: str, environment: str) -> RolloutRecord | None:
+        rows = self.rows(
+            f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE service = %s AND environment = %s "
+            f"AND {_ACTIVE} ORDER BY id DESC LIMIT 1",
+            (service, environment),
+        )
+        return _rollout(rows[0]) if rows else None
+
+    def insert_rollout(self, new: NewRollout, audit: AuditEntry | None) -> RolloutRecord:
+        now = self.now()
+        values: dict[str, Any] = {
+            "service": new.service,
+            "environment": new.environment,
+            "candidate_version": new.candidate_version,
+            "stable_version": new.stable_version,
+            "steps": json.dumps(list(new.steps)),
+            "step": 0,
+            "bake_seconds": float(new.bake_seconds),
+            "max_failed": new.max_failed,
+            "state": "running",
+            "started_at": now,
+            "updated_at": now,
+            "step_started_at": now,
+            "baked_seconds": 0.0,
+            "reason": "",
+            "author": new.author,
+            "sequence": self.next_sequence(),
+        }
+        (row,) = self.rows(
+            f"INSERT INTO rollouts ({_ROLLOUT_COLUMNS}) VALUES ((SELECT COALESCE(MAX(id), 0) + 1 "
+            "FROM rollouts), %(service)s, %(environment)s, %(candidate_version)s, "
+            "%(stable_version)s, %(steps)s, %(step)s, %(bake_seconds)s, %(max_failed)s, %(state)s, "
+            "%(started_at)s, %(updated_at)s, %(step_started_at)s, %(baked_seconds)s, %(reason)s, "
+            "%(author)s, %(sequence)s) RETURNING id",
+            values,
+        )
+        self.changed.append("rollouts")
+        record = _rollout({"id": int(row["id"]), **values})
+        if audit is not None:
+            self.append_audit(audit, version=record.candidate_version, at=now)
+        return record
+
+    def update_rollout(
+        self, rollout: RolloutRecord, expected_sequence: int, audit: AuditEntry | None
+    ) -> RolloutRecord | None:
+        now = self.now()
+        # The sequence is taken only when the row still has the expected one: a lost
+        # compare-and-set takes none, so it makes no event.
+        rows = self.rows(
+            "WITH matched AS (SELECT id FROM rollouts WHERE id = %(id)s AND sequence = %(expected)s), "
+            "taken AS (UPDATE sequence_counter SET last = last + 1 "
+            "WHERE EXISTS (SELECT 1 FROM matched) RETURNING last) "
+            "UPDATE rollouts SET step = %(step)s, state = %(state)s, "
+            "step_started_at = %(step_started_at)s, baked_seconds = %(baked_seconds)s, "
+            "reason = %(reason)s, updated_at = %(now)s, sequence = (SELECT last FROM taken) "
+            f"WHERE id IN (SELECT id FROM matched) RETURNING {_ROLLOUT_COLUMNS}",
+            {
+                "id": rollout.id,
+                "expected": expected_sequence,
+                "step": rollout.step,
+                "state": rollout.state,
+                "step_started_at": rollout.step_started_at,
+                "baked_seconds": float(rollout.baked_seconds),
+                "reason": rollout.reason,
+                "now": now,
+            },
+        )
+        if not rows:
+            return None
+        self.changed.append("rollouts")
+        if audit is not None:
+            self.append_audit(audit, version=rollout.candidate_version, at=now)
+        return _rollout(rows[0])
+
+    def rollout_candidates(self) -> list[VersionRecord]:
+        return [_version(row) for row in self.rows(_ROLLOUT_CANDIDATES)]
+
+    def record_rollout_failure(self, rollout_id: int, instance_id: str, error: str | None) -> int:
+        self.execute(
+            "INSERT INTO rollout_failures (rollout_id, instance_id, at, error) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (rollout_id, instance_id) DO NOTHING",
+            (rollout_id, instance_id, self.now(), error),
+        )
+        (row,) = self.rows(
+            "SELECT COUNT(*) AS count FROM rollout_failures WHERE rollout_id = %s", (rollout_id,)
+        )
+        return int(row["count"])
+
+    # -- services --------------------------------------------------------------------
+
+    def service(self, name: str) -> ServiceRecord | None:
+        rows = self.rows(f"SELECT {_SERVICE_COLUMNS} FROM services WHERE name = %s", (name,))
+        return _service(rows[0]) if rows else None
+
+    def create_service(
+        self, name: str, origin: str, created_by: str | None, audit: AuditEntry | None
+    ) -> tuple[ServiceRecord, bool]:
+        known = self.service(name)
+        if known is not None:
+            return known, False
+        self.changed.append("services")
+        record = ServiceRecord(name=name, created_at=utc_now(), origin=origin, created_by=created_by)
+        self.execute(
+            "INSERT INTO services (name, created_at, origin, created_by) VALUES (%s, %s, %s, %s)",
+            (record.name, record.created_at, record.origin, record.created_by),
+        )
+        if audit is not None:
+            self.append_audit(audit, at=record.created_at)
+        return record, True
+
+    def append_version(
+        self, new: NewVersion, if_match: IfMatch, audit: AuditEntry | None
+    ) -> tuple[VersionRecord, bool]:
+        retire = new.kind == "retire"
+        # The checks run in the statement that writes (one round trip): the version is written
+        # only when `guard` holds, and when it is not, what the statement read of the current
+        # version says why. A retire is checked first, in Python.
+        guard = "TRUE"
+        if retire:
+            current = self.current_version(new.service, new.environment)
+            self._check(if_match, current.version if current else None, current.retired if current else False)
+            if current is None:
+                raise ValueError(f"{new.service}/{new.environment} has no version to retire")
+            if current.retired:
+                return current, False
+        else:
+            # A rollout's candidate is a new version even with the current source.
+            candidate = new.kind == "rollout"
+            guard = "TRUE" if candidate else "NOT EXISTS (SELECT 1 FROM cur WHERE kind <> 'retire' AND same)"
+            if if_match == "*":
+                guard += " AND EXISTS (SELECT 1 FROM cur WHERE kind <> 'retire')"
+            elif isinstance(if_match, int):
+                guard += " AND COALESCE((SELECT version FROM cur), 0) = %(if_match)s"
+        values: dict[str, Any] = {
+            "service": new.service,
+            "environment": new.environment,
+            "source": "" if retire else new.source,
+            "config": None if retire else new.config,
+            "hash": None if retire else new.hash,
+            "author": new.author,
+            "token_id": new.token_id,
+            "message": new.message,
+            "created_at": utc_now(),
+            "kind": new.kind,
+            "promoted_from_environment": new.promoted_from_environment,
+            "promoted_from_version": new.promoted_from_version,
+            "rolled_back_to": new.rolled_back_to,
+            "kept_local": json.dumps(list(new.kept_local)) if new.kept_local is not None else None,
+        }
+        # The write lock is held: the counter's next value is the next sequence in commit
+        # order, and the number is one past the highest the document ever had (a revived
+        # document goes on from its retire). The pointer (not for a rollout's candidate, which
+        # is current only for its cohort), the service (a first version of one without a row:
+        # origin "file" for sync, else "push") and the audit entry go in the same statement.
+        insert = (
+            "WITH cur AS (SELECT v.version, v.kind, v.source = %(source)s AS same FROM documents AS d "
+            "JOIN versions AS v ON v.service = d.service AND v.environment = d.environment "
+            "AND v.version = d.current_version "
+            "WHERE d.service = %(service)s AND d.environment = %(environment)s), "
+            f"go AS (SELECT 1 AS go WHERE {guard}), "
+            "taken AS (UPDATE sequence_counter SET last = last + 1 WHERE EXISTS (SELECT 1 FROM go) "
+            "RETURNING last), "
+            "added AS (INSERT INTO versions (sequence, service, environment, version, source, "
+            "config, hash, author, token_id, message, created_at, kind, promoted_from_environment, "
+            "promoted_from_version, rolled_back_to, kept_local) SELECT "
+            "(SELECT last FROM taken), %(service)s::text, "
+            "%(environment)s::text, (SELECT COALESCE(MAX(version), 0) + 1 FROM versions "
+            "WHERE service = %(service)s AND environment = %(environment)s), %(source)s::text, "
+            "%(config)s::text, %(hash)s::text, %(author)s::text, %(token_id)s::text, "
+            "%(message)s::text, %(created_at)s::text, %(kind)s::text, "
+            "%(promoted_from_environment)s::text, %(promoted_from_version)s::integer, "
+            "%(rolled_back_to)s::integer, %(kept_local)s::text FROM go "
+            "RETURNING sequence, version), "
+            + ("" if new.kind == "rollout" else
+               "pointed AS (INSERT INTO documents (service, environment, current_version) "
+               "SELECT %(service)s, %(environment)s, version FROM added ON CONFLICT (service, "
+               "environment) DO UPDATE SET current_version = excluded.current_version), ")
+            + "known AS (INSERT INTO services (name, created_at, origin, created_by) "
+            "SELECT %(service)s, %(created_at)s, %(origin)s, %(author)s FROM added "
+            "ON CONFLICT (name) DO NOTHING)"
+        )
+        params = {**values, "origin": "file" if new.kind == "sync" else "push", "if_match": if_match}
+        if audit is not None:
+            insert += f", audited AS ({_AUDIT_INSERT_RETURNED})"
+            params.update(_audit_params(audit, None, values["created_at"]))
+        insert += (
+            " SELECT (SELECT sequence FROM added) AS sequence, (SELECT version FROM added) AS version, "
+            "(SELECT version FROM cur) AS current, (SELECT kind FROM cur) AS current_kind"
+        )
+        (row,) = self.rows(insert, params)
+        if row["sequence"] is None:
+            # Not written: the precondition failed, or the source is the current version's.
+            self._check(if_match, row["current"], row["current_kind"] == "retire")
+            current = self.current_version(new.service, new.environment)
+            assert current is not None and not current.retired
+            return current, False
+        record = _version({"sequence": int(row["sequence"]), "version": int(row["version"]), **values})
+        self.created.append(record)
+        return record, True
+
+    @staticmethod
+    def _check(if_match: IfMatch, current: int | None, retired: bool) -> None:
+        """PreconditionFailed unless `if_match` holds for the current version `current`."""
+        if if_match == "*" and (current is None or retired):
+            raise PreconditionFailed(current)
+        if isinstance(if_match, int) and if_match != (current or 0):
+            raise PreconditionFailed(current)
+
+    # -- schemas ---------------------------------------------------------------------
+
+    def current_schema(self, name: str) -> SchemaRecord | None:
+        rows = self.rows(
+            f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE name = %s ORDER BY version DESC LIMIT 1",
+            (name,),
+        )
+        return _schema(rows[0]) if rows else None
+
+    def append_schema(
+        self,
+        name: str,
+        schema: str,
+        hash: str,
+        author: str,
+        token_id: str | None,
+        audit: AuditEntry | None,
+    ) -> tuple[SchemaRecord, bool]:
+        current = self.current_schema(name)
+        if current is not None and current.hash == hash:
+            return current, False
+        self.changed.append("schemas")
+        values: dict[str, Any] = {
+            "name": name,
+            "version": (current.version if current else 0) + 1,
+            "schema": schema,
+            "hash": hash,
+            "author": author,
+            "token_id": token_id,
+            "created_at": utc_now(),
+        }
+        (row,) = self.rows(
+            "INSERT INTO schemas (sequence, name, version, schema, hash, author, token_id, created_at) "
+            "VALUES ((SELECT COALESCE(MAX(sequence), 0) + 1 FROM schemas), %(name)s, %(version)s, "
+            "%(schema)s, %(hash)s, %(author)s, %(token_id)s, %(created_at)s) RETURNING sequence",
+            values,
+        )
+        if audit is not None:
+            self.append_audit(audit, version=values["version"], at=values["created_at"])
+        return SchemaRecord(sequence=int(row["sequence"]), **values), True
+
+    # -- tokens, instances, audit ----------------------------------------------------
+
+    def has_tokens(self) -> bool:
+        return bool(self.rows("SELECT 1 AS found FROM tokens LIMIT 1"))
+
+    def insert_token(self, token: TokenRecord, audit: AuditEntry | None) -> None:
+        self.changed.append("tokens")
+        self.execute(
+            "INSERT INTO tokens (id, name, role, services, environments, secret_hash, created_at, "
+            "created_by, revoked_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                token.id,
+                token.name,
+                token.role,
+                json.dumps(list(token.services)),
+                json.dumps(list(token.environments)),
+                token.secret_hash,
+                token.created_at,
+                token.created_by,
+                token.revoked_at,
+            ),
+        )
+        if audit is not None:
+            self.append_audit(audit, at=token.created_at)
+
+    def revoke_token(self, token_id: str, audit: AuditEntry | None) -> TokenRecord | None:
+        rows = self.rows("SELECT * FROM tokens WHERE id = %s", (token_id,))
+        if not rows:
+            return None
+        token = _token(rows[0])
+        if token.revoked_at is None:
+            self.changed.append("tokens")
+            at = utc_now()
+            self.execute("UPDATE tokens SET revoked_at = %s WHERE id = %s", (at, token_id))
+            token = _token({**rows[0], "revoked_at": at})
+            if audit is not None:
+                self.append_audit(audit, at=at)
+        return token
+
+    def record_instance(
+        self,
+        report: InstanceReport,
+        limit: int = MAX_INSTANCES_PER_DOCUMENT,
+        forget_before: str | None = None,
+    ) -> None:
+        document = (report.service, report.environment)
+        known = self.rows(
+            "SELECT version, hash FROM instances WHERE service = %s AND environment = %s "
+            "AND instance_id = %s",
+            (*document, report.instance_id),
+        )
+        version, digest = report.version, report.hash
+        failed_version, failed_hash = report.failed_version, report.failed_hash
+        if report.status != "failed":
+            failed_version = failed_hash = None
+        elif failed_version is None:
+            failed_version, failed_hash = version, digest
+            version, digest = (known[0]["version"], known[0]["hash"]) if known else (None, None)
+        if not known:
+            self._make_room(report.service, report.environment, limit, forget_before)
+        now = utc_now()
+        self.execute(
+            f"INSERT INTO instances ({_INSTANCE_COLUMNS}) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (service, environment, instance_id) DO UPDATE SET version = excluded.version, "
+            "hash = excluded.hash, status = excluded.status, error = excluded.error, "
+            "last_seen = excluded.last_seen, failed_version = excluded.failed_version, "
+            "failed_hash = excluded.failed_hash, cohort = excluded.cohort",
+            (
+                *document,
+                report.instance_id,
+                version,
+                digest,
+                report.status,
+                report.error,
+                now,
+                now,
+                failed_version,
+                failed_hash,
+                report.cohort,
+            ),
+        )
+
+    def _make_room(
+        self, service: str, environment: str, limit: int, forget_before: str | None
+    ) -> None:
+        (row,) = self.rows(
+            "SELECT COUNT(*) AS count FROM instances WHERE service = %s AND environment = %s",
+            (service, environment),
+        )
+        count = int(row["count"])
+        if count < limit:
+            return
+        if forget_before is not None:
+            count -= self.execute(
+                "DELETE FROM instances WHERE service = %s AND environment = %s AND instance_id IN "
+                "(SELECT instance_id FROM instances WHERE service = %s AND environment = %s "
+                "AND last_seen < %s ORDER BY last_seen, instance_id LIMIT %s)",
+                (service, environment, service, environment, forget_before, count - limit + 1),
+            )
+        if count >= limit:
+            raise TooManyInstances(limit)
+
+    def append_audit(self, entry: AuditEntry, version: int | None = None, at: str | None = None) -> None:
+        self.execute(_AUDIT_INSERT, _audit_params(entry, version, at))
+
+    # -- console sessions (docs/console.md, "Sessions") ----------------------------------
+
+    def insert_session(self, session: SessionRecord) -> None:
+        self.execute(
+            "INSERT INTO sessions (id_hash, token_id, csrf, created_at, last_seen) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            (session.id_hash, session.token_id, session.csrf, session.created_at, session.last_seen),
+        )
+
+    def touch_session(self, id_hash: str, last_seen: str) -> None:
+        self.execute(
+            "UPDATE sessions SET last_seen = %s WHERE id_hash = %s AND last_seen < %s",
+            (last_seen, id_hash, last_seen),
+        )
+
+    def delete_session(self, id_hash: str) -> None:
+        self.execute("DELETE FROM sessions WHERE id_hash = %s", (id_hash,))
+
+    def delete_sessions(self, token_id: str | None = None, idle_before: str | None = None) -> int:
+        removed = 0
+        if token_id is not None:
+            removed += self.execute("DELETE FROM sessions WHERE token_id = %s", (token_id,))
+        if idle_before is not None:
+            removed += self.execute("DELETE FROM sessions WHERE last_seen < %s", (idle_before,))
+        return removed
+
+
+@dataclass
+class _Write:
+    operation: Callable[[Transaction], Any]
+    exclusive: bool
+    future: Future[Any]
+
+
+class Listening:
+    """A running `PostgresStore.listen`: `stop()` ends it."""
+
+    def __init__(self, thread: threading.Thread, stopping: threading.Event) -> None:
+        self._thread = thread
+        self._stopping = stopping
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        self._thread.join(timeout)
+
+
+class PostgresChanges:
+    """Commits by any process on the store, heard through LISTEN (`PostgresStore.listen`):
+    `start(poke)` calls `poke()` at each notification, when the connection is lost (a
+    catch-up then fails while PostgreSQL is away, which marks the process as possibly
+    behind) and after each (re)connection (the catch-up that covers what was missed);
+    `changed()` says whether one came since the last call."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+        self._flag = threading.Event()
+        self._listening: Listening | None = None
+
+    def start(self, poke: Callable[[], None]) -> None:
+        def heard(*_: object) -> None:
+            self._flag.set()
+            poke()
+
+        self._listening = self._store.listen(heard, heard, on_change=heard, on_lost=heard)
+
+    def changed(self) -> bool:
+        if self._flag.is_set():
+            self._flag.clear()
+            return True
+        return False
+
+    def close(self) -> None:
+        if self._listening is not None:
+            self._listening.stop()
+            self._listening = None
+
+
+def migrate(connection: psycopg.Connection[Any]) -> int:
+    """Bring the tables to `SCHEMA_VERSION` (create them in an empty database); the version found.
+
+    Runs under a session advisory lock, so replicas starting together migrate once; refuses
+    tables newer than this server with `StoreNewerThanServer`.
+    """
+    connection.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+    try:
+        with connection.transaction():
+            connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = connection.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            found = int(row[0]) if row is not None and row[0] is not None else 0
+            if found > SCHEMA_VERSION:
+                raise StoreNewerThanServer(found, SCHEMA_VERSION)
+            for number, sql in MIGRATIONS:
+                if number > found:
+                    connection.execute(sql.encode())  # our own DDL, no parameters
+                    connection.execute("DELETE FROM schema_version")
+                    connection.execute("INSERT INTO schema_version (version) VALUES (%s)", (number,))
+                    logger.info("PostgreSQL store: tables migrated to schema version %d", number)
+        return found
+    finally:
+        connection.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+
+class PostgresStore(Store):
+    """The store on a PostgreSQL database, shared by any number of server replicas.
+
+    `dsn` is a libpq URL (`postgresql://user@host:5432/db`). Reads use a small connection pool
+    (autocommit: each sees every committed write); writes go through one writer thread and
+    its own connection (see the module's docstring for the consistency rules).
+    """
+
+    def __init__(self, dsn: str, *, pool_size: int = 8, connect_timeout: float = CONNECT_TIMEOUT) -> None:
+        self.dsn = dsn
+        self.pool_size = pool_size
+        self.connect_timeout = connect_timeout
+        self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+        self._writer: psycopg.Connection[Any] | None = None
+        self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._listeners: list[CommitListener] = []
+        self._closed = True
+        # Set when a read found PostgreSQL away, cleared by the next one that reaches it.
+        self._away = False
+        self._leader: psycopg.Connection[Any] | None = None
+        self._services: dict[str, ServiceRecord] = {}
+        self._leader_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({redact(self.dsn)!r})"
+
+    # -- connections -----------------------------------------------------------------
+
+    def _options(self, name: str) -> dict[str, Any]:
+        """libpq options for every connection, unless the DSN sets them: a connect timeout,
+        and TCP keepalives, so a connection to a PostgreSQL that vanished (a network cut, a
+        powered-off machine) fails within about half a minute instead of hanging a write."""
+        options: dict[str, Any] = {
+            "application_name": name,
+            "connect_timeout": max(1, int(self.connect_timeout)),
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+        }
+        given = conninfo_to_dict(self.dsn)
+        return {key: value for key, value in options.items() if key not in given}
+
+    def connect(self) -> psycopg.Connection[Any]:
+        """A new autocommit connection to the store's database (StoreUnavailable when away)."""
+        try:
+            return psycopg.connect(self.dsn, autocommit=True, **self._options("tskcfg"))
+        except _UNREACHABLE as error:
+            raise _unavailable(error) from error
+
+    def open(self) -> None:
+        with self.connect() as connection:
+            try:
+                migrate(connection)
+            except _UNREACHABLE as error:
+                raise _unavailable(error) from error
+        self._pool = ConnectionPool(
+            self.dsn,
+            min_size=1,
+            max_size=self.pool_size,
+            kwargs={"autocommit": True, **self._options("tskcfg")},
+            timeout=self.connect_timeout,
+            reconnect_timeout=0,
+            open=False,
+            name="tskcfg-store",
+        )
+        try:
+            self._pool.open(wait=True, timeout=self.connect_timeout)
+        except _UNREACHABLE as error:
+            self._pool.close()
+            self._pool = None
+            raise _unavailable(error) from error
+        self._writer = self.connect()
+        self._closed = False
+        self._thread = threading.Thread(target=self._write_loop, name="tskcfg-store-writer", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._leader_lock:
+            if self._leader is not None:
+                self._leader.close()
+                self._leader = None
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        pool = self._pool
+        if self._closed or pool is None:
+            raise RuntimeError("the store is closed")
+        if self._away:
+            # Known to be away: one direct attempt fails at once (connection refused) where
+            # the pool would wait its whole timeout for a connection.
+            self.connect().close()
+            self._away = False
+        try:
+            try:
+                connection = pool.getconn(timeout=QUICK_POOL_WAIT)
+            except PoolTimeout:
+                # Busy, or PostgreSQL away: a direct attempt tells which, at once.
+                self.connect().close()
+                connection = pool.getconn()
+        except StoreUnavailable:
+            self._away = True
+            raise
+        except _UNREACHABLE as error:
+            self._away = True
+            raise _unavailable(error) from error
+        try:
+            yield connection
+        except _UNREACHABLE as error:
+            if connection.broken and not self._closed:
+                # The connection broke (PostgreSQL restarted since it was made, or went away):
+                # the pool drops it when it comes back; the caller may try another.
+                raise _StaleConnection(error) from error
+            self._away = True
+            raise _unavailable(error) from error
+        finally:
+            pool.putconn(connection)
+
+    def _query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        # Pooled connections are not checked before use (a round trip per read): one that a
+        # restart of PostgreSQL broke fails, is dropped, and the read tries the next one.
+        for _ in range(self.pool_size + 1):
+            try:
+                with self._connection() as connection:
+                    return _rows(connection, sql, params)
+            except _StaleConnection:
+                continue
+        self._away = True
+        raise StoreUnavailable("the PostgreSQL store cannot be reached (every connection failed)")
+
+    def check(self) -> None:
+        self._query("SELECT 1 AS ok")
+        if self._thread is None or not self._thread.is_alive():
+            raise RuntimeError("the store's writer is not running")
+
+    def lead(self) -> bool:
+        """True while this process holds the store's lease on work that must run in one
+        process (LEADER_LOCK, on a connection of its own); takes it when it is free. Lost
+        with that connection (PostgreSQL restarted, this process ended): then another
+        process, or this one again, takes it."""
+        with self._leader_lock:
+            if self._closed:
+                return False
+            held = self._leader
+            if held is not None:
+                try:
+                    held.execute("SELECT 1")
+                    return True
+                except _UNREACHABLE:
+                    held.close()
+                    self._leader = None
+            try:
+                connection = self.connect()
+            except StoreUnavailable:
+                return False
+            try:
+                row = connection.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK,)).fetchone()
+            except _UNREACHABLE:
+                connection.close()
+                return False
+            if row is not None and row[0]:
+                self._leader = connection
+                return True
+            connection.close()
+            return False
+
+    def change_signal(self) -> PostgresChanges:
+        """A new signal of the commits of every process sharing this store."""
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        return PostgresChanges(self)
+
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        """`listener(created)` after each of this store's commits that created versions, in
+        commit order, on the writer thread. Other replicas' commits: see `listen`."""
+        self._listeners.append(listener)
+
+    def listen(
+        self,
+        on_sequence: Callable[[int], None],
+        on_connected: Callable[[], None],
+        retry_every: float = 0.5,
+        on_change: Callable[[str], None] | None = None,
+        on_lost: Callable[[], None] | None = None,
+    ) -> Listening:
+        """Follow every replica's commits: LISTEN on `CHANNEL` on a connection of its own.
+
+        `on_sequence(s)` runs (on the listening thread) for each commit that created versions,
+        `s` its last sequence; read `versions_after(last seen)` to catch up. `on_change(kind)`
+        runs for each commit that changed tokens, schemas or services (`kind`: one of
+        CHANGE_KINDS): read them again. `on_connected()`
+        runs each time the connection is made (again), after LISTEN: notifications may have
+        been missed while it was down, so catch up from the last sequence seen. `on_lost()` runs
+        as soon as the connection is lost (notifications may be missed from then on). While
+        PostgreSQL is away it tries again every `retry_every` seconds. Returns a handle whose
+        `stop()` ends it.
+        """
+        stopping = threading.Event()
+
+        def lost() -> None:
+            if on_lost is not None:
+                try:
+                    on_lost()
+                except Exception:
+                    logger.exception("PostgreSQL store: on_lost failed")
+
+        def run() -> None:
+            while not stopping.is_set():
+                try:
+                    with psycopg.connect(
+                        self.dsn, autocommit=True, **self._options("tskcfg-listen")
+                    ) as connection:
+                        connection.execute(f"LISTEN {CHANNEL}")
+                        on_connected()
+                        while not stopping.is_set():
+                            for notify in connection.notifies(timeout=0.5):
+                                if notify.payload.isdigit():
+                                    on_sequence(int(notify.payload))
+                                elif on_change is not None and notify.payload in CHANGE_KINDS:
+                                    on_change(notify.payload)
+                except _UNREACHABLE as error:
+                    if not stopping.is_set():
+                        logger.warning(
+                            "PostgreSQL store: listening for changes failed (%s); retrying", error
+                        )
+                        lost()
+                    stopping.wait(retry_every)
+                except Exception:
+                    logger.exception("PostgreSQL store: a change listener failed; retrying")
+                    lost()
+                    stopping.wait(retry_every)
+
+        thread = threading.Thread(target=run, name="tskcfg-store-listen", daemon=True)
+        thread.start()
+        return Listening(thread, stopping)
+
+    # -- the writer ------------------------------------------------------------------
+
+    def write(self, operation: Callable[[Transaction], T], exclusive: bool = False) -> T:
+        return self.submit(operation, exclusive).result()
+
+    def submit(self, operation: Callable[[Transaction], T], exclusive: bool = False) -> Future[T]:
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        future: Future[T] = Future()
+        self._queue.put(_Write(operation, exclusive, future))
+        return future
+
+    def _write_loop(self) -> None:
+        held: _Write | None = None
+        while True:
+            first = held if held is not None else self._queue.get()
+            held = None
+            if first is None:
+                return
+            batch = [first]
+            stopping = False
+            while not first.exclusive and len(batch) < MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                if item.exclusive:
+                    held = item
+                    break
+                batch.append(item)
+            self._commit(batch)
+            if stopping:
+                while True:
+                    try:
+                        late = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if late is not None:
+                        late.future.set_exception(RuntimeError("the store is closed"))
+                if held is not None:
+                    held.future.set_exception(RuntimeError("the store is closed"))
+                return
+
+    def _begin(self) -> psycopg.Connection[Any]:
+        """The writer's connection inside a new transaction holding the write lock; a lost
+        connection (PostgreSQL restarted) is made again once before giving up."""
+        for attempt in (1, 2):
+            connection = self._writer
+            try:
+                if connection is None or connection.closed or connection.broken:
+                    if connection is not None:
+                        connection.close()
+                    self._writer = None
+                    connection = self._writer = self.connect()
+                # One round trip (no parameters: our own constant).
+                connection.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})".encode())
+                return connection
+            except (StoreUnavailable, *_UNREACHABLE) as error:
+                if self._writer is not None:
+                    self._writer.close()
+                    self._writer = None
+                if attempt == 2:
+                    raise error if isinstance(error, StoreUnavailable) else _unavailable(error) from error
+        raise AssertionError("unreachable")
+
+    def _commit(self, batch: list[_Write]) -> None:
+        outcomes: list[tuple[bool, Any]] = []
+        transaction: PostgresTransaction | None = None
+        try:
+            connection = self._begin()
+            transaction = PostgresTransaction(connection)
+            # Pipeline mode: statements whose results are not needed yet (savepoints) are
+            # sent with the next one whose result is, in one round trip.
+            with connection.pipeline() as pipeline:
+                transaction.pipeline = pipeline
+                # An operation alone in its transaction needs no savepoint: if it fails, the
+                # whole transaction is rolled back instead.
+                alone = len(batch) == 1
+                for item in batch:
+                    created, callbacks = len(transaction.created), len(transaction.callbacks)
+                    changed = len(transaction.changed)
+                    if not alone:
+                        connection.execute("SAVEPOINT operation")
+                    try:
+                        result = item.operation(transaction)
+                    except _UNREACHABLE:
+                        raise  # the connection is gone: the whole batch fails below
+                    except BaseException as error:  # the caller gets it; the batch goes on
+                        if not alone:
+                            connection.execute("ROLLBACK TO SAVEPOINT operation")
+                            connection.execute("RELEASE SAVEPOINT operation")
+                        del transaction.created[created:]
+                        del transaction.callbacks[callbacks:]
+                        del transaction.changed[changed:]
+                        outcomes.append((False, error))
+                    else:
+                        if not alone:
+                            connection.execute("RELEASE SAVEPOINT operation")
+                        outcomes.append((True, result))
+                if alone and not outcomes[0][0]:
+                    connection.execute("ROLLBACK")  # nothing of it is kept; nothing to tell
+                else:
+                    # Delivered to every listener when (and only if) this transaction commits.
+                    if transaction.created:
+                        connection.execute(
+                            "SELECT pg_notify(%s, %s)", (CHANNEL, str(transaction.created[-1].sequence))
+                        )
+                    for kind in dict.fromkeys(transaction.changed):
+                        connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, kind))
+                    connection.execute("COMMIT")
+        except BaseException as error:
+            failure: BaseException = error
+            if isinstance(error, _UNREACHABLE):
+                failure = _unavailable(error)
+            writer = self._writer
+            if writer is not None:
+                try:
+                    if not writer.broken:
+                        writer.execute("ROLLBACK")
+                except _UNREACHABLE:
+                    pass
+                if writer.broken:
+                    writer.close()
+                    self._writer = None
+            for item in batch:
+                item.future.set_exception(failure)
+            return
+        for callback in transaction.callbacks:
+            try:
+                callback()
+            except Exception:
+                logger.exception("after-commit callback failed")
+        if transaction.created:
+            for listener in self._listeners:
+                try:
+                    listener(transaction.created)
+                except Exception:
+                    logger.exception("commit listener failed")
+        for item, (succeeded, value) in zip(batch, outcomes, strict=True):
+            if succeeded:
+                item.future.set_result(value)
+            else:
+                item.future.set_exception(value)
+
+    # -- versions --------------------------------------------------------------------
+
+    def current_version(self, service: str, environment: str) -> VersionRecord | None:
+        rows = self._query(_CURRENT_VERSION, {"service": service, "environment": environment})
+        return _version(rows[0]) if rows else None
+
+    def get_version(self, service: str, environment: str, version: int) -> VersionRecord | None:
+        rows = self._query(
+            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = %s AND environment = %s "
+            "AND version = %s",
+            (service, environment, version),
+        )
+        return _version(rows[0]) if rows else None
+
+    def list_versions(
+        self, service: str, environment: str, limit: int, before: int | None
+    ) -> list[VersionRecord]:
+        rows = self._query(
+            f"SELECT {_LISTED_VERSION_COLUMNS} FROM versions WHERE service = %s AND environment = %s "
+            "AND version < %s ORDER BY version DESC LIMIT %s",
+            (service, environment, before if before is not None else 2**62, limit),
+        )
+        return [_version(row) for row in rows]
+
+    def current_versions(self) -> list[VersionRecord]:
+        return [_version(row) for row in self._query(_CURRENT_VERSIONS_LISTED)]
+
+    def current_documents(self) -> list[VersionRecord]:
+        return [_version(row) for row in self._query(_CURRENT_VERSIONS)]
+
+    def last_version_of_kind(self, service: str, environment: str, kind: str) -> VersionRecord | None:
+        rows = self._query(
+            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = %s AND environment = %s "
+            "AND kind = %s ORDER BY version DESC LIMIT 1",
+            (service, environment, kind),
+        )
+        return _version(rows[0]) if rows else None
+
+    def versions_after(self, sequence: int, limit: int) -> list[VersionRecord]:
+        rows = self._query(
+            f"SELECT {_LISTED_VERSION_COLUMNS} FROM versions WHERE sequence > %s "
+            "ORDER BY sequence LIMIT %s",
+            (sequence, limit),
+        )
+        return [_version(row) for row in rows]
+
+    def last_sequence(self) -> int:
+        return int(self._query("SELECT last FROM sequence_counter")[0]["last"])
+
+    def has_versions(self, service: str) -> bool:
+        return bool(self._query("SELECT 1 AS found FROM versions WHERE service = %s LIMIT 1", (service,)))
+
+    def document(self, service: str, environment: str) -> DocumentState | None:
+        rows = self._query(
+            f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE service = %s AND environment = %s",
+            (service, environment),
+        )
+        return _document(rows[0]) if rows else None
+
+    def documents(self) -> list[DocumentState]:
+        rows = self._query(f"SELECT {_DOCUMENT_COLUMNS} FROM documents ORDER BY service, environment")
+        return [_document(row) for row in rows]
+
+    # -- services --------------------------------------------------------------------
+
+    def service(self, name: str) -> ServiceRecord | None:
+        # A service's row never changes and is never deleted (retiring a service retires its
+        # documents), so one found is remembered: a push asks for its service every time.
+        known = self._services.get(name)
+        if known is not None:
+            return known
+        rows = self._query(f"SELECT {_SERVICE_COLUMNS} FROM services WHERE name = %s", (name,))
+        if not rows:
+            return None
+        record = _service(rows[0])
+        if len(self._services) < MAX_REMEMBERED_SERVICES:
+            self._services[name] = record
+        return record
+
+    def list_services(self) -> list[ServiceRecord]:
+        rows = self._query(f"SELECT {_SERVICE_COLUMNS} FROM services ORDER BY name")
+        return [_service(row) for row in rows]
+
+    # -- schemas ---------------------------------------------------------------------
+
+    def current_schema(self, name: str) -> SchemaRecord | None:
+        rows = self._query(
+            f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE name = %s ORDER BY version DESC LIMIT 1",
+            (name,),
+        )
+        return _schema(rows[0]) if rows else None
+
+    def get_schema(self, name: str, version: int) -> SchemaRecord | None:
+        rows = self._query(
+            f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE name = %s AND version = %s", (name, version)
+        )
+        return _schema(rows[0]) if rows else None
+
+    def last_schema_by_author(self, name: str, author: str) -> SchemaRecord | None:
+        rows = self._query(
+            f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE name = %s AND author = %s "
+            "ORDER BY version DESC LIMIT 1",
+            (name, author),
+        )
+        return _schema(rows[0]) if rows else None
+
+    def list_schemas(self, name: str, limit: int, before: int | None) -> list[SchemaRecord]:
+        rows = self._query(
+            f"SELECT {_LISTED_SCHEMA_COLUMNS} FROM schemas WHERE name = %s AND version < %s "
+            "ORDER BY version DESC LIMIT %s",
+            (name, before if before is not None else 2**62, limit),
+        )
+        return [_schema(row) for row in rows]
+
+    def current_schemas(self) -> list[SchemaRecord]:
+        rows = self._query(
+            f"SELECT DISTINCT ON (name) {_SCHEMA_COLUMNS} FROM schemas ORDER BY name, version DESC"
+        )
+        return [_schema(row) for row in rows]
+
+    # -- rollouts --------------------------------------------------------------------
+
+    def active_rollouts(self) -> list[RolloutRecord]:
+        rows = self._query(
+            f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE {_ACTIVE} ORDER BY service, environment"
+        )
+        return [_rollout(row) for row in rows]
+
+    def rollout_candidates(self) -> list[VersionRecord]:
+        return [_version(row) for row in self._query(_ROLLOUT_CANDIDATES)]
+
+    def latest_rollout(self, service: str, environment: str) -> RolloutRecord | None:
+        rows = self._query(
+            f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE service = %s AND environment = %s "
+            "ORDER BY id DESC LIMIT 1",
+            (service, environment),
+        )
+        return _rollout(rows[0]) if rows else None
+
+    def rollouts_of_versions(
+        self, service: str, environment: str, versions: list[int]
+    ) -> dict[int, RolloutRecord]:
+        if not versions:
+            return {}
+        rows = self._query(
+            f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE service = %s AND environment = %s "
+            "AND candidate_version = ANY(%s)",
+            (service, environment, list(versions)),
+        )
+        return {record.candidate_version: record for record in map(_rollout, rows)}
+
+    def rollout_failures(self, rollout_id: int) -> list[str]:
+        rows = self._query(
+            "SELECT instance_id FROM rollout_failures WHERE rollout_id = %s ORDER BY instance_id",
+            (rollout_id,),
+        )
+        return [str(row["instance_id"]) for row in rows]
+
+    # -- tokens, instances, audit ----------------------------------------------------
+
+    def list_tokens(self) -> list[TokenRecord]:
+        return [_token(row) for row in self._query("SELECT * FROM tokens ORDER BY created_at, id")]
+
+    def list_instances(self, service: str, environment: str) -> list[InstanceRecord]:
+        rows = self._query(
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE service = %s AND environment = %s "
+            "ORDER BY instance_id",
+            (service, environment),
+        )
+        return [InstanceRecord(**row) for row in rows]
+
+    def list_audit(
+        self,
+        limit: int,
+        before: int | None,
+        service: str | None = None,
+        environment: str | None = None,
+        action: str | None = None,
+        actor: str | None = None,
+    ) -> list[AuditRecord]:
+        clauses = ["id < %s"]
+        params: list[Any] = [before if before is not None else 2**62]
+        for column, value in (
+            ("service", service),
+            ("environment", environment),
+            ("action", action),
+            ("actor", actor),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = %s")
+                params.append(value)
+        params.append(limit)
+        rows = self._query(
+            "SELECT id, at, actor, token_id, action, service, environment, version, request_id, detail "
+            f"FROM audit WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT %s",
+            tuple(params),
+        )
+        return [_audit(row) for row in rows]
+
+    # -- console sessions (docs/console.md, "Sessions") ------------------------------
+
+    def get_session(self, id_hash: str) -> SessionRecord | None:
+        rows = self._query(
+            "SELECT id_hash, token_id, csrf, created_at, last_seen FROM sessions WHERE id_hash = %s",
+            (id_hash,),
+        )
+        return SessionRecord(**rows[0]) if rows else None
