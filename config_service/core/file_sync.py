@@ -198,6 +198,22 @@ class FileSyncRules:
         version, source = self._synced(service, environment, file_of(service, environment))
         return source if version is not None else None
 
+    def state(self, service: str, environment: str) -> dict[str, Any] | None:
+        """The document's `sync` as `GET /v1/services` shows it (None when no file backs it)."""
+        document = self._store.document(service, environment)
+        return sync_state(document) if document is not None else None
+
+    def file_source(self, service: str, environment: str) -> str:
+        """The text of the file that backs the document: `not_found` when there is none, and
+        what `read_document_file` refuses."""
+        file = file_of(service, environment)
+        path = Path(self.settings.environments_dir) / file
+        if not path.is_file():
+            raise not_found(
+                f"there is no file {file} in the environments folder, so there is nothing to take"
+            )
+        return read_document_file(path, self.settings.max_body)
+
     def take_file(
         self, principal: Principal, service: str, environment: str, request_id: str | None = None
     ) -> tuple[Rendered, bool]:
@@ -208,12 +224,7 @@ class FileSyncRules:
         `not_found` when there is no file, `conflict` when the document is not in conflict.
         """
         file = file_of(service, environment)
-        path = Path(self.settings.environments_dir) / file
-        if not path.is_file():
-            raise not_found(
-                f"there is no file {file} in the environments folder, so there is nothing to take"
-            )
-        source = read_document_file(path, self.settings.max_body)
+        source = self.file_source(service, environment)
         author = f"file:{file}"
         operation = self._documents.prepare_push(
             file_principal(author),

@@ -98,9 +98,15 @@ def parse_time(text: str) -> datetime:
 
 def bake_elapsed(rollout: RolloutRecord, now: str) -> float:
     """Seconds the current step has baked at `now`; a pause freezes the clock."""
-    elapsed = rollout.baked_seconds
-    if rollout.state == "running" and rollout.step_started_at is not None:
-        elapsed += max(0.0, (parse_time(now) - parse_time(rollout.step_started_at)).total_seconds())
+    return baked_at(rollout.state, rollout.baked_seconds, rollout.step_started_at, now)
+
+
+def baked_at(state: str, baked_seconds: float, step_started_at: str | None, now: str) -> float:
+    """Seconds a step has baked at `now`: what it baked before `step_started_at`, plus the
+    time since while it runs (the fields of a rollout object, docs/rollouts.md)."""
+    elapsed = baked_seconds
+    if state == "running" and step_started_at is not None:
+        elapsed += max(0.0, (parse_time(now) - parse_time(step_started_at)).total_seconds())
     return elapsed
 
 
@@ -272,10 +278,15 @@ class Rollouts:
 
     def get(self, service: str, environment: str) -> dict[str, Any]:
         """The document's latest rollout (whatever its state); `not_found` when it never had one."""
-        rollout = self._store.latest_rollout(service, environment)
+        rollout = self.latest(service, environment)
         if rollout is None:
             raise not_found(f"{service!r} in {environment!r} has had no rollout")
-        return self.public(rollout)
+        return rollout
+
+    def latest(self, service: str, environment: str) -> dict[str, Any] | None:
+        """The document's latest rollout object (whatever its state), or None."""
+        rollout = self._store.latest_rollout(service, environment)
+        return self.public(rollout) if rollout is not None else None
 
     def public(self, rollout: RolloutRecord) -> dict[str, Any]:
         """The rollout object of the API (docs/rollouts.md)."""

@@ -69,7 +69,10 @@ class Core:
         self.instances = Instances(settings, self.store, self.versions, self.rollouts.check_report)
         self.audit = Audit(self.store)
         self.sessions = Sessions(self.store, self.tokens, settings.session_idle)
-        self.console = Console(settings, self.access, self.versions, self.documents, self.instances)
+        self.console = Console(
+            settings, self.access, self.versions, self.documents, self.instances, self.rollouts,
+            self.file_sync,
+        )
         self._commit_listeners: list[CommitListener] = []
         self._change_listeners: list[ChangeListener] = []
         self._refusal_listeners: list[RefusalListener] = []

@@ -20,9 +20,12 @@ from config_service.http import events
 from config_service.http.console.render import HERE, html
 from config_service.http.console.web import (
     LOGIN_COOKIE,
+    MAX_MESSAGE_FIELD,
     SESSION_COOKIE,
     action,
     check_login_token,
+    doc_url,
+    document_of,
     end_cookie,
     field,
     new_login_token,
@@ -31,32 +34,17 @@ from config_service.http.console.web import (
     same_origin,
     session_of,
     set_cookie,
+    version_field,
 )
 from config_service.http.errors import status_of
 from config_service.http.requests import core_of, int_query, parse_number, request_id
 
-MAX_MESSAGE_FIELD = 4096
 # Static files, read once: the console's CSS and script ship inside the package.
 STATIC = {
     path.name: (path.read_bytes(), mimetypes.guess_type(path.name)[0] or "application/octet-stream")
     for path in (HERE / "static").iterdir()
     if path.is_file()
 }
-
-
-def _document(request: Request) -> tuple[str, str]:
-    return request.path_params["service"], request.path_params["environment"]
-
-
-def _doc_url(service: str, environment: str, suffix: str = "") -> str:
-    return f"/ui/doc/{service}/{environment}{suffix}"
-
-
-def _version_field(form: dict[str, str], name: str = "version") -> int:
-    number = parse_number(form.get(name, "").strip())
-    if number is None or number < 1:
-        raise bad_request(f"the field {name!r} must be a version number")
-    return number
 
 
 # -- signing in and out ---------------------------------------------------------------------
@@ -113,7 +101,7 @@ async def matrix(request: Request, session: Session) -> Response:
 
 @page
 async def document(request: Request, session: Session) -> Response:
-    service, environment = _document(request)
+    service, environment = document_of(request)
     before = int_query(request, "before", None, 1)
     view = await run_in_threadpool(
         core_of(request).console.document, session.principal, service, environment, before
@@ -125,7 +113,7 @@ async def document(request: Request, session: Session) -> Response:
 async def diff_versions(request: Request, session: Session) -> Response:
     """Two versions of one document side by side (`GET .../diff?from=N&to=M` of the API)."""
     core = core_of(request)
-    service, environment = _document(request)
+    service, environment = document_of(request)
     core.access.check_document(session.principal, "reader", service, environment)
     first = int_query(request, "from", None, 1)
     second = int_query(request, "to", None, 1)
@@ -233,7 +221,7 @@ def _edit_page(
 @page
 async def edit_form(request: Request, session: Session) -> Response:
     core = core_of(request)
-    service, environment = _document(request)
+    service, environment = document_of(request)
     core.access.check_document(session.principal, "writer", service, environment)
     current = await run_in_threadpool(core.versions.current, service, environment)
     source = current.record.source if current is not None else ""
@@ -245,7 +233,7 @@ async def edit_form(request: Request, session: Session) -> Response:
 async def push(request: Request, session: Session, form: dict[str, str]) -> Response:
     """Push with compare-and-set on the version the editor showed (`If-Match` of the API)."""
     core = core_of(request)
-    service, environment = _document(request)
+    service, environment = document_of(request)
     core.access.check_document(session.principal, "writer", service, environment)
     base_text = form.get("base", "").strip()
     base = parse_number(base_text)
@@ -263,7 +251,7 @@ async def push(request: Request, session: Session, form: dict[str, str]) -> Resp
             raise
         return _edit_page(request, session, service, environment, source, base, message, refused)
     outcome = "pushed" if created else "unchanged"
-    return RedirectResponse(_doc_url(service, environment, f"?{outcome}={rendered.record.version}"), 303)
+    return RedirectResponse(doc_url(service, environment, f"?{outcome}={rendered.record.version}"), 303)
 
 
 @page
@@ -271,7 +259,7 @@ async def promote_preview(request: Request, session: Session) -> Response:
     """The dry run of a promotion into this environment: the diff it would make, with the
     environment-local values it keeps; the confirm form pins the version previewed."""
     core = core_of(request)
-    service, environment = _document(request)
+    service, environment = document_of(request)
     core.access.check_document(session.principal, "writer", service, environment)
     source_environment = core.settings.previous_environment(environment) if environment in core.settings.pipeline else None
     if source_environment is None:
@@ -300,11 +288,11 @@ async def promote_preview(request: Request, session: Session) -> Response:
 @action
 async def promote(request: Request, session: Session, form: dict[str, str]) -> Response:
     core = core_of(request)
-    service, environment = _document(request)
+    service, environment = document_of(request)
     core.access.check_document(session.principal, "writer", service, environment)
     source_environment = field(form, "from", 64)
     core.access.check_document(session.principal, "reader", service, source_environment)
-    version = _version_field(form)
+    version = version_field(form)
     message = field(form, "message", MAX_MESSAGE_FIELD, required=False)
     rendered, created = await run_in_threadpool(
         core.documents.promote,
@@ -317,38 +305,37 @@ async def promote(request: Request, session: Session, form: dict[str, str]) -> R
         request_id(request),
     )
     outcome = "promoted" if created else "unchanged"
-    return RedirectResponse(_doc_url(service, environment, f"?{outcome}={rendered.record.version}"), 303)
+    return RedirectResponse(doc_url(service, environment, f"?{outcome}={rendered.record.version}"), 303)
 
 
 @page
 async def rollback_preview(request: Request, session: Session) -> Response:
-    """What rolling back to a version changes: the current version beside that one."""
+    """What rolling back to a version changes: the current version beside that one (for a
+    retired document, the source that revives it)."""
     core = core_of(request)
-    service, environment = _document(request)
-    core.access.check_document(session.principal, "writer", service, environment)
+    service, environment = document_of(request)
     target = int_query(request, "version", None, 1)
     if target is None:
         raise bad_request("pick the version to roll back to")
-    current = await run_in_threadpool(core.documents.current, service, environment)
-    diff = await run_in_threadpool(
-        core.documents.diff_versions, service, environment, current.record.version, target
+    preview = await run_in_threadpool(
+        core.console.rollback_preview, session.principal, service, environment, target
     )
-    context = {"session": session, "service": service, "environment": environment, "target": target, "diff": diff}
+    context = {"session": session, "service": service, "environment": environment, **preview}
     return html(request, "rollback.html", context)
 
 
 @action
 async def rollback(request: Request, session: Session, form: dict[str, str]) -> Response:
     core = core_of(request)
-    service, environment = _document(request)
+    service, environment = document_of(request)
     core.access.check_document(session.principal, "writer", service, environment)
-    version = _version_field(form)
+    version = version_field(form)
     message = field(form, "message", MAX_MESSAGE_FIELD, required=False)
     rendered, created = await run_in_threadpool(
         core.documents.rollback, session.principal, service, environment, version, message, request_id(request)
     )
     outcome = "rolled_back" if created else "unchanged"
-    return RedirectResponse(_doc_url(service, environment, f"?{outcome}={rendered.record.version}"), 303)
+    return RedirectResponse(doc_url(service, environment, f"?{outcome}={rendered.record.version}"), 303)
 
 
 def _patterns(text: str, name: str) -> list[str]:

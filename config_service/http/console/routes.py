@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.routing import Route, Router
 from starlette.types import ASGIApp
 
-from config_service.http.console import pages
+from config_service.http.console import lifecycle, pages
 from config_service.http.console.web import SecurityHeaders
 
 DOC = "/doc/{service}/{environment}"
@@ -25,6 +25,13 @@ ROUTES: tuple[tuple[str, str, object], ...] = (
     ("POST", DOC + "/promote", pages.promote),
     ("GET", DOC + "/rollback", pages.rollback_preview),
     ("POST", DOC + "/rollback", pages.rollback),
+    ("GET", DOC + "/retire", lifecycle.retire_preview),
+    ("POST", DOC + "/retire", lifecycle.retire),
+    ("GET", DOC + "/rollout", lifecycle.rollout_form),
+    ("POST", DOC + "/rollout", lifecycle.start_rollout),
+    ("POST", DOC + "/rollout/{change}", lifecycle.change_rollout),
+    ("GET", DOC + "/sync", lifecycle.take_file_preview),
+    ("POST", DOC + "/sync", lifecycle.take_file),
     ("GET", "/diff/{service}", pages.diff_environments),
     ("GET", "/audit", pages.audit),
     ("GET", "/tokens", pages.tokens),

@@ -19,13 +19,14 @@ from config_service.core.refusals import Refused, bad_request, forbidden, unsupp
 from config_service.core.sessions import Session
 from config_service.http.console.render import SECURITY_HEADERS, html
 from config_service.http.errors import status_of
-from config_service.http.requests import core_of, media_type, read_body
+from config_service.http.requests import core_of, media_type, parse_number, read_body
 
 SESSION_COOKIE = "tskcfg_session"
 # Before sign-in there is no session: the login form's CSRF token is a double-submit cookie.
 LOGIN_COOKIE = "tskcfg_login"
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_FIELDS = 32
+MAX_MESSAGE_FIELD = 4096
 
 Page = Callable[[Request, Session], Awaitable[Response]]
 Action = Callable[[Request, Session, dict[str, str]], Awaitable[Response]]
@@ -185,3 +186,20 @@ def field(form: dict[str, Any], name: str, limit: int = 200, required: bool = Tr
     if len(value) > limit:
         raise bad_request(f"the field {name!r} may be at most {limit} characters")
     return str(value)
+
+
+def version_field(form: dict[str, str], name: str = "version") -> int:
+    """A version number field of a form (ASCII digits, at least 1)."""
+    number = parse_number(form.get(name, "").strip())
+    if number is None or number < 1:
+        raise bad_request(f"the field {name!r} must be a version number")
+    return number
+
+
+def document_of(request: Request) -> tuple[str, str]:
+    """(service, environment) of a document page's path."""
+    return request.path_params["service"], request.path_params["environment"]
+
+
+def doc_url(service: str, environment: str, suffix: str = "") -> str:
+    return f"/ui/doc/{service}/{environment}{suffix}"

@@ -39,15 +39,26 @@ function liveMatrix(matrix) {
   });
 }
 
+const NOTICES = {
+  version: "A newer version arrived.",
+  retired: "The document was retired.",
+  rollout: "The rollout changed.",
+};
+
 function liveDocument(notice) {
   const shown = Number(notice.dataset.version || 0);
+  const what = notice.querySelector(".what");
   follow(notice.dataset.events, (event) => {
+    let moved = true;
     try {
       const data = JSON.parse(event.data);
-      if (!data.version || data.version !== shown) notice.hidden = false;
+      moved = event.type === "rollout" || !data.version || data.version !== shown;
     } catch (error) {
-      notice.hidden = false;
+      moved = true;
     }
+    if (!moved) return;
+    if (what) what.textContent = NOTICES[event.type] || NOTICES.version;
+    notice.hidden = false;
   });
 }
 
