@@ -112,6 +112,7 @@ class Server:
             str(environments),
             "--schemas",
             str(REPOSITORY / "schemas"),
+            "--open-services",  # benchmarks push to services made up on the spot
             *([] if access_log else ["--no-access-log"]),
             *extra,
         ]

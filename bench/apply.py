@@ -178,6 +178,7 @@ def main() -> None:
                 str(work / "data"),
                 "--environments",
                 str(work / "environments"),
+                "--open-services",
                 "--schemas",
                 str(ROOT / "schemas"),
                 "--no-sync",

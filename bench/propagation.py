@@ -436,7 +436,7 @@ class Ours(Target):
         return [
             str(TSKCFG), "serve", "--host", "127.0.0.1", "--port", str(self.port),
             "--data-dir", str(self.workdir / "data"), "--environments", str(empty),
-            "--schemas", str(empty), "--no-sync",
+            "--schemas", str(empty), "--no-sync", "--open-services",
         ]  # fmt: skip
 
     async def wait_ready(self, timeout: float = 30.0) -> None:
