@@ -21,6 +21,7 @@ from config_service.core.file_sync import FileSyncRules
 from config_service.core.following import Follower
 from config_service.core.instances import Instances
 from config_service.core.rendered import Rendered, RenderedVersions, render
+from config_service.core.replay import Replay
 from config_service.core.rollouts import Rollouts, RolloutTimer
 from config_service.core.schemas import Schemas
 from config_service.core.services import Services
@@ -66,6 +67,7 @@ class Core:
         self.file_sync = FileSyncRules(settings, self.store, self.versions, self.documents)
         self.rollouts = Rollouts(self.store, self.versions, self.documents)
         self.rollout_timer: RolloutTimer | None = None
+        self.replay = Replay(self.store, self.versions, self.rollouts)
         self.instances = Instances(settings, self.store, self.versions, self.rollouts.check_report)
         self.audit = Audit(self.store)
         self.sessions = Sessions(self.store, self.tokens, settings.session_idle)

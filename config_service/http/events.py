@@ -1,4 +1,5 @@
-"""`GET /v1/events`: Server-Sent Events, one per new version, resumable with Last-Event-ID.
+"""`GET /v1/events`: Server-Sent Events, one per new version or rollout change, resumable with
+Last-Event-ID (the replay: config_service/core/replay.py).
 
 Written as a plain ASGI app rather than a Starlette streaming response: an idle stream is
 then one coroutine waiting on its subscription plus one small task that notices the client
@@ -23,9 +24,9 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from config_service.core.access import Principal
-from config_service.core.documents import Documents
 from config_service.core.refusals import bad_request
 from config_service.core.rendered import Rendered
+from config_service.core.replay import Replay, Replayed, ReplayedRollout
 from config_service.http.requests import authenticate, core_of, parse_number
 from config_service.hub import ChangeEvent, ChangeHub, Subscription, SubscriptionClosed
 
@@ -189,7 +190,7 @@ async def stream(
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
         await send({"type": "http.response.body", "body": b"retry: 2000\n\n", "more_body": True})
         if last_id is not None:
-            await _replay(send, core.documents, stream, accepts, last_id)
+            await _replay(send, core.replay, stream, accepts, last_id)
         detach = scope.get("extensions", {}).get(DETACH)
         if detach is not None and not subscription.closed:
             detached = detach(stream)
@@ -218,35 +219,44 @@ async def stream(
 
 async def _replay(
     send: Send,
-    documents: Documents,
+    replay: Replay,
     stream: LiveStream,
     accepts: Callable[[ChangeEvent], bool],
     last_id: int,
 ) -> None:
-    """Send what was stored after `last_id` that the stream accepts."""
+    """Send what was stored after `last_id` that the stream accepts: versions and rollout
+    changes in sequence order (config_service/core/replay.py). What is stored after the
+    store's last sequence read here reaches the stream live (it subscribed before)."""
+    bound = await run_in_threadpool(replay.last_sequence)
     # An id past the store's last event (one from a restored or fresh store) means the client
     # has seen everything there is; without this, live events would be skipped until the
     # sequence caught up with it.
-    stream.passed(min(last_id, await run_in_threadpool(documents.last_sequence)))
-    while not stream.subscription.closed:
-        records = await run_in_threadpool(documents.versions_after, stream.sent, REPLAY_PAGE)
-        for record in records:
-            if record.kind == "rollout":
-                # A candidate reaches streams through its rollout's events, per cohort.
-                stream.passed(record.sequence)
-                continue
-            replayed = ChangeEvent(
-                record.sequence, record.service, record.environment, record.version, record.hash,
-                record.retired,
-            )
+    stream.passed(min(last_id, bound))
+    while not stream.subscription.closed and stream.sent < bound:
+        page = await run_in_threadpool(replay.page, stream.sent, bound, REPLAY_PAGE)
+        for item in page.events:
+            replayed = _event(item)
             if not accepts(replayed):
-                stream.passed(record.sequence)
+                stream.passed(replayed.sequence)
                 continue
             chunk = stream.event(replayed)
             if chunk is not None:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        if len(records) < REPLAY_PAGE:
-            break
+        stream.passed(page.end)
+
+
+def _event(item: Replayed) -> ChangeEvent:
+    """A replayed version or rollout as the live stream would have announced it."""
+    if isinstance(item, ReplayedRollout):
+        rollout = item.rollout
+        return ChangeEvent(
+            rollout.sequence, rollout.service, rollout.environment, item.version, item.hash,
+            rollout=json.dumps(item.public, ensure_ascii=False, separators=(",", ":")),
+            moved=item.moved,
+        )
+    return ChangeEvent(
+        item.sequence, item.service, item.environment, item.version, item.hash, item.retired
+    )
 
 
 class EventStream:
