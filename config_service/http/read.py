@@ -33,7 +33,13 @@ from config_service.core.refusals import Refused, bad_request, not_found, retire
 from config_service.core.rendered import Rendered, key_at
 from config_service.core.wiring import Core
 from config_service.http.errors import refusal_body, refusal_headers, status_of
-from config_service.http.requests import authenticate_header, etags, parse_number, parse_seconds
+from config_service.http.requests import (
+    accepts_tsk,
+    authenticate_header,
+    etags,
+    parse_number,
+    parse_seconds,
+)
 from config_service.hub import ChangeHub
 
 PREFIX = "/v1/configs/"
@@ -179,7 +185,7 @@ def parse_head(
         tags = etags(header)
         if tags == []:
             raise bad_request(f"If-None-Match must hold quoted versions like '\"3\"', not {header!r}")
-    source = accept is not None and b"text/x-tsk" in accept
+    source = accept is not None and accepts_tsk(accept.decode("latin-1"))
     return ReadRequest(
         principal, service, environment, wait, if_none_match is not None, tags, source,
         _path(query) if b"path=" in query else None,

@@ -257,5 +257,25 @@ def etags(header: str) -> list[str] | None:
 
 
 def wants_tsk(request: Request) -> bool:
-    accept = request.headers.get("accept", "")
-    return "text/x-tsk" in accept
+    return accepts_tsk(request.headers.get("accept", ""))
+
+
+def accepts_tsk(accept: str) -> bool:
+    """True when an `Accept` header asks for TSK: it names `text/x-tsk` with a quality above
+    0 (`text/x-tsk;q=0` refuses it, and the answer is JSON). Media types ignore case."""
+    accept = accept.lower()
+    if "text/x-tsk" not in accept:
+        return False
+    for media_range in accept.split(","):
+        media_type, *parameters = (part.strip() for part in media_range.split(";"))
+        if media_type != "text/x-tsk":
+            continue
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip() == "q":
+                try:
+                    return float(value.strip()) > 0
+                except ValueError:
+                    return False
+        return True
+    return False

@@ -85,6 +85,19 @@ def test_get_returns_wire_json_etag_and_304(admin: httpx.Client) -> None:
     assert source_response.text == source
 
 
+def test_accept_naming_tsk_with_quality_zero_answers_json(admin: httpx.Client) -> None:
+    assert push(admin, "accepting", "staging", "n: 1\n").status_code == 201
+    for path in ("/v1/configs/accepting/staging", "/v1/configs/accepting/staging/versions/1"):
+        for accept in ("text/x-tsk;q=0", "application/json, text/x-tsk; q=0.0"):
+            refused = admin.get(path, headers={"Accept": accept})
+            assert refused.headers["content-type"].startswith("application/json"), (path, accept)
+            assert refused.json()["config"] == {"n": 1}
+        for accept in ("text/x-tsk;q=0.5", "application/json;q=0.1, TEXT/X-TSK"):
+            wanted = admin.get(path, headers={"Accept": accept})
+            assert wanted.headers["content-type"].startswith("text/x-tsk"), (path, accept)
+            assert wanted.text == "n: 1\n"
+
+
 def test_get_of_a_missing_document_is_404(admin: httpx.Client) -> None:
     assert_error(admin.get("/v1/configs/never-pushed/staging"), 404, "not_found")
 
