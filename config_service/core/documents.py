@@ -638,11 +638,3 @@ class Documents:
         return listings.services(
             self._store, self.settings.pipeline, principal, self._services.names()
         )
-
-    def last_sequence(self) -> int:
-        """The sequence of the last version stored (0 when there is none)."""
-        return self._store.last_sequence()
-
-    def versions_after(self, sequence: int, limit: int) -> list[VersionRecord]:
-        """At most `limit` versions of every document stored after `sequence`, in order."""
-        return self._store.versions_after(sequence, limit)
