@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
@@ -42,6 +40,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from config_service.store.group_commit import GroupCommit, Write
 from config_service.store.interface import CommitListener, Store, Transaction
 from config_service.store.records import (
     MAX_INSTANCES_PER_DOCUMENT,
@@ -86,8 +85,6 @@ LEADER_LOCK = WRITE_LOCK + 2
 QUICK_POOL_WAIT = 0.25
 # Services whose rows a store remembers (`PostgresStore.service`); past it, it reads again.
 MAX_REMEMBERED_SERVICES = 10_000
-# Most writes a group commit gathers into one transaction.
-MAX_BATCH = 256
 # Seconds to wait for a connection before a read or write is StoreUnavailable.
 CONNECT_TIMEOUT = 5
 
@@ -817,12 +814,6 @@ class PostgresTransaction(Transaction):
         return removed
 
 
-@dataclass
-class _Write:
-    operation: Callable[[Transaction], Any]
-    exclusive: bool
-    future: Future[Any]
-
 
 class Listening:
     """A running `PostgresStore.listen`: `stop()` ends it."""
@@ -917,8 +908,7 @@ class PostgresStore(Store):
         self.connect_timeout = connect_timeout
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._writer: psycopg.Connection[Any] | None = None
-        self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._writes = GroupCommit(self._commit)
         self._listeners: list[CommitListener] = []
         self._closed = True
         # Set when a read found PostgreSQL away, cleared by the next one that reaches it.
@@ -978,8 +968,7 @@ class PostgresStore(Store):
             raise _unavailable(error) from error
         self._writer = self.connect()
         self._closed = False
-        self._thread = threading.Thread(target=self._write_loop, name="tskcfg-store-writer", daemon=True)
-        self._thread.start()
+        self._writes.start()
 
     def close(self) -> None:
         if self._closed:
@@ -989,10 +978,7 @@ class PostgresStore(Store):
             if self._leader is not None:
                 self._leader.close()
                 self._leader = None
-        self._queue.put(None)
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
+        self._writes.stop()
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -1049,7 +1035,7 @@ class PostgresStore(Store):
 
     def check(self) -> None:
         self._query("SELECT 1 AS ok")
-        if self._thread is None or not self._thread.is_alive():
+        if not self._writes.running():
             raise RuntimeError("the store's writer is not running")
 
     def lead(self) -> bool:
@@ -1161,43 +1147,7 @@ class PostgresStore(Store):
     def submit(self, operation: Callable[[Transaction], T], exclusive: bool = False) -> Future[T]:
         if self._closed:
             raise RuntimeError("the store is closed")
-        future: Future[T] = Future()
-        self._queue.put(_Write(operation, exclusive, future))
-        return future
-
-    def _write_loop(self) -> None:
-        held: _Write | None = None
-        while True:
-            first = held if held is not None else self._queue.get()
-            held = None
-            if first is None:
-                return
-            batch = [first]
-            stopping = False
-            while not first.exclusive and len(batch) < MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                if item.exclusive:
-                    held = item
-                    break
-                batch.append(item)
-            self._commit(batch)
-            if stopping:
-                while True:
-                    try:
-                        late = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if late is not None:
-                        late.future.set_exception(RuntimeError("the store is closed"))
-                if held is not None:
-                    held.future.set_exception(RuntimeError("the store is closed"))
-                return
+        return self._writes.submit(operation, exclusive)
 
     def _begin(self) -> psycopg.Connection[Any]:
         """The writer's connection inside a new transaction holding the write lock; a lost
@@ -1221,7 +1171,7 @@ class PostgresStore(Store):
                     raise error if isinstance(error, StoreUnavailable) else _unavailable(error) from error
         raise AssertionError("unreachable")
 
-    def _commit(self, batch: list[_Write]) -> None:
+    def _commit(self, batch: list[Write]) -> None:
         outcomes: list[tuple[bool, Any]] = []
         transaction: PostgresTransaction | None = None
         try:

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,6 +25,7 @@ from config_service.store.data_folder import (
     make_private_folder,
     try_lock_file,
 )
+from config_service.store.group_commit import GroupCommit, Write
 from config_service.store.interface import ChangeSignal, CommitListener, Store, Transaction
 from config_service.store.records import (
     MAX_INSTANCES_PER_DOCUMENT,
@@ -52,8 +51,6 @@ from config_service.store.sqlite_schema import upgrade
 
 T = TypeVar("T")
 
-# Most writes a group commit gathers into one transaction (one fsync).
-MAX_BATCH = 256
 # Beside the database: held by the one worker that runs what must run once (file sync).
 LEADER_LOCK = "leader.lock"
 # Beside the database: held while a process opens (and perhaps upgrades) it.
@@ -667,18 +664,13 @@ class SqliteChanges(ChangeSignal):
                 self._connection = None
 
 
-@dataclass
-class _Write:
-    operation: Callable[[Transaction], Any]
-    exclusive: bool
-    future: Future[Any]
-
 
 class SqliteStore(Store):
     """The store on one SQLite file (WAL, synchronous=FULL).
 
-    Every write is an operation handed to one writer thread. The thread takes all the
-    operations waiting, runs each in its own savepoint inside one transaction, commits once
+    Every write is an operation handed to one writer thread (`group_commit.GroupCommit`). The
+    thread takes all the operations waiting, runs each in its own savepoint inside one
+    transaction, commits once
     (one fsync for the batch: group commit), then tells the commit listeners and answers
     each caller. So writes are serialised (version numbers cannot collide), a caller is
     answered only once its write is on disk, and concurrent writers share the cost of fsync.
@@ -687,8 +679,7 @@ class SqliteStore(Store):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._writer: sqlite3.Connection | None = None
-        self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._writes = GroupCommit(self._commit)
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -728,17 +719,13 @@ class SqliteStore(Store):
                 opening.release()
         self._writer = connection
         self._closed = False
-        self._thread = threading.Thread(target=self._write_loop, name="tskcfg-store-writer", daemon=True)
-        self._thread.start()
+        self._writes.start()
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self._queue.put(None)
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
+        self._writes.stop()
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -771,7 +758,7 @@ class SqliteStore(Store):
 
     def check(self) -> None:
         self._query("SELECT 1 AS ok")
-        if self._thread is None or not self._thread.is_alive():
+        if not self._writes.running():
             raise RuntimeError("the store's writer is not running")
 
     def integrity_check(self) -> str:
@@ -803,46 +790,9 @@ class SqliteStore(Store):
     def submit(self, operation: Callable[[Transaction], T], exclusive: bool = False) -> Future[T]:
         if self._closed:
             raise RuntimeError("the store is closed")
-        future: Future[T] = Future()
-        self._queue.put(_Write(operation, exclusive, future))
-        return future
+        return self._writes.submit(operation, exclusive)
 
-    def _write_loop(self) -> None:
-        held: _Write | None = None
-        while True:
-            first = held if held is not None else self._queue.get()
-            held = None
-            if first is None:
-                return
-            batch = [first]
-            stopping = False
-            while not first.exclusive and len(batch) < MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                if item.exclusive:
-                    held = item
-                    break
-                batch.append(item)
-            self._commit(batch)
-            if stopping:
-                # Answer whatever arrived after the stop request rather than leave it hanging.
-                while True:
-                    try:
-                        late = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if late is not None:
-                        late.future.set_exception(RuntimeError("the store is closed"))
-                if held is not None:
-                    held.future.set_exception(RuntimeError("the store is closed"))
-                return
-
-    def _commit(self, batch: list[_Write]) -> None:
+    def _commit(self, batch: list[Write]) -> None:
         connection = self._writer
         assert connection is not None
         transaction = SqliteTransaction(connection)
