@@ -110,7 +110,9 @@ class Follower:
         loaded is missed."""
         self._last = self._store.last_sequence() if since is None else since
         self._signal = self._store.change_signal()
-        self._signal.start(self.poke, self.missed)
+        # This process's own commits reach `committed` from its commit listener: the signal
+        # need not tell of them too (so the follower does not read back what it just wrote).
+        self._signal.start(self.poke, self.missed, own_commits=False)
         self._thread = threading.Thread(target=self._run, name="tskcfg-follower", daemon=True)
         self._thread.start()
 
@@ -127,6 +129,34 @@ class Follower:
     def poke(self) -> None:
         """The store changed (or may have): catch up soon. Any thread may call it."""
         self._poked.set()
+
+    def committed(self, records: list[VersionRecord]) -> None:
+        """This process committed `records` (in sequence order; it holds them rendered):
+        hand them on at once when they come right after the last sequence handed on, with no
+        gap between them (so no other process's change, and no rollout change, comes between:
+        every sequence up to theirs is committed, since the store allocates them in commit
+        order). Otherwise, or while a catch-up runs, catch up, which reads them in order with
+        what came before. Runs on the store's writer thread; never waits for the store."""
+        if not records or self._thread is None or not self._lock.acquire(blocking=False):
+            self.poke()
+            return
+        try:
+            if records[-1].sequence <= self._last:
+                return  # a catch-up already handed them on
+            expected = self._last + 1
+            for record in records:
+                if record.sequence != expected:
+                    break
+                expected += 1
+            else:
+                for record in records:
+                    if record.kind != "rollout":  # a candidate: its rollout tells
+                        self._deliver(record, self._rendered(record))
+                    self._last = record.sequence
+                return
+        finally:
+            self._lock.release()
+        self.poke()
 
     def catch_up(self) -> int:
         """Read and hand on every version committed after the last one handed on, in

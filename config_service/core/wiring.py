@@ -203,7 +203,7 @@ class Core:
                 self._changed(record, rendered)
         if self.follower is not None:
             # Handed on by the follower, in sequence order with the other processes' versions.
-            self.follower.poke()
+            self.follower.committed(records)
 
     def _changed(self, record: VersionRecord, rendered: Rendered | None) -> None:
         for listener in self._change_listeners:

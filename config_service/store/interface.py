@@ -46,11 +46,20 @@ class ChangeSignal(Protocol):
     (`Store.versions_after`). See docs/replicas.md.
     """
 
-    def start(self, poke: Callable[[], None], missed: Callable[[], None] | None = None) -> None:
+    def start(
+        self,
+        poke: Callable[[], None],
+        missed: Callable[[], None] | None = None,
+        *,
+        own_commits: bool = True,
+    ) -> None:
         """Begin listening; `poke()` may be called from any thread when the store changed
         (a notification), or after a lost connection came back (catch up). `missed()` is
         called when changes may have gone unheard (the connection was lost, or made again):
-        the process counts as possibly behind until a catch-up started after it is done."""
+        the process counts as possibly behind until a catch-up started after it is done.
+        `own_commits=False`: the versions this store object itself committed need not be
+        signalled (the caller hands them on from its commit listener); a store may still
+        signal them."""
         ...
 
     def changed(self) -> bool:

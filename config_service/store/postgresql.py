@@ -85,6 +85,9 @@ LEADER_LOCK = WRITE_LOCK + 2
 QUICK_POOL_WAIT = 0.25
 # Services whose rows a store remembers (`PostgresStore.service`); past it, it reads again.
 MAX_REMEMBERED_SERVICES = 10_000
+# Sequences of this store's own notifications remembered at most (see `PostgresStore.listen`).
+MAX_OWN_NOTIFIED = 4096
+_MISSING = object()
 # Seconds to wait for a connection before a read or write is StoreUnavailable.
 CONNECT_TIMEOUT = 5
 
@@ -259,6 +262,17 @@ _INSTANCE_COLUMNS = (
     "failed_version, failed_hash, cohort"
 )
 
+# Running or paused rollouts a write batch reads with its BEGIN (so a push asks for its
+# document's without a round trip); past it, each operation asks.
+MAX_ACTIVE_SNAPSHOT = 64
+# A write batch's first round trip: open the transaction, take the write lock, then read the
+# active rollouts (oldest first: a document's latest one wins).
+_BEGIN = (
+    f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK}); "
+    f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE {_ACTIVE} ORDER BY id "
+    f"LIMIT {MAX_ACTIVE_SNAPSHOT + 1}"
+).encode()
+
 # The errors that mean "PostgreSQL is away" (a lost or refused connection, a pool timeout).
 _UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError)
 
@@ -357,8 +371,17 @@ class PostgresTransaction(Transaction):
     """`Transaction` on the writer's connection, inside the batch's transaction (which holds
     the write lock), each operation in its own savepoint."""
 
-    def __init__(self, connection: psycopg.Connection[Any]) -> None:
+    def __init__(
+        self, connection: psycopg.Connection[Any], active: list[RolloutRecord] | None = None
+    ) -> None:
         self.connection = connection
+        # The running and paused rollouts as the batch began (read with the write lock held,
+        # in the same round trip as BEGIN), by document: `active_rollout` answers from it, so
+        # a push needs no round trip of its own for it, until an operation of this batch
+        # writes a rollout (then it reads). None: not read (too many to keep), always read.
+        self._active: dict[tuple[str, str], RolloutRecord] | None = None
+        if active is not None:
+            self._active = {(rollout.service, rollout.environment): rollout for rollout in active}
         self.created: list[VersionRecord] = []
         self.callbacks: list[Callable[[], None]] = []
         # What else this batch changed, for other replicas (CHANGE_KINDS), per operation.
@@ -433,6 +456,8 @@ class PostgresTransaction(Transaction):
         return int(row["last"])
 
     def active_rollout(self, service: str, environment: str) -> RolloutRecord | None:
+        if self._active is not None:
+            return self._active.get((service, environment))
         rows = self.rows(
             f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE service = %s AND environment = %s "
             f"AND {_ACTIVE} ORDER BY id DESC LIMIT 1",
@@ -441,6 +466,7 @@ class PostgresTransaction(Transaction):
         return _rollout(rows[0]) if rows else None
 
     def insert_rollout(self, new: NewRollout, audit: AuditEntry | None) -> RolloutRecord:
+        self._active = None  # what the batch began with is no longer what the table holds
         now = self.now()
         values: dict[str, Any] = {
             "service": new.service,
@@ -477,6 +503,7 @@ class PostgresTransaction(Transaction):
     def update_rollout(
         self, rollout: RolloutRecord, expected_sequence: int, audit: AuditEntry | None
     ) -> RolloutRecord | None:
+        self._active = None  # what the batch began with is no longer what the table holds
         now = self.now()
         # The sequence is taken only when the row still has the expected one: a lost
         # compare-and-set takes none, so it makes no event.
@@ -842,7 +869,13 @@ class PostgresChanges:
         self._connected = False
         self._listening: Listening | None = None
 
-    def start(self, poke: Callable[[], None], missed: Callable[[], None] | None = None) -> None:
+    def start(
+        self,
+        poke: Callable[[], None],
+        missed: Callable[[], None] | None = None,
+        *,
+        own_commits: bool = True,
+    ) -> None:
         def heard(*_: object) -> None:
             self._flag.set()
             poke()
@@ -854,7 +887,11 @@ class PostgresChanges:
             heard()
 
         self._listening = self._store.listen(
-            heard, lambda: connected(True), on_change=heard, on_lost=lambda: connected(False)
+            heard,
+            lambda: connected(True),
+            on_change=heard,
+            on_lost=lambda: connected(False),
+            own_commits=own_commits,
         )
 
     def changed(self) -> bool:
@@ -916,9 +953,37 @@ class PostgresStore(Store):
         self._leader: psycopg.Connection[Any] | None = None
         self._services: dict[str, ServiceRecord] = {}
         self._leader_lock = threading.Lock()
+        # The sequences this store's writer notified, while a listener skips its own commits
+        # (`listen(own_commits=False)`): taken off as their notifications arrive. Committed
+        # sequences are never reused, so one whose notification never came (the listening
+        # connection was lost) is only memory, bounded by MAX_OWN_NOTIFIED.
+        self._own_notified: dict[int, None] = {}
+        self._own_lock = threading.Lock()
+        self._skipping = 0
 
     def __repr__(self) -> str:
         return f"PostgresStore({redact(self.dsn)!r})"
+
+    def _notifying(self, sequence: int) -> bool:
+        """Remember that this writer is about to notify `sequence` (when a listener skips
+        its own commits); True when it was remembered."""
+        with self._own_lock:
+            if not self._skipping:
+                return False
+            self._own_notified[sequence] = None
+            while len(self._own_notified) > MAX_OWN_NOTIFIED:
+                del self._own_notified[next(iter(self._own_notified))]
+            return True
+
+    def _not_notified(self, sequence: int) -> None:
+        """The commit that was to notify `sequence` failed: another replica may take it."""
+        with self._own_lock:
+            self._own_notified.pop(sequence, None)
+
+    def _was_own(self, sequence: int) -> bool:
+        """Whether `sequence` was notified by this store's own writer (forgotten once asked)."""
+        with self._own_lock:
+            return self._own_notified.pop(sequence, _MISSING) is not _MISSING
 
     # -- connections -----------------------------------------------------------------
 
@@ -1087,6 +1152,7 @@ class PostgresStore(Store):
         retry_every: float = 0.5,
         on_change: Callable[[str], None] | None = None,
         on_lost: Callable[[], None] | None = None,
+        own_commits: bool = True,
     ) -> Listening:
         """Follow every replica's commits: LISTEN on `CHANNEL` on a connection of its own.
 
@@ -1099,6 +1165,10 @@ class PostgresStore(Store):
         as soon as the connection is lost (notifications may be missed from then on). While
         PostgreSQL is away it tries again every `retry_every` seconds. Returns a handle whose
         `stop()` ends it.
+
+        `own_commits=False`: `on_sequence` is not called for the commits of this store object's
+        own writer (its caller hands those on from a commit listener, so reading them back
+        would be wasted work).
         """
         stopping = threading.Event()
 
@@ -1110,6 +1180,17 @@ class PostgresStore(Store):
                     logger.exception("PostgreSQL store: on_lost failed")
 
         def run() -> None:
+            if not own_commits:
+                with self._own_lock:
+                    self._skipping += 1
+            try:
+                follow()
+            finally:
+                if not own_commits:
+                    with self._own_lock:
+                        self._skipping -= 1
+
+        def follow() -> None:
             while not stopping.is_set():
                 try:
                     with psycopg.connect(
@@ -1120,7 +1201,9 @@ class PostgresStore(Store):
                         while not stopping.is_set():
                             for notify in connection.notifies(timeout=0.5):
                                 if notify.payload.isdigit():
-                                    on_sequence(int(notify.payload))
+                                    sequence = int(notify.payload)
+                                    if own_commits or not self._was_own(sequence):
+                                        on_sequence(sequence)
                                 elif on_change is not None and notify.payload in CHANGE_KINDS:
                                     on_change(notify.payload)
                 except _UNREACHABLE as error:
@@ -1149,9 +1232,11 @@ class PostgresStore(Store):
             raise RuntimeError("the store is closed")
         return self._writes.submit(operation, exclusive)
 
-    def _begin(self) -> psycopg.Connection[Any]:
-        """The writer's connection inside a new transaction holding the write lock; a lost
-        connection (PostgreSQL restarted) is made again once before giving up."""
+    def _begin(self) -> tuple[psycopg.Connection[Any], list[RolloutRecord] | None]:
+        """The writer's connection inside a new transaction holding the write lock, and the
+        running and paused rollouts as of then (None when there are more than
+        `MAX_ACTIVE_SNAPSHOT`); a lost connection (PostgreSQL restarted) is made again once
+        before giving up."""
         for attempt in (1, 2):
             connection = self._writer
             try:
@@ -1160,9 +1245,15 @@ class PostgresStore(Store):
                         connection.close()
                     self._writer = None
                     connection = self._writer = self.connect()
-                # One round trip (no parameters: our own constant).
-                connection.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})".encode())
-                return connection
+                # One round trip (no parameters: our own constants): the rollouts are read
+                # after the lock is taken, so no other replica can change them before COMMIT.
+                with connection.cursor(row_factory=dict_row) as cursor:
+                    cursor.execute(_BEGIN)
+                    while cursor.nextset():
+                        pass  # to the last statement's result: the active rollouts
+                    rows = cursor.fetchall()
+                active = [_rollout(row) for row in rows] if len(rows) <= MAX_ACTIVE_SNAPSHOT else None
+                return connection, active
             except (StoreUnavailable, *_UNREACHABLE) as error:
                 if self._writer is not None:
                     self._writer.close()
@@ -1174,9 +1265,10 @@ class PostgresStore(Store):
     def _commit(self, batch: list[Write]) -> None:
         outcomes: list[tuple[bool, Any]] = []
         transaction: PostgresTransaction | None = None
+        own: int | None = None  # the sequence notified, remembered as this writer's own
         try:
-            connection = self._begin()
-            transaction = PostgresTransaction(connection)
+            connection, active = self._begin()
+            transaction = PostgresTransaction(connection, active)
             # Pipeline mode: statements whose results are not needed yet (savepoints) are
             # sent with the next one whose result is, in one round trip.
             with connection.pipeline() as pipeline:
@@ -1210,13 +1302,16 @@ class PostgresStore(Store):
                 else:
                     # Delivered to every listener when (and only if) this transaction commits.
                     if transaction.created:
-                        connection.execute(
-                            "SELECT pg_notify(%s, %s)", (CHANNEL, str(transaction.created[-1].sequence))
-                        )
+                        notified = transaction.created[-1].sequence
+                        if self._notifying(notified):
+                            own = notified
+                        connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(notified)))
                     for kind in dict.fromkeys(transaction.changed):
                         connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, kind))
                     connection.execute("COMMIT")
         except BaseException as error:
+            if own is not None:
+                self._not_notified(own)
             failure: BaseException = error
             if isinstance(error, _UNREACHABLE):
                 failure = _unavailable(error)

@@ -642,7 +642,13 @@ class SqliteChanges(ChangeSignal):
             return 0
         return int(connection.execute("PRAGMA data_version").fetchone()[0])
 
-    def start(self, poke: Callable[[], None], missed: Callable[[], None] | None = None) -> None:
+    def start(
+        self,
+        poke: Callable[[], None],
+        missed: Callable[[], None] | None = None,
+        *,
+        own_commits: bool = True,
+    ) -> None:
         """Nothing to listen to (and no connection to lose): `changed` is asked."""
 
     def changed(self) -> bool:

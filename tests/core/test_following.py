@@ -14,20 +14,26 @@ from pathlib import Path
 import pytest
 
 from config_service.core.access import Principal
-from config_service.core.rendered import Rendered
+from config_service.core.following import Follower
+from config_service.core.rendered import Rendered, RenderedVersions, render
 from config_service.core.wiring import Core
 from config_service.settings import Settings
-from config_service.store import SqliteStore, VersionRecord
+from config_service.store import NewVersion, SqliteStore, VersionRecord
 
 ADMIN = Principal(None, "tests", "admin", ("*",), ("*",))
 
 
 class CountingStore(SqliteStore):
-    """The SQLite store, counting the whole versions it is asked for."""
+    """The SQLite store, counting the whole versions it is asked for, and its catch-up reads."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self.versions_read = 0
+        self.pages_read = 0
+
+    def versions_after(self, sequence: int, limit: int) -> list[VersionRecord]:
+        self.pages_read += 1
+        return super().versions_after(sequence, limit)
 
     def get_version(self, service: str, environment: str, version: int) -> VersionRecord | None:
         self.versions_read += 1
@@ -268,3 +274,46 @@ def test_a_rollout_changed_on_one_worker_changes_what_the_other_answers(
     assert (heard[-1].rollout.state, heard[-1].moved) == ("completed", (50, 100, True))
     # The version events the other worker handed on: the pushes only, not the candidates.
     assert [record.version for record in second.seen] == [1]
+
+
+def test_own_commits_that_come_next_are_handed_on_without_reading_the_store(tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "config.db")
+    store.open()
+    versions = RenderedVersions(store)
+    handed: list[tuple[int, Rendered | None]] = []
+    # Never polls: only `committed` and pokes make it act.
+    follower = Follower(
+        store, versions, lambda record, rendered: handed.append((record.sequence, rendered)),
+        lambda: None, interval=3600,
+    )
+
+    def commit(source: str) -> VersionRecord:
+        new = NewVersion("orders", "development", source, "{}", "h-" + source, "tests", None, "")
+        record, created = store.write(lambda transaction: transaction.append_version(new, None, None))
+        assert created
+        return record
+
+    follower.start(0)
+    try:
+        first = commit("a")
+        kept = versions.remember(render(first))
+        follower.committed([first])
+        assert handed == [(first.sequence, kept)]
+        assert follower.last_sequence == first.sequence
+        assert (store.pages_read, store.versions_read) == (0, 0)
+        # Told again (a catch-up got there first): nothing is handed on twice.
+        follower.committed([first])
+        assert len(handed) == 1
+        # A commit it was not told of (another process's) comes between: it catches up, so
+        # both go out in sequence order.
+        unheard = commit("b")
+        mine = commit("c")
+        held = versions.remember(render(mine))
+        follower.committed([mine])
+        eventually(lambda: [sequence for sequence, _ in handed] == [1, 2, 3])
+        assert store.pages_read >= 1
+        # The one between is older than the one held: only its event goes out.
+        assert handed[1:] == [(unheard.sequence, None), (mine.sequence, held)]
+    finally:
+        follower.stop()
+        store.close()

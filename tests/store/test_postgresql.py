@@ -104,6 +104,35 @@ def test_every_replica_hears_each_commit_and_catches_up_after_connecting(postgre
         follower.close()
 
 
+def test_a_listener_may_skip_the_commits_of_its_own_store(postgres_dsn: str) -> None:
+    own, other = PostgresStore(postgres_dsn), PostgresStore(postgres_dsn)
+    own.open()
+    other.open()
+    skipping: list[int] = []
+    everything: list[int] = []
+    connected = threading.Barrier(3)
+    listenings = [
+        own.listen(skipping.append, lambda: connected.wait(10), own_commits=False),
+        own.listen(everything.append, lambda: connected.wait(10)),
+    ]
+    try:
+        connected.wait(10)
+        mine = _push(own, "svc", "mine")
+        theirs = _push(other, "svc", "theirs")
+        also_mine = _push(own, "svc", "also mine")
+        _wait_for(lambda: len(everything) == 3)
+        assert everything == [mine.sequence, theirs.sequence, also_mine.sequence]
+        _wait_for(lambda: skipping == [theirs.sequence])
+        time.sleep(0.3)
+        assert skipping == [theirs.sequence]
+        assert not own._own_notified  # every one it remembered was heard and forgotten
+    finally:
+        for listening in listenings:
+            listening.stop()
+        own.close()
+        other.close()
+
+
 @pytest.fixture
 def own_postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL of this test's own, to stop and kill without disturbing the others."""

@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Callable
 
 from config_service.store import AuditEntry, NewRollout, NewVersion, Store
+from tests.store.conftest import StoreMaker
 
 
 def _version(source: str, kind: str = "push") -> NewVersion:
@@ -166,3 +167,68 @@ def test_rollouts_after_a_sequence_are_listed_as_they_are_now_in_sequence_order(
     assert [rollout.id for rollout in store.rollouts_after(0, 10)] == [rollout_id, other.id]
     assert [rollout.id for rollout in store.rollouts_after(0, 1)] == [rollout_id]
     assert [rollout.id for rollout in store.rollouts_after(changed.sequence, 10)] == [other.id]
+
+
+def test_an_operation_sees_a_rollout_started_earlier_in_its_own_batch(store: Store) -> None:
+    import threading
+
+    store.write(lambda transaction: transaction.append_version(_version("a = 1"), None, None))
+    started, release = threading.Event(), threading.Event()
+
+    def hold(transaction):  # type: ignore[no-untyped-def]
+        started.set()
+        assert release.wait(10)
+
+    # While the writer holds one batch, two operations queue up: they commit together.
+    holding = store.submit(hold)
+    assert started.wait(10)
+
+    def begin(transaction):  # type: ignore[no-untyped-def]
+        assert transaction.active_rollout("svc", "production") is None
+        candidate, _ = transaction.append_version(_version("a = 2", "rollout"), None, None)
+        return transaction.insert_rollout(
+            NewRollout("svc", "production", candidate.version, 1, (10, 100), 5.0, 0, "tester"), None
+        )
+
+    begun = store.submit(begin)
+    seen = store.submit(lambda transaction: transaction.active_rollout("svc", "production"))
+    release.set()
+    holding.result(10)
+    rollout = begun.result(10)
+    assert seen.result(10) == rollout
+    # A rollout ended earlier in a batch is no longer active for the operations after it.
+    started.clear()
+    release.clear()
+    holding = store.submit(hold)
+    assert started.wait(10)
+    ended = store.submit(
+        lambda transaction: transaction.update_rollout(
+            dataclasses.replace(rollout, state="aborted", step_started_at=None), rollout.sequence, None
+        )
+    )
+    after = store.submit(lambda transaction: transaction.active_rollout("svc", "production"))
+    release.set()
+    holding.result(10)
+    assert ended.result(10) is not None
+    assert after.result(10) is None
+
+
+def test_a_rollout_started_by_another_replica_is_seen_by_the_next_write(stores: StoreMaker) -> None:
+    first, second = stores(), stores()
+    first.write(lambda transaction: transaction.append_version(_version("a = 1"), None, None))
+    assert second.write(lambda transaction: transaction.active_rollout("svc", "production")) is None
+    _, rollout_id = _start_candidate(first)
+    seen = second.write(lambda transaction: transaction.active_rollout("svc", "production"))
+    assert seen is not None and seen.id == rollout_id
+
+
+def _start_candidate(store: Store) -> tuple[int, int]:
+    def start(transaction):  # type: ignore[no-untyped-def]
+        candidate, _ = transaction.append_version(_version("a = 2", "rollout"), None, None)
+        rollout = transaction.insert_rollout(
+            NewRollout("svc", "production", candidate.version, 1, (10, 100), 5.0, 0, "tester"), None
+        )
+        return candidate.sequence, rollout.id
+
+    result: tuple[int, int] = store.write(start)
+    return result
