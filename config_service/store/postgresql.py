@@ -12,12 +12,16 @@ Consistency rules:
   number after a larger one was visible.
 - A commit that created versions sends `NOTIFY tskcfg, '<its last sequence>'` (channel
   `CHANNEL`), delivered to every listener when, and only if, the transaction commits. A
-  replica follows with `PostgresStore.listen`, reading `versions_after(the last sequence it saw)`.
+  replica follows with `PostgresStore.listen`, reading `versions_after(the last sequence it saw)`;
+  it may skip its own commits' notifications (`own_commits=False`) when it hands those on
+  from its commit listener.
   A commit that changed tokens, schemas or services also sends `NOTIFY tskcfg, '<kind>'`
   (CHANGE_KINDS), so replicas read those again.
 - Writes are operations handed to one writer thread per store, as in the SQLite store: the
   operations waiting together share one transaction and one commit (group commit), each in
-  its own savepoint, so one that raises undoes only its own changes.
+  its own savepoint, so one that raises undoes only its own changes. The batch's first round
+  trip begins, takes the lock and reads the active rollouts (`_BEGIN`); its last sends the
+  notifications and COMMIT.
 - When PostgreSQL cannot be reached, reads and writes raise `StoreUnavailable` (the server
   answers 503 `store_unavailable`); the store reconnects by itself once it is back.
 - The tables carry a schema version (table `schema_version`); `open` migrates them under a
