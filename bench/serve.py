@@ -86,7 +86,21 @@ def _median(runs: list[dict[str, float]]) -> dict[str, float]:
 
 
 
-GOALS = {"GET 200": 0.25, "GET 304": 0.3}  # of nginx's requests/s at the same concurrency
+# A poller sends the same bytes again and again, and the server answers such a repeat without
+# parsing it again (config_service/http1/protocol.py). This row makes every request's bytes new
+# (an X-Request-ID that counts up, as a client sending its own ids would), so each is parsed,
+# checked and decided the whole way: the cost of a read the server has not seen on its connection.
+NEW_HEAD = "GET 304, new head"
+NEW_HEAD_SCRIPT = """
+local n = 0
+request = function()
+  n = n + 1
+  wrk.headers["X-Request-ID"] = "r" .. n
+  return wrk.format()
+end
+"""
+# Of nginx's requests/s at the same concurrency; None: shown without a goal.
+GOALS: dict[str, float | None] = {"GET 200": 0.25, "GET 304": 0.3, NEW_HEAD: None}
 # Server CPU per request, at most this many times the floor's (the hot path's goal).
 CPU_GOAL = 3.0
 FLOOR = Path(__file__).resolve().with_name("floor_http.py")
@@ -110,10 +124,15 @@ def raw_answer(port: int, request: bytes) -> bytes:
         return head + b"\r\n\r\n" + body
 
 
-def measured(pid: int, url: str, headers: dict[str, str], arguments: argparse.Namespace) -> dict[str, float]:
+def measured(
+    pid: int, url: str, headers: dict[str, str], script: Path | None, arguments: argparse.Namespace
+) -> dict[str, float]:
     """One wrk run against the server `pid`, with that server's CPU microseconds per request."""
     before = cpu_seconds(pid)
-    run = wrk(url, connections=arguments.connections, threads=2, duration=arguments.duration, headers=headers)
+    run = wrk(
+        url, connections=arguments.connections, threads=2, duration=arguments.duration, headers=headers,
+        script=script,
+    )
     spent = cpu_seconds(pid) - before
     run["cpu_us"] = spent / run["requests"] * 1e6 if run["requests"] else 0.0
     return run
@@ -214,12 +233,19 @@ http {{
             flush=True,
             file=sys.stderr if arguments.json else sys.stdout,
         )
+        new_head = work / "new-head.lua"
+        new_head.write_text(NEW_HEAD_SCRIPT)
         scenarios = {
-            "GET 200": ((url, auth), (nginx_url, {}), (floor_url, auth)),
+            "GET 200": ((url, auth, None), (nginx_url, {}, None), (floor_url, auth, None)),
             "GET 304": (
-                (url, {**auth, "If-None-Match": etag}),
-                (nginx_url, {"If-None-Match": nginx_etag}),
-                (floor_url, {**auth, "If-None-Match": etag}),
+                (url, {**auth, "If-None-Match": etag}, None),
+                (nginx_url, {"If-None-Match": nginx_etag}, None),
+                (floor_url, {**auth, "If-None-Match": etag}, None),
+            ),
+            NEW_HEAD: (
+                (url, {**auth, "If-None-Match": etag}, new_head),
+                (nginx_url, {"If-None-Match": nginx_etag}, new_head),
+                (floor_url, {**auth, "If-None-Match": etag}, new_head),
             ),
         }
         results = {}
@@ -347,12 +373,13 @@ def _json_result(
             "ratio_min": min(ratios),
             "ratio_max": max(ratios),
             "goal": GOALS[name],
+            # The CPU goal is the hot path's: for the reads a poller repeats.
+            "cpu_goal": CPU_GOAL if GOALS[name] is not None else None,
             "cpu_us": ours["cpu_us"],
             "floor_cpu_us": floor["cpu_us"],
             "nginx_cpu_us": theirs["cpu_us"],
             "cpu_ratio": _cpu_ratio(ours, floor),
             "cpu_ratios": cpu_ratios,
-            "cpu_goal": CPU_GOAL,
         })
     return rows
 

@@ -74,6 +74,7 @@ class ReadRequest:
     source: bool  # Accept: text/x-tsk
     path: str | None = None  # ?path=/a/b: one key (`{path, value, version}`)
     cohort: bytes | None = None
+    authorization: bytes | None = None  # the header as sent (what `Tokens.recall` knows it by)
 
     @property
     def bucket(self) -> int:
@@ -190,6 +191,7 @@ def parse_head(
         principal, service, environment, wait, if_none_match is not None, tags, source,
         _path(query) if b"path=" in query else None,
         cohort or instance or None,
+        authorization,
     )
 
 

@@ -28,18 +28,25 @@ class Telemetry:
         self.access_log = access_log
         # Request ids must be unique, not secret: a random prefix per process and a counter
         # (reading the system's random source per request was measurable on the hot path).
-        self._id_prefix = secrets.token_hex(4)
+        self._id_prefix = secrets.token_hex(4).encode("ascii")
         self._id_counter = itertools.count(1)
         self._later: list[tuple[bytes, str, str, str, int, float]] = []
 
     def request_id(self, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
         """The client's `X-Request-ID` when it is a plain token, else a new id."""
+        return self.client_request_id(headers) or self.new_request_id()
+
+    @staticmethod
+    def client_request_id(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
+        """The client's `X-Request-ID` when it sent one that is a plain token, else None."""
         for name, value in headers:
             if name == b"x-request-id":
-                if _REQUEST_ID.fullmatch(value):
-                    return value
-                break
-        return f"{self._id_prefix}{next(self._id_counter):08x}".encode("ascii")
+                return value if _REQUEST_ID.fullmatch(value) else None
+        return None
+
+    def new_request_id(self) -> bytes:
+        """A new request id: this process's prefix and a counter."""
+        return b"%s%08x" % (self._id_prefix, next(self._id_counter))
 
     def finish(
         self, request_id: bytes, method: str, path: str, route: str, status: int, seconds: float

@@ -9,7 +9,10 @@ config before starting an ASGI task: an answer (or a refusal) is written out at 
 a long poll is parked in the change hub as a callback on its connection. A read on a
 connection with nothing else under way is answered as soon as its head is parsed, before
 uvicorn makes a request cycle for it (`_answer_at_once`); the head of each answer up to its
-request id is made once per rendered version and shared. When the
+request id is made once per rendered version and shared. A poller sends the same bytes on its
+connection again and again: such a repeat is answered from what was decided for it last time,
+without parsing it, as long as its token and the version it was answered from are unchanged
+(`_Repeat`, `_answer_repeat`). When the
 document changes, the hub's publish calls every parked connection, which writes the
 shared, already rendered answer; counting and logging them waits for the next turn of the
 event loop, after the answers are on their way. A read whose document is not in memory
@@ -109,6 +112,38 @@ class _Held:
         self.lag_checks = 0  # extra waits while the process caught up with the store
 
 
+class _Repeat:
+    """A read this connection had answered at once, kept to answer its byte-for-byte repeats.
+
+    A service polling its config sends the same bytes on its connection again and again (same
+    path, token, `If-None-Match`, instance headers). What was decided for those bytes holds as
+    long as the two things it rests on are unchanged: the token's record (`Tokens.recall` gives
+    the same principal; a revoked or replaced token gives another, or none) and the version the
+    read was answered from (`Versions.cached_for` gives the same object; a push, a rollout step
+    or a retire gives another). Then the repeat is answered without being parsed, checked or
+    decided again; otherwise it takes the whole path, which keeps the new answer instead.
+    """
+
+    __slots__ = ("authorization", "current", "path", "raw", "reply", "request", "request_id")
+
+    def __init__(
+        self,
+        request: read.ReadRequest,
+        authorization: bytes,
+        request_id: bytes | None,
+        path: str,
+        current: Rendered,
+        reply: read.Reply,
+    ) -> None:
+        self.request = request
+        self.authorization = authorization  # as sent: what the token book knows it by
+        self.request_id = request_id  # the client's own X-Request-ID, kept; None: a new one each time
+        self.path = path
+        self.current = current
+        self.reply = reply
+        self.raw: bytes | None = None  # the request's bytes, once one read held it alone
+
+
 class _Heads:
     """The first bytes of each answer's head, up to its request id, for one server."""
 
@@ -177,6 +212,12 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         self._starting = False
         self._next: tuple[RequestResponseCycle, Any] | None = None
         self._stopping = False  # the server asked this connection to finish (`shutdown`)
+        # The last read answered at once, for its repeats (`_answer_repeat`); what one read of
+        # the socket answered at once, and how many requests began in it.
+        self._repeat: _Repeat | None = None
+        self._answered: _Repeat | None = None
+        self._begun = 0
+        self._between = True  # the parser is between requests: none has begun since the last ended
 
     # -- uvicorn's hooks ---------------------------------------------------------
 
@@ -221,7 +262,26 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._stream is not None:
             return  # an event stream's client has nothing more to say; ignore it
+        repeat = self._repeat
+        if repeat is not None and data == repeat.raw and self._between and self._answer_repeat(repeat):
+            return
+        self._begun = 0
+        self._answered = None
         super().data_received(data)
+        answered = self._answered
+        if answered is not None and self._begun == 1 and self._between:
+            # These bytes held one whole request, answered at once: the same bytes again are
+            # the same request.
+            answered.raw = data
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._begun += 1
+        self._between = False
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._between = True
 
     def connection_lost(self, exc: Exception | None) -> None:
         held, self._held = self._held, None
@@ -293,14 +353,18 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
         self._unset_keepalive_if_required()
         started_at = time.perf_counter()
         headers = self.headers
-        request_id = self.shared.telemetry.request_id(headers)
+        telemetry = self.shared.telemetry
+        own_id = telemetry.client_request_id(headers)
+        request_id = own_id or telemetry.new_request_id()
         core = self.shared.core
+        current = None
         try:
             request = read.parse_head(core, headers, query, *document)
             current = core.versions.cached_for(*document, request.cohort)
             decision = None if current is None else read.decide(request, current)
         except Refused as refused:
             decision = read.refusal_reply(refused)
+            current = None
         except Exception:
             logger.exception("the hot path failed; the request goes to the application")
             return False
@@ -312,9 +376,50 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
             return False
         try:
             keep_alive = parser.should_keep_alive() and parser.get_http_version() != "1.0"
+            if keep_alive and current is not None:  # (None for a refusal)
+                authorization = request.authorization
+                if authorization is not None:
+                    # Answered from `current` for this token: its repeats may be answered alike.
+                    self._answered = self._repeat = _Repeat(
+                        request, authorization, own_id, path, current, decision
+                    )
             self._write(decision, request_id, keep_alive)
             self._record(path, request_id, decision.status, started_at, soon=False)
             # As uvicorn does once an answer is complete: count it, arm the keep-alive timer.
+            self.on_response_complete()
+        except Exception:
+            logger.exception("the hot path failed to answer; its connection is closed")
+            self.transport.close()
+        return True
+
+    def _answer_repeat(self, repeat: _Repeat) -> bool:
+        """Answer `repeat` again, without parsing its bytes, when what it was decided on holds:
+        True when answered; False to read the bytes the whole way (`_Repeat`)."""
+        started_at = time.perf_counter()
+        cycle = self.cycle
+        if (
+            (cycle is not None and not cycle.response_complete)
+            or self.pipeline
+            or self.flow.write_paused
+            or self._stopping
+            or self.transport.is_closing()
+        ):
+            return False
+        core = self.shared.core
+        request = repeat.request
+        if (
+            core.tokens.recall(repeat.authorization) is not request.principal
+            or core.versions.cached_for(request.service, request.environment, request.cohort)
+            is not repeat.current
+        ):
+            return False
+        # As uvicorn's `data_received` and the parser's callbacks would leave the connection:
+        # busy (no keep-alive timeout) until the answer is written.
+        self._unset_keepalive_if_required()
+        request_id = repeat.request_id or self.shared.telemetry.new_request_id()
+        try:
+            self._write(repeat.reply, request_id, True)
+            self._record(repeat.path, request_id, repeat.reply.status, started_at, soon=False)
             self.on_response_complete()
         except Exception:
             logger.exception("the hot path failed to answer; its connection is closed")
@@ -549,7 +654,9 @@ _PROTOCOL_METHODS = (
     "on_headers_complete",
     "on_message_begin",
     "on_message_complete",
+    "on_header",
     "on_response_complete",
+    "on_url",
     "send_400_response",
     "shutdown",
     "timeout_keep_alive_handler",
@@ -561,15 +668,20 @@ _PROTOCOL_FIELDS = (
     "connections",
     "cycle",
     "expect_100_continue",
+    "flow",
     "headers",
     "limit_concurrency",
+    "loop",
+    "parser",
     "pipeline",
     "root_path",
     "scheme",
     "scope",
     "server",
+    "server_state",
     "timeout_keep_alive",
     "timeout_keep_alive_task",
+    "transport",
 )
 _CYCLE_FIELDS = (
     "disconnected",
