@@ -618,10 +618,15 @@ class PostgresTransaction(Transaction):
         # is current only for its cohort), the service (a first version of one without a row:
         # origin "file" for sync, else "push") and the audit entry go in the same statement.
         insert = (
-            "WITH cur AS (SELECT v.version, v.kind, v.source = %(source)s AS same FROM documents AS d "
-            "JOIN versions AS v ON v.service = d.service AND v.environment = d.environment "
-            "AND v.version = d.current_version "
-            "WHERE d.service = %(service)s AND d.environment = %(environment)s), "
+            # The current version: the highest up to the pointer, which only the unique index
+            # (service, environment, version) serves, in one step (a join on the pointer, or
+            # an equality PostgreSQL may answer with versions_kind, scans every version of the
+            # document). The sources are compared only when the hashes match (equal sources
+            # have equal hashes), which spares decompressing the stored one.
+            "WITH cur AS (SELECT version, kind, hash = %(hash)s::text AND source = %(source)s AS same "
+            "FROM versions WHERE service = %(service)s AND environment = %(environment)s "
+            "AND version <= (SELECT current_version FROM documents WHERE service = %(service)s "
+            "AND environment = %(environment)s) ORDER BY version DESC LIMIT 1), "
             f"go AS (SELECT 1 AS go WHERE {guard}), "
             "taken AS (UPDATE sequence_counter SET last = last + 1 WHERE EXISTS (SELECT 1 FROM go) "
             "RETURNING last), "
