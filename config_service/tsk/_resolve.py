@@ -105,29 +105,43 @@ def validation_view(data: Any, skipped: list[str] | None = None) -> Any:
     and its JSON pointer is appended to `skipped` when given, so that a validator
     can skip that path, a missing required key included (docs/tsk.md, `@env`).
     """
-    return _validation_view(data, "", skipped)
-
-
-def _validation_view(data: Any, path: str, skipped: list[str] | None) -> Any:
-    if isinstance(data, dict):
-        view = {}
-        for key, value in data.items():
-            pointer = f"{path}/{pointer_token(key)}"
-            if isinstance(value, EnvRef) and not value.has_default:
-                if skipped is not None:
-                    skipped.append(pointer)
-            else:
-                view[key] = _validation_view(value, pointer, skipped)
-        return view
-    if isinstance(data, list):
-        items = []
-        for index, item in enumerate(data):
-            if isinstance(item, EnvRef) and not item.has_default:
-                if skipped is not None:
-                    skipped.append(f"{path}/{index}")
-            else:
-                items.append(_validation_view(item, f"{path}/{index}", skipped))
-        return items
+    if isinstance(data, dict | list):
+        return _validation_view(data, (), skipped)
     if isinstance(data, EnvRef):
         return copy_data(data.default)
     return data
+
+
+def _validation_view(
+    data: dict[str, Any] | list[Any], path: tuple[str | int, ...], skipped: list[str] | None
+) -> Any:
+    # Every push goes through here: a pointer is made only for a reference left out, and
+    # values that are neither containers nor references are taken as they are.
+    if isinstance(data, dict):
+        view: dict[str, Any] = {}
+        for key, value in data.items():
+            if isinstance(value, dict | list):
+                view[key] = _validation_view(value, (*path, key), skipped)
+            elif not isinstance(value, EnvRef):
+                view[key] = value
+            elif value.has_default:
+                view[key] = copy_data(value.default)
+            elif skipped is not None:
+                skipped.append(_pointer((*path, key)))
+        return view
+    items: list[Any] = []
+    for index, item in enumerate(data):
+        if isinstance(item, dict | list):
+            items.append(_validation_view(item, (*path, index), skipped))
+        elif not isinstance(item, EnvRef):
+            items.append(item)
+        elif item.has_default:
+            items.append(copy_data(item.default))
+        elif skipped is not None:
+            skipped.append(_pointer((*path, index)))
+    return items
+
+
+def _pointer(path: tuple[str | int, ...]) -> str:
+    """The JSON pointer of a path of keys and indexes."""
+    return "".join(f"/{pointer_token(part) if isinstance(part, str) else part}" for part in path)
