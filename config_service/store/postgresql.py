@@ -1272,6 +1272,18 @@ class PostgresStore(Store):
         raise AssertionError("unreachable")
 
     def _commit(self, batch: list[Write]) -> None:
+        # Several operations first run without savepoints (a savepoint each is two more
+        # statements, and a subtransaction, per operation): almost always none raises. When
+        # one does, that transaction is rolled back and the batch runs again, each operation
+        # in its own savepoint, so the one that raises undoes only its own changes.
+        if len(batch) > 1 and self._run(batch, careful=False):
+            return
+        self._run(batch, careful=True)
+
+    def _run(self, batch: list[Write], careful: bool) -> bool:
+        """Run and commit `batch`, then answer its writers; True when done. Not `careful`:
+        without savepoints, and False (nothing written, nobody answered) as soon as an
+        operation raises."""
         outcomes: list[tuple[bool, Any]] = []
         transaction: PostgresTransaction | None = None
         own: int | None = None  # the sequence notified, remembered as this writer's own
@@ -1284,18 +1296,20 @@ class PostgresStore(Store):
                 transaction.pipeline = pipeline
                 # An operation alone in its transaction needs no savepoint: if it fails, the
                 # whole transaction is rolled back instead.
-                alone = len(batch) == 1
+                savepoints = careful and len(batch) > 1
                 for item in batch:
                     created, callbacks = len(transaction.created), len(transaction.callbacks)
                     changed = len(transaction.changed)
-                    if not alone:
+                    if savepoints:
                         connection.execute("SAVEPOINT operation")
                     try:
                         result = item.operation(transaction)
                     except _UNREACHABLE:
                         raise  # the connection is gone: the whole batch fails below
                     except BaseException as error:  # the caller gets it; the batch goes on
-                        if not alone:
+                        if not careful:
+                            break
+                        if savepoints:
                             connection.execute("ROLLBACK TO SAVEPOINT operation")
                             connection.execute("RELEASE SAVEPOINT operation")
                         del transaction.created[created:]
@@ -1303,11 +1317,13 @@ class PostgresStore(Store):
                         del transaction.changed[changed:]
                         outcomes.append((False, error))
                     else:
-                        if not alone:
+                        if savepoints:
                             connection.execute("RELEASE SAVEPOINT operation")
                         outcomes.append((True, result))
-                if alone and not outcomes[0][0]:
-                    connection.execute("ROLLBACK")  # nothing of it is kept; nothing to tell
+                if len(outcomes) < len(batch) or not any(succeeded for succeeded, _ in outcomes):
+                    # One raised before the others ran (run again, carefully), or none
+                    # succeeded: nothing of it is kept; nothing to tell.
+                    connection.execute("ROLLBACK")
                 else:
                     # Delivered to every listener when (and only if) this transaction commits.
                     if transaction.created:
@@ -1318,6 +1334,8 @@ class PostgresStore(Store):
                     for kind in dict.fromkeys(transaction.changed):
                         connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, kind))
                     connection.execute("COMMIT")
+            if len(outcomes) < len(batch):
+                return False
         except BaseException as error:
             if own is not None:
                 self._not_notified(own)
@@ -1336,7 +1354,7 @@ class PostgresStore(Store):
                     self._writer = None
             for item in batch:
                 item.future.set_exception(failure)
-            return
+            return True
         for callback in transaction.callbacks:
             try:
                 callback()
@@ -1353,6 +1371,7 @@ class PostgresStore(Store):
                 item.future.set_result(value)
             else:
                 item.future.set_exception(value)
+        return True
 
     # -- versions --------------------------------------------------------------------
 

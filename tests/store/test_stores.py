@@ -135,6 +135,47 @@ def test_writes_waiting_together_share_one_commit(store: Store) -> None:
     assert batches == [10]
 
 
+def test_in_a_batch_the_operations_that_raise_undo_only_their_own_changes(store: Store) -> None:
+    batches: list[list[str]] = []
+    store.add_commit_listener(lambda records: batches.append([record.service for record in records]))
+    store.write(lambda transaction: transaction.insert_token(_token("taken"), None))
+    release, running = threading.Event(), threading.Event()
+
+    def block(transaction: Transaction) -> bool:
+        running.set()
+        return release.wait(10)
+
+    def half_done(transaction: Transaction) -> None:
+        transaction.append_version(_new("half", "a"), None, None)
+        raise ValueError("changed my mind")
+
+    def duplicate(transaction: Transaction) -> None:
+        transaction.append_version(_new("duplicate", "a"), None, None)
+        transaction.insert_token(_token("taken"), None)  # the database refuses it
+
+    def push(service: str) -> Callable[[Transaction], tuple[VersionRecord, bool]]:
+        return lambda transaction: transaction.append_version(_new(service, "a"), None, None)
+
+    blocking = store.submit(block)
+    assert running.wait(10)
+    # Queued together behind the first: one batch.
+    futures = [store.submit(operation) for operation in (push("first"), half_done, duplicate, push("last"))]
+    release.set()
+    assert blocking.result(timeout=10) is True
+    assert futures[0].result(timeout=10)[1] and futures[3].result(timeout=10)[1]
+    with pytest.raises(ValueError, match="changed my mind"):
+        futures[1].result(timeout=10)
+    with pytest.raises(Exception):  # noqa: B017 (each store's own integrity error)
+        futures[2].result(timeout=10)
+    for service in ("half", "duplicate"):
+        assert store.current_version(service, "staging") is None
+    assert store.current_version("first", "staging") is not None
+    assert store.current_version("last", "staging") is not None
+    # The two that succeeded were committed once, together, and told once.
+    assert batches == [["first", "last"]]
+    assert [record.service for record in store.versions_after(0, 10)] == ["first", "last"]
+
+
 def _report(
     instance_id: str,
     version: int | None,
