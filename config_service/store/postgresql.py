@@ -18,8 +18,9 @@ Consistency rules:
   A commit that changed tokens, schemas or services also sends `NOTIFY tskcfg, '<kind>'`
   (CHANGE_KINDS), so replicas read those again.
 - Writes are operations handed to one writer thread per store, as in the SQLite store: the
-  operations waiting together share one transaction and one commit (group commit), each in
-  its own savepoint, so one that raises undoes only its own changes. The batch's first round
+  operations waiting together share one transaction and one commit (group commit). They run
+  without savepoints first; when one raises, that transaction is rolled back and they run
+  again each in its own savepoint, so one that raises undoes only its own changes. The batch's first round
   trip begins, takes the lock and reads the active rollouts (`_BEGIN`); its last sends the
   notifications and COMMIT.
 - When PostgreSQL cannot be reached, reads and writes raise `StoreUnavailable` (the server
