@@ -252,6 +252,7 @@ _ROLLOUT_COLUMNS = (
     "max_failed, state, started_at, updated_at, step_started_at, baked_seconds, reason, author, "
     "sequence"
 )
+_ROLLOUT_NAMES = tuple(_ROLLOUT_COLUMNS.split(", "))
 _ACTIVE = "state IN ('running', 'paused')"
 _ROLLOUT_CANDIDATES = (
     f"SELECT {_VERSION_COLUMNS} FROM versions WHERE (service, environment, version) IN ("
@@ -401,6 +402,14 @@ class PostgresTransaction(Transaction):
             cursor.execute(sql, params)
             self._sync()
             return cursor.fetchall() if cursor.description is not None else []
+
+    def values(self, sql: str, params: Any = ()) -> tuple[Any, ...]:
+        """The one row of a statement that answers exactly one, as a tuple."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            self._sync()
+            (row,) = cursor.fetchall()
+            return row
 
     def execute(self, sql: str, params: Any = ()) -> int:
         """Run a statement; the number of rows it changed."""
@@ -658,14 +667,15 @@ class PostgresTransaction(Transaction):
             " SELECT (SELECT sequence FROM added) AS sequence, (SELECT version FROM added) AS version, "
             "(SELECT version FROM cur) AS current, (SELECT kind FROM cur) AS current_kind"
         )
-        (row,) = self.rows(insert, params)
-        if row["sequence"] is None:
+        # Plain tuples: a push is this statement, and dict rows cost more than it does.
+        sequence, version, current_number, current_kind = self.values(insert, params)
+        if sequence is None:
             # Not written: the precondition failed, or the source is the current version's.
-            self._check(if_match, row["current"], row["current_kind"] == "retire")
+            self._check(if_match, current_number, current_kind == "retire")
             current = self.current_version(new.service, new.environment)
             assert current is not None and not current.retired
             return current, False
-        record = _version({"sequence": int(row["sequence"]), "version": int(row["version"]), **values})
+        record = _version({"sequence": int(sequence), "version": int(version), **values})
         self.created.append(record)
         return record, True
 
@@ -1257,12 +1267,16 @@ class PostgresStore(Store):
                     connection = self._writer = self.connect()
                 # One round trip (no parameters: our own constants): the rollouts are read
                 # after the lock is taken, so no other replica can change them before COMMIT.
-                with connection.cursor(row_factory=dict_row) as cursor:
+                with connection.cursor() as cursor:
                     cursor.execute(_BEGIN)
                     while cursor.nextset():
                         pass  # to the last statement's result: the active rollouts
                     rows = cursor.fetchall()
-                active = [_rollout(row) for row in rows] if len(rows) <= MAX_ACTIVE_SNAPSHOT else None
+                active = (
+                    [_rollout(dict(zip(_ROLLOUT_NAMES, row, strict=True))) for row in rows]
+                    if len(rows) <= MAX_ACTIVE_SNAPSHOT
+                    else None
+                )
                 return connection, active
             except (StoreUnavailable, *_UNREACHABLE) as error:
                 if self._writer is not None:
