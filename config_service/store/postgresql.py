@@ -20,9 +20,10 @@ Consistency rules:
 - Writes are operations handed to one writer thread per store, as in the SQLite store: the
   operations waiting together share one transaction and one commit (group commit). They run
   without savepoints first; when one raises, that transaction is rolled back and they run
-  again each in its own savepoint, so one that raises undoes only its own changes. The batch's first round
-  trip begins, takes the lock and reads the active rollouts (`_BEGIN`); its last sends the
-  notifications and COMMIT.
+  again each in its own savepoint, so one that raises undoes only its own changes. In
+  pipeline mode: BEGIN, the lock and the read of the active rollouts (`_ACTIVE_SNAPSHOT`) go
+  with the first statement whose answer the batch waits for, so a batch of pushes takes one
+  round trip per push and one for the notifications and COMMIT.
 - When PostgreSQL cannot be reached, reads and writes raise `StoreUnavailable` (the server
   answers 503 `store_unavailable`); the store reconnects by itself once it is back.
 - The tables carry a schema version (table `schema_version`); `open` migrates them under a
@@ -271,13 +272,14 @@ _INSTANCE_COLUMNS = (
 # Running or paused rollouts a write batch reads with its BEGIN (so a push asks for its
 # document's without a round trip); past it, each operation asks.
 MAX_ACTIVE_SNAPSHOT = 64
-# A write batch's first round trip: open the transaction, take the write lock, then read the
-# active rollouts (oldest first: a document's latest one wins).
-_BEGIN = (
-    f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK}); "
+# What a write batch sends first, without waiting: open the transaction, take the write lock,
+# then read the active rollouts (oldest first: a document's latest one wins). They go with the
+# batch's first statement whose answer it waits for: one round trip.
+_LOCK = f"SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+_ACTIVE_SNAPSHOT = (
     f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE {_ACTIVE} ORDER BY id "
     f"LIMIT {MAX_ACTIVE_SNAPSHOT + 1}"
-).encode()
+)
 
 # The errors that mean "PostgreSQL is away" (a lost or refused connection, a pool timeout).
 _UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError)
@@ -375,19 +377,21 @@ def _rows(connection: psycopg.Connection[Any], sql: str, params: Any = ()) -> li
 
 class PostgresTransaction(Transaction):
     """`Transaction` on the writer's connection, inside the batch's transaction (which holds
-    the write lock), each operation in its own savepoint."""
+    the write lock), in pipeline mode."""
 
     def __init__(
-        self, connection: psycopg.Connection[Any], active: list[RolloutRecord] | None = None
+        self, connection: psycopg.Connection[Any], snapshot: psycopg.Cursor[Any] | None = None
     ) -> None:
         self.connection = connection
-        # The running and paused rollouts as the batch began (read with the write lock held,
-        # in the same round trip as BEGIN), by document: `active_rollout` answers from it, so
-        # a push needs no round trip of its own for it, until an operation of this batch
-        # writes a rollout (then it reads). None: not read (too many to keep), always read.
+        # The running and paused rollouts as the batch began (`_ACTIVE_SNAPSHOT`, sent after
+        # the write lock with BEGIN; its rows come back with the first answer the batch
+        # waits for), by document: `active_rollout` answers from them, so a push needs no
+        # round trip of its own for it, until an operation of this batch writes a rollout
+        # (then it reads). None once read: there were too many to keep, always read.
+        self._snapshot = snapshot
         self._active: dict[tuple[str, str], RolloutRecord] | None = None
-        if active is not None:
-            self._active = {(rollout.service, rollout.environment): rollout for rollout in active}
+        # Whether an answer of this batch came back (the connection worked for it).
+        self.reached = False
         self.created: list[VersionRecord] = []
         self.callbacks: list[Callable[[], None]] = []
         # What else this batch changed, for other replicas (CHANGE_KINDS), per operation.
@@ -422,6 +426,14 @@ class PostgresTransaction(Transaction):
         # In pipeline mode, send what is queued (savepoints too) and wait for the results.
         if self.pipeline is not None:
             self.pipeline.sync()
+        self.reached = True
+
+    def _forget_snapshot(self) -> None:
+        """What the batch began with is no longer what the table holds."""
+        if self._snapshot is not None:
+            self._snapshot.close()
+            self._snapshot = None
+        self._active = None
 
     # -- versions --------------------------------------------------------------------
 
@@ -470,6 +482,14 @@ class PostgresTransaction(Transaction):
         return int(row["last"])
 
     def active_rollout(self, service: str, environment: str) -> RolloutRecord | None:
+        if self._snapshot is not None:
+            rows = self._snapshot.fetchall()  # waits for them if they are not back yet
+            self.reached = True
+            self._snapshot.close()
+            self._snapshot = None
+            if len(rows) <= MAX_ACTIVE_SNAPSHOT:
+                active = [_rollout(dict(zip(_ROLLOUT_NAMES, row, strict=True))) for row in rows]
+                self._active = {(rollout.service, rollout.environment): rollout for rollout in active}
         if self._active is not None:
             return self._active.get((service, environment))
         rows = self.rows(
@@ -480,7 +500,7 @@ class PostgresTransaction(Transaction):
         return _rollout(rows[0]) if rows else None
 
     def insert_rollout(self, new: NewRollout, audit: AuditEntry | None) -> RolloutRecord:
-        self._active = None  # what the batch began with is no longer what the table holds
+        self._forget_snapshot()
         now = self.now()
         values: dict[str, Any] = {
             "service": new.service,
@@ -517,7 +537,7 @@ class PostgresTransaction(Transaction):
     def update_rollout(
         self, rollout: RolloutRecord, expected_sequence: int, audit: AuditEntry | None
     ) -> RolloutRecord | None:
-        self._active = None  # what the batch began with is no longer what the table holds
+        self._forget_snapshot()
         now = self.now()
         # The sequence is taken only when the row still has the expected one: a lost
         # compare-and-set takes none, so it makes no event.
@@ -1252,39 +1272,15 @@ class PostgresStore(Store):
             raise RuntimeError("the store is closed")
         return self._writes.submit(operation, exclusive)
 
-    def _begin(self) -> tuple[psycopg.Connection[Any], list[RolloutRecord] | None]:
-        """The writer's connection inside a new transaction holding the write lock, and the
-        running and paused rollouts as of then (None when there are more than
-        `MAX_ACTIVE_SNAPSHOT`); a lost connection (PostgreSQL restarted) is made again once
-        before giving up."""
-        for attempt in (1, 2):
-            connection = self._writer
-            try:
-                if connection is None or connection.closed or connection.broken:
-                    if connection is not None:
-                        connection.close()
-                    self._writer = None
-                    connection = self._writer = self.connect()
-                # One round trip (no parameters: our own constants): the rollouts are read
-                # after the lock is taken, so no other replica can change them before COMMIT.
-                with connection.cursor() as cursor:
-                    cursor.execute(_BEGIN)
-                    while cursor.nextset():
-                        pass  # to the last statement's result: the active rollouts
-                    rows = cursor.fetchall()
-                active = (
-                    [_rollout(dict(zip(_ROLLOUT_NAMES, row, strict=True))) for row in rows]
-                    if len(rows) <= MAX_ACTIVE_SNAPSHOT
-                    else None
-                )
-                return connection, active
-            except (StoreUnavailable, *_UNREACHABLE) as error:
-                if self._writer is not None:
-                    self._writer.close()
-                    self._writer = None
-                if attempt == 2:
-                    raise error if isinstance(error, StoreUnavailable) else _unavailable(error) from error
-        raise AssertionError("unreachable")
+    def _writer_connection(self) -> psycopg.Connection[Any]:
+        """The writer's connection, made (again) when there is none or it broke."""
+        connection = self._writer
+        if connection is None or connection.closed or connection.broken:
+            if connection is not None:
+                connection.close()
+            self._writer = None
+            connection = self._writer = self.connect()
+        return connection
 
     def _commit(self, batch: list[Write]) -> None:
         # Several operations first run without savepoints (a savepoint each is two more
@@ -1295,19 +1291,25 @@ class PostgresStore(Store):
             return
         self._run(batch, careful=True)
 
-    def _run(self, batch: list[Write], careful: bool) -> bool:
+    def _run(self, batch: list[Write], careful: bool, reconnected: bool = False) -> bool:
         """Run and commit `batch`, then answer its writers; True when done. Not `careful`:
         without savepoints, and False (nothing written, nobody answered) as soon as an
-        operation raises."""
+        operation raises. A connection found lost before any answer came back (PostgreSQL
+        restarted since it was made) is made again, once, and the batch run again."""
         outcomes: list[tuple[bool, Any]] = []
         transaction: PostgresTransaction | None = None
         own: int | None = None  # the sequence notified, remembered as this writer's own
+        committing = False
         try:
-            connection, active = self._begin()
-            transaction = PostgresTransaction(connection, active)
-            # Pipeline mode: statements whose results are not needed yet (savepoints) are
-            # sent with the next one whose result is, in one round trip.
+            connection = self._writer_connection()
+            # Pipeline mode: statements whose results are not needed yet (BEGIN, the lock,
+            # savepoints) are sent with the next one whose result is, in one round trip.
             with connection.pipeline() as pipeline:
+                connection.execute("BEGIN")
+                connection.execute(_LOCK)
+                snapshot = connection.cursor()
+                snapshot.execute(_ACTIVE_SNAPSHOT)
+                transaction = PostgresTransaction(connection, snapshot)
                 transaction.pipeline = pipeline
                 # An operation alone in its transaction needs no savepoint: if it fails, the
                 # whole transaction is rolled back instead.
@@ -1348,6 +1350,7 @@ class PostgresStore(Store):
                         connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(notified)))
                     for kind in dict.fromkeys(transaction.changed):
                         connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, kind))
+                    committing = True  # past here, a lost connection may have committed
                     connection.execute("COMMIT")
             if len(outcomes) < len(batch):
                 return False
@@ -1367,6 +1370,13 @@ class PostgresStore(Store):
                 if writer.broken:
                     writer.close()
                     self._writer = None
+            lost = isinstance(error, (StoreUnavailable, *_UNREACHABLE))
+            if lost and not reconnected and not committing and (transaction is None or not transaction.reached):
+                # Nothing of this batch reached PostgreSQL: a connection that broke while idle.
+                if self._writer is not None:
+                    self._writer.close()
+                    self._writer = None
+                return self._run(batch, careful, reconnected=True)
             for item in batch:
                 item.future.set_exception(failure)
             return True

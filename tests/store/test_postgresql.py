@@ -133,6 +133,28 @@ def test_a_listener_may_skip_the_commits_of_its_own_store(postgres_dsn: str) -> 
         other.close()
 
 
+def test_a_write_after_the_writers_connection_was_cut_while_idle_is_made_once(
+    postgres_dsn: str,
+) -> None:
+    store = PostgresStore(postgres_dsn)
+    store.open()
+    try:
+        first = _push(store, "svc", "first")
+        with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+            cut = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'tskcfg' AND datname = current_database()"
+            ).fetchall()
+        assert cut
+        # The batch found the connection gone before anything of it reached PostgreSQL: it
+        # connects again and runs once.
+        second = _push(store, "svc", "second")
+        assert (second.version, second.sequence) == (first.version + 1, first.sequence + 1)
+        assert [record.version for record in store.versions_after(0, 10)] == [1, 2]
+    finally:
+        store.close()
+
+
 @pytest.fixture
 def own_postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL of this test's own, to stop and kill without disturbing the others."""
