@@ -4,7 +4,7 @@ When several processes share one store (`tskcfg serve --workers N`, or replicas 
 PostgreSQL), each one runs a `Follower`. It keeps the last global sequence it handed on and,
 whenever the store may have changed (its own commit, a `ChangeSignal` from the store, or a
 request that names something newer than this process has seen), reads the versions
-committed after it (`Store.versions_after`), each changed document once per process (never
+committed after it (`Store.changes_after`), each changed document once per process (never
 once per waiter), renders it once, and hands every version on in sequence order: so an
 event stream on any process sends event ids in increasing order with no gaps. Rollout
 changes take sequence numbers too (`Store.rollouts_after`): they are handed on in the same
@@ -166,9 +166,13 @@ class Follower:
             missed = self._missed
             try:
                 # Every sequence up to it is committed: nothing later is handed on this time.
-                bound = self._store.last_sequence()
+                # The first page comes in the same read (one read per change, not two).
+                bound, records = self._store.changes_after(self._last, CATCH_UP_PAGE)
+                first = True
                 while self._last < bound:
-                    records = self._store.versions_after(self._last, CATCH_UP_PAGE)
+                    if not first:
+                        records = self._store.versions_after(self._last, CATCH_UP_PAGE)
+                    first = False
                     page_end = bound
                     if len(records) == CATCH_UP_PAGE:
                         page_end = min(page_end, records[-1].sequence)

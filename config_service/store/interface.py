@@ -289,6 +289,12 @@ class Store(Protocol):
         """The last global sequence taken, by a version or a rollout change."""
         ...
 
+    def changes_after(self, sequence: int, limit: int) -> tuple[int, list[VersionRecord]]:
+        """`last_sequence()` and `versions_after(sequence, limit)` read at one moment, in one
+        read (how a process sharing the store catches up): every version returned is at
+        most that sequence, and every sequence up to it is committed."""
+        ...
+
     def has_versions(self, service: str) -> bool:
         """True when `service` has a version in any environment (it is a service, not a section)."""
         ...

@@ -1447,6 +1447,22 @@ class PostgresStore(Store):
     def last_sequence(self) -> int:
         return int(self._query("SELECT last FROM sequence_counter")[0]["last"])
 
+    def changes_after(self, sequence: int, limit: int) -> tuple[int, list[VersionRecord]]:
+        # One statement, one snapshot: the counter and the versions committed with it.
+        rows = self._query(
+            f"SELECT c.last AS bound, v.* FROM sequence_counter AS c LEFT JOIN LATERAL (SELECT "
+            f"{_LISTED_VERSION_COLUMNS} FROM versions WHERE sequence > %s ORDER BY sequence "
+            "LIMIT %s) AS v ON TRUE ORDER BY v.sequence",
+            (sequence, limit),
+        )
+        bound = int(rows[0]["bound"])
+        records = [
+            _version({key: value for key, value in row.items() if key != "bound"})
+            for row in rows
+            if row["sequence"] is not None  # none after `sequence`: only the counter's row
+        ]
+        return bound, records
+
     def has_versions(self, service: str) -> bool:
         return bool(self._query("SELECT 1 AS found FROM versions WHERE service = %s LIMIT 1", (service,)))
 

@@ -894,6 +894,23 @@ class SqliteStore(Store):
     def last_sequence(self) -> int:
         return _last_sequence(self._reader())
 
+    def changes_after(self, sequence: int, limit: int) -> tuple[int, list[VersionRecord]]:
+        # One statement, one snapshot: the counter and the versions committed with it.
+        rows = self._query(
+            "SELECT c.bound AS bound, v.* FROM (SELECT COALESCE((SELECT seq FROM sqlite_sequence "
+            "WHERE name = 'versions'), 0) AS bound) AS c LEFT JOIN (SELECT "
+            f"{_LISTED_VERSION_COLUMNS} FROM versions WHERE sequence > ? ORDER BY sequence "
+            "LIMIT ?) AS v ON 1 ORDER BY v.sequence",
+            (sequence, limit),
+        )
+        bound = int(rows[0]["bound"])
+        records = [
+            _version({key: value for key, value in row.items() if key != "bound"})
+            for row in rows
+            if row["sequence"] is not None  # none after `sequence`: only the counter's row
+        ]
+        return bound, records
+
     def has_versions(self, service: str) -> bool:
         return bool(self._query("SELECT 1 AS found FROM versions WHERE service = ? LIMIT 1", (service,)))
 

@@ -35,6 +35,10 @@ class CountingStore(SqliteStore):
         self.pages_read += 1
         return super().versions_after(sequence, limit)
 
+    def changes_after(self, sequence: int, limit: int) -> tuple[int, list[VersionRecord]]:
+        self.pages_read += 1
+        return super().changes_after(sequence, limit)
+
     def get_version(self, service: str, environment: str, version: int) -> VersionRecord | None:
         self.versions_read += 1
         return super().get_version(service, environment, version)

@@ -176,6 +176,20 @@ def test_in_a_batch_the_operations_that_raise_undo_only_their_own_changes(store:
     assert [record.service for record in store.versions_after(0, 10)] == ["first", "last"]
 
 
+def test_changes_after_reads_the_last_sequence_and_the_versions_after_it_together(store: Store) -> None:
+    assert store.changes_after(0, 10) == (0, [])
+    for number in range(3):
+        _append(store, _new("changes", f"n{number}"), None, None)
+    sequence = store.write(lambda transaction: transaction.next_sequence())  # not a version
+    bound, records = store.changes_after(0, 10)
+    assert bound == sequence == store.last_sequence() == 4
+    assert records == store.versions_after(0, 10)
+    assert [record.version for record in records] == [1, 2, 3]
+    assert all(record.source == "" and record.config == "" for record in records)  # metadata
+    assert store.changes_after(1, 1) == (4, store.versions_after(1, 1))
+    assert store.changes_after(4, 10) == (4, [])
+
+
 def _report(
     instance_id: str,
     version: int | None,
