@@ -57,17 +57,16 @@ CURRENT_VERSION = (
     f"SELECT {VERSION_COLUMNS} FROM versions WHERE service = ? AND environment = ? AND version = "
     "(SELECT current_version FROM documents WHERE service = ? AND environment = ?)"
 )
+# Row values: SQLite plans them as a join on the unique (service, environment, version) index,
+# as fast as writing that join; PostgreSQL answers them faster than the join.
 CURRENT_VERSIONS = (
-    f"SELECT {VERSION_COLUMNS} FROM versions WHERE sequence IN ("
-    "SELECT v.sequence FROM documents AS d JOIN versions AS v ON v.service = d.service "
-    "AND v.environment = d.environment AND v.version = d.current_version) "
-    "ORDER BY service, environment"
+    f"SELECT {VERSION_COLUMNS} FROM versions WHERE (service, environment, version) IN ("
+    "SELECT service, environment, current_version FROM documents) ORDER BY service, environment"
 )
 CURRENT_VERSIONS_LISTED = CURRENT_VERSIONS.replace(VERSION_COLUMNS, LISTED_VERSION_COLUMNS, 1)
 ROLLOUT_CANDIDATES = (
-    f"SELECT {VERSION_COLUMNS} FROM versions WHERE sequence IN ("
-    "SELECT v.sequence FROM rollouts AS r JOIN versions AS v ON v.service = r.service "
-    f"AND v.environment = r.environment AND v.version = r.candidate_version WHERE r.{ACTIVE}) "
+    f"SELECT {VERSION_COLUMNS} FROM versions WHERE (service, environment, version) IN ("
+    f"SELECT service, environment, candidate_version FROM rollouts WHERE {ACTIVE}) "
     "ORDER BY service, environment"
 )
 DOCUMENT = f"SELECT {DOCUMENT_COLUMNS} FROM documents WHERE service = ? AND environment = ?"
