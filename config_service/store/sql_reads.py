@@ -13,6 +13,7 @@ import json
 from typing import Any, ClassVar
 
 from config_service.store.records import (
+    ACTIVE_ROLLOUT_STATES,
     AuditRecord,
     DocumentState,
     InstanceRecord,
@@ -47,7 +48,7 @@ INSTANCE_COLUMNS = (
 AUDIT_COLUMNS = "id, at, actor, token_id, action, service, environment, version, request_id, detail"
 SESSION_COLUMNS = "id_hash, token_id, csrf, created_at, last_seen"
 # A rollout that still moves (docs/rollouts.md): running or paused.
-ACTIVE = "state IN ('running', 'paused')"
+ACTIVE = f"state IN ({', '.join(repr(state) for state in ACTIVE_ROLLOUT_STATES)})"
 # Below every real number: the first page of a newest-first listing.
 _NO_BOUND = 2**62
 
