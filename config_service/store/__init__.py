@@ -1,8 +1,8 @@
 """Durable storage: the `Store` interface, its records, and the SQLite store.
 
-`interface` lists what a store does, `records` what it keeps, `sqlite` the embedded store on
-one file (`sqlite_schema`: its tables and their upgrades), `data_folder` the private folder
-that file lives in and the lock on it.
+`interface` lists what a store does, `records` what it keeps, `sql_reads` the reads both SQL
+stores share, `sqlite` the embedded store on one file (`sqlite_schema`: its tables and their
+upgrades), `data_folder` the private folder that file lives in and the lock on it.
 """
 
 from config_service.store.interface import ChangeSignal, CommitListener, Store, Transaction

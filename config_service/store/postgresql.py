@@ -51,10 +51,8 @@ from config_service.store.interface import CommitListener, Store, Transaction
 from config_service.store.records import (
     MAX_INSTANCES_PER_DOCUMENT,
     AuditEntry,
-    AuditRecord,
     DocumentState,
     IfMatch,
-    InstanceRecord,
     InstanceReport,
     NewRollout,
     NewVersion,
@@ -70,6 +68,23 @@ from config_service.store.records import (
     VersionRecord,
     utc_now,
 )
+from config_service.store.sql_reads import ACTIVE as _ACTIVE
+from config_service.store.sql_reads import CURRENT_VERSIONS as _CURRENT_VERSIONS
+from config_service.store.sql_reads import DOCUMENT_COLUMNS as _DOCUMENT_COLUMNS
+from config_service.store.sql_reads import INSTANCE_COLUMNS as _INSTANCE_COLUMNS
+from config_service.store.sql_reads import LISTED_VERSION_COLUMNS as _LISTED_VERSION_COLUMNS
+from config_service.store.sql_reads import ROLLOUT_CANDIDATES as _ROLLOUT_CANDIDATES
+from config_service.store.sql_reads import ROLLOUT_COLUMNS as _ROLLOUT_COLUMNS
+from config_service.store.sql_reads import SCHEMA_COLUMNS as _SCHEMA_COLUMNS
+from config_service.store.sql_reads import SERVICE_COLUMNS as _SERVICE_COLUMNS
+from config_service.store.sql_reads import VERSION_COLUMNS as _VERSION_COLUMNS
+from config_service.store.sql_reads import SqlReads
+from config_service.store.sql_reads import document_state as _document
+from config_service.store.sql_reads import rollout_record as _rollout
+from config_service.store.sql_reads import schema_record as _schema
+from config_service.store.sql_reads import service_record as _service
+from config_service.store.sql_reads import token_record as _token
+from config_service.store.sql_reads import version_record as _version
 from config_service.store.urls import redact
 
 T = TypeVar("T")
@@ -230,44 +245,16 @@ CREATE TABLE rollout_failures (
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
-_VERSION_COLUMNS = (
-    "sequence, service, environment, version, source, config, hash, author, token_id, message, "
-    "created_at, kind, promoted_from_environment, promoted_from_version, rolled_back_to, kept_local"
-)
-_LISTED_VERSION_COLUMNS = _VERSION_COLUMNS.replace("source, config,", "'' AS source, '' AS config,")
-_SCHEMA_COLUMNS = "sequence, name, version, schema, hash, author, token_id, created_at"
-_LISTED_SCHEMA_COLUMNS = _SCHEMA_COLUMNS.replace("schema,", "'' AS schema,")
-# Each document's current version is the one its pointer (table documents) names.
-_CURRENT_VERSIONS = (
-    f"SELECT {_VERSION_COLUMNS} FROM versions WHERE (service, environment, version) IN ("
-    "SELECT service, environment, current_version FROM documents) ORDER BY service, environment"
-)
+# The writer's transaction reads its current version with named parameters (the store's own
+# reads, with positional ones, are SqlReads').
 _CURRENT_VERSION = (
     f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = %(service)s AND "
     "environment = %(environment)s AND version = (SELECT current_version FROM documents WHERE "
     "service = %(service)s AND environment = %(environment)s)"
 )
-_DOCUMENT_COLUMNS = "service, environment, current_version, file, file_version, sync_conflict"
-_ROLLOUT_COLUMNS = (
-    "id, service, environment, candidate_version, stable_version, steps, step, bake_seconds, "
-    "max_failed, state, started_at, updated_at, step_started_at, baked_seconds, reason, author, "
-    "sequence"
-)
 _ROLLOUT_NAMES = tuple(_ROLLOUT_COLUMNS.split(", "))
-_ACTIVE = "state IN ('running', 'paused')"
-_ROLLOUT_CANDIDATES = (
-    f"SELECT {_VERSION_COLUMNS} FROM versions WHERE (service, environment, version) IN ("
-    f"SELECT service, environment, candidate_version FROM rollouts WHERE {_ACTIVE}) "
-    "ORDER BY service, environment"
-)
 # The database's clock as the store writes times (records.utc_timestamp: milliseconds, `Z`).
 _NOW = "to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-_SERVICE_COLUMNS = "name, created_at, origin, created_by"
-_CURRENT_VERSIONS_LISTED = _CURRENT_VERSIONS.replace(_VERSION_COLUMNS, _LISTED_VERSION_COLUMNS, 1)
-_INSTANCE_COLUMNS = (
-    "service, environment, instance_id, version, hash, status, error, first_seen, last_seen, "
-    "failed_version, failed_hash, cohort"
-)
 
 # Running or paused rollouts a write batch reads with its BEGIN (so a push asks for its
 # document's without a round trip); past it, each operation asks.
@@ -291,52 +278,6 @@ class _StaleConnection(Exception):
 
 def _unavailable(error: BaseException) -> StoreUnavailable:
     return StoreUnavailable(f"the PostgreSQL store cannot be reached ({str(error).strip() or type(error).__name__})")
-
-
-def _version(row: dict[str, Any]) -> VersionRecord:
-    values = dict(row)
-    # A retire row has NULL config and hash; records carry "" (records.VersionRecord).
-    values["config"] = values["config"] or ""
-    values["hash"] = values["hash"] or ""
-    kept = values["kept_local"]
-    values["kept_local"] = tuple(json.loads(kept)) if kept is not None else None
-    return VersionRecord(**values)
-
-
-def _document(row: dict[str, Any]) -> DocumentState:
-    return DocumentState(**{**row, "sync_conflict": bool(row["sync_conflict"])})
-
-
-def _service(row: dict[str, Any]) -> ServiceRecord:
-    return ServiceRecord(**row)
-
-
-def _rollout(row: dict[str, Any]) -> RolloutRecord:
-    return RolloutRecord(**{**row, "steps": tuple(json.loads(row["steps"]))})
-
-
-def _schema(row: dict[str, Any]) -> SchemaRecord:
-    return SchemaRecord(**row)
-
-
-def _token(row: dict[str, Any]) -> TokenRecord:
-    return TokenRecord(
-        id=row["id"],
-        name=row["name"],
-        role=row["role"],
-        services=tuple(json.loads(row["services"])),
-        environments=tuple(json.loads(row["environments"])),
-        secret_hash=row["secret_hash"],
-        created_at=row["created_at"],
-        created_by=row["created_by"],
-        revoked_at=row["revoked_at"],
-    )
-
-
-def _audit(row: dict[str, Any]) -> AuditRecord:
-    values = dict(row)
-    values["detail"] = json.loads(values["detail"] or "{}")
-    return AuditRecord(**values)
 
 
 # The audit entry of a version written in the same statement: its number comes from `added`.
@@ -971,7 +912,7 @@ def migrate(connection: psycopg.Connection[Any]) -> int:
         connection.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
 
 
-class PostgresStore(Store):
+class PostgresStore(SqlReads, Store):
     """The store on a PostgreSQL database, shared by any number of server replicas.
 
     `dsn` is a libpq URL (`postgresql://user@host:5432/db`). Reads use a small connection pool
@@ -979,6 +920,8 @@ class PostgresStore(Store):
     its own connection (see the module's docstring for the consistency rules).
     """
 
+
+    PARAMETER = "%s"
     def __init__(self, dsn: str, *, pool_size: int = 8, connect_timeout: float = CONNECT_TIMEOUT) -> None:
         self.dsn = dsn
         self.pool_size = pool_size
@@ -1398,53 +1341,10 @@ class PostgresStore(Store):
                 item.future.set_exception(value)
         return True
 
-    # -- versions --------------------------------------------------------------------
-
-    def current_version(self, service: str, environment: str) -> VersionRecord | None:
-        rows = self._query(_CURRENT_VERSION, {"service": service, "environment": environment})
-        return _version(rows[0]) if rows else None
-
-    def get_version(self, service: str, environment: str, version: int) -> VersionRecord | None:
-        rows = self._query(
-            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = %s AND environment = %s "
-            "AND version = %s",
-            (service, environment, version),
-        )
-        return _version(rows[0]) if rows else None
-
-    def list_versions(
-        self, service: str, environment: str, limit: int, before: int | None
-    ) -> list[VersionRecord]:
-        rows = self._query(
-            f"SELECT {_LISTED_VERSION_COLUMNS} FROM versions WHERE service = %s AND environment = %s "
-            "AND version < %s ORDER BY version DESC LIMIT %s",
-            (service, environment, before if before is not None else 2**62, limit),
-        )
-        return [_version(row) for row in rows]
-
-    def current_versions(self) -> list[VersionRecord]:
-        return [_version(row) for row in self._query(_CURRENT_VERSIONS_LISTED)]
-
-    def current_documents(self) -> list[VersionRecord]:
-        return [_version(row) for row in self._query(_CURRENT_VERSIONS)]
-
-    def last_version_of_kind(self, service: str, environment: str, kind: str) -> VersionRecord | None:
-        rows = self._query(
-            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = %s AND environment = %s "
-            "AND kind = %s ORDER BY version DESC LIMIT 1",
-            (service, environment, kind),
-        )
-        return _version(rows[0]) if rows else None
-
-    def versions_after(self, sequence: int, limit: int) -> list[VersionRecord]:
-        rows = self._query(
-            f"SELECT {_LISTED_VERSION_COLUMNS} FROM versions WHERE sequence > %s "
-            "ORDER BY sequence LIMIT %s",
-            (sequence, limit),
-        )
-        return [_version(row) for row in rows]
+    # -- versions and services (the other reads are SqlReads') ------------------------
 
     def last_sequence(self) -> int:
+        # The table sequence_counter, where SQLite has its own counter (sqlite_sequence).
         return int(self._query("SELECT last FROM sequence_counter")[0]["last"])
 
     def changes_after(self, sequence: int, limit: int) -> tuple[int, list[VersionRecord]]:
@@ -1463,168 +1363,13 @@ class PostgresStore(Store):
         ]
         return bound, records
 
-    def has_versions(self, service: str) -> bool:
-        return bool(self._query("SELECT 1 AS found FROM versions WHERE service = %s LIMIT 1", (service,)))
-
-    def document(self, service: str, environment: str) -> DocumentState | None:
-        rows = self._query(
-            f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE service = %s AND environment = %s",
-            (service, environment),
-        )
-        return _document(rows[0]) if rows else None
-
-    def documents(self) -> list[DocumentState]:
-        rows = self._query(f"SELECT {_DOCUMENT_COLUMNS} FROM documents ORDER BY service, environment")
-        return [_document(row) for row in rows]
-
-    # -- services --------------------------------------------------------------------
-
     def service(self, name: str) -> ServiceRecord | None:
         # A service's row never changes and is never deleted (retiring a service retires its
         # documents), so one found is remembered: a push asks for its service every time.
         known = self._services.get(name)
         if known is not None:
             return known
-        rows = self._query(f"SELECT {_SERVICE_COLUMNS} FROM services WHERE name = %s", (name,))
-        if not rows:
-            return None
-        record = _service(rows[0])
-        if len(self._services) < MAX_REMEMBERED_SERVICES:
+        record = super().service(name)
+        if record is not None and len(self._services) < MAX_REMEMBERED_SERVICES:
             self._services[name] = record
         return record
-
-    def list_services(self) -> list[ServiceRecord]:
-        rows = self._query(f"SELECT {_SERVICE_COLUMNS} FROM services ORDER BY name")
-        return [_service(row) for row in rows]
-
-    # -- schemas ---------------------------------------------------------------------
-
-    def current_schema(self, name: str) -> SchemaRecord | None:
-        rows = self._query(
-            f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE name = %s ORDER BY version DESC LIMIT 1",
-            (name,),
-        )
-        return _schema(rows[0]) if rows else None
-
-    def get_schema(self, name: str, version: int) -> SchemaRecord | None:
-        rows = self._query(
-            f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE name = %s AND version = %s", (name, version)
-        )
-        return _schema(rows[0]) if rows else None
-
-    def last_schema_by_author(self, name: str, author: str) -> SchemaRecord | None:
-        rows = self._query(
-            f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE name = %s AND author = %s "
-            "ORDER BY version DESC LIMIT 1",
-            (name, author),
-        )
-        return _schema(rows[0]) if rows else None
-
-    def list_schemas(self, name: str, limit: int, before: int | None) -> list[SchemaRecord]:
-        rows = self._query(
-            f"SELECT {_LISTED_SCHEMA_COLUMNS} FROM schemas WHERE name = %s AND version < %s "
-            "ORDER BY version DESC LIMIT %s",
-            (name, before if before is not None else 2**62, limit),
-        )
-        return [_schema(row) for row in rows]
-
-    def current_schemas(self) -> list[SchemaRecord]:
-        rows = self._query(
-            f"SELECT DISTINCT ON (name) {_SCHEMA_COLUMNS} FROM schemas ORDER BY name, version DESC"
-        )
-        return [_schema(row) for row in rows]
-
-    # -- rollouts --------------------------------------------------------------------
-
-    def active_rollouts(self) -> list[RolloutRecord]:
-        rows = self._query(
-            f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE {_ACTIVE} ORDER BY service, environment"
-        )
-        return [_rollout(row) for row in rows]
-
-    def rollout_candidates(self) -> list[VersionRecord]:
-        return [_version(row) for row in self._query(_ROLLOUT_CANDIDATES)]
-
-    def rollouts_after(self, sequence: int, limit: int) -> list[RolloutRecord]:
-        rows = self._query(
-            f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE sequence > %s ORDER BY sequence LIMIT %s",
-            (sequence, limit),
-        )
-        return [_rollout(row) for row in rows]
-
-    def latest_rollout(self, service: str, environment: str) -> RolloutRecord | None:
-        rows = self._query(
-            f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE service = %s AND environment = %s "
-            "ORDER BY id DESC LIMIT 1",
-            (service, environment),
-        )
-        return _rollout(rows[0]) if rows else None
-
-    def rollouts_of_versions(
-        self, service: str, environment: str, versions: list[int]
-    ) -> dict[int, RolloutRecord]:
-        if not versions:
-            return {}
-        rows = self._query(
-            f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE service = %s AND environment = %s "
-            "AND candidate_version = ANY(%s)",
-            (service, environment, list(versions)),
-        )
-        return {record.candidate_version: record for record in map(_rollout, rows)}
-
-    def rollout_failures(self, rollout_id: int) -> list[str]:
-        rows = self._query(
-            "SELECT instance_id FROM rollout_failures WHERE rollout_id = %s ORDER BY instance_id",
-            (rollout_id,),
-        )
-        return [str(row["instance_id"]) for row in rows]
-
-    # -- tokens, instances, audit ----------------------------------------------------
-
-    def list_tokens(self) -> list[TokenRecord]:
-        return [_token(row) for row in self._query("SELECT * FROM tokens ORDER BY created_at, id")]
-
-    def list_instances(self, service: str, environment: str) -> list[InstanceRecord]:
-        rows = self._query(
-            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE service = %s AND environment = %s "
-            "ORDER BY instance_id",
-            (service, environment),
-        )
-        return [InstanceRecord(**row) for row in rows]
-
-    def list_audit(
-        self,
-        limit: int,
-        before: int | None,
-        service: str | None = None,
-        environment: str | None = None,
-        action: str | None = None,
-        actor: str | None = None,
-    ) -> list[AuditRecord]:
-        clauses = ["id < %s"]
-        params: list[Any] = [before if before is not None else 2**62]
-        for column, value in (
-            ("service", service),
-            ("environment", environment),
-            ("action", action),
-            ("actor", actor),
-        ):
-            if value is not None:
-                clauses.append(f"{column} = %s")
-                params.append(value)
-        params.append(limit)
-        rows = self._query(
-            "SELECT id, at, actor, token_id, action, service, environment, version, request_id, detail "
-            f"FROM audit WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT %s",
-            tuple(params),
-        )
-        return [_audit(row) for row in rows]
-
-    # -- console sessions (docs/console.md, "Sessions") ------------------------------
-
-    def get_session(self, id_hash: str) -> SessionRecord | None:
-        rows = self._query(
-            "SELECT id_hash, token_id, csrf, created_at, last_seen FROM sessions WHERE id_hash = %s",
-            (id_hash,),
-        )
-        return SessionRecord(**rows[0]) if rows else None

@@ -30,10 +30,8 @@ from config_service.store.interface import ChangeSignal, CommitListener, Store, 
 from config_service.store.records import (
     MAX_INSTANCES_PER_DOCUMENT,
     AuditEntry,
-    AuditRecord,
     DocumentState,
     IfMatch,
-    InstanceRecord,
     InstanceReport,
     NewRollout,
     NewVersion,
@@ -47,25 +45,33 @@ from config_service.store.records import (
     VersionRecord,
     utc_now,
 )
+from config_service.store.sql_reads import (
+    ACTIVE_ROLLOUT,
+    CURRENT_SCHEMA,
+    CURRENT_VERSION,
+    DOCUMENT,
+    SERVICE,
+    SqlReads,
+    document_state,
+    schema_record,
+    service_record,
+)
+from config_service.store.sql_reads import CURRENT_VERSIONS as _CURRENT_VERSIONS
+from config_service.store.sql_reads import LISTED_VERSION_COLUMNS as _LISTED_VERSION_COLUMNS
+from config_service.store.sql_reads import ROLLOUT_CANDIDATES as _ROLLOUT_CANDIDATES
+from config_service.store.sql_reads import ROLLOUT_COLUMNS as _ROLLOUT_COLUMNS
+from config_service.store.sql_reads import rollout_record as _rollout
+from config_service.store.sql_reads import token_record as _token
+from config_service.store.sql_reads import version_record as _version
 from config_service.store.sqlite_schema import upgrade
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 # Beside the database: held by the one worker that runs what must run once (file sync).
 LEADER_LOCK = "leader.lock"
 # Beside the database: held while a process opens (and perhaps upgrades) it.
 OPEN_LOCK = "open.lock"
-
-_VERSION_COLUMNS = (
-    "sequence, service, environment, version, source, config, hash, author, token_id, message, "
-    "created_at, kind, promoted_from_environment, promoted_from_version, rolled_back_to, kept_local"
-)
-# Listings (history, event replay) need no source or config; a page of 500 versions near the
-# body limit would otherwise read a GiB into memory.
-_LISTED_VERSION_COLUMNS = _VERSION_COLUMNS.replace("source, config,", "'' AS source, '' AS config,")
-_SCHEMA_COLUMNS = "sequence, name, version, schema, hash, author, token_id, created_at"
-_LISTED_SCHEMA_COLUMNS = _SCHEMA_COLUMNS.replace("schema,", "'' AS schema,")
-
 
 def _rows(
     connection: sqlite3.Connection, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()
@@ -75,57 +81,11 @@ def _rows(
     return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
 
-def _version(row: dict[str, Any]) -> VersionRecord:
-    values = dict(row)
-    # A retire row has NULL config and hash; records carry "" (records.VersionRecord).
-    values["config"] = values["config"] or ""
-    values["hash"] = values["hash"] or ""
-    kept = values["kept_local"]
-    values["kept_local"] = tuple(json.loads(kept)) if kept is not None else None
-    return VersionRecord(**values)
-
-
-def _service(row: dict[str, Any]) -> ServiceRecord:
-    return ServiceRecord(**row)
-
-
-_DOCUMENT_COLUMNS = "service, environment, current_version, file, file_version, sync_conflict"
-
-
-def _document(row: dict[str, Any]) -> DocumentState:
-    return DocumentState(**{**row, "sync_conflict": bool(row["sync_conflict"])})
-
-
-_ROLLOUT_COLUMNS = (
-    "id, service, environment, candidate_version, stable_version, steps, step, bake_seconds, "
-    "max_failed, state, started_at, updated_at, step_started_at, baked_seconds, reason, author, "
-    "sequence"
-)
-_ACTIVE = "state IN ('running', 'paused')"
-
-
-def _rollout(row: dict[str, Any]) -> RolloutRecord:
-    return RolloutRecord(**{**row, "steps": tuple(json.loads(row["steps"]))})
-
-
-def _active_rollout(
-    connection: sqlite3.Connection, service: str, environment: str
-) -> RolloutRecord | None:
-    rows = _rows(
-        connection,
-        f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE service = ? AND environment = ? AND {_ACTIVE} "
-        "ORDER BY id DESC LIMIT 1",
-        (service, environment),
-    )
-    return _rollout(rows[0]) if rows else None
-
-
-_ROLLOUT_CANDIDATES = (
-    f"SELECT {_VERSION_COLUMNS} FROM versions WHERE sequence IN ("
-    "SELECT v.sequence FROM rollouts AS r JOIN versions AS v ON v.service = r.service "
-    f"AND v.environment = r.environment AND v.version = r.candidate_version WHERE r.{_ACTIVE}) "
-    "ORDER BY service, environment"
-)
+def _one(
+    connection: sqlite3.Connection, convert: Callable[[dict[str, Any]], R], sql: str, *params: Any
+) -> R | None:
+    rows = _rows(connection, sql, params)
+    return convert(rows[0]) if rows else None
 
 
 def _last_sequence(connection: sqlite3.Connection) -> int:
@@ -137,67 +97,34 @@ def _last_sequence(connection: sqlite3.Connection) -> int:
     return int(last)
 
 
-def _schema(row: dict[str, Any]) -> SchemaRecord:
-    return SchemaRecord(**row)
+# The reads the writer's transaction makes on its own connection (the store's own reads are
+# `SqlReads`, on the reading connections).
 
 
-def _token(row: dict[str, Any]) -> TokenRecord:
-    return TokenRecord(
-        id=row["id"],
-        name=row["name"],
-        role=row["role"],
-        services=tuple(json.loads(row["services"])),
-        environments=tuple(json.loads(row["environments"])),
-        secret_hash=row["secret_hash"],
-        created_at=row["created_at"],
-        created_by=row["created_by"],
-        revoked_at=row["revoked_at"],
-    )
+def _active_rollout(
+    connection: sqlite3.Connection, service: str, environment: str
+) -> RolloutRecord | None:
+    return _one(connection, _rollout, ACTIVE_ROLLOUT, service, environment)
 
 
 def _current_version(
     connection: sqlite3.Connection, service: str, environment: str
 ) -> VersionRecord | None:
-    rows = _rows(
-        connection,
-        f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = ? AND environment = ? AND version = "
-        "(SELECT current_version FROM documents WHERE service = ? AND environment = ?)",
-        (service, environment, service, environment),
-    )
-    return _version(rows[0]) if rows else None
+    return _one(connection, _version, CURRENT_VERSION, service, environment, service, environment)
 
 
 def _document_state(
     connection: sqlite3.Connection, service: str, environment: str
 ) -> DocumentState | None:
-    rows = _rows(
-        connection,
-        f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE service = ? AND environment = ?",
-        (service, environment),
-    )
-    return _document(rows[0]) if rows else None
+    return _one(connection, document_state, DOCUMENT, service, environment)
 
 
 def _get_service(connection: sqlite3.Connection, name: str) -> ServiceRecord | None:
-    rows = _rows(
-        connection, "SELECT name, created_at, origin, created_by FROM services WHERE name = ?", (name,)
-    )
-    return _service(rows[0]) if rows else None
+    return _one(connection, service_record, SERVICE, name)
 
 
 def _current_schema(connection: sqlite3.Connection, name: str) -> SchemaRecord | None:
-    rows = _rows(
-        connection,
-        f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE name = ? ORDER BY version DESC LIMIT 1",
-        (name,),
-    )
-    return _schema(rows[0]) if rows else None
-
-
-def _audit(row: dict[str, Any]) -> AuditRecord:
-    values = dict(row)
-    values["detail"] = json.loads(values["detail"] or "{}")
-    return AuditRecord(**values)
+    return _one(connection, schema_record, CURRENT_SCHEMA, name)
 
 
 class SqliteTransaction(Transaction):
@@ -614,15 +541,6 @@ class SqliteTransaction(Transaction):
         return removed
 
 
-_CURRENT_VERSIONS = (
-    f"SELECT {_VERSION_COLUMNS} FROM versions WHERE sequence IN ("
-    "SELECT v.sequence FROM documents AS d JOIN versions AS v ON v.service = d.service "
-    "AND v.environment = d.environment AND v.version = d.current_version) "
-    "ORDER BY service, environment"
-)
-_CURRENT_VERSIONS_LISTED = _CURRENT_VERSIONS.replace(_VERSION_COLUMNS, _LISTED_VERSION_COLUMNS, 1)
-
-
 class SqliteChanges(ChangeSignal):
     """Commits to one SQLite file by any connection, seen through `PRAGMA data_version`.
 
@@ -671,7 +589,7 @@ class SqliteChanges(ChangeSignal):
 
 
 
-class SqliteStore(Store):
+class SqliteStore(SqlReads, Store):
     """The store on one SQLite file (WAL, synchronous=FULL).
 
     Every write is an operation handed to one writer thread (`group_commit.GroupCommit`). The
@@ -848,50 +766,10 @@ class SqliteStore(Store):
             else:
                 item.future.set_exception(value)
 
-    # -- versions --------------------------------------------------------------------
-
-    def current_version(self, service: str, environment: str) -> VersionRecord | None:
-        return _current_version(self._reader(), service, environment)
-
-    def get_version(self, service: str, environment: str, version: int) -> VersionRecord | None:
-        rows = self._query(
-            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = ? AND environment = ? AND version = ?",
-            (service, environment, version),
-        )
-        return _version(rows[0]) if rows else None
-
-    def list_versions(
-        self, service: str, environment: str, limit: int, before: int | None
-    ) -> list[VersionRecord]:
-        rows = self._query(
-            f"SELECT {_LISTED_VERSION_COLUMNS} FROM versions WHERE service = ? AND environment = ? "
-            "AND version < ? ORDER BY version DESC LIMIT ?",
-            (service, environment, before if before is not None else 2**62, limit),
-        )
-        return [_version(row) for row in rows]
-
-    def current_versions(self) -> list[VersionRecord]:
-        return [_version(row) for row in self._query(_CURRENT_VERSIONS_LISTED)]
-
-    def current_documents(self) -> list[VersionRecord]:
-        return [_version(row) for row in self._query(_CURRENT_VERSIONS)]
-
-    def last_version_of_kind(self, service: str, environment: str, kind: str) -> VersionRecord | None:
-        rows = self._query(
-            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = ? AND environment = ? AND kind = ? "
-            "ORDER BY version DESC LIMIT 1",
-            (service, environment, kind),
-        )
-        return _version(rows[0]) if rows else None
-
-    def versions_after(self, sequence: int, limit: int) -> list[VersionRecord]:
-        rows = self._query(
-            f"SELECT {_LISTED_VERSION_COLUMNS} FROM versions WHERE sequence > ? ORDER BY sequence LIMIT ?",
-            (sequence, limit),
-        )
-        return [_version(row) for row in rows]
+    # -- versions (the other reads are SqlReads') ---------------------------------------
 
     def last_sequence(self) -> int:
+        # SQLite's own counter (sqlite_sequence), where PostgreSQL has the table sequence_counter.
         return _last_sequence(self._reader())
 
     def changes_after(self, sequence: int, limit: int) -> tuple[int, list[VersionRecord]]:
@@ -910,160 +788,3 @@ class SqliteStore(Store):
             if row["sequence"] is not None  # none after `sequence`: only the counter's row
         ]
         return bound, records
-
-    def has_versions(self, service: str) -> bool:
-        return bool(self._query("SELECT 1 AS found FROM versions WHERE service = ? LIMIT 1", (service,)))
-
-    def document(self, service: str, environment: str) -> DocumentState | None:
-        return _document_state(self._reader(), service, environment)
-
-    def documents(self) -> list[DocumentState]:
-        rows = self._query(f"SELECT {_DOCUMENT_COLUMNS} FROM documents ORDER BY service, environment")
-        return [_document(row) for row in rows]
-
-    # -- services --------------------------------------------------------------------
-
-    def service(self, name: str) -> ServiceRecord | None:
-        return _get_service(self._reader(), name)
-
-    def list_services(self) -> list[ServiceRecord]:
-        rows = self._query("SELECT name, created_at, origin, created_by FROM services ORDER BY name")
-        return [_service(row) for row in rows]
-
-    # -- schemas ---------------------------------------------------------------------
-
-    def current_schema(self, name: str) -> SchemaRecord | None:
-        return _current_schema(self._reader(), name)
-
-    def get_schema(self, name: str, version: int) -> SchemaRecord | None:
-        rows = self._query(
-            f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE name = ? AND version = ?", (name, version)
-        )
-        return _schema(rows[0]) if rows else None
-
-    def last_schema_by_author(self, name: str, author: str) -> SchemaRecord | None:
-        rows = self._query(
-            f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE name = ? AND author = ? "
-            "ORDER BY version DESC LIMIT 1",
-            (name, author),
-        )
-        return _schema(rows[0]) if rows else None
-
-    def list_schemas(self, name: str, limit: int, before: int | None) -> list[SchemaRecord]:
-        rows = self._query(
-            f"SELECT {_LISTED_SCHEMA_COLUMNS} FROM schemas WHERE name = ? AND version < ? "
-            "ORDER BY version DESC LIMIT ?",
-            (name, before if before is not None else 2**62, limit),
-        )
-        return [_schema(row) for row in rows]
-
-    def current_schemas(self) -> list[SchemaRecord]:
-        rows = self._query(
-            f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE sequence IN ("
-            "SELECT MAX(sequence) FROM schemas GROUP BY name) ORDER BY name"
-        )
-        return [_schema(row) for row in rows]
-
-    # -- rollouts --------------------------------------------------------------------
-
-    def active_rollouts(self) -> list[RolloutRecord]:
-        rows = self._query(
-            f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE {_ACTIVE} ORDER BY service, environment"
-        )
-        return [_rollout(row) for row in rows]
-
-    def rollout_candidates(self) -> list[VersionRecord]:
-        return [_version(row) for row in self._query(_ROLLOUT_CANDIDATES)]
-
-    def rollouts_after(self, sequence: int, limit: int) -> list[RolloutRecord]:
-        rows = self._query(
-            f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE sequence > ? ORDER BY sequence LIMIT ?",
-            (sequence, limit),
-        )
-        return [_rollout(row) for row in rows]
-
-    def latest_rollout(self, service: str, environment: str) -> RolloutRecord | None:
-        rows = self._query(
-            f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE service = ? AND environment = ? "
-            "ORDER BY id DESC LIMIT 1",
-            (service, environment),
-        )
-        return _rollout(rows[0]) if rows else None
-
-    def rollouts_of_versions(
-        self, service: str, environment: str, versions: list[int]
-    ) -> dict[int, RolloutRecord]:
-        if not versions:
-            return {}
-        rows = self._query(
-            f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE service = ? AND environment = ? "
-            "AND candidate_version BETWEEN ? AND ?",
-            (service, environment, min(versions), max(versions)),
-        )
-        wanted = set(versions)
-        return {
-            record.candidate_version: record
-            for record in map(_rollout, rows)
-            if record.candidate_version in wanted
-        }
-
-    def rollout_failures(self, rollout_id: int) -> list[str]:
-        rows = self._query(
-            "SELECT instance_id FROM rollout_failures WHERE rollout_id = ? ORDER BY instance_id",
-            (rollout_id,),
-        )
-        return [str(row["instance_id"]) for row in rows]
-
-    # -- tokens ----------------------------------------------------------------------
-
-    def list_tokens(self) -> list[TokenRecord]:
-        return [_token(row) for row in self._query("SELECT * FROM tokens ORDER BY created_at, id")]
-
-    # -- instances -------------------------------------------------------------------
-
-    def list_instances(self, service: str, environment: str) -> list[InstanceRecord]:
-        rows = self._query(
-            "SELECT service, environment, instance_id, version, hash, status, error, first_seen, "
-            "last_seen, failed_version, failed_hash, cohort FROM instances WHERE service = ? AND environment = ? ORDER BY instance_id",
-            (service, environment),
-        )
-        return [InstanceRecord(**row) for row in rows]
-
-    # -- audit -----------------------------------------------------------------------
-
-    def list_audit(
-        self,
-        limit: int,
-        before: int | None,
-        service: str | None = None,
-        environment: str | None = None,
-        action: str | None = None,
-        actor: str | None = None,
-    ) -> list[AuditRecord]:
-        clauses = ["id < ?"]
-        params: list[Any] = [before if before is not None else 2**62]
-        for column, value in (
-            ("service", service),
-            ("environment", environment),
-            ("action", action),
-            ("actor", actor),
-        ):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        params.append(limit)
-        rows = self._query(
-            "SELECT id, at, actor, token_id, action, service, environment, version, request_id, detail "
-            f"FROM audit WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT ?",
-            tuple(params),
-        )
-        return [_audit(row) for row in rows]
-
-    # -- console sessions (docs/console.md, "Sessions") ------------------------------
-
-    def get_session(self, id_hash: str) -> SessionRecord | None:
-        rows = self._query(
-            "SELECT id_hash, token_id, csrf, created_at, last_seen FROM sessions WHERE id_hash = ?",
-            (id_hash,),
-        )
-        return SessionRecord(**rows[0]) if rows else None
