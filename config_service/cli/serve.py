@@ -296,7 +296,8 @@ def _http_protocol(app: Any) -> Any:
     httptools protocol when this uvicorn lacks the internals it builds on (said loudly: bounds
     and the hot path are off)."""
     try:
-        from config_service.http1.protocol import missing_uvicorn_internals, protocol_for
+        from config_service.http1.internals import missing_uvicorn_internals
+        from config_service.http1.protocol import protocol_for
 
         missing = missing_uvicorn_internals()
     except ImportError as error:

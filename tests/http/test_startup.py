@@ -268,9 +268,9 @@ def test_missing_private_internals_fall_back_loudly_and_the_server_still_serves(
     hooks = tmp_path / "hooks"
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(
-        "from config_service.http1 import protocol as hot_protocol\n"
+        "from config_service.http1 import internals\n"
         "from config_service.schema import keywords\n"
-        "hot_protocol._PROTOCOL_METHODS += ('_renamed_by_a_later_uvicorn',)\n"
+        "internals._PROTOCOL_METHODS += ('_renamed_by_a_later_uvicorn',)\n"
         "keywords.JSONSCHEMA_INTERNALS_MISSING = 'simulated: no _resolver'\n"
     )
     root = make_root(tmp_path / "root")

@@ -28,6 +28,7 @@ from config_service.http import events
 from config_service.http.app import create_app
 from config_service.http.events import frame
 from config_service.http1 import bounded as bounded_http
+from config_service.http1 import internals
 from config_service.http1 import protocol as hot_protocol
 from config_service.http1.protocol import HotPathProtocol, protocol_for
 from config_service.hub import ChangeEvent
@@ -566,7 +567,7 @@ def test_shutdown_ends_event_streams(tmp_path: Path) -> None:
 def test_the_protocol_needs_the_uvicorn_hooks_it_overrides() -> None:
     # uvicorn's protocol is not a public interface: if an upgrade renames these, fail here
     # (`tskcfg serve` would fall back to uvicorn's plain protocol, with a warning).
-    assert hot_protocol.missing_uvicorn_internals() == []
+    assert internals.missing_uvicorn_internals() == []
     assert httptools.HttpRequestParser is not None
 
 

@@ -389,13 +389,13 @@ def test_the_uvicorn_internals_the_bounds_rely_on_are_there() -> None:
     # upgrade renames what the fixes above lean on.
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    from config_service.http1 import protocol as hot_protocol
+    from config_service.http1 import internals
 
-    assert hot_protocol.missing_uvicorn_internals() == []
+    assert internals.missing_uvicorn_internals() == []
     # ... and the check sees a rename.
     original = HttpToolsProtocol.send_400_response
     try:
         del HttpToolsProtocol.send_400_response
-        assert hot_protocol.missing_uvicorn_internals() == ["HttpToolsProtocol.send_400_response"]
+        assert internals.missing_uvicorn_internals() == ["HttpToolsProtocol.send_400_response"]
     finally:
         HttpToolsProtocol.send_400_response = original  # type: ignore[method-assign]
