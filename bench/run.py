@@ -350,8 +350,9 @@ document above, for documents of this size.""",
 1,000 on one replica alone on its own database; all four servers run all along, and the
 layouts are measured one after the other. Each push goes to the first replica; the time is
 from the push sent to each watcher having the new version. The other replicas hear of it
-through `NOTIFY`, read it once each (the store's last sequence, the versions after the
-last one seen, the new version whole), render it once and wake their watchers
+through `NOTIFY` and read the store twice each (one query for the store's last sequence
+and the versions after the last one seen, then the new version whole), render it once
+and wake their watchers; the replica that committed the push reads nothing back
 (docs/replicas.md). On this 2-core machine the three replicas, PostgreSQL and the load
 generator (one event loop reading all 1,000 answers) compete for the cores at the moment
 of the push: the three replicas each wake a third of the watchers at the same time, so the
