@@ -262,17 +262,19 @@ write waiting at that moment in one transaction), but each transaction first tak
 store's advisory write lock, so that version numbers and the global sequence stay
 race-free across replicas, and each statement is a round trip to another process.
 
-Where a push's extra cost goes on PostgreSQL: five round trips when it commits alone
-(`BEGIN` with the advisory lock; the check for an active rollout; one statement for the
-`If-Match` and identical-source checks, the version with its global sequence, the
-document's current pointer, the service and the audit entry; `NOTIFY`; `COMMIT`), fewer
-per push when several share a transaction (they add a savepoint each). Whether the service
-exists is read once per service and remembered. The server's CPU per push is a little
-higher than on SQLite, and PostgreSQL spends about half as much again (its CPU per push
-includes the WAL flush of every commit) on the same 2 cores as the server and the load
-generator. On this shared machine that puts the PostgreSQL figure under the 500/s goal;
-the CPU columns, not the rates, are what carries over to a machine where PostgreSQL has
-cores of its own.""",
+Where a push's extra cost goes on PostgreSQL: the writer thread runs a batch in pipeline
+mode, so `BEGIN`, the advisory lock and the read of the running rollouts travel with the
+first push's statement, each push is one statement (the `If-Match` and identical-source
+checks, the version with its global sequence, the document's current pointer, the service
+and the audit entry) and one round trip, and the notifications and `COMMIT` are one more
+per batch. The pushes of a batch run without savepoints; only when one raises is the batch
+rolled back and run again with a savepoint each. The replica that commits hands its new
+versions on without reading them back. Whether the service exists is read once per
+service and remembered. The server's CPU per push is a little higher than on SQLite, and
+PostgreSQL's own CPU per push (which includes the WAL flush of every commit) runs on the
+same 2 cores as the server and the load generator, so on a busier machine the PostgreSQL
+rate is the first to fall; the CPU columns, not the rates, are what carries over to a
+machine where PostgreSQL has cores of its own.""",
     "propagation": """\
 N idle watchers hold long polls (or SSE streams) on one document; one push must reach
 all of them. The load generator, the server and the floor (a bare asyncio server that
@@ -367,8 +369,9 @@ alternating runs. Server CPU per request counts the supervisor and both workers.
 wrk for the other: the gain in requests/s is what is left once the load generator has its
 share, and would be larger with the load coming from other machines. Each worker does the
 same work per request (following the store costs a `PRAGMA data_version` every 20 ms per
-worker, a few microseconds), yet the CPU per request measured about 1.2x one process's:
-three busy processes (two workers and wrk) on two cores switch more and share the caches.""",
+worker, a few microseconds); three busy processes (two workers and wrk) on two cores
+switch more and share the caches, so the CPU per request of two workers comes out between
+1x and 1.2x one process's from run to run.""",
     "limits": """\
 Profiles of the server (py-spy, sampling the `tskcfg serve` process while a benchmark
 drives it) name what each figure is bound by:
