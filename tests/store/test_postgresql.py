@@ -125,7 +125,7 @@ def test_a_listener_may_skip_the_commits_of_its_own_store(postgres_dsn: str) -> 
         _wait_for(lambda: skipping == [theirs.sequence])
         time.sleep(0.3)
         assert skipping == [theirs.sequence]
-        assert not own._own_notified  # every one it remembered was heard and forgotten
+        assert not own._own_notified.sequences  # every one it remembered was heard and forgotten
     finally:
         for listening in listenings:
             listening.stop()
