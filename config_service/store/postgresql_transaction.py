@@ -103,6 +103,94 @@ def _audit_params(entry: AuditEntry, version: int | None, at: str | None) -> dic
     }
 
 
+def _append_guard(new: NewVersion, if_match: IfMatch) -> str:
+    """When `append_version`'s statement writes a version that is not a retire: not the
+    current source again (a rollout's candidate is a new version even with the current
+    source), and `if_match` holds (on the current version `cur`)."""
+    candidate = new.kind == "rollout"
+    guard = "TRUE" if candidate else "NOT EXISTS (SELECT 1 FROM cur WHERE kind <> 'retire' AND same)"
+    if if_match == "*":
+        guard += " AND EXISTS (SELECT 1 FROM cur WHERE kind <> 'retire')"
+    elif isinstance(if_match, int):
+        guard += " AND COALESCE((SELECT version FROM cur), 0) = %(if_match)s"
+    return guard
+
+
+def _version_values(new: NewVersion) -> dict[str, Any]:
+    """The columns of the version row `new` makes (a retire keeps no source)."""
+    retire = new.kind == "retire"
+    return {
+        "service": new.service,
+        "environment": new.environment,
+        "source": "" if retire else new.source,
+        "config": None if retire else new.config,
+        "hash": None if retire else new.hash,
+        "author": new.author,
+        "token_id": new.token_id,
+        "message": new.message,
+        "created_at": utc_now(),
+        "kind": new.kind,
+        "promoted_from_environment": new.promoted_from_environment,
+        "promoted_from_version": new.promoted_from_version,
+        "rolled_back_to": new.rolled_back_to,
+        "kept_local": json.dumps(list(new.kept_local)) if new.kept_local is not None else None,
+    }
+
+
+def _append_statement(
+    new: NewVersion, guard: str, values: dict[str, Any], if_match: IfMatch, audit: AuditEntry | None
+) -> tuple[str, dict[str, Any]]:
+    """`append_version`'s one statement and its parameters: it writes the version when
+    `guard` holds, and answers its sequence and number (None when not written) and the
+    current version's number and kind."""
+    # The write lock is held: the counter's next value is the next sequence in commit
+    # order, and the number is one past the highest the document ever had (a revived
+    # document goes on from its retire). The pointer (not for a rollout's candidate, which
+    # is current only for its cohort), the service (a first version of one without a row:
+    # origin "file" for sync, else "push") and the audit entry go in the same statement.
+    insert = (
+        # The current version: the highest up to the pointer, which only the unique index
+        # (service, environment, version) serves, in one step (a join on the pointer, or
+        # an equality PostgreSQL may answer with versions_kind, scans every version of the
+        # document). The sources are compared only when the hashes match (equal sources
+        # have equal hashes), which spares decompressing the stored one.
+        "WITH cur AS (SELECT version, kind, hash = %(hash)s::text AND source = %(source)s AS same "
+        "FROM versions WHERE service = %(service)s AND environment = %(environment)s "
+        "AND version <= (SELECT current_version FROM documents WHERE service = %(service)s "
+        "AND environment = %(environment)s) ORDER BY version DESC LIMIT 1), "
+        f"go AS (SELECT 1 AS go WHERE {guard}), "
+        "taken AS (UPDATE sequence_counter SET last = last + 1 WHERE EXISTS (SELECT 1 FROM go) "
+        "RETURNING last), "
+        "added AS (INSERT INTO versions (sequence, service, environment, version, source, "
+        "config, hash, author, token_id, message, created_at, kind, promoted_from_environment, "
+        "promoted_from_version, rolled_back_to, kept_local) SELECT "
+        "(SELECT last FROM taken), %(service)s::text, "
+        "%(environment)s::text, (SELECT COALESCE(MAX(version), 0) + 1 FROM versions "
+        "WHERE service = %(service)s AND environment = %(environment)s), %(source)s::text, "
+        "%(config)s::text, %(hash)s::text, %(author)s::text, %(token_id)s::text, "
+        "%(message)s::text, %(created_at)s::text, %(kind)s::text, "
+        "%(promoted_from_environment)s::text, %(promoted_from_version)s::integer, "
+        "%(rolled_back_to)s::integer, %(kept_local)s::text FROM go "
+        "RETURNING sequence, version), "
+        + ("" if new.kind == "rollout" else
+           "pointed AS (INSERT INTO documents (service, environment, current_version) "
+           "SELECT %(service)s, %(environment)s, version FROM added ON CONFLICT (service, "
+           "environment) DO UPDATE SET current_version = excluded.current_version), ")
+        + "known AS (INSERT INTO services (name, created_at, origin, created_by) "
+        "SELECT %(service)s, %(created_at)s, %(origin)s, %(author)s FROM added "
+        "ON CONFLICT (name) DO NOTHING)"
+    )
+    params = {**values, "origin": "file" if new.kind == "sync" else "push", "if_match": if_match}
+    if audit is not None:
+        insert += f", audited AS ({_AUDIT_INSERT_RETURNED})"
+        params.update(_audit_params(audit, None, values["created_at"]))
+    insert += (
+        " SELECT (SELECT sequence FROM added) AS sequence, (SELECT version FROM added) AS version, "
+        "(SELECT version FROM cur) AS current, (SELECT kind FROM cur) AS current_kind"
+    )
+    return insert, params
+
+
 class PostgresTransaction(Transaction):
     """`Transaction` on the writer's connection, inside the batch's transaction (which holds
     the write lock), in pipeline mode."""
@@ -334,12 +422,11 @@ class PostgresTransaction(Transaction):
     def append_version(
         self, new: NewVersion, if_match: IfMatch, audit: AuditEntry | None
     ) -> tuple[VersionRecord, bool]:
-        retire = new.kind == "retire"
         # The checks run in the statement that writes (one round trip): the version is written
         # only when `guard` holds, and when it is not, what the statement read of the current
         # version says why. A retire is checked first, in Python.
         guard = "TRUE"
-        if retire:
+        if new.kind == "retire":
             current = self.current_version(new.service, new.environment)
             self._check(if_match, current.version if current else None, current.retired if current else False)
             if current is None:
@@ -347,74 +434,9 @@ class PostgresTransaction(Transaction):
             if current.retired:
                 return current, False
         else:
-            # A rollout's candidate is a new version even with the current source.
-            candidate = new.kind == "rollout"
-            guard = "TRUE" if candidate else "NOT EXISTS (SELECT 1 FROM cur WHERE kind <> 'retire' AND same)"
-            if if_match == "*":
-                guard += " AND EXISTS (SELECT 1 FROM cur WHERE kind <> 'retire')"
-            elif isinstance(if_match, int):
-                guard += " AND COALESCE((SELECT version FROM cur), 0) = %(if_match)s"
-        values: dict[str, Any] = {
-            "service": new.service,
-            "environment": new.environment,
-            "source": "" if retire else new.source,
-            "config": None if retire else new.config,
-            "hash": None if retire else new.hash,
-            "author": new.author,
-            "token_id": new.token_id,
-            "message": new.message,
-            "created_at": utc_now(),
-            "kind": new.kind,
-            "promoted_from_environment": new.promoted_from_environment,
-            "promoted_from_version": new.promoted_from_version,
-            "rolled_back_to": new.rolled_back_to,
-            "kept_local": json.dumps(list(new.kept_local)) if new.kept_local is not None else None,
-        }
-        # The write lock is held: the counter's next value is the next sequence in commit
-        # order, and the number is one past the highest the document ever had (a revived
-        # document goes on from its retire). The pointer (not for a rollout's candidate, which
-        # is current only for its cohort), the service (a first version of one without a row:
-        # origin "file" for sync, else "push") and the audit entry go in the same statement.
-        insert = (
-            # The current version: the highest up to the pointer, which only the unique index
-            # (service, environment, version) serves, in one step (a join on the pointer, or
-            # an equality PostgreSQL may answer with versions_kind, scans every version of the
-            # document). The sources are compared only when the hashes match (equal sources
-            # have equal hashes), which spares decompressing the stored one.
-            "WITH cur AS (SELECT version, kind, hash = %(hash)s::text AND source = %(source)s AS same "
-            "FROM versions WHERE service = %(service)s AND environment = %(environment)s "
-            "AND version <= (SELECT current_version FROM documents WHERE service = %(service)s "
-            "AND environment = %(environment)s) ORDER BY version DESC LIMIT 1), "
-            f"go AS (SELECT 1 AS go WHERE {guard}), "
-            "taken AS (UPDATE sequence_counter SET last = last + 1 WHERE EXISTS (SELECT 1 FROM go) "
-            "RETURNING last), "
-            "added AS (INSERT INTO versions (sequence, service, environment, version, source, "
-            "config, hash, author, token_id, message, created_at, kind, promoted_from_environment, "
-            "promoted_from_version, rolled_back_to, kept_local) SELECT "
-            "(SELECT last FROM taken), %(service)s::text, "
-            "%(environment)s::text, (SELECT COALESCE(MAX(version), 0) + 1 FROM versions "
-            "WHERE service = %(service)s AND environment = %(environment)s), %(source)s::text, "
-            "%(config)s::text, %(hash)s::text, %(author)s::text, %(token_id)s::text, "
-            "%(message)s::text, %(created_at)s::text, %(kind)s::text, "
-            "%(promoted_from_environment)s::text, %(promoted_from_version)s::integer, "
-            "%(rolled_back_to)s::integer, %(kept_local)s::text FROM go "
-            "RETURNING sequence, version), "
-            + ("" if new.kind == "rollout" else
-               "pointed AS (INSERT INTO documents (service, environment, current_version) "
-               "SELECT %(service)s, %(environment)s, version FROM added ON CONFLICT (service, "
-               "environment) DO UPDATE SET current_version = excluded.current_version), ")
-            + "known AS (INSERT INTO services (name, created_at, origin, created_by) "
-            "SELECT %(service)s, %(created_at)s, %(origin)s, %(author)s FROM added "
-            "ON CONFLICT (name) DO NOTHING)"
-        )
-        params = {**values, "origin": "file" if new.kind == "sync" else "push", "if_match": if_match}
-        if audit is not None:
-            insert += f", audited AS ({_AUDIT_INSERT_RETURNED})"
-            params.update(_audit_params(audit, None, values["created_at"]))
-        insert += (
-            " SELECT (SELECT sequence FROM added) AS sequence, (SELECT version FROM added) AS version, "
-            "(SELECT version FROM cur) AS current, (SELECT kind FROM cur) AS current_kind"
-        )
+            guard = _append_guard(new, if_match)
+        values = _version_values(new)
+        insert, params = _append_statement(new, guard, values, if_match, audit)
         # Plain tuples: a push is this statement, and dict rows cost more than it does.
         sequence, version, current_number, current_kind = self.values(insert, params)
         if sequence is None:
