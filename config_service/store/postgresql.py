@@ -126,8 +126,8 @@ class PostgresStore(SqlReads, Store):
     its own connection (see the module's docstring for the consistency rules).
     """
 
-
     PARAMETER = "%s"
+
     def __init__(self, dsn: str, *, pool_size: int = 8, connect_timeout: float = CONNECT_TIMEOUT) -> None:
         self.dsn = dsn
         self.pool_size = pool_size
