@@ -112,6 +112,11 @@ class _Held:
         self.lag_checks = 0  # extra waits while the process caught up with the store
 
 
+# The longest request kept to be recognised again (a poller's head is a few hundred bytes; a
+# longer read, a GET with a body say, is parsed every time rather than held per connection).
+MAX_REPEAT_BYTES = 4096
+
+
 class _Repeat:
     """A read this connection had answered at once, kept to answer its byte-for-byte repeats.
 
@@ -267,11 +272,18 @@ class HotPathProtocol(BoundedHttpToolsProtocol):
             return
         self._begun = 0
         self._answered = None
+        between = self._between
         super().data_received(data)
         answered = self._answered
-        if answered is not None and self._begun == 1 and self._between:
-            # These bytes held one whole request, answered at once: the same bytes again are
-            # the same request.
+        if (
+            answered is not None
+            and between
+            and self._begun == 1
+            and self._between
+            and len(data) <= MAX_REPEAT_BYTES
+        ):
+            # These bytes held one whole request from its first byte to its last, answered at
+            # once: the same bytes again, read between requests, are the same request.
             answered.raw = data
 
     def on_message_begin(self) -> None:

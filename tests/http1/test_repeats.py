@@ -153,3 +153,56 @@ def test_a_retired_document_is_seen_by_a_repeat(tmp_path: Path) -> None:
         assert live.status == 200 and gone.status == 404 and gone.json()["error"] == "retired"
 
     run_harness(tmp_path, scenario)
+
+
+def test_bytes_that_began_inside_an_earlier_request_are_never_a_repeat(
+    tmp_path: Path, parsed: list[bytes]
+) -> None:
+    # A read that finishes one request's head and holds a whole request after it must not be
+    # kept as "the request": the same bytes again, read between requests, are parsed.
+    async def scenario(harness: Harness) -> None:
+        connection = harness.connect()
+        padded = harness.request(headers={"X-Pad": "1"})
+        cut = padded.index(b"X-Pad")
+        tail_and_read = padded[cut:] + harness.request()
+        connection.send(padded[:cut])
+        connection.send(tail_and_read)
+        assert [answer.status for answer in connection.responses()] == [200, 200]
+        connection.send(tail_and_read)  # "X-Pad: 1" alone is no request line
+        await until(lambda: connection.transport.closed)
+        answers = connection.responses()
+        assert [answer.status for answer in answers] == [200, 200, 400]
+
+    run_harness(tmp_path, scenario)
+
+
+def test_a_request_carried_as_a_body_is_not_answered_as_a_repeat(tmp_path: Path) -> None:
+    async def scenario(harness: Harness) -> None:
+        connection = harness.connect()
+        other = harness.request(f"/v1/configs/{SERVICE}/production")
+        read_this = harness.request()
+        head = harness.request(headers={"Content-Length": str(len(other))})
+        connection.send(head)
+        connection.send(other + read_this)  # the body of the first, then a read
+        assert len(connection.responses()) == 2
+        connection.send(other + read_this)  # now two requests: both answered
+        await until(lambda: len(connection.responses()) == 4)
+        third, fourth = connection.responses()[2:]
+        assert third.status == 404 and "production" in third.json()["message"]
+        assert fourth.status == 200 and fourth.json()["config"] == {"n": 1}
+
+    run_harness(tmp_path, scenario)
+
+
+def test_a_long_read_is_not_held_for_its_repeats(tmp_path: Path) -> None:
+    async def scenario(harness: Harness) -> None:
+        connection = harness.connect()
+        body = b"x" * 100_000
+        request = harness.request(headers={"Content-Length": str(len(body))}) + body
+        connection.send(request)
+        connection.send(request)
+        assert [answer.status for answer in connection.responses()] == [200, 200]
+        repeat = connection.protocol._repeat
+        assert repeat is not None and repeat.raw is None  # parsed each time, not kept
+
+    run_harness(tmp_path, scenario)
