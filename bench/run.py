@@ -370,8 +370,8 @@ wrk for the other: the gain in requests/s is what is left once the load generato
 share, and would be larger with the load coming from other machines. Each worker does the
 same work per request (following the store costs a `PRAGMA data_version` every 20 ms per
 worker, a few microseconds); three busy processes (two workers and wrk) on two cores
-switch more and share the caches, so the CPU per request of two workers comes out between
-1x and 1.2x one process's from run to run.""",
+switch more and share the caches, so the CPU per request of two workers moves between
+about 0.8x and 1.2x one process's from run to run.""",
     "limits": """\
 Profiles of the server (py-spy, sampling the `tskcfg serve` process while a benchmark
 drives it) name what each figure is bound by:
