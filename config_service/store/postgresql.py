@@ -86,8 +86,7 @@ from config_service.store.records import (
     VersionRecord,
 )
 from config_service.store.sql_reads import LISTED_VERSION_COLUMNS as _LISTED_VERSION_COLUMNS
-from config_service.store.sql_reads import SqlReads
-from config_service.store.sql_reads import version_record as _version
+from config_service.store.sql_reads import SqlReads, counted_versions
 from config_service.store.urls import redact
 
 # The names other modules import from here, wherever they are defined.
@@ -354,13 +353,7 @@ class PostgresStore(SqlReads, Store):
             "LIMIT %s) AS v ON TRUE ORDER BY v.sequence",
             (sequence, limit),
         )
-        bound = int(rows[0]["bound"])
-        records = [
-            _version({key: value for key, value in row.items() if key != "bound"})
-            for row in rows
-            if row["sequence"] is not None  # none after `sequence`: only the counter's row
-        ]
-        return bound, records
+        return counted_versions(rows)
 
     def service(self, name: str) -> ServiceRecord | None:
         # A service's row never changes and is never deleted (retiring a service retires its

@@ -92,6 +92,19 @@ def version_record(row: dict[str, Any]) -> VersionRecord:
     return VersionRecord(**values)
 
 
+def counted_versions(rows: list[dict[str, Any]]) -> tuple[int, list[VersionRecord]]:
+    """`changes_after`'s answer from its one statement's rows: the store's last sequence (column
+    `bound`, on every row) and the versions after the sequence asked for. With none after it,
+    the one row has only the counter."""
+    bound = int(rows[0]["bound"])
+    records = [
+        version_record({key: value for key, value in row.items() if key != "bound"})
+        for row in rows
+        if row["sequence"] is not None
+    ]
+    return bound, records
+
+
 def document_state(row: dict[str, Any]) -> DocumentState:
     return DocumentState(**{**row, "sync_conflict": bool(row["sync_conflict"])})
 

@@ -52,6 +52,7 @@ from config_service.store.sql_reads import (
     DOCUMENT,
     SERVICE,
     SqlReads,
+    counted_versions,
     document_state,
     schema_record,
     service_record,
@@ -781,10 +782,4 @@ class SqliteStore(SqlReads, Store):
             "LIMIT ?) AS v ON 1 ORDER BY v.sequence",
             (sequence, limit),
         )
-        bound = int(rows[0]["bound"])
-        records = [
-            _version({key: value for key, value in row.items() if key != "bound"})
-            for row in rows
-            if row["sequence"] is not None  # none after `sequence`: only the counter's row
-        ]
-        return bound, records
+        return counted_versions(rows)
