@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from config_service.store import sql_reads
 from config_service.store.interface import Transaction
 from config_service.store.postgresql_schema import WRITE_LOCK
 from config_service.store.records import (
@@ -36,13 +37,9 @@ from config_service.store.records import (
 )
 from config_service.store.sql_reads import ACTIVE as _ACTIVE
 from config_service.store.sql_reads import CURRENT_VERSIONS as _CURRENT_VERSIONS
-from config_service.store.sql_reads import DOCUMENT_COLUMNS as _DOCUMENT_COLUMNS
 from config_service.store.sql_reads import INSTANCE_COLUMNS as _INSTANCE_COLUMNS
 from config_service.store.sql_reads import ROLLOUT_CANDIDATES as _ROLLOUT_CANDIDATES
 from config_service.store.sql_reads import ROLLOUT_COLUMNS as _ROLLOUT_COLUMNS
-from config_service.store.sql_reads import SCHEMA_COLUMNS as _SCHEMA_COLUMNS
-from config_service.store.sql_reads import SERVICE_COLUMNS as _SERVICE_COLUMNS
-from config_service.store.sql_reads import VERSION_COLUMNS as _VERSION_COLUMNS
 from config_service.store.sql_reads import document_state as _document
 from config_service.store.sql_reads import rollout_record as _rollout
 from config_service.store.sql_reads import schema_record as _schema
@@ -50,13 +47,18 @@ from config_service.store.sql_reads import service_record as _service
 from config_service.store.sql_reads import token_record as _token
 from config_service.store.sql_reads import version_record as _version
 
-# The writer's transaction reads its current version with named parameters (the store's own
-# reads, with positional ones, are SqlReads').
-_CURRENT_VERSION = (
-    f"SELECT {_VERSION_COLUMNS} FROM versions WHERE service = %(service)s AND "
-    "environment = %(environment)s AND version = (SELECT current_version FROM documents WHERE "
-    "service = %(service)s AND environment = %(environment)s)"
-)
+
+def _postgresql(sql: str) -> str:
+    """A statement of store/sql_reads.py (placeholders `?`) as psycopg takes it."""
+    return sql.replace("?", "%s")
+
+
+# The reads a write makes, the same statements as the stores' own reads.
+_CURRENT_VERSION = _postgresql(sql_reads.CURRENT_VERSION)
+_DOCUMENT = _postgresql(sql_reads.DOCUMENT)
+_SERVICE = _postgresql(sql_reads.SERVICE)
+_CURRENT_SCHEMA = _postgresql(sql_reads.CURRENT_SCHEMA)
+_ACTIVE_ROLLOUT = _postgresql(sql_reads.ACTIVE_ROLLOUT)
 _ROLLOUT_NAMES = tuple(_ROLLOUT_COLUMNS.split(", "))
 # The database's clock as the store writes times (records.utc_timestamp: milliseconds, `Z`).
 _NOW = "to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
@@ -254,17 +256,14 @@ class PostgresTransaction(Transaction):
     # -- versions --------------------------------------------------------------------
 
     def current_version(self, service: str, environment: str) -> VersionRecord | None:
-        rows = self.rows(_CURRENT_VERSION, {"service": service, "environment": environment})
+        rows = self.rows(_CURRENT_VERSION, (service, environment, service, environment))
         return _version(rows[0]) if rows else None
 
     def current_versions(self) -> list[VersionRecord]:
         return [_version(row) for row in self.rows(_CURRENT_VERSIONS)]
 
     def document(self, service: str, environment: str) -> DocumentState | None:
-        rows = self.rows(
-            f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE service = %s AND environment = %s",
-            (service, environment),
-        )
+        rows = self.rows(_DOCUMENT, (service, environment))
         return _document(rows[0]) if rows else None
 
     def set_sync_state(
@@ -308,11 +307,7 @@ class PostgresTransaction(Transaction):
                 self._active = {(rollout.service, rollout.environment): rollout for rollout in active}
         if self._active is not None:
             return self._active.get((service, environment))
-        rows = self.rows(
-            f"SELECT {_ROLLOUT_COLUMNS} FROM rollouts WHERE service = %s AND environment = %s "
-            f"AND {_ACTIVE} ORDER BY id DESC LIMIT 1",
-            (service, environment),
-        )
+        rows = self.rows(_ACTIVE_ROLLOUT, (service, environment))
         return _rollout(rows[0]) if rows else None
 
     def insert_rollout(self, new: NewRollout, audit: AuditEntry | None) -> RolloutRecord:
@@ -400,7 +395,7 @@ class PostgresTransaction(Transaction):
     # -- services --------------------------------------------------------------------
 
     def service(self, name: str) -> ServiceRecord | None:
-        rows = self.rows(f"SELECT {_SERVICE_COLUMNS} FROM services WHERE name = %s", (name,))
+        rows = self.rows(_SERVICE, (name,))
         return _service(rows[0]) if rows else None
 
     def create_service(
@@ -460,10 +455,7 @@ class PostgresTransaction(Transaction):
     # -- schemas ---------------------------------------------------------------------
 
     def current_schema(self, name: str) -> SchemaRecord | None:
-        rows = self.rows(
-            f"SELECT {_SCHEMA_COLUMNS} FROM schemas WHERE name = %s ORDER BY version DESC LIMIT 1",
-            (name,),
-        )
+        rows = self.rows(_CURRENT_SCHEMA, (name,))
         return _schema(rows[0]) if rows else None
 
     def append_schema(

@@ -74,6 +74,15 @@ def results() -> dict[str, Any]:
                 "floor": {"rate": 60_000.0, "p50": 1.0, "p99": 2.0}, "floor_rates": [60_000.0] * 3,
                 "cpu_us": 40.0, "nginx_cpu_us": 15.0, "floor_cpu_us": 5.0, "cpu_ratio": 8.0,
                 "cpu_ratios": [7.5, 8.0, 8.5], "cpu_goal": 3.0,
+            }, {
+                "scenario": "GET 304, new head", "body_bytes": 2000, "connections": 64, "duration_s": 1,
+                "rounds": 3, "ours": {"rate": 5_000.0, "p50": 3.0, "p99": 9.0},
+                "nginx": {"rate": 50_000.0, "p50": 1.0, "p99": 3.0},
+                "ours_rates": [5_000.0] * 3, "nginx_rates": [50_000.0] * 3,
+                "ratio": 0.1, "ratio_min": 0.1, "ratio_max": 0.1, "goal": None,
+                "floor": {"rate": 60_000.0, "p50": 1.0, "p99": 2.0}, "floor_rates": [60_000.0] * 3,
+                "cpu_us": 60.0, "nginx_cpu_us": 15.0, "floor_cpu_us": 5.0, "cpu_ratio": 12.0,
+                "cpu_ratios": [12.0] * 3, "cpu_goal": None,
             }]),
             record("writes", [{
                 "writers": 8, "synchronous": "FULL", "default": True, "pushes_per_s": summary([600.0, 650.0, 700.0]),
@@ -179,6 +188,15 @@ def test_report_judges_each_goal_and_keeps_the_commands(run: Any) -> None:
     for name in ("parse", "reads", "writes", "stores", "propagation", "startup", "scaling"):
         assert f"Command: `.venv/bin/python bench/{name}.py`" in page
     assert "_The benchmark failed: exit status 1._" in page
+
+
+def test_a_row_without_a_goal_is_shown_but_not_judged(run: Any) -> None:
+    page = run.render(results())
+    goals = page[page.index("## Goals"):page.index("## Parse")]
+    assert "new head" not in goals
+    reads = page[page.index("## Reads"):page.index("## Pushes") if "## Pushes" in page else None]
+    assert "| GET 304, new head | 60.0 | 15.0 | 5.0 | 12.00x [12.00..12.00] | - | - |" in reads
+    assert "| 0.10 [0.10..0.10] | 3.00 / 9.00 | 1.00 / 3.00 | - | - |" in reads
 
 
 def test_report_keeps_the_written_analysis_of_every_section(run: Any) -> None:
