@@ -4,8 +4,8 @@ When several processes share one store (`tskcfg serve --workers N`, or replicas 
 PostgreSQL), each one runs a `Follower`. It keeps the last global sequence it handed on and,
 whenever the store may have changed (its own commit, a `ChangeSignal` from the store, or a
 request that names something newer than this process has seen), reads the versions
-committed after it (`Store.changes_after`), each changed document once per process (never
-once per waiter), renders it once, and hands every version on in sequence order: so an
+committed after it (`Store.changes_after`: the first few whole, in the same read, so a
+change usually costs one read per process, never one per waiter), renders each once, and hands every version on in sequence order: so an
 event stream on any process sends event ids in increasing order with no gaps. Rollout
 changes take sequence numbers too (`Store.rollouts_after`): they are handed on in the same
 order, so a rollout started, stepped, paused or ended through one process changes what
@@ -38,6 +38,10 @@ FOLLOW_INTERVAL = 0.02
 STATE_INTERVAL = 0.25
 # Versions read per query while catching up.
 CATCH_UP_PAGE = 500
+# Of a catch-up's first page, how many versions come whole (with their documents) in the same
+# read: a few changes, the usual catch-up, take one read in all. The rest are read one by one;
+# so a page holds at most this many documents at once.
+CATCH_UP_WHOLE = 8
 
 # (the version's record, metadata only; it rendered whole, or None when this process already
 # holds a newer version of that document, so only the event is left to hand on)
@@ -151,7 +155,7 @@ class Follower:
             else:
                 for record in records:
                     if record.kind != "rollout":  # a candidate: its rollout tells
-                        self._deliver(record, self._rendered(record))
+                        self._deliver(record, self._rendered(record, False))
                     self._last = record.sequence
                 return
         finally:
@@ -166,12 +170,17 @@ class Follower:
             missed = self._missed
             try:
                 # Every sequence up to it is committed: nothing later is handed on this time.
-                # The first page comes in the same read (one read per change, not two).
-                bound, records = self._store.changes_after(self._last, CATCH_UP_PAGE)
+                # The first page comes in the same read, its first versions whole: a catch-up
+                # over a few changes is one read in all.
+                bound, records = self._store.changes_after(
+                    self._last, CATCH_UP_PAGE, CATCH_UP_WHOLE
+                )
+                whole = {record.sequence for record in records[:CATCH_UP_WHOLE]}
                 first = True
                 while self._last < bound:
                     if not first:
                         records = self._store.versions_after(self._last, CATCH_UP_PAGE)
+                        whole = set()
                     first = False
                     page_end = bound
                     if len(records) == CATCH_UP_PAGE:
@@ -194,7 +203,7 @@ class Follower:
                             assert self._deliver_rollout is not None
                             self._deliver_rollout(event)
                         elif event.kind != "rollout":  # a candidate: its rollout tells
-                            rendered = self._rendered(event)
+                            rendered = self._rendered(event, event.sequence in whole)
                             self._deliver(event, rendered)
                         self._last = event.sequence
                     # A rollout changed again since has left its earlier sequence unused: it
@@ -207,17 +216,18 @@ class Follower:
             self._covered = max(self._covered, missed)
             return self._last
 
-    def _rendered(self, record: VersionRecord) -> Rendered | None:
-        """`record` (metadata only) rendered whole: from memory when this process holds that
-        version (its own commit), else read once from the store; None when this process
-        already holds a newer version (its event is still handed on, in its place)."""
+    def _rendered(self, record: VersionRecord, whole: bool) -> Rendered | None:
+        """`record` rendered: from memory when this process holds that version (its own
+        commit), else from `record` itself when it was read `whole` (with its document), else
+        read once from the store; None when this process already holds a newer version (its
+        event is still handed on, in its place)."""
         service, environment, number = record.service, record.environment, record.version
         cached = self._versions.cached(service, environment)
         if cached is not None and cached.version == number:
             return cached
         if cached is not None and cached.version > number:
             return None
-        full = self._store.get_version(service, environment, number)
+        full = record if whole else self._store.get_version(service, environment, number)
         if full is None:
             raise RuntimeError(f"version {number} of {service}/{environment} vanished")
         rendered = render(full)

@@ -289,10 +289,12 @@ class Store(Protocol):
         """The last global sequence taken, by a version or a rollout change."""
         ...
 
-    def changes_after(self, sequence: int, limit: int) -> tuple[int, list[VersionRecord]]:
+    def changes_after(self, sequence: int, limit: int, whole: int = 0) -> tuple[int, list[VersionRecord]]:
         """`last_sequence()` and `versions_after(sequence, limit)` read at one moment, in one
         read (how a process sharing the store catches up): every version returned is at
-        most that sequence, and every sequence up to it is committed."""
+        most that sequence, and every sequence up to it is committed. The first `whole` of
+        them come whole, with source and config (as `get_version` gives them), so a catch-up
+        over a few changes needs no other read."""
         ...
 
     def has_versions(self, service: str) -> bool:

@@ -83,10 +83,8 @@ from config_service.store.postgresql_writer import PostgresWriter
 from config_service.store.records import (
     ServiceRecord,
     StoreUnavailable,
-    VersionRecord,
 )
-from config_service.store.sql_reads import LISTED_VERSION_COLUMNS as _LISTED_VERSION_COLUMNS
-from config_service.store.sql_reads import SqlReads, counted_versions
+from config_service.store.sql_reads import SqlReads
 from config_service.store.urls import redact
 
 # The names other modules import from here, wherever they are defined.
@@ -126,6 +124,7 @@ class PostgresStore(SqlReads, Store):
     """
 
     PARAMETER = "%s"
+    LAST_SEQUENCE = "SELECT last AS bound FROM sequence_counter"
 
     def __init__(self, dsn: str, *, pool_size: int = 8, connect_timeout: float = CONNECT_TIMEOUT) -> None:
         self.dsn = dsn
@@ -343,17 +342,7 @@ class PostgresStore(SqlReads, Store):
 
     def last_sequence(self) -> int:
         # The table sequence_counter, where SQLite has its own counter (sqlite_sequence).
-        return int(self._query("SELECT last FROM sequence_counter")[0]["last"])
-
-    def changes_after(self, sequence: int, limit: int) -> tuple[int, list[VersionRecord]]:
-        # One statement, one snapshot: the counter and the versions committed with it.
-        rows = self._query(
-            f"SELECT c.last AS bound, v.* FROM sequence_counter AS c LEFT JOIN LATERAL (SELECT "
-            f"{_LISTED_VERSION_COLUMNS} FROM versions WHERE sequence > %s ORDER BY sequence "
-            "LIMIT %s) AS v ON TRUE ORDER BY v.sequence",
-            (sequence, limit),
-        )
-        return counted_versions(rows)
+        return int(self._query(self.LAST_SEQUENCE)[0]["bound"])
 
     def service(self, name: str) -> ServiceRecord | None:
         # A service's row never changes and is never deleted (retiring a service retires its

@@ -32,6 +32,22 @@ VERSION_COLUMNS = (
 # Listings (history, event replay) need no source or config; a page of 500 versions near the
 # body limit would otherwise read a GiB into memory.
 LISTED_VERSION_COLUMNS = VERSION_COLUMNS.replace("source, config,", "'' AS source, '' AS config,")
+# The versions after a sequence (parameters: how many come whole, the sequence, the limit), in
+# commit order: the first ones whole, with source and config, the rest metadata only (a page of
+# 500 whole versions near the body limit would be a GiB). Column `whole` tells which. Only the
+# page's sequence numbers are numbered, so no document outside the page is read.
+CHANGED_VERSIONS = (
+    "SELECT "
+    + ", ".join(
+        f"CASE WHEN p.whole THEN w.{column} ELSE '' END AS {column}"
+        if column in ("source", "config")
+        else f"w.{column}"
+        for column in VERSION_COLUMNS.split(", ")
+    )
+    + ", p.whole AS whole FROM (SELECT sequence, ROW_NUMBER() OVER (ORDER BY sequence) <= ? "
+    "AS whole FROM versions WHERE sequence > ? ORDER BY sequence LIMIT ?) AS p "
+    "JOIN versions AS w ON w.sequence = p.sequence"
+)
 SCHEMA_COLUMNS = "sequence, name, version, schema, hash, author, token_id, created_at"
 LISTED_SCHEMA_COLUMNS = SCHEMA_COLUMNS.replace("schema,", "'' AS schema,")
 DOCUMENT_COLUMNS = "service, environment, current_version, file, file_version, sync_conflict"
@@ -98,7 +114,7 @@ def counted_versions(rows: list[dict[str, Any]]) -> tuple[int, list[VersionRecor
     the one row has only the counter."""
     bound = int(rows[0]["bound"])
     records = [
-        version_record({key: value for key, value in row.items() if key != "bound"})
+        version_record({key: value for key, value in row.items() if key not in ("bound", "whole")})
         for row in rows
         if row["sequence"] is not None
     ]
@@ -154,6 +170,9 @@ class SqlReads:
 
     # The driver's placeholder: `?` (sqlite3) or `%s` (psycopg).
     PARAMETER: ClassVar[str] = "?"
+    # A one-row query whose column `bound` is the store's last sequence (each engine keeps its
+    # counter in its own place).
+    LAST_SEQUENCE: ClassVar[str]
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         raise NotImplementedError
@@ -209,6 +228,15 @@ class SqlReads:
             (sequence, limit),
         )
         return [version_record(row) for row in rows]
+
+    def changes_after(self, sequence: int, limit: int, whole: int = 0) -> tuple[int, list[VersionRecord]]:
+        # One statement, one snapshot: the counter and the versions committed with it.
+        rows = self._read(
+            f"SELECT c.bound AS bound, v.* FROM ({self.LAST_SEQUENCE}) AS c LEFT JOIN "
+            f"({CHANGED_VERSIONS}) AS v ON 1 = 1 ORDER BY v.sequence",
+            (whole, sequence, limit),
+        )
+        return counted_versions(rows)
 
     def has_versions(self, service: str) -> bool:
         return bool(self._read("SELECT 1 AS found FROM versions WHERE service = ? LIMIT 1", (service,)))

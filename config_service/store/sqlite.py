@@ -52,13 +52,11 @@ from config_service.store.sql_reads import (
     DOCUMENT,
     SERVICE,
     SqlReads,
-    counted_versions,
     document_state,
     schema_record,
     service_record,
 )
 from config_service.store.sql_reads import CURRENT_VERSIONS as _CURRENT_VERSIONS
-from config_service.store.sql_reads import LISTED_VERSION_COLUMNS as _LISTED_VERSION_COLUMNS
 from config_service.store.sql_reads import ROLLOUT_CANDIDATES as _ROLLOUT_CANDIDATES
 from config_service.store.sql_reads import ROLLOUT_COLUMNS as _ROLLOUT_COLUMNS
 from config_service.store.sql_reads import rollout_record as _rollout
@@ -89,12 +87,13 @@ def _one(
     return convert(rows[0]) if rows else None
 
 
+# Versions take sequences by AUTOINCREMENT; rollout changes take them from the same counter
+# (`SqliteTransaction.next_sequence`), so both share one order.
+_LAST_SEQUENCE = "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'versions'), 0) AS bound"
+
+
 def _last_sequence(connection: sqlite3.Connection) -> int:
-    # Versions take sequences by AUTOINCREMENT; rollout changes take them from the same
-    # counter (`SqliteTransaction.next_sequence`), so both share one order.
-    (last,) = connection.execute(
-        "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'versions'), 0)"
-    ).fetchone()
+    (last,) = connection.execute(_LAST_SEQUENCE).fetchone()
     return int(last)
 
 
@@ -601,6 +600,8 @@ class SqliteStore(SqlReads, Store):
     answered only once its write is on disk, and concurrent writers share the cost of fsync.
     """
 
+    LAST_SEQUENCE = _LAST_SEQUENCE
+
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._writer: sqlite3.Connection | None = None
@@ -772,14 +773,3 @@ class SqliteStore(SqlReads, Store):
     def last_sequence(self) -> int:
         # SQLite's own counter (sqlite_sequence), where PostgreSQL has the table sequence_counter.
         return _last_sequence(self._reader())
-
-    def changes_after(self, sequence: int, limit: int) -> tuple[int, list[VersionRecord]]:
-        # One statement, one snapshot: the counter and the versions committed with it.
-        rows = self._query(
-            "SELECT c.bound AS bound, v.* FROM (SELECT COALESCE((SELECT seq FROM sqlite_sequence "
-            "WHERE name = 'versions'), 0) AS bound) AS c LEFT JOIN (SELECT "
-            f"{_LISTED_VERSION_COLUMNS} FROM versions WHERE sequence > ? ORDER BY sequence "
-            "LIMIT ?) AS v ON 1 ORDER BY v.sequence",
-            (sequence, limit),
-        )
-        return counted_versions(rows)

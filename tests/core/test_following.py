@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from config_service.core.access import Principal
-from config_service.core.following import Follower
+from config_service.core.following import CATCH_UP_WHOLE, Follower
 from config_service.core.rendered import Rendered, RenderedVersions, render
 from config_service.core.wiring import Core
 from config_service.settings import Settings
@@ -35,9 +35,9 @@ class CountingStore(SqliteStore):
         self.pages_read += 1
         return super().versions_after(sequence, limit)
 
-    def changes_after(self, sequence: int, limit: int) -> tuple[int, list[VersionRecord]]:
+    def changes_after(self, sequence: int, limit: int, whole: int = 0) -> tuple[int, list[VersionRecord]]:
         self.pages_read += 1
-        return super().changes_after(sequence, limit)
+        return super().changes_after(sequence, limit, whole)
 
     def get_version(self, service: str, environment: str, version: int) -> VersionRecord | None:
         self.versions_read += 1
@@ -134,15 +134,46 @@ def test_concurrent_pushes_through_both_reach_both_in_one_gapless_order(
         assert held == versions
 
 
-def test_each_version_is_read_once_by_the_other_worker_and_never_by_its_own(
+def test_each_change_is_one_read_on_the_other_worker_and_none_on_its_own(
     workers: tuple[Worker, Worker],
 ) -> None:
     first, second = workers
     for number in range(10):
         push(first, number)
-    eventually(lambda: len(second.sequences()) == 10)
-    assert second.store.versions_read == 10
+        eventually(lambda number=number: len(second.sequences()) == number + 1)  # type: ignore[misc]
+    # Each catch-up read its change whole: no read of the version after it.
+    assert second.store.versions_read == 0
+    assert 10 <= second.store.pages_read <= 10 + 2  # (a poll may find nothing new)
     assert first.store.versions_read == 0
+
+
+def test_a_long_catch_up_reads_the_first_versions_whole_and_the_rest_one_by_one(tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "config.db")
+    store.open()
+    versions = RenderedVersions(store)
+    handed: list[tuple[int, Rendered | None]] = []
+    follower = Follower(
+        store, versions, lambda record, rendered: handed.append((record.sequence, rendered)),
+        lambda: None, interval=3600,
+    )
+    services = [f"service-{number}" for number in range(CATCH_UP_WHOLE + 3)]
+    try:
+        for service in services:
+            source, config = f'value: "{service}"\n', f'{{"value": "{service}"}}'
+            new = NewVersion(service, "development", source, config, "h-" + service, "tests", None, "")
+            store.write(lambda transaction, new=new: transaction.append_version(new, None, None))
+        # Not started: the catch-up below is its only read.
+        assert follower.catch_up() == len(services)
+        assert store.pages_read == 1
+        assert store.versions_read == 3  # the three past the whole ones, one read each
+        assert [sequence for sequence, _ in handed] == list(range(1, len(services) + 1))
+        for (_, rendered), service in zip(handed, services, strict=True):
+            assert rendered is not None and rendered.record.service == service
+            assert rendered is versions.cached(service, "development")
+            assert rendered.data == {"value": service}  # the document itself, not only metadata
+            assert rendered.source_body == f'value: "{service}"\n'.encode()
+    finally:
+        store.close()
 
 
 def test_a_token_created_and_revoked_on_one_worker_is_known_on_the_other(

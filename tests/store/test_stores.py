@@ -188,6 +188,13 @@ def test_changes_after_reads_the_last_sequence_and_the_versions_after_it_togethe
     assert all(record.source == "" and record.config == "" for record in records)  # metadata
     assert store.changes_after(1, 1) == (4, store.versions_after(1, 1))
     assert store.changes_after(4, 10) == (4, [])
+    # The first `whole` come with their documents, as get_version gives them; the rest do not.
+    bound, records = store.changes_after(1, 10, 1)
+    assert bound == 4 and [record.version for record in records] == [2, 3]
+    assert records[0] == store.get_version("changes", "staging", 2)
+    assert records[0].source != "" and records[0].config != ""
+    assert records[1] == store.versions_after(2, 1)[0]
+    assert store.changes_after(0, 2, 5) == (4, [store.get_version("changes", "staging", n) for n in (1, 2)])
 
 
 def _report(
