@@ -79,7 +79,7 @@ class Instances:
 
         `too_many_requests` when the token sent too many reports this minute,
         `too_many_instances` when the document has as many instances as it may keep and none
-        is stale, `not_found` when the document does not exist.
+        is stale, `not_found` when the document, or a version the report names, does not exist.
         """
         key = principal.token_id or principal.name
         wait = self._reports.take(key)
@@ -92,11 +92,21 @@ class Instances:
                 retry_after=seconds,
             )
         service, environment = report.service, report.environment
-        if self._versions.current(service, environment) is None:
+        current = self._versions.current(service, environment)
+        if current is None:
             raise not_found(
                 f"{service!r} has no version in {environment!r}; instances report only on documents "
                 "that exist"
             )
+        for key, number in (("version", report.version), ("failed_version", report.failed_version)):
+            # Most reports name the current version; any other is looked up in the store itself
+            # (versions are never deleted, so what is found stays found), which also knows a
+            # version another replica wrote and a rollout's candidate.
+            if number is not None and number != current.version and not self._exists(report, number):
+                raise not_found(
+                    f"{service!r} in {environment!r} has no version {number}, which this report "
+                    f"names as its {key!r}; report a version this server gave the instance"
+                )
         limit = self.settings.max_instances_per_document
         try:
             forget_before = utc_timestamp(self._stale_since())
@@ -114,6 +124,9 @@ class Instances:
                 f"recently; a new one is taken once one of them has been silent for "
                 f"{self._stale_after():g} s",
             ) from None
+
+    def _exists(self, report: InstanceReport, number: int) -> bool:
+        return self._store.get_version(report.service, report.environment, number) is not None
 
     def listing(self, service: str, environment: str) -> dict[str, Any]:
         """The instances of a document, with `stale` (silent for 3 report intervals) and

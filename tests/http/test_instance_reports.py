@@ -69,6 +69,25 @@ def test_a_report_on_a_document_that_does_not_exist_is_404_and_stores_nothing(
     assert _listed(reader, "ghost") == {}
 
 
+def test_a_report_naming_a_version_that_does_not_exist_is_404_and_stores_nothing(
+    admin: httpx.Client, reader: httpx.Client
+) -> None:
+    # Otherwise any reader could list instances running made-up versions (and so "behind").
+    for number in (1, 2):
+        assert push(admin, "made-up", "staging", f"n: {number}\n").status_code == 201
+    for fields in ({"version": 9}, {"version": 0}, {"status": "failed", "version": 2, "failed_version": 7}):
+        response = reader.post("/v1/instances", json=_report("made-up", "i-1", **fields))
+        number = fields.get("failed_version", fields["version"])
+        message = assert_error(response, 404, "not_found")["message"]
+        assert f"no version {number}," in message, message
+    assert _listed(reader, "made-up") == {}
+    # An older version that exists is taken (the instance is behind), and so is the current one.
+    assert reader.post("/v1/instances", json=_report("made-up", "old", version=1)).status_code == 204
+    assert reader.post("/v1/instances", json=_report("made-up", "new", version=2)).status_code == 204
+    listed = _listed(reader, "made-up")
+    assert (listed["old"]["behind"], listed["new"]["behind"]) == (True, False)
+
+
 def test_a_failed_apply_shows_the_version_run_and_the_one_that_failed(
     admin: httpx.Client, reader: httpx.Client
 ) -> None:
