@@ -5,7 +5,8 @@ client sends them (one header of 50 MiB, or 100,000 small ones, is all held in m
 its size option only applies to the h11 protocol; nor does it limit how long a head or a
 body may take, so a client that sends a byte now and then holds its connection (and the
 part of the body it sent) forever, nor how many connections are open. This one counts the
-bytes of each request head and answers 431 once they pass `MAX_HEAD`, closes a connection
+bytes of each request head and answers 431 once they pass `MAX_HEAD` (then drops what the
+client still sends for a bounded time, so that it reads the answer), closes a connection
 whose head is not complete `HEAD_SECONDS` after it began, answers 408 and closes one whose
 body is not complete `body_seconds` after its head, closes one that queues more than
 `MAX_PIPELINE` requests behind an unfinished answer, and, while `max_connections` are open,
@@ -34,6 +35,11 @@ from config_service.http.errors import error_body
 # Request line plus headers. Far above what any client of the service sends (a bearer token,
 # a short X-Config-Message), far below what would hurt a server holding thousands of connections.
 MAX_HEAD = 64 * 1024
+# After a 431 the connection is kept reading (and throwing away) what the client still sends,
+# for at most this long and this many bytes, so that a client busy sending the rest of its
+# head reads the answer instead of having its connection reset under it.
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 16 * 1024 * 1024
 # From a new connection, or from the first byte of a later request, to the end of its head.
 HEAD_SECONDS = 30.0
 # Requests queued behind one still being answered (a held long poll, say). Each queued request
@@ -116,6 +122,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._answered_at_once = False  # the current request (`_answer_at_once`)
         self._idle_since: float | None = None  # when the connection last became idle (keep-alive)
+        self._linger_left = 0  # bytes still to throw away after a 431 (`_linger`); 0: not lingering
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -140,6 +147,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._linger_left:
+            self._throw_away(data)
+            return
+        if self._in_head and self._head_bytes + len(data) > MAX_HEAD and not self._head_ends_in(data):
+            # These bytes would take the head past its limit before it ends: refused before
+            # they are parsed (a head that arrives whole in one large read included).
+            self._refuse_head()
+            return
         self._head_began = False
         super().data_received(data)
         if self.transport.is_closing():
@@ -381,6 +396,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return
         super().send_400_response(msg)
 
+    def _head_ends_in(self, data: bytes) -> bool:
+        """Whether the head being read ends within its limit in `data` (which begins inside it).
+
+        A head ends at its first empty line; one whose end straddles two reads is let through
+        to the parser, which then counts it as before."""
+        room = MAX_HEAD - self._head_bytes
+        if room <= 0:
+            return False
+        window = data[: room + 4]
+        return b"\r\n\r\n" in window or b"\n\n" in window or data[:1] in (b"\r", b"\n")
+
     def _refuse_head(self) -> None:
         if self._answering():
             # The head is pipelined behind a request still being answered: a 431 now would be
@@ -400,7 +426,29 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             b"content-length: " + str(len(body)).encode("ascii") + b"\r\n"
             b"connection: close\r\n\r\n" + body
         )
-        self.transport.close()
+        self._linger()
+
+    def _linger(self) -> None:
+        """End the connection once the client has read the answer just written: the answer is
+        followed by the end of our side, and what the client still sends is thrown away until
+        it closes its side, or `LINGER_SECONDS` or `LINGER_BYTES` pass. Closing at once would
+        make the kernel reset a connection with unread bytes, and a client still sending
+        would then lose the answer."""
+        self._in_head = False
+        self.bounds.refusals.awaiting_head.pop(self, None)
+        self._stop_head_timer()
+        self._stop_body_timer()
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self._linger_left = LINGER_BYTES
+        self.transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+    def _throw_away(self, data: bytes) -> None:
+        self._linger_left = max(0, self._linger_left - len(data))
+        if not self._linger_left:
+            self.transport.close()
 
 
 def bounded_protocol(bounds: ConnectionBounds | None = None) -> Callable[..., BoundedHttpToolsProtocol]:

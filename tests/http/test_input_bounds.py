@@ -191,6 +191,29 @@ def test_an_oversized_request_head_is_refused(seeded: ServerProcess) -> None:
     assert "Traceback" not in seeded.log()
 
 
+def test_a_client_still_sending_an_oversized_head_reads_the_431(seeded: ServerProcess) -> None:
+    # The server keeps reading (and throwing away) the rest after its answer: a client that
+    # sends its whole head before reading, as most do, gets the 431 instead of a reset.
+    for size in (70_000, 3 * 1024 * 1024):
+        with socket.create_connection(("127.0.0.1", seeded.port), timeout=10) as connection:
+            connection.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Config-Message: " + b"m" * size + b"\r\n\r\n")
+            answer = b""
+            while data := connection.recv(65536):
+                answer += data
+        assert answer.startswith(b"HTTP/1.1 431 "), (size, answer[:200])
+        assert answer.endswith(b"}") and b'"too_large"' in answer
+        # And through an ordinary client, on a push.
+        response = httpx.put(
+            seeded.url + "/v1/configs/user-service/development",
+            content=USER_SERVICE,
+            headers={"Content-Type": "text/x-tsk", "X-Config-Message": "m" * size},
+        )
+        assert_error(response, 431, "too_large")
+    response = httpx.get(seeded.url + "/health", headers={"X-Note": "n" * 60_000})
+    assert response.status_code == 200
+    assert "Traceback" not in seeded.log()
+
+
 def test_a_resume_point_past_the_last_event_still_gets_new_events(
     seeded: ServerProcess, admin: httpx.Client
 ) -> None:

@@ -215,3 +215,40 @@ def test_a_client_that_leaves_mid_body_is_logged_as_such_not_as_a_failure(tmp_pa
             assert admin.get("/v1/configs/user-service/staging").status_code == 404
     finally:
         server.stop()
+
+
+def test_after_a_431_the_connection_lingers_a_bounded_time_and_its_place_is_free(quick: ServerProcess) -> None:
+    """The rest of a refused head is read and thrown away so the client can read the 431,
+    but a client that never stops sending is closed after `LINGER_SECONDS`."""
+    from config_service.http1.bounded import LINGER_SECONDS, MAX_HEAD
+
+    with _connect(quick) as endless:
+        endless.sendall(b"GET /health HTTP/1.1\r\nX-Big: " + b"b" * (MAX_HEAD + 1))
+        answer = b""
+        while b'"too_large"' not in answer:
+            chunk = endless.recv(65536)
+            assert chunk, answer
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+        began = time.monotonic()
+        # The server has ended its side: nothing more comes, though the client goes on.
+        assert endless.recv(65536) == b""
+        closed = False
+        while time.monotonic() - began < LINGER_SECONDS + 3:
+            try:
+                endless.sendall(b"b" * 1024)
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.05)
+        assert closed, "the server still reads a refused connection"
+        assert time.monotonic() - began >= LINGER_SECONDS - 0.5
+    # The connection no longer counts: four new ones are served.
+    connections = [_connect(quick) for _ in range(4)]
+    try:
+        for connection in connections:
+            connection.sendall(HEALTH)
+            assert _answer(connection).startswith(b"HTTP/1.1 200 ")
+    finally:
+        for connection in connections:
+            connection.close()
