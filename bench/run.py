@@ -761,6 +761,33 @@ SECTIONS = [
 ]
 
 
+# The machine the goals in absolute units (pushes per second, milliseconds) were set on: its
+# bare protocol floor spent about this much CPU per GET and answered about this many per second.
+GOALS_FLOOR_CPU_US = 4.7
+GOALS_FLOOR_RPS = 160_000
+
+
+def machine_calibration(records: dict[str, dict[str, Any]]) -> str:
+    """How fast this run's machine is against the one the absolute goals were set on, from the
+    floor of the reads benchmark (the same bare server on both): ratios carry over between
+    machines, rates and milliseconds do not."""
+    rows = ((records.get("reads") or {}).get("result")) or []
+    plain = [row for scenario in ("GET 200", "GET 304") for row in rows if row.get("scenario") == scenario]
+    floor = next((row for row in plain if row.get("floor_cpu_us")), None)
+    if floor is None:
+        return ""
+    cpu_us, rate = floor["floor_cpu_us"], floor["floor"]["rate"]
+    return (
+        f"The goals in rates and milliseconds were set on a machine whose bare protocol floor "
+        f"(`bench/floor_http.py`) spent about {GOALS_FLOOR_CPU_US:g} us of CPU per `GET` and answered about "
+        f"{GOALS_FLOOR_RPS:,} a second. In this run the floor spent {cpu_us:.1f} us and answered "
+        f"{rate:,.0f} a second: this machine does the same work at about {GOALS_FLOOR_CPU_US / cpu_us:.2f} of "
+        "that speed. Its rates and times cannot be held against those goals without that factor; "
+        "the goals given as ratios (to tomllib, nginx, the floor, or the same run without the "
+        "feature) hold on any machine."
+    )
+
+
 def goal_summary(records: dict[str, dict[str, Any]]) -> str:
     """One line per goal: the figure, the goal, met or missed."""
     rows: list[list[str]] = []
@@ -839,6 +866,9 @@ def render(data: dict[str, Any]) -> str:
         f" Python {info['python']}, shared with other work: 1-minute load average before each benchmark: {load}."
     )
     out += ["", "## Goals", "", goal_summary(records), ""]
+    calibration = machine_calibration(records)
+    if calibration:
+        out += [calibration, ""]
     for name, title, render_section in SECTIONS:
         out += [f"## {title}", ""]
         record = records.get(name)

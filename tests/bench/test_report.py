@@ -253,3 +253,14 @@ def test_replicas_section_sets_three_replicas_beside_one_and_judges_the_goal(run
     assert "Command: `.venv/bin/python bench/replicas.py`" in section
     summary = run.goal_summary({record["name"]: record for record in results()["records"]})
     assert "| propagation over 3 replicas, 1,000 watchers | p99 70.0 ms from the push sent | <= 50 ms | **missed** |" in summary
+
+
+def test_report_says_how_fast_the_machine_is_against_the_one_the_goals_were_set_on(run: Any) -> None:
+    page = run.render(results())
+    # The fixture's floor: 5 us of CPU per GET and 60,000 a second, against 4.7 us and 160,000.
+    assert "In this run the floor spent 5.0 us and answered 60,000 a second" in page
+    assert "at about 0.94 of that speed" in page
+    assert page.index("## Goals") < page.index("In this run the floor spent") < page.index("## Parse")
+    without_reads = results()
+    without_reads["records"] = [record for record in without_reads["records"] if record["name"] != "reads"]
+    assert "In this run the floor spent" not in run.render(without_reads)
