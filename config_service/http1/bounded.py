@@ -119,6 +119,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True
         self._head_bytes = 0
         self._head_began = False  # a later request's head began in the chunk being read
+        self._heads_begun = 0  # requests begun in the chunk being read
         self._head_timer: asyncio.TimerHandle | None = None
         self._answered_at_once = False  # the current request (`_answer_at_once`)
         self._idle_since: float | None = None  # when the connection last became idle (keep-alive)
@@ -150,12 +151,19 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._linger_left:
             self._throw_away(data)
             return
-        if self._in_head and self._head_bytes + len(data) > MAX_HEAD and not self._head_ends_in(data):
-            # These bytes would take the head past its limit before it ends: refused before
-            # they are parsed (a head that arrives whole in one large read included).
+        between = not self._in_head and not self._in_body  # these bytes begin the next request
+        if (
+            (self._in_head or between)
+            and self._head_bytes + len(data) > MAX_HEAD
+            and not self._head_ends_in(data)
+        ):
+            # These bytes (inside a head, or between requests: the start of the next one) would
+            # take the head past its limit before it ends: refused before they are parsed, a
+            # head that arrives whole in one large read included.
             self._refuse_head()
             return
         self._head_began = False
+        self._heads_begun = 0
         super().data_received(data)
         if self.transport.is_closing():
             return
@@ -176,6 +184,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # one read, as nearly all do, never starts a timer.)
         self._start_head_timer()
         if self._head_began:
+            if between and self._heads_begun == 1:
+                # The chunk began with this head and holds nothing else: all of it counts.
+                self._head_bytes = len(data)
+                return
             # The head began inside this chunk, after other bytes: we cannot tell how much of
             # the chunk it holds, so start counting it with the next chunk (bounded by one
             # read, which the event loop caps).
@@ -231,6 +243,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.expect_100_continue = False
         self.headers = []
         self.scope = None  # type: ignore[assignment]
+        self._heads_begun += 1
         if not self._in_head:
             self._in_head = True
             self._head_began = True
@@ -397,7 +410,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().send_400_response(msg)
 
     def _head_ends_in(self, data: bytes) -> bool:
-        """Whether the head being read ends within its limit in `data` (which begins inside it).
+        """Whether the head being read ends within its limit in `data` (which begins inside it,
+        or at its start).
 
         A head ends at its first empty line; one whose end straddles two reads is let through
         to the parser, which then counts it as before."""

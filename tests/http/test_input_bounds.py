@@ -209,6 +209,18 @@ def test_a_client_still_sending_an_oversized_head_reads_the_431(seeded: ServerPr
             headers={"Content-Type": "text/x-tsk", "X-Config-Message": "m" * size},
         )
         assert_error(response, 431, "too_large")
+    # The same for the second request on a kept-alive connection.
+    with socket.create_connection(("127.0.0.1", seeded.port), timeout=10) as connection:
+        connection.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = b""
+        while b'"status"' not in first:
+            first += connection.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200 "), first[:200]
+        connection.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Config-Message: " + b"m" * 70_000 + b"\r\n\r\n")
+        answer = b""
+        while data := connection.recv(65536):
+            answer += data
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
     response = httpx.get(seeded.url + "/health", headers={"X-Note": "n" * 60_000})
     assert response.status_code == 200
     assert "Traceback" not in seeded.log()
