@@ -99,10 +99,10 @@ class Instances:
                 "that exist"
             )
         for key, number in (("version", report.version), ("failed_version", report.failed_version)):
-            # Most reports name the current version; any other is looked up in the store itself
-            # (versions are never deleted, so what is found stays found), which also knows a
-            # version another replica wrote and a rollout's candidate.
-            if number is not None and number != current.version and not self._exists(report, number):
+            # A document's versions are numbered 1, 2, ... with none ever deleted, so one up to
+            # the current number exists. A higher one (a rollout's candidate, or a version
+            # another replica wrote that this one has not seen yet) is looked up in the store.
+            if number is not None and not 1 <= number <= current.version and not self._exists(report, number):
                 raise not_found(
                     f"{service!r} in {environment!r} has no version {number}, which this report "
                     f"names as its {key!r}; report a version this server gave the instance"
